@@ -1,0 +1,288 @@
+/* erf.c: the effective-receptive-field pass (erf.md §2-§3). */
+#include <math.h>
+#include <string.h>
+
+#include "lkprobe/lk_erf.h"
+
+struct lk_erf {
+    const lk_model *m;
+    lk_erf_params   p;
+    lk_exec        *x;
+    int64_t         layer;
+    lk_tensor      *seed;  /* shaped like the layer value                       */
+    lk_tensor      *mean;  /* (H, W) float32 view of the running mean          */
+    double         *acc;   /* running mean in double                            */
+    float          *img;   /* (H, W) per-image map                              */
+    int64_t         n_used, n_skipped, n_zero;
+    int64_t         h, w, c;
+};
+
+lk_erf_params lk_erf_params_default(void) {
+    lk_erf_params p = {-1, LK_SIGN_RELU, 0};
+    return p;
+}
+
+static int is_global_reduce(const lk_node *n, const lk_model *m) {
+    if (n->op == LK_OP_GLOBAL_AVG_POOL) return 1;
+    if (n->op == LK_OP_REDUCE_MEAN || n->op == LK_OP_REDUCE_SUM) {
+        /* spatial reduction of a 4-D map */
+        int64_t sh[LK_MAX_DIMS];
+        if (lk_model_value_shape(m, n->in[0], sh) != 4) return 0;
+        int has2 = 0, has3 = 0;
+        for (int i = 0; i < n->attrs.axes.n; i++) {
+            has2 |= n->attrs.axes.axes[i] == 2;
+            has3 |= n->attrs.axes.axes[i] == 3;
+        }
+        return has2 && has3;
+    }
+    if (n->op == LK_OP_RESHAPE || n->op == LK_OP_AVG_POOL || n->op == LK_OP_MAX_POOL) {
+        /* flatten of a 4-D map into the classifier, or a pool covering the whole map */
+        int64_t sh[LK_MAX_DIMS], so[LK_MAX_DIMS];
+        if (lk_model_value_shape(m, n->in[0], sh) != 4) return 0;
+        int nd = lk_model_value_shape(m, n->out[0], so);
+        if (n->op == LK_OP_RESHAPE) return nd == 2 && sh[2] * sh[3] > 1;
+        return nd == 4 && so[2] == 1 && so[3] == 1 && (sh[2] > 1 || sh[3] > 1);
+    }
+    return 0;
+}
+
+int64_t lk_erf_default_layer(const lk_model *m) {
+    int64_t sh[LK_MAX_DIMS];
+    if (lk_model_n_outputs(m) > 0 && lk_model_value_shape(m, lk_model_output(m, 0), sh) == 4 &&
+        sh[2] > 1 && sh[3] > 1)
+        return lk_model_output(m, 0);
+    int64_t best = -1;
+    for (int64_t i = 0; i < lk_model_n_nodes(m); i++) {
+        const lk_node *n = lk_model_node(m, i);
+        if (is_global_reduce(n, m)) best = n->in[0];
+    }
+    if (best < 0) return -1;
+    /* Step back over a final per-channel norm (RepLKNet: before the classifier BN). */
+    for (int guard = 0; guard < 4; guard++) {
+        int64_t pi = lk_model_value_producer(m, best);
+        if (pi < 0) break;
+        const lk_node *p = lk_model_node(m, pi);
+        if (p->op != LK_OP_BATCHNORM && p->op != LK_OP_LAYER_NORM) break;
+        if (lk_model_value_shape(m, p->in[0], sh) != 4) break;
+        best = p->in[0];
+    }
+    return best;
+}
+
+void lk_erf_free(lk_erf *e) {
+    if (!e) return;
+    lk_exec_free(e->x);
+    lk_tensor_free(e->seed);
+    lk_tensor_free(e->mean);
+    lk_free(e->acc);
+    lk_free(e->img);
+    lk_free(e);
+}
+
+lk_status lk_erf_alloc(const lk_model *m, const lk_erf_params *p, const int64_t *in_shape,
+                       lk_erf **out, lk_error *err) {
+    *out = NULL;
+    lk_status st;
+    if (lk_model_n_inputs(m) != 1)
+        return LK_FAIL(err, LK_EUNSUPPORTED, "erf: model has %lld inputs; exactly 1 supported",
+                       (long long)lk_model_n_inputs(m));
+    if (in_shape[0] != 1)
+        return LK_FAIL(err, LK_EINVAL, "erf: batch must be 1 (got %lld)", (long long)in_shape[0]);
+    lk_erf *e = lk_calloc(1, sizeof *e);
+    if (!e) return LK_FAIL(err, LK_ENOMEM, "erf: out of memory");
+    e->m     = m;
+    e->p     = p ? *p : lk_erf_params_default();
+    if ((unsigned)e->p.sign >= LK_SIGN_COUNT) {
+        st = LK_FAIL(err, LK_EINVAL, "erf: unknown gradient sign mode %d", (int)e->p.sign);
+        goto fail;
+    }
+    e->layer = e->p.layer >= 0 ? e->p.layer : lk_erf_default_layer(m);
+    if (e->layer < 0) {
+        st = LK_FAIL(err, LK_ENOTFOUND,
+                     "erf: no 4-D feature map found (model output is not 4-D and nothing feeds "
+                     "a global pooling or flatten); choose one with --layer");
+        goto fail;
+    }
+    if (e->layer >= lk_model_n_values(m)) {
+        st = LK_FAIL(err, LK_EINVAL, "erf: layer id %lld out of range", (long long)e->layer);
+        goto fail;
+    }
+    lk_exec_opts o = lk_exec_opts_default();
+    o.threads      = e->p.threads;
+    o.grad         = LK_GRAD_INPUTS;
+    int64_t   s4[4] = {in_shape[0], in_shape[1], in_shape[2], in_shape[3]};
+    lk_tensor sh    = lk_tensor_view(LK_F32, 4, s4, NULL);
+    const lk_tensor *shp[1] = {&sh};
+    st = lk_exec_alloc(m, &o, 1, shp, &e->x, err);
+    if (st) goto fail;
+    const lk_tensor *lv = lk_exec_value(e->x, e->layer);
+    if (lv->ndim != 4) {
+        char b[96];
+        st = LK_FAIL(err, LK_ESHAPE, "erf: layer '%s' has shape %s; a 4-D (N, C, H, W) tensor "
+                     "is required", lk_model_value_name(m, e->layer),
+                     lk_shape_str(lv->ndim, lv->shape, b, sizeof b));
+        goto fail;
+    }
+    if (!lk_exec_grad(e->x, e->layer)) {
+        st = LK_FAIL(err, LK_EINVAL, "erf: layer '%s' does not depend on the input",
+                     lk_model_value_name(m, e->layer));
+        goto fail;
+    }
+    st = lk_tensor_calloc(LK_F32, 4, lv->shape, &e->seed, err);
+    if (st) goto fail;
+    e->c = in_shape[1];
+    e->h = in_shape[2];
+    e->w = in_shape[3];
+    int64_t hw[2] = {e->h, e->w};
+    st = lk_tensor_calloc(LK_F32, 2, hw, &e->mean, err);
+    if (st) goto fail;
+    e->acc = lk_calloc((size_t)(e->h * e->w), sizeof(double));
+    e->img = lk_malloc(sizeof(float) * (size_t)(e->h * e->w));
+    if (!e->acc || !e->img) {
+        st = LK_FAIL(err, LK_ENOMEM, "erf: out of memory for the %lldx%lld map", (long long)e->h,
+                     (long long)e->w);
+        goto fail;
+    }
+    *out = e;
+    return LK_OK;
+fail:
+    lk_erf_free(e);
+    return st;
+}
+
+lk_status lk_erf_add(lk_erf *e, const lk_tensor *x, lk_erf_outcome *outcome, lk_error *err) {
+    const lk_tensor *ins[1] = {x};
+    lk_status        st     = lk_exec_forward_unchecked(e->x, ins, err);
+    if (st) return st;
+    const lk_tensor *f  = lk_exec_value(e->x, e->layer);
+    int64_t          C = f->shape[1], H = f->shape[2], W = f->shape[3];
+    int64_t          ci = H / 2, cj = W / 2;
+    const float     *fv = f->data;
+    float           *sv = e->seed->data;
+    memset(sv, 0, sizeof(float) * (size_t)lk_tensor_numel(e->seed));
+    int any = 0, nan = 0;
+    for (int64_t c = 0; c < C; c++) {
+        float v = fv[(c * H + ci) * W + cj];
+        if (v != v) nan = 1;
+        if (v > 0) {
+            sv[(c * H + ci) * W + cj] = 1.0f;
+            any                       = 1;
+        }
+    }
+    int64_t          vid      = e->layer;
+    const lk_tensor *seeds[1] = {e->seed};
+    st = lk_exec_backward(e->x, 1, &vid, seeds, err);
+    if (st) return st;
+    const lk_tensor *g  = lk_exec_grad(e->x, lk_model_input(e->m, 0));
+    const float     *gv = g->data;
+    int64_t          hw = e->h * e->w;
+    for (int64_t i = 0; i < hw; i++) e->img[i] = 0.0f;
+    for (int64_t c = 0; c < e->c; c++) {
+        const float *gc = gv + c * hw;
+        switch (e->p.sign) {
+        case LK_SIGN_RELU:
+            for (int64_t i = 0; i < hw; i++) e->img[i] += gc[i] > 0 ? gc[i] : (gc[i] != gc[i] ? gc[i] : 0.0f);
+            break;
+        case LK_SIGN_ABS:
+            for (int64_t i = 0; i < hw; i++) e->img[i] += fabsf(gc[i]);
+            break;
+        default:
+            for (int64_t i = 0; i < hw; i++) e->img[i] += gc[i];
+            break;
+        }
+    }
+    for (int64_t i = 0; i < hw && !nan; i++)
+        if (e->img[i] != e->img[i]) nan = 1;
+    if (nan) {
+        e->n_skipped++;
+        if (outcome) *outcome = LK_ERF_SKIPPED_NAN;
+        return LK_OK;
+    }
+    e->n_used++;
+    if (!any) e->n_zero++;
+    double inv = 1.0 / (double)e->n_used;
+    float *mv  = e->mean->data;
+    for (int64_t i = 0; i < hw; i++) {
+        e->acc[i] += ((double)e->img[i] - e->acc[i]) * inv;
+        mv[i] = (float)e->acc[i];
+    }
+    if (outcome) *outcome = any ? LK_ERF_USED : LK_ERF_USED_ZERO;
+    return LK_OK;
+}
+
+const lk_tensor *lk_erf_mean(const lk_erf *e) { return e->mean; }
+int64_t          lk_erf_n_used(const lk_erf *e) { return e->n_used; }
+int64_t          lk_erf_n_skipped(const lk_erf *e) { return e->n_skipped; }
+int64_t          lk_erf_n_zero(const lk_erf *e) { return e->n_zero; }
+int64_t          lk_erf_layer(const lk_erf *e) { return e->layer; }
+const lk_tensor *lk_erf_layer_value(const lk_erf *e) { return lk_exec_value(e->x, e->layer); }
+
+lk_status lk_erf_transform(const lk_tensor *mean, lk_erf_mode mode, lk_tensor **out,
+                           lk_error *err) {
+    *out = NULL;
+    if (mean->ndim != 2 || mean->dtype != LK_F32)
+        return LK_FAIL(err, LK_ESHAPE, "erf: the map must be a 2-D float32 tensor");
+    if ((unsigned)mode >= LK_ERF_MODE_COUNT)
+        return LK_FAIL(err, LK_EINVAL, "erf: unknown mode %d", (int)mode);
+    lk_tensor *a  = NULL;
+    lk_status  st = lk_tensor_alloc(LK_F32, 2, mean->shape, &a, err);
+    if (st) return st;
+    int64_t      n  = lk_tensor_numel(mean);
+    const float *mv = mean->data;
+    float       *av = a->data;
+    float        mx = 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        /* float32 arithmetic as the numpy reference (log10 of a float32 array). */
+        av[i] = mode == LK_ERF_REPLKNET ? log10f(mv[i] + 1.0f) : mv[i];
+        if (av[i] > mx) mx = av[i];
+    }
+    if (mx > 0.0f)
+        for (int64_t i = 0; i < n; i++) av[i] = av[i] / mx;
+    *out = a;
+    return LK_OK;
+}
+
+lk_status lk_erf_area_ratios(const lk_tensor *a, int n, const double *t, lk_erf_ratio *out,
+                             int *clipped, lk_error *err) {
+    if (a->ndim != 2 || a->dtype != LK_F32)
+        return LK_FAIL(err, LK_ESHAPE, "erf: the map must be a 2-D float32 tensor");
+    int64_t h = a->shape[0], w = a->shape[1];
+    if (clipped) *clipped = 0;
+    /* Integral image in double: S(y, x) = sum of a[0..y-1][0..x-1]. */
+    double *S = lk_calloc((size_t)((h + 1) * (w + 1)), sizeof(double));
+    if (!S) return LK_FAIL(err, LK_ENOMEM, "erf: out of memory for the area ratio");
+    const float *av = a->data;
+    for (int64_t y = 0; y < h; y++) {
+        double row = 0;
+        for (int64_t x = 0; x < w; x++) {
+            row += av[y * w + x];
+            S[(y + 1) * (w + 1) + x + 1] = S[y * (w + 1) + x + 1] + row;
+        }
+    }
+    double total = S[h * (w + 1) + w];
+    for (int k = 0; k < n; k++) {
+        out[k].t       = t[k];
+        out[k].reached = 0;
+        out[k].side    = 0;
+        out[k].ratio   = 0;
+        if (!(total > 0)) continue;
+        for (int64_t i = 1; i < h / 2; i++) {
+            int64_t y0 = h / 2 - i, y1 = h / 2 + i + 1, x0 = w / 2 - i, x1 = w / 2 + i + 1;
+            if (x0 < 0 || x1 > w) {
+                if (clipped) *clipped = 1;
+                if (x0 < 0) x0 = 0;
+                if (x1 > w) x1 = w;
+            }
+            double s = S[y1 * (w + 1) + x1] - S[y0 * (w + 1) + x1] - S[y1 * (w + 1) + x0] +
+                       S[y0 * (w + 1) + x0];
+            if (s / total > t[k]) {
+                out[k].reached = 1;
+                out[k].side    = 2 * i + 1;
+                out[k].ratio   = (double)(2 * i + 1) * (double)(2 * i + 1) / ((double)h * (double)w);
+                break;
+            }
+        }
+    }
+    lk_free(S);
+    return LK_OK;
+}

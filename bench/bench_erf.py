@@ -1,0 +1,104 @@
+#!/usr/bin/python3
+"""ERF benchmark: `lkprobe erf` vs a PyTorch script of the same protocol (erf.md §2: per image
+s = sum_c relu(F[:, c, H'/2, W'/2]); g = ds/dx; relu; sum over channels; running mean), on the
+same inputs and thread count, in one run.  Each engine runs in its own process so that its
+peak memory (max RSS) is measured separately.  Also checks the two maps agree.
+
+Usage: /usr/bin/python3 bench/bench_erf.py [--threads N] [--cases replknet31b:512:3,...]
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+DEFAULT_CASES = "replknet31b:512:3,replknet31b:1024:2,resnet101:512:3,resnet101:1024:2"
+
+
+def torch_worker(name, inputs, threads, out_npy):
+    import torch
+    sys.path.insert(0, HERE)
+    import models
+    torch.set_num_threads(threads)
+    m = models.build(name, features_only=True)
+    x_all = np.load(inputs)
+    mean = None
+    t0 = time.perf_counter()
+    for i in range(x_all.shape[0]):
+        x = torch.from_numpy(x_all[i:i + 1]).requires_grad_(True)
+        out = m(x)
+        h, w = out.shape[2], out.shape[3]
+        s = torch.nn.functional.relu(out[:, :, h // 2, w // 2]).sum()
+        g, = torch.autograd.grad(s, x)
+        cs = torch.nn.functional.relu(g).sum((0, 1)).numpy().astype(np.float64)
+        mean = cs if mean is None else mean + (cs - mean) / (i + 1)
+        print(f"torch {name}: image {i + 1}/{x_all.shape[0]}", file=sys.stderr)
+    dt = time.perf_counter() - t0
+    np.save(out_npy, mean.astype(np.float32))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(json.dumps({"seconds": dt, "peak_rss_mb": rss}))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--cases", default=DEFAULT_CASES)
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.worker:
+        torch_worker(a.worker[0], a.worker[1], int(a.worker[2]), a.worker[3])
+        return
+    import torch
+    sys.path.insert(0, HERE)
+    import models
+    out = os.path.join(HERE, "out")
+    os.makedirs(out, exist_ok=True)
+    lk = os.path.join(a.build, "cli", "lkprobe")
+    rows = []
+    for case in a.cases.split(","):
+        name, size, n = case.split(":")
+        size, n = int(size), int(n)
+        onnx = os.path.join(out, f"{name}_features_{size}.onnx")
+        binf = onnx[:-5] + ".bin"
+        if not os.path.exists(binf):
+            m = models.build(name, features_only=True)
+            torch.onnx.export(m, torch.randn(1, 3, size, size), onnx, opset_version=14)
+            subprocess.run([lk, "convert", onnx, "-o", binf], check=True)
+            os.remove(onnx)
+        inputs = os.path.join(out, f"inputs_{size}_{n}.npy")
+        if not os.path.exists(inputs):
+            np.save(inputs, np.random.default_rng(0).standard_normal((n, 3, size, size)).astype(np.float32))
+        tmap = os.path.join(out, f"torch_{name}_{size}.npy")
+        r = subprocess.run([sys.executable, __file__, "--worker", name, inputs, str(a.threads), tmap],
+                           check=True, capture_output=True, text=True)
+        tj = json.loads(r.stdout.strip().splitlines()[-1])
+        lmap = os.path.join(out, f"lk_{name}_{size}.npy")
+        t0 = time.perf_counter()
+        r = subprocess.run([lk, "erf", binf, "--inputs", inputs, "--n", str(n), "--threads",
+                            str(a.threads), "--npy", lmap, "--json"],
+                           check=True, capture_output=True, text=True)
+        lt = time.perf_counter() - t0
+        lj = json.loads(r.stdout)
+        a_t, a_l = np.load(tmap), np.load(lmap)
+        rel = float(np.abs(a_t - a_l).max() / max(np.abs(a_t).max(), 1e-30))
+        rows.append((name, size, n, tj["seconds"] / n, lt / n, tj["seconds"] / lt,
+                     tj["peak_rss_mb"], lj.get("peak_rss_mb", float("nan")), rel))
+        print(f"{name} {size}: torch {tj['seconds'] / n:.2f} s/img, lkprobe {lt / n:.2f} s/img, "
+              f"speed-up {tj['seconds'] / lt:.2f}x, max rel diff {rel:.2e}", file=sys.stderr)
+    print(f"\nThreads: {a.threads}; torch {torch.__version__}; lkprobe time includes loading and planning\n")
+    print("| model | input | images | PyTorch (s/img) | lkprobe (s/img) | speed-up | PyTorch peak RSS (MiB) | lkprobe peak RSS (MiB) | max rel. diff of maps |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r_ in rows:
+        print(f"| {r_[0]} | {r_[1]}x{r_[1]} | {r_[2]} | {r_[3]:.2f} | {r_[4]:.2f} | {r_[5]:.2f}x | "
+              f"{r_[6]:.0f} | {r_[7]:.0f} | {r_[8]:.1e} |")
+
+
+if __name__ == "__main__":
+    main()

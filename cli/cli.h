@@ -1,0 +1,126 @@
+/*
+ * cli.h: shared pieces of the lkprobe command: the subcommand table entry, option parsing,
+ * error reporting, JSON output helpers and the receptive-field pass (rf.c).
+ *
+ * Every subcommand is a handler `int cmd_x(int argc, char **argv)` that receives the
+ * arguments after its name and returns the process exit status (0 or 1).  Only main.c turns
+ * that into the exit code.
+ */
+#ifndef LKPROBE_CLI_H
+#define LKPROBE_CLI_H
+
+#include <stdio.h>
+
+#include "lkprobe/lk.h"
+#include "lkprobe/lk_io.h"
+
+typedef struct cli_cmd {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;   /* one line for `lkprobe --help` */
+} cli_cmd;
+
+int cmd_info(int argc, char **argv);
+int cmd_forward(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+
+/* ---- options ------------------------------------------------------------------------------ */
+
+/* Option ids shared by all subcommands (each command lists the ones it accepts). */
+typedef enum cli_opt_id {
+    OPT_POSITIONAL = -1,
+    OPT_HELP       = 0,
+    OPT_THREADS,
+    OPT_INPUT_SHAPE,
+    OPT_KEEP_BN,
+    OPT_FORMAT,
+    OPT_JSON,
+    OPT_INPUT,
+    OPT_OUTPUT,
+    OPT_TENSOR,
+    OPT_O,
+    OPT_COUNT
+} cli_opt_id;
+
+typedef struct cli_opt {
+    const char *name;     /* "--threads" */
+    const char *alias;    /* "-o" or NULL */
+    int         has_arg;
+    cli_opt_id  id;
+    const char *help;
+} cli_opt;
+
+/* One parsed argument: an option (id, value or NULL) or a positional (OPT_POSITIONAL). */
+typedef struct cli_item {
+    cli_opt_id  id;
+    const char *val;
+} cli_item;
+
+/* The options every model-loading command accepts (CLI_COMMON_OPTS entries). */
+#define CLI_COMMON_OPTS                                                                       \
+    {"--help", "-h", 0, OPT_HELP, "show this help"},                                          \
+    {"--threads", NULL, 1, OPT_THREADS, "N: worker threads (default: all cores)"},            \
+    {"--input-shape", NULL, 1, OPT_INPUT_SHAPE, "1,3,224,224: shape for dynamic input dims"}, \
+    {"--keep-bn", NULL, 0, OPT_KEEP_BN, "do not fold BatchNorm into convolutions"},           \
+    {"--format", NULL, 1, OPT_FORMAT, "NAME: model format (default: sniffed)"}
+
+typedef struct cli_spec {
+    const char    *cmd;
+    const char    *usage;    /* "MODEL [--json]" */
+    const char    *summary;
+    const cli_opt *opts;
+    size_t         n_opts;
+} cli_spec;
+
+/* Parses argv into items (caller provides argc entries).  Returns 0 on success, 1 after
+ * printing an error, 2 after printing the help (the command then exits 0). */
+int cli_parse(const cli_spec *sp, int argc, char **argv, cli_item *items, int *n_items);
+
+/* Settings from the common options. */
+typedef struct cli_common {
+    lk_load_opts load;
+    int          threads;  /* 0 = all cores */
+} cli_common;
+
+/* Applies a common option to c; returns 1 when the item was one (0 otherwise, -1 on a bad
+ * value after printing the error). */
+int cli_common_apply(cli_common *c, const cli_item *it);
+
+/* Prints "lkprobe: <what>: <why>" to stderr. */
+void cli_error(const char *what, const char *fmt, ...) LK_PRINTF(2, 3);
+/* Prints "lkprobe: <err->msg>" to stderr. */
+void cli_error_lk(const lk_error *err);
+
+/* Loads a model, printing the error on failure (returns 0 or 1). */
+int cli_load_model(const char *path, const cli_common *c, lk_model **out);
+
+/* ---- output helpers -------------------------------------------------------------------------- */
+
+/* Writes s as a JSON string literal (quotes and escapes). */
+void cli_json_str(FILE *f, const char *s);
+/* Writes [d0, d1, ...]. */
+void cli_json_shape(FILE *f, int ndim, const int64_t *shape);
+/* "12.3 M" style human count into buf. */
+const char *cli_human(double v, char *buf, size_t n);
+
+/* ---- receptive field (rf.c) --------------------------------------------------------------------- */
+
+/* Theoretical receptive field of one 4-D feature map, per spatial axis (H, W): the window
+ * size in input pixels, the jump (input pixels between adjacent features) and the start
+ * (input coordinate of the centre of feature 0, pixel centres at integers). */
+typedef struct cli_rf {
+    int    defined;
+    double size[2], jump[2], start[2];
+} cli_rf;
+
+/* Fills rf[v] for every value of m (n_values entries).  Values that are not 4-D feature maps
+ * or that pass through an op where a local window is undefined (global pooling, gemm,
+ * reshape, ...) get defined = 0. */
+void cli_rf_compute(const lk_model *m, cli_rf *rf);
+
+/* Spatial window of a conv/pool node: returns 1 and fills kernel/stride/dilation (H, W) and
+ * groups when the op has one, 0 otherwise. */
+int cli_node_window(const lk_model *m, const lk_node *n, int64_t kernel[2], int64_t stride[2],
+                    int64_t dilation[2], int64_t *groups);
+
+#endif

@@ -1,0 +1,276 @@
+/* cmd_info.c: `lkprobe info MODEL [--json]`: provenance, inputs/outputs, a per-node table
+ * (window, output shape, parameters, MACs, receptive field) and totals. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const cli_opt info_opts[] = {
+    CLI_COMMON_OPTS,
+    {"--json", NULL, 0, OPT_JSON, "print one JSON object instead of the table"},
+};
+static const cli_spec info_spec = {
+    "info", "MODEL [--json]",
+    "Describe a model: provenance, inputs and outputs, every node with its kernel, stride,\n"
+    "dilation, groups, output shape, parameters, MACs and theoretical receptive field\n"
+    "(size / jump / start offset, in input pixels), and the totals.",
+    info_opts, sizeof info_opts / sizeof info_opts[0],
+};
+
+/* Parameter elements read by node n (each parameter counted once per reading node). */
+static int64_t node_params(const lk_model *m, const lk_node *n) {
+    int64_t p = 0;
+    for (int j = 0; j < n->n_in; j++) {
+        const lk_tensor *t = n->in[j] >= 0 ? lk_model_param(m, n->in[j]) : NULL;
+        if (t) p += lk_tensor_numel(t);
+    }
+    return p;
+}
+
+static void json_pair2(FILE *f, const char *key, const int64_t *v, int ok) {
+    fprintf(f, ",\"%s\":", key);
+    if (ok) fprintf(f, "[%lld,%lld]", (long long)v[0], (long long)v[1]);
+    else fputs("null", f);
+}
+
+static void json_names(FILE *f, const lk_model *m, int n, const int64_t *ids) {
+    fputc('[', f);
+    for (int j = 0; j < n; j++) {
+        if (j) fputc(',', f);
+        if (ids[j] < 0) fputs("null", f);
+        else cli_json_str(f, lk_model_value_name(m, ids[j]));
+    }
+    fputc(']', f);
+}
+
+static void json_io(FILE *f, const lk_model *m, int outputs) {
+    int64_t n = outputs ? lk_model_n_outputs(m) : lk_model_n_inputs(m);
+    fputc('[', f);
+    for (int64_t i = 0; i < n; i++) {
+        int64_t v = outputs ? lk_model_output(m, i) : lk_model_input(m, i), sh[LK_MAX_DIMS];
+        int     nd = lk_model_value_shape(m, v, sh);
+        fprintf(f, "%s{\"name\":", i ? "," : "");
+        cli_json_str(f, lk_model_value_name(m, v));
+        fputs(",\"shape\":", f);
+        if (nd >= 0) cli_json_shape(f, nd, sh);
+        else fputs("null", f);
+        fputc('}', f);
+    }
+    fputc(']', f);
+}
+
+static void json_num(FILE *f, double x) {
+    if (x == (double)(long long)x) fprintf(f, "%lld", (long long)x);
+    else fprintf(f, "%.6g", x);
+}
+
+static void print_json(const lk_model *m, const cli_rf *rf, uint64_t macs) {
+    FILE                *f  = stdout;
+    const lk_model_meta *mt = lk_model_get_meta(m);
+    fputs("{\"format\":", f);
+    cli_json_str(f, mt->format);
+    fputs(",\"producer\":", f);
+    cli_json_str(f, mt->producer);
+    fprintf(f, ",\"opset\":%lld,\"inputs\":", (long long)mt->opset);
+    json_io(f, m, 0);
+    fputs(",\"outputs\":", f);
+    json_io(f, m, 1);
+    fprintf(f, ",\"params\":%lld,\"macs\":%llu,\"nodes\":[", (long long)lk_model_n_params(m),
+            (unsigned long long)macs);
+    for (int64_t i = 0; i < lk_model_n_nodes(m); i++) {
+        const lk_node *n = lk_model_node(m, i);
+        int64_t        k[2], s[2], d[2], g, sh[LK_MAX_DIMS];
+        int            win = cli_node_window(m, n, k, s, d, &g);
+        int            nd  = lk_model_value_shape(m, n->out[0], sh);
+        fprintf(f, "%s{\"name\":", i ? "," : "");
+        cli_json_str(f, n->name);
+        fputs(",\"op\":", f);
+        cli_json_str(f, lk_op_name(n->op));
+        fputs(",\"inputs\":", f);
+        json_names(f, m, n->n_in, n->in);
+        fputs(",\"outputs\":", f);
+        json_names(f, m, n->n_out, n->out);
+        fputs(",\"shape\":", f);
+        if (nd >= 0) cli_json_shape(f, nd, sh);
+        else fputs("null", f);
+        json_pair2(f, "kernel", k, win);
+        json_pair2(f, "stride", s, win);
+        json_pair2(f, "dilation", d, win);
+        if (win && g > 0) fprintf(f, ",\"groups\":%lld", (long long)g);
+        else fputs(",\"groups\":null", f);
+        fprintf(f, ",\"params\":%lld,\"macs\":%llu,\"rf\":", (long long)node_params(m, n),
+                (unsigned long long)lk_model_node_macs(m, i));
+        const cli_rf *r = &rf[n->out[0]];
+        if (!r->defined) {
+            fputs("null", f);
+        } else {
+            const double *parts[3] = {r->size, r->jump, r->start};
+            const char   *names[3] = {"size", "jump", "start"};
+            for (int p = 0; p < 3; p++) {
+                fprintf(f, "%s\"%s\":[", p ? "," : "{", names[p]);
+                json_num(f, parts[p][0]);
+                fputc(',', f);
+                json_num(f, parts[p][1]);
+                fputc(']', f);
+            }
+            fputc('}', f);
+        }
+        fputc('}', f);
+    }
+    fputs("],\"tensors\":[", f);
+    int first = 1;
+    for (int64_t v = 0; v < lk_model_n_values(m); v++) {
+        const lk_tensor *t = lk_model_param(m, v);
+        if (!t) continue;
+        fprintf(f, "%s{\"name\":", first ? "" : ",");
+        cli_json_str(f, lk_model_value_name(m, v));
+        fputs(",\"shape\":", f);
+        cli_json_shape(f, t->ndim, t->shape);
+        fprintf(f, ",\"dtype\":\"%s\"}", lk_dtype_name(t->dtype));
+        first = 0;
+    }
+    fputs("]}\n", f);
+}
+
+static void fmt_pair(char *buf, size_t n, const int64_t *v, int ok) {
+    if (!ok) snprintf(buf, n, "-");
+    else if (v[0] == v[1]) snprintf(buf, n, "%lld", (long long)v[0]);
+    else snprintf(buf, n, "%lldx%lld", (long long)v[0], (long long)v[1]);
+}
+
+static void fmt_rf(char *buf, size_t n, const cli_rf *r) {
+    if (!r->defined) {
+        snprintf(buf, n, "none");
+        return;
+    }
+    if (r->size[0] == r->size[1] && r->jump[0] == r->jump[1] && r->start[0] == r->start[1])
+        snprintf(buf, n, "%g/%g/%g", r->size[0], r->jump[0], r->start[0]);
+    else
+        snprintf(buf, n, "%gx%g/%gx%g/%gx%g", r->size[0], r->size[1], r->jump[0], r->jump[1],
+                 r->start[0], r->start[1]);
+}
+
+static void print_io(const lk_model *m, int outputs) {
+    int64_t n = outputs ? lk_model_n_outputs(m) : lk_model_n_inputs(m);
+    printf("%-10s", outputs ? "outputs:" : "inputs:");
+    for (int64_t i = 0; i < n; i++) {
+        int64_t v = outputs ? lk_model_output(m, i) : lk_model_input(m, i), sh[LK_MAX_DIMS];
+        char    s[128];
+        int     nd = lk_model_value_shape(m, v, sh);
+        printf("%s%s %s", i ? ", " : "", lk_model_value_name(m, v),
+               nd >= 0 ? lk_shape_str(nd, sh, s, sizeof s) : "[?]");
+    }
+    putchar('\n');
+}
+
+static void print_text(const char *path, const lk_model *m, const cli_rf *rf, uint64_t macs) {
+    const lk_model_meta *mt = lk_model_get_meta(m);
+    char                 h1[32], h2[32];
+    printf("model:    %s\nformat:   %s\nproducer: %s\nir:       %lld\nopset:    %lld\n", path,
+           mt->format, mt->producer[0] ? mt->producer : "-", (long long)mt->ir_version,
+           (long long)mt->opset);
+    printf("notes:    %s\n", mt->notes && mt->notes[0] ? mt->notes : "-");
+    print_io(m, 0);
+    print_io(m, 1);
+    printf("\n%4s  %-28s %-15s %-7s %-6s %-5s %-6s %-20s %10s %12s  %s\n", "#", "name", "op",
+           "kernel", "stride", "dil", "groups", "output", "params", "MACs",
+           "rf size/jump/start");
+    int64_t best_k = 0, best_node = -1, kbest[2] = {0, 0};
+    for (int64_t i = 0; i < lk_model_n_nodes(m); i++) {
+        const lk_node *n = lk_model_node(m, i);
+        int64_t        k[2], s[2], d[2], g, sh[LK_MAX_DIMS];
+        int            win = cli_node_window(m, n, k, s, d, &g);
+        int            nd  = lk_model_value_shape(m, n->out[0], sh);
+        char           ks[48], ss[48], ds[48], gs[24], os[64], rs[96];
+        fmt_pair(ks, sizeof ks, k, win);
+        fmt_pair(ss, sizeof ss, s, win);
+        fmt_pair(ds, sizeof ds, d, win);
+        if (win && g > 0) snprintf(gs, sizeof gs, "%lld", (long long)g);
+        else snprintf(gs, sizeof gs, "-");
+        if (nd >= 0) lk_shape_str(nd, sh, os, sizeof os);
+        else snprintf(os, sizeof os, "?");
+        fmt_rf(rs, sizeof rs, &rf[n->out[0]]);
+        printf("%4lld  %-28.28s %-15s %-7s %-6s %-5s %-6s %-20s %10lld %12llu  %s\n",
+               (long long)i, n->name, lk_op_name(n->op), ks, ss, ds, gs, os,
+               (long long)node_params(m, n), (unsigned long long)lk_model_node_macs(m, i), rs);
+        if (win) {
+            int64_t ke = (d[0] * (k[0] - 1) + 1) * (d[1] * (k[1] - 1) + 1);
+            if (ke > best_k) {
+                best_k    = ke;
+                best_node = i;
+                kbest[0]  = k[0];
+                kbest[1]  = k[1];
+            }
+        }
+    }
+    printf("\nparams:   %lld (%s)\nMACs:     %llu (%s)\n", (long long)lk_model_n_params(m),
+           cli_human((double)lk_model_n_params(m), h1, sizeof h1), (unsigned long long)macs,
+           cli_human((double)macs, h2, sizeof h2));
+    if (best_node >= 0)
+        printf("largest kernel: %lldx%lld (node '%s')\n", (long long)kbest[0],
+               (long long)kbest[1], lk_model_node(m, best_node)->name);
+    else
+        printf("largest kernel: -\n");
+    /* The receptive field of the deepest defined 4-D map, for a one-line summary. */
+    for (int64_t i = lk_model_n_nodes(m) - 1; i >= 0; i--) {
+        const lk_node *n = lk_model_node(m, i);
+        if (!rf[n->out[0]].defined) continue;
+        char rs[96];
+        fmt_rf(rs, sizeof rs, &rf[n->out[0]]);
+        printf("receptive field (last 4-D map, '%s'): %s\n", lk_model_value_name(m, n->out[0]),
+               rs);
+        break;
+    }
+}
+
+int cmd_info(int argc, char **argv) {
+    cli_item  *items = calloc((size_t)argc + 1, sizeof *items);
+    lk_model  *m     = NULL;
+    cli_rf    *rf    = NULL;
+    cli_common c;
+    const char *path = NULL;
+    int        json = 0, n = 0, rc = 1;
+    memset(&c, 0, sizeof c);
+    if (!items) {
+        cli_error("info", "out of memory");
+        return 1;
+    }
+    int pr = cli_parse(&info_spec, argc, argv, items, &n);
+    if (pr) {
+        rc = pr == 2 ? 0 : 1;
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        int a = cli_common_apply(&c, &items[i]);
+        if (a < 0) goto done;
+        if (a) continue;
+        if (items[i].id == OPT_JSON) json = 1;
+        else if (items[i].id == OPT_POSITIONAL && !path) path = items[i].val;
+        else {
+            cli_error("info", "unexpected argument '%s'", items[i].val ? items[i].val : "");
+            goto done;
+        }
+    }
+    if (!path) {
+        cli_error("info", "missing MODEL (usage: lkprobe info %s)", info_spec.usage);
+        goto done;
+    }
+    if (cli_load_model(path, &c, &m)) goto done;
+    rf = calloc((size_t)lk_model_n_values(m) + 1, sizeof *rf);
+    if (!rf) {
+        cli_error("info", "out of memory");
+        goto done;
+    }
+    cli_rf_compute(m, rf);
+    uint64_t macs = 0;
+    for (int64_t i = 0; i < lk_model_n_nodes(m); i++) macs += lk_model_node_macs(m, i);
+    if (json) print_json(m, rf, macs);
+    else print_text(path, m, rf, macs);
+    rc = fflush(stdout) == 0 ? 0 : 1;
+    if (rc) cli_error("info", "cannot write to standard output");
+done:
+    free(rf);
+    lk_model_free(m);
+    free(items);
+    return rc;
+}

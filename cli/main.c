@@ -1,0 +1,41 @@
+/* main.c: the lkprobe command: dispatches to the subcommand table and owns the exit code. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const cli_cmd commands[] = {
+    {"info", cmd_info, "describe a model: inputs, outputs, layers, parameters, MACs, receptive fields"},
+    {"forward", cmd_forward, "run a model on a .npy batch and write outputs or intermediate tensors"},
+    {"convert", cmd_convert, "convert any supported model to the native model.bin format"},
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: lkprobe [--help] [--version] COMMAND [ARGS]\n\ncommands:\n");
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "\nRun 'lkprobe COMMAND --help' for the options of a command.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_FAILURE;
+    }
+    const char *a = argv[1];
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+        usage(stdout);
+        return EXIT_SUCCESS;
+    }
+    if (strcmp(a, "--version") == 0) {
+        printf("lkprobe %s\n", LK_VERSION);
+        return EXIT_SUCCESS;
+    }
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (strcmp(commands[i].name, a) == 0)
+            return commands[i].run(argc - 2, argv + 2) ? EXIT_FAILURE : EXIT_SUCCESS;
+    if (a[0] == '-') cli_error(a, "unknown option (see lkprobe --help)");
+    else cli_error(a, "unknown command (see lkprobe --help)");
+    return EXIT_FAILURE;
+}

@@ -1,0 +1,175 @@
+/* util.c: option parsing, error printing, model loading and JSON helpers for the CLI. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+void cli_error(const char *what, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "lkprobe: %s: ", what);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+void cli_error_lk(const lk_error *err) { fprintf(stderr, "lkprobe: %s\n", err->msg); }
+
+static void print_help(const cli_spec *sp) {
+    printf("usage: lkprobe %s %s\n\n%s\n\noptions:\n", sp->cmd, sp->usage, sp->summary);
+    for (size_t i = 0; i < sp->n_opts; i++) {
+        const cli_opt *o = &sp->opts[i];
+        char           names[48];
+        snprintf(names, sizeof names, "%s%s%s", o->name, o->alias ? ", " : "",
+                 o->alias ? o->alias : "");
+        printf("  %-18s %s\n", names, o->help);
+    }
+}
+
+static const cli_opt *find_opt(const cli_spec *sp, const char *arg, size_t len) {
+    for (size_t i = 0; i < sp->n_opts; i++) {
+        const cli_opt *o = &sp->opts[i];
+        if (strlen(o->name) == len && strncmp(o->name, arg, len) == 0) return o;
+        if (o->alias && strlen(o->alias) == len && strncmp(o->alias, arg, len) == 0) return o;
+    }
+    return NULL;
+}
+
+int cli_parse(const cli_spec *sp, int argc, char **argv, cli_item *items, int *n_items) {
+    int n = 0, only_pos = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (only_pos || a[0] != '-' || a[1] == '\0') {
+            items[n++] = (cli_item){OPT_POSITIONAL, a};
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            only_pos = 1;
+            continue;
+        }
+        const char    *eq  = strchr(a, '=');
+        size_t         len = eq && a[1] == '-' ? (size_t)(eq - a) : strlen(a);
+        const cli_opt *o   = find_opt(sp, a, len);
+        if (!o) {
+            cli_error(sp->cmd, "unknown option '%.*s' (see lkprobe %s --help)", (int)len, a,
+                      sp->cmd);
+            return 1;
+        }
+        if (o->id == OPT_HELP) {
+            print_help(sp);
+            return 2;
+        }
+        const char *val = NULL;
+        if (o->has_arg) {
+            if (eq && a[1] == '-') val = eq + 1;
+            else if (i + 1 < argc) val = argv[++i];
+            else {
+                cli_error(o->name, "missing value");
+                return 1;
+            }
+        } else if (eq && a[1] == '-') {
+            cli_error(o->name, "takes no value");
+            return 1;
+        }
+        items[n++] = (cli_item){o->id, val};
+    }
+    *n_items = n;
+    return 0;
+}
+
+static int parse_int(const char *s, long long lo, long long hi, long long *out) {
+    char *end;
+    errno       = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return 0;
+    *out = v;
+    return 1;
+}
+
+int cli_common_apply(cli_common *c, const cli_item *it) {
+    long long v;
+    switch (it->id) {
+    case OPT_THREADS:
+        if (!parse_int(it->val, 1, 4096, &v)) {
+            cli_error("--threads", "'%s' is not a thread count (1..4096)", it->val);
+            return -1;
+        }
+        c->threads = (int)v;
+        return 1;
+    case OPT_INPUT_SHAPE: {
+        const char *p = it->val;
+        int         n = 0;
+        while (*p) {
+            char       tok[32];
+            size_t     k = strcspn(p, ",x");
+            if (k == 0 || k >= sizeof tok || n >= LK_MAX_DIMS) goto bad_shape;
+            memcpy(tok, p, k);
+            tok[k] = '\0';
+            if (!parse_int(tok, 1, (long long)1 << 40, &v)) goto bad_shape;
+            c->load.input_shape[n++] = v;
+            p += k;
+            if (*p) p++;
+        }
+        if (n == 0) goto bad_shape;
+        c->load.n_input_shape = n;
+        return 1;
+    bad_shape:
+        cli_error("--input-shape", "'%s' is not a shape like 1,3,224,224 (at most %d positive "
+                  "dims)", it->val, LK_MAX_DIMS);
+        return -1;
+    }
+    case OPT_KEEP_BN: c->load.keep_bn = 1; return 1;
+    case OPT_FORMAT: c->load.format = it->val; return 1;
+    default: return 0;
+    }
+}
+
+int cli_load_model(const char *path, const cli_common *c, lk_model **out) {
+    lk_error err;
+    memset(&err, 0, sizeof err);
+    lk_status s = lk_model_load(path, &c->load, out, &err);
+    if (s != LK_OK) {
+        /* Loader messages normally start with the path; add it when they do not. */
+        if (strncmp(err.msg, path, strlen(path)) != 0) lk_error_prefix(&err, "%s: ", path);
+        cli_error_lk(&err);
+        return 1;
+    }
+    return 0;
+}
+
+void cli_json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+        switch (*p) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\r': fputs("\\r", f); break;
+        case '\t': fputs("\\t", f); break;
+        default:
+            if (*p < 0x20) fprintf(f, "\\u%04x", *p);
+            else fputc(*p, f);
+        }
+    }
+    fputc('"', f);
+}
+
+void cli_json_shape(FILE *f, int ndim, const int64_t *shape) {
+    fputc('[', f);
+    for (int i = 0; i < ndim; i++) fprintf(f, "%s%lld", i ? "," : "", (long long)shape[i]);
+    fputc(']', f);
+}
+
+const char *cli_human(double v, char *buf, size_t n) {
+    static const char *const units[] = {"", " k", " M", " G", " T", " P"};
+    int                      u       = 0;
+    while (v >= 1000.0 && u < 5) {
+        v /= 1000.0;
+        u++;
+    }
+    if (u == 0) snprintf(buf, n, "%.0f", v);
+    else snprintf(buf, n, "%.2f%s", v, units[u]);
+    return buf;
+}

@@ -1,0 +1,69 @@
+/*
+ * lk_exec.h: the CPU engine: plan once per input shape, then run forward / backward.
+ *
+ *     lk_exec_opts o = lk_exec_opts_default();
+ *     o.grad = LK_GRAD_INPUTS;
+ *     lk_exec *x = NULL;
+ *     lk_exec_alloc(m, &o, 1, &in_shape4, &x, &err);
+ *     const lk_tensor *in[1] = { image };
+ *     lk_exec_forward(x, in, &err);
+ *     const lk_tensor *y = lk_exec_value(x, lk_model_output(m, 0));
+ *     lk_exec_backward(x, 1, &vid, &seed, &err);          // seed shaped like value vid
+ *     const lk_tensor *gx = lk_exec_grad(x, lk_model_input(m, 0));
+ *     lk_exec_free(x);
+ *
+ * An exec owns every activation, gradient and scratch buffer, all sized at lk_exec_alloc;
+ * nothing is allocated while running.  The model must outlive the exec.  Returned tensor
+ * pointers stay valid until lk_exec_free (their contents change with each run).
+ */
+#ifndef LKPROBE_LK_EXEC_H
+#define LKPROBE_LK_EXEC_H
+
+#include "lk_model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct lk_exec lk_exec;
+
+typedef enum lk_grad_mode {
+    LK_GRAD_NONE = 0,  /* forward only                                              */
+    LK_GRAD_INPUTS,    /* gradients to inputs and activations                       */
+    LK_GRAD_PARAMS,    /* also to parameters                                        */
+    LK_GRAD_MODE_COUNT
+} lk_grad_mode;
+
+typedef struct lk_exec_opts {
+    int          threads;  /* 0 = all online cores                                   */
+    lk_grad_mode grad;
+} lk_exec_opts;
+
+LK_API lk_exec_opts lk_exec_opts_default(void);
+
+/* Plans for the given input shapes (one per model input; NULL shapes = declared ones). */
+LK_API lk_status lk_exec_alloc(const lk_model *m, const lk_exec_opts *o, int n_shapes,
+                               const lk_tensor *const *shapes, lk_exec **out, lk_error *err);
+LK_API void      lk_exec_free(lk_exec *x);
+
+/* Runs forward on inputs (float32, shapes as planned; any strides).  Checks that outputs are
+ * finite and names the first node producing NaN/Inf when they are not. */
+LK_API lk_status lk_exec_forward(lk_exec *x, const lk_tensor *const *inputs, lk_error *err);
+/* Same without the finiteness check (for analyses that handle NaN themselves). */
+LK_API lk_status lk_exec_forward_unchecked(lk_exec *x, const lk_tensor *const *inputs,
+                                           lk_error *err);
+
+/* Reverse mode: zeroes all gradients, sets grad(vids[i]) = seeds[i] and propagates to every
+ * input (and parameter under LK_GRAD_PARAMS).  Requires a preceding forward. */
+LK_API lk_status lk_exec_backward(lk_exec *x, int n_seeds, const int64_t *vids,
+                                  const lk_tensor *const *seeds, lk_error *err);
+
+/* Value / gradient of any value id (NULL when not available). */
+LK_API const lk_tensor *lk_exec_value(const lk_exec *x, int64_t vid);
+LK_API const lk_tensor *lk_exec_grad(const lk_exec *x, int64_t vid);
+LK_API int              lk_exec_threads(const lk_exec *x);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,150 @@
+/*
+ * load.c: lk_model_load, the one entry point for model files (formats.md §0).
+ *
+ * The file is mapped read-only and the format sniffed from its bytes (opts->format overrides):
+ * native magic, safetensors header, PyTorch zip/legacy pickle, TF.js JSON, and finally ONNX,
+ * which has no magic and is recognised by parsing the top level of a ModelProto with a graph
+ * (field 7).  After the format loader, BatchNorm is folded into convolutions (unless
+ * opts->keep_bn) and the model is finalised.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "loaders-impl.h"
+#include "onnx-wire.h"
+
+lk_status lk_file_map_open(const char *path, lk_file_map *fm, lk_error *err) {
+    struct stat st;
+    fm->base = NULL;
+    fm->len  = 0;
+    int fd   = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return LK_FAIL(err, LK_EIO, "%s: cannot open: %s", path, strerror(errno));
+    int rc = fstat(fd, &st);
+    if (rc != 0) {
+        int e = errno;
+        close(fd);
+        return LK_FAIL(err, LK_EIO, "%s: cannot stat: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return LK_FAIL(err, LK_EIO, "%s: not a regular file", path);
+    }
+    if (st.st_size == 0) {
+        close(fd);
+        return LK_OK;
+    }
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int   e = errno;
+    close(fd);
+    if (p == MAP_FAILED) return LK_FAIL(err, LK_EIO, "%s: cannot map: %s", path, strerror(e));
+    fm->base = p;
+    fm->len  = (size_t)st.st_size;
+    return LK_OK;
+}
+
+void lk_file_map_release(void *base, size_t len) {
+    if (base && len) munmap(base, len);
+}
+
+typedef enum fmt {
+    FMT_UNKNOWN = 0, FMT_ONNX, FMT_NATIVE, FMT_SAFETENSORS, FMT_PTH, FMT_TFJS, FMT_COUNT
+} fmt;
+
+static const char *const fmt_names[FMT_COUNT] = {
+    "unknown", "onnx", "native", "safetensors", "pth", "tfjs",
+};
+
+static int has_bytes(const unsigned char *b, size_t n, const char *needle) {
+    size_t k = strlen(needle);
+    return k <= n && memmem(b, n, needle, k) != NULL;
+}
+
+/* ONNX: the top level parses as protobuf and carries a graph (field 7, length-delimited). */
+static int sniff_onnx(const unsigned char *b, size_t n) {
+    lk_pb       r = lk_pb_init(b, n, 0);
+    lk_pb_field f;
+    int         rc, graph = 0;
+    while ((rc = lk_pb_next(&r, &f, NULL)) > 0)
+        if (f.num == 7 && f.wt == LK_PB_LEN) graph = 1;
+    return rc == 0 && graph;
+}
+
+static fmt sniff(const unsigned char *b, size_t n) {
+    if (lk_native_sniff(b, n)) return FMT_NATIVE;
+    if (n >= 9 && b[8] == '{') {
+        uint64_t h = 0;
+        for (int i = 0; i < 8; i++) h |= (uint64_t)b[i] << (8 * i);
+        if (h <= 100000000u && h <= n - 8) return FMT_SAFETENSORS;
+    }
+    if (n >= 4 && memcmp(b, "PK\x03\x04", 4) == 0 && has_bytes(b, n, "data.pkl")) return FMT_PTH;
+    if (n >= 4 && b[0] == 0x80 && b[1] == 0x02 && b[2] == 0x8a && b[3] == 0x0a) return FMT_PTH;
+    size_t i = 0;
+    while (i < n && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r')) i++;
+    if (i < n && b[i] == '{' && has_bytes(b, n, "\"modelTopology\"") &&
+        has_bytes(b, n, "\"weightsManifest\""))
+        return FMT_TFJS;
+    if (sniff_onnx(b, n)) return FMT_ONNX;
+    return FMT_UNKNOWN;
+}
+
+lk_status lk_model_load(const char *path, const lk_load_opts *opts, lk_model **out,
+                        lk_error *err) {
+    lk_file_map fm;
+    lk_model   *m = NULL;
+    lk_status   s;
+    fmt         f = FMT_UNKNOWN;
+    *out          = NULL;
+    if (!path) return LK_FAIL(err, LK_EINVAL, "lk_model_load: no path given");
+    s = lk_file_map_open(path, &fm, err);
+    if (s) return s;
+    if (opts && opts->format && opts->format[0]) {
+        for (int k = 1; k < FMT_COUNT; k++)
+            if (strcmp(opts->format, fmt_names[k]) == 0) f = (fmt)k;
+        if (f == FMT_UNKNOWN) {
+            lk_file_map_release((void *)(uintptr_t)fm.base, fm.len);
+            return LK_FAIL(err, LK_EINVAL,
+                           "%s: unknown format '%s' (onnx, native, safetensors, pth, tfjs)", path,
+                           opts->format);
+        }
+    } else {
+        f = sniff(fm.base, fm.len);
+    }
+    switch (f) {
+    case FMT_ONNX: s = lk_onnx_load(path, fm, opts, &m, err); break;
+    case FMT_NATIVE: s = lk_native_load(path, fm, opts, &m, err); break;
+    case FMT_UNKNOWN:
+        lk_file_map_release((void *)(uintptr_t)fm.base, fm.len);
+        return LK_FAIL(err, LK_EFORMAT,
+                       "%s: unrecognised model format (%zu bytes; not ONNX, native, "
+                       "safetensors, PyTorch or TF.js)", path, fm.len);
+    default:
+        lk_file_map_release((void *)(uintptr_t)fm.base, fm.len);
+        return LK_FAIL(err, LK_EUNSUPPORTED, "%s: format %s is not supported yet", path,
+                       fmt_names[f]);
+    }
+    if (s) goto fail;
+    if (!opts || !opts->keep_bn) {
+        int nf = 0;
+        s      = lk_model_fold_bn(m, &nf, err);
+        if (s) goto fail;
+        if (nf) {
+            char note[32];
+            snprintf(note, sizeof note, "bn-folded:%d", nf);
+            s = lk_model_add_note(m, note, err);
+            if (s) goto fail;
+        }
+    }
+    s = lk_model_finalize(m, err);
+    if (s) goto fail;
+    *out = m;
+    return LK_OK;
+fail:
+    lk_model_free(m);
+    lk_error_prefix(err, "%s: ", path);
+    return s;
+}

@@ -1,0 +1,36 @@
+/*
+ * loaders-impl.h: entry points of the individual loaders, called by lk_model_load (load.c)
+ * after sniffing.  Private to loaders/ (and tests).
+ */
+#ifndef LKPROBE_LOADERS_IMPL_H
+#define LKPROBE_LOADERS_IMPL_H
+
+#include "lkprobe/lk_model.h"
+
+/* A read-only mapping of a whole file (mmap; empty files give len 0, base NULL). */
+typedef struct lk_file_map {
+    const unsigned char *base;
+    size_t               len;
+} lk_file_map;
+
+/* Maps path read-only.  Errors name the path and the OS reason. */
+lk_status lk_file_map_open(const char *path, lk_file_map *fm, lk_error *err);
+/* Releases a mapping made by lk_file_map_open (usable as an lk_model_hold_mapping release). */
+void      lk_file_map_release(void *base, size_t len);
+
+/* ONNX (loaders/onnx.c).  The model takes ownership of fm (released with the model or on
+ * failure). */
+lk_status lk_onnx_load(const char *path, lk_file_map fm, const lk_load_opts *opts,
+                       lk_model **out, lk_error *err);
+
+/* Parses one serialized TensorProto (e.g. libonnx-testdata input_0.pb) into a float32
+ * heap tensor (converting numeric types).  Used by tests. */
+lk_status lk_onnx_read_tensor_pb(const unsigned char *buf, size_t len, lk_tensor **out,
+                                 lk_error *err);
+
+/* Native model.bin (loaders/native.c).  Takes ownership of fm. */
+int       lk_native_sniff(const unsigned char *buf, size_t len);
+lk_status lk_native_load(const char *path, lk_file_map fm, const lk_load_opts *opts,
+                         lk_model **out, lk_error *err);
+
+#endif

@@ -1,0 +1,763 @@
+/*
+ * native.c: lkprobe's own model.bin format (doc/model-bin.md): writer and zero-copy loader.
+ *
+ * Layout: a header with a section directory, then the sections STRS, META, VALS, NODE, OUTS
+ * and DATA.  Every section and every parameter tensor carries a 64-bit checksum (lk64 below),
+ * verified at load, and every count, offset and length is checked against the file size
+ * before it is used: a hostile file yields LK_EFORMAT/LK_EUNSUPPORTED, never a crash.
+ *
+ * Ops are stored by name (lk_op_name), so reordering ops.def never breaks files.  Attributes
+ * are stored as the lk_attrs bytes together with their size and a fingerprint of the field
+ * layout; a build whose lk_attrs layout differs rejects the file with LK_EUNSUPPORTED
+ * instead of misreading it.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "io-impl.h"
+#include "loaders-impl.h"
+#include "lkprobe/lk_io.h"
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "model.bin stores float32 data and attributes in host order: little-endian hosts only"
+#endif
+
+#define NAT_MAGIC       "LKPROBE\0"
+#define NAT_VERSION     1u
+#define NAT_HDR_FIXED   40u
+#define NAT_DIR_ENTRY   32u
+#define NAT_VAL_REC     96u
+#define NAT_MAX_DIMS    8
+#define NAT_DATA_ALIGN  64u
+#define NAT_NODE_FIXED  16u
+#define NAT_MAX_NODE_IN (LK_MAX_OUTPUTS + 8)
+
+enum { SEC_STRS = 1, SEC_META, SEC_VALS, SEC_NODE, SEC_OUTS, SEC_DATA, SEC_COUNT };
+static const char *const sec_names[SEC_COUNT] = {
+    NULL, "strings", "meta", "values", "graph", "outputs", "data",
+};
+#define NAT_N_SECTIONS (SEC_COUNT - 1)
+
+/* ---- checksum ------------------------------------------------------------------------------
+ * lk64: 8 bytes per step, h = mix((h ^ word) * K).  Every step is a bijection of h for a fixed
+ * word and of the word for a fixed h, so any change confined to one 8-byte word (in
+ * particular any single bit flip) always changes the result. */
+
+static uint64_t rd64(const unsigned char *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+static uint32_t rd32(const unsigned char *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static uint64_t lk64(const void *data, size_t n) {
+    const unsigned char *p = data;
+    const uint64_t       K = 0xff51afd7ed558ccdull;
+    uint64_t             h = 0x9e3779b97f4a7c15ull ^ (uint64_t)n;
+    size_t               i = 0;
+    for (; i + 8 <= n; i += 8) {
+        h = (h ^ rd64(p + i)) * K;
+        h ^= h >> 32;
+    }
+    if (i < n) {
+        uint64_t w = 0;
+        memcpy(&w, p + i, n - i);
+        h = (h ^ w) * K;
+        h ^= h >> 32;
+    }
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return h;
+}
+
+/* Fingerprint of the lk_attrs field layout: any change of a field's offset or of a member's
+ * size changes it, and old files are then rejected rather than misread. */
+static uint64_t attrs_fingerprint(void) {
+#define F(x) (uint64_t) offsetof(lk_attrs, x)
+    const uint64_t layout[] = {
+        sizeof(lk_attrs), sizeof(lk_attr_conv), sizeof(lk_attr_scalar), sizeof(lk_attr_axes),
+        sizeof(lk_attr_reshape), sizeof(lk_attr_slice), sizeof(lk_attr_pad),
+        sizeof(lk_attr_resize), sizeof(lk_attr_split), sizeof(lk_attr_d2s),
+        F(conv.nsp), F(conv.group), F(conv.kernel), F(conv.stride), F(conv.dilation),
+        F(conv.pad_begin), F(conv.pad_end), F(conv.out_pad), F(conv.ceil_mode),
+        F(conv.count_include_pad),
+        F(s.alpha), F(s.beta), F(s.eps), F(s.axis), F(s.trans_a), F(s.trans_b), F(s.approx),
+        F(axes.n), F(axes.keepdims), F(axes.axes),
+        F(reshape.ndim), F(reshape.allowzero), F(reshape.shape),
+        F(slice.n), F(slice.axes), F(slice.starts), F(slice.ends), F(slice.steps),
+        F(pad.mode), F(pad.value), F(pad.begin), F(pad.end),
+        F(resize.mode), F(resize.coord), F(resize.nearest), F(resize.cubic_a),
+        F(resize.exclude_outside), F(resize.out_size), F(resize.scale),
+        F(split.axis), F(split.n), F(split.sizes),
+        F(d2s.block), F(d2s.crd),
+        LK_MAX_DIMS, LK_MAX_OUTPUTS,
+    };
+#undef F
+    return lk64(layout, sizeof layout);
+}
+
+/* ---- writer ---------------------------------------------------------------------------------- */
+
+typedef struct buf {
+    unsigned char *p;
+    size_t         n, cap;
+    int            oom;
+} buf;
+
+static void buf_put(buf *b, const void *p, size_t n) {
+    if (b->oom) return;
+    if (b->n + n > b->cap) {
+        size_t nc = b->cap ? b->cap : 256;
+        while (nc < b->n + n) nc *= 2;
+        unsigned char *q = lk_realloc(b->p, nc);
+        if (!q) {
+            b->oom = 1;
+            return;
+        }
+        b->p   = q;
+        b->cap = nc;
+    }
+    if (n) memcpy(b->p + b->n, p, n);
+    b->n += n;
+}
+static void buf_u32(buf *b, uint32_t v) { buf_put(b, &v, 4); }
+static void buf_u64(buf *b, uint64_t v) { buf_put(b, &v, 8); }
+static void buf_align(buf *b, size_t a) {
+    static const unsigned char z[8];
+    if (b->n % a) buf_put(b, z, a - b->n % a);
+}
+/* Appends a NUL-terminated string to the string table; returns its offset. */
+static uint32_t buf_str(buf *b, const char *s) {
+    uint32_t off = (uint32_t)b->n;
+    if (!s) s = "";
+    buf_put(b, s, strlen(s) + 1);
+    return off;
+}
+
+static size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+
+lk_status lk_model_save_native(const lk_model *m, const char *path, lk_error *err) {
+    buf       sec[SEC_COUNT];
+    lk_afile  af;
+    lk_status s  = LK_OK;
+    int       af_open = 0;
+    memset(sec, 0, sizeof sec);
+    int64_t nv = lk_model_n_values(m), nn = lk_model_n_nodes(m), no = lk_model_n_outputs(m);
+    buf    *st = &sec[SEC_STRS];
+    buf_put(st, "", 1); /* offset 0 is the empty string */
+
+    const lk_model_meta *mt = lk_model_get_meta(m);
+    buf *me = &sec[SEC_META];
+    buf_u32(me, buf_str(st, mt->format));
+    buf_u32(me, buf_str(st, mt->producer));
+    buf_u32(me, buf_str(st, mt->notes));
+    buf_u32(me, buf_str(st, mt->source_path));
+    buf_u64(me, (uint64_t)mt->ir_version);
+    buf_u64(me, (uint64_t)mt->opset);
+
+    /* Values; parameter data is laid out 64-aligned from the DATA section start. */
+    buf     *va       = &sec[SEC_VALS];
+    buf     *dsum     = &sec[SEC_DATA]; /* per-tensor checksums, hashed into the DATA entry */
+    size_t   data_rel = 0;
+    buf_u64(va, (uint64_t)nv);
+    for (int64_t v = 0; v < nv; v++) {
+        lk_value_kind    k = lk_model_value_kind(m, v);
+        const lk_tensor *t = lk_model_param(m, v);
+        int64_t          shape[NAT_MAX_DIMS] = {0};
+        int              nd = t ? t->ndim : lk_model_value_shape(m, v, shape);
+        if (t) memcpy(shape, t->shape, sizeof(int64_t) * (size_t)t->ndim);
+        if (t && (t->dtype != LK_F32 || !lk_tensor_is_contiguous(t))) {
+            s = LK_FAIL(err, LK_EUNSUPPORTED,
+                        "%s: parameter '%s' is not a contiguous float32 tensor", path,
+                        lk_model_value_name(m, v));
+            goto fail;
+        }
+        buf_u32(va, buf_str(st, lk_model_value_name(m, v)));
+        unsigned char kb[4] = {(unsigned char)k, (unsigned char)LK_F32,
+                               (unsigned char)(nd < 0 ? 0xff : nd), 0};
+        buf_put(va, kb, 4);
+        for (int i = 0; i < NAT_MAX_DIMS; i++) buf_u64(va, (uint64_t)shape[i]);
+        if (t) {
+            size_t   nb = (size_t)lk_tensor_numel(t) * sizeof(float);
+            uint64_t ck = lk64(t->data, nb);
+            data_rel    = align_up(data_rel, NAT_DATA_ALIGN);
+            buf_u64(va, data_rel); /* made absolute below, once the DATA offset is known */
+            buf_u64(va, nb);
+            buf_u64(va, ck);
+            buf_u64(dsum, ck);
+            data_rel += nb;
+        } else {
+            buf_u64(va, 0);
+            buf_u64(va, 0);
+            buf_u64(va, 0);
+        }
+    }
+
+    buf *ne = &sec[SEC_NODE];
+    buf_u32(ne, (uint32_t)nn);
+    buf_u32(ne, (uint32_t)sizeof(lk_attrs));
+    buf_u64(ne, attrs_fingerprint());
+    for (int64_t i = 0; i < nn; i++) {
+        const lk_node *n = lk_model_node(m, i);
+        buf_u32(ne, buf_str(st, lk_op_name(n->op)));
+        buf_u32(ne, buf_str(st, n->name));
+        buf_u32(ne, (uint32_t)n->n_in);
+        buf_u32(ne, (uint32_t)n->n_out);
+        for (int j = 0; j < n->n_in; j++) buf_u64(ne, (uint64_t)n->in[j]);
+        for (int j = 0; j < n->n_out; j++) buf_u64(ne, (uint64_t)n->out[j]);
+        buf_put(ne, &n->attrs, sizeof n->attrs);
+        buf_align(ne, 8);
+    }
+
+    buf *ou = &sec[SEC_OUTS];
+    buf_u32(ou, (uint32_t)no);
+    buf_u32(ou, 0);
+    for (int64_t i = 0; i < no; i++) buf_u64(ou, (uint64_t)lk_model_output(m, i));
+
+    for (int i = 1; i < SEC_COUNT; i++)
+        if (sec[i].oom) {
+            s = LK_FAIL(err, LK_ENOMEM, "%s: out of memory building section '%s'", path,
+                        sec_names[i]);
+            goto fail;
+        }
+
+    /* Section placement. */
+    uint64_t off[SEC_COUNT], size[SEC_COUNT], ck[SEC_COUNT];
+    size_t   hsize = NAT_HDR_FIXED + NAT_DIR_ENTRY * NAT_N_SECTIONS + 8;
+    size_t   pos   = hsize;
+    for (int i = SEC_STRS; i < SEC_DATA; i++) {
+        pos     = align_up(pos, 8);
+        off[i]  = pos;
+        size[i] = sec[i].n;
+        pos += sec[i].n;
+    }
+    off[SEC_DATA]  = align_up(pos, NAT_DATA_ALIGN);
+    size[SEC_DATA] = align_up(data_rel, NAT_DATA_ALIGN);
+    uint64_t fsize = off[SEC_DATA] + size[SEC_DATA];
+    /* Make tensor offsets absolute before checksumming VALS. */
+    for (int64_t v = 0; v < nv; v++) {
+        unsigned char *rec = sec[SEC_VALS].p + 8 + (size_t)v * NAT_VAL_REC;
+        if (!lk_model_param(m, v)) continue;
+        uint64_t a = rd64(rec + 72) + off[SEC_DATA];
+        memcpy(rec + 72, &a, 8);
+    }
+    for (int i = SEC_STRS; i < SEC_DATA; i++) ck[i] = lk64(sec[i].p, sec[i].n);
+    ck[SEC_DATA] = lk64(sec[SEC_DATA].p, sec[SEC_DATA].n);
+
+    buf hd;
+    memset(&hd, 0, sizeof hd);
+    buf_put(&hd, NAT_MAGIC, 8);
+    buf_u32(&hd, NAT_VERSION);
+    buf_u32(&hd, 0);
+    buf_u64(&hd, fsize);
+    buf_u32(&hd, NAT_N_SECTIONS);
+    buf_u32(&hd, (uint32_t)hsize);
+    buf_u64(&hd, 0);
+    for (int i = 1; i < SEC_COUNT; i++) {
+        buf_u32(&hd, (uint32_t)i);
+        buf_u32(&hd, 0);
+        buf_u64(&hd, off[i]);
+        buf_u64(&hd, size[i]);
+        buf_u64(&hd, ck[i]);
+    }
+    if (!hd.oom) buf_u64(&hd, lk64(hd.p, hd.n));
+    if (hd.oom) {
+        lk_free(hd.p);
+        s = LK_FAIL(err, LK_ENOMEM, "%s: out of memory building the header", path);
+        goto fail;
+    }
+    LK_ASSERT(hd.n == hsize);
+
+    s = lk_afile_open(&af, path, err);
+    if (s) {
+        lk_free(hd.p);
+        goto fail;
+    }
+    af_open = 1;
+    s       = lk_afile_write(&af, hd.p, hd.n, err);
+    lk_free(hd.p);
+    for (int i = SEC_STRS; i < SEC_DATA && !s; i++) {
+        s = lk_afile_pad(&af, 8, err);
+        if (!s) s = lk_afile_write(&af, sec[i].p, sec[i].n, err);
+    }
+    if (!s) s = lk_afile_pad(&af, NAT_DATA_ALIGN, err);
+    for (int64_t v = 0; v < nv && !s; v++) {
+        const lk_tensor *t = lk_model_param(m, v);
+        if (!t) continue;
+        s = lk_afile_pad(&af, NAT_DATA_ALIGN, err);
+        if (!s) s = lk_afile_write(&af, t->data, (size_t)lk_tensor_numel(t) * sizeof(float), err);
+    }
+    if (!s) s = lk_afile_pad(&af, NAT_DATA_ALIGN, err);
+    if (s) goto fail;
+    LK_ASSERT((uint64_t)af.written == fsize);
+    s = lk_afile_commit(&af, err);
+    if (s) goto fail;
+    for (int i = 0; i < SEC_COUNT; i++) lk_free(sec[i].p);
+    return LK_OK;
+fail:
+    if (af_open) lk_afile_abort(&af);
+    for (int i = 0; i < SEC_COUNT; i++) lk_free(sec[i].p);
+    return s;
+}
+
+/* ---- loader ----------------------------------------------------------------------------------- */
+
+int lk_native_sniff(const unsigned char *buf, size_t len) {
+    return len >= 8 && memcmp(buf, NAT_MAGIC, 8) == 0;
+}
+
+typedef struct nat_sec {
+    uint64_t off, size, ck;
+} nat_sec;
+
+/* Everything parsed from the file before the model is built (ids as stored). */
+typedef struct nat_node {
+    lk_op          op;
+    const char    *name;
+    int32_t        n_in, n_out;
+    int64_t        in[NAT_MAX_NODE_IN];
+    int64_t        out[LK_MAX_OUTPUTS];
+    const unsigned char *attrs;
+    int            added;
+} nat_node;
+
+typedef struct nat_ctx {
+    const char          *path;
+    const unsigned char *base;
+    size_t               len;
+    nat_sec              sec[SEC_COUNT];
+    const unsigned char *strs;
+    size_t               strs_len;
+} nat_ctx;
+
+static lk_status get_str(const nat_ctx *c, uint32_t off, const char *what, const char **out,
+                         lk_error *err) {
+    if (off >= c->strs_len)
+        return LK_FAIL(err, LK_EFORMAT, "%s: %s: string offset %u outside the string table (%zu "
+                       "bytes)", c->path, what, off, c->strs_len);
+    *out = (const char *)c->strs + off;
+    return LK_OK;
+}
+
+static lk_status parse_header(nat_ctx *c, lk_error *err) {
+    const unsigned char *b = c->base;
+    if (c->len < NAT_HDR_FIXED)
+        return LK_FAIL(err, LK_EFORMAT, "%s: %zu bytes is too short for a model.bin header",
+                       c->path, c->len);
+    if (memcmp(b, NAT_MAGIC, 8) != 0)
+        return LK_FAIL(err, LK_EFORMAT, "%s: bad magic (not an lkprobe model.bin)", c->path);
+    uint32_t ver = rd32(b + 8), flags = rd32(b + 12);
+    if (ver != NAT_VERSION)
+        return LK_FAIL(err, LK_EUNSUPPORTED, "%s: model.bin version %u not supported (this "
+                       "build reads version %u)", c->path, ver, NAT_VERSION);
+    if (flags != 0)
+        return LK_FAIL(err, LK_EUNSUPPORTED, "%s: unknown header flags 0x%x", c->path, flags);
+    uint64_t fsize = rd64(b + 16);
+    if (fsize != c->len)
+        return LK_FAIL(err, LK_EFORMAT, "%s: file is %zu bytes but its header records %llu "
+                       "(truncated or extended)", c->path, c->len, (unsigned long long)fsize);
+    uint32_t nsec = rd32(b + 24), hsize = rd32(b + 28);
+    if (nsec != NAT_N_SECTIONS || hsize != NAT_HDR_FIXED + NAT_DIR_ENTRY * nsec + 8 ||
+        hsize > c->len)
+        return LK_FAIL(err, LK_EFORMAT, "%s: header: %u sections / header size %u (expected %d "
+                       "sections)", c->path, nsec, hsize, NAT_N_SECTIONS);
+    if (rd64(b + 32) != 0)
+        return LK_FAIL(err, LK_EFORMAT, "%s: header: reserved field at offset 32 is not zero",
+                       c->path);
+    if (lk64(b, hsize - 8) != rd64(b + hsize - 8))
+        return LK_FAIL(err, LK_EFORMAT, "%s: header checksum mismatch (corrupted header)",
+                       c->path);
+    int seen[SEC_COUNT] = {0};
+    for (uint32_t i = 0; i < nsec; i++) {
+        const unsigned char *e  = b + NAT_HDR_FIXED + NAT_DIR_ENTRY * i;
+        uint32_t             id = rd32(e);
+        if (id < 1 || id >= SEC_COUNT || seen[id] || rd32(e + 4) != 0)
+            return LK_FAIL(err, LK_EFORMAT, "%s: section directory entry %u: bad id %u", c->path,
+                           i, id);
+        seen[id]       = 1;
+        nat_sec *s     = &c->sec[id];
+        s->off         = rd64(e + 8);
+        s->size        = rd64(e + 16);
+        s->ck          = rd64(e + 24);
+        uint64_t align = id == SEC_DATA ? NAT_DATA_ALIGN : 8;
+        if (s->off < hsize || s->off > c->len || s->size > c->len - s->off || s->off % align)
+            return LK_FAIL(err, LK_EFORMAT, "%s: section '%s': offset %llu size %llu outside the "
+                           "file (%zu bytes) or misaligned", c->path, sec_names[id],
+                           (unsigned long long)s->off, (unsigned long long)s->size, c->len);
+    }
+    for (int i = 1; i < SEC_COUNT; i++)
+        for (int j = i + 1; j < SEC_COUNT; j++) {
+            const nat_sec *a = &c->sec[i], *d = &c->sec[j];
+            if (a->off < d->off + d->size && d->off < a->off + a->size)
+                return LK_FAIL(err, LK_EFORMAT, "%s: sections '%s' and '%s' overlap", c->path,
+                               sec_names[i], sec_names[j]);
+        }
+    /* Bytes outside the header and the sections (alignment gaps) must be zero, so that no
+     * byte of the file escapes verification. */
+    for (size_t pos = hsize; pos < c->len;) {
+        size_t next = c->len;
+        int    in   = 0;
+        for (int i = 1; i < SEC_COUNT && !in; i++) {
+            const nat_sec *s = &c->sec[i];
+            if (pos >= s->off && pos < s->off + s->size) {
+                pos = (size_t)(s->off + s->size);
+                in  = 1;
+            } else if (s->off > pos && s->off < next) {
+                next = (size_t)s->off;
+            }
+        }
+        if (in) continue;
+        for (; pos < next; pos++)
+            if (b[pos])
+                return LK_FAIL(err, LK_EFORMAT, "%s: non-zero byte at offset %zu between "
+                               "sections (corrupted file)", c->path, pos);
+    }
+    for (int i = SEC_STRS; i < SEC_DATA; i++)
+        if (lk64(b + c->sec[i].off, c->sec[i].size) != c->sec[i].ck)
+            return LK_FAIL(err, LK_EFORMAT, "%s: section '%s' (offset %llu): checksum mismatch "
+                           "(corrupted file)", c->path, sec_names[i],
+                           (unsigned long long)c->sec[i].off);
+    c->strs     = b + c->sec[SEC_STRS].off;
+    c->strs_len = c->sec[SEC_STRS].size;
+    if (c->strs_len == 0 || c->strs[c->strs_len - 1] != 0)
+        return LK_FAIL(err, LK_EFORMAT, "%s: section 'strings' is not NUL-terminated", c->path);
+    return LK_OK;
+}
+
+/* Parses the NODE section into nodes[] (allocated by the caller after reading the count). */
+static lk_status parse_nodes(const nat_ctx *c, int64_t nv, const unsigned char *vals,
+                             nat_node *nodes, uint32_t nn, int64_t *producer, lk_error *err) {
+    const unsigned char *p   = c->base + c->sec[SEC_NODE].off;
+    size_t               len = c->sec[SEC_NODE].size, pos = 16;
+    for (uint32_t i = 0; i < nn; i++) {
+        nat_node *n = &nodes[i];
+        if (len - pos < NAT_NODE_FIXED)
+            return LK_FAIL(err, LK_EFORMAT, "%s: section 'graph': node %u record truncated",
+                           c->path, i);
+        const char *opname = "";
+        lk_status   s = get_str(c, rd32(p + pos), "node op name", &opname, err);
+        if (!s) s = get_str(c, rd32(p + pos + 4), "node name", &n->name, err);
+        if (s) return s;
+        uint32_t ni = rd32(p + pos + 8), no = rd32(p + pos + 12);
+        n->op = lk_op_from_name(opname);
+        if (n->op == LK_OP_COUNT)
+            return LK_FAIL(err, LK_EUNSUPPORTED, "%s: node '%s': op '%s' is unknown to this "
+                           "build of lkprobe", c->path, n->name, opname);
+        if (ni > NAT_MAX_NODE_IN || no < 1 || no > LK_MAX_OUTPUTS)
+            return LK_FAIL(err, LK_EFORMAT, "%s: node '%s' (%s): %u inputs / %u outputs out of "
+                           "range", c->path, n->name, opname, ni, no);
+        pos += NAT_NODE_FIXED;
+        size_t rec = 8 * (size_t)(ni + no) + sizeof(lk_attrs);
+        if (len - pos < rec)
+            return LK_FAIL(err, LK_EFORMAT, "%s: node '%s' (%s): record runs past the end of "
+                           "section 'graph'", c->path, n->name, opname);
+        n->n_in  = (int32_t)ni;
+        n->n_out = (int32_t)no;
+        for (uint32_t j = 0; j < ni; j++) {
+            n->in[j] = (int64_t)rd64(p + pos + 8 * j);
+            if (n->in[j] < -1 || n->in[j] >= nv)
+                return LK_FAIL(err, LK_EFORMAT, "%s: node '%s' (%s): input %u refers to value "
+                               "%lld of %lld", c->path, n->name, opname, j,
+                               (long long)n->in[j], (long long)nv);
+        }
+        for (uint32_t j = 0; j < no; j++) {
+            int64_t o = (int64_t)rd64(p + pos + 8 * (ni + j));
+            if (o < 0 || o >= nv || vals[8 + (size_t)o * NAT_VAL_REC + 4] != LK_VALUE_ACT ||
+                producer[o] >= 0)
+                return LK_FAIL(err, LK_EFORMAT, "%s: node '%s' (%s): output %u (value %lld) is "
+                               "not an activation, or is produced twice", c->path, n->name,
+                               opname, j, (long long)o);
+            producer[o] = i;
+            n->out[j]   = o;
+        }
+        n->attrs = p + pos + 8 * (ni + no);
+        pos      = align_up(pos + rec, 8);
+        if (pos > len) pos = len;
+    }
+    if (pos != len)
+        return LK_FAIL(err, LK_EFORMAT, "%s: section 'graph': %zu unexpected trailing bytes",
+                       c->path, len - pos);
+    return LK_OK;
+}
+
+/* Checks a zero-filled gap of the DATA section. */
+static int zero_gap(const unsigned char *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (p[i]) return 0;
+    return 1;
+}
+
+static lk_status add_node_from_file(const nat_ctx *c, lk_model *m, nat_node *n,
+                                    const unsigned char *vals, int64_t *remap, lk_error *err) {
+    int64_t     in[NAT_MAX_NODE_IN], out[LK_MAX_OUTPUTS];
+    const char *names[LK_MAX_OUTPUTS];
+    lk_attrs    a;
+    for (int j = 0; j < n->n_in; j++) in[j] = n->in[j] < 0 ? -1 : remap[n->in[j]];
+    for (int j = 0; j < n->n_out; j++) {
+        lk_status s = get_str(c, rd32(vals + 8 + (size_t)n->out[j] * NAT_VAL_REC), "value name",
+                              &names[j], err);
+        if (s) return s;
+    }
+    memcpy(&a, n->attrs, sizeof a);
+    lk_status s = lk_model_add_node(m, n->op, n->name, n->n_in, in, n->n_out, names, &a, out, err);
+    if (s) return s;
+    for (int j = 0; j < n->n_out; j++) remap[n->out[j]] = out[j];
+    n->added = 1;
+    return LK_OK;
+}
+
+lk_status lk_native_load(const char *path, lk_file_map fm, const lk_load_opts *opts,
+                         lk_model **out, lk_error *err) {
+    *out              = NULL;
+    lk_error  local;
+    lk_model *m       = NULL;
+    nat_node *nodes   = NULL;
+    int64_t  *producer = NULL, *remap = NULL;
+    int       held    = 0;
+    lk_status s       = LK_OK;
+    if (!err) err = &local;
+    nat_ctx c;
+    memset(&c, 0, sizeof c);
+    c.path = path;
+    c.base = fm.base;
+    c.len  = fm.len;
+
+    s = parse_header(&c, err);
+    if (s) goto fail;
+
+    /* META */
+    const unsigned char *mp = c.base + c.sec[SEC_META].off;
+    if (c.sec[SEC_META].size != 32) {
+        s = LK_FAIL(err, LK_EFORMAT, "%s: section 'meta' is %llu bytes, expected 32", path,
+                    (unsigned long long)c.sec[SEC_META].size);
+        goto fail;
+    }
+    lk_model_meta meta;
+    memset(&meta, 0, sizeof meta);
+    const char *src_format = "";
+    s = get_str(&c, rd32(mp), "meta format", &src_format, err);
+    if (!s) s = get_str(&c, rd32(mp + 4), "meta producer", &meta.producer, err);
+    if (!s) s = get_str(&c, rd32(mp + 8), "meta notes", &meta.notes, err);
+    if (s) goto fail;
+    meta.format      = "native";
+    meta.source_path = path;
+    meta.ir_version  = (int64_t)rd64(mp + 16);
+    meta.opset       = (int64_t)rd64(mp + 24);
+
+    /* VALS */
+    const unsigned char *vals = c.base + c.sec[SEC_VALS].off;
+    uint64_t             vlen = c.sec[SEC_VALS].size;
+    uint64_t             nv   = vlen >= 8 ? rd64(vals) : 0;
+    if (vlen < 8 || nv > (vlen - 8) / NAT_VAL_REC || 8 + nv * NAT_VAL_REC != vlen) {
+        s = LK_FAIL(err, LK_EFORMAT, "%s: section 'values': %llu bytes do not hold %llu records",
+                    path, (unsigned long long)vlen, (unsigned long long)nv);
+        goto fail;
+    }
+    /* NODE */
+    const unsigned char *np = c.base + c.sec[SEC_NODE].off;
+    if (c.sec[SEC_NODE].size < 16) {
+        s = LK_FAIL(err, LK_EFORMAT, "%s: section 'graph' is too short", path);
+        goto fail;
+    }
+    uint32_t nn = rd32(np), asz = rd32(np + 4);
+    uint64_t fp = rd64(np + 8);
+    if (asz != sizeof(lk_attrs) || fp != attrs_fingerprint()) {
+        s = LK_FAIL(err, LK_EUNSUPPORTED, "%s: node attributes were written with a different "
+                    "attribute layout (size %u, fingerprint %016llx; this build: %zu, %016llx); "
+                    "re-convert the model", path, asz, (unsigned long long)fp, sizeof(lk_attrs),
+                    (unsigned long long)attrs_fingerprint());
+        goto fail;
+    }
+    if (nn > c.sec[SEC_NODE].size / (NAT_NODE_FIXED + 8)) {
+        s = LK_FAIL(err, LK_EFORMAT, "%s: section 'graph': node count %u exceeds its size", path,
+                    nn);
+        goto fail;
+    }
+    nodes    = lk_calloc(nn ? nn : 1, sizeof *nodes);
+    producer = lk_malloc(sizeof *producer * (size_t)(nv ? nv : 1));
+    remap    = lk_malloc(sizeof *remap * (size_t)(nv ? nv : 1));
+    if (!nodes || !producer || !remap) {
+        s = LK_FAIL(err, LK_ENOMEM, "%s: out of memory reading the graph", path);
+        goto fail;
+    }
+    for (uint64_t v = 0; v < nv; v++) producer[v] = remap[v] = -1;
+    s = parse_nodes(&c, (int64_t)nv, vals, nodes, nn, producer, err);
+    if (s) goto fail;
+
+    s = lk_model_alloc(&m, err);
+    if (s) goto fail;
+    s = lk_model_hold_mapping(m, (void *)fm.base, fm.len, lk_file_map_release, err);
+    if (s) goto fail;
+    held = 1;
+    s    = lk_model_set_meta(m, &meta, err);
+    if (!s && src_format[0] && strcmp(src_format, "native") != 0) {
+        char note[96];
+        snprintf(note, sizeof note, "converted-from=%.64s", src_format);
+        s = lk_model_add_note(m, note, err);
+    }
+    if (s) goto fail;
+
+    /* Values in id order; a node is added when its first output is reached and its inputs
+     * exist, which reproduces the original ids and node order for models built in the usual
+     * order.  Other nodes are added afterwards in stored (topological) order. */
+    const nat_sec *ds       = &c.sec[SEC_DATA];
+    uint64_t       data_pos = ds->off;
+    int            n_in_seen = 0;
+    buf            dsum;
+    memset(&dsum, 0, sizeof dsum);
+    for (uint64_t v = 0; v < nv; v++) {
+        const unsigned char *r = vals + 8 + v * NAT_VAL_REC;
+        const char          *name = "";
+        s = get_str(&c, rd32(r), "value name", &name, err);
+        if (s) goto fail_dsum;
+        int     kind = r[4], dt = r[5], nd = r[6];
+        int64_t shape[NAT_MAX_DIMS];
+        for (int i = 0; i < NAT_MAX_DIMS; i++) shape[i] = (int64_t)rd64(r + 8 + 8 * i);
+        if (kind >= LK_VALUE_KIND_COUNT || dt != LK_F32 || r[7] != 0 ||
+            (kind != LK_VALUE_ACT && nd > LK_MAX_DIMS)) {
+            s = LK_FAIL(err, LK_EFORMAT, "%s: value '%s': bad kind %d, dtype %d or rank %d", path,
+                        name, kind, dt, nd);
+            goto fail_dsum;
+        }
+        if (kind == LK_VALUE_INPUT) {
+            if (n_in_seen++ == 0 && opts && opts->n_input_shape > 0) {
+                if (opts->n_input_shape != nd) {
+                    s = LK_FAIL(err, LK_ESHAPE, "%s: input '%s' has rank %d; --input-shape gives "
+                                "%d dims", path, name, nd, opts->n_input_shape);
+                    goto fail_dsum;
+                }
+                memcpy(shape, opts->input_shape, sizeof(int64_t) * (size_t)nd);
+            }
+            s = lk_model_add_input(m, name, nd, shape, &remap[v], err);
+            if (s) goto fail_dsum;
+        } else if (kind == LK_VALUE_PARAM) {
+            uint64_t doff = rd64(r + 72), nb = rd64(r + 80), ck = rd64(r + 88), numel = 1;
+            for (int i = 0; i < nd; i++) {
+                if (shape[i] < 0 || (shape[i] && numel > (UINT64_MAX / 4) / (uint64_t)shape[i])) {
+                    s = LK_FAIL(err, LK_EFORMAT, "%s: parameter '%s': bad dim %d", path, name, i);
+                    goto fail_dsum;
+                }
+                numel *= (uint64_t)shape[i];
+            }
+            if (nb != numel * 4 || doff % NAT_DATA_ALIGN || doff < data_pos ||
+                doff > ds->off + ds->size || nb > ds->off + ds->size - doff) {
+                s = LK_FAIL(err, LK_EFORMAT, "%s: parameter '%s': data at offset %llu, %llu bytes "
+                            "is outside section 'data' or inconsistent with its shape", path, name,
+                            (unsigned long long)doff, (unsigned long long)nb);
+                goto fail_dsum;
+            }
+            if (!zero_gap(c.base + data_pos, doff - data_pos)) {
+                s = LK_FAIL(err, LK_EFORMAT, "%s: section 'data': non-zero padding before "
+                            "parameter '%s' (offset %llu; corrupted file)", path, name,
+                            (unsigned long long)data_pos);
+                goto fail_dsum;
+            }
+            if (lk64(c.base + doff, nb) != ck) {
+                s = LK_FAIL(err, LK_EFORMAT, "%s: parameter '%s' (offset %llu): checksum mismatch "
+                            "(corrupted file)", path, name, (unsigned long long)doff);
+                goto fail_dsum;
+            }
+            buf_u64(&dsum, ck);
+            data_pos = doff + nb;
+            s = lk_model_add_param(m, name, nd, shape, (const float *)(c.base + doff), 0,
+                                   &remap[v], err);
+            if (s) goto fail_dsum;
+        } else {
+            int64_t p = producer[v];
+            if (p < 0) {
+                s = LK_FAIL(err, LK_EFORMAT, "%s: activation '%s' is produced by no node", path,
+                            name);
+                goto fail_dsum;
+            }
+            nat_node *n = &nodes[p];
+            if (n->added || n->out[0] != (int64_t)v) continue;
+            int ready = 1;
+            for (int j = 0; j < n->n_in; j++)
+                if (n->in[j] >= 0 && remap[n->in[j]] < 0) ready = 0;
+            if (!ready) continue;
+            s = add_node_from_file(&c, m, n, vals, remap, err);
+            if (s) goto fail_dsum;
+        }
+    }
+    if (dsum.oom) {
+        s = LK_FAIL(err, LK_ENOMEM, "%s: out of memory verifying section 'data'", path);
+        goto fail_dsum;
+    }
+    if (!zero_gap(c.base + data_pos, ds->off + ds->size - data_pos) ||
+        lk64(dsum.p, dsum.n) != ds->ck) {
+        s = LK_FAIL(err, LK_EFORMAT, "%s: section 'data' (offset %llu): checksum or padding "
+                    "mismatch (corrupted file)", path, (unsigned long long)ds->off);
+        goto fail_dsum;
+    }
+    lk_free(dsum.p);
+    dsum.p = NULL;
+    for (int progress = 1; progress;) {
+        progress = 0;
+        for (uint32_t i = 0; i < nn; i++) {
+            nat_node *n = &nodes[i];
+            int       ready = !n->added;
+            for (int j = 0; j < n->n_in && ready; j++)
+                if (n->in[j] >= 0 && remap[n->in[j]] < 0) ready = 0;
+            if (!ready) continue;
+            s = add_node_from_file(&c, m, n, vals, remap, err);
+            if (s) goto fail;
+            progress = 1;
+        }
+    }
+    for (uint32_t i = 0; i < nn; i++)
+        if (!nodes[i].added) {
+            s = LK_FAIL(err, LK_EFORMAT, "%s: node '%s' (%s): an input is never produced (cycle)",
+                        path, nodes[i].name, lk_op_name(nodes[i].op));
+            goto fail;
+        }
+
+    /* OUTS */
+    const unsigned char *op = c.base + c.sec[SEC_OUTS].off;
+    uint64_t             ol = c.sec[SEC_OUTS].size;
+    uint32_t             no = ol >= 8 ? rd32(op) : 0;
+    if (ol < 8 || rd32(op + 4) != 0 || no > LK_MAX_OUTPUTS * 64u || ol != 8 + 8 * (uint64_t)no) {
+        s = LK_FAIL(err, LK_EFORMAT, "%s: section 'outputs' is malformed (%llu bytes)", path,
+                    (unsigned long long)ol);
+        goto fail;
+    }
+    int64_t outs_small[64], *outs = no <= 64 ? outs_small : lk_malloc(8 * (size_t)no);
+    if (!outs) {
+        s = LK_FAIL(err, LK_ENOMEM, "%s: out of memory reading outputs", path);
+        goto fail;
+    }
+    for (uint32_t i = 0; i < no && !s; i++) {
+        int64_t v = (int64_t)rd64(op + 8 + 8 * (size_t)i);
+        if (v < 0 || (uint64_t)v >= nv)
+            s = LK_FAIL(err, LK_EFORMAT, "%s: model output %u refers to value %lld of %llu", path,
+                        i, (long long)v, (unsigned long long)nv);
+        else
+            outs[i] = remap[v];
+    }
+    if (!s) s = lk_model_set_outputs(m, (int)no, outs, err);
+    if (outs != outs_small) lk_free(outs);
+    if (s) goto fail;
+    s = lk_model_finalize(m, err);
+    if (s) goto fail;
+
+    lk_free(nodes);
+    lk_free(producer);
+    lk_free(remap);
+    *out = m;
+    return LK_OK;
+fail_dsum:
+    lk_free(dsum.p);
+fail:
+    lk_free(nodes);
+    lk_free(producer);
+    lk_free(remap);
+    lk_model_free(m);
+    if (!held) lk_file_map_release((void *)fm.base, fm.len);
+    return s;
+}

@@ -1,0 +1,101 @@
+/* error.c: the single error funnel and the allocator hook. */
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lkprobe/lk_error.h"
+
+lk_status lk_error_set(lk_error *err, lk_status code, const char *file, int line,
+                       const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+        err->code = code;
+        err->file = file;
+        err->line = line;
+    }
+    return code;
+}
+
+void lk_error_prefix(lk_error *err, const char *fmt, ...) {
+    if (!err) return;
+    char    pre[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(pre, sizeof pre, fmt, ap);
+    va_end(ap);
+    size_t lp = strlen(pre), lm = strlen(err->msg);
+    if (lp >= sizeof err->msg) lp = sizeof err->msg - 1;
+    if (lp + lm >= sizeof err->msg) lm = sizeof err->msg - 1 - lp;
+    memmove(err->msg + lp, err->msg, lm);
+    memcpy(err->msg, pre, lp);
+    err->msg[lp + lm] = '\0';
+}
+
+const char *lk_status_name(lk_status s) {
+    static const char *const names[] = {
+        "LK_OK", "LK_ENOMEM", "LK_EIO", "LK_EFORMAT", "LK_EUNSUPPORTED",
+        "LK_ESHAPE", "LK_EINVAL", "LK_ENUMERIC", "LK_ENOTFOUND",
+    };
+    _Static_assert(sizeof names / sizeof names[0] == LK_STATUS_COUNT, "status names");
+    return (unsigned)s < LK_STATUS_COUNT ? names[s] : "LK_E?";
+}
+
+void lk_assert_fail(const char *expr, const char *file, int line) {
+    fprintf(stderr, "lkprobe: internal error: %s at %s:%d\n", expr, file, line);
+    abort();
+}
+
+/* Test hook state: the only mutable globals, atomics so threads may allocate. */
+static atomic_long alloc_fail_after;
+static atomic_long alloc_counter;
+
+void lk_alloc_fail_after(long n) {
+    atomic_store(&alloc_counter, 0);
+    atomic_store(&alloc_fail_after, n);
+}
+
+long lk_alloc_count(void) { return atomic_load(&alloc_counter); }
+
+static int alloc_should_fail(void) {
+    long c = atomic_fetch_add(&alloc_counter, 1) + 1;
+    long f = atomic_load(&alloc_fail_after);
+    return f > 0 && c >= f;
+}
+
+void *lk_malloc(size_t n) {
+    if (alloc_should_fail()) return NULL;
+    return malloc(n ? n : 1);
+}
+
+void *lk_calloc(size_t count, size_t size) {
+    if (alloc_should_fail()) return NULL;
+    return calloc(count ? count : 1, size ? size : 1);
+}
+
+void *lk_realloc(void *p, size_t n) {
+    if (alloc_should_fail()) return NULL;
+    return realloc(p, n ? n : 1);
+}
+
+void lk_free(void *p) { free(p); }
+
+void *lk_aligned_alloc(size_t n) {
+    if (alloc_should_fail()) return NULL;
+    void  *p = NULL;
+    size_t sz = (n + 63) & ~(size_t)63;
+    int    rc = posix_memalign(&p, 64, sz ? sz : 64);
+    return rc == 0 ? p : NULL;
+}
+
+char *lk_strdup(const char *s) {
+    if (!s) s = "";
+    size_t n = strlen(s) + 1;
+    char  *d = lk_malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}

@@ -1,0 +1,360 @@
+/*
+ * exec.c: planning and running the graph.  The only place that dispatches on ops (through the
+ * descriptor table).  All buffers are sized here, once per input shape; run calls never
+ * allocate.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "model-impl.h"
+#include "op.h"
+#include "lkprobe/lk_exec.h"
+
+#define MAX_IO (LK_MAX_OUTPUTS + 8)
+
+struct lk_exec {
+    const lk_model *m;
+    lk_exec_opts    o;
+    lk_pool        *pool;
+    lk_tensor      *vals;      /* n_values; params are views of the model's data          */
+    lk_tensor      *grads;     /* n_values; data NULL where no gradient is kept           */
+    unsigned char  *req;       /* value requires grad                                     */
+    unsigned char  *touched;   /* backward: value received gradient                        */
+    float          *arena;     /* activations and gradients                               */
+    float          *scratch;
+    size_t          scratch_floats;
+    int             forwarded;
+};
+
+lk_exec_opts lk_exec_opts_default(void) {
+    lk_exec_opts o = {0, LK_GRAD_NONE};
+    return o;
+}
+
+int lk_exec_threads(const lk_exec *x) { return lk_pool_threads(x->pool); }
+
+void lk_exec_free(lk_exec *x) {
+    if (!x) return;
+    lk_pool_free(x->pool);
+    lk_free(x->vals);
+    lk_free(x->grads);
+    lk_free(x->req);
+    lk_free(x->touched);
+    lk_free(x->arena);
+    lk_free(x->scratch);
+    lk_free(x);
+}
+
+static void fill_ctx(lk_exec *x, const lk_node *n, lk_op_ctx *c, const lk_tensor **in,
+                     lk_tensor **out) {
+    memset(c, 0, sizeof *c);
+    for (int j = 0; j < n->n_in; j++) in[j] = n->in[j] >= 0 ? &x->vals[n->in[j]] : NULL;
+    for (int o = 0; o < n->n_out; o++) out[o] = &x->vals[n->out[o]];
+    c->node           = n;
+    c->n_in           = n->n_in;
+    c->n_out          = n->n_out;
+    c->in             = in;
+    c->out            = out;
+    c->scratch        = x->scratch;
+    c->scratch_floats = x->scratch_floats;
+    c->pool           = x->pool;
+    c->nthreads       = lk_pool_threads(x->pool);
+}
+
+static size_t round_up16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+lk_status lk_exec_alloc(const lk_model *m, const lk_exec_opts *o, int n_shapes,
+                        const lk_tensor *const *shapes, lk_exec **out, lk_error *err) {
+    *out = NULL;
+    if (!m->finalized) return LK_FAIL(err, LK_EINVAL, "model is not finalized");
+    if (n_shapes != 0 && n_shapes != m->n_inputs)
+        return LK_FAIL(err, LK_EINVAL, "%d input shapes given, model has %lld inputs", n_shapes,
+                       (long long)m->n_inputs);
+    lk_exec *x = lk_calloc(1, sizeof *x);
+    if (!x) return LK_FAIL(err, LK_ENOMEM, "out of memory allocating an executor");
+    x->m      = m;
+    x->o      = o ? *o : lk_exec_opts_default();
+    int64_t nv = m->n_values;
+    lk_status s;
+    x->vals    = lk_calloc((size_t)nv, sizeof *x->vals);
+    x->grads   = lk_calloc((size_t)nv, sizeof *x->grads);
+    x->req     = lk_calloc((size_t)nv, 1);
+    x->touched = lk_calloc((size_t)nv, 1);
+    if (!x->vals || !x->grads || !x->req || !x->touched) {
+        s = LK_FAIL(err, LK_ENOMEM, "out of memory allocating an executor");
+        goto fail;
+    }
+    s = lk_pool_alloc(x->o.threads, &x->pool, err);
+    if (s) goto fail;
+
+    /* Shapes: inputs from the caller (or declared), then inference in topological order. */
+    for (int64_t v = 0; v < nv; v++) {
+        x->vals[v]       = m->values[v].t;
+        x->vals[v].owner = 0;
+        if (m->values[v].kind == LK_VALUE_ACT) x->vals[v].ndim = -1;
+    }
+    for (int64_t i = 0; i < m->n_inputs; i++) {
+        int64_t          v  = m->inputs[i];
+        const lk_tensor *sh = n_shapes && shapes[i] ? shapes[i] : &m->values[v].t;
+        if (sh->ndim != m->values[v].t.ndim) {
+            s = LK_FAIL(err, LK_ESHAPE, "input '%s': rank %d given, model expects %d",
+                        m->values[v].name, sh->ndim, m->values[v].t.ndim);
+            goto fail;
+        }
+        for (int k = 0; k < sh->ndim; k++)
+            if (sh->shape[k] <= 0) {
+                s = LK_FAIL(err, LK_ESHAPE, "input '%s': dim %d is %lld", m->values[v].name, k,
+                            (long long)sh->shape[k]);
+                goto fail;
+            }
+        lk_tensor_set_shape(&x->vals[v], sh->ndim, sh->shape);
+        x->vals[v].dtype = LK_F32;
+    }
+    size_t scratch = 0;
+    for (int64_t i = 0; i < m->n_nodes; i++) {
+        const lk_node   *n = &m->nodes[i];
+        const lk_op_def *d = lk_op_get(n->op);
+        const lk_tensor *in[MAX_IO];
+        lk_tensor        outs[LK_MAX_OUTPUTS];
+        lk_tensor       *outp[LK_MAX_OUTPUTS];
+        lk_op_ctx        c;
+        fill_ctx(x, n, &c, in, outp);
+        memset(outs, 0, sizeof outs);
+        for (int k = 0; k < n->n_out; k++) outs[k].ndim = -1;
+        s = d->infer(n, in, outs, err);
+        if (s) {
+            lk_error_prefix(err, "planning for the given input shape: ");
+            goto fail;
+        }
+        for (int k = 0; k < n->n_out; k++) {
+            lk_tensor *t = &x->vals[n->out[k]];
+            lk_tensor_set_shape(t, outs[k].ndim, outs[k].shape);
+            t->dtype = LK_F32;
+        }
+        if (d->scratch) {
+            size_t need = d->scratch(&c);
+            if (need > scratch) scratch = need;
+        }
+    }
+
+    /* Which values need gradients. */
+    if (x->o.grad != LK_GRAD_NONE) {
+        for (int64_t v = 0; v < nv; v++) {
+            if (m->values[v].kind == LK_VALUE_INPUT) x->req[v] = 1;
+            if (m->values[v].kind == LK_VALUE_PARAM && x->o.grad == LK_GRAD_PARAMS) x->req[v] = 1;
+        }
+        for (int64_t i = 0; i < m->n_nodes; i++) {
+            const lk_node *n = &m->nodes[i];
+            int            r = 0;
+            for (int j = 0; j < n->n_in; j++)
+                if (n->in[j] >= 0 && x->req[n->in[j]]) r = 1;
+            for (int k = 0; k < n->n_out; k++) x->req[n->out[k]] = (unsigned char)r;
+        }
+    }
+
+    /* One arena for activations, inputs and gradients. */
+    size_t total = 0;
+    for (int64_t v = 0; v < nv; v++) {
+        size_t numel = (size_t)lk_tensor_numel(&x->vals[v]);
+        if (m->values[v].kind != LK_VALUE_PARAM) total += round_up16(numel);
+        if (x->req[v]) total += round_up16(numel);
+    }
+    x->arena = lk_aligned_alloc(total * sizeof(float));
+    if (!x->arena && total) {
+        s = LK_FAIL(err, LK_ENOMEM, "out of memory: activations need %zu MiB",
+                    total * sizeof(float) >> 20);
+        goto fail;
+    }
+    size_t off = 0;
+    for (int64_t v = 0; v < nv; v++) {
+        size_t numel = (size_t)lk_tensor_numel(&x->vals[v]);
+        if (m->values[v].kind != LK_VALUE_PARAM) {
+            x->vals[v].data = x->arena + off;
+            off += round_up16(numel);
+        }
+        if (x->req[v]) {
+            x->grads[v]       = x->vals[v];
+            x->grads[v].data  = x->arena + off;
+            x->grads[v].owner = 0;
+            off += round_up16(numel);
+        }
+    }
+    x->scratch_floats = scratch;
+    if (scratch) {
+        x->scratch = lk_aligned_alloc(scratch * sizeof(float));
+        if (!x->scratch) {
+            s = LK_FAIL(err, LK_ENOMEM, "out of memory: scratch needs %zu MiB",
+                        scratch * sizeof(float) >> 20);
+            goto fail;
+        }
+    }
+    *out = x;
+    return LK_OK;
+fail:
+    lk_exec_free(x);
+    return s;
+}
+
+static void copy_strided(const lk_tensor *src, float *dst) {
+    int64_t n = lk_tensor_numel(src);
+    if (lk_tensor_is_contiguous(src)) {
+        memcpy(dst, src->data, (size_t)n * sizeof(float));
+        return;
+    }
+    int64_t idx[LK_MAX_DIMS] = {0};
+    const float *s = src->data;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t off = 0;
+        for (int d = 0; d < src->ndim; d++) off += idx[d] * src->stride[d];
+        dst[i] = s[off];
+        for (int d = src->ndim - 1; d >= 0; d--) {
+            if (++idx[d] < src->shape[d]) break;
+            idx[d] = 0;
+        }
+    }
+}
+
+static int same_shape(const lk_tensor *a, const lk_tensor *b) {
+    if (a->ndim != b->ndim) return 0;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i]) return 0;
+    return 1;
+}
+
+static int all_finite(const lk_tensor *t) {
+    const float *p = t->data;
+    int64_t      n = lk_tensor_numel(t);
+    int          ok = 1;
+    for (int64_t i = 0; i < n; i++) ok &= isfinite(p[i]) != 0;
+    return ok;
+}
+
+static lk_status run_forward(lk_exec *x, const lk_tensor *const *inputs, int check,
+                             lk_error *err) {
+    const lk_model *m = x->m;
+    char            b1[96], b2[96];
+    for (int64_t i = 0; i < m->n_inputs; i++) {
+        lk_tensor *dst = &x->vals[m->inputs[i]];
+        const lk_tensor *src = inputs[i];
+        if (!src || src->dtype != LK_F32)
+            return LK_FAIL(err, LK_EINVAL, "input '%s': float32 tensor required",
+                           m->values[m->inputs[i]].name);
+        if (!same_shape(src, dst))
+            return LK_FAIL(err, LK_ESHAPE, "input '%s': shape %s given, planned for %s",
+                           m->values[m->inputs[i]].name,
+                           lk_shape_str(src->ndim, src->shape, b1, sizeof b1),
+                           lk_shape_str(dst->ndim, dst->shape, b2, sizeof b2));
+        copy_strided(src, dst->data);
+    }
+    for (int64_t i = 0; i < m->n_nodes; i++) {
+        const lk_node   *n = &m->nodes[i];
+        const lk_tensor *in[MAX_IO];
+        lk_tensor       *outp[LK_MAX_OUTPUTS];
+        lk_op_ctx        c;
+        fill_ctx(x, n, &c, in, outp);
+        lk_op_get(n->op)->forward(&c);
+    }
+    x->forwarded = 1;
+    if (!check) return LK_OK;
+    int bad = 0;
+    for (int64_t i = 0; i < m->n_outputs; i++) bad |= !all_finite(&x->vals[m->outputs[i]]);
+    if (!bad) return LK_OK;
+    for (int64_t i = 0; i < m->n_nodes; i++) {
+        const lk_node *n = &m->nodes[i];
+        for (int k = 0; k < n->n_out; k++)
+            if (!all_finite(&x->vals[n->out[k]]))
+                return LK_FAIL(err, LK_ENUMERIC, "node '%s' (%s) produced NaN or Inf in '%s'",
+                               n->name, lk_op_name(n->op), m->values[n->out[k]].name);
+    }
+    return LK_FAIL(err, LK_ENUMERIC, "model output contains NaN or Inf");
+}
+
+lk_status lk_exec_forward(lk_exec *x, const lk_tensor *const *inputs, lk_error *err) {
+    return run_forward(x, inputs, 1, err);
+}
+
+lk_status lk_exec_forward_unchecked(lk_exec *x, const lk_tensor *const *inputs, lk_error *err) {
+    return run_forward(x, inputs, 0, err);
+}
+
+lk_status lk_exec_backward(lk_exec *x, int n_seeds, const int64_t *vids,
+                           const lk_tensor *const *seeds, lk_error *err) {
+    const lk_model *m = x->m;
+    char            b1[96], b2[96];
+    if (x->o.grad == LK_GRAD_NONE)
+        return LK_FAIL(err, LK_EINVAL, "executor was planned without gradients");
+    if (!x->forwarded) return LK_FAIL(err, LK_EINVAL, "backward called before forward");
+    for (int i = 0; i < n_seeds; i++) {
+        int64_t v = vids[i];
+        if (v < 0 || v >= m->n_values)
+            return LK_FAIL(err, LK_EINVAL, "seed %d: value id %lld out of range", i,
+                           (long long)v);
+        if (!x->req[v])
+            return LK_FAIL(err, LK_EINVAL, "seed %d: '%s' does not depend on an input", i,
+                           m->values[v].name);
+        if (!same_shape(seeds[i], &x->vals[v]) || seeds[i]->dtype != LK_F32)
+            return LK_FAIL(err, LK_ESHAPE, "seed for '%s': shape %s, value has %s",
+                           m->values[v].name,
+                           lk_shape_str(seeds[i]->ndim, seeds[i]->shape, b1, sizeof b1),
+                           lk_shape_str(x->vals[v].ndim, x->vals[v].shape, b2, sizeof b2));
+    }
+    for (int64_t v = 0; v < m->n_values; v++) {
+        x->touched[v] = 0;
+        if (x->req[v])
+            memset(x->grads[v].data, 0, sizeof(float) * (size_t)lk_tensor_numel(&x->grads[v]));
+    }
+    for (int i = 0; i < n_seeds; i++) {
+        int64_t v   = vids[i];
+        float  *g   = x->grads[v].data;
+        int64_t cnt = lk_tensor_numel(&x->grads[v]);
+        if (lk_tensor_is_contiguous(seeds[i])) {
+            const float *s = seeds[i]->data;
+            for (int64_t k = 0; k < cnt; k++) g[k] += s[k];
+        } else {
+            /* rare path: gather, then add */
+            float *tmp = x->scratch_floats >= (size_t)cnt ? x->scratch : NULL;
+            if (!tmp) return LK_FAIL(err, LK_EINVAL, "seed for '%s' must be contiguous",
+                                     m->values[v].name);
+            copy_strided(seeds[i], tmp);
+            for (int64_t k = 0; k < cnt; k++) g[k] += tmp[k];
+        }
+        x->touched[v] = 1;
+    }
+    for (int64_t i = m->n_nodes - 1; i >= 0; i--) {
+        const lk_node   *n  = &m->nodes[i];
+        const lk_op_def *d  = lk_op_get(n->op);
+        int              go = 0, need = 0;
+        for (int k = 0; k < n->n_out; k++) go |= x->touched[n->out[k]];
+        for (int j = 0; j < n->n_in; j++) need |= n->in[j] >= 0 && x->req[n->in[j]];
+        if (!go || !need) continue;
+        if (!d->backward)
+            return LK_FAIL(err, LK_EUNSUPPORTED, "node '%s': op %s has no backward", n->name,
+                           d->name);
+        const lk_tensor *in[MAX_IO];
+        lk_tensor       *outp[LK_MAX_OUTPUTS];
+        lk_tensor       *gin[MAX_IO];
+        const lk_tensor *gout[LK_MAX_OUTPUTS];
+        lk_op_ctx        c;
+        fill_ctx(x, n, &c, in, outp);
+        for (int j = 0; j < n->n_in; j++) {
+            int64_t v = n->in[j];
+            gin[j]    = v >= 0 && x->req[v] ? &x->grads[v] : NULL;
+            if (gin[j]) x->touched[v] = 1;
+        }
+        for (int k = 0; k < n->n_out; k++) gout[k] = &x->grads[n->out[k]];
+        c.gin  = gin;
+        c.gout = gout;
+        d->backward(&c);
+    }
+    return LK_OK;
+}
+
+const lk_tensor *lk_exec_value(const lk_exec *x, int64_t vid) {
+    if (vid < 0 || vid >= x->m->n_values) return NULL;
+    return &x->vals[vid];
+}
+
+const lk_tensor *lk_exec_grad(const lk_exec *x, int64_t vid) {
+    if (vid < 0 || vid >= x->m->n_values || !x->req[vid]) return NULL;
+    return &x->grads[vid];
+}

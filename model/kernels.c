@@ -1,0 +1,745 @@
+/*
+ * kernels.c: GEMM wrapper, im2col / col2im and the direct depthwise convolution kernels.
+ *
+ * Dense and grouped convolutions lower to im2col + sgemm per (batch item, group, chunk of
+ * output rows); 1x1 stride-1 unpadded convolutions skip im2col.  Depthwise convolutions run
+ * a direct kernel per (n, c) plane: the plane is copied once into zero-padded per-thread
+ * scratch so the inner loops have no bounds checks, and each output row block accumulates
+ * kh * kw shifted, contiguous row FMAs held in vector registers.
+ */
+#include <cblas.h>
+#include <string.h>
+
+/* The inner loops are written as acc += w * x and rely on the compiler contracting them to
+ * FMA; ISO C mode (-std=c11) disables contraction, so it is requested here explicitly. */
+#pragma GCC optimize("fp-contract=fast")
+
+#include "kernels.h"
+
+/* ---- GEMM ------------------------------------------------------------------------------ */
+
+void lk_sgemm(int nthreads, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+              const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+              int64_t ldc) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) {
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++)
+                c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+        return;
+    }
+    if (nthreads < 1) nthreads = 1;
+    int cur = openblas_get_num_threads();
+    if (cur != nthreads) openblas_set_num_threads(nthreads);
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, (blasint)m, (blasint)n, (blasint)k, alpha, a,
+                (blasint)lda, b, (blasint)ldb, beta, c, (blasint)ldc);
+}
+
+/* ---- geometry and helpers --------------------------------------------------------------- */
+
+void lk_conv_geom_set(lk_conv_geom *g, const lk_attr_conv *a, const lk_tensor *x,
+                      const lk_tensor *w, const lk_tensor *y) {
+    memset(g, 0, sizeof *g);
+    g->n     = x->shape[0];
+    g->c     = x->shape[1];
+    g->m     = y->shape[1];
+    g->group = a->group > 0 ? a->group : 1;
+    if (a->nsp == 1) {
+        g->h = g->oh = g->kh = g->sh = g->dh = 1;
+        g->w                                 = x->shape[2];
+        g->ow                                = y->shape[2];
+        g->kw                                = w->shape[2];
+        g->sw                                = a->stride[0];
+        g->dw                                = a->dilation[0];
+        g->pw                                = a->pad_begin[0];
+    } else {
+        g->h  = x->shape[2];
+        g->w  = x->shape[3];
+        g->oh = y->shape[2];
+        g->ow = y->shape[3];
+        g->kh = w->shape[2];
+        g->kw = w->shape[3];
+        g->sh = a->stride[0];
+        g->sw = a->stride[1];
+        g->dh = a->dilation[0];
+        g->dw = a->dilation[1];
+        g->ph = a->pad_begin[0];
+        g->pw = a->pad_begin[1];
+    }
+}
+
+int lk_conv_is_depthwise(const lk_conv_geom *g) {
+    return g->group == g->c && g->m % g->c == 0 && g->c > 1;
+}
+
+/* 1x1, stride 1, no padding: the input plane is already the im2col matrix. */
+static int is_pointwise(const lk_conv_geom *g) {
+    return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0 &&
+           g->oh == g->h && g->ow == g->w;
+}
+
+static size_t up16(size_t n) {
+    return (n + 15) & ~(size_t)15;
+}
+
+void lk_channel_sums(const float *t, int64_t n, int64_t nc, int64_t hw, float *gb) {
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t c = 0; c < nc; c++) {
+            const float *p = t + (i * nc + c) * hw;
+            float        s = 0.0f;
+            for (int64_t k = 0; k < hw; k++)
+                s += p[k];
+            gb[c] += s;
+        }
+}
+
+void lk_channel_fill(float *t, int64_t n, int64_t nc, int64_t hw, const float *b, int accumulate) {
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t c = 0; c < nc; c++) {
+            float *p = t + (i * nc + c) * hw;
+            float  v = b ? b[c] : 0.0f;
+            if (accumulate) {
+                if (b)
+                    for (int64_t k = 0; k < hw; k++)
+                        p[k] += v;
+            } else {
+                for (int64_t k = 0; k < hw; k++)
+                    p[k] = v;
+            }
+        }
+}
+
+/* ---- im2col / col2im -------------------------------------------------------------------- */
+
+/* Output columns [*lo, *hi) whose input column ox*s - p + k*d lies inside [0, w). */
+static void valid_range(int64_t ow, int64_t w, int64_t s, int64_t p, int64_t kd, int64_t *lo,
+                        int64_t *hi) {
+    int64_t t = p - kd;
+    int64_t l = t <= 0 ? 0 : (t + s - 1) / s;
+    int64_t h = w - 1 + t < 0 ? 0 : (w - 1 + t) / s + 1;
+    if (h > ow) h = ow;
+    if (l > h) l = h;
+    *lo = l;
+    *hi = h;
+}
+
+/* Column matrix rows are (c, ky, kx) like the weight's flattening; columns are the output
+ * positions of rows [oy0, oy1). */
+typedef struct col_args {
+    const lk_conv_geom *g;
+    float              *x; /* input planes of the group (const in im2col)             */
+    float              *col;
+    int64_t             oy0, oy1;
+} col_args;
+
+static void im2col_body(void *arg, int64_t c0, int64_t c1, int tid) {
+    (void)tid;
+    const col_args     *a  = arg;
+    const lk_conv_geom *g  = a->g;
+    int64_t             nc = (a->oy1 - a->oy0) * g->ow;
+    for (int64_t c = c0; c < c1; c++)
+        for (int64_t ky = 0; ky < g->kh; ky++)
+            for (int64_t kx = 0; kx < g->kw; kx++) {
+                float  *row = a->col + ((c * g->kh + ky) * g->kw + kx) * nc;
+                int64_t lo, hi;
+                valid_range(g->ow, g->w, g->sw, g->pw, kx * g->dw, &lo, &hi);
+                for (int64_t oy = a->oy0; oy < a->oy1; oy++) {
+                    float  *dst = row + (oy - a->oy0) * g->ow;
+                    int64_t ih  = oy * g->sh - g->ph + ky * g->dh;
+                    if (ih < 0 || ih >= g->h) {
+                        memset(dst, 0, sizeof(float) * (size_t)g->ow);
+                        continue;
+                    }
+                    /* src = input column of output column lo (in range when lo < hi). */
+                    const float *src = a->x + (c * g->h + ih) * g->w;
+                    int64_t      i0  = lo * g->sw - g->pw + kx * g->dw;
+                    for (int64_t ox = 0; ox < lo; ox++)
+                        dst[ox] = 0.0f;
+                    if (g->sw == 1 && hi > lo)
+                        memcpy(dst + lo, src + i0, sizeof(float) * (size_t)(hi - lo));
+                    else if (g->sw != 1)
+                        for (int64_t ox = lo; ox < hi; ox++)
+                            dst[ox] = src[i0 + (ox - lo) * g->sw];
+                    for (int64_t ox = hi; ox < g->ow; ox++)
+                        dst[ox] = 0.0f;
+                }
+            }
+}
+
+/* Adjoint of im2col: adds the column matrix back onto the input planes. */
+static void col2im_body(void *arg, int64_t c0, int64_t c1, int tid) {
+    (void)tid;
+    const col_args     *a  = arg;
+    const lk_conv_geom *g  = a->g;
+    int64_t             nc = (a->oy1 - a->oy0) * g->ow;
+    for (int64_t c = c0; c < c1; c++)
+        for (int64_t ky = 0; ky < g->kh; ky++)
+            for (int64_t kx = 0; kx < g->kw; kx++) {
+                const float *row = a->col + ((c * g->kh + ky) * g->kw + kx) * nc;
+                int64_t      lo, hi;
+                valid_range(g->ow, g->w, g->sw, g->pw, kx * g->dw, &lo, &hi);
+                for (int64_t oy = a->oy0; oy < a->oy1; oy++) {
+                    int64_t ih = oy * g->sh - g->ph + ky * g->dh;
+                    if (ih < 0 || ih >= g->h) continue;
+                    const float *src = row + (oy - a->oy0) * g->ow;
+                    float       *dst = a->x + (c * g->h + ih) * g->w;
+                    int64_t      i0  = lo * g->sw - g->pw + kx * g->dw;
+                    if (g->sw == 1)
+                        for (int64_t ox = lo; ox < hi; ox++)
+                            dst[i0 + ox - lo] += src[ox];
+                    else
+                        for (int64_t ox = lo; ox < hi; ox++)
+                            dst[i0 + (ox - lo) * g->sw] += src[ox];
+                }
+            }
+}
+
+/* Output rows per im2col chunk: bounds the column buffer to about COL_CAP floats. */
+#define COL_CAP ((int64_t)1 << 18)
+
+static int64_t col_rows(const lk_conv_geom *g) {
+    int64_t k    = (g->c / g->group) * g->kh * g->kw;
+    int64_t rows = COL_CAP / (k * g->ow > 0 ? k * g->ow : 1);
+    if (rows < 1) rows = 1;
+    return rows < g->oh ? rows : g->oh;
+}
+
+static size_t gemm_scratch(const lk_conv_geom *g) {
+    if (is_pointwise(g)) return 0;
+    return (size_t)((g->c / g->group) * g->kh * g->kw * col_rows(g) * g->ow);
+}
+
+static void run_cols(const lk_op_ctx *ctx, lk_pool_fn fn, col_args *a, int64_t cg) {
+    if (cg * (a->oy1 - a->oy0) * a->g->ow * a->g->kh * a->g->kw < 32768)
+        fn(a, 0, cg, 0);
+    else
+        lk_parallel_for(ctx->pool, cg, fn, a);
+}
+
+/* Per (batch item, group, row chunk): im2col into scratch, then one sgemm.  beta = 1 keeps y. */
+static void gemm_forward(const lk_conv_geom *g, const float *x, const float *w, float *y,
+                         float beta, const lk_op_ctx *ctx) {
+    int64_t cg = g->c / g->group, mg = g->m / g->group, k = cg * g->kh * g->kw;
+    int64_t hw = g->h * g->w, ohw = g->oh * g->ow, rows = col_rows(g);
+    int     pw = is_pointwise(g);
+    for (int64_t n = 0; n < g->n; n++)
+        for (int64_t gi = 0; gi < g->group; gi++) {
+            const float *xg = x + (n * g->c + gi * cg) * hw;
+            const float *wg = w + gi * mg * k;
+            float       *yg = y + (n * g->m + gi * mg) * ohw;
+            if (pw) {
+                lk_sgemm(ctx->nthreads, 0, 0, mg, hw, k, 1.0f, wg, k, xg, hw, beta, yg, ohw);
+                continue;
+            }
+            for (int64_t oy0 = 0; oy0 < g->oh; oy0 += rows) {
+                int64_t  oy1 = oy0 + rows < g->oh ? oy0 + rows : g->oh;
+                int64_t  nc  = (oy1 - oy0) * g->ow;
+                col_args a   = {g, (float *)xg, ctx->scratch, oy0, oy1};
+                run_cols(ctx, im2col_body, &a, cg);
+                lk_sgemm(ctx->nthreads, 0, 0, mg, nc, k, 1.0f, wg, k, ctx->scratch, nc, beta,
+                         yg + oy0 * g->ow, ohw);
+            }
+        }
+}
+
+/* gx += W^T gy, through col2im unless the conv is pointwise. */
+static void gemm_backward_data(const lk_conv_geom *g, const float *gy, const float *w, float *gx,
+                               const lk_op_ctx *ctx) {
+    int64_t cg = g->c / g->group, mg = g->m / g->group, k = cg * g->kh * g->kw;
+    int64_t hw = g->h * g->w, ohw = g->oh * g->ow, rows = col_rows(g);
+    int     pw = is_pointwise(g);
+    for (int64_t n = 0; n < g->n; n++)
+        for (int64_t gi = 0; gi < g->group; gi++) {
+            float       *xg = gx + (n * g->c + gi * cg) * hw;
+            const float *wg = w + gi * mg * k;
+            const float *yg = gy + (n * g->m + gi * mg) * ohw;
+            if (pw) {
+                lk_sgemm(ctx->nthreads, 1, 0, k, hw, mg, 1.0f, wg, k, yg, ohw, 1.0f, xg, hw);
+                continue;
+            }
+            for (int64_t oy0 = 0; oy0 < g->oh; oy0 += rows) {
+                int64_t  oy1 = oy0 + rows < g->oh ? oy0 + rows : g->oh;
+                int64_t  nc  = (oy1 - oy0) * g->ow;
+                col_args a   = {g, xg, ctx->scratch, oy0, oy1};
+                lk_sgemm(ctx->nthreads, 1, 0, k, nc, mg, 1.0f, wg, k, yg + oy0 * g->ow, ohw, 0.0f,
+                         ctx->scratch, nc);
+                run_cols(ctx, col2im_body, &a, cg);
+            }
+        }
+}
+
+/* gw += gy im2col(x)^T. */
+static void gemm_backward_weight(const lk_conv_geom *g, const float *x, const float *gy, float *gw,
+                                 const lk_op_ctx *ctx) {
+    int64_t cg = g->c / g->group, mg = g->m / g->group, k = cg * g->kh * g->kw;
+    int64_t hw = g->h * g->w, ohw = g->oh * g->ow, rows = col_rows(g);
+    int     pw = is_pointwise(g);
+    for (int64_t n = 0; n < g->n; n++)
+        for (int64_t gi = 0; gi < g->group; gi++) {
+            const float *xg = x + (n * g->c + gi * cg) * hw;
+            float       *wg = gw + gi * mg * k;
+            const float *yg = gy + (n * g->m + gi * mg) * ohw;
+            if (pw) {
+                lk_sgemm(ctx->nthreads, 0, 1, mg, k, hw, 1.0f, yg, ohw, xg, hw, 1.0f, wg, k);
+                continue;
+            }
+            for (int64_t oy0 = 0; oy0 < g->oh; oy0 += rows) {
+                int64_t  oy1 = oy0 + rows < g->oh ? oy0 + rows : g->oh;
+                int64_t  nc  = (oy1 - oy0) * g->ow;
+                col_args a   = {g, (float *)xg, ctx->scratch, oy0, oy1};
+                run_cols(ctx, im2col_body, &a, cg);
+                lk_sgemm(ctx->nthreads, 0, 1, mg, k, nc, 1.0f, yg + oy0 * g->ow, ohw, ctx->scratch,
+                         nc, 1.0f, wg, k);
+            }
+        }
+}
+
+/* ---- depthwise direct kernels ----------------------------------------------------------- */
+
+/* 16 floats: one AVX-512 register (two AVX2 registers or four SSE ones elsewhere). */
+typedef float v16 __attribute__((vector_size(64)));
+#define VL 16
+
+static inline v16 vload(const float *p) {
+    v16 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void vstore(float *p, v16 v) {
+    memcpy(p, &v, sizeof v);
+}
+
+/* R output rows x V vectors of a correlation kept in registers:
+ *   out[r*ldo + v*16 + i] = bias + sum_{ky,kx} wk[ky*kw + kx]
+ *                                  * in[(r*sr + ky*dh)*ldi + toff[kx] + v*16 + i].
+ * toff[kx] is the offset of tap kx inside a row (kx * dw, or a phase-plane offset for
+ * horizontal strides, see dw_layout).  The weight is broadcast once per tap and reused across
+ * all R*V accumulators, so the loop issues about one load per FMA, all from L1 (the kh rows
+ * of the window). */
+static inline __attribute__((always_inline)) void
+dw_block(const float *restrict in, int64_t ldi, int64_t sr, const float *restrict wk, int64_t kh,
+         int64_t kw, int64_t dh, const int64_t *restrict toff, float bias, float *restrict out,
+         int64_t ldo, const int R, const int V) {
+    v16 acc[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < R * V; i++)
+        acc[i] = (v16){0} + bias;
+    for (int64_t ky = 0; ky < kh; ky++) {
+        const float *ir = in + ky * dh * ldi;
+        const float *wr = wk + ky * kw;
+        for (int64_t kx = 0; kx < kw; kx++) {
+            v16          wv = (v16){0} + wr[kx];
+            const float *p  = ir + toff[kx];
+#pragma GCC unroll 8
+            for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+                for (int v = 0; v < V; v++)
+                    acc[r * V + v] += wv * vload(p + r * sr * ldi + v * VL);
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+        for (int v = 0; v < V; v++)
+            vstore(out + r * ldo + v * VL, acc[r * V + v]);
+}
+
+typedef void (*dw_block_fn)(const float *in, int64_t ldi, int64_t sr, const float *wk, int64_t kh,
+                            int64_t kw, int64_t dh, const int64_t *toff, float bias, float *out,
+                            int64_t ldo);
+
+#define DW_BLOCK(R, V)                                                                             \
+    static void dw_block_##R##_##V(const float *in, int64_t ldi, int64_t sr, const float *wk,      \
+                                   int64_t kh, int64_t kw, int64_t dh, const int64_t *toff,        \
+                                   float bias, float *out, int64_t ldo) {                          \
+        dw_block(in, ldi, sr, wk, kh, kw, dh, toff, bias, out, ldo, R, V);                         \
+    }
+DW_BLOCK(1, 1)
+DW_BLOCK(1, 2)
+DW_BLOCK(1, 3)
+DW_BLOCK(1, 4)
+DW_BLOCK(1, 5)
+DW_BLOCK(1, 6)
+DW_BLOCK(1, 7)
+DW_BLOCK(1, 8)
+DW_BLOCK(2, 3)
+DW_BLOCK(2, 4)
+DW_BLOCK(4, 2)
+DW_BLOCK(8, 1)
+
+static const dw_block_fn dw_row_fns[9] = {
+    NULL,         dw_block_1_1, dw_block_1_2, dw_block_1_3, dw_block_1_4,
+    dw_block_1_5, dw_block_1_6, dw_block_1_7, dw_block_1_8,
+};
+
+/* Block shape for a row of nvec vectors: about 8 accumulators, rows stacked for narrow
+ * planes so that 16- and 32-wide planes still fill the registers. */
+static void dw_block_shape(int64_t nvec, int *r, int *v, dw_block_fn *fn) {
+    if (nvec >= 8) {
+        *r = 1, *v = 8, *fn = dw_block_1_8;
+    } else if (nvec >= 5) {
+        *r = 1, *v = (int)nvec, *fn = dw_row_fns[nvec];
+    } else if (nvec == 4) {
+        *r = 2, *v = 4, *fn = dw_block_2_4;
+    } else if (nvec == 3) {
+        *r = 2, *v = 3, *fn = dw_block_2_3;
+    } else if (nvec == 2) {
+        *r = 4, *v = 2, *fn = dw_block_4_2;
+    } else {
+        *r = 8, *v = 1, *fn = dw_block_8_1;
+    }
+}
+
+/* Floats of the row buffer dw_plane needs for rows nx wide. */
+static size_t dw_tmp_floats(int64_t nx) {
+    size_t row = (size_t)((nx + VL - 1) / VL * VL);
+    return row > 128 ? row : 128;
+}
+
+/* out (nr x nx, contiguous) = (accumulate ? out : 0) + bias + correlation of in with wk, where
+ * in points at the first tap of output (0, 0), rows sr apart and ldi floats long.  Rows of in
+ * must be readable up to nx rounded up to 16 plus toff[kw - 1].  When rows are whole vectors
+ * and nothing is accumulated the blocks store straight into out; otherwise they go through
+ * the row buffer tmp. */
+static void dw_plane(const float *in, int64_t ldi, int64_t sr, const float *wk, int64_t kh,
+                     int64_t kw, int64_t dh, const int64_t *toff, int64_t nr, int64_t nx,
+                     float *tmp, float *out, float bias, int accumulate) {
+    int64_t     nvec   = (nx + VL - 1) / VL;
+    int         direct = !accumulate && nx % VL == 0;
+    int64_t     ldt    = direct ? nx : nvec * VL;
+    int         R, V;
+    dw_block_fn full;
+    dw_block_shape(nvec, &R, &V, &full);
+    for (int64_t r0 = 0; r0 < nr; r0 += R) {
+        int64_t      rr = nr - r0 < R ? nr - r0 : R;
+        const float *ib = in + r0 * sr * ldi;
+        float       *ob = direct ? out + r0 * nx : tmp;
+        for (int64_t v0 = 0; v0 < nvec; v0 += V) {
+            int64_t vv = nvec - v0 < V ? nvec - v0 : V;
+            if (rr == R && vv == V)
+                full(ib + v0 * VL, ldi, sr, wk, kh, kw, dh, toff, bias, ob + v0 * VL, ldt);
+            else
+                for (int64_t r = 0; r < rr; r++)
+                    dw_row_fns[vv](ib + r * sr * ldi + v0 * VL, ldi, sr, wk, kh, kw, dh, toff,
+                                   bias, ob + r * ldt + v0 * VL, ldt);
+        }
+        if (direct) continue;
+        for (int64_t r = 0; r < rr; r++) {
+            float *restrict       o = out + (r0 + r) * nx;
+            const float *restrict t = tmp + r * ldt;
+            if (accumulate)
+                for (int64_t x = 0; x < nx; x++)
+                    o[x] += t[x];
+            else
+                for (int64_t x = 0; x < nx; x++)
+                    o[x] = t[x];
+        }
+    }
+}
+
+/* Weight-gradient block: KB taps (offsets toff[0 .. KB-1]) of one kernel row over output rows
+ * [oy0, oy1).  Each output-gradient vector is loaded once and used for KB FMAs; the vector
+ * partial sums are added to wacc (KB vectors) and reduced once per plane. */
+static inline __attribute__((always_inline)) void
+dw_wblock(const float *restrict xp, int64_t ldx, int64_t sr, const int64_t *restrict toff,
+          const float *restrict gp, int64_t ldg, int64_t oy0, int64_t oy1, int64_t nvec,
+          float *restrict wacc, const int KB) {
+    v16 acc[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < KB; i++)
+        acc[i] = (v16){0};
+    for (int64_t oy = oy0; oy < oy1; oy++) {
+        const float *xr = xp + oy * sr * ldx;
+        const float *gr = gp + oy * ldg;
+        for (int64_t v = 0; v < nvec; v++) {
+            v16 gv = vload(gr + v * VL);
+#pragma GCC unroll 8
+            for (int i = 0; i < KB; i++)
+                acc[i] += gv * vload(xr + toff[i] + v * VL);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < KB; i++)
+        vstore(wacc + i * VL, vload(wacc + i * VL) + acc[i]);
+}
+
+#define DW_WBLOCK(KB)                                                                              \
+    static void dw_wblock_##KB(const float *xp, int64_t ldx, int64_t sr, const int64_t *toff,      \
+                               const float *gp, int64_t ldg, int64_t oy0, int64_t oy1,             \
+                               int64_t nvec, float *wacc) {                                        \
+        dw_wblock(xp, ldx, sr, toff, gp, ldg, oy0, oy1, nvec, wacc, KB);                           \
+    }
+DW_WBLOCK(1)
+DW_WBLOCK(2)
+DW_WBLOCK(4)
+DW_WBLOCK(8)
+
+/* Output rows per weight-gradient tile: keeps the gradient rows and the kh input rows they
+ * touch in L1 while all kh * kw taps sweep over them. */
+#define DW_WTILE 8
+
+/* Per-thread scratch layout of the depthwise kernels (offsets in floats, 16-aligned).
+ *
+ * The padded input is stored as sw phase planes: phase p holds the padded columns p, p + sw,
+ * p + 2 sw, ...  Output column ox of tap kx reads padded column ox * sw + kx * dw, which is
+ * column ox + (kx * dw) / sw of phase (kx * dw) % sw, so every stride runs on the contiguous
+ * stride-1 kernels (sw = 1 is one plain padded plane). */
+typedef struct dw_layout {
+    int64_t hp, wph;   /* rows and row length of each phase plane                            */
+    int64_t hz, wz;    /* zero-stuffed, padded output gradient (data gradient)               */
+    int64_t ldg;       /* row stride of the output gradient copy (weight gradient)           */
+    size_t  off_g, off_t, off_w, off_o, off_a, per_thread;
+} dw_layout;
+
+static void dw_layout_set(const lk_conv_geom *g, dw_layout *L) {
+    int64_t nvo = (g->ow + VL - 1) / VL, nvi = (g->w + VL - 1) / VL;
+    L->hp  = (g->oh - 1) * g->sh + (g->kh - 1) * g->dh + 1;
+    L->wph = (int64_t)up16((size_t)(nvo * VL + (g->kw - 1) * g->dw / g->sw + 1));
+    L->hz  = g->ph + g->h + (g->kh - 1) * g->dh;
+    L->wz  = (int64_t)up16((size_t)(g->pw + nvi * VL + (g->kw - 1) * g->dw));
+    L->ldg = nvo * VL;
+    size_t a  = up16((size_t)(g->sw * L->hp * L->wph));
+    size_t z  = up16((size_t)(L->hz * L->wz));
+    size_t t  = dw_tmp_floats(g->ow > g->w ? g->ow : g->w);
+    size_t kk = up16((size_t)(g->kh * g->kw));
+    L->off_g  = a > z ? a : z;
+    L->off_t  = L->off_g + up16((size_t)(g->oh * L->ldg));
+    L->off_w  = L->off_t + up16(t);
+    L->off_o  = L->off_w + kk;
+    L->off_a  = L->off_o + up16((size_t)g->kw * sizeof(int64_t) / sizeof(float));
+    L->per_thread = L->off_a + (size_t)(g->kh * g->kw) * VL;
+}
+
+/* Tap offsets of the phase planes (see dw_layout). */
+static int64_t *dw_phase_offsets(const lk_conv_geom *g, const dw_layout *L, float *base) {
+    int64_t *toff = (int64_t *)(void *)(base + L->off_o);
+    for (int64_t kx = 0; kx < g->kw; kx++) {
+        int64_t o = kx * g->dw;
+        toff[kx]  = (o % g->sw) * L->hp * L->wph + o / g->sw;
+    }
+    return toff;
+}
+
+/* Copies an h x w plane, zero-padded by (ph, pw) at the top left, into sw phase planes of
+ * hp rows x wph floats (see dw_layout). */
+static void pad_phases(const lk_conv_geom *g, const dw_layout *L, const float *src, float *dst) {
+    int64_t h = g->h, w = g->w, ph = g->ph, pw = g->pw, wph = L->wph;
+    for (int64_t p = 0; p < g->sw; p++)
+        for (int64_t r = 0; r < L->hp; r++) {
+            float  *d  = dst + (p * L->hp + r) * wph;
+            int64_t ih = r - ph;
+            if (ih < 0 || ih >= h) {
+                memset(d, 0, sizeof(float) * (size_t)wph);
+                continue;
+            }
+            const float *s = src + ih * w;
+            if (g->sw == 1) {
+                int64_t left = pw < wph ? pw : wph;
+                int64_t cnt  = wph - left < w ? wph - left : w;
+                memset(d, 0, sizeof(float) * (size_t)left);
+                memcpy(d + left, s, sizeof(float) * (size_t)cnt);
+                memset(d + left + cnt, 0, sizeof(float) * (size_t)(wph - left - cnt));
+                continue;
+            }
+            for (int64_t j = 0; j < wph; j++) {
+                int64_t iw = j * g->sw + p - pw;
+                d[j]       = iw >= 0 && iw < w ? s[iw] : 0.0f;
+            }
+        }
+}
+
+typedef struct dw_args {
+    const lk_conv_geom *g;
+    const dw_layout    *L;
+    const float        *x, *w, *b, *gy;
+    float              *y, *gx, *gw;
+    float              *scratch;
+    int                 accumulate;
+} dw_args;
+
+static void dw_forward_body(void *arg, int64_t t0, int64_t t1, int tid) {
+    const dw_args      *a    = arg;
+    const lk_conv_geom *g    = a->g;
+    const dw_layout    *L    = a->L;
+    float              *base = a->scratch + (size_t)tid * L->per_thread;
+    float              *xp = base, *tmp = base + L->off_t;
+    const int64_t      *toff = dw_phase_offsets(g, L, base);
+    int64_t             mult = g->m / g->c, kk = g->kh * g->kw;
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t n = t / g->c, ci = t % g->c;
+        pad_phases(g, L, a->x + t * g->h * g->w, xp);
+        for (int64_t j = 0; j < mult; j++) {
+            int64_t oc = ci * mult + j;
+            dw_plane(xp, L->wph, g->sh, a->w + oc * kk, g->kh, g->kw, g->dh, toff, g->oh, g->ow,
+                     tmp, a->y + (n * g->m + oc) * g->oh * g->ow, a->b ? a->b[oc] : 0.0f,
+                     a->accumulate);
+        }
+    }
+}
+
+/* gx += correlation of the zero-stuffed, padded gy with the flipped kernel: the adjoint of
+ * the forward for every stride and dilation, on the fast stride-1 kernel. */
+static void dw_backward_data_body(void *arg, int64_t t0, int64_t t1, int tid) {
+    const dw_args      *a    = arg;
+    const lk_conv_geom *g    = a->g;
+    const dw_layout    *L    = a->L;
+    float              *base = a->scratch + (size_t)tid * L->per_thread;
+    float              *zp = base, *tmp = base + L->off_t, *wf = base + L->off_w;
+    int64_t            *toff = (int64_t *)(void *)(base + L->off_o);
+    int64_t             mult = g->m / g->c, kk = g->kh * g->kw;
+    int64_t             r0 = (g->kh - 1) * g->dh, c0 = (g->kw - 1) * g->dw;
+    for (int64_t kx = 0; kx < g->kw; kx++)
+        toff[kx] = kx * g->dw;
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t n = t / g->c, ci = t % g->c;
+        float  *gxb = a->gx + t * g->h * g->w;
+        for (int64_t j = 0; j < mult; j++) {
+            int64_t      oc  = ci * mult + j;
+            const float *wk  = a->w + oc * kk;
+            const float *gyb = a->gy + (n * g->m + oc) * g->oh * g->ow;
+            memset(zp, 0, sizeof(float) * (size_t)(L->hz * L->wz));
+            for (int64_t oy = 0; oy < g->oh && r0 + oy * g->sh < L->hz; oy++) {
+                float       *zr = zp + (r0 + oy * g->sh) * L->wz;
+                const float *gr = gyb + oy * g->ow;
+                if (g->sw == 1) {
+                    int64_t cnt = L->wz - c0 < g->ow ? L->wz - c0 : g->ow;
+                    memcpy(zr + c0, gr, sizeof(float) * (size_t)cnt);
+                } else {
+                    for (int64_t ox = 0; ox < g->ow && c0 + ox * g->sw < L->wz; ox++)
+                        zr[c0 + ox * g->sw] = gr[ox];
+                }
+            }
+            for (int64_t i = 0; i < kk; i++)
+                wf[i] = wk[kk - 1 - i];
+            dw_plane(zp + g->ph * L->wz + g->pw, L->wz, 1, wf, g->kh, g->kw, g->dh, toff, g->h,
+                     g->w, tmp, gxb, 0.0f, 1);
+        }
+    }
+}
+
+/* gw += sum over n and output positions of gy * shifted padded x.  Parallel over channels
+ * (the batch loop is inside) so that no two threads write the same weight. */
+static void dw_backward_weight_body(void *arg, int64_t c0, int64_t c1, int tid) {
+    const dw_args      *a    = arg;
+    const lk_conv_geom *g    = a->g;
+    const dw_layout    *L    = a->L;
+    float              *base = a->scratch + (size_t)tid * L->per_thread;
+    float              *xp = base, *gp = base + L->off_g, *wacc = base + L->off_a;
+    const int64_t      *toff = dw_phase_offsets(g, L, base);
+    int64_t             mult = g->m / g->c, kk = g->kh * g->kw;
+    int64_t             nvec = L->ldg / VL;
+    for (int64_t ci = c0; ci < c1; ci++)
+        for (int64_t n = 0; n < g->n; n++) {
+            pad_phases(g, L, a->x + (n * g->c + ci) * g->h * g->w, xp);
+            for (int64_t j = 0; j < mult; j++) {
+                int64_t      oc  = ci * mult + j;
+                const float *gyb = a->gy + (n * g->m + oc) * g->oh * g->ow;
+                float       *gwk = a->gw + oc * kk;
+                for (int64_t oy = 0; oy < g->oh; oy++) {
+                    float *d = gp + oy * L->ldg;
+                    memcpy(d, gyb + oy * g->ow, sizeof(float) * (size_t)g->ow);
+                    memset(d + g->ow, 0, sizeof(float) * (size_t)(L->ldg - g->ow));
+                }
+                memset(wacc, 0, sizeof(float) * (size_t)(kk * VL));
+                for (int64_t oy0 = 0; oy0 < g->oh; oy0 += DW_WTILE) {
+                    int64_t oy1 = oy0 + DW_WTILE < g->oh ? oy0 + DW_WTILE : g->oh;
+                    for (int64_t ky = 0; ky < g->kh; ky++) {
+                        const float *xr = xp + ky * g->dh * L->wph;
+                        for (int64_t kx = 0; kx < g->kw;) {
+                            int64_t        left = g->kw - kx;
+                            const int64_t *to   = toff + kx;
+                            float         *wa   = wacc + (ky * g->kw + kx) * VL;
+                            if (left >= 8) {
+                                dw_wblock_8(xr, L->wph, g->sh, to, gp, L->ldg, oy0, oy1, nvec, wa);
+                                kx += 8;
+                            } else if (left >= 4) {
+                                dw_wblock_4(xr, L->wph, g->sh, to, gp, L->ldg, oy0, oy1, nvec, wa);
+                                kx += 4;
+                            } else if (left >= 2) {
+                                dw_wblock_2(xr, L->wph, g->sh, to, gp, L->ldg, oy0, oy1, nvec, wa);
+                                kx += 2;
+                            } else {
+                                dw_wblock_1(xr, L->wph, g->sh, to, gp, L->ldg, oy0, oy1, nvec, wa);
+                                kx += 1;
+                            }
+                        }
+                    }
+                }
+                for (int64_t k = 0; k < kk; k++) {
+                    const float *p = wacc + k * VL;
+                    float        s = 0.0f;
+                    for (int i = 0; i < VL; i++)
+                        s += p[i];
+                    gwk[k] += s;
+                }
+            }
+        }
+}
+
+/* ---- entry points ----------------------------------------------------------------------- */
+
+size_t lk_conv_scratch(const lk_conv_geom *g, int nthreads) {
+    if (nthreads < 1) nthreads = 1;
+    if (!lk_conv_is_depthwise(g)) return gemm_scratch(g);
+    dw_layout L;
+    dw_layout_set(g, &L);
+    return L.per_thread * (size_t)nthreads;
+}
+
+static void dw_run(const lk_conv_geom *g, dw_args *a, const lk_op_ctx *ctx, lk_pool_fn fn,
+                   int64_t tasks) {
+    dw_layout L;
+    dw_layout_set(g, &L);
+    int nt = ctx->pool ? ctx->nthreads : 1;
+    LK_ASSERT(ctx->scratch_floats >= L.per_thread * (size_t)(nt > 0 ? nt : 1));
+    a->g       = g;
+    a->L       = &L;
+    a->scratch = ctx->scratch;
+    lk_parallel_for(ctx->pool, tasks, fn, a);
+}
+
+void lk_conv_forward(const lk_conv_geom *g, const float *x, const float *w, const float *b,
+                     float *y, int accumulate, const lk_op_ctx *ctx) {
+    if (lk_conv_is_depthwise(g)) {
+        dw_args a;
+        memset(&a, 0, sizeof a);
+        a.x = x, a.w = w, a.b = b, a.y = y, a.accumulate = accumulate;
+        dw_run(g, &a, ctx, dw_forward_body, g->n * g->c);
+        return;
+    }
+    LK_ASSERT(ctx->scratch_floats >= gemm_scratch(g));
+    float beta = 0.0f;
+    if (accumulate || b) {
+        lk_channel_fill(y, g->n, g->m, g->oh * g->ow, b, accumulate);
+        beta = 1.0f;
+    }
+    gemm_forward(g, x, w, y, beta, ctx);
+}
+
+void lk_conv_backward_data(const lk_conv_geom *g, const float *gy, const float *w, float *gx,
+                           const lk_op_ctx *ctx) {
+    if (lk_conv_is_depthwise(g)) {
+        dw_args a;
+        memset(&a, 0, sizeof a);
+        a.gy = gy, a.w = w, a.gx = gx;
+        dw_run(g, &a, ctx, dw_backward_data_body, g->n * g->c);
+        return;
+    }
+    LK_ASSERT(ctx->scratch_floats >= gemm_scratch(g));
+    gemm_backward_data(g, gy, w, gx, ctx);
+}
+
+void lk_conv_backward_weight(const lk_conv_geom *g, const float *x, const float *gy, float *gw,
+                             const lk_op_ctx *ctx) {
+    if (lk_conv_is_depthwise(g)) {
+        dw_args a;
+        memset(&a, 0, sizeof a);
+        a.x = x, a.gy = gy, a.gw = gw;
+        dw_run(g, &a, ctx, dw_backward_weight_body, g->c);
+        return;
+    }
+    LK_ASSERT(ctx->scratch_floats >= gemm_scratch(g));
+    gemm_backward_weight(g, x, gy, gw, ctx);
+}

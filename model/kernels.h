@@ -1,0 +1,73 @@
+/*
+ * kernels.h: compute kernels shared by the convolution and matrix ops.  Private to model/.
+ *
+ *     lk_conv_geom g;
+ *     lk_conv_geom_set(&g, &node->attrs.conv, x, w, y);
+ *     size_t need = lk_conv_scratch(&g, nthreads);          (plan time)
+ *     lk_conv_forward(&g, x->data, w->data, b, y->data, 0, ctx);
+ *     lk_conv_backward_data(&g, gy, w->data, gx, ctx);     (gx += ...)
+ *
+ * Every convolution is described by one geometry in 2-D form (1-D convs use h = kh = 1).
+ * ConvTranspose reuses the same kernels with the roles of input and output swapped: its
+ * forward is the data-gradient of the convolution whose input has the transposed conv's
+ * output shape.  All kernels take float32 contiguous NCHW data, never allocate and use the
+ * scratch and thread pool of the op context.  Scratch sizes are in floats, for all threads.
+ */
+#ifndef LKPROBE_MODEL_KERNELS_H
+#define LKPROBE_MODEL_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "op.h"
+
+/* ---- GEMM ------------------------------------------------------------------------------ */
+
+/* Row-major C = alpha * op(A) * op(B) + beta * C with op(A) (m x k), op(B) (k x n).  Runs
+ * OpenBLAS with nthreads threads; call it from the thread that owns the op, never from
+ * inside an lk_parallel_for body (use nthreads = 1 there).  k = 0 scales C by beta. */
+void lk_sgemm(int nthreads, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+              const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+              int64_t ldc);
+
+/* ---- convolution ---------------------------------------------------------------------- */
+
+/* A 2-D (or 1-D as 1 x L) grouped convolution: x (n, c, h, w) * w (m, c/group, kh, kw) ->
+ * y (n, m, oh, ow).  Pads at the end are implied by oh/ow: reads past the input are zero. */
+typedef struct lk_conv_geom {
+    int64_t n;         /* batch                                                      */
+    int64_t c, h, w;   /* input channels and spatial size                            */
+    int64_t m, oh, ow; /* output channels and spatial size                           */
+    int64_t group;
+    int64_t kh, kw; /* kernel                                                     */
+    int64_t sh, sw; /* strides                                                    */
+    int64_t dh, dw; /* dilations                                                  */
+    int64_t ph, pw; /* pads at the beginning (top, left)                          */
+} lk_conv_geom;
+
+/* Geometry of the convolution x * w -> y described by attrs (shapes already inferred). */
+void lk_conv_geom_set(lk_conv_geom *g, const lk_attr_conv *a, const lk_tensor *x,
+                      const lk_tensor *w, const lk_tensor *y);
+
+/* 1 when the geometry runs on the direct depthwise kernels (group == c, m multiple of c). */
+int lk_conv_is_depthwise(const lk_conv_geom *g);
+
+/* Scratch floats that every lk_conv_* call below needs for nthreads threads. */
+size_t lk_conv_scratch(const lk_conv_geom *g, int nthreads);
+
+/* y = (accumulate ? y : 0) + conv(x, w) + b (b may be NULL). */
+void lk_conv_forward(const lk_conv_geom *g, const float *x, const float *w, const float *b,
+                     float *y, int accumulate, const lk_op_ctx *ctx);
+/* gx += conv^T(gy, w): the gradient with respect to the input (x-shaped). */
+void lk_conv_backward_data(const lk_conv_geom *g, const float *gy, const float *w, float *gx,
+                           const lk_op_ctx *ctx);
+/* gw += the gradient with respect to the weight for input x and output gradient gy. */
+void lk_conv_backward_weight(const lk_conv_geom *g, const float *x, const float *gy, float *gw,
+                             const lk_op_ctx *ctx);
+
+/* gb[c] += sum over n and hw of t (n, nc, hw). */
+void lk_channel_sums(const float *t, int64_t n, int64_t nc, int64_t hw, float *gb);
+/* t (n, nc, hw) = (accumulate ? t : 0) + b[c] (b NULL: adds nothing). */
+void lk_channel_fill(float *t, int64_t n, int64_t nc, int64_t hw, const float *b, int accumulate);
+
+#endif

@@ -1,0 +1,44 @@
+/*
+ * model-impl.h: the layout of lk_model.  Private to model/ and loaders/ (never analysis/,
+ * render/, reports/).
+ */
+#ifndef LKPROBE_MODEL_IMPL_H
+#define LKPROBE_MODEL_IMPL_H
+
+#include "lkprobe/lk_model.h"
+
+typedef struct lk_value {
+    char         *name;      /* owned */
+    lk_value_kind kind;
+    int64_t       producer;  /* node index, -1 for inputs/params */
+    lk_tensor     t;         /* params: data (owner says whether the model frees it);
+                                inputs/acts: static shape (ndim = -1 when unknown)      */
+} lk_value;
+
+typedef struct lk_mapping {
+    void  *base;
+    size_t len;
+    void (*release)(void *base, size_t len);
+} lk_mapping;
+
+struct lk_model {
+    lk_value   *values;
+    int64_t     n_values, cap_values;
+    lk_node    *nodes;      /* node.in / node.out / node.name owned (cast away const)  */
+    int64_t     n_nodes, cap_nodes;
+    int64_t    *inputs;
+    int64_t     n_inputs;
+    int64_t    *outputs;
+    int64_t     n_outputs;
+    lk_mapping *maps;
+    int64_t     n_maps;
+    lk_model_meta meta;     /* strings owned */
+    char       *notes;      /* owned; meta.notes points here */
+    int         finalized;
+};
+
+/* Replaces a parameter's data (the model takes ownership of the new heap data, 64-aligned,
+ * allocated with lk_aligned_alloc). Releases the old data if owned. */
+void lk_model_replace_param(lk_model *m, int64_t v, int ndim, const int64_t *shape, float *data);
+
+#endif

@@ -1,0 +1,432 @@
+/* model.c: building, reading and finalising the shared model representation. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "model-impl.h"
+#include "op.h"
+
+lk_status lk_model_alloc(lk_model **out, lk_error *err) {
+    *out = NULL;
+    lk_model *m = lk_calloc(1, sizeof *m);
+    if (!m) return LK_FAIL(err, LK_ENOMEM, "out of memory allocating a model");
+    m->notes = lk_strdup("");
+    if (!m->notes) {
+        lk_free(m);
+        return LK_FAIL(err, LK_ENOMEM, "out of memory allocating a model");
+    }
+    m->meta.notes = m->notes;
+    *out = m;
+    return LK_OK;
+}
+
+static void free_meta_strings(lk_model_meta *mt) {
+    lk_free((void *)mt->format);
+    lk_free((void *)mt->producer);
+    lk_free((void *)mt->source_path);
+    mt->format = mt->producer = mt->source_path = NULL;
+}
+
+void lk_model_free(lk_model *m) {
+    if (!m) return;
+    for (int64_t i = 0; i < m->n_values; i++) {
+        lk_free(m->values[i].name);
+        if (m->values[i].t.owner) lk_free(m->values[i].t.data);
+    }
+    for (int64_t i = 0; i < m->n_nodes; i++) {
+        lk_free((void *)m->nodes[i].name);
+        lk_free((void *)m->nodes[i].in);
+        lk_free((void *)m->nodes[i].out);
+    }
+    for (int64_t i = 0; i < m->n_maps; i++)
+        if (m->maps[i].release) m->maps[i].release(m->maps[i].base, m->maps[i].len);
+    free_meta_strings(&m->meta);
+    lk_free(m->notes);
+    lk_free(m->values);
+    lk_free(m->nodes);
+    lk_free(m->inputs);
+    lk_free(m->outputs);
+    lk_free(m->maps);
+    lk_free(m);
+}
+
+lk_status lk_model_set_meta(lk_model *m, const lk_model_meta *meta, lk_error *err) {
+    lk_model_meta nm = *meta;
+    nm.format      = lk_strdup(meta->format ? meta->format : "");
+    nm.producer    = lk_strdup(meta->producer ? meta->producer : "");
+    nm.source_path = lk_strdup(meta->source_path ? meta->source_path : "");
+    if (!nm.format || !nm.producer || !nm.source_path) {
+        free_meta_strings(&nm);
+        return LK_FAIL(err, LK_ENOMEM, "out of memory setting model metadata");
+    }
+    if (meta->notes && meta->notes[0]) {
+        char *n = lk_strdup(meta->notes);
+        if (!n) {
+            free_meta_strings(&nm);
+            return LK_FAIL(err, LK_ENOMEM, "out of memory setting model metadata");
+        }
+        lk_free(m->notes);
+        m->notes = n;
+    }
+    free_meta_strings(&m->meta);
+    nm.notes = m->notes;
+    m->meta  = nm;
+    return LK_OK;
+}
+
+lk_status lk_model_add_note(lk_model *m, const char *note, lk_error *err) {
+    size_t a = strlen(m->notes), b = strlen(note);
+    char  *n = lk_realloc(m->notes, a + b + 2);
+    if (!n) return LK_FAIL(err, LK_ENOMEM, "out of memory adding a model note");
+    if (a) n[a++] = ';';
+    memcpy(n + a, note, b + 1);
+    m->notes      = n;
+    m->meta.notes = n;
+    return LK_OK;
+}
+
+static int grow(void **p, int64_t *cap, int64_t need, size_t elem) {
+    if (need <= *cap) return 1;
+    int64_t nc = *cap ? *cap * 2 : 16;
+    while (nc < need) nc *= 2;
+    void *q = lk_realloc(*p, (size_t)nc * elem);
+    if (!q) return 0;
+    *p   = q;
+    *cap = nc;
+    return 1;
+}
+
+static lk_status add_value(lk_model *m, const char *name, lk_value_kind kind, int64_t *vid,
+                           lk_error *err) {
+    if (!grow((void **)&m->values, &m->cap_values, m->n_values + 1, sizeof *m->values))
+        return LK_FAIL(err, LK_ENOMEM, "out of memory adding value '%s'", name);
+    lk_value *v = &m->values[m->n_values];
+    memset(v, 0, sizeof *v);
+    v->name = lk_strdup(name);
+    if (!v->name) return LK_FAIL(err, LK_ENOMEM, "out of memory adding value '%s'", name);
+    v->kind     = kind;
+    v->producer = -1;
+    v->t.ndim   = -1;
+    *vid        = m->n_values++;
+    return LK_OK;
+}
+
+static int name_taken(const lk_model *m, const char *name) {
+    return lk_model_find_value(m, name) >= 0;
+}
+
+lk_status lk_model_add_input(lk_model *m, const char *name, int ndim, const int64_t *shape,
+                             int64_t *vid, lk_error *err) {
+    if (ndim < 0 || ndim > LK_MAX_DIMS)
+        return LK_FAIL(err, LK_EUNSUPPORTED, "input '%s': rank %d not supported (max %d)", name,
+                       ndim, LK_MAX_DIMS);
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] <= 0)
+            return LK_FAIL(err, LK_ESHAPE, "input '%s': dim %d is %lld (give --input-shape)",
+                           name, i, (long long)shape[i]);
+    if (name_taken(m, name))
+        return LK_FAIL(err, LK_EFORMAT, "input '%s': name already used", name);
+    int64_t   id;
+    lk_status s = add_value(m, name, LK_VALUE_INPUT, &id, err);
+    if (s) return s;
+    int64_t *ni = lk_realloc(m->inputs, (size_t)(m->n_inputs + 1) * sizeof *ni);
+    if (!ni) {
+        m->n_values--;
+        lk_free(m->values[id].name);
+        return LK_FAIL(err, LK_ENOMEM, "out of memory adding input '%s'", name);
+    }
+    m->inputs                = ni;
+    m->inputs[m->n_inputs++] = id;
+    lk_tensor_set_shape(&m->values[id].t, ndim, shape);
+    m->values[id].t.dtype = LK_F32;
+    if (vid) *vid = id;
+    return LK_OK;
+}
+
+lk_status lk_model_add_param(lk_model *m, const char *name, int ndim, const int64_t *shape,
+                             const float *data, int copy, int64_t *vid, lk_error *err) {
+    if (ndim < 0 || ndim > LK_MAX_DIMS)
+        return LK_FAIL(err, LK_EUNSUPPORTED, "parameter '%s': rank %d not supported (max %d)",
+                       name, ndim, LK_MAX_DIMS);
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 0)
+            return LK_FAIL(err, LK_EFORMAT, "parameter '%s': negative dim", name);
+    if (name_taken(m, name))
+        return LK_FAIL(err, LK_EFORMAT, "parameter '%s': name already used", name);
+    if (!copy && ((uintptr_t)data & 3u))
+        return LK_FAIL(err, LK_EINVAL, "parameter '%s': borrowed data not 4-byte aligned", name);
+    int64_t n   = lk_shape_numel(ndim, shape);
+    float  *buf = NULL;
+    if (copy) {
+        buf = lk_aligned_alloc((size_t)n * sizeof(float));
+        if (!buf) return LK_FAIL(err, LK_ENOMEM, "out of memory for parameter '%s'", name);
+        if (n) memcpy(buf, data, (size_t)n * sizeof(float));
+    }
+    int64_t   id;
+    lk_status s = add_value(m, name, LK_VALUE_PARAM, &id, err);
+    if (s) {
+        lk_free(buf);
+        return s;
+    }
+    lk_value *v = &m->values[id];
+    v->t        = lk_tensor_view(LK_F32, ndim, shape, copy ? buf : (void *)data);
+    v->t.owner  = copy;
+    v->t.name   = v->name;
+    if (vid) *vid = id;
+    return LK_OK;
+}
+
+lk_status lk_model_add_node(lk_model *m, lk_op op, const char *name, int n_in, const int64_t *in,
+                            int n_out, const char *const *out_names, const lk_attrs *attrs,
+                            int64_t *out_vids, lk_error *err) {
+    if ((unsigned)op >= LK_OP_COUNT)
+        return LK_FAIL(err, LK_EINVAL, "node '%s': op id %d out of range", name, (int)op);
+    const lk_op_def *d = lk_op_get(op);
+    if (n_in < d->n_in_min || n_in > d->n_in_max)
+        return LK_FAIL(err, LK_EFORMAT, "node '%s' (%s): %d inputs, expected %d..%d", name,
+                       d->name, n_in, d->n_in_min, d->n_in_max);
+    if (n_out < d->n_out_min || n_out > d->n_out_max)
+        return LK_FAIL(err, LK_EFORMAT, "node '%s' (%s): %d outputs, expected %d..%d", name,
+                       d->name, n_out, d->n_out_min, d->n_out_max);
+    for (int i = 0; i < n_in; i++)
+        if (in[i] < -1 || in[i] >= m->n_values)
+            return LK_FAIL(err, LK_EINVAL, "node '%s' (%s): input %d refers to value %lld",
+                           name, d->name, i, (long long)in[i]);
+    for (int i = 0; i < n_out; i++)
+        if (name_taken(m, out_names[i]))
+            return LK_FAIL(err, LK_EFORMAT, "node '%s' (%s): output name '%s' already used",
+                           name, d->name, out_names[i]);
+    if (!grow((void **)&m->nodes, &m->cap_nodes, m->n_nodes + 1, sizeof *m->nodes))
+        return LK_FAIL(err, LK_ENOMEM, "out of memory adding node '%s'", name);
+    int64_t *ins  = lk_malloc(sizeof(int64_t) * (size_t)(n_in ? n_in : 1));
+    int64_t *outs = lk_malloc(sizeof(int64_t) * (size_t)n_out);
+    char    *nm   = lk_strdup(name);
+    int64_t  nv0  = m->n_values;
+    if (!ins || !outs || !nm) goto oom;
+    if (n_in) memcpy(ins, in, sizeof(int64_t) * (size_t)n_in);
+    for (int i = 0; i < n_out; i++) {
+        lk_status s = add_value(m, out_names[i], LK_VALUE_ACT, &outs[i], err);
+        if (s) goto oom;
+        m->values[outs[i]].producer = m->n_nodes;
+    }
+    lk_node *n = &m->nodes[m->n_nodes++];
+    memset(n, 0, sizeof *n);
+    n->op    = op;
+    n->name  = nm;
+    n->n_in  = n_in;
+    n->n_out = n_out;
+    n->in    = ins;
+    n->out   = outs;
+    n->attrs = attrs ? *attrs : lk_attrs_default(op);
+    if (out_vids) memcpy(out_vids, outs, sizeof(int64_t) * (size_t)n_out);
+    m->finalized = 0;
+    return LK_OK;
+oom:
+    while (m->n_values > nv0) lk_free(m->values[--m->n_values].name);
+    lk_free(ins);
+    lk_free(outs);
+    lk_free(nm);
+    return LK_FAIL(err, LK_ENOMEM, "out of memory adding node '%s'", name);
+}
+
+lk_status lk_model_set_outputs(lk_model *m, int n, const int64_t *vids, lk_error *err) {
+    for (int i = 0; i < n; i++)
+        if (vids[i] < 0 || vids[i] >= m->n_values)
+            return LK_FAIL(err, LK_EINVAL, "output %d refers to value %lld", i,
+                           (long long)vids[i]);
+    int64_t *o = lk_malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+    if (!o) return LK_FAIL(err, LK_ENOMEM, "out of memory setting outputs");
+    memcpy(o, vids, sizeof(int64_t) * (size_t)n);
+    lk_free(m->outputs);
+    m->outputs   = o;
+    m->n_outputs = n;
+    return LK_OK;
+}
+
+lk_status lk_model_hold_mapping(lk_model *m, void *base, size_t len,
+                                void (*release)(void *base, size_t len), lk_error *err) {
+    lk_mapping *mp = lk_realloc(m->maps, sizeof *mp * (size_t)(m->n_maps + 1));
+    if (!mp) return LK_FAIL(err, LK_ENOMEM, "out of memory recording a mapping");
+    m->maps                = mp;
+    m->maps[m->n_maps++]   = (lk_mapping){base, len, release};
+    return LK_OK;
+}
+
+void lk_model_replace_param(lk_model *m, int64_t v, int ndim, const int64_t *shape, float *data) {
+    lk_value *val = &m->values[v];
+    LK_ASSERT(val->kind == LK_VALUE_PARAM);
+    if (val->t.owner) lk_free(val->t.data);
+    val->t       = lk_tensor_view(LK_F32, ndim, shape, data);
+    val->t.owner = 1;
+    val->t.name  = val->name;
+}
+
+/* Kahn's algorithm; reorders m->nodes and fixes producer indices.  Fails on cycles and on
+ * inputs that are activations never produced. */
+static lk_status topo_sort(lk_model *m, lk_error *err) {
+    int64_t   n      = m->n_nodes;
+    int64_t  *indeg  = lk_calloc((size_t)(n ? n : 1), sizeof *indeg);
+    int64_t  *order  = lk_malloc(sizeof *order * (size_t)(n ? n : 1));
+    int64_t  *queue  = lk_malloc(sizeof *queue * (size_t)(n ? n : 1));
+    lk_node  *sorted = lk_malloc(sizeof *sorted * (size_t)(n ? n : 1));
+    lk_status st     = LK_OK;
+    if (!indeg || !order || !queue || !sorted) {
+        st = LK_FAIL(err, LK_ENOMEM, "out of memory sorting the graph");
+        goto done;
+    }
+    /* consumers via a CSR over values */
+    for (int64_t i = 0; i < n; i++)
+        for (int j = 0; j < m->nodes[i].n_in; j++) {
+            int64_t v = m->nodes[i].in[j];
+            if (v >= 0 && m->values[v].kind == LK_VALUE_ACT) indeg[i]++;
+        }
+    int64_t qh = 0, qt = 0, cnt = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (!indeg[i]) queue[qt++] = i;
+    while (qh < qt) {
+        int64_t i    = queue[qh++];
+        order[cnt++] = i;
+        for (int o = 0; o < m->nodes[i].n_out; o++) {
+            int64_t v = m->nodes[i].out[o];
+            for (int64_t k = 0; k < n; k++)
+                for (int j = 0; j < m->nodes[k].n_in; j++)
+                    if (m->nodes[k].in[j] == v && --indeg[k] == 0) queue[qt++] = k;
+        }
+    }
+    if (cnt != n) {
+        for (int64_t i = 0; i < n; i++)
+            if (indeg[i]) {
+                st = LK_FAIL(err, LK_EFORMAT,
+                             "node '%s' (%s): graph has a cycle or an input no node produces",
+                             m->nodes[i].name, lk_op_name(m->nodes[i].op));
+                break;
+            }
+        goto done;
+    }
+    for (int64_t i = 0; i < n; i++) sorted[i] = m->nodes[order[i]];
+    memcpy(m->nodes, sorted, sizeof *sorted * (size_t)n);
+    for (int64_t i = 0; i < n; i++)
+        for (int o = 0; o < m->nodes[i].n_out; o++) m->values[m->nodes[i].out[o]].producer = i;
+done:
+    lk_free(indeg);
+    lk_free(order);
+    lk_free(queue);
+    lk_free(sorted);
+    return st;
+}
+
+lk_status lk_model_finalize(lk_model *m, lk_error *err) {
+    if (m->n_outputs == 0) return LK_FAIL(err, LK_EFORMAT, "model has no outputs");
+    lk_status s = topo_sort(m, err);
+    if (s) return s;
+    for (int64_t v = 0; v < m->n_values; v++)
+        if (m->values[v].kind == LK_VALUE_ACT) m->values[v].t.ndim = -1;
+    for (int64_t i = 0; i < m->n_nodes; i++) {
+        lk_node         *n = &m->nodes[i];
+        const lk_op_def *d = lk_op_get(n->op);
+        const lk_tensor *in[LK_MAX_OUTPUTS + 8];
+        lk_tensor        out[LK_MAX_OUTPUTS];
+        LK_ASSERT(n->n_in <= LK_MAX_OUTPUTS + 8 && n->n_out <= LK_MAX_OUTPUTS);
+        for (int j = 0; j < n->n_in; j++) {
+            in[j] = n->in[j] >= 0 ? &m->values[n->in[j]].t : NULL;
+            if (in[j] && in[j]->ndim < 0)
+                return LK_FAIL(err, LK_ESHAPE, "node '%s' (%s): input '%s' has no shape",
+                               n->name, d->name, m->values[n->in[j]].name);
+        }
+        memset(out, 0, sizeof out);
+        for (int o = 0; o < n->n_out; o++) out[o].ndim = -1;
+        s = d->infer(n, in, out, err);
+        if (s) return s;
+        for (int o = 0; o < n->n_out; o++) {
+            if (out[o].ndim < 0 || out[o].ndim > LK_MAX_DIMS)
+                return LK_FAIL(err, LK_ESHAPE, "node '%s' (%s): output %d shape not inferred",
+                               n->name, d->name, o);
+            for (int k = 0; k < out[o].ndim; k++)
+                if (out[o].shape[k] < 0)
+                    return LK_FAIL(err, LK_ESHAPE, "node '%s' (%s): negative output dim",
+                                   n->name, d->name);
+            lk_value *val = &m->values[n->out[o]];
+            lk_tensor_set_shape(&val->t, out[o].ndim, out[o].shape);
+            val->t.dtype = LK_F32;
+            val->t.name  = val->name;
+        }
+    }
+    for (int64_t i = 0; i < m->n_outputs; i++)
+        if (m->values[m->outputs[i]].t.ndim < 0)
+            return LK_FAIL(err, LK_EFORMAT, "output '%s' is not computed by the graph",
+                           m->values[m->outputs[i]].name);
+    m->finalized = 1;
+    return LK_OK;
+}
+
+/* ---- getters ---------------------------------------------------------------------------- */
+
+const lk_model_meta *lk_model_get_meta(const lk_model *m) { return &m->meta; }
+int64_t lk_model_n_values(const lk_model *m) { return m->n_values; }
+int64_t lk_model_n_nodes(const lk_model *m) { return m->n_nodes; }
+const lk_node *lk_model_node(const lk_model *m, int64_t i) {
+    return i >= 0 && i < m->n_nodes ? &m->nodes[i] : NULL;
+}
+const char *lk_model_value_name(const lk_model *m, int64_t v) {
+    return v >= 0 && v < m->n_values ? m->values[v].name : NULL;
+}
+lk_value_kind lk_model_value_kind(const lk_model *m, int64_t v) {
+    return v >= 0 && v < m->n_values ? m->values[v].kind : LK_VALUE_KIND_COUNT;
+}
+int64_t lk_model_value_producer(const lk_model *m, int64_t v) {
+    return v >= 0 && v < m->n_values ? m->values[v].producer : -1;
+}
+const lk_tensor *lk_model_param(const lk_model *m, int64_t v) {
+    return v >= 0 && v < m->n_values && m->values[v].kind == LK_VALUE_PARAM ? &m->values[v].t
+                                                                            : NULL;
+}
+int64_t lk_model_find_value(const lk_model *m, const char *name) {
+    for (int64_t v = 0; v < m->n_values; v++)
+        if (strcmp(m->values[v].name, name) == 0) return v;
+    return -1;
+}
+int64_t lk_model_n_inputs(const lk_model *m) { return m->n_inputs; }
+int64_t lk_model_input(const lk_model *m, int64_t i) {
+    return i >= 0 && i < m->n_inputs ? m->inputs[i] : -1;
+}
+int64_t lk_model_n_outputs(const lk_model *m) { return m->n_outputs; }
+int64_t lk_model_output(const lk_model *m, int64_t i) {
+    return i >= 0 && i < m->n_outputs ? m->outputs[i] : -1;
+}
+int lk_model_input_shape(const lk_model *m, int64_t i, int64_t *shape) {
+    if (i < 0 || i >= m->n_inputs) return -1;
+    const lk_tensor *t = &m->values[m->inputs[i]].t;
+    memcpy(shape, t->shape, sizeof(int64_t) * (size_t)t->ndim);
+    return t->ndim;
+}
+int lk_model_value_shape(const lk_model *m, int64_t v, int64_t *shape) {
+    if (v < 0 || v >= m->n_values || m->values[v].t.ndim < 0) return -1;
+    const lk_tensor *t = &m->values[v].t;
+    memcpy(shape, t->shape, sizeof(int64_t) * (size_t)t->ndim);
+    return t->ndim;
+}
+int64_t lk_model_n_params(const lk_model *m) {
+    int64_t n = 0;
+    for (int64_t v = 0; v < m->n_values; v++)
+        if (m->values[v].kind == LK_VALUE_PARAM) n += lk_tensor_numel(&m->values[v].t);
+    return n;
+}
+
+uint64_t lk_model_node_macs(const lk_model *m, int64_t i) {
+    if (i < 0 || i >= m->n_nodes || !m->finalized) return 0;
+    const lk_node   *n = &m->nodes[i];
+    const lk_op_def *d = lk_op_get(n->op);
+    if (!d->macs) return 0;
+    const lk_tensor *in[LK_MAX_OUTPUTS + 8];
+    lk_tensor       *out[LK_MAX_OUTPUTS];
+    for (int j = 0; j < n->n_in; j++) in[j] = n->in[j] >= 0 ? &m->values[n->in[j]].t : NULL;
+    for (int k = 0; k < n->n_out; k++) out[k] = &m->values[n->out[k]].t;
+    lk_op_ctx c;
+    memset(&c, 0, sizeof c);
+    c.node  = n;
+    c.n_in  = n->n_in;
+    c.n_out = n->n_out;
+    c.in    = in;
+    c.out   = out;
+    return d->macs(&c);
+}

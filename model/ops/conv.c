@@ -1,0 +1,131 @@
+/*
+ * conv.c: ONNX Conv.  X (N, C, H, W) or (N, C, L), W (M, C/group, kh, kw), optional B (M).
+ * Output size per spatial dim: floor((H + pb + pe - dil * (k - 1) - 1) / stride) + 1.
+ * Kernels (im2col + sgemm, direct depthwise) live in ../kernels.c.
+ */
+#include <string.h>
+
+#include "../kernels.h"
+
+static const lk_tensor *conv_bias(const lk_node *n, const lk_tensor *const *in) {
+    return n->n_in > 2 ? in[2] : NULL;
+}
+
+static lk_status conv_infer(const lk_node *n, const lk_tensor *const *in, lk_tensor *out,
+                            lk_error *err) {
+    const lk_attr_conv *a = &n->attrs.conv;
+    const lk_tensor    *x = in[0], *w = n->n_in > 1 ? in[1] : NULL, *b = conv_bias(n, in);
+    if (!x || !w)
+        return LK_FAIL(err, LK_EFORMAT, "node '%s' (conv): input and weight are required", n->name);
+    if (a->nsp != 1 && a->nsp != 2)
+        return LK_FAIL(err, LK_EUNSUPPORTED, "node '%s' (conv): %d spatial dims (1 or 2 supported)",
+                       n->name, a->nsp);
+    if (x->ndim != a->nsp + 2 || w->ndim != a->nsp + 2)
+        return LK_FAIL(err, LK_ESHAPE,
+                       "node '%s' (conv): input rank %d and weight rank %d, expected %d for %d-D",
+                       n->name, x->ndim, w->ndim, a->nsp + 2, a->nsp);
+    int64_t c = x->shape[1], m = w->shape[0];
+    if (a->group < 1 || c % a->group != 0)
+        return LK_FAIL(err, LK_EFORMAT, "node '%s' (conv): group=%d does not divide C_in=%lld",
+                       n->name, a->group, (long long)c);
+    if (m % a->group != 0)
+        return LK_FAIL(err, LK_EFORMAT, "node '%s' (conv): group=%d does not divide C_out=%lld",
+                       n->name, a->group, (long long)m);
+    if (w->shape[1] != c / a->group)
+        return LK_FAIL(err, LK_ESHAPE,
+                       "node '%s' (conv): weight has %lld input channels, expected C_in/group=%lld",
+                       n->name, (long long)w->shape[1], (long long)(c / a->group));
+    if (b && (b->ndim != 1 || b->shape[0] != m))
+        return LK_FAIL(err, LK_ESHAPE, "node '%s' (conv): bias must have shape [%lld]", n->name,
+                       (long long)m);
+    int64_t shape[4] = {x->shape[0], m, 0, 0};
+    for (int i = 0; i < a->nsp; i++) {
+        int64_t k = w->shape[2 + i];
+        if (a->kernel[i] != 0 && a->kernel[i] != k)
+            return LK_FAIL(err, LK_ESHAPE,
+                           "node '%s' (conv): kernel_shape[%d]=%lld but the weight has %lld",
+                           n->name, i, (long long)a->kernel[i], (long long)k);
+        if (a->stride[i] < 1 || a->dilation[i] < 1 || a->pad_begin[i] < 0 || a->pad_end[i] < 0)
+            return LK_FAIL(err, LK_EFORMAT,
+                           "node '%s' (conv): bad stride/dilation/pads in spatial dim %d", n->name,
+                           i);
+        int64_t span =
+            x->shape[2 + i] + a->pad_begin[i] + a->pad_end[i] - a->dilation[i] * (k - 1) - 1;
+        if (span < 0)
+            return LK_FAIL(
+                err, LK_ESHAPE,
+                "node '%s' (conv): dilated kernel %lld is larger than the padded input %lld",
+                n->name, (long long)(a->dilation[i] * (k - 1) + 1),
+                (long long)(x->shape[2 + i] + a->pad_begin[i] + a->pad_end[i]));
+        shape[2 + i] = span / a->stride[i] + 1;
+    }
+    lk_tensor_set_shape(&out[0], a->nsp + 2, shape);
+    return LK_OK;
+}
+
+static void conv_geom(const lk_op_ctx *ctx, lk_conv_geom *g) {
+    lk_conv_geom_set(g, &ctx->node->attrs.conv, ctx->in[0], ctx->in[1], ctx->out[0]);
+}
+
+static size_t conv_scratch(const lk_op_ctx *ctx) {
+    lk_conv_geom g;
+    conv_geom(ctx, &g);
+    return lk_conv_scratch(&g, ctx->nthreads);
+}
+
+static uint64_t conv_macs(const lk_op_ctx *ctx) {
+    lk_conv_geom g;
+    conv_geom(ctx, &g);
+    return (uint64_t)(g.n * g.m * g.oh * g.ow) * (uint64_t)(g.c / g.group * g.kh * g.kw);
+}
+
+static void conv_forward(const lk_op_ctx *ctx) {
+    lk_conv_geom     g;
+    const lk_tensor *b = conv_bias(ctx->node, ctx->in);
+    conv_geom(ctx, &g);
+    lk_conv_forward(&g, ctx->in[0]->data, ctx->in[1]->data, b ? b->data : NULL, ctx->out[0]->data,
+                    0, ctx);
+}
+
+static void conv_backward(const lk_op_ctx *ctx) {
+    lk_conv_geom g;
+    const float *gy = ctx->gout[0]->data;
+    conv_geom(ctx, &g);
+    if (ctx->gin[0]) lk_conv_backward_data(&g, gy, ctx->in[1]->data, ctx->gin[0]->data, ctx);
+    if (ctx->gin[1]) lk_conv_backward_weight(&g, ctx->in[0]->data, gy, ctx->gin[1]->data, ctx);
+    if (ctx->n_in > 2 && ctx->in[2] && ctx->gin[2])
+        lk_channel_sums(gy, g.n, g.m, g.oh * g.ow, ctx->gin[2]->data);
+}
+
+/* Bilinear: tout = conv(tx, W) + conv(x, tW) + tB. */
+static void conv_jvp(const lk_op_ctx *ctx) {
+    lk_conv_geom     g;
+    const lk_tensor *tx = ctx->tin[0], *tw = ctx->tin[1];
+    const lk_tensor *tb  = ctx->n_in > 2 && ctx->in[2] ? ctx->tin[2] : NULL;
+    const float     *tbd = tb ? tb->data : NULL;
+    float           *ty  = ctx->tout[0]->data;
+    conv_geom(ctx, &g);
+    if (tx) {
+        lk_conv_forward(&g, tx->data, ctx->in[1]->data, tbd, ty, 0, ctx);
+        if (tw) lk_conv_forward(&g, ctx->in[0]->data, tw->data, NULL, ty, 1, ctx);
+    } else if (tw) {
+        lk_conv_forward(&g, ctx->in[0]->data, tw->data, tbd, ty, 0, ctx);
+    } else {
+        lk_channel_fill(ty, g.n, g.m, g.oh * g.ow, tbd, 0);
+    }
+}
+
+const lk_op_def lk_op_def_CONV = {
+    .name      = "conv",
+    .n_in_min  = 2,
+    .n_in_max  = 3,
+    .n_out_min = 1,
+    .n_out_max = 1,
+    .flags     = LK_OPF_LINEAR_IN0,
+    .infer     = conv_infer,
+    .scratch   = conv_scratch,
+    .macs      = conv_macs,
+    .forward   = conv_forward,
+    .backward  = conv_backward,
+    .jvp       = conv_jvp,
+};

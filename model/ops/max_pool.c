@@ -1,0 +1,81 @@
+/* max_pool.c: ONNX MaxPool (1-D or 2-D, strides, dilations, pads, ceil_mode).  Padding acts
+ * as -inf.  The backward routes each output gradient to the window's argmax (first maximum in
+ * row-major window order on ties, as PyTorch), recomputed from the input so nothing is saved;
+ * the jvp selects the tangent at the same argmax. */
+#include <string.h>
+
+#include "pool-impl.h"
+
+/* Plane offset of the argmax of output (oh, ow), or -1 when the window has no input cell. */
+static inline int64_t maxpool_argmax(const float *x, const lk_pgeom *g, int64_t oh, int64_t ow) {
+    const int64_t h0 = oh * g->s[0] - g->pb[0], w0 = ow * g->s[1] - g->pb[1];
+    int64_t       ilo, ihi, jlo, jhi;
+    lk_pool_taps(h0, g->k[0], g->d[0], 0, g->H, &ilo, &ihi);
+    lk_pool_taps(w0, g->k[1], g->d[1], 0, g->W, &jlo, &jhi);
+    int64_t best = -1;
+    float   bv   = 0.0f;
+    for (int64_t i = ilo; i < ihi; i++) {
+        const int64_t row = (h0 + i * g->d[0]) * g->W;
+        for (int64_t j = jlo; j < jhi; j++) {
+            const int64_t e = row + w0 + j * g->d[1];
+            if (best < 0 || x[e] > bv) {
+                best = e;
+                bv   = x[e];
+            }
+        }
+    }
+    return best;
+}
+
+static void maxpool_body(void *arg, int64_t p0, int64_t p1, int tid) {
+    (void)tid;
+    const lk_pool_args *a   = arg;
+    const lk_pgeom     *g   = a->g;
+    const int64_t       HW  = g->H * g->W, OHW = g->OH * g->OW;
+    const float        *xin = a->c->in[0]->data;
+    for (int64_t p = p0; p < p1; p++) {
+        const float *x   = xin + p * HW;
+        const float *src = a->src + (a->which == 1 ? p * OHW : p * HW);
+        float       *dst = a->dst + (a->which == 1 ? p * HW : p * OHW);
+        for (int64_t oh = 0; oh < g->OH; oh++)
+            for (int64_t ow = 0; ow < g->OW; ow++) {
+                const int64_t e = maxpool_argmax(x, g, oh, ow);
+                const int64_t o = oh * g->OW + ow;
+                if (a->which == 1) {
+                    if (e >= 0) dst[e] += src[o];
+                } else {
+                    dst[o] = e >= 0 ? src[e] : 0.0f;
+                }
+            }
+    }
+}
+
+static void maxpool_forward(const lk_op_ctx *c) {
+    lk_pgeom g;
+    lk_pgeom_init(&g, &c->node->attrs.conv, c->in[0]);
+    lk_pool_run(c, &g, maxpool_body, c->in[0]->data, c->out[0]->data, 0);
+}
+
+static void maxpool_backward(const lk_op_ctx *c) {
+    if (!c->gin[0]) return;
+    lk_pgeom g;
+    lk_pgeom_init(&g, &c->node->attrs.conv, c->in[0]);
+    lk_pool_run(c, &g, maxpool_body, c->gout[0]->data, c->gin[0]->data, 1);
+}
+
+static void maxpool_jvp(const lk_op_ctx *c) {
+    if (!c->tin[0]) {
+        memset(c->tout[0]->data, 0, sizeof(float) * (size_t)lk_tensor_numel(c->tout[0]));
+        return;
+    }
+    lk_pgeom g;
+    lk_pgeom_init(&g, &c->node->attrs.conv, c->in[0]);
+    lk_pool_run(c, &g, maxpool_body, c->tin[0]->data, c->tout[0]->data, 2);
+}
+
+
+const lk_op_def lk_op_def_MAX_POOL = {
+    .name = "max_pool", .n_in_min = 1, .n_in_max = 1, .n_out_min = 1, .n_out_max = 1,
+    .flags = LK_OPF_PIECEWISE_LINEAR, .infer = lk_pool_infer,
+    .forward = maxpool_forward, .backward = maxpool_backward, .jvp = maxpool_jvp,
+};

@@ -1,0 +1,96 @@
+/* registry.c: the descriptor table generated from lk_ops.def, op names, attribute defaults
+ * and helpers shared by op files. */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "../op.h"
+
+static const lk_op_def *const table[] = {
+#define LK_OP(E, f) &lk_op_def_##E,
+#include "lkprobe/lk_ops.def"
+#undef LK_OP
+};
+_Static_assert(sizeof table / sizeof table[0] == LK_OP_COUNT, "one descriptor per op");
+
+const lk_op_def *lk_op_get(lk_op op) {
+    LK_ASSERT((unsigned)op < LK_OP_COUNT);
+    return table[op];
+}
+
+const char *lk_op_name(lk_op op) { return (unsigned)op < LK_OP_COUNT ? table[op]->name : NULL; }
+
+lk_op lk_op_from_name(const char *name) {
+    for (int i = 0; i < LK_OP_COUNT; i++)
+        if (strcmp(table[i]->name, name) == 0) return (lk_op)i;
+    return LK_OP_COUNT;
+}
+
+lk_attrs lk_attrs_default(lk_op op) {
+    lk_attrs a;
+    memset(&a, 0, sizeof a);
+    switch (op) {
+    case LK_OP_CONV:
+    case LK_OP_CONV_TRANSPOSE:
+    case LK_OP_AVG_POOL:
+    case LK_OP_MAX_POOL:
+        a.conv.nsp   = 2;
+        a.conv.group = 1;
+        for (int i = 0; i < 2; i++) {
+            a.conv.kernel[i]   = 1;
+            a.conv.stride[i]   = 1;
+            a.conv.dilation[i] = 1;
+        }
+        break;
+    case LK_OP_LEAKY_RELU: a.s.alpha = 0.01f; break;
+    case LK_OP_HARD_SIGMOID:
+        a.s.alpha = 0.2f;
+        a.s.beta  = 0.5f;
+        break;
+    case LK_OP_CLIP:
+        a.s.alpha = -INFINITY;
+        a.s.beta  = INFINITY;
+        break;
+    case LK_OP_BATCHNORM: a.s.eps = 1e-5f; break;
+    case LK_OP_LAYER_NORM:
+        a.s.eps  = 1e-5f;
+        a.s.axis = -1;
+        break;
+    case LK_OP_SOFTMAX: a.s.axis = -1; break;
+    case LK_OP_GEMM:
+        a.s.alpha = 1.0f;
+        a.s.beta  = 1.0f;
+        break;
+    case LK_OP_REDUCE_MEAN:
+    case LK_OP_REDUCE_L2:
+    case LK_OP_REDUCE_SUM: a.axes.keepdims = 1; break;
+    case LK_OP_RESIZE: a.resize.cubic_a = -0.75f; break;
+    case LK_OP_DEPTH_TO_SPACE: a.d2s.block = 1; break;
+    default: break;
+    }
+    return a;
+}
+
+int lk_norm_axis(int64_t axis, int ndim) {
+    if (axis < 0) axis += ndim;
+    return axis >= 0 && axis < ndim ? (int)axis : -1;
+}
+
+lk_status lk_broadcast_shape(const lk_node *n, const lk_tensor *a, const lk_tensor *b,
+                             lk_tensor *out, lk_error *err) {
+    int nd = a->ndim > b->ndim ? a->ndim : b->ndim;
+    int64_t sh[LK_MAX_DIMS];
+    for (int i = 0; i < nd; i++) {
+        int     ia = i - (nd - a->ndim), ib = i - (nd - b->ndim);
+        int64_t da = ia >= 0 ? a->shape[ia] : 1, db = ib >= 0 ? b->shape[ib] : 1;
+        if (da != db && da != 1 && db != 1) {
+            char s1[96], s2[96];
+            return LK_FAIL(err, LK_ESHAPE, "node '%s' (%s): shapes %s and %s do not broadcast",
+                           n->name, lk_op_name(n->op), lk_shape_str(a->ndim, a->shape, s1, 96),
+                           lk_shape_str(b->ndim, b->shape, s2, 96));
+        }
+        sh[i] = da == 1 ? db : da;
+    }
+    lk_tensor_set_shape(out, nd, sh);
+    return LK_OK;
+}

@@ -1,0 +1,27 @@
+/*
+ * pool.h: a small fixed thread pool (pthreads) for op kernels.  Private to model/.
+ *
+ *     static void body(void *arg, int64_t i0, int64_t i1, int tid) { ... }
+ *     lk_parallel_for(ctx->pool, n, body, &args);
+ *
+ * Work [0, n) is split into contiguous chunks, one per thread (tid in [0, nthreads)).
+ * A NULL pool runs everything on the calling thread with tid 0.
+ */
+#ifndef LKPROBE_MODEL_POOL_H
+#define LKPROBE_MODEL_POOL_H
+
+#include <stdint.h>
+#include "lkprobe/lk_error.h"
+
+typedef struct lk_pool lk_pool;
+typedef void (*lk_pool_fn)(void *arg, int64_t i0, int64_t i1, int tid);
+
+lk_status lk_pool_alloc(int nthreads, lk_pool **out, lk_error *err);
+void      lk_pool_free(lk_pool *p);
+int       lk_pool_threads(const lk_pool *p);
+/* Runs fn over [0, n) split into at most nthreads chunks; returns when all are done. */
+void      lk_parallel_for(lk_pool *p, int64_t n, lk_pool_fn fn, void *arg);
+/* Number of online cores. */
+int       lk_cpu_count(void);
+
+#endif
