@@ -110,6 +110,8 @@ lk_status lk_erf_alloc(const lk_model *m, const lk_erf_params *p, const int64_t 
     lk_exec_opts o = lk_exec_opts_default();
     o.threads      = e->p.threads;
     o.grad         = LK_GRAD_INPUTS;
+    o.n_targets    = 1;
+    o.targets      = &e->layer;
     int64_t   s4[4] = {in_shape[0], in_shape[1], in_shape[2], in_shape[3]};
     lk_tensor sh    = lk_tensor_view(LK_F32, 4, s4, NULL);
     const lk_tensor *shp[1] = {&sh};

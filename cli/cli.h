@@ -23,6 +23,7 @@ typedef struct cli_cmd {
 int cmd_info(int argc, char **argv);
 int cmd_forward(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_erf(int argc, char **argv);
 
 /* ---- options ------------------------------------------------------------------------------ */
 
@@ -39,6 +40,25 @@ typedef enum cli_opt_id {
     OPT_OUTPUT,
     OPT_TENSOR,
     OPT_O,
+    OPT_LAYER,
+    OPT_SIZE,
+    OPT_N,
+    OPT_MEAN,
+    OPT_STD,
+    OPT_MODE,
+    OPT_THRESHOLDS,
+    OPT_NPY,
+    OPT_IMAGES,
+    OPT_INPUTS,
+    OPT_NOISE,
+    OPT_SEED,
+    OPT_GRAD_SIGN,
+    OPT_SHUFFLE,
+    OPT_RESAMPLE,
+    OPT_DPI,
+    OPT_CMAP,
+    OPT_TITLE,
+    OPT_QUIET,
     OPT_COUNT
 } cli_opt_id;
 
@@ -93,6 +113,25 @@ void cli_error_lk(const lk_error *err);
 
 /* Loads a model, printing the error on failure (returns 0 or 1). */
 int cli_load_model(const char *path, const cli_common *c, lk_model **out);
+
+/* Parses "a,b,c" into at most max doubles; returns the count, or -1 after printing an error
+ * naming opt. */
+int cli_parse_doubles(const char *opt, const char *s, double *out, int max);
+/* Parses an integer in [lo, hi]; returns 1, or 0 after printing an error naming opt. */
+int cli_parse_int(const char *opt, const char *s, long long lo, long long hi, long long *out);
+
+/* Progress bar on stderr: "label  [#####     ] 12/50  1.3 it/s  ETA 0:29". */
+typedef struct cli_progress {
+    const char *label;
+    int64_t     total;
+    double      t0, last;
+    int64_t     shown;     /* last count printed, -1 before the first */
+    int         tty, quiet;
+} cli_progress;
+void cli_progress_start(cli_progress *p, const char *label, int64_t total, int quiet);
+void cli_progress_update(cli_progress *p, int64_t done);
+void cli_progress_end(cli_progress *p, int64_t done);
+double cli_now(void);
 
 /* ---- output helpers -------------------------------------------------------------------------- */
 

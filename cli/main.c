@@ -8,6 +8,7 @@ static const cli_cmd commands[] = {
     {"info", cmd_info, "describe a model: inputs, outputs, layers, parameters, MACs, receptive fields"},
     {"forward", cmd_forward, "run a model on a .npy batch and write outputs or intermediate tensors"},
     {"convert", cmd_convert, "convert any supported model to the native model.bin format"},
+    {"erf", cmd_erf, "effective receptive field maps, area ratios and figures (RepLKNet protocol)"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

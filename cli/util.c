@@ -3,6 +3,8 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -172,4 +174,86 @@ const char *cli_human(double v, char *buf, size_t n) {
     if (u == 0) snprintf(buf, n, "%.0f", v);
     else snprintf(buf, n, "%.2f%s", v, units[u]);
     return buf;
+}
+
+int cli_parse_int(const char *opt, const char *s, long long lo, long long hi, long long *out) {
+    if (parse_int(s, lo, hi, out)) return 1;
+    cli_error(opt, "'%s' is not an integer in %lld..%lld", s, lo, hi);
+    return 0;
+}
+
+int cli_parse_doubles(const char *opt, const char *s, double *out, int max) {
+    int         n = 0;
+    const char *p = s;
+    while (*p) {
+        char  *end;
+        errno    = 0;
+        double v = strtod(p, &end);
+        if (errno || end == p || (*end && *end != ',') || n >= max || v != v) {
+            cli_error(opt, "'%s' is not a list of at most %d numbers like 0.2,0.3", s, max);
+            return -1;
+        }
+        out[n++] = v;
+        p        = *end ? end + 1 : end;
+    }
+    if (n == 0) {
+        cli_error(opt, "empty list");
+        return -1;
+    }
+    return n;
+}
+
+double cli_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void cli_progress_start(cli_progress *p, const char *label, int64_t total, int quiet) {
+    p->label = label;
+    p->total = total;
+    p->t0    = cli_now();
+    p->last  = 0;
+    p->tty   = isatty(2);
+    p->quiet = quiet;
+    p->shown = -1;
+    if (p->tty) cli_progress_update(p, 0);
+}
+
+static void fmt_eta(double s, char *buf, size_t n) {
+    if (!(s >= 0) || s > 1e7) {
+        snprintf(buf, n, "--:--");
+        return;
+    }
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
+}
+
+void cli_progress_update(cli_progress *p, int64_t done) {
+    if (p->quiet) return;
+    double now = cli_now(), el = now - p->t0;
+    /* Terminals get a redrawn bar; logs get a line at most every 10 s and at the end. */
+    if (!p->tty && done != p->total && now - p->last < 10.0 && done != 0) return;
+    if (p->tty && done != p->total && now - p->last < 0.2 && done != 0) return;
+    p->last     = now;
+    p->shown    = done;
+    double rate = el > 0 && done > 0 ? (double)done / el : 0;
+    char   eta[32], bar[32];
+    fmt_eta(rate > 0 ? (double)(p->total - done) / rate : -1, eta, sizeof eta);
+    int w = p->total > 0 ? (int)(24 * done / p->total) : 0;
+    for (int i = 0; i < 24; i++) bar[i] = i < w ? '#' : '.';
+    bar[24] = 0;
+    fprintf(stderr, "%s%s [%s] %lld/%lld  %.2f img/s  ETA %s%s", p->tty ? "\r" : "", p->label,
+            bar, (long long)done, (long long)p->total, rate, eta, p->tty ? "\033[K" : "\n");
+    fflush(stderr);
+}
+
+void cli_progress_end(cli_progress *p, int64_t done) {
+    if (p->quiet) return;
+    if (p->shown != done) {
+        p->last = 0;
+        cli_progress_update(p, done);
+    }
+    if (p->tty) fputc('\n', stderr);
 }

@@ -157,7 +157,10 @@ static lk_status fold_binary(const lk_onnx_node *n, int opc, const lk_ct *a, con
                 int64_t e = b->i[jb];
                 r         = 1;
                 if (e < 0 || e > 64) {
-                    r = (uint64_t)(int64_t)pow((double)a->i[ja], (double)e);
+                    double  pw = pow((double)a->i[ja], (double)e);
+                    int64_t pi = pw >= 9.2e18 ? INT64_MAX : pw <= -9.2e18 ? INT64_MIN
+                               : pw == pw        ? (int64_t)pw : 0;
+                    r = (uint64_t)pi;
                 } else {
                     for (int64_t t = 0; t < e; t++) r *= x;
                 }
@@ -332,20 +335,22 @@ static lk_status fold_concat(const lk_onnx_node *n, const lk_ct *const *in, lk_c
     return LK_OK;
 }
 
-/* Clamps ONNX slice bounds for one dim; returns the element count. */
+/* Clamps ONNX slice bounds for one dim; returns the element count.  Written so that extreme
+ * starts/ends/steps (INT64_MIN/MAX are common "to the end" markers) cannot overflow. */
 static int64_t slice_dim(int64_t dim, int64_t st, int64_t en, int64_t step, int64_t *start) {
-    if (st < 0) st += dim;
-    if (en < 0) en += dim;
+    if (st < 0) st = st < -dim ? -1 - dim : st + dim;
+    if (en < 0) en = en < -dim ? -1 - dim : en + dim;
     if (step > 0) {
         st = st < 0 ? 0 : st > dim ? dim : st;
         en = en < 0 ? 0 : en > dim ? dim : en;
         *start = st;
-        return en > st ? (en - st + step - 1) / step : 0;
+        return en > st ? (en - st - 1) / step + 1 : 0;
     }
     st = st < 0 ? -1 : st > dim - 1 ? dim - 1 : st;
     en = en < -1 ? -1 : en > dim - 1 ? dim - 1 : en;
     *start = st;
-    return st > en ? (st - en + (-step) - 1) / (-step) : 0;
+    if (st <= en) return 0;
+    return step == INT64_MIN ? 1 : (st - en - 1) / (-step) + 1;
 }
 
 static lk_status fold_slice(const unsigned char *base, const lk_onnx_node *n,
@@ -532,7 +537,8 @@ static lk_status fold_range(const lk_onnx_node *n, const lk_ct *const *in, lk_ct
     lk_status s = lk_ct_alloc(out, isint, 1, sh, err);
     if (s) return s;
     for (int64_t k = 0; k < sh[0]; k++) {
-        if (isint) out->i[k] = in[0]->i[0] + k * in[2]->i[0];
+        if (isint)
+            out->i[k] = (int64_t)((uint64_t)in[0]->i[0] + (uint64_t)k * (uint64_t)in[2]->i[0]);
         else out->f[k] = (float)(st + (double)k * de);
     }
     return LK_OK;

@@ -279,7 +279,7 @@ lk_status lk_onnx_tensor_decode(const unsigned char *base, lk_pb_span msg, const
         if (dims[d] < 0)
             return LK_FAIL(err, LK_EFORMAT, "tensor '%s': negative dim %lld", label,
                            (long long)dims[d]);
-        if (dims[d] && n > ((int64_t)1 << 40) / dims[d])
+        if (dims[d] > ((int64_t)1 << 40) || (dims[d] && n > ((int64_t)1 << 40) / dims[d]))
             return LK_FAIL(err, LK_EFORMAT, "tensor '%s': too many elements", label);
         n *= dims[d];
     }
@@ -717,6 +717,13 @@ static lk_status add_graph_input(ld *L, lk_pb_span msg, lk_error *err) {
                                LK_SPAN_ARG(name), lk_shape_str(nd, dims, buf, sizeof buf));
             }
     }
+    int64_t numel = 1;
+    for (int d = 0; d < nd; d++) {
+        if (dims[d] > ((int64_t)1 << 31) || (dims[d] > 0 && numel > ((int64_t)1 << 34) / dims[d]))
+            return LK_FAIL(err, LK_EUNSUPPORTED, "input '%.*s': shape %s is too large",
+                           LK_SPAN_ARG(name), lk_shape_str(nd, dims, buf, sizeof buf));
+        numel *= dims[d] > 0 ? dims[d] : 1;
+    }
     int64_t e;
     s = ent_add(L, name, &e, err);
     if (s) return s;
@@ -1026,6 +1033,11 @@ static lk_status conv_common(const bld *b, int nsp, lk_attr_conv *c, lk_error *e
             return LK_FAIL(err, LK_EFORMAT, "node '%s' (%.*s): attribute %s has %zu entries for %d spatial dims",
                            b->n->label, LK_SPAN_ARG(b->n->op_type), keys[q], cnt, nsp);
         for (int d = 0; d < nsp; d++) {
+            for (int e = 0; e < (q == 2 ? 2 : 1); e++)
+                if (v[d + e * nsp] > ((int64_t)1 << 31) || v[d + e * nsp] < -((int64_t)1 << 31))
+                    return LK_FAIL(err, LK_EFORMAT, "node '%s' (%.*s): %s value %lld out of range",
+                                   b->n->label, LK_SPAN_ARG(b->n->op_type), keys[q],
+                                   (long long)v[d + e * nsp]);
             if (q < 2 && v[d] <= 0)
                 return LK_FAIL(err, LK_EFORMAT, "node '%s' (%.*s): %s must be positive",
                                b->n->label, LK_SPAN_ARG(b->n->op_type), keys[q]);
@@ -1541,6 +1553,9 @@ static lk_status b_pad(const bld *b, lk_op op, lk_error *err) {
     for (size_t k = 0; k < na; k++) {
         int d = lk_norm_axis_i(axes[k], nx);
         if (d < 0) return LK_FAIL(err, LK_EFORMAT, "node '%s' (Pad): axis %lld out of range", b->n->label, (long long)axes[k]);
+        if (pads[k] > ((int64_t)1 << 31) || pads[k] < -((int64_t)1 << 31) ||
+            pads[na + k] > ((int64_t)1 << 31) || pads[na + k] < -((int64_t)1 << 31))
+            return LK_FAIL(err, LK_EFORMAT, "node '%s' (Pad): pad value out of range", b->n->label);
         a.pad.begin[d] = pads[k];
         a.pad.end[d]   = pads[na + k];
     }
@@ -1639,7 +1654,7 @@ static lk_status b_resize(const bld *b, lk_op op, lk_error *err) {
                 if (d < 0) return LK_FAIL(err, LK_EFORMAT, "node '%s' (Resize): bad axis", b->n->label);
                 out[d] = lk_ct_get_i(cz, (int64_t)k);
                 sc[d]  = 0.0;
-                if (out[d] <= 0) return LK_FAIL(err, LK_EFORMAT, "node '%s' (Resize): size %lld", b->n->label, (long long)out[d]);
+                if (out[d] <= 0 || out[d] > ((int64_t)1 << 31)) return LK_FAIL(err, LK_EFORMAT, "node '%s' (Resize): size %lld", b->n->label, (long long)out[d]);
             }
             have_sizes = 1;
         }
@@ -1733,7 +1748,8 @@ static int builder_cmp(const void *key, const void *elem) {
     const lk_pb_span     *k = key;
     const struct builder *e = elem;
     size_t                n = strlen(e->name);
-    int                   c = memcmp(k->p, e->name, k->n < n ? k->n : n);
+    if (k->n == 0) return -1;
+    int c = memcmp(k->p, e->name, k->n < n ? k->n : n);
     if (c) return c;
     return k->n < n ? -1 : k->n > n;
 }

@@ -23,11 +23,13 @@ struct lk_exec {
     float          *arena;     /* activations and gradients                               */
     float          *scratch;
     size_t          scratch_floats;
+    unsigned char  *active;    /* per node: planned and run                                */
+    unsigned char  *live;      /* per value: has a buffer                                  */
     int             forwarded;
 };
 
 lk_exec_opts lk_exec_opts_default(void) {
-    lk_exec_opts o = {0, LK_GRAD_NONE};
+    lk_exec_opts o = {0, LK_GRAD_NONE, 0, NULL};
     return o;
 }
 
@@ -42,6 +44,8 @@ void lk_exec_free(lk_exec *x) {
     lk_free(x->touched);
     lk_free(x->arena);
     lk_free(x->scratch);
+    lk_free(x->active);
+    lk_free(x->live);
     lk_free(x);
 }
 
@@ -80,12 +84,42 @@ lk_status lk_exec_alloc(const lk_model *m, const lk_exec_opts *o, int n_shapes,
     x->grads   = lk_calloc((size_t)nv, sizeof *x->grads);
     x->req     = lk_calloc((size_t)nv, 1);
     x->touched = lk_calloc((size_t)nv, 1);
-    if (!x->vals || !x->grads || !x->req || !x->touched) {
+    x->active  = lk_calloc((size_t)(m->n_nodes ? m->n_nodes : 1), 1);
+    x->live    = lk_calloc((size_t)nv, 1);
+    if (!x->vals || !x->grads || !x->req || !x->touched || !x->active || !x->live) {
         s = LK_FAIL(err, LK_ENOMEM, "out of memory allocating an executor");
         goto fail;
     }
     s = lk_pool_alloc(x->o.threads, &x->pool, err);
     if (s) goto fail;
+
+    /* Active nodes: all, or the ancestors of the targets. */
+    if (x->o.n_targets > 0) {
+        for (int i = 0; i < x->o.n_targets; i++) {
+            int64_t v = x->o.targets[i];
+            if (v < 0 || v >= nv) {
+                s = LK_FAIL(err, LK_EINVAL, "target %d: value id %lld out of range", i,
+                            (long long)v);
+                goto fail;
+            }
+            x->live[v] = 1;
+        }
+        for (int64_t i = m->n_nodes - 1; i >= 0; i--) {
+            const lk_node *n = &m->nodes[i];
+            for (int k = 0; k < n->n_out; k++) x->active[i] |= x->live[n->out[k]];
+            if (!x->active[i]) continue;
+            for (int j = 0; j < n->n_in; j++)
+                if (n->in[j] >= 0) x->live[n->in[j]] = 1;
+        }
+        for (int64_t i = 0; i < m->n_nodes; i++)
+            if (x->active[i])
+                for (int k = 0; k < m->nodes[i].n_out; k++) x->live[m->nodes[i].out[k]] = 1;
+    } else {
+        memset(x->active, 1, (size_t)m->n_nodes);
+        memset(x->live, 1, (size_t)nv);
+    }
+    x->o.targets   = NULL; /* not kept: the caller's array may go away */
+    for (int64_t i = 0; i < m->n_inputs; i++) x->live[m->inputs[i]] = 1;
 
     /* Shapes: inputs from the caller (or declared), then inference in topological order. */
     for (int64_t v = 0; v < nv; v++) {
@@ -112,6 +146,7 @@ lk_status lk_exec_alloc(const lk_model *m, const lk_exec_opts *o, int n_shapes,
     }
     size_t scratch = 0;
     for (int64_t i = 0; i < m->n_nodes; i++) {
+        if (!x->active[i]) continue;
         const lk_node   *n = &m->nodes[i];
         const lk_op_def *d = lk_op_get(n->op);
         const lk_tensor *in[MAX_IO];
@@ -144,6 +179,7 @@ lk_status lk_exec_alloc(const lk_model *m, const lk_exec_opts *o, int n_shapes,
             if (m->values[v].kind == LK_VALUE_PARAM && x->o.grad == LK_GRAD_PARAMS) x->req[v] = 1;
         }
         for (int64_t i = 0; i < m->n_nodes; i++) {
+            if (!x->active[i]) continue;
             const lk_node *n = &m->nodes[i];
             int            r = 0;
             for (int j = 0; j < n->n_in; j++)
@@ -155,6 +191,10 @@ lk_status lk_exec_alloc(const lk_model *m, const lk_exec_opts *o, int n_shapes,
     /* One arena for activations, inputs and gradients. */
     size_t total = 0;
     for (int64_t v = 0; v < nv; v++) {
+        if (!x->live[v]) {
+            x->req[v] = 0;
+            continue;
+        }
         size_t numel = (size_t)lk_tensor_numel(&x->vals[v]);
         if (m->values[v].kind != LK_VALUE_PARAM) total += round_up16(numel);
         if (x->req[v]) total += round_up16(numel);
@@ -167,6 +207,10 @@ lk_status lk_exec_alloc(const lk_model *m, const lk_exec_opts *o, int n_shapes,
     }
     size_t off = 0;
     for (int64_t v = 0; v < nv; v++) {
+        if (!x->live[v]) {
+            if (m->values[v].kind != LK_VALUE_PARAM) x->vals[v].data = NULL;
+            continue;
+        }
         size_t numel = (size_t)lk_tensor_numel(&x->vals[v]);
         if (m->values[v].kind != LK_VALUE_PARAM) {
             x->vals[v].data = x->arena + off;
@@ -247,6 +291,7 @@ static lk_status run_forward(lk_exec *x, const lk_tensor *const *inputs, int che
         copy_strided(src, dst->data);
     }
     for (int64_t i = 0; i < m->n_nodes; i++) {
+        if (!x->active[i]) continue;
         const lk_node   *n = &m->nodes[i];
         const lk_tensor *in[MAX_IO];
         lk_tensor       *outp[LK_MAX_OUTPUTS];
@@ -257,9 +302,11 @@ static lk_status run_forward(lk_exec *x, const lk_tensor *const *inputs, int che
     x->forwarded = 1;
     if (!check) return LK_OK;
     int bad = 0;
-    for (int64_t i = 0; i < m->n_outputs; i++) bad |= !all_finite(&x->vals[m->outputs[i]]);
+    for (int64_t i = 0; i < m->n_outputs; i++)
+        if (x->live[m->outputs[i]]) bad |= !all_finite(&x->vals[m->outputs[i]]);
     if (!bad) return LK_OK;
     for (int64_t i = 0; i < m->n_nodes; i++) {
+        if (!x->active[i]) continue;
         const lk_node *n = &m->nodes[i];
         for (int k = 0; k < n->n_out; k++)
             if (!all_finite(&x->vals[n->out[k]]))
@@ -321,6 +368,7 @@ lk_status lk_exec_backward(lk_exec *x, int n_seeds, const int64_t *vids,
         x->touched[v] = 1;
     }
     for (int64_t i = m->n_nodes - 1; i >= 0; i--) {
+        if (!x->active[i]) continue;
         const lk_node   *n  = &m->nodes[i];
         const lk_op_def *d  = lk_op_get(n->op);
         int              go = 0, need = 0;
@@ -350,7 +398,7 @@ lk_status lk_exec_backward(lk_exec *x, int n_seeds, const int64_t *vids,
 }
 
 const lk_tensor *lk_exec_value(const lk_exec *x, int64_t vid) {
-    if (vid < 0 || vid >= x->m->n_values) return NULL;
+    if (vid < 0 || vid >= x->m->n_values || !x->live[vid]) return NULL;
     return &x->vals[vid];
 }
 

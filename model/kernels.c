@@ -297,8 +297,10 @@ static void gemm_backward_weight(const lk_conv_geom *g, const float *x, const fl
 
 /* ---- depthwise direct kernels ----------------------------------------------------------- */
 
-/* 16 floats: one AVX-512 register (two AVX2 registers or four SSE ones elsewhere). */
-typedef float v16 __attribute__((vector_size(64)));
+/* 16 floats: one AVX-512 register (two AVX2 registers or four SSE ones elsewhere).  Vectors
+ * only cross static, inlined functions, so the ABI note GCC emits without AVX-512 is moot. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float          v16 __attribute__((vector_size(64)));
 #define VL 16
 
 static inline v16 vload(const float *p) {
@@ -307,21 +309,18 @@ static inline v16 vload(const float *p) {
     return v;
 }
 
-static inline void vstore(float *p, v16 v) {
-    memcpy(p, &v, sizeof v);
-}
-
 /* R output rows x V vectors of a correlation kept in registers:
  *   out[r*ldo + v*16 + i] = bias + sum_{ky,kx} wk[ky*kw + kx]
  *                                  * in[(r*sr + ky*dh)*ldi + toff[kx] + v*16 + i].
- * toff[kx] is the offset of tap kx inside a row (kx * dw, or a phase-plane offset for
- * horizontal strides, see dw_layout).  The weight is broadcast once per tap and reused across
+ * toff[kx] is the offset of tap kx inside a row: kx * dw when PH = 0 (computed, which saves a
+ * load per tap), or read from the table for the phase planes of horizontal strides (see
+ * dw_layout).  The weight is broadcast once per tap and reused across
  * all R*V accumulators, so the loop issues about one load per FMA, all from L1 (the kh rows
  * of the window). */
 static inline __attribute__((always_inline)) void
 dw_block(const float *restrict in, int64_t ldi, int64_t sr, const float *restrict wk, int64_t kh,
-         int64_t kw, int64_t dh, const int64_t *restrict toff, float bias, float *restrict out,
-         int64_t ldo, const int R, const int V) {
+         int64_t kw, int64_t dh, int64_t dw, const int64_t *restrict toff, float bias,
+         float *restrict out, int64_t ldo, const int R, const int V, const int PH) {
     v16 acc[8];
 #pragma GCC unroll 8
     for (int i = 0; i < R * V; i++)
@@ -331,7 +330,7 @@ dw_block(const float *restrict in, int64_t ldi, int64_t sr, const float *restric
         const float *wr = wk + ky * kw;
         for (int64_t kx = 0; kx < kw; kx++) {
             v16          wv = (v16){0} + wr[kx];
-            const float *p  = ir + toff[kx];
+            const float *p  = ir + (PH ? toff[kx] : kx * dw);
 #pragma GCC unroll 8
             for (int r = 0; r < R; r++)
 #pragma GCC unroll 8
@@ -343,18 +342,23 @@ dw_block(const float *restrict in, int64_t ldi, int64_t sr, const float *restric
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 8
         for (int v = 0; v < V; v++)
-            vstore(out + r * ldo + v * VL, acc[r * V + v]);
+            memcpy(out + r * ldo + v * VL, &acc[r * V + v], sizeof(v16));
 }
 
 typedef void (*dw_block_fn)(const float *in, int64_t ldi, int64_t sr, const float *wk, int64_t kh,
-                            int64_t kw, int64_t dh, const int64_t *toff, float bias, float *out,
-                            int64_t ldo);
+                            int64_t kw, int64_t dh, int64_t dw, const int64_t *toff, float bias,
+                            float *out, int64_t ldo);
 
 #define DW_BLOCK(R, V)                                                                             \
     static void dw_block_##R##_##V(const float *in, int64_t ldi, int64_t sr, const float *wk,      \
-                                   int64_t kh, int64_t kw, int64_t dh, const int64_t *toff,        \
-                                   float bias, float *out, int64_t ldo) {                          \
-        dw_block(in, ldi, sr, wk, kh, kw, dh, toff, bias, out, ldo, R, V);                         \
+                                   int64_t kh, int64_t kw, int64_t dh, int64_t dw,                 \
+                                   const int64_t *toff, float bias, float *out, int64_t ldo) {     \
+        dw_block(in, ldi, sr, wk, kh, kw, dh, dw, toff, bias, out, ldo, R, V, 0);                  \
+    }                                                                                              \
+    static void dw_pblock_##R##_##V(const float *in, int64_t ldi, int64_t sr, const float *wk,     \
+                                    int64_t kh, int64_t kw, int64_t dh, int64_t dw,                \
+                                    const int64_t *toff, float bias, float *out, int64_t ldo) {    \
+        dw_block(in, ldi, sr, wk, kh, kw, dh, dw, toff, bias, out, ldo, R, V, 1);                  \
     }
 DW_BLOCK(1, 1)
 DW_BLOCK(1, 2)
@@ -369,26 +373,29 @@ DW_BLOCK(2, 4)
 DW_BLOCK(4, 2)
 DW_BLOCK(8, 1)
 
-static const dw_block_fn dw_row_fns[9] = {
-    NULL,         dw_block_1_1, dw_block_1_2, dw_block_1_3, dw_block_1_4,
-    dw_block_1_5, dw_block_1_6, dw_block_1_7, dw_block_1_8,
+/* [PH][V]: single-row blocks of V vectors; [PH][0] holds the multi-row block of a shape. */
+static const dw_block_fn dw_row_fns[2][9] = {
+    {NULL, dw_block_1_1, dw_block_1_2, dw_block_1_3, dw_block_1_4, dw_block_1_5, dw_block_1_6,
+     dw_block_1_7, dw_block_1_8},
+    {NULL, dw_pblock_1_1, dw_pblock_1_2, dw_pblock_1_3, dw_pblock_1_4, dw_pblock_1_5, dw_pblock_1_6,
+     dw_pblock_1_7, dw_pblock_1_8},
 };
 
 /* Block shape for a row of nvec vectors: about 8 accumulators, rows stacked for narrow
  * planes so that 16- and 32-wide planes still fill the registers. */
-static void dw_block_shape(int64_t nvec, int *r, int *v, dw_block_fn *fn) {
+static void dw_block_shape(int64_t nvec, int ph, int *r, int *v, dw_block_fn *fn) {
     if (nvec >= 8) {
-        *r = 1, *v = 8, *fn = dw_block_1_8;
+        *r = 1, *v = 8, *fn = dw_row_fns[ph][8];
     } else if (nvec >= 5) {
-        *r = 1, *v = (int)nvec, *fn = dw_row_fns[nvec];
+        *r = 1, *v = (int)nvec, *fn = dw_row_fns[ph][nvec];
     } else if (nvec == 4) {
-        *r = 2, *v = 4, *fn = dw_block_2_4;
+        *r = 2, *v = 4, *fn = ph ? dw_pblock_2_4 : dw_block_2_4;
     } else if (nvec == 3) {
-        *r = 2, *v = 3, *fn = dw_block_2_3;
+        *r = 2, *v = 3, *fn = ph ? dw_pblock_2_3 : dw_block_2_3;
     } else if (nvec == 2) {
-        *r = 4, *v = 2, *fn = dw_block_4_2;
+        *r = 4, *v = 2, *fn = ph ? dw_pblock_4_2 : dw_block_4_2;
     } else {
-        *r = 8, *v = 1, *fn = dw_block_8_1;
+        *r = 8, *v = 1, *fn = ph ? dw_pblock_8_1 : dw_block_8_1;
     }
 }
 
@@ -399,19 +406,21 @@ static size_t dw_tmp_floats(int64_t nx) {
 }
 
 /* out (nr x nx, contiguous) = (accumulate ? out : 0) + bias + correlation of in with wk, where
- * in points at the first tap of output (0, 0), rows sr apart and ldi floats long.  Rows of in
- * must be readable up to nx rounded up to 16 plus toff[kw - 1].  When rows are whole vectors
+ * in points at the first tap of output (0, 0), rows sr apart and ldi floats long; taps are
+ * kx * dw apart, or at toff[kx] when toff is non-NULL.  Rows of in must be readable up to nx
+ * rounded up to 16 past the last tap.  When rows are whole vectors
  * and nothing is accumulated the blocks store straight into out; otherwise they go through
  * the row buffer tmp. */
 static void dw_plane(const float *in, int64_t ldi, int64_t sr, const float *wk, int64_t kh,
-                     int64_t kw, int64_t dh, const int64_t *toff, int64_t nr, int64_t nx,
-                     float *tmp, float *out, float bias, int accumulate) {
+                     int64_t kw, int64_t dh, int64_t dw, const int64_t *toff, int64_t nr,
+                     int64_t nx, float *tmp, float *out, float bias, int accumulate) {
     int64_t     nvec   = (nx + VL - 1) / VL;
     int         direct = !accumulate && nx % VL == 0;
     int64_t     ldt    = direct ? nx : nvec * VL;
     int         R, V;
     dw_block_fn full;
-    dw_block_shape(nvec, &R, &V, &full);
+    int         ph = toff != NULL;
+    dw_block_shape(nvec, ph, &R, &V, &full);
     for (int64_t r0 = 0; r0 < nr; r0 += R) {
         int64_t      rr = nr - r0 < R ? nr - r0 : R;
         const float *ib = in + r0 * sr * ldi;
@@ -419,15 +428,15 @@ static void dw_plane(const float *in, int64_t ldi, int64_t sr, const float *wk, 
         for (int64_t v0 = 0; v0 < nvec; v0 += V) {
             int64_t vv = nvec - v0 < V ? nvec - v0 : V;
             if (rr == R && vv == V)
-                full(ib + v0 * VL, ldi, sr, wk, kh, kw, dh, toff, bias, ob + v0 * VL, ldt);
+                full(ib + v0 * VL, ldi, sr, wk, kh, kw, dh, dw, toff, bias, ob + v0 * VL, ldt);
             else
                 for (int64_t r = 0; r < rr; r++)
-                    dw_row_fns[vv](ib + r * sr * ldi + v0 * VL, ldi, sr, wk, kh, kw, dh, toff,
-                                   bias, ob + r * ldt + v0 * VL, ldt);
+                    dw_row_fns[ph][vv](ib + r * sr * ldi + v0 * VL, ldi, sr, wk, kh, kw, dh, dw,
+                                       toff, bias, ob + r * ldt + v0 * VL, ldt);
         }
         if (direct) continue;
         for (int64_t r = 0; r < rr; r++) {
-            float *restrict       o = out + (r0 + r) * nx;
+            float *restrict o       = out + (r0 + r) * nx;
             const float *restrict t = tmp + r * ldt;
             if (accumulate)
                 for (int64_t x = 0; x < nx; x++)
@@ -439,13 +448,13 @@ static void dw_plane(const float *in, int64_t ldi, int64_t sr, const float *wk, 
     }
 }
 
-/* Weight-gradient block: KB taps (offsets toff[0 .. KB-1]) of one kernel row over output rows
- * [oy0, oy1).  Each output-gradient vector is loaded once and used for KB FMAs; the vector
+/* Weight-gradient block: KB taps (offsets i * dw, or toff[i] when PH) of one kernel row over output
+ * rows [oy0, oy1).  Each output-gradient vector is loaded once and used for KB FMAs; the vector
  * partial sums are added to wacc (KB vectors) and reduced once per plane. */
 static inline __attribute__((always_inline)) void
-dw_wblock(const float *restrict xp, int64_t ldx, int64_t sr, const int64_t *restrict toff,
-          const float *restrict gp, int64_t ldg, int64_t oy0, int64_t oy1, int64_t nvec,
-          float *restrict wacc, const int KB) {
+dw_wblock(const float *restrict xp, int64_t ldx, int64_t sr, int64_t dw,
+          const int64_t *restrict toff, const float *restrict gp, int64_t ldg, int64_t oy0,
+          int64_t oy1, int64_t nvec, float *restrict wacc, const int KB, const int PH) {
     v16 acc[8];
 #pragma GCC unroll 8
     for (int i = 0; i < KB; i++)
@@ -457,24 +466,41 @@ dw_wblock(const float *restrict xp, int64_t ldx, int64_t sr, const int64_t *rest
             v16 gv = vload(gr + v * VL);
 #pragma GCC unroll 8
             for (int i = 0; i < KB; i++)
-                acc[i] += gv * vload(xr + toff[i] + v * VL);
+                acc[i] += gv * vload(xr + (PH ? toff[i] : i * dw) + v * VL);
         }
     }
 #pragma GCC unroll 8
-    for (int i = 0; i < KB; i++)
-        vstore(wacc + i * VL, vload(wacc + i * VL) + acc[i]);
+    for (int i = 0; i < KB; i++) {
+        acc[i] += vload(wacc + i * VL);
+        memcpy(wacc + i * VL, &acc[i], sizeof(v16));
+    }
 }
 
+typedef void (*dw_wblock_fn)(const float *xp, int64_t ldx, int64_t sr, int64_t dw,
+                             const int64_t *toff, const float *gp, int64_t ldg, int64_t oy0,
+                             int64_t oy1, int64_t nvec, float *wacc);
+
 #define DW_WBLOCK(KB)                                                                              \
-    static void dw_wblock_##KB(const float *xp, int64_t ldx, int64_t sr, const int64_t *toff,      \
-                               const float *gp, int64_t ldg, int64_t oy0, int64_t oy1,             \
-                               int64_t nvec, float *wacc) {                                        \
-        dw_wblock(xp, ldx, sr, toff, gp, ldg, oy0, oy1, nvec, wacc, KB);                           \
+    static void dw_wblock_##KB(const float *xp, int64_t ldx, int64_t sr, int64_t dw,               \
+                               const int64_t *toff, const float *gp, int64_t ldg, int64_t oy0,     \
+                               int64_t oy1, int64_t nvec, float *wacc) {                           \
+        dw_wblock(xp, ldx, sr, dw, toff, gp, ldg, oy0, oy1, nvec, wacc, KB, 0);                    \
+    }                                                                                              \
+    static void dw_pwblock_##KB(const float *xp, int64_t ldx, int64_t sr, int64_t dw,              \
+                                const int64_t *toff, const float *gp, int64_t ldg, int64_t oy0,    \
+                                int64_t oy1, int64_t nvec, float *wacc) {                          \
+        dw_wblock(xp, ldx, sr, dw, toff, gp, ldg, oy0, oy1, nvec, wacc, KB, 1);                    \
     }
 DW_WBLOCK(1)
 DW_WBLOCK(2)
 DW_WBLOCK(4)
 DW_WBLOCK(8)
+
+/* [PH][log2 KB] */
+static const dw_wblock_fn dw_wblock_fns[2][4] = {
+    {dw_wblock_1, dw_wblock_2, dw_wblock_4, dw_wblock_8},
+    {dw_pwblock_1, dw_pwblock_2, dw_pwblock_4, dw_pwblock_8},
+};
 
 /* Output rows per weight-gradient tile: keeps the gradient rows and the kh input rows they
  * touch in L1 while all kh * kw taps sweep over them. */
@@ -487,33 +513,34 @@ DW_WBLOCK(8)
  * column ox + (kx * dw) / sw of phase (kx * dw) % sw, so every stride runs on the contiguous
  * stride-1 kernels (sw = 1 is one plain padded plane). */
 typedef struct dw_layout {
-    int64_t hp, wph;   /* rows and row length of each phase plane                            */
-    int64_t hz, wz;    /* zero-stuffed, padded output gradient (data gradient)               */
-    int64_t ldg;       /* row stride of the output gradient copy (weight gradient)           */
+    int64_t hp, wph; /* rows and row length of each phase plane                            */
+    int64_t hz, wz;  /* zero-stuffed, padded output gradient (data gradient)               */
+    int64_t ldg;     /* row stride of the output gradient copy (weight gradient)           */
     size_t  off_g, off_t, off_w, off_o, off_a, per_thread;
 } dw_layout;
 
 static void dw_layout_set(const lk_conv_geom *g, dw_layout *L) {
     int64_t nvo = (g->ow + VL - 1) / VL, nvi = (g->w + VL - 1) / VL;
-    L->hp  = (g->oh - 1) * g->sh + (g->kh - 1) * g->dh + 1;
-    L->wph = (int64_t)up16((size_t)(nvo * VL + (g->kw - 1) * g->dw / g->sw + 1));
-    L->hz  = g->ph + g->h + (g->kh - 1) * g->dh;
-    L->wz  = (int64_t)up16((size_t)(g->pw + nvi * VL + (g->kw - 1) * g->dw));
-    L->ldg = nvo * VL;
-    size_t a  = up16((size_t)(g->sw * L->hp * L->wph));
-    size_t z  = up16((size_t)(L->hz * L->wz));
-    size_t t  = dw_tmp_floats(g->ow > g->w ? g->ow : g->w);
-    size_t kk = up16((size_t)(g->kh * g->kw));
-    L->off_g  = a > z ? a : z;
-    L->off_t  = L->off_g + up16((size_t)(g->oh * L->ldg));
-    L->off_w  = L->off_t + up16(t);
-    L->off_o  = L->off_w + kk;
-    L->off_a  = L->off_o + up16((size_t)g->kw * sizeof(int64_t) / sizeof(float));
+    L->hp         = (g->oh - 1) * g->sh + (g->kh - 1) * g->dh + 1;
+    L->wph        = (int64_t)up16((size_t)(nvo * VL + (g->kw - 1) * g->dw / g->sw + 1));
+    L->hz         = g->ph + g->h + (g->kh - 1) * g->dh;
+    L->wz         = (int64_t)up16((size_t)(g->pw + nvi * VL + (g->kw - 1) * g->dw));
+    L->ldg        = nvo * VL;
+    size_t a      = up16((size_t)(g->sw * L->hp * L->wph));
+    size_t z      = up16((size_t)(L->hz * L->wz));
+    size_t t      = dw_tmp_floats(g->ow > g->w ? g->ow : g->w);
+    size_t kk     = up16((size_t)(g->kh * g->kw));
+    L->off_g      = a > z ? a : z;
+    L->off_t      = L->off_g + up16((size_t)(g->oh * L->ldg));
+    L->off_w      = L->off_t + up16(t);
+    L->off_o      = L->off_w + kk;
+    L->off_a      = L->off_o + up16((size_t)g->kw * sizeof(int64_t) / sizeof(float));
     L->per_thread = L->off_a + (size_t)(g->kh * g->kw) * VL;
 }
 
-/* Tap offsets of the phase planes (see dw_layout). */
+/* Tap offsets of the phase planes (see dw_layout); NULL for sw = 1 (taps kx * dw apart). */
 static int64_t *dw_phase_offsets(const lk_conv_geom *g, const dw_layout *L, float *base) {
+    if (g->sw == 1) return NULL;
     int64_t *toff = (int64_t *)(void *)(base + L->off_o);
     for (int64_t kx = 0; kx < g->kw; kx++) {
         int64_t o = kx * g->dw;
@@ -543,10 +570,14 @@ static void pad_phases(const lk_conv_geom *g, const dw_layout *L, const float *s
                 memset(d + left + cnt, 0, sizeof(float) * (size_t)(wph - left - cnt));
                 continue;
             }
-            for (int64_t j = 0; j < wph; j++) {
-                int64_t iw = j * g->sw + p - pw;
-                d[j]       = iw >= 0 && iw < w ? s[iw] : 0.0f;
-            }
+            int64_t lo, hi;
+            valid_range(wph, w, g->sw, pw, p, &lo, &hi);
+            for (int64_t q = 0; q < lo; q++)
+                d[q] = 0.0f;
+            for (int64_t q = lo; q < hi; q++)
+                d[q] = s[q * g->sw + p - pw];
+            for (int64_t q = hi; q < wph; q++)
+                d[q] = 0.0f;
         }
 }
 
@@ -572,8 +603,8 @@ static void dw_forward_body(void *arg, int64_t t0, int64_t t1, int tid) {
         pad_phases(g, L, a->x + t * g->h * g->w, xp);
         for (int64_t j = 0; j < mult; j++) {
             int64_t oc = ci * mult + j;
-            dw_plane(xp, L->wph, g->sh, a->w + oc * kk, g->kh, g->kw, g->dh, toff, g->oh, g->ow,
-                     tmp, a->y + (n * g->m + oc) * g->oh * g->ow, a->b ? a->b[oc] : 0.0f,
+            dw_plane(xp, L->wph, g->sh, a->w + oc * kk, g->kh, g->kw, g->dh, g->dw, toff, g->oh,
+                     g->ow, tmp, a->y + (n * g->m + oc) * g->oh * g->ow, a->b ? a->b[oc] : 0.0f,
                      a->accumulate);
         }
     }
@@ -587,11 +618,8 @@ static void dw_backward_data_body(void *arg, int64_t t0, int64_t t1, int tid) {
     const dw_layout    *L    = a->L;
     float              *base = a->scratch + (size_t)tid * L->per_thread;
     float              *zp = base, *tmp = base + L->off_t, *wf = base + L->off_w;
-    int64_t            *toff = (int64_t *)(void *)(base + L->off_o);
     int64_t             mult = g->m / g->c, kk = g->kh * g->kw;
     int64_t             r0 = (g->kh - 1) * g->dh, c0 = (g->kw - 1) * g->dw;
-    for (int64_t kx = 0; kx < g->kw; kx++)
-        toff[kx] = kx * g->dw;
     for (int64_t t = t0; t < t1; t++) {
         int64_t n = t / g->c, ci = t % g->c;
         float  *gxb = a->gx + t * g->h * g->w;
@@ -613,8 +641,8 @@ static void dw_backward_data_body(void *arg, int64_t t0, int64_t t1, int tid) {
             }
             for (int64_t i = 0; i < kk; i++)
                 wf[i] = wk[kk - 1 - i];
-            dw_plane(zp + g->ph * L->wz + g->pw, L->wz, 1, wf, g->kh, g->kw, g->dh, toff, g->h,
-                     g->w, tmp, gxb, 0.0f, 1);
+            dw_plane(zp + g->ph * L->wz + g->pw, L->wz, 1, wf, g->kh, g->kw, g->dh, g->dw, NULL,
+                     g->h, g->w, tmp, gxb, 0.0f, 1);
         }
     }
 }
@@ -648,22 +676,13 @@ static void dw_backward_weight_body(void *arg, int64_t c0, int64_t c1, int tid) 
                     for (int64_t ky = 0; ky < g->kh; ky++) {
                         const float *xr = xp + ky * g->dh * L->wph;
                         for (int64_t kx = 0; kx < g->kw;) {
-                            int64_t        left = g->kw - kx;
-                            const int64_t *to   = toff + kx;
-                            float         *wa   = wacc + (ky * g->kw + kx) * VL;
-                            if (left >= 8) {
-                                dw_wblock_8(xr, L->wph, g->sh, to, gp, L->ldg, oy0, oy1, nvec, wa);
-                                kx += 8;
-                            } else if (left >= 4) {
-                                dw_wblock_4(xr, L->wph, g->sh, to, gp, L->ldg, oy0, oy1, nvec, wa);
-                                kx += 4;
-                            } else if (left >= 2) {
-                                dw_wblock_2(xr, L->wph, g->sh, to, gp, L->ldg, oy0, oy1, nvec, wa);
-                                kx += 2;
-                            } else {
-                                dw_wblock_1(xr, L->wph, g->sh, to, gp, L->ldg, oy0, oy1, nvec, wa);
-                                kx += 1;
-                            }
+                            int64_t      left = g->kw - kx;
+                            int          lg   = left >= 8 ? 3 : left >= 4 ? 2 : left >= 2 ? 1 : 0;
+                            const float *xs   = toff ? xr : xr + kx * g->dw;
+                            dw_wblock_fns[toff != NULL][lg](
+                                xs, L->wph, g->sh, g->dw, toff ? toff + kx : NULL, gp, L->ldg, oy0,
+                                oy1, nvec, wacc + (ky * g->kw + kx) * VL);
+                            kx += (int64_t)1 << lg;
                         }
                     }
                 }

@@ -41,8 +41,35 @@ cairo_surface_t *rd_mapped_image(const lk_tensor *t, const int64_t *base, int dr
     return s;
 }
 
+/* Nearest-neighbour upscale by an integer factor; NULL when not needed or on failure. */
+static cairo_surface_t *upscale(cairo_surface_t *src, int k) {
+    int              iw = cairo_image_surface_get_width(src), ih = cairo_image_surface_get_height(src);
+    cairo_surface_t *dst = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, iw * k, ih * k);
+    if (cairo_surface_status(dst) != CAIRO_STATUS_SUCCESS) {
+        cairo_surface_destroy(dst);
+        return NULL;
+    }
+    cairo_surface_flush(src);
+    const unsigned char *sp = cairo_image_surface_get_data(src);
+    unsigned char       *dp = cairo_image_surface_get_data(dst);
+    int ss = cairo_image_surface_get_stride(src), ds = cairo_image_surface_get_stride(dst);
+    for (int y = 0; y < ih * k; y++) {
+        const uint32_t *srow = (const uint32_t *)(sp + (size_t)(y / k) * ss);
+        uint32_t       *drow = (uint32_t *)(dp + (size_t)y * ds);
+        for (int x = 0; x < iw * k; x++) drow[x] = srow[x / k];
+    }
+    cairo_surface_mark_dirty(dst);
+    return dst;
+}
+
 void rd_paint_image(lk_fig *f, cairo_surface_t *surf, double x, double y, double w, double h) {
     int iw = cairo_image_surface_get_width(surf), ih = cairo_image_surface_get_height(surf);
+    /* Some PDF viewers (poppler below 400 % magnification, for one) smooth images even with
+     * /Interpolate false.  Small images are therefore embedded pre-magnified with nearest
+     * neighbour to about 512 px, which keeps the pixel blocks crisp everywhere. */
+    int              k   = iw < 512 && ih < 512 ? 512 / (iw > ih ? iw : ih) : 1;
+    cairo_surface_t *big = k >= 2 ? upscale(surf, k) : NULL;
+    if (big) surf = big, iw *= k, ih *= k;
     cairo_t *cr = f->cr;
     cairo_save(cr);
     cairo_rectangle(cr, x, y, w, h);
@@ -56,6 +83,7 @@ void rd_paint_image(lk_fig *f, cairo_surface_t *surf, double x, double y, double
     cairo_pattern_set_extend(cairo_get_source(cr), CAIRO_EXTEND_PAD);
     cairo_paint(cr);
     cairo_restore(cr);
+    if (big) cairo_surface_destroy(big);
 }
 
 static void stroke_line(lk_fig *f, double x0, double y0, double x1, double y1, double w) {

@@ -65,8 +65,8 @@ static lk_status axis_range(xy_axis *a, const lk_axis_opts *o, double dlo, doubl
         return LK_OK;
     }
     if (!(dlo <= dhi))
-        return LK_FAIL(err, LK_ENUMERIC, "%s axis: no plottable data (all NaN%s)", what,
-                       o->scale == LK_SCALE_LOG ? " or non-positive on a log scale" : "");
+        return LK_FAIL(err, LK_ENUMERIC, "%s axis: no plottable points (each has a NaN/Inf, or a value "
+                       "<= 0 on a log axis)", what);
     if (o->scale == LK_SCALE_LOG) {
         if (dlo == dhi) dlo /= 10, dhi *= 10;
         double m = pow(dhi / dlo, 0.05);
@@ -570,7 +570,8 @@ lk_status lk_plot_bars(lk_axes *ax, const lk_tensor *values, const lk_bar_opts *
     st = frame_layout(ax, &o.xy, &fr, err);
     if (st != LK_OK) return st;
     legend_item *items = lk_calloc((size_t)S, sizeof *items);
-    double      *pts   = lk_malloc((size_t)(S * K) * 2 * sizeof *pts);
+    /* Legend placement samples three points (top, middle, base) of each bar. */
+    double      *pts   = lk_malloc((size_t)(S * K) * 6 * sizeof *pts);
     if (!items || !pts) {
         lk_free(items);
         lk_free(pts);
@@ -592,7 +593,7 @@ lk_status lk_plot_bars(lk_axes *ax, const lk_tensor *values, const lk_bar_opts *
             cairo_rectangle(cr, X0, fmin(Y0, Y1), X1 - X0, fabs(Y1 - Y0));
             rd_set_color(cr, c);
             cairo_fill(cr);
-            pts[2 * np] = (X0 + X1) / 2, pts[2 * np + 1] = Y1, np++;
+            for (int q = 0; q < 3; q++) pts[2 * np] = (X0 + X1) / 2, pts[2 * np + 1] = Y1 + (Y0 - Y1) * q / 2.5, np++;
             if (o.errors) {
                 double e = fabs(values->ndim == 2 ? rd_at2(o.errors, s, k) : rd_at1(o.errors, k));
                 if (isfinite(e) && e > 0) {
@@ -661,6 +662,9 @@ lk_status lk_plot_hist(lk_axes *ax, const lk_tensor *edges, const lk_tensor *cou
     cairo_t *cr = ax->fig->cr;
     lk_rgba  c  = o.color.a > 0 ? o.color : rd_cycle(0);
     lk_rgba  ec = o.edge.a > 0 ? o.edge : (lk_rgba){1, 1, 1, 1};
+    double *pts = lk_malloc((size_t)K * 6 * sizeof *pts);
+    size_t  np  = 0;
+    if (!pts) return LK_FAIL(err, LK_ENOMEM, "histogram: out of memory for %lld bins", (long long)K);
     clip_plot(&fr);
     double base = log_y ? fr.py + fr.ph : map_y(&fr, fmin(fmax(0, fr.y.lo), fr.y.hi));
     for (int64_t i = 0; i < K; i++) {
@@ -670,6 +674,7 @@ lk_status lk_plot_hist(lk_axes *ax, const lk_tensor *edges, const lk_tensor *cou
         if (!valid(&fr.y, v) || !valid(&fr.x, e0) || !valid(&fr.x, e1)) continue;
         double X0 = map_x(&fr, e0), X1 = map_x(&fr, e1), Y = map_y(&fr, v);
         cairo_rectangle(cr, X0, fmin(Y, base), X1 - X0, fabs(base - Y));
+        for (int q = 0; q < 3; q++) pts[2 * np] = (X0 + X1) / 2, pts[2 * np + 1] = Y + (base - Y) * q / 2.5, np++;
         rd_set_color(cr, c);
         cairo_fill_preserve(cr);
         rd_set_color(cr, ec);
@@ -679,7 +684,8 @@ lk_status lk_plot_hist(lk_axes *ax, const lk_tensor *edges, const lk_tensor *cou
     cairo_restore(cr);
     frame_decor(&fr, &o.xy);
     legend_item it = {o.label, c, 0, 0, 0, 0, 1};
-    draw_legend(&fr, &it, 1, o.xy.legend, NULL, 0);
+    draw_legend(&fr, &it, 1, o.xy.legend, pts, np);
+    lk_free(pts);
     ax->has_content = 1;
     ax->cx = fr.px, ax->cy = fr.py, ax->cw = fr.pw, ax->ch = fr.ph;
     return rd_cairo_status(ax->fig, "histogram", err);

@@ -162,6 +162,27 @@ START_TEST(exec_plans_other_shape) {
     ck_assert_int_eq(lk_exec_alloc(m, NULL, 1, shapes, &x, NULL), LK_OK);
     ck_assert_int_eq(lk_exec_value(x, lk_model_output(m, 0))->shape[3], 7);
     lk_exec_free(x);
+    /* targets: only the ancestors of 'h' are planned and run */
+    int64_t      h = lk_model_find_value(m, "h");
+    lk_exec_opts o = lk_exec_opts_default();
+    o.n_targets    = 1;
+    o.targets      = &h;
+    o.grad         = LK_GRAD_INPUTS;
+    ck_assert_int_eq(lk_exec_alloc(m, &o, 1, shapes, &x, NULL), LK_OK);
+    ck_assert_ptr_null(lk_exec_value(x, lk_model_output(m, 0)));
+    ck_assert_ptr_nonnull(lk_exec_value(x, h));
+    float *in = calloc(3 * 2 * 5 * 7, sizeof(float));
+    for (int i = 0; i < 210; i++) in[i] = (float)i - 100.0f;
+    lk_tensor        ti = lk_tensor_view(LK_F32, 4, sh, in);
+    const lk_tensor *ins[1] = {&ti};
+    ck_assert_int_eq(lk_exec_forward(x, ins, NULL), LK_OK);
+    ck_assert_float_eq(((float *)lk_exec_value(x, h)->data)[150], 50.0f);
+    ck_assert_int_eq(lk_exec_backward(x, 1, &h, ins, NULL), LK_OK);
+    ck_assert_float_eq(((float *)lk_exec_grad(x, lk_model_input(m, 0))->data)[150], 50.0f);
+    int64_t yv = lk_model_output(m, 0);
+    ck_assert_int_ne(lk_exec_backward(x, 1, &yv, ins, NULL), LK_OK);
+    free(in);
+    lk_exec_free(x);
     lk_model_free(m);
 }
 END_TEST

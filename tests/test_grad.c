@@ -352,7 +352,7 @@ static lk_status ginst_build(ginst *g, const gcase *gc, uint64_t seed, lk_error 
                 : lk_model_add_input(g->m, nm, gc->ndim[i], gc->shape[i], &g->vid[i], err);
         if (s) return s;
     }
-    char        names[LK_MAX_OUTPUTS][8];
+    char        names[LK_MAX_OUTPUTS][16];
     const char *on[LK_MAX_OUTPUTS];
     for (int k = 0; k < gc->n_out; k++) {
         snprintf(names[k], sizeof names[k], "y%d", k);

@@ -235,6 +235,8 @@ START_TEST(binary_broadcast_shapes) {
         /* Scalar parameters: rank 0 and shape (1). */
         check_binary(c, OPD(3, 2, 3, 4), PRM(0, 0), -2, 2, 0.5f, 2.5f, 19, 1);
         check_binary(c, PRM(1, 1), OPD(3, 2, 3, 4), 0.5f, 2.5f, 0.5f, 2.5f, 20, 1);
+        /* Rank 0 with rank 0. */
+        check_binary(c, OPD(0, 0), PRM(0, 0), -2, 2, 0.5f, 2.5f, 21, 1);
     }
 }
 END_TEST

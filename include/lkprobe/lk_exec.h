@@ -35,8 +35,13 @@ typedef enum lk_grad_mode {
 } lk_grad_mode;
 
 typedef struct lk_exec_opts {
-    int          threads;  /* 0 = all online cores                                   */
-    lk_grad_mode grad;
+    int            threads;   /* 0 = all online cores                                   */
+    lk_grad_mode   grad;
+    /* Optional: only the nodes these values depend on are planned and run (e.g. a feature
+     * map for ERF, so a classifier head that cannot take another input size is skipped).
+     * 0 = the whole graph.  The array is copied. */
+    int            n_targets;
+    const int64_t *targets;
 } lk_exec_opts;
 
 LK_API lk_exec_opts lk_exec_opts_default(void);
@@ -58,7 +63,7 @@ LK_API lk_status lk_exec_forward_unchecked(lk_exec *x, const lk_tensor *const *i
 LK_API lk_status lk_exec_backward(lk_exec *x, int n_seeds, const int64_t *vids,
                                   const lk_tensor *const *seeds, lk_error *err);
 
-/* Value / gradient of any value id (NULL when not available). */
+/* Value / gradient of any value id (NULL when not available, e.g. outside the targets). */
 LK_API const lk_tensor *lk_exec_value(const lk_exec *x, int64_t vid);
 LK_API const lk_tensor *lk_exec_grad(const lk_exec *x, int64_t vid);
 LK_API int              lk_exec_threads(const lk_exec *x);
