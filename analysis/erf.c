@@ -54,7 +54,7 @@ int64_t lk_erf_default_layer(const lk_model *m) {
     int64_t best = -1;
     for (int64_t i = 0; i < lk_model_n_nodes(m); i++) {
         const lk_node *n = lk_model_node(m, i);
-        if (is_global_reduce(n, m)) best = n->in[0];
+        if (is_global_reduce(n, m) && lk_model_value_producer(m, n->in[0]) >= 0) best = n->in[0];
     }
     if (best < 0) return -1;
     /* Step back over a final per-channel norm (RepLKNet: before the classifier BN). */

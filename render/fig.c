@@ -167,7 +167,12 @@ double rd_text_block(lk_fig *f, double x, double y, double width, const char *s,
             while (*e && *e != ' ' && *e != '\n') e++;
             size_t wl = (size_t)(e - w);
             char   trial[1024];
-            if (len + 1 + wl >= sizeof trial) break;
+            if (len + 1 + wl >= sizeof trial) {
+                if (len) break;
+                /* A single word longer than the buffer is split, so the loop always advances. */
+                wl = sizeof trial - 2;
+                e  = w + wl;
+            }
             memcpy(trial, line, len);
             size_t tl = len;
             if (len) trial[tl++] = ' ';

@@ -1,6 +1,7 @@
 /* test_erf.c: the ERF pass against analytic oracles (erf.md §7) and the exact area-ratio
  * definition (§3). */
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -233,6 +234,78 @@ START_TEST(default_layer_rule_and_errors) {
 }
 END_TEST
 
+/* ERF of zoo models equals the PyTorch-autograd protocol (tests/fixtures/gen_erf.py) and the
+ * area ratios equal those of the reference analysis code's definition. */
+static const char *const parity_models[] = {"resnet", "replknet", "unireplknet", "convnext_op14"};
+
+static int json_int_after(const char *js, const char *key) {
+    const char *p = strstr(js, key);
+    ck_assert_msg(p != NULL, "key %s missing", key);
+    p += strlen(key);
+    while (*p == ' ' || *p == ':' || *p == '"') p++;
+    return atoi(p);
+}
+
+START_TEST(zoo_parity_with_pytorch) {
+    const char *name = parity_models[_i];
+    char        rel[256], path[512], js[4096];
+    lk_error    err;
+    snprintf(rel, sizeof rel, "tests/fixtures/zoo/%s.onnx", name);
+    lk_model *m = NULL;
+    ck_assert_msg(lk_model_load(tu_src_path(rel, path, sizeof path), NULL, &m, &err) == LK_OK,
+                  "%s", err.msg);
+    snprintf(rel, sizeof rel, "tests/fixtures/zoo/erf_%s.inputs.npy", name);
+    lk_tensor *xs = tu_read_npy(tu_src_path(rel, path, sizeof path));
+    snprintf(rel, sizeof rel, "tests/fixtures/zoo/erf_%s.map.npy", name);
+    lk_tensor *ref = tu_read_npy(tu_src_path(rel, path, sizeof path));
+    snprintf(rel, sizeof rel, "tests/fixtures/zoo/erf_%s.json", name);
+    FILE *f = fopen(tu_src_path(rel, path, sizeof path), "r");
+    ck_assert(xs && ref && f);
+    size_t nj = fread(js, 1, sizeof js - 1, f);
+    js[nj]    = 0;
+    fclose(f);
+    int64_t       shape[4] = {1, xs->shape[1], xs->shape[2], xs->shape[3]};
+    lk_erf_params p        = lk_erf_params_default();
+    p.threads              = 2;
+    lk_erf *e              = NULL;
+    ck_assert_msg(lk_erf_alloc(m, &p, shape, &e, &err) == LK_OK, "%s", err.msg);
+    const lk_tensor *fv = lk_erf_layer_value(e);
+    const char      *fs = strstr(js, "feature_shape");
+    ck_assert_ptr_nonnull(fs);
+    int64_t want[4];
+    sscanf(strchr(fs, '[') + 1, "%ld, %ld, %ld, %ld", &want[0], &want[1], &want[2], &want[3]);
+    for (int k = 0; k < 4; k++) ck_assert_int_eq(fv->shape[k], want[k]);
+    int64_t per = shape[1] * shape[2] * shape[3];
+    for (int64_t i = 0; i < xs->shape[0]; i++) {
+        lk_tensor x = lk_tensor_view(LK_F32, 4, shape, (float *)xs->data + i * per);
+        ck_assert_int_eq(lk_erf_add(e, &x, NULL, &err), LK_OK);
+    }
+    const lk_tensor *mean = lk_erf_mean(e);
+    int64_t          n    = lk_tensor_numel(mean);
+    double d = tu_max_abs_diff(mean->data, ref->data, n), mx = tu_max_abs(ref->data, n);
+    fprintf(stderr, "erf parity %s: max|d| %.3g, max|ref| %.3g, rel %.3g\n", name, d, mx, d / mx);
+    ck_assert_msg(d <= 1e-4 * mx, "%s: ERF map differs from PyTorch: rel %g", name, d / mx);
+    lk_tensor *a = NULL;
+    ck_assert_int_eq(lk_erf_transform(mean, LK_ERF_REPLKNET, &a, NULL), LK_OK);
+    const double t[4] = {0.2, 0.3, 0.5, 0.99};
+    lk_erf_ratio r[4];
+    ck_assert_int_eq(lk_erf_area_ratios(a, 4, t, r, NULL, NULL), LK_OK);
+    const char *sides = strstr(js, "\"sides\"");
+    ck_assert_ptr_nonnull(sides);
+    const char *keys[4] = {"\"0.2\"", "\"0.3\"", "\"0.5\"", "\"0.99\""};
+    for (int k = 0; k < 4; k++) {
+        ck_assert(r[k].reached);
+        ck_assert_msg(r[k].side == json_int_after(sides, keys[k]), "%s t=%g: side %lld", name,
+                      t[k], (long long)r[k].side);
+    }
+    lk_tensor_free(a);
+    lk_erf_free(e);
+    lk_tensor_free(xs);
+    lk_tensor_free(ref);
+    lk_model_free(m);
+}
+END_TEST
+
 static Suite *erf_suite(void) {
     Suite *s = suite_create("erf");
     TCase *t = tcase_create("erf");
@@ -243,6 +316,8 @@ static Suite *erf_suite(void) {
     tcase_add_test(t, replknet_mode_scale_dependence);
     tcase_add_test(t, ratio_not_reached_and_clipped);
     tcase_add_test(t, default_layer_rule_and_errors);
+    tcase_add_loop_test(t, zoo_parity_with_pytorch, 0,
+                        (int)(sizeof parity_models / sizeof parity_models[0]));
     suite_add_tcase(s, t);
     return s;
 }

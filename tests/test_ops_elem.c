@@ -523,6 +523,46 @@ START_TEST(batchnorm_values_and_grads) {
 }
 END_TEST
 
+/* Large enough for the threaded paths (planes for x, channels for the parameters). */
+START_TEST(batchnorm_threaded) {
+    enum { N = 2, C = 64, HW = 1024, NE = N * C * HW };
+    float  *x = malloc(sizeof(float) * NE), *sd = malloc(sizeof(float) * NE);
+    float   p[4][C];
+    double *want = malloc(sizeof(double) * NE), g[4][C] = {{0}};
+    tu_fill_uniform(x, NE, 81, -2, 3);
+    tu_fill_uniform(sd, NE, 82, -1, 1);
+    tu_fill_uniform(p[0], C, 83, 0.5f, 1.5f);
+    tu_fill_uniform(p[1], C, 84, -0.5f, 0.5f);
+    tu_fill_uniform(p[2], C, 85, -0.3f, 0.7f);
+    tu_fill_uniform(p[3], C, 86, 0.2f, 2.0f);
+    operand ops[5] = {OPD(4, N, C, 32, 32), PRM(1, C), PRM(1, C), PRM(1, C), PRM(1, C)};
+    ops[0].data    = x;
+    for (int k = 0; k < 4; k++)
+        ops[k + 1].data = p[k];
+    one      o;
+    lk_error err;
+    ck_assert_int_eq(one_build(&o, LK_OP_BATCHNORM, NULL, 5, ops, LK_GRAD_PARAMS, 2, &err), LK_OK);
+    const float *y = one_forward(&o, ops);
+    for (int i = 0; i < NE; i++) {
+        int    ch = (i / HW) % C;
+        double r  = 1 / sqrt((double)p[3][ch] + 1e-5f);
+        want[i]   = p[0][ch] * (x[i] - p[2][ch]) * r + p[1][ch];
+        g[0][ch] += sd[i] * (x[i] - p[2][ch]) * r;
+        g[1][ch] += sd[i];
+        g[2][ch] -= sd[i] * p[0][ch] * r;
+        g[3][ch] -= sd[i] * p[0][ch] * (x[i] - p[2][ch]) * 0.5 * r * r * r;
+    }
+    check_close("batchnorm", y, want, NE, 2e-6, 2e-6);
+    one_backward(&o, sd);
+    for (int k = 0; k < 4; k++)
+        check_close("batchnorm gparam", one_grad(&o, k + 1), g[k], C, 1e-4, 1e-3);
+    one_free(&o);
+    free(x);
+    free(sd);
+    free(want);
+}
+END_TEST
+
 /* ---- plan-time errors ------------------------------------------------------------------------ */
 
 static void expect_infer_error(lk_op op, int n, const operand *ops, lk_status code) {
@@ -573,6 +613,7 @@ static Suite *suite(void) {
     tcase_add_test(t, unary_kinks);
     tcase_add_test(t, prelu_slopes);
     tcase_add_test(t, batchnorm_values_and_grads);
+    tcase_add_test(t, batchnorm_threaded);
     tcase_add_test(t, shape_errors);
     suite_add_tcase(s, t);
     return s;

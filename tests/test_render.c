@@ -745,6 +745,15 @@ START_TEST(argument_errors) {
     ck_assert_int_eq(lk_plot_hist_data(a, &x, 0, NULL, &e), LK_EINVAL);
     lk_fig_free(f);
     lk_fig_free(NULL);
+    /* Captions wrap; a word longer than any line must not hang the layout. */
+    char long_word[3000];
+    memset(long_word, 'w', sizeof long_word - 1);
+    long_word[sizeof long_word - 1] = 0;
+    lk_layout cap = {.caption = long_word};
+    ck_assert_int_eq(lk_fig_alloc(3, 3, 50, &f, &e), LK_OK);
+    lk_status st = lk_fig_grid(f, &cap, &e);
+    ck_assert_msg(st == LK_OK || st == LK_EINVAL, "long caption: %s", e.msg);
+    lk_fig_free(f);
 }
 END_TEST
 

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 const char *tu_src_path(const char *rel, char *buf, size_t n) {
@@ -121,4 +123,49 @@ int tu_run(Suite *s) {
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+static void read_fd_all(int fd, char *buf, size_t n) {
+    size_t k = 0;
+    if (n == 0) return;
+    lseek(fd, 0, SEEK_SET);
+    for (;;) {
+        ssize_t r = read(fd, buf + k, n - 1 - k);
+        if (r <= 0) break;
+        k += (size_t)r;
+        if (k == n - 1) break;
+    }
+    buf[k] = 0;
+}
+
+int tu_lkprobe(const char *const *args, char *out, size_t out_n, char *errb, size_t err_n) {
+    char        exe[512];
+    const char *argv[128];
+    int         n = 0;
+    tu_lkprobe_path(exe, sizeof exe);
+    argv[n++] = exe;
+    while (args[n - 1] && n < 127) {
+        argv[n] = args[n - 1];
+        n++;
+    }
+    argv[n]   = NULL;
+    char so[] = "/tmp/lkprobe-out-XXXXXX", se[] = "/tmp/lkprobe-err-XXXXXX";
+    int  fo = mkstemp(so), fe = mkstemp(se);
+    if (fo < 0 || fe < 0) return -2;
+    unlink(so);
+    unlink(se);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (dup2(fo, 1) < 0 || dup2(fe, 2) < 0) _exit(127);
+        execv(exe, (char *const *)argv);
+        _exit(127);
+    }
+    int st = 0;
+    if (pid < 0 || waitpid(pid, &st, 0) != pid) st = -1;
+    if (out) read_fd_all(fo, out, out_n);
+    if (errb) read_fd_all(fe, errb, err_n);
+    close(fo);
+    close(fe);
+    if (pid < 0) return -2;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

@@ -20,6 +20,10 @@ double tu_max_abs_diff(const float *a, const float *b, int64_t n);
 double tu_max_abs(const float *a, int64_t n);
 /* Reads a .npy float32 (or float64, converted) file; returns a heap tensor or NULL. */
 lk_tensor *tu_read_npy(const char *path);
+/* Runs the built lkprobe with args (NULL-terminated, without argv[0]); captures stdout and
+ * stderr (NUL-terminated, truncated to the buffers) and returns the exit status (-1 when it
+ * died from a signal). */
+int tu_lkprobe(const char *const *args, char *out, size_t out_n, char *errb, size_t err_n);
 /* Runs a Check suite, returns the process exit status. */
 int tu_run(Suite *s);
 

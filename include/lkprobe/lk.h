@@ -3,7 +3,9 @@
  *
  *     #include <lkprobe/lk.h>
  *
- * See lk_model.h (loading, graph), lk_exec.h (forward/backward engine).
+ * See lk_model.h (loading, graph), lk_exec.h (forward/backward engine), lk_io.h (.npy,
+ * model.bin), lk_image.h (PNG/JPEG input), lk_erf.h (effective receptive fields) and
+ * lk_render.h (figures).
  */
 #ifndef LKPROBE_LK_H
 #define LKPROBE_LK_H
@@ -13,6 +15,10 @@
 #include "lk_ops.h"
 #include "lk_model.h"
 #include "lk_exec.h"
+#include "lk_io.h"
+#include "lk_image.h"
+#include "lk_erf.h"
+#include "lk_render.h"
 
 #define LK_VERSION "0.1.0"
 

@@ -278,7 +278,8 @@ typedef struct lk_grid_opts {
 LK_API lk_status lk_plot_image_grid(lk_axes *ax, const lk_tensor *images, const lk_grid_opts *opts,
                                     lk_error *err);
 
-/* A colour bar filling a panel by itself. */
+/* A colour bar filling a panel by itself: vertical for loc RIGHT or NONE, horizontal for TOP or
+ * BOTTOM (ticks on that side); its length defaults to 0.9 of the panel.  norm must be resolved. */
 LK_API lk_status lk_plot_colorbar(lk_axes *ax, lk_cmap cmap, const lk_norm *norm,
                                   const lk_cbar_opts *opts, lk_error *err);
 
