@@ -71,6 +71,10 @@ lk_status lk_exec_alloc(const lk_model *m, const lk_exec_opts *o, int n_shapes,
                         const lk_tensor *const *shapes, lk_exec **out, lk_error *err) {
     *out = NULL;
     if (!m->finalized) return LK_FAIL(err, LK_EINVAL, "model is not finalized");
+    if (lk_model_is_weights_only(m))
+        return LK_FAIL(err, LK_EUNSUPPORTED,
+                       "model has weights only (no graph): it cannot be run; weight analyses "
+                       "(filters, spectra) work on it");
     if (n_shapes != 0 && n_shapes != m->n_inputs)
         return LK_FAIL(err, LK_EINVAL, "%d input shapes given, model has %lld inputs", n_shapes,
                        (long long)m->n_inputs);

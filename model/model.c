@@ -316,6 +316,11 @@ done:
 }
 
 lk_status lk_model_finalize(lk_model *m, lk_error *err) {
+    /* A model with parameters only (a checkpoint without a graph) is valid: weights-only. */
+    if (m->n_nodes == 0 && m->n_inputs == 0 && m->n_outputs == 0) {
+        m->finalized = 1;
+        return LK_OK;
+    }
     if (m->n_outputs == 0) return LK_FAIL(err, LK_EFORMAT, "model has no outputs");
     lk_status s = topo_sort(m, err);
     if (s) return s;
@@ -405,6 +410,10 @@ int lk_model_value_shape(const lk_model *m, int64_t v, int64_t *shape) {
     memcpy(shape, t->shape, sizeof(int64_t) * (size_t)t->ndim);
     return t->ndim;
 }
+int lk_model_is_weights_only(const lk_model *m) {
+    return m->n_nodes == 0 && m->n_inputs == 0 && m->n_outputs == 0;
+}
+
 int64_t lk_model_n_params(const lk_model *m) {
     int64_t n = 0;
     for (int64_t v = 0; v < m->n_values; v++)

@@ -92,6 +92,8 @@ LK_API int            lk_model_input_shape(const lk_model *m, int64_t i, int64_t
 LK_API int            lk_model_value_shape(const lk_model *m, int64_t v, int64_t *shape);
 /* Multiply-accumulate count of node i at the declared input shapes (0 for ops without MACs). */
 LK_API uint64_t       lk_model_node_macs(const lk_model *m, int64_t i);
+/* 1 for a weights-only model (named parameters, no graph), e.g. a .pth or safetensors file. */
+LK_API int            lk_model_is_weights_only(const lk_model *m);
 /* Total number of parameter elements. */
 LK_API int64_t        lk_model_n_params(const lk_model *m);
 
@@ -118,7 +120,8 @@ LK_API lk_status lk_model_set_outputs(lk_model *m, int n, const int64_t *vids, l
 LK_API lk_status lk_model_hold_mapping(lk_model *m, void *base, size_t len,
                                        void (*release)(void *base, size_t len), lk_error *err);
 /* Topologically sorts, checks arity/attributes and infers every value shape for the declared
- * input shapes.  Errors name the node and op. */
+ * input shapes.  Errors name the node and op.  A model with parameters but no inputs, nodes
+ * or outputs finalizes as weights-only. */
 LK_API lk_status lk_model_finalize(lk_model *m, lk_error *err);
 
 /* ---- transforms ------------------------------------------------------------------------- */
