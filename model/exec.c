@@ -4,6 +4,7 @@
  * allocate.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "model-impl.h"
@@ -25,11 +26,14 @@ struct lk_exec {
     size_t          scratch_floats;
     unsigned char  *active;    /* per node: planned and run                                */
     unsigned char  *live;      /* per value: has a buffer                                  */
+    unsigned char  *persist;   /* per value: gradient kept after backward (inputs, params) */
+    unsigned char  *zeroed;    /* backward: gradient buffer zeroed and valid               */
+    const lk_tensor **seedp;   /* backward: pending seed per value                         */
     int             forwarded;
 };
 
 lk_exec_opts lk_exec_opts_default(void) {
-    lk_exec_opts o = {0, LK_GRAD_NONE, 0, NULL};
+    lk_exec_opts o = {0, LK_GRAD_NONE, 0, NULL, 0};
     return o;
 }
 
@@ -46,6 +50,9 @@ void lk_exec_free(lk_exec *x) {
     lk_free(x->scratch);
     lk_free(x->active);
     lk_free(x->live);
+    lk_free(x->persist);
+    lk_free(x->zeroed);
+    lk_free(x->seedp);
     lk_free(x);
 }
 
@@ -66,6 +73,78 @@ static void fill_ctx(lk_exec *x, const lk_node *n, lk_op_ctx *c, const lk_tensor
 }
 
 static size_t round_up16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+/* Offsets (in floats) of the non-persistent gradient buffers in a shared pool.  Backward time
+ * runs from the last node to the first: the gradient of activation v is live from the step of
+ * its last active consumer (or its producer when it has none) to its producer's step. */
+typedef struct grad_iv {
+    int64_t v, t0, t1;
+    size_t  size, off;
+} grad_iv;
+
+static int cmp_iv_t0(const void *a, const void *b) {
+    const grad_iv *x = a, *y = b;
+    return x->t0 < y->t0 ? -1 : x->t0 > y->t0 ? 1 : (x->v < y->v ? -1 : x->v > y->v);
+}
+
+static lk_status plan_grad_pool(lk_exec *x, size_t **offsets, size_t *total, lk_error *err) {
+    const lk_model *m  = x->m;
+    int64_t         nv = m->n_values, nn = m->n_nodes, n = 0;
+    size_t         *off = lk_calloc((size_t)nv, sizeof *off);
+    int64_t        *last = lk_malloc(sizeof *last * (size_t)nv);
+    grad_iv        *iv   = lk_malloc(sizeof *iv * (size_t)nv);
+    grad_iv       **liv  = lk_malloc(sizeof *liv * (size_t)nv);
+    if (!off || !last || !iv || !liv) {
+        lk_free(off);
+        lk_free(last);
+        lk_free(iv);
+        lk_free(liv);
+        return LK_FAIL(err, LK_ENOMEM, "out of memory planning gradient buffers");
+    }
+    for (int64_t v = 0; v < nv; v++) last[v] = -1;
+    for (int64_t i = 0; i < nn; i++) {
+        if (!x->active[i]) continue;
+        for (int j = 0; j < m->nodes[i].n_in; j++)
+            if (m->nodes[i].in[j] >= 0) last[m->nodes[i].in[j]] = i;
+    }
+    for (int64_t v = 0; v < nv; v++) {
+        if (!x->req[v] || x->persist[v]) continue;
+        int64_t p = m->values[v].producer, c = last[v] > p ? last[v] : p;
+        iv[n].v    = v;
+        iv[n].t0   = nn - 1 - c;
+        iv[n].t1   = nn - 1 - p;
+        iv[n].size = round_up16((size_t)lk_tensor_numel(&x->vals[v]));
+        n++;
+    }
+    qsort(iv, (size_t)n, sizeof *iv, cmp_iv_t0);
+    size_t  top = 0;
+    int64_t nl  = 0; /* live intervals, kept sorted by offset */
+    for (int64_t k = 0; k < n; k++) {
+        int64_t w = 0;
+        for (int64_t q = 0; q < nl; q++)
+            if (liv[q]->t1 >= iv[k].t0) liv[w++] = liv[q];
+        nl         = w;
+        size_t at  = 0;
+        int64_t pos = 0;
+        for (; pos < nl; pos++) {
+            if (liv[pos]->off >= at + iv[k].size) break;
+            size_t end = liv[pos]->off + liv[pos]->size;
+            if (end > at) at = end;
+        }
+        iv[k].off = at;
+        if (at + iv[k].size > top) top = at + iv[k].size;
+        for (int64_t q = nl; q > pos; q--) liv[q] = liv[q - 1];
+        liv[pos] = &iv[k];
+        nl++;
+    }
+    for (int64_t k = 0; k < n; k++) off[iv[k].v] = iv[k].off;
+    lk_free(last);
+    lk_free(iv);
+    lk_free(liv);
+    *offsets = off;
+    *total   = top;
+    return LK_OK;
+}
 
 lk_status lk_exec_alloc(const lk_model *m, const lk_exec_opts *o, int n_shapes,
                         const lk_tensor *const *shapes, lk_exec **out, lk_error *err) {
@@ -90,7 +169,11 @@ lk_status lk_exec_alloc(const lk_model *m, const lk_exec_opts *o, int n_shapes,
     x->touched = lk_calloc((size_t)nv, 1);
     x->active  = lk_calloc((size_t)(m->n_nodes ? m->n_nodes : 1), 1);
     x->live    = lk_calloc((size_t)nv, 1);
-    if (!x->vals || !x->grads || !x->req || !x->touched || !x->active || !x->live) {
+    x->persist = lk_calloc((size_t)nv, 1);
+    x->zeroed  = lk_calloc((size_t)nv, 1);
+    x->seedp   = lk_calloc((size_t)nv, sizeof *x->seedp);
+    if (!x->vals || !x->grads || !x->req || !x->touched || !x->active || !x->live ||
+        !x->persist || !x->zeroed || !x->seedp) {
         s = LK_FAIL(err, LK_ENOMEM, "out of memory allocating an executor");
         goto fail;
     }
@@ -192,41 +275,59 @@ lk_status lk_exec_alloc(const lk_model *m, const lk_exec_opts *o, int n_shapes,
         }
     }
 
-    /* One arena for activations, inputs and gradients. */
-    size_t total = 0;
+    /* Gradients of inputs and parameters persist after backward; those of activations only
+     * live from the backward step of their last consumer to that of their producer, so
+     * (unless keep_grads) they share memory: first-fit over liveness intervals. */
     for (int64_t v = 0; v < nv; v++) {
         if (!x->live[v]) {
             x->req[v] = 0;
             continue;
         }
-        size_t numel = (size_t)lk_tensor_numel(&x->vals[v]);
-        if (m->values[v].kind != LK_VALUE_PARAM) total += round_up16(numel);
-        if (x->req[v]) total += round_up16(numel);
+        x->persist[v] = x->req[v] && (m->values[v].kind != LK_VALUE_ACT || x->o.keep_grads);
     }
-    x->arena = lk_aligned_alloc(total * sizeof(float));
+    size_t act_total = 0, persist_total = 0, pool_total = 0;
+    for (int64_t v = 0; v < nv; v++) {
+        if (!x->live[v]) continue;
+        size_t numel = round_up16((size_t)lk_tensor_numel(&x->vals[v]));
+        if (m->values[v].kind != LK_VALUE_PARAM) act_total += numel;
+        if (x->persist[v]) persist_total += numel;
+    }
+    size_t *goff = NULL;
+    if (x->o.grad != LK_GRAD_NONE) {
+        s = plan_grad_pool(x, &goff, &pool_total, err);
+        if (s) goto fail;
+    }
+    size_t total = act_total + persist_total + pool_total;
+    x->arena     = lk_aligned_alloc(total * sizeof(float));
     if (!x->arena && total) {
-        s = LK_FAIL(err, LK_ENOMEM, "out of memory: activations need %zu MiB",
+        lk_free(goff);
+        s = LK_FAIL(err, LK_ENOMEM, "out of memory: activations and gradients need %zu MiB",
                     total * sizeof(float) >> 20);
         goto fail;
     }
-    size_t off = 0;
+    size_t off = 0, poff = act_total, pool = act_total + persist_total;
     for (int64_t v = 0; v < nv; v++) {
         if (!x->live[v]) {
             if (m->values[v].kind != LK_VALUE_PARAM) x->vals[v].data = NULL;
             continue;
         }
-        size_t numel = (size_t)lk_tensor_numel(&x->vals[v]);
+        size_t numel = round_up16((size_t)lk_tensor_numel(&x->vals[v]));
         if (m->values[v].kind != LK_VALUE_PARAM) {
             x->vals[v].data = x->arena + off;
-            off += round_up16(numel);
+            off += numel;
         }
         if (x->req[v]) {
             x->grads[v]       = x->vals[v];
-            x->grads[v].data  = x->arena + off;
             x->grads[v].owner = 0;
-            off += round_up16(numel);
+            if (x->persist[v]) {
+                x->grads[v].data = x->arena + poff;
+                poff += numel;
+            } else {
+                x->grads[v].data = x->arena + pool + goff[v];
+            }
         }
     }
+    lk_free(goff);
     x->scratch_floats = scratch;
     if (scratch) {
         x->scratch = lk_aligned_alloc(scratch * sizeof(float));
@@ -328,6 +429,19 @@ lk_status lk_exec_forward_unchecked(lk_exec *x, const lk_tensor *const *inputs, 
     return run_forward(x, inputs, 0, err);
 }
 
+/* Makes v's gradient buffer valid: zeroed, plus its pending seed. */
+static void grad_touch(lk_exec *x, int64_t v) {
+    float  *g   = x->grads[v].data;
+    int64_t cnt = lk_tensor_numel(&x->grads[v]);
+    memset(g, 0, sizeof(float) * (size_t)cnt);
+    x->zeroed[v] = 1;
+    if (x->seedp[v]) {
+        const float *sd = x->seedp[v]->data;
+        for (int64_t k = 0; k < cnt; k++) g[k] = sd[k];
+        x->touched[v] = 1;
+    }
+}
+
 lk_status lk_exec_backward(lk_exec *x, int n_seeds, const int64_t *vids,
                            const lk_tensor *const *seeds, lk_error *err) {
     const lk_model *m = x->m;
@@ -349,34 +463,33 @@ lk_status lk_exec_backward(lk_exec *x, int n_seeds, const int64_t *vids,
                            lk_shape_str(seeds[i]->ndim, seeds[i]->shape, b1, sizeof b1),
                            lk_shape_str(x->vals[v].ndim, x->vals[v].shape, b2, sizeof b2));
     }
+    for (int i = 0; i < n_seeds; i++)
+        for (int k = 0; k < i; k++)
+            if (vids[k] == vids[i])
+                return LK_FAIL(err, LK_EINVAL, "value '%s' seeded twice", m->values[vids[i]].name);
     for (int64_t v = 0; v < m->n_values; v++) {
         x->touched[v] = 0;
-        if (x->req[v])
-            memset(x->grads[v].data, 0, sizeof(float) * (size_t)lk_tensor_numel(&x->grads[v]));
+        x->zeroed[v]  = 0;
+        x->seedp[v]   = NULL;
     }
     for (int i = 0; i < n_seeds; i++) {
-        int64_t v   = vids[i];
-        float  *g   = x->grads[v].data;
-        int64_t cnt = lk_tensor_numel(&x->grads[v]);
-        if (lk_tensor_is_contiguous(seeds[i])) {
-            const float *s = seeds[i]->data;
-            for (int64_t k = 0; k < cnt; k++) g[k] += s[k];
-        } else {
-            /* rare path: gather, then add */
-            float *tmp = x->scratch_floats >= (size_t)cnt ? x->scratch : NULL;
-            if (!tmp) return LK_FAIL(err, LK_EINVAL, "seed for '%s' must be contiguous",
-                                     m->values[v].name);
-            copy_strided(seeds[i], tmp);
-            for (int64_t k = 0; k < cnt; k++) g[k] += tmp[k];
-        }
-        x->touched[v] = 1;
+        if (!lk_tensor_is_contiguous(seeds[i]))
+            return LK_FAIL(err, LK_EINVAL, "seed for '%s' must be contiguous",
+                           m->values[vids[i]].name);
+        x->seedp[vids[i]] = seeds[i];
     }
+    for (int64_t v = 0; v < m->n_values; v++)
+        if (x->persist[v]) grad_touch(x, v);
     for (int64_t i = m->n_nodes - 1; i >= 0; i--) {
         if (!x->active[i]) continue;
         const lk_node   *n  = &m->nodes[i];
         const lk_op_def *d  = lk_op_get(n->op);
         int              go = 0, need = 0;
-        for (int k = 0; k < n->n_out; k++) go |= x->touched[n->out[k]];
+        for (int k = 0; k < n->n_out; k++) {
+            int64_t v = n->out[k];
+            if (x->seedp[v] && !x->zeroed[v]) grad_touch(x, v);
+            go |= x->touched[v];
+        }
         for (int j = 0; j < n->n_in; j++) need |= n->in[j] >= 0 && x->req[n->in[j]];
         if (!go || !need) continue;
         if (!d->backward)
@@ -388,12 +501,18 @@ lk_status lk_exec_backward(lk_exec *x, int n_seeds, const int64_t *vids,
         const lk_tensor *gout[LK_MAX_OUTPUTS];
         lk_op_ctx        c;
         fill_ctx(x, n, &c, in, outp);
+        for (int k = 0; k < n->n_out; k++) {
+            if (!x->zeroed[n->out[k]]) grad_touch(x, n->out[k]);
+            gout[k] = &x->grads[n->out[k]];
+        }
         for (int j = 0; j < n->n_in; j++) {
             int64_t v = n->in[j];
             gin[j]    = v >= 0 && x->req[v] ? &x->grads[v] : NULL;
-            if (gin[j]) x->touched[v] = 1;
+            if (gin[j]) {
+                if (!x->zeroed[v]) grad_touch(x, v);
+                x->touched[v] = 1;
+            }
         }
-        for (int k = 0; k < n->n_out; k++) gout[k] = &x->grads[n->out[k]];
         c.gin  = gin;
         c.gout = gout;
         d->backward(&c);
@@ -407,6 +526,6 @@ const lk_tensor *lk_exec_value(const lk_exec *x, int64_t vid) {
 }
 
 const lk_tensor *lk_exec_grad(const lk_exec *x, int64_t vid) {
-    if (vid < 0 || vid >= x->m->n_values || !x->req[vid]) return NULL;
+    if (vid < 0 || vid >= x->m->n_values || !x->req[vid] || !x->persist[vid]) return NULL;
     return &x->grads[vid];
 }

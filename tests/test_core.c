@@ -181,6 +181,17 @@ START_TEST(exec_plans_other_shape) {
     ck_assert_float_eq(((float *)lk_exec_grad(x, lk_model_input(m, 0))->data)[150], 50.0f);
     int64_t yv = lk_model_output(m, 0);
     ck_assert_int_ne(lk_exec_backward(x, 1, &yv, ins, NULL), LK_OK);
+    ck_assert_ptr_null(lk_exec_grad(x, h)); /* activation gradients are pooled by default */
+    lk_exec_free(x);
+    /* keep_grads: every activation gradient stays readable */
+    o.n_targets  = 0;
+    o.keep_grads = 1;
+    ck_assert_int_eq(lk_exec_alloc(m, &o, 1, shapes, &x, NULL), LK_OK);
+    ck_assert_int_eq(lk_exec_forward(x, ins, NULL), LK_OK);
+    ck_assert_int_eq(lk_exec_backward(x, 1, &yv, ins, NULL), LK_OK);
+    ck_assert_ptr_nonnull(lk_exec_grad(x, h));
+    ck_assert_float_eq(((float *)lk_exec_grad(x, h)->data)[150], 50.0f);
+    ck_assert_float_eq(((float *)lk_exec_grad(x, h)->data)[10], 0.0f);
     free(in);
     lk_exec_free(x);
     lk_model_free(m);

@@ -42,6 +42,10 @@ typedef struct lk_exec_opts {
      * 0 = the whole graph.  The array is copied. */
     int            n_targets;
     const int64_t *targets;
+    /* 1: keep the gradient of every activation after backward (lk_exec_grad works for all
+     * values).  0 (default): only inputs and parameters keep theirs; activation gradients
+     * share memory by liveness, which cuts backward memory to a fraction. */
+    int            keep_grads;
 } lk_exec_opts;
 
 LK_API lk_exec_opts lk_exec_opts_default(void);
@@ -63,7 +67,8 @@ LK_API lk_status lk_exec_forward_unchecked(lk_exec *x, const lk_tensor *const *i
 LK_API lk_status lk_exec_backward(lk_exec *x, int n_seeds, const int64_t *vids,
                                   const lk_tensor *const *seeds, lk_error *err);
 
-/* Value / gradient of any value id (NULL when not available, e.g. outside the targets). */
+/* Value / gradient of a value id (NULL when not available: outside the targets, or an
+ * activation gradient without keep_grads). */
 LK_API const lk_tensor *lk_exec_value(const lk_exec *x, int64_t vid);
 LK_API const lk_tensor *lk_exec_grad(const lk_exec *x, int64_t vid);
 LK_API int              lk_exec_threads(const lk_exec *x);
