@@ -125,7 +125,7 @@ lk_status lk_erf_alloc(const lk_model *m, const lk_erf_params *p, const int64_t 
                      lk_shape_str(lv->ndim, lv->shape, b, sizeof b));
         goto fail;
     }
-    if (!lk_exec_grad(e->x, e->layer)) {
+    if (!lk_exec_depends_on_input(e->x, e->layer)) {
         st = LK_FAIL(err, LK_EINVAL, "erf: layer '%s' does not depend on the input",
                      lk_model_value_name(m, e->layer));
         goto fail;

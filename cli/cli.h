@@ -24,6 +24,9 @@ int cmd_info(int argc, char **argv);
 int cmd_forward(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_erf(int argc, char **argv);
+int cmd_filters(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+int cmd_reparam(int argc, char **argv);
 
 /* ---- options ------------------------------------------------------------------------------ */
 
@@ -35,6 +38,7 @@ typedef enum cli_opt_id {
     OPT_INPUT_SHAPE,
     OPT_KEEP_BN,
     OPT_FORMAT,
+    OPT_KEY,
     OPT_JSON,
     OPT_INPUT,
     OPT_OUTPUT,
@@ -59,6 +63,15 @@ typedef enum cli_opt_id {
     OPT_CMAP,
     OPT_TITLE,
     OPT_QUIET,
+    OPT_LATEX,
+    OPT_NO_IDENTITY,
+    OPT_VERIFY,
+    OPT_KERNEL,
+    OPT_CSV,
+    OPT_DB,
+    OPT_FROM_DB,
+    OPT_SPECTRA,
+    OPT_GROUP_BY,
     OPT_COUNT
 } cli_opt_id;
 
@@ -82,7 +95,8 @@ typedef struct cli_item {
     {"--threads", NULL, 1, OPT_THREADS, "N: worker threads (default: all cores)"},            \
     {"--input-shape", NULL, 1, OPT_INPUT_SHAPE, "1,3,224,224: shape for dynamic input dims"}, \
     {"--keep-bn", NULL, 0, OPT_KEEP_BN, "do not fold BatchNorm into convolutions"},           \
-    {"--format", NULL, 1, OPT_FORMAT, "NAME: model format (default: sniffed)"}
+    {"--format", NULL, 1, OPT_FORMAT, "NAME: model format (default: sniffed)"},               \
+    {"--key", NULL, 1, OPT_KEY, "PATH: state dict inside a checkpoint (e.g. params_ema)"}
 
 typedef struct cli_spec {
     const char    *cmd;

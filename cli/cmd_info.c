@@ -223,6 +223,44 @@ static void print_text(const char *path, const lk_model *m, const cli_rf *rf, ui
     }
 }
 
+/* ---- weights-only models (.pth, safetensors): provenance notes and the tensor list ---- */
+
+/* Prints one ';'-separated note per line (loaders record dict paths, the chosen key, source
+ * dtypes and zero-copy counts there). */
+static void print_notes(const char *notes) {
+    if (!notes || !notes[0]) {
+        printf("notes:    -\n");
+        return;
+    }
+    printf("notes:\n");
+    while (*notes) {
+        size_t k = strcspn(notes, ";");
+        if (k) printf("  %.*s\n", (int)k, notes);
+        notes += k;
+        if (*notes) notes++;
+    }
+}
+
+static void print_weights(const char *path, const lk_model *m) {
+    const lk_model_meta *mt = lk_model_get_meta(m);
+    char                 h[32];
+    int64_t              n  = 0;
+    printf("model:    %s\nformat:   %s (weights only, no graph)\nproducer: %s\n", path,
+           mt->format, mt->producer && mt->producer[0] ? mt->producer : "-");
+    print_notes(mt->notes);
+    printf("\n%5s  %-48s %-8s %-22s %12s\n", "#", "name", "dtype", "shape", "elements");
+    for (int64_t v = 0; v < lk_model_n_values(m); v++) {
+        const lk_tensor *t = lk_model_param(m, v);
+        char             sh[96];
+        if (!t) continue;
+        printf("%5lld  %-48s %-8s %-22s %12lld\n", (long long)n++, lk_model_value_name(m, v),
+               lk_dtype_name(t->dtype), lk_shape_str(t->ndim, t->shape, sh, sizeof sh),
+               (long long)lk_tensor_numel(t));
+    }
+    printf("\ntensors:  %lld\nparams:   %lld (%s)\n", (long long)n,
+           (long long)lk_model_n_params(m), cli_human((double)lk_model_n_params(m), h, sizeof h));
+}
+
 int cmd_info(int argc, char **argv) {
     cli_item  *items = calloc((size_t)argc + 1, sizeof *items);
     lk_model  *m     = NULL;
@@ -265,6 +303,7 @@ int cmd_info(int argc, char **argv) {
     uint64_t macs = 0;
     for (int64_t i = 0; i < lk_model_n_nodes(m); i++) macs += lk_model_node_macs(m, i);
     if (json) print_json(m, rf, macs);
+    else if (lk_model_is_weights_only(m)) print_weights(path, m);
     else print_text(path, m, rf, macs);
     rc = fflush(stdout) == 0 ? 0 : 1;
     if (rc) cli_error("info", "cannot write to standard output");

@@ -9,6 +9,9 @@ static const cli_cmd commands[] = {
     {"forward", cmd_forward, "run a model on a .npy batch and write outputs or intermediate tensors"},
     {"convert", cmd_convert, "convert any supported model to the native model.bin format"},
     {"erf", cmd_erf, "effective receptive field maps, area ratios and figures (RepLKNet protocol)"},
+    {"filters", cmd_filters, "CNN-Filter-DB statistics, PCA drift, filter database, weight spectra"},
+    {"report", cmd_report, "one self-contained HTML report (+ LaTeX tables, PDF figures) of a model"},
+    {"reparam", cmd_reparam, "structural re-parameterisation: fold BN, merge parallel conv branches into one kernel"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

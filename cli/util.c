@@ -124,6 +124,7 @@ int cli_common_apply(cli_common *c, const cli_item *it) {
     }
     case OPT_KEEP_BN: c->load.keep_bn = 1; return 1;
     case OPT_FORMAT: c->load.format = it->val; return 1;
+    case OPT_KEY: c->load.key = it->val; return 1;
     default: return 0;
     }
 }

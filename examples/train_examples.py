@@ -279,10 +279,10 @@ def train(name, tr, ytr, te, yte):
 
     t0 = time.time()
     step = 0
+    run_loss, run_acc = 0.0, 0.0
     for epoch in range(EPOCHS):
         net.train()
         order = subset[rng.permutation(len(subset))]
-        run_loss, run_acc = 0.0, 0.0
         for b in range(steps_per_epoch):
             idx = order[b * BATCH:(b + 1) * BATCH]
             offsets = rng.randint(0, CANVAS - OBJ + 1, size=(BATCH, 2))

@@ -88,6 +88,7 @@ static fmt sniff(const unsigned char *b, size_t n) {
     if (i < n && b[i] == '{' && has_bytes(b, n, "\"modelTopology\"") &&
         has_bytes(b, n, "\"weightsManifest\""))
         return FMT_TFJS;
+    if (i < n && b[i] == '{' && has_bytes(b, n, "\"weight_map\"")) return FMT_SAFETENSORS;
     if (sniff_onnx(b, n)) return FMT_ONNX;
     return FMT_UNKNOWN;
 }
@@ -117,6 +118,9 @@ lk_status lk_model_load(const char *path, const lk_load_opts *opts, lk_model **o
     switch (f) {
     case FMT_ONNX: s = lk_onnx_load(path, fm, opts, &m, err); break;
     case FMT_NATIVE: s = lk_native_load(path, fm, opts, &m, err); break;
+    case FMT_PTH: s = lk_pth_load(path, fm, opts, &m, err); break;
+    case FMT_SAFETENSORS: s = lk_safetensors_load(path, fm, opts, &m, err); break;
+    case FMT_TFJS: s = lk_tfjs_load(path, fm, opts, &m, err); break;
     case FMT_UNKNOWN:
         lk_file_map_release((void *)(uintptr_t)fm.base, fm.len);
         return LK_FAIL(err, LK_EFORMAT,
@@ -125,7 +129,7 @@ lk_status lk_model_load(const char *path, const lk_load_opts *opts, lk_model **o
     default:
         lk_file_map_release((void *)(uintptr_t)fm.base, fm.len);
         return LK_FAIL(err, LK_EUNSUPPORTED, "%s: format %s is not supported yet", path,
-                       fmt_names[f]);
+                       f < FMT_COUNT ? fmt_names[f] : "?");
     }
     if (s) goto fail;
     if (!opts || !opts->keep_bn) {

@@ -33,4 +33,29 @@ int       lk_native_sniff(const unsigned char *buf, size_t len);
 lk_status lk_native_load(const char *path, lk_file_map fm, const lk_load_opts *opts,
                          lk_model **out, lk_error *err);
 
+/* safetensors (loaders/safetensors.c): a single file, or a sharded checkpoint through its
+ * *.safetensors.index.json (shards in the same directory).  Weights-only model.  Takes
+ * ownership of fm. */
+lk_status lk_safetensors_load(const char *path, lk_file_map fm, const lk_load_opts *opts,
+                              lk_model **out, lk_error *err);
+/* Same for a single safetensors file in memory (every tensor copied).  Used by the fuzzer. */
+lk_status lk_safetensors_load_buffer(const unsigned char *buf, size_t len, lk_model **out,
+                                     lk_error *err);
+
+/* TF.js layers model.json (loaders/tfjs.c); the weight shards are read from model.json's
+ * directory.  Takes ownership of fm. */
+lk_status lk_tfjs_load(const char *path, lk_file_map fm, const lk_load_opts *opts,
+                       lk_model **out, lk_error *err);
+/* Same for model.json text in memory; shard paths are resolved against dir ("" = cwd). */
+lk_status lk_tfjs_load_buffer(const char *json, size_t len, const char *dir,
+                              const lk_load_opts *opts, lk_model **out, lk_error *err);
+
+/* PyTorch .pth/.pt, zip or legacy (loaders/pth.c).  Takes ownership of fm.  The result is
+ * weights-only (not yet finalized); opts->key selects the state dict. */
+lk_status lk_pth_load(const char *path, lk_file_map fm, const lk_load_opts *opts,
+                      lk_model **out, lk_error *err);
+/* Same from memory (copied; used by tests and fuzzers). */
+lk_status lk_pth_load_buffer(const unsigned char *buf, size_t len, const lk_load_opts *opts,
+                             lk_model **out, lk_error *err);
+
 #endif

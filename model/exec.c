@@ -525,6 +525,10 @@ const lk_tensor *lk_exec_value(const lk_exec *x, int64_t vid) {
     return &x->vals[vid];
 }
 
+int lk_exec_depends_on_input(const lk_exec *x, int64_t vid) {
+    return vid >= 0 && vid < x->m->n_values && x->req[vid];
+}
+
 const lk_tensor *lk_exec_grad(const lk_exec *x, int64_t vid) {
     if (vid < 0 || vid >= x->m->n_values || !x->req[vid] || !x->persist[vid]) return NULL;
     return &x->grads[vid];

@@ -4,8 +4,8 @@
 set -euo pipefail
 pkgs=(gcc libc6-dev meson ninja-build pkg-config
       libopenblas-dev libgsl-dev libcairo2-dev libpng-dev libfftw3-dev libjpeg62-turbo-dev
-      check libonnx-testdata
-      fonts-dejavu-core poppler-utils libxml2-utils)
+      libhdf5-dev check libonnx-testdata
+      fonts-dejavu-core poppler-utils libxml2-utils chromium)
 if [[ "${1:-}" == "--ci" ]]; then
     pkgs+=(clang libclang-rt-14-dev)
 fi

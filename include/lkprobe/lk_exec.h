@@ -72,6 +72,8 @@ LK_API lk_status lk_exec_backward(lk_exec *x, int n_seeds, const int64_t *vids,
 LK_API const lk_tensor *lk_exec_value(const lk_exec *x, int64_t vid);
 LK_API const lk_tensor *lk_exec_grad(const lk_exec *x, int64_t vid);
 LK_API int              lk_exec_threads(const lk_exec *x);
+/* 1 when value vid depends on a gradient-carrying input (it can be seeded in backward). */
+LK_API int              lk_exec_depends_on_input(const lk_exec *x, int64_t vid);
 
 #ifdef __cplusplus
 }

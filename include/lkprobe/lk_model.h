@@ -126,9 +126,66 @@ LK_API lk_status lk_model_finalize(lk_model *m, lk_error *err);
 
 /* ---- transforms ------------------------------------------------------------------------- */
 
-/* Folds BatchNorm nodes that directly follow a Conv (sole consumer) into the conv weights and
- * bias.  Exact up to float rounding.  *n_folded receives the count (may be NULL). */
+/* Folds BatchNorm nodes that directly follow a Conv or ConvTranspose (sole consumer; any
+ * groups, with or without bias) into the conv weights and bias; new parameters are created.
+ * Exact up to float rounding.  *n_folded receives the count (may be NULL). */
 LK_API lk_status lk_model_fold_bn(lk_model *m, int *n_folded, lk_error *err);
+
+/* ---- structural re-parameterisation ------------------------------------------------------ *
+ *
+ * lk_model_reparam rewrites a trained multi-branch network into its single-branch inference
+ * form, exactly up to float rounding:
+ *  1. BatchNorm folding (lk_model_fold_bn): Conv -> BN (dense, grouped or depthwise, with or
+ *     without bias) and ConvTranspose -> BN.
+ *  2. Branch merging: a tree of 2-input Adds whose leaves include two or more 2-D convs on
+ *     the SAME input with the same groups, channel counts, stride and output geometry
+ *     (pad_begin + pad_end - extent equal per axis), each used only by the tree, becomes ONE
+ *     conv: every kernel is expanded to a dense kernel (dilation d: ((k-1)d+1)^2 with zeros),
+ *     placed at its padding offset inside the largest extent and summed; biases are summed.
+ *     RepLKNet's 5x5 branch goes into the 31x31, UniRepLKNet's dilated branches into the
+ *     13x13.  With merge_identity, a leaf that is the convs' input itself (x + conv(x),
+ *     stride 1, C_out = C_in) adds 1 at the kernel's tap reading x[c] (RepVGG).  Other leaves
+ *     stay in a (shorter) Add chain.  Anything that does not match exactly is left untouched.
+ * The model is compacted (removed nodes and the parameters only they used are dropped) and
+ * finalized.  Parameters are never written in place (they may be borrowed from a read-only
+ * mapping): merged/folded kernels are new heap parameters. */
+
+typedef struct lk_reparam_merge {
+    const char *node;        /* conv node that now holds the merged kernel                  */
+    const char *desc;        /* "13x13 + 5x5 + 7x7 d2 + 3x3 d3 -> 13x13"                      */
+    int         n_convs;     /* conv branches in the group (incl. the kept one)              */
+    int         n_identity;  /* identity branches absorbed                                   */
+    int         n_dilated;   /* branches with dilation > 1 expanded                          */
+    int64_t     kernel[2];   /* merged kernel size (H, W)                                    */
+} lk_reparam_merge;
+
+typedef struct lk_reparam_opts {
+    int fold_bn;             /* 1: fold BatchNorm first (default 1)                           */
+    int merge_branches;      /* 1: merge parallel conv branches (default 1)                   */
+    int merge_identity;      /* 1: absorb identity branches (default 1)                       */
+    /* Called once per merged group (may be NULL); strings valid during the call only. */
+    void (*on_merge)(void *user, const lk_reparam_merge *info);
+    void *user;
+} lk_reparam_opts;
+
+typedef struct lk_reparam_stats {
+    int     bn_folded;         /* BatchNorm nodes folded into convs                           */
+    int     groups_merged;     /* Add trees / branch groups turned into one conv              */
+    int     convs_removed;     /* conv branches absorbed into another conv                    */
+    int     identity_merged;   /* identity branches absorbed                                  */
+    int     dilated_expanded;  /* dilated branches expanded into dense kernels                */
+    int     adds_removed;      /* Add nodes removed                                           */
+    int64_t nodes_before, nodes_after;
+    int64_t params_before, params_after;  /* parameter elements                           */
+} lk_reparam_stats;
+
+LK_API lk_reparam_opts lk_reparam_opts_default(void);
+
+/* lk_model_reparam_ex with the default options.  stats may be NULL.  On failure the model is
+ * consistent (every rewrite applied so far is complete) but may be unfinalized. */
+LK_API lk_status lk_model_reparam(lk_model *m, lk_reparam_stats *stats, lk_error *err);
+LK_API lk_status lk_model_reparam_ex(lk_model *m, const lk_reparam_opts *opts,
+                                     lk_reparam_stats *stats, lk_error *err);
 
 /* Removes IDENTITY nodes by rewiring consumers (graph outputs keep a copy node).  */
 LK_API lk_status lk_model_remove_identities(lk_model *m, lk_error *err);

@@ -49,14 +49,23 @@ static inline float rs_cubic_w(float d, float A) {
 
 static inline int64_t rs_clamp(int64_t i, int64_t L) { return i < 0 ? 0 : i >= L ? L - 1 : i; }
 
-/* Input coordinate of output position o (ONNX coordinate_transformation_mode). */
+/* Input coordinate of output position o (ONNX coordinate_transformation_mode).  The ONNX
+ * formulas use scale = length_resized / length_original, where length_resized is the
+ * unrounded length_original * scale when scales were given (4 * 0.6 = 2.4, although the output
+ * has floor(2.4) = 2 cells) and the output size when sizes were given (sc = 0):
+ *   half_pixel          (o + 0.5) / scale - 0.5
+ *   pytorch_half_pixel  length_resized > 1 ? (o + 0.5) / scale - 0.5 : 0
+ *   align_corners       length_resized != 1 ? o * (L - 1) / (length_resized - 1) : 0
+ *   asymmetric          o / scale
+ *   tf_half_pixel_for_nearest (o + 0.5) / scale */
 static inline double rs_coord(const lk_attr_resize *a, int64_t o, int64_t L, int64_t Lo,
                               float sc) {
-    const double s = sc > 0.0f ? (double)sc : (double)Lo / (double)L;
+    const double s  = sc > 0.0f ? (double)sc : (double)Lo / (double)L;
+    const double lr = sc > 0.0f ? (double)sc * (double)L : (double)Lo; /* length_resized */
     switch (a->coord) {
     case LK_COORD_ASYMMETRIC: return (double)o / s;
-    case LK_COORD_ALIGN_CORNERS: return Lo == 1 ? 0.0 : (double)o * (double)(L - 1) / (double)(Lo - 1);
-    case LK_COORD_PYTORCH_HALF_PIXEL: return Lo > 1 ? ((double)o + 0.5) / s - 0.5 : 0.0;
+    case LK_COORD_ALIGN_CORNERS: return lr == 1.0 ? 0.0 : (double)o * (double)(L - 1) / (lr - 1.0);
+    case LK_COORD_PYTORCH_HALF_PIXEL: return lr > 1.0 ? ((double)o + 0.5) / s - 0.5 : 0.0;
     case LK_COORD_TF_HALF_PIXEL_FOR_NN: return ((double)o + 0.5) / s;
     default: return ((double)o + 0.5) / s - 0.5;
     }

@@ -1,0 +1,740 @@
+/*
+ * cmd_filters.c: `lkprobe filters MODEL...`: CNN-Filter-DB statistics (../shared/docs/filterdb.md),
+ * global PCA drift between groups, the filter database (--db / --from-db) and WeightWatcher
+ * spectra (--spectra).  Models are loaded without BatchNorm folding (weights as stored).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "lkprobe/lk_filters.h"
+#include "lkprobe/lk_render.h"
+#include "lkprobe/lk_spectra.h"
+
+#define MAX_MODELS 4096
+#define MAX_GROUPS 256
+
+static const cli_opt filt_opts[] = {
+    CLI_COMMON_OPTS,
+    {"--kernel", NULL, 1, OPT_KERNEL, "K: analyse K x K slices (default 3)"},
+    {"--json", NULL, 0, OPT_JSON, "print results as JSON on stdout"},
+    {"--csv", NULL, 1, OPT_CSV, "FILE: per-layer table as CSV"},
+    {"--output", "-o", 1, OPT_O, "DIR or PREFIX.png|svg|pdf: figures"},
+    {"--db", NULL, 1, OPT_DB, "DIR: append the models to a filter database (3x3)"},
+    {"--from-db", NULL, 1, OPT_FROM_DB, "DIR: analyse a filter database instead of models"},
+    {"--spectra", NULL, 0, OPT_SPECTRA, "WeightWatcher-style layer spectra"},
+    {"--group-by", NULL, 1, OPT_GROUP_BY, "model|depth|META=FILE: drift grouping (repeatable)"},
+    {"--quiet", "-q", 0, OPT_QUIET, "no notes on stderr"},
+};
+static const cli_spec filt_spec = {
+    "filters", "MODEL... [options] | --from-db DIR [options]",
+    "Per-layer filter statistics (sparsity, variance entropy, orthogonality), the global PCA\n"
+    "of the peak-scaled filters, 70-bin coefficient histograms and the explained-variance-\n"
+    "weighted symmetric KL drift between groups; a filter database; weight spectra.",
+    filt_opts, sizeof filt_opts / sizeof filt_opts[0],
+};
+
+typedef struct grouping {
+    char          name[64];
+    lk_group_kind kind;
+    int64_t       n;
+    int64_t      *layer_group;   /* custom */
+    char        **labels;
+    double       *D;
+} grouping;
+
+typedef struct filt_cfg {
+    cli_common  c;
+    const char *models[MAX_MODELS];
+    int         n_models;
+    long long   kernel;
+    int         json, spectra, quiet;
+    const char *csv, *out, *db, *from_db;
+    const char *group_by[8];
+    int         n_group_by;
+} filt_cfg;
+
+static int parse_cfg(filt_cfg *g, int argc, char **argv) {
+    cli_item *items = calloc((size_t)argc + 1, sizeof *items);
+    int       n = 0, ok = 0;
+    if (!items) return 0;
+    int pr = cli_parse(&filt_spec, argc, argv, items, &n);
+    if (pr) {
+        free(items);
+        return pr == 2 ? 2 : 0;
+    }
+    for (int i = 0; i < n; i++) {
+        const cli_item *it = &items[i];
+        int             a  = cli_common_apply(&g->c, it);
+        if (a < 0) goto done;
+        if (a) continue;
+        switch (it->id) {
+        case OPT_POSITIONAL:
+            if (g->n_models == MAX_MODELS) {
+                cli_error("filters", "at most %d models in one call", MAX_MODELS);
+                goto done;
+            }
+            g->models[g->n_models++] = it->val;
+            break;
+        case OPT_KERNEL:
+            if (!cli_parse_int("--kernel", it->val, 1, LK_FILTERS_MAX_K, &g->kernel)) goto done;
+            break;
+        case OPT_JSON: g->json = 1; break;
+        case OPT_CSV: g->csv = it->val; break;
+        case OPT_O: g->out = it->val; break;
+        case OPT_DB: g->db = it->val; break;
+        case OPT_FROM_DB: g->from_db = it->val; break;
+        case OPT_SPECTRA: g->spectra = 1; break;
+        case OPT_QUIET: g->quiet = 1; break;
+        case OPT_GROUP_BY:
+            if (g->n_group_by == 8) {
+                cli_error("--group-by", "at most 8 groupings");
+                goto done;
+            }
+            if (strcmp(it->val, "model") && strcmp(it->val, "depth") && strncmp(it->val, "META=", 5)) {
+                cli_error("--group-by", "'%s' is not model, depth or META=FILE", it->val);
+                goto done;
+            }
+            g->group_by[g->n_group_by++] = it->val;
+            break;
+        default: cli_error("filters", "unexpected argument '%s'", it->val ? it->val : ""); goto done;
+        }
+    }
+    ok = 1;
+done:
+    free(items);
+    return ok;
+}
+
+static const char *base_name(const char *p) {
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+static void jnum(double v) {
+    if (isfinite(v)) printf("%.17g", v);
+    else printf("null");
+}
+
+/* META=FILE: lines "model,group" (model = path or file name); layers of unlisted models are
+ * excluded. */
+static int load_meta_groups(const lk_filters *f, const char *file, grouping *G) {
+    FILE *fp = fopen(file, "r");
+    if (!fp) {
+        cli_error(file, "cannot open the --group-by META file");
+        return 0;
+    }
+    int64_t  nm = lk_filters_n_models(f);
+    int64_t *mg = malloc(sizeof *mg * (size_t)nm);
+    G->labels   = calloc(MAX_GROUPS, sizeof *G->labels);
+    G->layer_group = malloc(sizeof *G->layer_group * (size_t)lk_filters_n_layers(f));
+    if (!mg || !G->labels || !G->layer_group) {
+        fclose(fp);
+        free(mg);
+        return 0;
+    }
+    for (int64_t i = 0; i < nm; i++) mg[i] = -1;
+    char line[2048];
+    while (fgets(line, sizeof line, fp)) {
+        line[strcspn(line, "\r\n")] = 0;
+        char *comma = strrchr(line, ',');
+        if (!comma) continue;
+        *comma          = 0;
+        const char *grp = comma + 1;
+        int64_t     gi  = 0;
+        while (gi < G->n && strcmp(G->labels[gi], grp) != 0) gi++;
+        for (int64_t i = 0; i < nm; i++) {
+            const char *lab = lk_filters_model_info(f, i)->label;
+            if (strcmp(lab, line) != 0 && strcmp(base_name(lab), line) != 0) continue;
+            if (gi == G->n) {
+                if (G->n == MAX_GROUPS) break;
+                G->labels[G->n++] = strdup(grp);
+            }
+            mg[i] = gi;
+        }
+    }
+    fclose(fp);
+    for (int64_t i = 0; i < lk_filters_n_layers(f); i++)
+        G->layer_group[i] = mg[lk_filters_get_layer(f, i)->model];
+    free(mg);
+    if (G->n == 0) {
+        cli_error(file, "no line 'model,group' matches a model");
+        return 0;
+    }
+    return 1;
+}
+
+static int build_groupings(const filt_cfg *g, const lk_filters *f, grouping *G, int *ng) {
+    const char *def[2] = {"model", "depth"};
+    const char *const *list = g->n_group_by ? g->group_by : def;
+    int                n    = g->n_group_by ? g->n_group_by : (lk_filters_n_models(f) > 1 ? 2 : 1);
+    if (!g->n_group_by && n == 1) list = def + 1;
+    lk_error err;
+    for (int i = 0; i < n; i++) {
+        grouping *q = &G[(*ng)++];
+        memset(q, 0, sizeof *q);
+        if (!strcmp(list[i], "model")) {
+            snprintf(q->name, sizeof q->name, "model");
+            q->kind   = LK_GROUP_MODEL;
+            q->n      = lk_filters_n_models(f);
+            q->labels = calloc((size_t)q->n, sizeof *q->labels);
+            for (int64_t k = 0; q->labels && k < q->n; k++)
+                q->labels[k] = strdup(base_name(lk_filters_model_info(f, k)->label));
+        } else if (!strcmp(list[i], "depth")) {
+            snprintf(q->name, sizeof q->name, "depth_decile");
+            q->kind   = LK_GROUP_DECILE;
+            q->n      = lk_filters_get_params(f)->n_deciles;
+            q->labels = calloc((size_t)q->n, sizeof *q->labels);
+            for (int64_t k = 0; q->labels && k < q->n; k++) {
+                char b[32];
+                snprintf(b, sizeof b, "%s%.1f,%.1f]", k ? "(" : "[", (double)k / (double)q->n,
+                         (double)(k + 1) / (double)q->n);
+                q->labels[k] = strdup(b);
+            }
+        } else {
+            snprintf(q->name, sizeof q->name, "meta");
+            q->kind = LK_GROUP_CUSTOM;
+            if (!load_meta_groups(f, list[i] + 5, q)) return 0;
+        }
+        if (!q->labels) return 0;
+        q->D = malloc(sizeof *q->D * (size_t)(q->n * q->n));
+        if (!q->D || lk_filters_drift(f, q->kind, q->layer_group, q->n, q->D, &err) != LK_OK) {
+            cli_error("filters", "drift failed");
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void free_groupings(grouping *G, int ng) {
+    for (int i = 0; i < ng; i++) {
+        for (int64_t k = 0; G[i].labels && k < G[i].n; k++) free(G[i].labels[k]);
+        free(G[i].labels);
+        free(G[i].layer_group);
+        free(G[i].D);
+    }
+}
+
+static int write_csv(const char *path, const lk_filters *f) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *fp = fopen(tmp, "w");
+    if (!fp) {
+        cli_error(path, "cannot write the CSV file");
+        return 0;
+    }
+    fprintf(fp, "model,name,c_out,c_in,groups,kh,kw,n,depth,conv_depth,conv_depth_norm,sparsity,"
+                "variance_entropy,variance_entropy_norm,variance_entropy_clean,"
+                "variance_entropy_norm_clean,orthogonality,norm_l1,norm_l2,norm_l1_norm,"
+                "norm_l2_norm,flags\n");
+    for (int64_t i = 0; i < lk_filters_n_layers(f); i++) {
+        const lk_filters_layer *L = lk_filters_get_layer(f, i);
+        fprintf(fp, "\"%s\",\"%s\",%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%.17g,%.17g,%.17g,%.17g,"
+                    "%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%d\n",
+                base_name(lk_filters_model_info(f, L->model)->label), L->name, (long long)L->c_out,
+                (long long)L->c_in, (long long)L->groups, (long long)L->kh, (long long)L->kw,
+                (long long)L->n, (long long)L->depth, (long long)L->conv_depth, L->conv_depth_norm,
+                L->sparsity, L->variance_entropy, L->variance_entropy_norm,
+                L->variance_entropy_clean, L->variance_entropy_norm_clean, L->orthogonality,
+                L->norm_l1, L->norm_l2, L->norm_l1_norm, L->norm_l2_norm, L->flags);
+    }
+    if (fclose(fp) != 0 || rename(tmp, path) != 0) {
+        unlink(tmp);
+        cli_error(path, "cannot write the CSV file");
+        return 0;
+    }
+    return 1;
+}
+
+/* ---------------------------------------------------------------- figures */
+
+static void fig_path(const char *out, const char *what, char *buf, size_t n) {
+    const char *d = strrchr(out, '.');
+    if (d && (!strcasecmp(d, ".png") || !strcasecmp(d, ".svg") || !strcasecmp(d, ".pdf")))
+        snprintf(buf, n, "%.*s_%s%s", (int)(d - out), out, what, d);
+    else snprintf(buf, n, "%s/filters_%s.png", out, what);
+}
+
+static int save(lk_fig *fig, const char *path, char **written, int *nw) {
+    lk_error err;
+    if (lk_fig_save(fig, path, &err) != LK_OK) {
+        cli_error_lk(&err);
+        return 0;
+    }
+    written[(*nw)++] = strdup(path);
+    return 1;
+}
+
+static int draw_figures(const filt_cfg *g, const lk_filters *f, const grouping *G, int ng,
+                        const lk_spectra *sp, char **written, int *nw) {
+    lk_error err;
+    char     path[4096];
+    int      ok = 0;
+    int64_t  nl = lk_filters_n_layers(f);
+    lk_fig  *fig = NULL;
+    lk_tensor *sv = NULL, *ev = NULL, *tiles = NULL, *hx = NULL, *hy = NULL, *dm = NULL;
+    /* 1. Per-layer sparsity and entropy. */
+    int64_t sh1[1] = {nl};
+    if (lk_tensor_alloc(LK_F64, 1, sh1, &sv, &err) || lk_tensor_alloc(LK_F64, 1, sh1, &ev, &err)) goto fail;
+    for (int64_t i = 0; i < nl; i++) {
+        ((double *)sv->data)[i] = lk_filters_get_layer(f, i)->sparsity;
+        ((double *)ev->data)[i] = lk_filters_get_layer(f, i)->variance_entropy_norm;
+    }
+    if (lk_fig_alloc(7, 3.2, 100, &fig, &err)) goto fail;
+    lk_layout lay = {.nrows = 1, .ncols = 2, .suptitle = "per-layer filter quality"};
+    lk_axes  *a1 = NULL, *a2 = NULL;
+    lk_series s1 = {.y = sv, .marker = LK_MARKER_CIRCLE}, s2 = {.y = ev, .marker = LK_MARKER_CIRCLE};
+    lk_xy_opts o1 = {.title = "sparsity", .x = {.label = "layer"}, .grid = 1};
+    lk_xy_opts o2 = {.title = "variance entropy / θ(n)", .x = {.label = "layer"}, .grid = 1};
+    if (lk_fig_grid(fig, &lay, &err) || lk_fig_panel(fig, 0, 0, 1, 1, &a1, &err) ||
+        lk_fig_panel(fig, 0, 1, 1, 1, &a2, &err) || lk_plot_lines(a1, &s1, 1, &o1, &err) ||
+        lk_plot_lines(a2, &s2, 1, &o2, &err))
+        goto fail;
+    fig_path(g->out, "layers", path, sizeof path);
+    if (!save(fig, path, written, nw)) goto done;
+    lk_fig_free(fig);
+    fig = NULL;
+    /* 2. Eigen-filter grid (diverging, symmetric). */
+    const lk_filters_pca *P = lk_filters_get_pca(f);
+    int k = (int)g->kernel, D = P->dim;
+    int64_t sh3[3] = {D, k, k};
+    if (lk_tensor_alloc(LK_F64, 3, sh3, &tiles, &err)) goto fail;
+    memcpy(tiles->data, P->components, sizeof(double) * (size_t)(D * D));
+    char  tt[LK_FILTERS_MAX_DIM][32];
+    const char *titles[LK_FILTERS_MAX_DIM];
+    for (int i = 0; i < D; i++) {
+        snprintf(tt[i], sizeof tt[i], "v%d %.1f%%", i, 100 * P->ratio[i]);
+        titles[i] = tt[i];
+    }
+    lk_grid_opts go = {.title = "eigen-filters (largest |entry| > 0)", .titles = titles,
+                       .cmap = LK_CMAP_R(LK_CMAP_RDBU), .norm = {.symmetric = 1},
+                       .cbar = {.loc = LK_CBAR_RIGHT}};
+    lk_axes *ax = NULL;
+    if (lk_fig_alloc(5, 5, 100, &fig, &err) || lk_fig_panel(fig, 0, 0, 1, 1, &ax, &err) ||
+        lk_plot_image_grid(ax, tiles, &go, &err))
+        goto fail;
+    fig_path(g->out, "eigenfilters", path, sizeof path);
+    if (!save(fig, path, written, nw)) goto done;
+    lk_fig_free(fig);
+    fig = NULL;
+    /* 3. Coefficient histograms of the first grouping (one line per group, per component). */
+    const grouping *q   = &G[0];
+    int             nb  = lk_filters_get_params(f)->n_bins;
+    double         *h   = malloc(sizeof *h * (size_t)(q->n * D * nb));
+    int64_t         shb[1] = {nb};
+    if (!h || lk_filters_group_hist(f, q->kind, q->layer_group, q->n, h, NULL, &err) ||
+        lk_tensor_alloc(LK_F64, 1, shb, &hx, &err)) {
+        free(h);
+        goto fail;
+    }
+    double step = (P->hi - P->lo) / nb;
+    for (int b = 0; b < nb; b++) ((double *)hx->data)[b] = P->lo + (b + 0.5) * step;
+    int cols = D <= 9 ? 3 : (int)ceil(sqrt(D));
+    int rows = (D + cols - 1) / cols;
+    lk_layout lh = {.nrows = rows, .ncols = cols, .suptitle = "PCA coefficient distributions"};
+    if (lk_fig_alloc(3.0 * cols, 2.4 * rows + 0.5, 100, &fig, &err) || lk_fig_grid(fig, &lh, &err)) {
+        free(h);
+        goto fail;
+    }
+    int64_t    ngs = q->n < 12 ? q->n : 12;
+    lk_series  ser[12];
+    lk_tensor *ys[12] = {0};
+    for (int c = 0; c < D; c++) {
+        int ns = 0;
+        for (int64_t gi = 0; gi < ngs; gi++) {
+            if (isnan(h[(gi * D + c) * nb])) continue;
+            if (lk_tensor_alloc(LK_F64, 1, shb, &ys[ns], &err)) break;
+            memcpy(ys[ns]->data, h + (gi * D + c) * nb, sizeof(double) * (size_t)nb);
+            memset(&ser[ns], 0, sizeof ser[ns]);
+            ser[ns].x     = hx;
+            ser[ns].y     = ys[ns];
+            ser[ns].label = c == 0 ? q->labels[gi] : NULL;
+            ns++;
+        }
+        char       t[32];
+        snprintf(t, sizeof t, "c%d", c);
+        lk_xy_opts oh = {.title = t, .y = {.scale = LK_SCALE_LOG}, .legend = LK_LEGEND_UPPER_RIGHT};
+        lk_axes   *ah = NULL;
+        lk_status  st = lk_fig_panel(fig, c / cols, c % cols, 1, 1, &ah, &err);
+        if (st == LK_OK) st = lk_plot_lines(ah, ser, (size_t)ns, &oh, &err);
+        for (int i = 0; i < ns; i++) lk_tensor_free(ys[i]);
+        if (st != LK_OK) {
+            free(h);
+            goto fail;
+        }
+    }
+    free(h);
+    fig_path(g->out, "hist", path, sizeof path);
+    if (!save(fig, path, written, nw)) goto done;
+    lk_fig_free(fig);
+    fig = NULL;
+    /* 4. Drift matrix of every grouping. */
+    for (int i = 0; i < ng; i++) {
+        int64_t shd[2] = {G[i].n, G[i].n};
+        lk_tensor_free(dm);
+        dm = NULL;
+        if (lk_tensor_alloc(LK_F64, 2, shd, &dm, &err)) goto fail;
+        memcpy(dm->data, G[i].D, sizeof(double) * (size_t)(G[i].n * G[i].n));
+        char t[160];
+        snprintf(t, sizeof t, "drift D (%.60s)", G[i].name);
+        lk_heatmap_opts ho = {.title = t, .cmap = LK_CMAP(LK_CMAP_VIRIDIS), .ticks = 1,
+                              .cbar = {.loc = LK_CBAR_RIGHT, .label = "Σ r_i KLsym"}};
+        if (lk_fig_alloc(5, 4.4, 100, &fig, &err) || lk_fig_panel(fig, 0, 0, 1, 1, &ax, &err) ||
+            lk_plot_heatmap(ax, dm, &ho, &err))
+            goto fail;
+        char what[96];
+        snprintf(what, sizeof what, "drift_%.60s", G[i].name);
+        fig_path(g->out, what, path, sizeof path);
+        if (!save(fig, path, written, nw)) goto done;
+        lk_fig_free(fig);
+        fig = NULL;
+    }
+    /* 5. Log-log ESDs (first 9 fitted layers). */
+    if (sp) {
+        int shown = 0;
+        for (int64_t i = 0; i < lk_spectra_n_layers(sp); i++)
+            if (lk_spectra_get_layer(sp, i)->status == LK_SPECTRA_OK) shown++;
+        if (shown > 9) shown = 9;
+        if (shown > 0) {
+            lk_layout le = {.nrows = (shown + 2) / 3, .ncols = shown < 3 ? shown : 3,
+                            .suptitle = "layer ESDs (eigenvalues of WᵀW) and power-law fits"};
+            if (lk_fig_alloc(3.2 * le.ncols, 2.8 * le.nrows + 0.5, 100, &fig, &err) ||
+                lk_fig_grid(fig, &le, &err))
+                goto fail;
+            int p = 0;
+            for (int64_t i = 0; i < lk_spectra_n_layers(sp) && p < shown; i++) {
+                const lk_spectra_layer *L = lk_spectra_get_layer(sp, i);
+                if (L->status != LK_SPECTRA_OK) continue;
+                /* Complementary CDF of the eigenvalues and the fitted tail. */
+                int64_t    n = L->num_evals, shn[1] = {n};
+                lk_tensor *x = NULL, *y = NULL, *fx = NULL, *fy = NULL;
+                int64_t    nt = L->num_pl_spikes, sht[1] = {nt};
+                if (lk_tensor_alloc(LK_F64, 1, shn, &x, &err) || lk_tensor_alloc(LK_F64, 1, shn, &y, &err) ||
+                    lk_tensor_alloc(LK_F64, 1, sht, &fx, &err) || lk_tensor_alloc(LK_F64, 1, sht, &fy, &err)) {
+                    lk_tensor_free(x);
+                    lk_tensor_free(y);
+                    lk_tensor_free(fx);
+                    goto fail;
+                }
+                double frac = (double)nt / (double)n;
+                for (int64_t j = 0; j < n; j++) {
+                    ((double *)x->data)[j] = L->evals[j];
+                    ((double *)y->data)[j] = (double)(n - j) / (double)n;
+                }
+                for (int64_t j = 0; j < nt; j++) {
+                    double v = L->evals[n - nt + j];
+                    ((double *)fx->data)[j] = v;
+                    ((double *)fy->data)[j] = frac * pow(v / L->xmin, 1 - L->alpha);
+                }
+                lk_series ss[2] = {{.x = x, .y = y, .dash = LK_DASH_NONE, .marker = LK_MARKER_CIRCLE,
+                                    .marker_size = 3, .label = "ESD (CCDF)"},
+                                   {.x = fx, .y = fy, .dash = LK_DASH_DASHED, .label = "power law"}};
+                char t[160];
+                snprintf(t, sizeof t, "%.24s α=%.2f D=%.3f xmin=%.3g", L->name, L->alpha, L->D, L->xmin);
+                lk_xy_opts oe = {.title = t, .x = {.scale = LK_SCALE_LOG, .label = "λ"},
+                                 .y = {.scale = LK_SCALE_LOG}};
+                lk_axes   *ae = NULL;
+                lk_status  st = lk_fig_panel(fig, p / 3, p % 3, 1, 1, &ae, &err);
+                if (st == LK_OK) st = lk_plot_lines(ae, ss, 2, &oe, &err);
+                lk_tensor_free(x);
+                lk_tensor_free(y);
+                lk_tensor_free(fx);
+                lk_tensor_free(fy);
+                if (st != LK_OK) goto fail;
+                p++;
+            }
+            fig_path(g->out, "esd", path, sizeof path);
+            if (!save(fig, path, written, nw)) goto done;
+        }
+    }
+    ok = 1;
+    goto done;
+fail:
+    cli_error_lk(&err);
+done:
+    lk_fig_free(fig);
+    lk_tensor_free(sv);
+    lk_tensor_free(ev);
+    lk_tensor_free(tiles);
+    lk_tensor_free(hx);
+    lk_tensor_free(hy);
+    lk_tensor_free(dm);
+    return ok;
+}
+
+/* ---------------------------------------------------------------- JSON */
+
+static void print_json(const filt_cfg *g, const lk_filters *f, const grouping *G, int ng,
+                       const lk_spectra *sp) {
+    printf("{\"kernel\":%lld,\"layers\":[", g->kernel);
+    for (int64_t i = 0; i < lk_filters_n_layers(f); i++) {
+        const lk_filters_layer *L = lk_filters_get_layer(f, i);
+        printf("%s{\"model\":%lld,\"name\":", i ? "," : "", (long long)L->model);
+        cli_json_str(stdout, L->name);
+        printf(",\"c_out\":%lld,\"c_in\":%lld,\"groups\":%lld,\"kh\":%lld,\"kw\":%lld,\"n\":%lld,"
+               "\"depth\":%lld,\"conv_depth\":%lld,\"conv_depth_norm\":",
+               (long long)L->c_out, (long long)L->c_in, (long long)L->groups, (long long)L->kh,
+               (long long)L->kw, (long long)L->n, (long long)L->depth, (long long)L->conv_depth);
+        jnum(L->conv_depth_norm);
+        const char *k[] = {"sparsity", "variance_entropy", "variance_entropy_norm",
+                           "variance_entropy_clean", "variance_entropy_norm_clean",
+                           "orthogonality", "norm_l1", "norm_l2", "norm_l1_norm", "norm_l2_norm"};
+        double v[] = {L->sparsity, L->variance_entropy, L->variance_entropy_norm,
+                      L->variance_entropy_clean, L->variance_entropy_norm_clean, L->orthogonality,
+                      L->norm_l1, L->norm_l2, L->norm_l1_norm, L->norm_l2_norm};
+        for (size_t j = 0; j < sizeof v / sizeof v[0]; j++) {
+            printf(",\"%s\":", k[j]);
+            jnum(v[j]);
+        }
+        printf(",\"n_sparse\":%lld,\"flags\":[", (long long)L->n_sparse);
+        const char *fn[] = {"sparse", "low_entropy", "random_like", "zero", "single_depth",
+                            "no_orthogonality", "no_depth"};
+        int first = 1;
+        for (int b = 0; b < 7; b++)
+            if (L->flags & (1 << b)) {
+                printf("%s\"%s\"", first ? "" : ",", fn[b]);
+                first = 0;
+            }
+        printf("]}");
+    }
+    printf("],\"models\":[");
+    for (int64_t i = 0; i < lk_filters_n_models(f); i++) {
+        const lk_filters_model *M = lk_filters_model_info(f, i);
+        printf("%s{\"model\":", i ? "," : "");
+        cli_json_str(stdout, M->label);
+        printf(",\"format\":");
+        cli_json_str(stdout, M->format);
+        printf(",\"producer\":");
+        cli_json_str(stdout, M->producer);
+        printf(",\"bn_folded\":\"%s\",\"depth\":%lld,\"layers\":%lld,\"filters\":%lld,\"sparsity\":",
+               M->bn_folded, (long long)M->depth, (long long)M->n_layers, (long long)M->n_filters);
+        jnum(M->sparsity);
+        printf(",\"conv_depths\":%lld,\"single_conv_depth\":%s,\"total_filters\":%lld,\"shapes\":{",
+               (long long)M->n_conv_depths, M->flags & LK_FILTERS_FLAG_SINGLE_DEPTH ? "true" : "false",
+               (long long)M->total_filters);
+        for (int s = 0; s < M->n_shapes; s++)
+            printf("%s\"(%lld, %lld) filters\":%lld", s ? "," : "", (long long)M->shape_kh[s],
+                   (long long)M->shape_kw[s], (long long)M->shape_count[s]);
+        printf("}}");
+    }
+    const lk_filters_pca *P = lk_filters_get_pca(f);
+    printf("],\"pca\":{\"n_filters\":%lld,\"sign_rule\":\"largest |entry| of each component positive\","
+           "\"scaling\":\"per-filter peak |value|\",\"ratio\":[", (long long)P->n_filters);
+    for (int i = 0; i < P->dim; i++) {
+        printf(i ? "," : "");
+        jnum(P->ratio[i]);
+    }
+    printf("],\"variance\":[");
+    for (int i = 0; i < P->dim; i++) {
+        printf(i ? "," : "");
+        jnum(P->variance[i]);
+    }
+    printf("],\"mean\":[");
+    for (int i = 0; i < P->dim; i++) {
+        printf(i ? "," : "");
+        jnum(P->mean[i]);
+    }
+    printf("],\"components\":[");
+    for (int i = 0; i < P->dim; i++) {
+        printf("%s[", i ? "," : "");
+        for (int j = 0; j < P->dim; j++) {
+            printf(j ? "," : "");
+            jnum(P->components[i * P->dim + j]);
+        }
+        printf("]");
+    }
+    printf("],\"range\":[%.17g,%.17g],\"bins\":%d},\"drift\":{", P->lo, P->hi,
+           lk_filters_get_params(f)->n_bins);
+    for (int i = 0; i < ng; i++) {
+        printf("%s\"%s\":{\"labels\":[", i ? "," : "", G[i].name);
+        for (int64_t a = 0; a < G[i].n; a++) {
+            printf(a ? "," : "");
+            cli_json_str(stdout, G[i].labels[a]);
+        }
+        printf("],\"matrix\":[");
+        for (int64_t a = 0; a < G[i].n; a++) {
+            printf("%s[", a ? "," : "");
+            for (int64_t b = 0; b < G[i].n; b++) {
+                printf(b ? "," : "");
+                jnum(G[i].D[a * G[i].n + b]);
+            }
+            printf("]");
+        }
+        printf("]}");
+    }
+    printf("}");
+    if (sp) {
+        printf(",\"spectra\":{\"conv_norm\":\"pooled, eigenvalues x0.5 (WeightWatcher)\",\"layers\":[");
+        double  sum[6] = {0};
+        int64_t nok    = 0;
+        for (int64_t i = 0; i < lk_spectra_n_layers(sp); i++) {
+            const lk_spectra_layer *L = lk_spectra_get_layer(sp, i);
+            printf("%s{\"layer_id\":%lld,\"name\":", i ? "," : "", (long long)i);
+            cli_json_str(stdout, L->name);
+            printf(",\"N\":%lld,\"M\":%lld,\"Q\":%.17g,\"rf\":%lld,\"num_evals\":%lld,\"status\":\"%s\"",
+                   (long long)L->N, (long long)L->M, L->Q, (long long)L->rf, (long long)L->num_evals,
+                   lk_spectra_status_text(L->status));
+            if (L->status == LK_SPECTRA_OK) {
+                const char *k[] = {"alpha", "alpha_weighted", "xmin", "D", "sigma", "norm", "log_norm",
+                                   "spectral_norm", "log_spectral_norm", "log_alpha_norm",
+                                   "stable_rank", "sv_max", "sv_min", "entropy"};
+                double v[] = {L->alpha, L->alpha_weighted, L->xmin, L->D, L->sigma, L->norm,
+                              L->log_norm, L->spectral_norm, L->log_spectral_norm,
+                              L->log_alpha_norm, L->stable_rank, L->sv_max, L->sv_min, L->entropy};
+                for (size_t j = 0; j < sizeof v / sizeof v[0]; j++) {
+                    printf(",\"%s\":", k[j]);
+                    jnum(v[j]);
+                }
+                printf(",\"xmax\":null,\"num_pl_spikes\":%lld,\"matrix_rank\":%lld,\"rank_loss\":%lld,"
+                       "\"weak_rank_loss\":%lld,\"warning\":\"%s\"",
+                       (long long)L->num_pl_spikes, (long long)L->matrix_rank,
+                       (long long)L->rank_loss, (long long)L->weak_rank_loss, L->warning);
+                double s6[6] = {L->log_norm, L->alpha, L->alpha_weighted, L->log_alpha_norm,
+                                L->log_spectral_norm, L->stable_rank};
+                for (int j = 0; j < 6; j++) sum[j] += s6[j];
+                nok++;
+            }
+            printf("}");
+        }
+        printf("],\"summary\":{");
+        const char *sk[] = {"log_norm", "alpha", "alpha_weighted", "log_alpha_norm",
+                            "log_spectral_norm", "stable_rank"};
+        for (int j = 0; j < 6; j++) {
+            printf("%s\"%s\":", j ? "," : "", sk[j]);
+            jnum(nok ? sum[j] / (double)nok : NAN);
+        }
+        printf("}}");
+    }
+    printf("}\n");
+}
+
+/* ---------------------------------------------------------------- main */
+
+int cmd_filters(int argc, char **argv) {
+    filt_cfg g;
+    memset(&g, 0, sizeof g);
+    g.kernel = 3;
+    int          rc = 1, ng = 0, nw = 0;
+    lk_model   **models = NULL;
+    int          n_loaded = 0;
+    lk_filters  *f  = NULL;
+    lk_spectra  *sp = NULL;
+    lk_filterdb *db = NULL, *src = NULL;
+    grouping     G[8];
+    char        *written[64];
+    lk_error     err;
+    memset(&err, 0, sizeof err);
+    int pr = parse_cfg(&g, argc, argv);
+    if (pr != 1) return pr == 2 ? 0 : 1;
+    g.c.load.keep_bn = 1; /* weights as stored (filterdb.md §1) */
+    if (!g.n_models && !g.from_db) {
+        cli_error("filters", "no model given (usage: lkprobe filters %s)", filt_spec.usage);
+        return 1;
+    }
+    if (g.from_db && g.n_models) {
+        cli_error("filters", "give models or --from-db, not both");
+        return 1;
+    }
+    if ((g.db || g.from_db) && g.kernel != 3) {
+        cli_error("filters", "the filter database holds 3x3 filters only (--kernel %lld)", g.kernel);
+        return 1;
+    }
+    if (g.db && !lk_filterdb_has_hdf5()) {
+        cli_error("--db", "this lkprobe was built without HDF5 (libhdf5-dev; meson option "
+                  "-Dhdf5=enabled), so dataset.h5 cannot be written");
+        return 1;
+    }
+    if (g.spectra && g.from_db) {
+        cli_error("--spectra", "needs models (a filter database holds 3x3 slices only)");
+        return 1;
+    }
+    lk_filters_params p = lk_filters_params_default();
+    p.kernel            = (int)g.kernel;
+    p.threads           = g.c.threads;
+    if (lk_filters_alloc(&p, &f, &err) != LK_OK) goto fail;
+    if (g.spectra) {
+        lk_spectra_params sq = lk_spectra_params_default();
+        sq.threads           = g.c.threads;
+        if (lk_spectra_alloc(&sq, &sp, &err) != LK_OK) goto fail;
+    }
+    if (g.from_db) {
+        if (lk_filterdb_open(g.from_db, 0, &src, &err) != LK_OK || lk_filterdb_load(src, f, &err) != LK_OK)
+            goto fail;
+    }
+    models = calloc((size_t)g.n_models + 1, sizeof *models);
+    if (!models) goto done;
+    for (int i = 0; i < g.n_models; i++) {
+        if (cli_load_model(g.models[i], &g.c, &models[i])) goto done;
+        n_loaded = i + 1;
+        if (lk_filters_add_model(f, models[i], g.models[i], NULL, &err) != LK_OK) goto fail;
+        if (sp && lk_spectra_add_model(sp, models[i], &err) != LK_OK) {
+            lk_error_prefix(&err, "%s: ", g.models[i]);
+            goto fail;
+        }
+    }
+    /* Database first (it is committed per model); then the analyses and outputs. */
+    if (g.db) {
+        if (lk_filterdb_open(g.db, 1, &db, &err) != LK_OK) goto fail;
+        for (int i = 0; i < g.n_models; i++) {
+            int skipped = 0;
+            if (lk_filterdb_append(db, f, i, g.models[i], NULL, &skipped, &err) != LK_OK) goto fail;
+            if (!g.quiet)
+                fprintf(stderr, "lkprobe: %s: %s\n", g.models[i],
+                        skipped ? "already in the DB, skipped" : "added to the DB");
+        }
+        if (!g.quiet)
+            fprintf(stderr, "lkprobe: %s: %lld models, %lld filters\n", g.db,
+                    (long long)lk_filterdb_n_models(db), (long long)lk_filterdb_n_filters(db));
+    }
+    if (lk_filters_compute(f, &err) != LK_OK) goto fail;
+    if (!build_groupings(&g, f, G, &ng)) goto done;
+    if (g.csv && !write_csv(g.csv, f)) goto done;
+    if (g.out) {
+        struct stat sb;
+        const char *d = strrchr(g.out, '.');
+        int is_fig = d && (!strcasecmp(d, ".png") || !strcasecmp(d, ".svg") || !strcasecmp(d, ".pdf"));
+        if (!is_fig && (stat(g.out, &sb) != 0 || !S_ISDIR(sb.st_mode))) {
+            cli_error(g.out, "-o must be an existing directory or a PREFIX.png|svg|pdf");
+            if (g.csv) unlink(g.csv);
+            goto done;
+        }
+        if (!draw_figures(&g, f, G, ng, sp, written, &nw)) {
+            for (int i = 0; i < nw; i++) unlink(written[i]);
+            if (g.csv) unlink(g.csv);
+            goto done;
+        }
+    }
+    if (g.json) print_json(&g, f, G, ng, sp);
+    else {
+        printf("%-40s %8s %6s %9s %8s %8s %8s\n", "layer", "n", "depth", "sparsity", "H", "H/θ", "ortho");
+        for (int64_t i = 0; i < lk_filters_n_layers(f); i++) {
+            const lk_filters_layer *L = lk_filters_get_layer(f, i);
+            printf("%-40.40s %8lld %6.3f %9.4f %8.4f %8.4f %8.4f\n", L->name, (long long)L->n,
+                   L->conv_depth_norm, L->sparsity, L->variance_entropy, L->variance_entropy_norm,
+                   L->orthogonality);
+        }
+        const lk_filters_pca *P = lk_filters_get_pca(f);
+        printf("PCA over %lld filters: explained variance", (long long)P->n_filters);
+        for (int i = 0; i < P->dim; i++) printf(" %.3f", P->ratio[i]);
+        printf("\n");
+        for (int i = 0; i < nw; i++) printf("figure: %s\n", written[i]);
+    }
+    rc = 0;
+    goto done;
+fail:
+    cli_error_lk(&err);
+done:
+    free_groupings(G, ng);
+    for (int i = 0; i < nw; i++) free(written[i]);
+    lk_filters_free(f);
+    lk_spectra_free(sp);
+    lk_filterdb_close(db);
+    lk_filterdb_close(src);
+    for (int i = 0; i < n_loaded; i++) lk_model_free(models[i]);
+    free(models);
+    return rc;
+}

@@ -1,0 +1,225 @@
+/*
+ * lk_filters.h: CNN-Filter-DB statistics of trained convolution filters
+ * (../shared/docs/filterdb.md §1-§6): per-layer quality metrics, a global PCA basis of the
+ * scaled filters, 70-bin coefficient histograms and the explained-variance-weighted symmetric
+ * KL drift between groups of layers; plus the filter database (filters.npy / dataset.h5 /
+ * meta.csv) writer and reader.
+ *
+ *     lk_filters_params p = lk_filters_params_default();      // 3x3, 1 % sparsity, 70 bins
+ *     lk_filters *f = NULL;
+ *     if (lk_filters_alloc(&p, &f, &err) != LK_OK) ...
+ *     lk_filters_add_model(f, model_a, "a.onnx", NULL, &err);  // models must outlive f
+ *     lk_filters_add_model(f, model_b, "b.onnx", NULL, &err);
+ *     lk_filters_compute(f, &err);                               // stats, PCA, histograms
+ *     for (int64_t i = 0; i < lk_filters_n_layers(f); i++)
+ *         printf("%s %g\n", lk_filters_get_layer(f, i)->name, lk_filters_get_layer(f, i)->sparsity);
+ *     double D[4];
+ *     lk_filters_drift(f, LK_GROUP_MODEL, NULL, 2, D, &err);    // 2 x 2 drift matrix
+ *     lk_filters_free(f);
+ *
+ * Follows the alloc / add / result / free shape.  The object borrows the filter data of every
+ * layer it is given (model parameters or a mapped database); the data must outlive it.
+ * Weights are used as stored: the caller loads models without BatchNorm folding.
+ */
+#ifndef LKPROBE_LK_FILTERS_H
+#define LKPROBE_LK_FILTERS_H
+
+#include "lk_model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* θ(n) = A / (1 + exp(-B (log2 n - C))) - D, the fitted minimum entropy of a random layer of
+ * n filters (torchconvquality >= 0.2). */
+#define LK_FILTERS_THETA_A 1.2618047
+#define LK_FILTERS_THETA_B 0.88767525
+#define LK_FILTERS_THETA_C 2.30436435
+#define LK_FILTERS_THETA_D 0.31050834
+/* Largest kernel side handled (k x k slices, dimension k^2). */
+#define LK_FILTERS_MAX_K 15
+#define LK_FILTERS_MAX_DIM (LK_FILTERS_MAX_K * LK_FILTERS_MAX_K)
+/* Distinct kernel shapes counted per model for the "(X, Y) filters" columns. */
+#define LK_FILTERS_MAX_SHAPES 32
+
+typedef struct lk_filters_params {
+    int    kernel;          /* 3: side k of the k x k slices analysed                        */
+    double sparsity_eps;    /* 0.01: sparse iff every |w| < eps * max|layer|                   */
+    int    sparsity_le;     /* 0: '<' (CVPR code); 1: '<=' (CVPR-W code)                       */
+    int    n_bins;          /* 70: coefficient histogram bins                                  */
+    double hist_floor;      /* 1.1920929e-7: value given to empty density bins (float32 eps)   */
+    int    n_deciles;       /* 10: depth groups over conv_depth_norm                           */
+    double flag_sparsity;   /* 0.5: flag SPARSE when layer sparsity >= this                    */
+    double flag_entropy;    /* 0.5: flag LOW_ENTROPY when variance_entropy_norm < this         */
+    double flag_random;     /* 1.0: flag RANDOM_LIKE when variance_entropy_norm > this         */
+    int    threads;         /* 0: all cores                                                    */
+} lk_filters_params;
+
+LK_API lk_filters_params lk_filters_params_default(void);
+
+/* Degenerate-layer flags (bit set). */
+enum {
+    LK_FILTERS_FLAG_SPARSE       = 1, /* sparsity >= flag_sparsity                             */
+    LK_FILTERS_FLAG_LOW_ENTROPY  = 2, /* variance_entropy_norm < flag_entropy (redundant)      */
+    LK_FILTERS_FLAG_RANDOM_LIKE  = 4, /* variance_entropy_norm > flag_random (untrained-like)  */
+    LK_FILTERS_FLAG_ZERO         = 8, /* all weights are zero                                  */
+    LK_FILTERS_FLAG_SINGLE_DEPTH = 16,/* the model has one conv depth: conv_depth_norm set 0   */
+    LK_FILTERS_FLAG_NO_ORTHO     = 32,/* c_out < 2: orthogonality undefined (NaN)              */
+    LK_FILTERS_FLAG_NO_DEPTH     = 64 /* weights-only model: depth is the parameter order      */
+};
+
+/* One layer handed to lk_filters_add_layer.  w is (c_out, c_in, kh, kw) float32, contiguous,
+ * with c_in the per-group input channels; kh = kw = params.kernel. */
+typedef struct lk_filters_layer_desc {
+    const char  *name;            /* copied */
+    const float *w;               /* borrowed */
+    int64_t      c_out, c_in, groups, kh, kw;
+    int64_t      depth;           /* longest-path node depth (-1 unknown)                     */
+    int64_t      conv_depth;      /* rank among the model's distinct conv depths              */
+    double       conv_depth_norm; /* conv_depth / (n_conv_depths - 1), 0 for one depth        */
+    int64_t      model;           /* model index from lk_filters_add_model_info                */
+    int          flags;           /* LK_FILTERS_FLAG_SINGLE_DEPTH / NO_DEPTH from extraction   */
+} lk_filters_layer_desc;
+
+/* Per-layer results (raw weights, §4). */
+typedef struct lk_filters_layer {
+    const char *name;
+    int64_t     model, layer_id;             /* layer_id: index within its model            */
+    int64_t     c_out, c_in, groups, kh, kw;
+    int64_t     n;                           /* filters = c_out * c_in                       */
+    int64_t     depth, conv_depth;
+    double      conv_depth_norm;
+    int64_t     first_filter;                /* row of its first filter in the collection    */
+    int64_t     n_sparse;
+    double      sparsity;
+    double      variance_entropy, variance_entropy_norm;
+    double      variance_entropy_clean, variance_entropy_norm_clean; /* non-sparse filters    */
+    double      orthogonality;               /* NaN when c_out < 2                            */
+    double      norm_l1, norm_l2, norm_l1_norm, norm_l2_norm;
+    int         flags;
+} lk_filters_layer;
+
+/* Per-model bookkeeping (extraction counts for the DB meta columns). */
+typedef struct lk_filters_model {
+    const char *label;                         /* path or name (copied)                      */
+    const char *format, *producer, *bn_folded; /* "yes" / "no" / "unknown"                   */
+    int64_t     opset, depth;                  /* depth: total graph depth (max node depth)  */
+    int64_t     n_layers;                      /* layers of kernel k added                   */
+    int64_t     n_filters, n_sparse;
+    double      sparsity;                      /* Σ sparse / Σ n over its layers             */
+    int64_t     n_conv_depths;
+    int         n_shapes;
+    int64_t     shape_kh[LK_FILTERS_MAX_SHAPES], shape_kw[LK_FILTERS_MAX_SHAPES];
+    int64_t     shape_count[LK_FILTERS_MAX_SHAPES]; /* 2-D slices of each shape               */
+    int64_t     total_filters;                 /* slices of every non-1x1 shape               */
+    int64_t     op_count[LK_OP_COUNT];         /* nodes per lk op                             */
+    int         flags;
+} lk_filters_model;
+
+/* Global PCA of the scaled filters (§3, §5).  Components are rows of `components` (dim x dim),
+ * sorted by decreasing variance; sign rule: the largest-|entry| of each component is made
+ * positive (first such entry on ties). */
+typedef struct lk_filters_pca {
+    int     dim;
+    int64_t n_filters;
+    double  mean[LK_FILTERS_MAX_DIM];
+    double  components[LK_FILTERS_MAX_DIM * LK_FILTERS_MAX_DIM];
+    double  variance[LK_FILTERS_MAX_DIM];  /* s_i^2 / (N - 1)                                 */
+    double  ratio[LK_FILTERS_MAX_DIM];     /* explained-variance ratio, sums to 1             */
+    double  lo, hi;                        /* global coefficient range (histogram edges)      */
+} lk_filters_pca;
+
+typedef struct lk_filters lk_filters;
+
+LK_API lk_status lk_filters_alloc(const lk_filters_params *p, lk_filters **out, lk_error *err);
+LK_API void      lk_filters_free(lk_filters *f);
+
+/* Extracts every 2-D conv of m (graph models: input 1 of LK_OP_CONV nodes; weights-only models:
+ * every 4-D parameter), computes depths (§1) and adds the layers whose slices are k x k.
+ * label names the model (copied).  A model without such a layer gives LK_ENOTFOUND naming the
+ * kernel and the shapes found; nothing is added then.  *model_idx may be NULL. */
+LK_API lk_status lk_filters_add_model(lk_filters *f, const lk_model *m, const char *label,
+                                      int64_t *model_idx, lk_error *err);
+/* Registers a model record without layers (used by database readers); info is copied. */
+LK_API lk_status lk_filters_add_model_info(lk_filters *f, const lk_filters_model *info,
+                                           int64_t *model_idx, lk_error *err);
+/* Adds one layer (data borrowed). */
+LK_API lk_status lk_filters_add_layer(lk_filters *f, const lk_filters_layer_desc *d, lk_error *err);
+
+/* Computes the per-layer statistics, the global PCA and the per-layer coefficient histograms,
+ * multithreaded.  LK_EINVAL when no layer was added. */
+LK_API lk_status lk_filters_compute(lk_filters *f, lk_error *err);
+
+LK_API int64_t                 lk_filters_n_layers(const lk_filters *f);
+LK_API const lk_filters_layer *lk_filters_get_layer(const lk_filters *f, int64_t i);
+LK_API int64_t                 lk_filters_n_models(const lk_filters *f);
+LK_API const lk_filters_model *lk_filters_model_info(const lk_filters *f, int64_t i);
+LK_API const lk_filters_pca   *lk_filters_get_pca(const lk_filters *f);
+LK_API const lk_filters_params *lk_filters_get_params(const lk_filters *f);
+/* Raw filters of layer i (n x dim, borrowed). */
+LK_API const float            *lk_filters_layer_data(const lk_filters *f, int64_t i);
+
+/* How layers are grouped for histograms and drift. */
+typedef enum lk_group_kind {
+    LK_GROUP_MODEL = 0,  /* one group per model                                            */
+    LK_GROUP_DECILE,     /* conv_depth_norm deciles [0,.1], (.1,.2], ... (n_deciles groups) */
+    LK_GROUP_CUSTOM,     /* layer_group[i] in [0, n_groups) or -1 (excluded), per layer     */
+    LK_GROUP_KIND_COUNT
+} lk_group_kind;
+
+/* Group of layer i under kind (custom: layer_group[i]). */
+LK_API int64_t lk_filters_layer_group(const lk_filters *f, lk_group_kind kind,
+                                      const int64_t *layer_group, int64_t i);
+/* Normalised histograms (§5.3) of every group: out is (n_groups, dim, n_bins) densities with
+ * empty bins floored and each row summing to 1; counts[g] receives the filters of group g
+ * (may be NULL).  Groups without filters get NaN rows. */
+LK_API lk_status lk_filters_group_hist(const lk_filters *f, lk_group_kind kind,
+                                       const int64_t *layer_group, int64_t n_groups, double *out,
+                                       int64_t *counts, lk_error *err);
+/* Drift matrix D (n_groups x n_groups, §5.5); NaN where a group is empty. */
+LK_API lk_status lk_filters_drift(const lk_filters *f, lk_group_kind kind,
+                                  const int64_t *layer_group, int64_t n_groups, double *D,
+                                  lk_error *err);
+
+/* ---- pure helpers (exposed for tests) --------------------------------------------------- */
+
+/* θ(n) of §4.2. */
+LK_API double lk_filters_theta(double n);
+/* Symmetric KL (natural log) between two probability vectors of length n. */
+LK_API double lk_filters_kl_sym(const double *p, const double *q, int64_t n);
+
+/* ---- filter database (§2) --------------------------------------------------------------- */
+
+/* Optional per-model metadata columns of meta.csv (NULL = empty). */
+typedef struct lk_filterdb_meta {
+    const char *name, *paper, *pretraining, *training, *category, *task, *accessible, *url;
+} lk_filterdb_meta;
+
+typedef struct lk_filterdb lk_filterdb;
+
+/* Opens (creating when absent) a database directory.  A directory whose manifest or
+ * filters.npy is inconsistent gives LK_EFORMAT naming the file; an uncommitted tail left by a
+ * crash is dropped.  Fails with LK_EUNSUPPORTED when hdf5 was requested by the build-time
+ * option but is missing (see lk_filterdb_has_hdf5). */
+LK_API lk_status lk_filterdb_open(const char *dir, int create, lk_filterdb **out, lk_error *err);
+LK_API void      lk_filterdb_close(lk_filterdb *db);
+/* 1 when this build writes dataset.h5 (libhdf5 found at build time). */
+LK_API int       lk_filterdb_has_hdf5(void);
+/* 1 when the file at path (by SHA-256, or path + size + mtime) is already in the DB. */
+LK_API int       lk_filterdb_contains(lk_filterdb *db, const char *path, lk_error *err);
+/* Appends the 3x3 layers of model `model_idx` of f (after lk_filters_compute is not needed;
+ * only extraction) and commits atomically: filters.npy rows, manifest, meta.csv and
+ * dataset.h5.  *skipped = 1 when the file was already present (nothing written). */
+LK_API lk_status lk_filterdb_append(lk_filterdb *db, const lk_filters *f, int64_t model_idx,
+                                    const char *path, const lk_filterdb_meta *meta, int *skipped,
+                                    lk_error *err);
+LK_API int64_t   lk_filterdb_n_models(const lk_filterdb *db);
+LK_API int64_t   lk_filterdb_n_filters(const lk_filterdb *db);
+/* Adds every model and layer of the DB to f (data borrowed from the DB's mapping: keep db open
+ * while f is used). */
+LK_API lk_status lk_filterdb_load(lk_filterdb *db, lk_filters *f, lk_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

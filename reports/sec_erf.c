@@ -1,0 +1,236 @@
+/*
+ * sec_erf.c: the "Effective receptive field" section: the ERF pass (lk_erf.h, RepLKNet
+ * protocol, erf.md) on the given images or on seeded N(0,1) inputs, a two-panel figure
+ * (RepLKNet-scaled and linear maps), the high-contribution area ratios and the protocol.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lkprobe/lk_erf.h"
+#include "lkprobe/lk_image.h"
+#include "lkprobe/lk_report.h"
+#include "reports-impl.h"
+
+#define N_THR 4
+static const double thresholds[N_THR] = {0.2, 0.3, 0.5, 0.99};
+
+int rp_erf_applies(const lk_report_ctx *c, char *why, size_t n) {
+    int64_t sh[LK_MAX_DIMS];
+    if (lk_model_n_inputs(c->model) != 1) {
+        snprintf(why, n, "the ERF needs a model with one input (this one has %lld)",
+                 (long long)lk_model_n_inputs(c->model));
+        return 0;
+    }
+    int nd = lk_model_input_shape(c->model, 0, sh);
+    if (nd != 4) {
+        snprintf(why, n, "the ERF needs a 4-D image input (N, C, H, W); the input has %d dims", nd);
+        return 0;
+    }
+    if (c->n_images > 0 && sh[1] != 3) {
+        snprintf(why, n, "the model expects %lld input channels but images are RGB; use noise "
+                 "inputs instead", (long long)sh[1]);
+        return 0;
+    }
+    if (c->n_images == 0 && c->noise <= 0) {
+        snprintf(why, n, "no images and no noise inputs were given");
+        return 0;
+    }
+    if (lk_erf_default_layer(c->model) < 0) {
+        snprintf(why, n, "no 4-D feature map feeds a global pooling or flatten, and the output "
+                 "is not 4-D");
+        return 0;
+    }
+    return 1;
+}
+
+static uint64_t mix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z          = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z          = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Standard-normal values (Box-Muller) from a stream keyed by (seed, image index). */
+static void gaussian_fill(float *p, int64_t n, uint64_t seed, int64_t index) {
+    uint64_t s = seed * 0x100000001B3ull + (uint64_t)index * 0xD1B54A32D192ED03ull + 7;
+    for (int64_t i = 0; i < n; i += 2) {
+        double u1 = ((double)(mix64(&s) >> 11) + 0.5) / 9007199254740992.0;
+        double u2 = ((double)(mix64(&s) >> 11) + 0.5) / 9007199254740992.0;
+        double rr = sqrt(-2.0 * log(u1));
+        p[i]      = (float)(rr * cos(2 * M_PI * u2));
+        if (i + 1 < n) p[i + 1] = (float)(rr * sin(2 * M_PI * u2));
+    }
+}
+
+static lk_status draw(lk_report *r, const lk_tensor *a_rep, const lk_tensor *a_raw,
+                      const char *caption, lk_error *err) {
+    lk_fig   *fig = NULL;
+    lk_axes  *ax  = NULL;
+    lk_status st  = lk_fig_alloc(6.6, 3.75, lk_report_dpi(r), &fig, err);
+    if (st != LK_OK) return st;
+    lk_layout lay = {0};
+    lay.nrows     = 1;
+    lay.ncols     = 2;
+    lay.wspace    = 0.35;
+    st            = lk_fig_grid(fig, &lay, err);
+    lk_heatmap_opts ho;
+    memset(&ho, 0, sizeof ho);
+    if (st == LK_OK) st = lk_cmap_from_name("RdYlGn", &ho.cmap, err);
+    ho.norm.vmin     = 0;
+    ho.norm.vmax     = 1;
+    ho.norm.centered = 1;
+    ho.norm.center   = 0;
+    ho.title         = "RepLKNet scale: log10(x+1)/max";
+    ho.cbar.loc      = LK_CBAR_BOTTOM;
+    ho.ticks         = 1;
+    if (st == LK_OK) st = lk_fig_panel(fig, 0, 0, 1, 1, &ax, err);
+    if (st == LK_OK) st = lk_plot_heatmap(ax, a_rep, &ho, err);
+    memset(&ho, 0, sizeof ho);
+    ho.norm.vmin = 0;
+    ho.norm.vmax = 1;
+    ho.title     = "linear scale: x/max";
+    ho.cbar.loc  = LK_CBAR_BOTTOM;
+    ho.ticks     = 1;
+    if (st == LK_OK) st = lk_fig_panel(fig, 0, 1, 1, 1, &ax, err);
+    if (st == LK_OK) st = lk_plot_heatmap(ax, a_raw, &ho, err);
+    if (st == LK_OK)
+        st = lk_report_add_figure(r, fig, "map", "Effective receptive field maps", caption, err);
+    lk_fig_free(fig);
+    return st;
+}
+
+lk_status rp_erf_run(lk_report *r, const lk_report_ctx *c, lk_error *err) {
+    const lk_model *m  = c->model;
+    lk_erf         *e  = NULL;
+    lk_tensor      *x  = NULL, *a_rep = NULL, *a_raw = NULL;
+    lk_status       st = LK_OK;
+    int64_t         ish[LK_MAX_DIMS];
+    lk_model_input_shape(m, 0, ish);
+    int64_t side = lk_report_default_size(m);
+    int64_t C = ish[1], H = c->size[0] > 0 ? c->size[0] : side, W = c->size[1] > 0 ? c->size[1] : side;
+    int     use_images = c->n_images > 0;
+    int64_t avail      = use_images ? c->n_images : c->noise;
+    int64_t want       = c->n > 0 && c->n < avail ? c->n : avail;
+
+    lk_erf_params p = lk_erf_params_default();
+    p.threads       = c->threads;
+    int64_t shape[4] = {1, C, H, W};
+    st = lk_erf_alloc(m, &p, shape, &e, err);
+    if (st == LK_OK) st = lk_tensor_alloc(LK_F32, 4, shape, &x, err);
+    lk_preprocess pp = lk_preprocess_imagenet(W, H);
+    int64_t       per = C * H * W;
+    for (int64_t i = 0; st == LK_OK && i < avail && lk_erf_n_used(e) < want; i++) {
+        if (use_images) {
+            lk_image  *im = NULL;
+            lk_tensor *t  = NULL;
+            st = lk_image_read(c->images[i], &im, err);
+            if (st == LK_OK) st = lk_image_to_tensor(im, &pp, &t, err);
+            if (st == LK_OK) memcpy(x->data, t->data, sizeof(float) * (size_t)per);
+            lk_tensor_free(t);
+            lk_image_free(im);
+        } else {
+            gaussian_fill(x->data, per, c->seed, i);
+        }
+        if (st == LK_OK) st = lk_erf_add(e, x, NULL, err);
+    }
+    if (st == LK_OK && lk_erf_n_used(e) == 0)
+        st = LK_FAIL(err, LK_ENUMERIC, "erf: no usable input: all %lld maps contained NaN",
+                     (long long)lk_erf_n_skipped(e));
+    if (st == LK_OK) st = lk_erf_transform(lk_erf_mean(e), LK_ERF_REPLKNET, &a_rep, err);
+    if (st == LK_OK) st = lk_erf_transform(lk_erf_mean(e), LK_ERF_RAW, &a_raw, err);
+    lk_erf_ratio ratios[N_THR];
+    int          clipped = 0;
+    if (st == LK_OK) st = lk_erf_area_ratios(a_rep, N_THR, thresholds, ratios, &clipped, err);
+    if (st != LK_OK) goto done;
+
+    /* The protocol, stated in words and as a table. */
+    const lk_tensor *lv = lk_erf_layer_value(e);
+    char layer[256], fshape[96], insz[64], used[128], source[256], para[1024];
+    snprintf(layer, sizeof layer, "%s", lk_model_value_name(m, lk_erf_layer(e)));
+    lk_shape_str(lv->ndim, lv->shape, fshape, sizeof fshape);
+    snprintf(insz, sizeof insz, "%lld\xc3\x97%lld", (long long)H, (long long)W);
+    snprintf(used, sizeof used, "%lld used, %lld skipped (NaN), %lld with an all-zero map",
+             (long long)lk_erf_n_used(e), (long long)lk_erf_n_skipped(e),
+             (long long)lk_erf_n_zero(e));
+    if (use_images)
+        snprintf(source, sizeof source, "%lld image file(s), bicubic resize to %lld\xc3\x97%lld, "
+                 "ImageNet mean/std", (long long)c->n_images, (long long)H, (long long)W);
+    else
+        snprintf(source, sizeof source, "%lld seeded standard-normal inputs (seed %llu) in the "
+                 "normalised input space", (long long)c->noise, (unsigned long long)c->seed);
+    snprintf(para, sizeof para,
+             "Protocol (RepLKNet, erf.md): for each input x of size %s, the gradient of "
+             "sum_c relu(F[c, H'/2, W'/2]) at the centre of feature map %s %s with respect to x, "
+             "rectified (relu) and summed over the input channels, averaged over %lld input(s): %s. "
+             "The map A = log10(mean + 1) / max gives the area ratios: the smallest centred "
+             "square whose share of the total contribution exceeds t.%s",
+             insz, layer, fshape, (long long)lk_erf_n_used(e),
+             use_images ? "image files" : "seeded noise, not natural images (pass images for "
+                                          "the reference protocol)",
+             clipped ? " The map is not square; squares are clipped at the borders." : "");
+    st = lk_report_para(r, para, err);
+    if (st != LK_OK) goto done;
+
+    char        tcell[N_THR][3][48];
+    const char *cells[N_THR * 3];
+    char        cap[512];
+    size_t      k = 0;
+    for (int i = 0; i < N_THR; i++) {
+        snprintf(tcell[i][0], 48, "%g", thresholds[i]);
+        if (ratios[i].reached) {
+            snprintf(tcell[i][1], 48, "%lld", (long long)ratios[i].side);
+            snprintf(tcell[i][2], 48, "%.2f%%", 100 * ratios[i].ratio);
+            k += (size_t)snprintf(cap + k, sizeof cap - k, "%st=%g: %.2f%%", i ? ", " : "",
+                                  thresholds[i], 100 * ratios[i].ratio);
+        } else {
+            snprintf(tcell[i][1], 48, "-");
+            snprintf(tcell[i][2], 48, "not reached");
+        }
+        for (int j = 0; j < 3; j++) cells[3 * i + j] = tcell[i][j];
+    }
+    char fig_cap[1024];
+    snprintf(fig_cap, sizeof fig_cap,
+             "ERF of %s at %s over %lld %s. Left: RepLKNet scale (the area ratios use this map: %s). "
+             "Right: the same mean map on a linear scale.",
+             layer, insz, (long long)lk_erf_n_used(e), use_images ? "images" : "noise inputs",
+             k ? cap : "no threshold reached");
+    st = draw(r, a_rep, a_raw, fig_cap, err);
+    if (st != LK_OK) goto done;
+    const char     *rhead[3] = {"threshold t", "square side (px)", "area ratio"};
+    lk_report_table rt       = {.name = "ratios",
+                                .caption = "High-contribution area ratios: side\xc2\xb2 / (H\xc3\x97W) "
+                                           "of the smallest centred square holding more than t of "
+                                           "the total of A.",
+                                .ncols = 3, .nrows = N_THR, .head = rhead, .cells = cells,
+                                .align = "rrr"};
+    st = lk_report_add_table(r, &rt, err);
+    if (st != LK_OK) goto done;
+
+    char        nimg[32], thr_s[64];
+    snprintf(nimg, sizeof nimg, "%lld", (long long)want);
+    snprintf(thr_s, sizeof thr_s, "%g, %g, %g, %g", thresholds[0], thresholds[1], thresholds[2],
+             thresholds[3]);
+    const char *pcells[] = {
+        "feature map",       layer,
+        "feature shape",     fshape,
+        "input size",        insz,
+        "inputs",            source,
+        "inputs requested",  nimg,
+        "inputs outcome",    used,
+        "gradient rectifier", "relu",
+        "map scaling",       "RepLKNet: log10(x + 1) / max",
+        "thresholds",        thr_s,
+    };
+    const char     *phead[2] = {"setting", "value"};
+    lk_report_table pt       = {.name = "protocol", .caption = "ERF protocol.", .ncols = 2,
+                                .nrows = sizeof pcells / sizeof pcells[0] / 2, .head = phead,
+                                .cells = pcells, .align = "ll"};
+    st = lk_report_add_table(r, &pt, err);
+done:
+    lk_tensor_free(a_rep);
+    lk_tensor_free(a_raw);
+    lk_tensor_free(x);
+    lk_erf_free(e);
+    return st;
+}
