@@ -82,7 +82,13 @@ static fmt sniff(const unsigned char *b, size_t n) {
         if (h <= 100000000u && h <= n - 8) return FMT_SAFETENSORS;
     }
     if (n >= 4 && memcmp(b, "PK\x03\x04", 4) == 0 && has_bytes(b, n, "data.pkl")) return FMT_PTH;
-    if (n >= 4 && b[0] == 0x80 && b[1] == 0x02 && b[2] == 0x8a && b[3] == 0x0a) return FMT_PTH;
+    /* Legacy torch.save: a pickle (PROTO 2..5, optionally a protocol-4 FRAME) whose first
+     * value is the magic number as LONG1 of 10 bytes. */
+    if (n >= 4 && b[0] == 0x80 && b[1] >= 2 && b[1] <= 5 && b[2] == 0x8a && b[3] == 0x0a)
+        return FMT_PTH;
+    if (n >= 13 && b[0] == 0x80 && b[1] >= 4 && b[1] <= 5 && b[2] == 0x95 && b[11] == 0x8a &&
+        b[12] == 0x0a)
+        return FMT_PTH;
     size_t i = 0;
     while (i < n && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r')) i++;
     if (i < n && b[i] == '{' && has_bytes(b, n, "\"modelTopology\"") &&

@@ -34,8 +34,13 @@ struct lk_model {
     int64_t     n_maps;
     lk_model_meta meta;     /* strings owned */
     char       *notes;      /* owned; meta.notes points here */
+    int64_t    *name_index; /* open-addressing hash of value names -> id (-1 empty) */
+    int64_t     name_cap;   /* slots, a power of two (0 = not built) */
     int         finalized;
 };
+
+/* Rebuilds the value-name index after values were removed or renumbered (no allocation). */
+void lk_model_reindex_names(lk_model *m);
 
 /* Replaces a parameter's data (the model takes ownership of the new heap data, 64-aligned,
  * allocated with lk_aligned_alloc). Releases the old data if owned. */

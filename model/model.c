@@ -47,6 +47,7 @@ void lk_model_free(lk_model *m) {
     lk_free(m->inputs);
     lk_free(m->outputs);
     lk_free(m->maps);
+    lk_free(m->name_index);
     lk_free(m);
 }
 
@@ -96,8 +97,43 @@ static int grow(void **p, int64_t *cap, int64_t need, size_t elem) {
     return 1;
 }
 
+static uint64_t name_hash(const char *s) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static void index_put(int64_t *tab, int64_t cap, const char *name, int64_t id) {
+    uint64_t i = name_hash(name) & (uint64_t)(cap - 1);
+    while (tab[i] >= 0) i = (i + 1) & (uint64_t)(cap - 1);
+    tab[i] = id;
+}
+
+/* Keeps the name index at most half full; returns 0 on allocation failure. */
+static int index_reserve(lk_model *m, int64_t n) {
+    if (m->name_cap >= 2 * n && m->name_cap) return 1;
+    int64_t cap = m->name_cap ? m->name_cap : 64;
+    while (cap < 2 * n) cap *= 2;
+    int64_t *tab = lk_malloc(sizeof *tab * (size_t)cap);
+    if (!tab) return 0;
+    for (int64_t i = 0; i < cap; i++) tab[i] = -1;
+    for (int64_t v = 0; v < m->n_values; v++) index_put(tab, cap, m->values[v].name, v);
+    lk_free(m->name_index);
+    m->name_index = tab;
+    m->name_cap   = cap;
+    return 1;
+}
+
+void lk_model_reindex_names(lk_model *m) {
+    if (!m->name_cap) return;
+    for (int64_t i = 0; i < m->name_cap; i++) m->name_index[i] = -1;
+    for (int64_t v = 0; v < m->n_values; v++) index_put(m->name_index, m->name_cap, m->values[v].name, v);
+}
+
 static lk_status add_value(lk_model *m, const char *name, lk_value_kind kind, int64_t *vid,
                            lk_error *err) {
+    if (!index_reserve(m, m->n_values + 1))
+        return LK_FAIL(err, LK_ENOMEM, "out of memory adding value '%s'", name);
     if (!grow((void **)&m->values, &m->cap_values, m->n_values + 1, sizeof *m->values))
         return LK_FAIL(err, LK_ENOMEM, "out of memory adding value '%s'", name);
     lk_value *v = &m->values[m->n_values];
@@ -107,6 +143,7 @@ static lk_status add_value(lk_model *m, const char *name, lk_value_kind kind, in
     v->kind     = kind;
     v->producer = -1;
     v->t.ndim   = -1;
+    index_put(m->name_index, m->name_cap, v->name, m->n_values);
     *vid        = m->n_values++;
     return LK_OK;
 }
@@ -133,6 +170,7 @@ lk_status lk_model_add_input(lk_model *m, const char *name, int ndim, const int6
     if (!ni) {
         m->n_values--;
         lk_free(m->values[id].name);
+        lk_model_reindex_names(m);
         return LK_FAIL(err, LK_ENOMEM, "out of memory adding input '%s'", name);
     }
     m->inputs                = ni;
@@ -223,6 +261,7 @@ lk_status lk_model_add_node(lk_model *m, lk_op op, const char *name, int n_in, c
     return LK_OK;
 oom:
     while (m->n_values > nv0) lk_free(m->values[--m->n_values].name);
+    lk_model_reindex_names(m);
     lk_free(ins);
     lk_free(outs);
     lk_free(nm);
@@ -386,8 +425,12 @@ const lk_tensor *lk_model_param(const lk_model *m, int64_t v) {
                                                                             : NULL;
 }
 int64_t lk_model_find_value(const lk_model *m, const char *name) {
-    for (int64_t v = 0; v < m->n_values; v++)
-        if (strcmp(m->values[v].name, name) == 0) return v;
+    if (!m->name_cap) return -1;
+    uint64_t i = name_hash(name) & (uint64_t)(m->name_cap - 1);
+    for (; m->name_index[i] >= 0; i = (i + 1) & (uint64_t)(m->name_cap - 1))
+        if (m->name_index[i] < m->n_values &&
+            strcmp(m->values[m->name_index[i]].name, name) == 0)
+            return m->name_index[i];
     return -1;
 }
 int64_t lk_model_n_inputs(const lk_model *m) { return m->n_inputs; }

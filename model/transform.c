@@ -77,6 +77,7 @@ static void compact(lk_model *m, const unsigned char *kill, unsigned char *dead)
         for (int64_t i = 0; i < m->n_inputs; i++) m->inputs[i] -= below[m->inputs[i]];
         for (int64_t i = 0; i < m->n_outputs; i++) m->outputs[i] -= below[m->outputs[i]];
         m->n_values = live;
+        lk_model_reindex_names(m);
         lk_free(below);
     }
     for (int64_t v = 0; v < m->n_values; v++)
