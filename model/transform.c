@@ -211,6 +211,124 @@ fail:
     return s;
 }
 
+/* Folds BN node bi into the conv that is the sole consumer of its output, when that conv has
+ * no padding (then conv(s*x + t) = conv'(x) + b' exactly; RepLKNet's pre-block BN before a
+ * 1x1 conv is the common case).  W'[o,c,..] = W[o,c,..] s_c and
+ * b'_o = b_o + sum_{c,..} W[o,c,..] t_c with s = gamma / sqrt(var + eps), t = beta - mean s. */
+static lk_status fold_into_next(lk_model *m, int64_t bi, const int64_t *uses, unsigned char *kill,
+                                unsigned char **dead, int *done, lk_error *err) {
+    lk_node *bn = &m->nodes[bi];
+    *done       = 0;
+    if (bn->n_in != 5 || bn->n_out != 1 || bn->in[0] < 0) return LK_OK;
+    int64_t y = bn->out[0];
+    if (uses[y] != 1) return LK_OK;
+    for (int64_t i = 0; i < m->n_outputs; i++)
+        if (m->outputs[i] == y) return LK_OK;
+    int64_t ci = -1;
+    for (int64_t i = 0; i < m->n_nodes && ci < 0; i++)
+        if (!kill[i] && m->nodes[i].n_in > 0 && m->nodes[i].in[0] == y) ci = i;
+    if (ci < 0) return LK_OK;
+    lk_node *cv = &m->nodes[ci];
+    if (cv->op != LK_OP_CONV || cv->n_out != 1 || cv->n_in < 2) return LK_OK;
+    for (int k = 1; k < cv->n_in; k++)
+        if (cv->in[k] == y) return LK_OK;
+    const lk_attr_conv *a = &cv->attrs.conv;
+    for (int d = 0; d < a->nsp && d < 2; d++)
+        if (a->pad_begin[d] != 0 || a->pad_end[d] != 0) return LK_OK;
+    const lk_tensor *W = param_of(m, cv->in[1]);
+    const lk_tensor *B = cv->n_in > 2 && cv->in[2] >= 0 ? param_of(m, cv->in[2]) : NULL;
+    if (!W || W->ndim < 2 || (cv->n_in > 2 && cv->in[2] >= 0 && !B)) return LK_OK;
+    const int64_t M = W->shape[0], Cg = W->shape[1], G = a->group;
+    if (G < 1 || M % G != 0) return LK_OK;
+    const int64_t C = Cg * G, ks = lk_tensor_numel(W) / (M * Cg);
+    if (B && lk_tensor_numel(B) != M) return LK_OK;
+    const lk_tensor *g[4];
+    for (int k = 0; k < 4; k++) {
+        g[k] = param_of(m, bn->in[1 + k]);
+        if (!g[k] || lk_tensor_numel(g[k]) != C) return LK_OK;
+    }
+    lk_status s;
+    int64_t   wshape[LK_MAX_DIMS];
+    int       wnd = W->ndim;
+    memcpy(wshape, W->shape, sizeof(int64_t) * (size_t)wnd);
+    double *sc = lk_malloc(sizeof(double) * 2 * (size_t)C);
+    float  *nw = lk_aligned_alloc(sizeof(float) * (size_t)(M * Cg * ks));
+    float  *nb = lk_aligned_alloc(sizeof(float) * (size_t)M);
+    if (!sc || !nw || !nb) {
+        s = LK_FAIL(err, LK_ENOMEM, "out of memory folding BatchNorm '%s'", bn->name);
+        goto fail;
+    }
+    const float *ga = g[0]->data, *be = g[1]->data, *mu = g[2]->data, *va = g[3]->data;
+    for (int64_t c = 0; c < C; c++) {
+        sc[c]     = (double)ga[c] / sqrt((double)va[c] + (double)bn->attrs.s.eps);
+        sc[C + c] = (double)be[c] - (double)mu[c] * sc[c];
+    }
+    const float *w = W->data, *b0 = B ? B->data : NULL;
+    for (int64_t o = 0; o < M; o++) {
+        int64_t base = (o / (M / G)) * Cg;
+        double  acc  = b0 ? (double)b0[o] : 0.0;
+        for (int64_t c = 0; c < Cg; c++)
+            for (int64_t k = 0; k < ks; k++) {
+                double wv = w[(o * Cg + c) * ks + k];
+                nw[(o * Cg + c) * ks + k] = (float)(wv * sc[base + c]);
+                acc += wv * sc[C + base + c];
+            }
+        nb[o] = (float)acc;
+    }
+    lk_free(sc);
+    sc = NULL;
+    if (cv->n_in < 3) {
+        int64_t *nin = lk_realloc((void *)cv->in, sizeof(int64_t) * 3);
+        if (!nin) {
+            s = LK_FAIL(err, LK_ENOMEM, "out of memory folding BatchNorm '%s'", bn->name);
+            goto fail;
+        }
+        nin[2]   = -1;
+        cv->in   = nin;
+        cv->n_in = 3;
+    }
+    unsigned char *nd = lk_realloc(*dead, (size_t)m->n_values + 2);
+    if (!nd) {
+        s = LK_FAIL(err, LK_ENOMEM, "out of memory folding BatchNorm '%s'", bn->name);
+        goto fail;
+    }
+    *dead = nd;
+    char    name[512];
+    int64_t vw, vb, bshape[1] = {M};
+    unique_name(m, bn->name, "folded_next_weight", name, sizeof name);
+    s = lk_model_add_param(m, name, wnd, wshape, nw, 0, &vw, err);
+    if (s) goto fail;
+    (*dead)[vw] = 0;
+    lk_model_replace_param(m, vw, wnd, wshape, nw);
+    nw = NULL;
+    unique_name(m, bn->name, "folded_next_bias", name, sizeof name);
+    s = lk_model_add_param(m, name, 1, bshape, nb, 0, &vb, err);
+    if (s) {
+        (*dead)[vw] = 1;
+        goto fail;
+    }
+    (*dead)[vb] = 0;
+    lk_model_replace_param(m, vb, 1, bshape, nb);
+    nb = NULL;
+    bn = &m->nodes[bi];
+    cv = &m->nodes[ci];
+    for (int k = 1; k < 3; k++)
+        if (cv->in[k] >= 0) (*dead)[cv->in[k]] = 1;
+    for (int k = 1; k < 5; k++) (*dead)[bn->in[k]] = 1;
+    ((int64_t *)cv->in)[0] = bn->in[0];
+    ((int64_t *)cv->in)[1] = vw;
+    ((int64_t *)cv->in)[2] = vb;
+    (*dead)[y]             = 1;
+    kill[bi]               = 1;
+    *done                  = 1;
+    return LK_OK;
+fail:
+    lk_free(sc);
+    lk_free(nw);
+    lk_free(nb);
+    return s;
+}
+
 lk_status lk_model_fold_bn(lk_model *m, int *n_folded, lk_error *err) {
     int64_t       *uses = count_uses(m);
     unsigned char *kill = lk_calloc((size_t)(m->n_nodes ? m->n_nodes : 1), 1);
@@ -230,6 +348,10 @@ lk_status lk_model_fold_bn(lk_model *m, int *n_folded, lk_error *err) {
         int ok;
         s = fold_one(m, i, uses, kill, &dead, &ok, err);
         if (s) break;
+        if (!ok) {
+            s = fold_into_next(m, i, uses, kill, &dead, &ok, err);
+            if (s) break;
+        }
         cnt += ok;
     }
     /* Even after a failure the graph is consistent: folded pairs are complete. */

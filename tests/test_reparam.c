@@ -153,16 +153,16 @@ START_TEST(test_replknet_bn_kept) {
     ck_assert_int_eq(count_conv(a, 31, 31, 0), 2);
     ck_assert_int_eq(count_conv(a, 5, 5, 0), 2);
     ck_assert_msg(lk_model_reparam_ex(b, &o, &st, &err) == LK_OK, "%s", err.msg);
-    ck_assert_int_eq(st.bn_folded, 17); /* the 5 pre-BNs precede convs and stay */
+    ck_assert_int_eq(st.bn_folded, 21); /* 4 pre-BNs fold into their 1x1 convs; the final one stays */
     ck_assert_int_eq(st.groups_merged, 2);
     ck_assert_int_eq(st.convs_removed, 2);
     ck_assert_int_eq(st.adds_removed, 2);
     ck_assert_int_eq(mc.n, 2);
     ck_assert_str_eq(mc.last, "31x31 + 5x5 -> 31x31");
     ck_assert_int_eq(st.nodes_before, 67);
-    ck_assert_int_eq(st.nodes_after, 67 - 17 - 2 - 2);
+    ck_assert_int_eq(st.nodes_after, 67 - 21 - 2 - 2);
     ck_assert_int_eq(lk_model_n_nodes(b), st.nodes_after);
-    ck_assert_int_eq(count_op(b, LK_OP_BATCHNORM), 5);
+    ck_assert_int_eq(count_op(b, LK_OP_BATCHNORM), 1);
     ck_assert_int_eq(count_conv(b, 31, 31, 0), 2); /* ONE 31x31 depthwise conv per block */
     ck_assert_int_eq(count_conv(b, 5, 5, -1), 0);
     ck_assert_int_lt(st.params_after, st.params_before);
@@ -244,7 +244,7 @@ START_TEST(test_borrowed_params) {
     lk_reparam_stats st;
     ck_assert_msg(lk_model_reparam(b, &st, &err) == LK_OK, "%s", err.msg);
     ck_assert_int_eq(st.groups_merged, 2);
-    ck_assert_int_eq(st.bn_folded, 17);
+    ck_assert_int_eq(st.bn_folded, 21);
     lk_tensor *x = zoo_input("replknet_bn");
     assert_same_outputs(a, b, x);
     lk_tensor_free(x);
@@ -542,7 +542,13 @@ static void g_bn_cases(gb *g, int64_t x) {
     t.conv.group  = 2;
     for (int i = 0; i < 2; i++) t.conv.kernel[i] = 2, t.conv.stride[i] = 2;
     int64_t y = gb_bn(g, gb_node(g, LK_OP_CONV_TRANSPOSE, 3, in, &t), 6);
-    set_out(g, gb_conv(g, gb_bn(g, gb_relu(g, y), 6), 6, 2, 1, 1, 1, 1, 0, 0, 1));
+    set_out(g, gb_conv(g, gb_bn(g, gb_relu(g, y), 6), 6, 2, 1, 3, 1, 1, 1, 1, 1));
+}
+
+/* A BN whose sole consumer is an unpadded conv folds into that conv (grouped, strided). */
+static void g_bn_next(gb *g, int64_t x) {
+    int64_t a = gb_bn(g, gb_relu(g, x), 4);
+    set_out(g, gb_conv(g, a, 4, 6, 2, 1, 1, 2, 0, 0, 1));
 }
 
 START_TEST(test_bn_folding) {
@@ -551,6 +557,10 @@ START_TEST(test_bn_folding) {
     ck_assert_int_eq(st.bn_folded, 2);
     ck_assert_int_eq(count_op(m, LK_OP_BATCHNORM), 1);
     ck_assert_int_eq(count_op(m, LK_OP_CONV_TRANSPOSE), 1);
+    lk_model_free(m);
+    st = check_graph(g_bn_next, 4, 5, 6, &m);
+    ck_assert_int_eq(st.bn_folded, 1);
+    ck_assert_int_eq(count_op(m, LK_OP_BATCHNORM), 0);
     lk_model_free(m);
 }
 END_TEST
@@ -571,7 +581,7 @@ START_TEST(test_cli) {
     int         rc     = tu_lkprobe(args, out, sizeof out, errb, sizeof errb);
     ck_assert_msg(rc == 0, "rc %d: %s", rc, errb);
     ck_assert_ptr_nonnull(strstr(out, "\"groups_merged\":2"));
-    ck_assert_ptr_nonnull(strstr(out, "\"bn_folded\":17"));
+    ck_assert_ptr_nonnull(strstr(out, "\"bn_folded\":21"));
     ck_assert_ptr_nonnull(strstr(out, "\"branches\":\"31x31 + 5x5 -> 31x31\""));
     lk_model *a = load_zoo("replknet_bn", 1), *b = NULL;
     lk_error  err;
