@@ -20,6 +20,8 @@ static const cli_opt report_opts[] = {
     {"--n", NULL, 1, OPT_N, "N: ERF inputs to use (default: all images, or all noise inputs)"},
     {"--noise", NULL, 1, OPT_NOISE, "N: seeded N(0,1) ERF inputs when no image is given (default 8)"},
     {"--seed", NULL, 1, OPT_SEED, "S: noise seed (default 0)"},
+    {"--mean", NULL, 1, OPT_MEAN, "r,g,b: image normalisation mean (default ImageNet)"},
+    {"--std", NULL, 1, OPT_STD, "r,g,b: image normalisation std (default ImageNet)"},
     {"--title", NULL, 1, OPT_TITLE, "TEXT: page title (default: the model file name)"},
     {"--dpi", NULL, 1, OPT_DPI, "D: resolution of raster layers in figures (default 100)"},
     {"--quiet", "-q", 0, OPT_QUIET, "no progress lines"},
@@ -40,7 +42,8 @@ typedef struct report_cfg {
     int64_t      n_images;
     long long    noise, seed, n, dpi;
     int64_t      size[2];
-    int          quiet, noise_given;
+    int          quiet, noise_given, norm_given;
+    float        mean[3], std[3];
 } report_cfg;
 
 static int parse_size(const char *s, int64_t size[2]) {
@@ -95,6 +98,25 @@ static int parse_cfg(report_cfg *g, int argc, char **argv, cli_item *items) {
         case OPT_SEED:
             if (!cli_parse_int("--seed", it->val, 0, (long long)1 << 62, &g->seed)) return 0;
             break;
+        case OPT_MEAN:
+        case OPT_STD: {
+            double d[3];
+            int    k = cli_parse_doubles(it->id == OPT_MEAN ? "--mean" : "--std", it->val, d, 3);
+            if (k != 1 && k != 3) {
+                if (k > 0) cli_error(it->id == OPT_MEAN ? "--mean" : "--std", "give 1 or 3 values");
+                return 0;
+            }
+            if (k == 1) d[1] = d[2] = d[0];
+            for (int j = 0; j < 3; j++) {
+                if (it->id == OPT_STD && !(d[j] > 0)) {
+                    cli_error("--std", "std must be positive");
+                    return 0;
+                }
+                (it->id == OPT_MEAN ? g->mean : g->std)[j] = (float)d[j];
+            }
+            g->norm_given = 1;
+            break;
+        }
         case OPT_TITLE: g->title = it->val; break;
         case OPT_DPI:
             if (!cli_parse_int("--dpi", it->val, 10, 2400, &g->dpi)) return 0;
@@ -147,6 +169,11 @@ int cmd_report(int argc, char **argv) {
     report_cfg g;
     memset(&g, 0, sizeof g);
     g.noise = 8;
+    {
+        const float mean[3] = {0.485f, 0.456f, 0.406f}, stdv[3] = {0.229f, 0.224f, 0.225f};
+        memcpy(g.mean, mean, sizeof mean);
+        memcpy(g.std, stdv, sizeof stdv);
+    }
     g.dpi   = 100;
     cli_item            *items = calloc((size_t)argc + 1, sizeof *items);
     lk_model            *m     = NULL;
@@ -231,6 +258,10 @@ int cmd_report(int argc, char **argv) {
     ctx.n_images      = g.n_images;
     ctx.noise         = g.n_images ? 0 : g.noise;
     ctx.seed          = (uint64_t)g.seed;
+    if (g.norm_given) {
+        memcpy(ctx.mean, g.mean, sizeof ctx.mean);
+        memcpy(ctx.std, g.std, sizeof ctx.std);
+    }
     ctx.n             = g.n ? g.n : (g.n_images ? g.n_images : g.noise);
     ctx.size[0]       = g.size[0];
     ctx.size[1]       = g.size[1];

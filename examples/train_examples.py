@@ -4,11 +4,12 @@
 Run from the repository root, after tools/fetch-data.sh, with Debian's Python:
 
     nice -n 5 /usr/bin/python3 examples/train_examples.py            # train, export, ERF
-    nice -n 5 /usr/bin/python3 examples/train_examples.py --erf-only # reuse the .pt checkpoints
+    nice -n 5 /usr/bin/python3 examples/train_examples.py --skip-train  # reuse the checkpoints
 
 The two networks share one layout (stem, 4 stages, transitions, final BN, GAP, linear) and differ
 only in the depthwise kernels of their RepLK blocks:
-  * replknet: large kernels 31/23/11/5 by stage, each with a parallel 5x5 (3x3 in stage 4) branch (training form);
+  * replknet: large kernels 31/23/11/5 by stage, each with a parallel 5x5 branch (3x3 in
+    stage 4) in training form;
   * resnet:   3x3 kernels, no parallel branch (same depth, widths and block count).
 
 Outputs (in examples/): replknet-fmnist.onnx, resnet-fmnist.onnx, erf-reference.json; the
@@ -16,6 +17,7 @@ training-form checkpoints go to data/checkpoints/ (git-ignored). MODELS.md docum
 Everything is seeded; on one machine with 2 threads the run is repeatable.
 """
 import argparse
+import copy
 import json
 import math
 import os
@@ -240,8 +242,8 @@ def make_net(name):
 # Training and evaluation
 # ----------------------------------------------------------------------------------------------
 SEED = 20240607
-TRAIN_SUBSET = 30000
-EPOCHS = 2
+TRAIN_SUBSET = 60000
+EPOCHS = 4
 BATCH = 128
 LR = 2e-3
 WEIGHT_DECAY = 0.05
@@ -561,11 +563,14 @@ def area_ratio(a, t):
 
 
 def erf_reference(dep, te, indices):
+    """The ERF protocol in float64 (the exact function of the float32 weights), so that the
+    reference measures lkprobe's float32 error alone."""
+    dep = copy.deepcopy(dep).double()
     mean = torch.zeros(ERF_CANVAS, ERF_CANVAS, dtype=torch.float64)
     used, nan, zero = 0, 0, 0
     fshape = None
     for j in indices:
-        x = to_canvas(te[j:j + 1], ERF_CANVAS).requires_grad_(True)
+        x = to_canvas(te[j:j + 1], ERF_CANVAS).double().requires_grad_(True)
         f = dep.forward_features(x)
         fshape = list(f.shape)
         h, w = f.shape[2], f.shape[3]

@@ -119,6 +119,10 @@ lk_status rp_erf_run(lk_report *r, const lk_report_ctx *c, lk_error *err) {
     st = lk_erf_alloc(m, &p, shape, &e, err);
     if (st == LK_OK) st = lk_tensor_alloc(LK_F32, 4, shape, &x, err);
     lk_preprocess pp = lk_preprocess_imagenet(W, H);
+    for (int k = 0; k < 3; k++) {
+        pp.mean[k] = c->mean[k];
+        pp.std[k]  = c->std[k];
+    }
     int64_t       per = C * H * W;
     for (int64_t i = 0; st == LK_OK && i < avail && lk_erf_n_used(e) < want; i++) {
         if (use_images) {
@@ -155,7 +159,9 @@ lk_status rp_erf_run(lk_report *r, const lk_report_ctx *c, lk_error *err) {
              (long long)lk_erf_n_zero(e));
     if (use_images)
         snprintf(source, sizeof source, "%lld image file(s), bicubic resize to %lld\xc3\x97%lld, "
-                 "ImageNet mean/std", (long long)c->n_images, (long long)H, (long long)W);
+                 "/255, mean %.3g,%.3g,%.3g, std %.3g,%.3g,%.3g", (long long)c->n_images,
+                 (long long)H, (long long)W, c->mean[0], c->mean[1], c->mean[2], c->std[0],
+                 c->std[1], c->std[2]);
     else
         snprintf(source, sizeof source, "%lld seeded standard-normal inputs (seed %llu) in the "
                  "normalised input space", (long long)c->noise, (unsigned long long)c->seed);

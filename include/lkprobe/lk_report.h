@@ -124,9 +124,11 @@ typedef struct lk_report_ctx {
     int64_t                    n;          /* at most n images are used */
     int64_t                    size[2];    /* ERF input H, W; 0 = lk_report_default_size */
     int                        threads;    /* 0 = all cores */
+    float                      mean[3];    /* image normalisation (ImageNet by default) */
+    float                      std[3];
 } lk_report_ctx;
 
-/* No images, 8 noise inputs, seed 0, n = 8, automatic size. */
+/* No images, 8 noise inputs, seed 0, n = 8, automatic size, ImageNet mean/std. */
 LK_API lk_report_ctx lk_report_ctx_default(void);
 /* The default ERF input side: twice the model's static input side, else 256. */
 LK_API int64_t lk_report_default_size(const lk_model *m);
