@@ -149,6 +149,17 @@ lk_status lk_model_load(const char *path, const lk_load_opts *opts, lk_model **o
             if (s) goto fail;
         }
     }
+    if (!opts || !opts->keep_bn) {
+        int ng = 0;
+        s      = lk_model_fuse_gelu(m, &ng, err);
+        if (s) goto fail;
+        if (ng) {
+            char note[32];
+            snprintf(note, sizeof note, "gelu-fused:%d", ng);
+            s = lk_model_add_note(m, note, err);
+            if (s) goto fail;
+        }
+    }
     s = lk_model_finalize(m, err);
     if (s) goto fail;
     *out = m;

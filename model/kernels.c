@@ -18,9 +18,45 @@
 
 /* ---- GEMM ------------------------------------------------------------------------------ */
 
-void lk_sgemm(int nthreads, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-              const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
-              int64_t ldc) {
+/* OpenBLAS runs single-threaded; lkprobe's own pool splits a GEMM into blocks of C (columns
+ * when n is the larger side, else rows), one single-threaded sgemm per thread.  This keeps
+ * one set of threads on the cores: OpenBLAS's own workers spin between calls and would
+ * compete with the pool's elementwise and im2col work. */
+typedef struct sgemm_args {
+    int          ta, tb;
+    int64_t      m, n, k, lda, ldb, ldc, split_n, blocks;
+    float        alpha, beta;
+    const float *a, *b;
+    float       *c;
+} sgemm_args;
+
+static void sgemm_one(const sgemm_args *s, int64_t m, int64_t n, const float *a, const float *b,
+                      float *c) {
+    cblas_sgemm(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans,
+                s->tb ? CblasTrans : CblasNoTrans, (blasint)m, (blasint)n, (blasint)s->k,
+                s->alpha, a, (blasint)s->lda, b, (blasint)s->ldb, s->beta, c, (blasint)s->ldc);
+}
+
+static void sgemm_body(void *arg, int64_t i0, int64_t i1, int tid) {
+    (void)tid;
+    const sgemm_args *s   = arg;
+    int64_t           ext = s->split_n ? s->n : s->m;
+    int64_t           bs  = (ext + s->blocks - 1) / s->blocks;
+    bs                    = (bs + 15) & ~(int64_t)15; /* whole vectors per block */
+    int64_t lo = i0 * bs, hi = i1 * bs < ext ? i1 * bs : ext;
+    if (lo >= hi) return;
+    if (s->split_n) {
+        const float *b = s->tb ? s->b + lo * s->ldb : s->b + lo;
+        sgemm_one(s, s->m, hi - lo, s->a, b, s->c + lo);
+    } else {
+        const float *a = s->ta ? s->a + lo : s->a + lo * s->lda;
+        sgemm_one(s, hi - lo, s->n, a, s->b, s->c + lo * s->ldc);
+    }
+}
+
+void lk_sgemm(lk_pool *pool, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+              float alpha, const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+              float *c, int64_t ldc) {
     if (m <= 0 || n <= 0) return;
     if (k <= 0) {
         for (int64_t i = 0; i < m; i++)
@@ -28,12 +64,17 @@ void lk_sgemm(int nthreads, int trans_a, int trans_b, int64_t m, int64_t n, int6
                 c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
         return;
     }
-    if (nthreads < 1) nthreads = 1;
-    int cur = openblas_get_num_threads();
-    if (cur != nthreads) openblas_set_num_threads(nthreads);
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, (blasint)m, (blasint)n, (blasint)k, alpha, a,
-                (blasint)lda, b, (blasint)ldb, beta, c, (blasint)ldc);
+    if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
+    sgemm_args s = {trans_a, trans_b, m, n, k, lda, ldb, ldc, n >= m, 1, alpha, beta, a, b, c};
+    int        nt = lk_pool_threads(pool);
+    int64_t    ext = s.split_n ? n : m;
+    /* Small products are not worth a hand-off; blocks stay at least 32 wide. */
+    if (nt > 1 && (double)m * (double)n * (double)k >= 262144.0 && ext >= 32) {
+        s.blocks = ext / 16 < nt ? ext / 16 : nt;
+        if (s.blocks < 1) s.blocks = 1;
+    }
+    if (s.blocks == 1) sgemm_one(&s, m, n, a, b, c);
+    else lk_parallel_for(pool, s.blocks, sgemm_body, &s);
 }
 
 /* ---- geometry and helpers --------------------------------------------------------------- */
@@ -217,19 +258,71 @@ static void run_cols(const lk_op_ctx *ctx, lk_pool_fn fn, col_args *a, int64_t c
         lk_parallel_for(ctx->pool, cg, fn, a);
 }
 
+/* Forward over row chunks in parallel: each thread im2cols its own chunk of output rows into
+ * its own scratch and runs a single-threaded sgemm on it, so im2col runs in parallel and
+ * each conv costs one hand-off.  Used when there are enough output rows to share. */
+typedef struct rowpar_args {
+    const lk_conv_geom *g;
+    const float        *x, *w;
+    float              *y, *scratch;
+    float               beta;
+    int64_t             rows, nchunks, per_thread;
+} rowpar_args;
+
+static void rowpar_body(void *arg, int64_t t0, int64_t t1, int tid) {
+    const rowpar_args  *a  = arg;
+    const lk_conv_geom *g  = a->g;
+    int64_t             cg = g->c / g->group, mg = g->m / g->group, k = cg * g->kh * g->kw;
+    int64_t             hw = g->h * g->w, ohw = g->oh * g->ow;
+    float              *col = a->scratch + (size_t)tid * (size_t)a->per_thread;
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t      n = t / (g->group * a->nchunks), r = t % (g->group * a->nchunks);
+        int64_t      gi = r / a->nchunks, ci = r % a->nchunks;
+        int64_t      oy0 = ci * a->rows, oy1 = oy0 + a->rows < g->oh ? oy0 + a->rows : g->oh;
+        int64_t      nc  = (oy1 - oy0) * g->ow;
+        const float *xg  = a->x + (n * g->c + gi * cg) * hw;
+        col_args     ca  = {g, (float *)xg, col, oy0, oy1};
+        im2col_body(&ca, 0, cg, 0);
+        lk_sgemm(NULL, 0, 0, mg, nc, k, 1.0f, a->w + gi * mg * k, k, col, nc, a->beta,
+                 a->y + (n * g->m + gi * mg) * ohw + oy0 * g->ow, ohw);
+    }
+}
+
+/* Rows per chunk for the row-parallel path: about oh / nthreads, capped by COL_CAP. */
+static int64_t rowpar_rows(const lk_conv_geom *g, int nt) {
+    int64_t rows = (g->oh + nt - 1) / nt;
+    int64_t cap  = col_rows(g);
+    return rows < cap ? rows : cap;
+}
+
+/* Row chunks duplicate the weight packing in every thread, so they pay off only when each
+ * thread's share of columns is at least the weight's row count (else lk_sgemm splits rows). */
+static int use_rowpar(const lk_conv_geom *g, int nt) {
+    return nt > 1 && !is_pointwise(g) && g->oh >= 4 * nt &&
+           (g->m / g->group) <= ((g->oh + nt - 1) / nt) * g->ow;
+}
+
 /* Per (batch item, group, row chunk): im2col into scratch, then one sgemm.  beta = 1 keeps y. */
 static void gemm_forward(const lk_conv_geom *g, const float *x, const float *w, float *y,
                          float beta, const lk_op_ctx *ctx) {
     int64_t cg = g->c / g->group, mg = g->m / g->group, k = cg * g->kh * g->kw;
     int64_t hw = g->h * g->w, ohw = g->oh * g->ow, rows = col_rows(g);
-    int     pw = is_pointwise(g);
+    int     pw = is_pointwise(g), nt = ctx->pool ? ctx->nthreads : 1;
+    if (use_rowpar(g, nt)) {
+        rowpar_args a = {g, x, w, y, ctx->scratch, beta, rowpar_rows(g, nt), 0, 0};
+        a.nchunks     = (g->oh + a.rows - 1) / a.rows;
+        a.per_thread  = (int64_t)gemm_scratch(g);
+        LK_ASSERT(ctx->scratch_floats >= (size_t)a.per_thread * (size_t)nt);
+        lk_parallel_for(ctx->pool, g->n * g->group * a.nchunks, rowpar_body, &a);
+        return;
+    }
     for (int64_t n = 0; n < g->n; n++)
         for (int64_t gi = 0; gi < g->group; gi++) {
             const float *xg = x + (n * g->c + gi * cg) * hw;
             const float *wg = w + gi * mg * k;
             float       *yg = y + (n * g->m + gi * mg) * ohw;
             if (pw) {
-                lk_sgemm(ctx->nthreads, 0, 0, mg, hw, k, 1.0f, wg, k, xg, hw, beta, yg, ohw);
+                lk_sgemm(ctx->pool, 0, 0, mg, hw, k, 1.0f, wg, k, xg, hw, beta, yg, ohw);
                 continue;
             }
             for (int64_t oy0 = 0; oy0 < g->oh; oy0 += rows) {
@@ -237,7 +330,7 @@ static void gemm_forward(const lk_conv_geom *g, const float *x, const float *w, 
                 int64_t  nc  = (oy1 - oy0) * g->ow;
                 col_args a   = {g, (float *)xg, ctx->scratch, oy0, oy1};
                 run_cols(ctx, im2col_body, &a, cg);
-                lk_sgemm(ctx->nthreads, 0, 0, mg, nc, k, 1.0f, wg, k, ctx->scratch, nc, beta,
+                lk_sgemm(ctx->pool, 0, 0, mg, nc, k, 1.0f, wg, k, ctx->scratch, nc, beta,
                          yg + oy0 * g->ow, ohw);
             }
         }
@@ -255,14 +348,14 @@ static void gemm_backward_data(const lk_conv_geom *g, const float *gy, const flo
             const float *wg = w + gi * mg * k;
             const float *yg = gy + (n * g->m + gi * mg) * ohw;
             if (pw) {
-                lk_sgemm(ctx->nthreads, 1, 0, k, hw, mg, 1.0f, wg, k, yg, ohw, 1.0f, xg, hw);
+                lk_sgemm(ctx->pool, 1, 0, k, hw, mg, 1.0f, wg, k, yg, ohw, 1.0f, xg, hw);
                 continue;
             }
             for (int64_t oy0 = 0; oy0 < g->oh; oy0 += rows) {
                 int64_t  oy1 = oy0 + rows < g->oh ? oy0 + rows : g->oh;
                 int64_t  nc  = (oy1 - oy0) * g->ow;
                 col_args a   = {g, xg, ctx->scratch, oy0, oy1};
-                lk_sgemm(ctx->nthreads, 1, 0, k, nc, mg, 1.0f, wg, k, yg + oy0 * g->ow, ohw, 0.0f,
+                lk_sgemm(ctx->pool, 1, 0, k, nc, mg, 1.0f, wg, k, yg + oy0 * g->ow, ohw, 0.0f,
                          ctx->scratch, nc);
                 run_cols(ctx, col2im_body, &a, cg);
             }
@@ -281,7 +374,7 @@ static void gemm_backward_weight(const lk_conv_geom *g, const float *x, const fl
             float       *wg = gw + gi * mg * k;
             const float *yg = gy + (n * g->m + gi * mg) * ohw;
             if (pw) {
-                lk_sgemm(ctx->nthreads, 0, 1, mg, k, hw, 1.0f, yg, ohw, xg, hw, 1.0f, wg, k);
+                lk_sgemm(ctx->pool, 0, 1, mg, k, hw, 1.0f, yg, ohw, xg, hw, 1.0f, wg, k);
                 continue;
             }
             for (int64_t oy0 = 0; oy0 < g->oh; oy0 += rows) {
@@ -289,7 +382,7 @@ static void gemm_backward_weight(const lk_conv_geom *g, const float *x, const fl
                 int64_t  nc  = (oy1 - oy0) * g->ow;
                 col_args a   = {g, (float *)xg, ctx->scratch, oy0, oy1};
                 run_cols(ctx, im2col_body, &a, cg);
-                lk_sgemm(ctx->nthreads, 0, 1, mg, k, nc, 1.0f, yg + oy0 * g->ow, ohw, ctx->scratch,
+                lk_sgemm(ctx->pool, 0, 1, mg, k, nc, 1.0f, yg + oy0 * g->ow, ohw, ctx->scratch,
                          nc, 1.0f, wg, k);
             }
         }
@@ -701,7 +794,8 @@ static void dw_backward_weight_body(void *arg, int64_t c0, int64_t c1, int tid) 
 
 size_t lk_conv_scratch(const lk_conv_geom *g, int nthreads) {
     if (nthreads < 1) nthreads = 1;
-    if (!lk_conv_is_depthwise(g)) return gemm_scratch(g);
+    if (!lk_conv_is_depthwise(g))
+        return gemm_scratch(g) * (size_t)(use_rowpar(g, nthreads) ? nthreads : 1);
     dw_layout L;
     dw_layout_set(g, &L);
     return L.per_thread * (size_t)nthreads;

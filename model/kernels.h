@@ -23,12 +23,13 @@
 
 /* ---- GEMM ------------------------------------------------------------------------------ */
 
-/* Row-major C = alpha * op(A) * op(B) + beta * C with op(A) (m x k), op(B) (k x n).  Runs
- * OpenBLAS with nthreads threads; call it from the thread that owns the op, never from
- * inside an lk_parallel_for body (use nthreads = 1 there).  k = 0 scales C by beta. */
-void lk_sgemm(int nthreads, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-              const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
-              int64_t ldc);
+/* Row-major C = alpha * op(A) * op(B) + beta * C with op(A) (m x k), op(B) (k x n).  Splits C
+ * into blocks over the pool's threads, each a single-threaded OpenBLAS sgemm; call it from the
+ * thread that owns the op, never from inside an lk_parallel_for body (pass pool = NULL there).
+ * k = 0 scales C by beta. */
+void lk_sgemm(lk_pool *pool, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+              float alpha, const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+              float *c, int64_t ldc);
 
 /* ---- convolution ---------------------------------------------------------------------- */
 

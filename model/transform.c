@@ -875,3 +875,88 @@ lk_status lk_model_reparam_ex(lk_model *m, const lk_reparam_opts *opts, lk_repar
 lk_status lk_model_reparam(lk_model *m, lk_reparam_stats *stats, lk_error *err) {
     return lk_model_reparam_ex(m, NULL, stats, err);
 }
+
+/* ---- GELU fusion ------------------------------------------------------------------------ */
+
+/* Value of a scalar parameter (one element), or NAN when v is not one. */
+static double scalar_param(const lk_model *m, int64_t v) {
+    const lk_tensor *t = param_of(m, v);
+    if (!t || lk_tensor_numel(t) != 1) return NAN;
+    return ((const float *)t->data)[0];
+}
+
+/* The operand of a binary node i that is not `other`, or -1. */
+static int64_t other_input(const lk_node *n, int64_t other) {
+    if (n->n_in != 2) return -1;
+    if (n->in[0] == other) return n->in[1];
+    if (n->in[1] == other) return n->in[0];
+    return -1;
+}
+
+/* Sole consumer node of v (when v has exactly one use and is not a graph output), or -1. */
+static int64_t sole_consumer(const lk_model *m, const int64_t *uses, int64_t v) {
+    if (uses[v] != 1) return -1;
+    for (int64_t i = 0; i < m->n_outputs; i++)
+        if (m->outputs[i] == v) return -1;
+    for (int64_t i = 0; i < m->n_nodes; i++)
+        for (int j = 0; j < m->nodes[i].n_in; j++)
+            if (m->nodes[i].in[j] == v) return i;
+    return -1;
+}
+
+lk_status lk_model_fuse_gelu(lk_model *m, int *n_fused, lk_error *err) {
+    int64_t       *uses = count_uses(m);
+    unsigned char *kill = lk_calloc((size_t)(m->n_nodes ? m->n_nodes : 1), 1);
+    unsigned char *dead = lk_calloc((size_t)(m->n_values ? m->n_values : 1), 1);
+    int            cnt  = 0;
+    if (n_fused) *n_fused = 0;
+    if (!uses || !kill || !dead) {
+        lk_free(uses);
+        lk_free(kill);
+        lk_free(dead);
+        return LK_FAIL(err, LK_ENOMEM, "out of memory fusing GELU");
+    }
+    /* x / sqrt(2) -> erf -> + 1 -> x * . -> * 0.5 (either operand order), the form exports
+     * before opset 20 give nn.GELU; each intermediate has one use. */
+    for (int64_t i = 0; i < m->n_nodes; i++) {
+        const lk_node *dv = &m->nodes[i];
+        if (dv->op != LK_OP_DIV || dv->n_in != 2 || kill[i]) continue;
+        int64_t x = dv->in[0];
+        if (fabs(scalar_param(m, dv->in[1]) - 1.4142135623730951) > 1e-6) continue;
+        int64_t ie = sole_consumer(m, uses, dv->out[0]);
+        if (ie < 0 || m->nodes[ie].op != LK_OP_ERF) continue;
+        int64_t ia = sole_consumer(m, uses, m->nodes[ie].out[0]);
+        if (ia < 0 || m->nodes[ia].op != LK_OP_ADD) continue;
+        if (scalar_param(m, other_input(&m->nodes[ia], m->nodes[ie].out[0])) != 1.0) continue;
+        int64_t im = sole_consumer(m, uses, m->nodes[ia].out[0]);
+        if (im < 0 || m->nodes[im].op != LK_OP_MUL) continue;
+        if (other_input(&m->nodes[im], m->nodes[ia].out[0]) != x) continue;
+        int64_t ih = sole_consumer(m, uses, m->nodes[im].out[0]);
+        if (ih < 0 || m->nodes[ih].op != LK_OP_MUL) continue;
+        if (scalar_param(m, other_input(&m->nodes[ih], m->nodes[im].out[0])) != 0.5) continue;
+        /* The last Mul becomes GELU(x); its output value (and name) stays. */
+        for (int k = 0; k < 2; k++)
+            if (m->values[m->nodes[ih].in[k]].kind == LK_VALUE_PARAM) dead[m->nodes[ih].in[k]] = 1;
+        lk_node *g = &m->nodes[ih];
+        ((int64_t *)g->in)[0] = x;
+        g->n_in               = 1;
+        g->op                 = LK_OP_GELU;
+        g->attrs              = lk_attrs_default(LK_OP_GELU);
+        const int64_t gone[4] = {i, ie, ia, im};
+        for (int k = 0; k < 4; k++) {
+            kill[gone[k]] = 1;
+            for (int j = 0; j < m->nodes[gone[k]].n_out; j++) dead[m->nodes[gone[k]].out[j]] = 1;
+            for (int j = 0; j < m->nodes[gone[k]].n_in; j++) {
+                int64_t v = m->nodes[gone[k]].in[j];
+                if (v >= 0 && m->values[v].kind == LK_VALUE_PARAM) dead[v] = 1;
+            }
+        }
+        cnt++;
+    }
+    if (cnt) compact(m, kill, dead);
+    if (n_fused) *n_fused = cnt;
+    lk_free(uses);
+    lk_free(kill);
+    lk_free(dead);
+    return LK_OK;
+}

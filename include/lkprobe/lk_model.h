@@ -56,7 +56,8 @@ typedef struct lk_load_opts {
     const char    *format;        /* NULL = sniff from the bytes                              */
     int            n_input_shape; /* user input shape for dynamic dims (0 = none)             */
     int64_t        input_shape[LK_MAX_DIMS];
-    int            keep_bn;       /* 1: do not fold BatchNorm into convs                      */
+    int            keep_bn;       /* 1: keep the graph as in the file: no BatchNorm folding
+                                     and no GELU fusion                                       */
     const char    *key;           /* state-dict key for checkpoint formats                    */
 } lk_load_opts;
 
@@ -130,6 +131,11 @@ LK_API lk_status lk_model_finalize(lk_model *m, lk_error *err);
  * groups, with or without bias) into the conv weights and bias; new parameters are created.
  * Exact up to float rounding.  *n_folded receives the count (may be NULL). */
 LK_API lk_status lk_model_fold_bn(lk_model *m, int *n_folded, lk_error *err);
+
+/* Replaces the decomposed exact GELU of pre-opset-20 exports (x / sqrt 2 -> Erf -> + 1 ->
+ * x * . -> * 0.5, intermediates used once) by one GELU node; the result value keeps its name.
+ * *n_fused (may be NULL) receives the count.  Called by lk_model_load. */
+LK_API lk_status lk_model_fuse_gelu(lk_model *m, int *n_fused, lk_error *err);
 
 /* ---- structural re-parameterisation ------------------------------------------------------ *
  *

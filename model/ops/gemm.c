@@ -89,7 +89,7 @@ static void gemm_forward(const lk_op_ctx *ctx) {
     gemm_dims             d;
     gemm_ctx_dims(ctx, &d);
     fill_c(&d, c ? c->data : NULL, s->beta, y);
-    lk_sgemm(ctx->nthreads, s->trans_a, s->trans_b, d.m, d.n, d.k, s->alpha, ctx->in[0]->data,
+    lk_sgemm(ctx->pool, s->trans_a, s->trans_b, d.m, d.n, d.k, s->alpha, ctx->in[0]->data,
              d.lda, ctx->in[1]->data, d.ldb, c ? 1.0f : 0.0f, y, d.n);
 }
 
@@ -97,7 +97,7 @@ static void gemm_backward(const lk_op_ctx *ctx) {
     const lk_attr_scalar *s  = &ctx->node->attrs.s;
     const float          *gy = ctx->gout[0]->data;
     const float          *a = ctx->in[0]->data, *b = ctx->in[1]->data;
-    int                   nt = ctx->nthreads;
+    lk_pool              *nt = ctx->pool;
     gemm_dims             d;
     gemm_ctx_dims(ctx, &d);
     if (ctx->gin[0]) {
@@ -142,10 +142,10 @@ static void gemm_jvp(const lk_op_ctx *ctx) {
     gemm_ctx_dims(ctx, &d);
     fill_c(&d, tc ? tc->data : NULL, s->beta, ty);
     if (ta)
-        lk_sgemm(ctx->nthreads, s->trans_a, s->trans_b, d.m, d.n, d.k, s->alpha, ta->data, d.lda,
+        lk_sgemm(ctx->pool, s->trans_a, s->trans_b, d.m, d.n, d.k, s->alpha, ta->data, d.lda,
                  ctx->in[1]->data, d.ldb, 1.0f, ty, d.n);
     if (tb)
-        lk_sgemm(ctx->nthreads, s->trans_a, s->trans_b, d.m, d.n, d.k, s->alpha, ctx->in[0]->data,
+        lk_sgemm(ctx->pool, s->trans_a, s->trans_b, d.m, d.n, d.k, s->alpha, ctx->in[0]->data,
                  d.lda, tb->data, d.ldb, 1.0f, ty, d.n);
 }
 

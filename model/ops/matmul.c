@@ -94,7 +94,7 @@ static void mm_offsets(const mm_plan *p, int64_t t, int64_t *oa, int64_t *ob) {
 }
 
 /* y = (beta ? y : 0) + a @ b over all batch items. */
-static void mm_apply(const mm_plan *p, int nt, const float *a, const float *b, float beta,
+static void mm_apply(const mm_plan *p, lk_pool *nt, const float *a, const float *b, float beta,
                      float *y) {
     if (p->fold) {
         lk_sgemm(nt, 0, 0, p->batch * p->m, p->n, p->k, 1.0f, a, p->k, b, p->n, beta, y, p->n);
@@ -111,7 +111,7 @@ static void mm_apply(const mm_plan *p, int nt, const float *a, const float *b, f
 static void matmul_forward(const lk_op_ctx *ctx) {
     mm_plan p;
     mm_ctx_plan(ctx, &p);
-    mm_apply(&p, ctx->nthreads, ctx->in[0]->data, ctx->in[1]->data, 0.0f, ctx->out[0]->data);
+    mm_apply(&p, ctx->pool, ctx->in[0]->data, ctx->in[1]->data, 0.0f, ctx->out[0]->data);
 }
 
 /* gA += gY B^T and gB += A^T gY, summed over the batch items each operand was broadcast to
@@ -120,7 +120,7 @@ static void matmul_backward(const lk_op_ctx *ctx) {
     const float *a = ctx->in[0]->data, *b = ctx->in[1]->data, *gy = ctx->gout[0]->data;
     float       *ga = ctx->gin[0] ? ctx->gin[0]->data : NULL;
     float       *gb = ctx->gin[1] ? ctx->gin[1]->data : NULL;
-    int          nt = ctx->nthreads;
+    lk_pool     *nt = ctx->pool;
     mm_plan      p;
     mm_ctx_plan(ctx, &p);
     if (p.fold) {
@@ -148,8 +148,8 @@ static void matmul_jvp(const lk_op_ctx *ctx) {
         memset(ty, 0, sizeof(float) * (size_t)lk_tensor_numel(ctx->out[0]));
         return;
     }
-    if (ta) mm_apply(&p, ctx->nthreads, ta->data, ctx->in[1]->data, 0.0f, ty);
-    if (tb) mm_apply(&p, ctx->nthreads, ctx->in[0]->data, tb->data, ta ? 1.0f : 0.0f, ty);
+    if (ta) mm_apply(&p, ctx->pool, ta->data, ctx->in[1]->data, 0.0f, ty);
+    if (tb) mm_apply(&p, ctx->pool, ctx->in[0]->data, tb->data, ta ? 1.0f : 0.0f, ty);
 }
 
 const lk_op_def lk_op_def_MATMUL = {

@@ -2,6 +2,7 @@
  * as -inf.  The backward routes each output gradient to the window's argmax (first maximum in
  * row-major window order on ties, as PyTorch), recomputed from the input so nothing is saved;
  * the jvp selects the tangent at the same argmax. */
+#include <math.h>
 #include <string.h>
 
 #include "pool-impl.h"
@@ -50,10 +51,48 @@ static void maxpool_body(void *arg, int64_t p0, int64_t p1, int tid) {
     }
 }
 
+/* Forward values only: row-wise running maxima over the window taps (no argmax bookkeeping),
+ * which the compiler vectorises for stride 1 and keeps cheap for stride 2.  NaN propagates as
+ * in PyTorch. */
+static void maxpool_fwd_body(void *arg, int64_t p0, int64_t p1, int tid) {
+    (void)tid;
+    const lk_pool_args *a  = arg;
+    const lk_pgeom     *g  = a->g;
+    const int64_t       HW = g->H * g->W, OHW = g->OH * g->OW;
+    const int64_t       s1 = g->s[1], d1 = g->d[1];
+    for (int64_t p = p0; p < p1; p++) {
+        const float *x = a->src + p * HW;
+        float       *y = a->dst + p * OHW;
+        for (int64_t oh = 0; oh < g->OH; oh++) {
+            float        *yr = y + oh * g->OW;
+            const int64_t h0 = oh * g->s[0] - g->pb[0];
+            int64_t       ilo, ihi;
+            lk_pool_taps(h0, g->k[0], g->d[0], 0, g->H, &ilo, &ihi);
+            for (int64_t ow = 0; ow < g->OW; ow++) yr[ow] = -INFINITY;
+            for (int64_t i = ilo; i < ihi; i++) {
+                const float *xr = x + (h0 + i * g->d[0]) * g->W;
+                for (int64_t j = 0; j < g->k[1]; j++) {
+                    /* output columns whose tap j lands inside [0, W) */
+                    const int64_t off = j * d1 - g->pb[1];
+                    int64_t       lo  = off >= 0 ? 0 : (-off + s1 - 1) / s1;
+                    int64_t       hi  = g->W - 1 - off < 0 ? 0 : (g->W - 1 - off) / s1 + 1;
+                    if (hi > g->OW) hi = g->OW;
+                    for (int64_t ow = lo; ow < hi; ow++) {
+                        const float v = xr[ow * s1 + off];
+                        yr[ow]        = (v > yr[ow] || v != v) ? v : yr[ow];
+                    }
+                }
+            }
+            for (int64_t ow = 0; ow < g->OW; ow++)
+                if (yr[ow] == -INFINITY) yr[ow] = maxpool_argmax(x, g, oh, ow) < 0 ? 0.0f : yr[ow];
+        }
+    }
+}
+
 static void maxpool_forward(const lk_op_ctx *c) {
     lk_pgeom g;
     lk_pgeom_init(&g, &c->node->attrs.conv, c->in[0]);
-    lk_pool_run(c, &g, maxpool_body, c->in[0]->data, c->out[0]->data, 0);
+    lk_pool_run(c, &g, maxpool_fwd_body, c->in[0]->data, c->out[0]->data, 0);
 }
 
 static void maxpool_backward(const lk_op_ctx *c) {
