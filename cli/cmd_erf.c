@@ -78,7 +78,7 @@ typedef struct erf_result {
     lk_tensor   *mean, *a;
     lk_erf_ratio r[MAX_THR];
     int          clipped;
-    double       seconds;
+    double       seconds, image_seconds; /* total (load, plan, images) and the image loop */
 } erf_result;
 
 static int add_image(erf_cfg *g, const char *p) {
@@ -383,6 +383,7 @@ static int run_model(const erf_cfg *g, const char *path, const lk_tensor *npy_in
         pp.std[k]  = (float)g->std[k];
     }
     int64_t per = C * H * W;
+    double  ti  = cli_now();
     for (int64_t i = 0; i < avail && lk_erf_n_used(e) < want; i++) {
         if (npy_inputs) {
             memcpy(x->data, (const float *)npy_inputs->data + i * per, sizeof(float) * (size_t)per);
@@ -412,7 +413,8 @@ static int run_model(const erf_cfg *g, const char *path, const lk_tensor *npy_in
         cli_progress_update(&prog, lk_erf_n_used(e));
     }
     cli_progress_end(&prog, lk_erf_n_used(e));
-    res->used    = lk_erf_n_used(e);
+    res->image_seconds = cli_now() - ti;
+    res->used          = lk_erf_n_used(e);
     res->skipped = lk_erf_n_skipped(e);
     res->zero    = lk_erf_n_zero(e);
     if (res->used == 0) {
@@ -543,7 +545,7 @@ static void print_json_one(const erf_cfg *g, const erf_result *r, double peak_mb
         if (r->r[i].reached) printf("%lld", (long long)r->r[i].side);
         else printf("null");
     }
-    printf("},\"seconds\":%.3f", r->seconds);
+    printf("},\"seconds\":%.3f,\"image_seconds\":%.3f", r->seconds, r->image_seconds);
     if (peak_mb >= 0) printf(",\"peak_rss_mb\":%.1f", peak_mb);
     printf("}");
 }

@@ -16,13 +16,15 @@ static inline float gelu_f(float x, const lk_attrs *a) {
 }
 
 static inline float gelu_df(float x, float y, const lk_attrs *a) {
-    (void)y;
     if (a->s.approx) {
         float t = tanhf(GELU_K * (x + GELU_C * x * x * x));
         return 0.5f * (1.0f + t) +
                0.5f * x * (1.0f - t * t) * GELU_K * (1.0f + 3.0f * GELU_C * x * x);
     }
-    return 0.5f * (1.0f + erff(x * GELU_RSQRT2)) + x * GELU_RSQRT2PI * expf(-0.5f * x * x);
+    /* Phi(x) = y / x reuses the forward's erf, away from 0 and from the far negative tail
+     * where 1 + erf cancels; there erf is evaluated again. */
+    float phi = (x > -3.0f && fabsf(x) > 0.0625f) ? y / x : 0.5f * (1.0f + erff(x * GELU_RSQRT2));
+    return phi + x * GELU_RSQRT2PI * expf(-0.5f * x * x);
 }
 
 LK_UNARY_OP(GELU, "gelu", gelu_f, gelu_df, LK_OPF_ELEMENTWISE)
