@@ -1242,6 +1242,8 @@ static lk_status b_softmax(const bld *b, lk_op op, lk_error *err) {
         return emit(b, op, 1, &x, 1, &a, err);
     }
     /* Before opset 13 Softmax normalises over the flattened dims [axis, ndim). */
+    if (b->n->n_out < 1)
+        return LK_FAIL(err, LK_EFORMAT, "node '%s' (Softmax): no output", b->n->label);
     char     n1[160], n2[160], l1[160], l2[160];
     int64_t  v1, v2;
     lk_attrs r = lk_attrs_default(LK_OP_RESHAPE);

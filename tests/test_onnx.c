@@ -370,6 +370,9 @@ START_TEST(test_errors) {
     /* forcing another format on an ONNX file fails in that format's parser, naming it */
     const char *const st[]   = {"safetensors", NULL};
     expect_fail("unpacked.onnx", &o, LK_EFORMAT, st);
+    /* fuzz regression: an opset-9 Softmax without outputs (crashed the legacy-axis path) */
+    const char *const so[]   = {"Softmax", NULL};
+    expect_fail("fuzz-regressions/softmax-no-output.onnx", NULL, LK_EFORMAT, so);
     o.format                 = "bogus";
     const char *const bog[]  = {"bogus", NULL};
     expect_fail("unpacked.onnx", &o, LK_EINVAL, bog);
