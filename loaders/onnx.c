@@ -471,8 +471,21 @@ static lk_status ent_add(ld *L, lk_pb_span name, int64_t *idx, lk_error *err) {
 }
 
 static ent *ent_res(ld *L, int64_t e) {
-    while (L->ents[e].alias >= 0) e = L->ents[e].alias;
+    /* Aliases never form cycles (set_alias refuses them); the bound is a second guard. */
+    for (size_t steps = 0; L->ents[e].alias >= 0 && steps < L->n_ents; steps++)
+        e = L->ents[e].alias;
     return &L->ents[e];
+}
+
+/* Makes output entry o an alias of input entry in (Identity, Dropout, float Cast).  The
+ * output must not be defined yet (single assignment), so no alias cycle can form. */
+static lk_status set_alias(ld *L, const lk_onnx_node *n, int64_t o, int64_t in, lk_error *err) {
+    if (o < 0 || in < 0 || L->ents[o].state != E_UNDEF || ent_res(L, in) == &L->ents[o])
+        return LK_FAIL(err, LK_EFORMAT, "node '%s' (%.*s): output '%.*s' is already defined",
+                       n->label, LK_SPAN_ARG(n->op_type), LK_SPAN_ARG(n->out[0]));
+    L->ents[o].alias = in;
+    L->ents[o].state = E_VAL; /* resolved through the alias */
+    return LK_OK;
 }
 
 static void ld_free(ld *L) {
@@ -1854,10 +1867,7 @@ static lk_status process_node(ld *L, size_t idx, lk_error *err) {
         if (lk_pb_span_eq(n->op_type, "Dropout") && out_used(&b, 1))
             return unsupported(&b, "using the mask output", err);
         if (n->n_out < 1 || !n->out[0].n) return LK_OK;
-        int64_t o = ent_find(L, n->out[0]);
-        L->ents[o].alias = ent_find(L, n->in[0]);
-        L->ents[o].state = E_VAL; /* resolved through alias */
-        return LK_OK;
+        return set_alias(L, n, ent_find(L, n->out[0]), ent_find(L, n->in[0]), err);
     }
     if (lk_pb_span_eq(n->op_type, "Shape")) return node_shape(L, &b, err);
     if (lk_onnx_foldable(n->op_type)) {
@@ -1887,10 +1897,7 @@ static lk_status process_node(ld *L, size_t idx, lk_error *err) {
             if (to != 1 && to != 10 && to != 11 && to != 16)
                 return unsupported(&b, "casting an activation to a non-float type", err);
             if (n->n_out < 1 || !n->out[0].n) return LK_OK;
-            int64_t o        = ent_find(L, n->out[0]);
-            L->ents[o].alias = ent_find(L, n->in[0]);
-            L->ents[o].state = E_VAL;
-            return LK_OK;
+            return set_alias(L, n, ent_find(L, n->out[0]), ent_find(L, n->in[0]), err);
         }
     }
     const struct builder *bd = bsearch(&n->op_type, builders, sizeof builders / sizeof builders[0],

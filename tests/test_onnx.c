@@ -373,6 +373,9 @@ START_TEST(test_errors) {
     /* fuzz regression: an opset-9 Softmax without outputs (crashed the legacy-axis path) */
     const char *const so[]   = {"Softmax", NULL};
     expect_fail("fuzz-regressions/softmax-no-output.onnx", NULL, LK_EFORMAT, so);
+    /* fuzz regression: an alias whose output is already defined (looped forever) */
+    const char *const al[]   = {"already defined", NULL};
+    expect_fail("fuzz-regressions/identity-alias-cycle.onnx", NULL, LK_EFORMAT, al);
     o.format                 = "bogus";
     const char *const bog[]  = {"bogus", NULL};
     expect_fail("unpacked.onnx", &o, LK_EINVAL, bog);
