@@ -24,6 +24,8 @@ struct lk_exec {
     float          *arena;     /* activations and gradients                               */
     float          *scratch;
     size_t          scratch_floats;
+    float          *packed;    /* ops' pack data (packed weights), one block             */
+    size_t         *pack_off;  /* per node: offset into packed, or SIZE_MAX for none     */
     unsigned char  *active;    /* per node: planned and run                                */
     unsigned char  *live;      /* per value: has a buffer                                  */
     unsigned char  *persist;   /* per value: gradient kept after backward (inputs, params) */
@@ -48,6 +50,8 @@ void lk_exec_free(lk_exec *x) {
     lk_free(x->touched);
     lk_free(x->arena);
     lk_free(x->scratch);
+    lk_free(x->packed);
+    lk_free(x->pack_off);
     lk_free(x->active);
     lk_free(x->live);
     lk_free(x->persist);
@@ -70,6 +74,23 @@ static void fill_ctx(lk_exec *x, const lk_node *n, lk_op_ctx *c, const lk_tensor
     c->scratch_floats = x->scratch_floats;
     c->pool           = x->pool;
     c->nthreads       = lk_pool_threads(x->pool);
+    if (x->pack_off) {
+        size_t off = x->pack_off[n - x->m->nodes];
+        c->packed  = off != SIZE_MAX && x->packed ? x->packed + off : NULL;
+    }
+}
+
+void lk_exec_params_changed(lk_exec *x) {
+    if (!x->packed) return;
+    for (int64_t i = 0; i < x->m->n_nodes; i++) {
+        if (x->pack_off[i] == SIZE_MAX) continue;
+        const lk_node   *n = &x->m->nodes[i];
+        const lk_tensor *in[MAX_IO];
+        lk_tensor       *outp[LK_MAX_OUTPUTS];
+        lk_op_ctx        c;
+        fill_ctx(x, n, &c, in, outp);
+        lk_op_get(n->op)->pack(&c, x->packed + x->pack_off[i]);
+    }
 }
 
 static size_t round_up16(size_t n) { return (n + 15) & ~(size_t)15; }
@@ -172,8 +193,9 @@ lk_status lk_exec_alloc(const lk_model *m, const lk_exec_opts *o, int n_shapes,
     x->persist = lk_calloc((size_t)nv, 1);
     x->zeroed  = lk_calloc((size_t)nv, 1);
     x->seedp   = lk_calloc((size_t)nv, sizeof *x->seedp);
+    x->pack_off = lk_malloc(sizeof *x->pack_off * (size_t)(m->n_nodes ? m->n_nodes : 1));
     if (!x->vals || !x->grads || !x->req || !x->touched || !x->active || !x->live ||
-        !x->persist || !x->zeroed || !x->seedp) {
+        !x->persist || !x->zeroed || !x->seedp || !x->pack_off) {
         s = LK_FAIL(err, LK_ENOMEM, "out of memory allocating an executor");
         goto fail;
     }
@@ -231,7 +253,8 @@ lk_status lk_exec_alloc(const lk_model *m, const lk_exec_opts *o, int n_shapes,
         lk_tensor_set_shape(&x->vals[v], sh->ndim, sh->shape);
         x->vals[v].dtype = LK_F32;
     }
-    size_t scratch = 0;
+    size_t scratch = 0, packed = 0;
+    for (int64_t i = 0; i < m->n_nodes; i++) x->pack_off[i] = SIZE_MAX;
     for (int64_t i = 0; i < m->n_nodes; i++) {
         if (!x->active[i]) continue;
         const lk_node   *n = &m->nodes[i];
@@ -257,6 +280,22 @@ lk_status lk_exec_alloc(const lk_model *m, const lk_exec_opts *o, int n_shapes,
             size_t need = d->scratch(&c);
             if (need > scratch) scratch = need;
         }
+        /* Pack data is decided here, while activations still have no data: an op packs only
+         * parameters. */
+        size_t pk = d->pack ? d->pack(&c, NULL) : 0;
+        if (pk) {
+            x->pack_off[i] = packed;
+            packed += round_up16(pk);
+        }
+    }
+    if (packed) {
+        x->packed = lk_aligned_alloc(packed * sizeof(float));
+        if (!x->packed) {
+            s = LK_FAIL(err, LK_ENOMEM, "out of memory: packed weights need %zu MiB",
+                        packed * sizeof(float) >> 20);
+            goto fail;
+        }
+        lk_exec_params_changed(x);
     }
 
     /* Which values need gradients. */

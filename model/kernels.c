@@ -153,18 +153,6 @@ void lk_channel_fill(float *t, int64_t n, int64_t nc, int64_t hw, const float *b
 
 /* ---- im2col / col2im -------------------------------------------------------------------- */
 
-/* Output columns [*lo, *hi) whose input column ox*s - p + k*d lies inside [0, w). */
-static void valid_range(int64_t ow, int64_t w, int64_t s, int64_t p, int64_t kd, int64_t *lo,
-                        int64_t *hi) {
-    int64_t t = p - kd;
-    int64_t l = t <= 0 ? 0 : (t + s - 1) / s;
-    int64_t h = w - 1 + t < 0 ? 0 : (w - 1 + t) / s + 1;
-    if (h > ow) h = ow;
-    if (l > h) l = h;
-    *lo = l;
-    *hi = h;
-}
-
 /* Column matrix rows are (c, ky, kx) like the weight's flattening; columns are the output
  * positions of rows [oy0, oy1). */
 typedef struct col_args {
@@ -184,7 +172,7 @@ static void im2col_body(void *arg, int64_t c0, int64_t c1, int tid) {
             for (int64_t kx = 0; kx < g->kw; kx++) {
                 float  *row = a->col + ((c * g->kh + ky) * g->kw + kx) * nc;
                 int64_t lo, hi;
-                valid_range(g->ow, g->w, g->sw, g->pw, kx * g->dw, &lo, &hi);
+                lk_conv_valid_range(g->ow, g->w, g->sw, g->pw, kx * g->dw, &lo, &hi);
                 for (int64_t oy = a->oy0; oy < a->oy1; oy++) {
                     float  *dst = row + (oy - a->oy0) * g->ow;
                     int64_t ih  = oy * g->sh - g->ph + ky * g->dh;
@@ -219,7 +207,7 @@ static void col2im_body(void *arg, int64_t c0, int64_t c1, int tid) {
             for (int64_t kx = 0; kx < g->kw; kx++) {
                 const float *row = a->col + ((c * g->kh + ky) * g->kw + kx) * nc;
                 int64_t      lo, hi;
-                valid_range(g->ow, g->w, g->sw, g->pw, kx * g->dw, &lo, &hi);
+                lk_conv_valid_range(g->ow, g->w, g->sw, g->pw, kx * g->dw, &lo, &hi);
                 for (int64_t oy = a->oy0; oy < a->oy1; oy++) {
                     int64_t ih = oy * g->sh - g->ph + ky * g->dh;
                     if (ih < 0 || ih >= g->h) continue;
@@ -417,12 +405,12 @@ dw_block(const float *restrict in, int64_t ldi, int64_t sr, const float *restric
     v16 acc[8];
 #pragma GCC unroll 8
     for (int i = 0; i < R * V; i++)
-        acc[i] = (v16){0} + bias;
+        acc[i] = bias - (v16){0}; /* a broadcast: s - 0 == s, 0 + s is not (-0) */
     for (int64_t ky = 0; ky < kh; ky++) {
         const float *ir = in + ky * dh * ldi;
         const float *wr = wk + ky * kw;
         for (int64_t kx = 0; kx < kw; kx++) {
-            v16          wv = (v16){0} + wr[kx];
+            v16          wv = wr[kx] - (v16){0};
             const float *p  = ir + (PH ? toff[kx] : kx * dw);
 #pragma GCC unroll 8
             for (int r = 0; r < R; r++)
@@ -664,7 +652,7 @@ static void pad_phases(const lk_conv_geom *g, const dw_layout *L, const float *s
                 continue;
             }
             int64_t lo, hi;
-            valid_range(wph, w, g->sw, pw, p, &lo, &hi);
+            lk_conv_valid_range(wph, w, g->sw, pw, p, &lo, &hi);
             for (int64_t q = 0; q < lo; q++)
                 d[q] = 0.0f;
             for (int64_t q = lo; q < hi; q++)
@@ -794,8 +782,11 @@ static void dw_backward_weight_body(void *arg, int64_t c0, int64_t c1, int tid) 
 
 size_t lk_conv_scratch(const lk_conv_geom *g, int nthreads) {
     if (nthreads < 1) nthreads = 1;
-    if (!lk_conv_is_depthwise(g))
-        return gemm_scratch(g) * (size_t)(use_rowpar(g, nthreads) ? nthreads : 1);
+    if (!lk_conv_is_depthwise(g)) {
+        size_t im2col = gemm_scratch(g) * (size_t)(use_rowpar(g, nthreads) ? nthreads : 1);
+        size_t packed = lk_conv_packed_scratch(g, nthreads);
+        return im2col > packed ? im2col : packed;
+    }
     dw_layout L;
     dw_layout_set(g, &L);
     return L.per_thread * (size_t)nthreads;

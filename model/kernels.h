@@ -66,6 +66,31 @@ void lk_conv_backward_data(const lk_conv_geom *g, const float *gy, const float *
 void lk_conv_backward_weight(const lk_conv_geom *g, const float *x, const float *gy, float *gw,
                              const lk_op_ctx *ctx);
 
+/* Output columns [*lo, *hi) whose input column o*s - p + kd lies inside [0, w) (ow outputs). */
+static inline void lk_conv_valid_range(int64_t ow, int64_t w, int64_t s, int64_t p, int64_t kd,
+                                       int64_t *lo, int64_t *hi) {
+    int64_t t = p - kd;
+    int64_t l = t <= 0 ? 0 : (t + s - 1) / s;
+    int64_t h = w - 1 + t < 0 ? 0 : (w - 1 + t) / s + 1;
+    if (h > ow) h = ow;
+    if (l > h) l = h;
+    *lo = l;
+    *hi = h;
+}
+
+/* ---- convolution on plan-time packed weights (conv_packed.c) ------------------------------ */
+
+/* Floats of the packed form of a convolution's weight (0 for depthwise geometries, which run
+ * on the direct kernels). */
+size_t lk_conv_packed_floats(const lk_conv_geom *g);
+/* wp (lk_conv_packed_floats) = the weight w (m, c/group, kh, kw) in micro-kernel panels. */
+void   lk_conv_pack_weights(const lk_conv_geom *g, const float *w, float *wp);
+/* Scratch floats lk_conv_forward_packed needs for nthreads threads. */
+size_t lk_conv_packed_scratch(const lk_conv_geom *g, int nthreads);
+/* y = (accumulate ? y : 0) + conv(x, W) + b with W given packed (wp); b may be NULL. */
+void   lk_conv_forward_packed(const lk_conv_geom *g, const float *x, const float *wp,
+                              const float *b, float *y, int accumulate, const lk_op_ctx *ctx);
+
 /* gb[c] += sum over n and hw of t (n, nc, hw). */
 void lk_channel_sums(const float *t, int64_t n, int64_t nc, int64_t hw, float *gb);
 /* t (n, nc, hw) = (accumulate ? t : 0) + b[c] (b NULL: adds nothing). */

@@ -11,6 +11,11 @@
  *  - backward: run time; never allocates; ACCUMULATES (+=) into gin[i] for every i whose
  *             gin[i] != NULL (NULL = that gradient is not wanted: skip its work).
  *  - jvp:     run time; tangent propagation at the forward point (LinearScope/NTK); optional.
+ *  - pack:    plan time, optional.  Data the op derives once from its parameters (e.g. conv
+ *             weights in GEMM panels) and keeps for the exec's life: returns the floats it
+ *             needs (0 = none, e.g. when the weight is not a parameter) and, when dst is
+ *             non-NULL, writes them.  Run-time calls see it as ctx->packed (NULL if none).
+ *             Parameters are immutable once an exec is planned.
  * Activations and inputs are contiguous float32; gradients share their value's shape.
  */
 #ifndef LKPROBE_MODEL_OP_H
@@ -37,6 +42,7 @@ typedef struct lk_op_ctx {
     lk_tensor *const       *tout;  /* jvp: output tangents                                  */
     float                  *scratch;
     size_t                  scratch_floats;
+    const float            *packed;  /* the op's pack data, or NULL                       */
     lk_pool                *pool;
     int                     nthreads;
 } lk_op_ctx;
@@ -53,6 +59,7 @@ typedef struct lk_op_def {
     void      (*forward)(const lk_op_ctx *ctx);
     void      (*backward)(const lk_op_ctx *ctx);
     void      (*jvp)(const lk_op_ctx *ctx);
+    size_t    (*pack)(const lk_op_ctx *ctx, float *dst); /* plan time; optional            */
 } lk_op_def;
 
 /* One descriptor per op, defined in model/ops/<file>.c as lk_op_def_<ENUM>. */

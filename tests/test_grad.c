@@ -388,6 +388,7 @@ static lk_status ginst_forward(ginst *g, lk_error *err) {
         in[k] = &t[k];
         k++;
     }
+    lk_exec_params_changed(g->x); /* parameters are perturbed in place between runs */
     return lk_exec_forward(g->x, in, err);
 }
 

@@ -13,7 +13,10 @@
  *     lk_exec_free(x);
  *
  * An exec owns every activation, gradient and scratch buffer, all sized at lk_exec_alloc;
- * nothing is allocated while running.  The model must outlive the exec.  Returned tensor
+ * nothing is allocated while running.  The model must outlive the exec.  lk_exec_alloc also
+ * keeps convolution weights packed for the GEMM kernels: a caller that changes parameter data
+ * in place (its own buffers lent to lk_model_add_param) calls lk_exec_params_changed before
+ * the next run.  Returned tensor
  * pointers stay valid until lk_exec_free (their contents change with each run).
  */
 #ifndef LKPROBE_LK_EXEC_H
@@ -54,6 +57,8 @@ LK_API lk_exec_opts lk_exec_opts_default(void);
 LK_API lk_status lk_exec_alloc(const lk_model *m, const lk_exec_opts *o, int n_shapes,
                                const lk_tensor *const *shapes, lk_exec **out, lk_error *err);
 LK_API void      lk_exec_free(lk_exec *x);
+/* Re-derives what lk_exec_alloc computed from parameter data (packed weights). */
+LK_API void      lk_exec_params_changed(lk_exec *x);
 
 /* Runs forward on inputs (float32, shapes as planned; any strides).  Checks that outputs are
  * finite and names the first node producing NaN/Inf when they are not. */

@@ -79,12 +79,28 @@ static uint64_t conv_macs(const lk_op_ctx *ctx) {
     return (uint64_t)(g.n * g.m * g.oh * g.ow) * (uint64_t)(g.c / g.group * g.kh * g.kw);
 }
 
+/* Dense and grouped convs with a parameter weight keep it packed for the GEMM kernel. */
+static size_t conv_pack(const lk_op_ctx *ctx, float *dst) {
+    lk_conv_geom g;
+    if (!ctx->in[1]->data) return 0;
+    conv_geom(ctx, &g);
+    size_t need = lk_conv_packed_floats(&g);
+    if (dst && need) lk_conv_pack_weights(&g, ctx->in[1]->data, dst);
+    return need;
+}
+
+/* y = (accumulate ? y : 0) + conv(x, W) + b with the node's own weight W. */
+static void conv_apply_w(const lk_op_ctx *ctx, const lk_conv_geom *g, const float *x,
+                         const float *b, float *y, int accumulate) {
+    if (ctx->packed) lk_conv_forward_packed(g, x, ctx->packed, b, y, accumulate, ctx);
+    else lk_conv_forward(g, x, ctx->in[1]->data, b, y, accumulate, ctx);
+}
+
 static void conv_forward(const lk_op_ctx *ctx) {
     lk_conv_geom     g;
     const lk_tensor *b = conv_bias(ctx->node, ctx->in);
     conv_geom(ctx, &g);
-    lk_conv_forward(&g, ctx->in[0]->data, ctx->in[1]->data, b ? b->data : NULL, ctx->out[0]->data,
-                    0, ctx);
+    conv_apply_w(ctx, &g, ctx->in[0]->data, b ? b->data : NULL, ctx->out[0]->data, 0);
 }
 
 static void conv_backward(const lk_op_ctx *ctx) {
@@ -106,7 +122,7 @@ static void conv_jvp(const lk_op_ctx *ctx) {
     float           *ty  = ctx->tout[0]->data;
     conv_geom(ctx, &g);
     if (tx) {
-        lk_conv_forward(&g, tx->data, ctx->in[1]->data, tbd, ty, 0, ctx);
+        conv_apply_w(ctx, &g, tx->data, tbd, ty, 0);
         if (tw) lk_conv_forward(&g, ctx->in[0]->data, tw->data, NULL, ty, 1, ctx);
     } else if (tw) {
         lk_conv_forward(&g, ctx->in[0]->data, tw->data, tbd, ty, 0, ctx);
@@ -128,4 +144,5 @@ const lk_op_def lk_op_def_CONV = {
     .forward   = conv_forward,
     .backward  = conv_backward,
     .jvp       = conv_jvp,
+    .pack      = conv_pack,
 };

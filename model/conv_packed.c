@@ -1,0 +1,347 @@
+/*
+ * conv_packed.c: dense and grouped convolution forward as a GEMM on weights packed once, at
+ * plan time.
+ *
+ * Per batch item and group, y (mg x P, P = oh * ow) = W (mg x K) * B (K x P) with
+ * K = c/group * kh * kw taps (c, ky, kx) and B[(c, ky, kx)][(oy, ox)] the input under tap
+ * (ky, kx) of output (oy, ox).
+ *  - W is packed at lk_exec_alloc into panels of MR rows, k-major ([panel][k][MR], rows past
+ *    mg zero), so a micro-kernel step reads its MR weights from one cache line.
+ *  - B is never materialised (no im2col).  The input is copied once, zero-padded, into
+ *    "phase planes": phase (py, px) of channel c holds padded-input pixels
+ *    (iy*sh + py, ix*sw + px), hp x wp of them with wp = ow + (kw-1)*dw/sw.  Tap (ky, kx) of
+ *    output (oy, ox) is then pixel (oy + ky*dh/sh, ox + kx*dw/sw) of phase
+ *    ((ky*dh) % sh, (kx*dw) % sw): on the "grid" of oh x wp positions (the outputs plus
+ *    junk columns), B[k][j] = xp[off[k] + j], one offset per tap.  Consecutive grid positions
+ *    read consecutive floats, also across rows, whatever the stride and dilation.
+ *  - The micro-kernel keeps an MR x NR tile of the grid (6 x 64: 24 vector registers) and per
+ *    tap does NR/16 vector loads of B, MR weight broadcasts and MR * NR/16 FMAs over the whole
+ *    K, then the tile's junk columns are dropped as it is stored.  The B region of a tile
+ *    (its rows of every plane) stays in L1/L2 across all weight panels; weights stream with a
+ *    software prefetch (from L3 they arrive too late for the hardware prefetcher).
+ *  - Threads split the grid columns (16-column-aligned ranges), or, when there are too few
+ *    (late ResNet stages: 7x7 maps), the weight panels.
+ * Results equal the im2col + sgemm path up to float summation order.
+ */
+#include <string.h>
+
+/* acc += a * b is written out and relies on contraction to FMA (off in ISO C mode). */
+#pragma GCC optimize("fp-contract=fast")
+
+#include "kernels.h"
+
+/* 16 floats: one AVX-512 register (two AVX2 or four SSE registers elsewhere).  Vectors only
+ * cross static inlined functions, so GCC's ABI note for non-AVX-512 targets is moot. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float v16 __attribute__((vector_size(64)));
+#define VL 16
+#define MR 6   /* weight rows per micro-tile                                   */
+#define NR 64  /* grid columns per micro-tile (4 vectors)                      */
+/* Prefetch distance in floats along the packed weights (about 128 taps ahead). */
+#define PF_AHEAD 768
+
+static inline v16 vload(const float *p) {
+    v16 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* s in every lane.  s - 0 is s for every float (also -0 and NaN), so this folds to one
+ * broadcast; (v16){0} + s would not (-0 + 0 = +0) and costs an extra add per use. */
+static inline v16 vbcast(float s) {
+    return s - (v16){0};
+}
+
+/* ---- weights ---------------------------------------------------------------------------- */
+
+static int64_t kdim_of(const lk_conv_geom *g) {
+    return g->c / g->group * g->kh * g->kw;
+}
+
+static int64_t panels_of(const lk_conv_geom *g) {
+    return (g->m / g->group + MR - 1) / MR;
+}
+
+size_t lk_conv_packed_floats(const lk_conv_geom *g) {
+    if (lk_conv_is_depthwise(g)) return 0;
+    return (size_t)(g->group * panels_of(g) * MR * kdim_of(g));
+}
+
+void lk_conv_pack_weights(const lk_conv_geom *g, const float *w, float *wp) {
+    int64_t mg = g->m / g->group, k = kdim_of(g), np = panels_of(g);
+    for (int64_t gi = 0; gi < g->group; gi++)
+        for (int64_t p = 0; p < np; p++) {
+            float *dst = wp + (gi * np + p) * k * MR;
+            for (int64_t r = 0; r < MR; r++) {
+                int64_t      row = p * MR + r;
+                const float *src = w + (gi * mg + row) * k;
+                for (int64_t kk = 0; kk < k; kk++)
+                    dst[kk * MR + r] = row < mg ? src[kk] : 0.0f;
+            }
+        }
+}
+
+/* ---- phase planes ----------------------------------------------------------------------- */
+
+typedef struct dp_layout {
+    int64_t nph;             /* phases per channel: sh * sw                               */
+    int64_t hp, wp, plane;   /* phase plane hp x wp                                       */
+    int64_t grid;            /* grid columns: oh * wp                                     */
+    int64_t xp_floats;       /* all n * c * nph phase planes, plus read slack             */
+} dp_layout;
+
+static void dp_layout_set(const lk_conv_geom *g, dp_layout *L) {
+    L->nph   = g->sh * g->sw;
+    L->hp    = g->oh + (g->kh - 1) * g->dh / g->sh;
+    L->wp    = g->ow + (g->kw - 1) * g->dw / g->sw;
+    L->plane = L->hp * L->wp;
+    L->grid  = g->oh * L->wp;
+    /* A tile reads up to NR - 1 columns past the grid's end, plus the largest tap offset:
+     * past the last plane by at most NR + (kw-1)*dw/sw floats. */
+    L->xp_floats =
+        (g->n * g->c * L->nph * L->plane + NR + (g->kw - 1) * g->dw / g->sw + 15) & ~(int64_t)15;
+}
+
+/* Phase planes of input planes [p0, p1) of x (n * c planes of h x w). */
+static void dp_pad(const lk_conv_geom *g, const dp_layout *L, const float *x, float *xp,
+                   int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; p++)
+        for (int64_t py = 0; py < g->sh; py++)
+            for (int64_t px = 0; px < g->sw; px++) {
+                const float *src = x + p * g->h * g->w;
+                float       *dst = xp + (p * L->nph + py * g->sw + px) * L->plane;
+                int64_t      lo, hi; /* phase columns ix whose input column is inside [0, w) */
+                lk_conv_valid_range(L->wp, g->w, g->sw, g->pw, px, &lo, &hi);
+                for (int64_t iy = 0; iy < L->hp; iy++) {
+                    float  *d  = dst + iy * L->wp;
+                    int64_t ih = iy * g->sh + py - g->ph;
+                    if (ih < 0 || ih >= g->h || lo >= hi) {
+                        memset(d, 0, sizeof(float) * (size_t)L->wp);
+                        continue;
+                    }
+                    const float *s  = src + ih * g->w + (lo * g->sw + px - g->pw);
+                    memset(d, 0, sizeof(float) * (size_t)lo);
+                    if (g->sw == 1) {
+                        memcpy(d + lo, s, sizeof(float) * (size_t)(hi - lo));
+                    } else {
+                        for (int64_t ix = lo; ix < hi; ix++)
+                            d[ix] = s[(ix - lo) * g->sw];
+                    }
+                    memset(d + hi, 0, sizeof(float) * (size_t)(L->wp - hi));
+                }
+            }
+}
+
+/* off[k] for tap k = (c, ky, kx): offset of its B row in a unit's phase planes. */
+static void dp_offsets(const lk_conv_geom *g, const dp_layout *L, int64_t *off) {
+    int64_t k = 0;
+    for (int64_t c = 0; c < g->c / g->group; c++)
+        for (int64_t ky = 0; ky < g->kh; ky++)
+            for (int64_t kx = 0; kx < g->kw; kx++) {
+                int64_t yy = ky * g->dh, xx = kx * g->dw;
+                int64_t ph = (yy % g->sh) * g->sw + xx % g->sw;
+                off[k++] = (c * L->nph + ph) * L->plane + yy / g->sh * L->wp + xx / g->sw;
+            }
+}
+
+/* ---- micro-kernel ----------------------------------------------------------------------- */
+
+/* c (MR x NV*16, rows NR apart) = (bias ? bias[r] : 0) + sum_k a[k][r] * b[off[k] + v*16 + i]. */
+static inline __attribute__((always_inline)) void
+micro_d(int64_t kdim, const float *restrict a, const float *restrict b,
+        const int64_t *restrict off, float *restrict c, int64_t ldc, const float *restrict bias,
+        const int NV) {
+    v16 acc[MR * 4];
+#pragma GCC unroll 24
+    for (int i = 0; i < MR * NV; i++)
+        acc[i] = bias ? vbcast(bias[i / NV]) : (v16){0};
+#pragma GCC unroll 2
+    for (int64_t k = 0; k < kdim; k++) {
+        const float *bk = b + off[k];
+        v16          bv[4];
+        /* Weights stream from L3 or memory (each is used NV times per tile): fetch well ahead
+         * of the hardware prefetcher, which does not cover the latency at this rate. */
+        __builtin_prefetch(a + PF_AHEAD);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            bv[v] = vload(bk + v * VL);
+#pragma GCC unroll 6
+        for (int r = 0; r < MR; r++) {
+            v16 av = vbcast(a[r]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++)
+                acc[r * NV + v] += av * bv[v];
+        }
+        a += MR;
+    }
+#pragma GCC unroll 24
+    for (int i = 0; i < MR * NV; i++)
+        memcpy(c + (i / NV) * ldc + (i % NV) * VL, &acc[i], sizeof(v16));
+}
+
+typedef void (*micro_d_fn)(int64_t kdim, const float *a, const float *b, const int64_t *off,
+                           float *c, int64_t ldc, const float *bias);
+
+#define MICRO_D(NV)                                                                                \
+    static void micro_d_##NV(int64_t kdim, const float *a, const float *b, const int64_t *off,    \
+                             float *c, int64_t ldc, const float *bias) {                          \
+        micro_d(kdim, a, b, off, c, ldc, bias, NV);                                                \
+    }
+MICRO_D(1)
+MICRO_D(2)
+MICRO_D(3)
+MICRO_D(4)
+static const micro_d_fn micro_d_fns[5] = {NULL, micro_d_1, micro_d_2, micro_d_3, micro_d_4};
+
+/* ---- driver ----------------------------------------------------------------------------- */
+
+typedef struct pk_args {
+    const lk_conv_geom *g;
+    const dp_layout    *L;
+    const float        *x, *wp, *b, *xp;
+    const int64_t      *off;
+    float              *y;
+    int                 accumulate, split_rows, nthreads;
+    int64_t             kdim;
+} pk_args;
+
+/* Grid columns [j0, j1) and weight panels [p0, p1) of batch item n, group gi.  Tiles go
+ * through a local buffer and are stored row segment by row segment, dropping the junk
+ * columns; when the grid has none (wp == ow) whole tiles store straight into y. */
+static void pk_range(const pk_args *a, int64_t n, int64_t gi, int64_t j0, int64_t j1, int64_t p0,
+                     int64_t p1) {
+    const lk_conv_geom *g  = a->g;
+    const dp_layout    *L  = a->L;
+    int64_t             mg = g->m / g->group, np = panels_of(g), kdim = a->kdim;
+    int64_t             ohw = g->oh * g->ow;
+    const float        *xg  = a->xp + (n * g->c + gi * (g->c / g->group)) * L->nph * L->plane;
+    float              *yg  = a->y + (n * g->m + gi * mg) * ohw;
+    int                 nojunk = L->wp == g->ow && !a->accumulate;
+    float               t[MR * NR];
+    int64_t             seg_src[NR], seg_dst[NR], seg_len[NR];
+    for (int64_t jt = j0; jt < j1; jt += NR) {
+        int64_t cols = j1 - jt < NR ? j1 - jt : NR, nv = (cols + VL - 1) / VL, nseg = 0;
+        /* Row segments of this tile: grid column jt + i is output (oy, ox) when ox < ow. */
+        for (int64_t i = 0; i < cols;) {
+            int64_t j = jt + i, oy = j / L->wp, ox = j % L->wp;
+            int64_t len = L->wp - ox < cols - i ? L->wp - ox : cols - i;
+            if (ox < g->ow) {
+                seg_src[nseg] = i;
+                seg_dst[nseg] = oy * g->ow + ox;
+                seg_len[nseg] = g->ow - ox < len ? g->ow - ox : len;
+                nseg++;
+            }
+            i += len;
+        }
+        for (int64_t p = p0; p < p1; p++) {
+            const float *wa   = a->wp + (gi * np + p) * kdim * MR;
+            int64_t      rows = mg - p * MR < MR ? mg - p * MR : MR;
+            float        bpad[MR] = {0};
+            const float *bias     = NULL;
+            if (a->b) {
+                memcpy(bpad, a->b + gi * mg + p * MR, sizeof(float) * (size_t)rows);
+                bias = bpad;
+            }
+            float *yp = yg + p * MR * ohw;
+            if (nojunk && rows == MR && cols == nv * VL) {
+                micro_d_fns[nv](kdim, wa, xg + jt, a->off, yp + jt, ohw, bias);
+                continue;
+            }
+            micro_d_fns[nv](kdim, wa, xg + jt, a->off, t, NR, bias);
+            for (int64_t r = 0; r < rows; r++)
+                for (int64_t sg = 0; sg < nseg; sg++) {
+                    float       *d = yp + r * ohw + seg_dst[sg];
+                    const float *s = t + r * NR + seg_src[sg];
+                    if (a->accumulate)
+                        for (int64_t i = 0; i < seg_len[sg]; i++)
+                            d[i] += s[i];
+                    else
+                        memcpy(d, s, sizeof(float) * (size_t)seg_len[sg]);
+                }
+        }
+    }
+}
+
+static void pk_body(void *arg, int64_t t0, int64_t t1, int tid) {
+    (void)tid;
+    const pk_args      *a = arg;
+    const lk_conv_geom *g = a->g;
+    int64_t             P = a->L->grid, nvec = (P + VL - 1) / VL, units = g->n * g->group;
+    int64_t             np = panels_of(g), nt = a->nthreads;
+    for (int64_t t = t0; t < t1; t++) {
+        if (a->split_rows) {
+            int64_t p0 = t * np / nt, p1 = (t + 1) * np / nt;
+            if (p0 < p1)
+                for (int64_t u = 0; u < units; u++)
+                    pk_range(a, u / g->group, u % g->group, 0, P, p0, p1);
+            continue;
+        }
+        /* Flat range of 16-column vectors over all (batch item, group) units. */
+        int64_t v0 = t * units * nvec / nt, v1 = (t + 1) * units * nvec / nt;
+        while (v0 < v1) {
+            int64_t u = v0 / nvec, ve = (u + 1) * nvec < v1 ? (u + 1) * nvec : v1;
+            int64_t j0 = (v0 - u * nvec) * VL, j1 = (ve - u * nvec) * VL;
+            if (j1 > P) j1 = P;
+            pk_range(a, u / g->group, u % g->group, j0, j1, 0, np);
+            v0 = ve;
+        }
+    }
+}
+
+typedef struct pad_args {
+    const lk_conv_geom *g;
+    const dp_layout    *L;
+    const float        *x;
+    float              *xp;
+} pad_args;
+
+static void pad_body(void *arg, int64_t p0, int64_t p1, int tid) {
+    (void)tid;
+    const pad_args *a = arg;
+    dp_pad(a->g, a->L, a->x, a->xp, p0, p1);
+}
+
+/* Threads split weight panels when the grid gives each fewer than 8 vectors. */
+static int split_rows(const lk_conv_geom *g, int64_t cols, int nt) {
+    int64_t nvec = (cols + VL - 1) / VL;
+    return nt > 1 && g->n * g->group * nvec < 8 * (int64_t)nt && panels_of(g) >= nt;
+}
+
+/* Scratch: [phase planes][tap offsets (int64)]. */
+size_t lk_conv_packed_scratch(const lk_conv_geom *g, int nthreads) {
+    (void)nthreads;
+    if (lk_conv_is_depthwise(g)) return 0;
+    dp_layout L;
+    dp_layout_set(g, &L);
+    return (size_t)(L.xp_floats + 2 * kdim_of(g));
+}
+
+void lk_conv_forward_packed(const lk_conv_geom *g, const float *x, const float *wp,
+                            const float *b, float *y, int accumulate, const lk_op_ctx *ctx) {
+    int       nt = ctx->pool ? ctx->nthreads : 1;
+    dp_layout L;
+    pk_args   a;
+    LK_ASSERT(ctx->scratch_floats >= lk_conv_packed_scratch(g, nt));
+    dp_layout_set(g, &L);
+    memset(&a, 0, sizeof a);
+    a.g = g, a.L = &L, a.x = x, a.wp = wp, a.b = b, a.y = y, a.accumulate = accumulate;
+    a.kdim = kdim_of(g);
+    /* Tiny convolutions are not worth a hand-off. */
+    double work = (double)g->n * (double)g->m * (double)(g->oh * g->ow) * (double)a.kdim;
+    if (work < 65536.0) nt = 1;
+    a.nthreads   = nt;
+    a.split_rows = split_rows(g, L.grid, nt);
+
+    float   *xp     = ctx->scratch;
+    int64_t *off    = (int64_t *)(void *)(xp + L.xp_floats);
+    int64_t  planes = g->n * g->c, used = planes * L.nph * L.plane;
+    dp_offsets(g, &L, off);
+    memset(xp + used, 0, sizeof(float) * (size_t)(L.xp_floats - used));
+    pad_args pa = {g, &L, x, xp};
+    if (nt == 1) pad_body(&pa, 0, planes, 0);
+    else lk_parallel_for(ctx->pool, planes, pad_body, &pa);
+    a.xp  = xp;
+    a.off = off;
+    if (nt == 1) pk_body(&a, 0, 1, 0);
+    else lk_parallel_for(ctx->pool, nt, pk_body, &a);
+}
