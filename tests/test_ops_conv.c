@@ -186,6 +186,15 @@ static const conv_spec conv_specs[] = {
     {"dw3x3_s2x2_d2_bigpad", 0, 2, 1, 2, 9, 10, 4, 3, 3, 2, 2, 2, 2, 2, 4, 5, 3, 2, 0, 0, 1},
     {"dw5x5_s1x3_d1x2_mult2", 0, 2, 2, 2, 13, 23, 4, 5, 5, 2, 1, 3, 1, 2, 2, 3, 1, 4, 0, 0, 1},
     {"dense_bigpad", 0, 2, 1, 3, 5, 4, 2, 3, 3, 1, 1, 1, 1, 1, 4, 3, 2, 4, 0, 0, 1},
+    /* Large enough for the packed GEMM path's multi-tile, multi-panel and threaded splits:
+     * grid columns split (partial last panel of 13 rows, junk columns), weight panels split
+     * (tiny map), phase planes with stride and dilation, groups, junk-free direct stores. */
+    {"packed_tiles_m13", 0, 2, 2, 5, 19, 37, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1},
+    {"packed_rows_s2", 0, 2, 1, 7, 9, 9, 20, 3, 3, 1, 2, 2, 1, 1, 1, 1, 1, 1, 0, 0, 1},
+    {"packed_k5_s2_d2", 0, 2, 1, 3, 40, 45, 8, 5, 5, 1, 2, 2, 2, 2, 4, 4, 3, 5, 0, 0, 1},
+    {"packed_g2_s1x2", 0, 2, 2, 8, 12, 70, 14, 3, 3, 2, 1, 2, 1, 1, 1, 0, 2, 1, 0, 0, 0},
+    {"packed_1x1_nojunk", 0, 2, 1, 9, 3, 100, 12, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1},
+    {"packed_1d_wide", 0, 1, 2, 6, 1, 300, 7, 1, 9, 1, 1, 3, 1, 2, 0, 4, 0, 4, 0, 0, 1},
     {"dw5x5_d3", 0, 2, 1, 4, 17, 18, 4, 5, 5, 4, 1, 1, 3, 3, 6, 6, 6, 6, 0, 0, 0},
     {"dw7x7_asym_d2", 0, 2, 1, 3, 14, 37, 3, 7, 7, 3, 1, 1, 2, 2, 5, 1, 2, 7, 0, 0, 1},
     {"band1x11", 0, 2, 1, 4, 13, 24, 4, 1, 11, 4, 1, 1, 1, 1, 0, 5, 0, 5, 0, 0, 1},
