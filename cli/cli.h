@@ -72,6 +72,7 @@ typedef enum cli_opt_id {
     OPT_FROM_DB,
     OPT_SPECTRA,
     OPT_GROUP_BY,
+    OPT_PROFILE,
     OPT_COUNT
 } cli_opt_id;
 

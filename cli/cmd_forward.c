@@ -6,6 +6,7 @@
  * the requested values are concatenated along axis 0, so graphs with batch-specific folded
  * reshapes still work.  Files are written only after every chunk succeeded: first to
  * temporary names, then renamed; on any failure no output file is left.
+ * --profile times each node's forward over all chunks (lk_exec opts.profile).
  */
 #include <limits.h>
 #include <stdlib.h>
@@ -21,6 +22,8 @@ static const cli_opt forward_opts[] = {
     {"--output", NULL, 1, OPT_OUTPUT, "Y.npy: write the first model output"},
     {"--tensor", NULL, 1, OPT_TENSOR, "NAME: an intermediate value to write (pair with -o)"},
     {"-o", NULL, 1, OPT_O, "FILE: destination of the preceding --tensor"},
+    {"--profile", NULL, 1, OPT_PROFILE,
+     "P.json: time every node (JSON per node and op; the slowest nodes go to stderr)"},
 };
 static const cli_spec forward_spec = {
     "forward", "MODEL --input X.npy [--output Y.npy] [--tensor NAME -o T.npy]...",
@@ -195,6 +198,86 @@ static int collect(const lk_model *m, target *t, const lk_tensor *v, int64_t bat
     return 0;
 }
 
+typedef struct prof_row {
+    int64_t node;
+    double  s;
+} prof_row;
+
+static int cmp_prof(const void *a, const void *b) {
+    const prof_row *x = a, *y = b;
+    return x->s < y->s ? 1 : x->s > y->s ? -1 : (x->node > y->node) - (x->node < y->node);
+}
+
+/* Writes the per-node profile as JSON (atomically) and the slowest nodes to stderr. */
+static int write_profile(const char *file, const lk_model *m, const lk_exec *x, int64_t runs,
+                         double wall) {
+    int64_t   nn   = lk_model_n_nodes(m), nr = 0;
+    prof_row *rows = calloc((size_t)(nn ? nn : 1), sizeof *rows);
+    double    op_s[LK_OP_COUNT] = {0}, total = 0;
+    if (!rows) {
+        cli_error("--profile", "out of memory");
+        return 1;
+    }
+    for (int64_t i = 0; i < nn; i++) {
+        double t = lk_exec_node_seconds(x, i);
+        if (t < 0) continue;
+        rows[nr++] = (prof_row){i, t};
+        op_s[lk_model_node(m, i)->op] += t;
+        total += t;
+    }
+    qsort(rows, (size_t)nr, sizeof *rows, cmp_prof);
+    size_t len = strlen(file) + 32;
+    char  *tmp = malloc(len);
+    FILE  *f   = NULL;
+    if (tmp) {
+        snprintf(tmp, len, "%s.part-%ld", file, (long)getpid());
+        f = fopen(tmp, "w");
+    }
+    if (!f) {
+        cli_error(file, "cannot write the profile");
+        free(tmp);
+        free(rows);
+        return 1;
+    }
+    fprintf(f, "{\"runs\":%lld,\"threads\":%d,\"wall_s\":%.6f,\"nodes_s\":%.6f,\"ops\":{",
+            (long long)runs, lk_exec_threads(x), wall, total);
+    int first = 1;
+    for (int op = 0; op < LK_OP_COUNT; op++) {
+        if (op_s[op] <= 0) continue;
+        fprintf(f, "%s\"%s\":%.6f", first ? "" : ",", lk_op_name((lk_op)op), op_s[op]);
+        first = 0;
+    }
+    fprintf(f, "},\"nodes\":[");
+    for (int64_t r = 0; r < nr; r++) {
+        const lk_node *n = lk_model_node(m, rows[r].node);
+        fprintf(f, "%s{\"name\":", r ? "," : "");
+        cli_json_str(f, n->name);
+        fprintf(f, ",\"op\":\"%s\",\"seconds\":%.6f,\"share\":%.4f}", lk_op_name(n->op),
+                rows[r].s, total > 0 ? rows[r].s / total : 0.0);
+    }
+    fprintf(f, "]}\n");
+    int bad = ferror(f) != 0;
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, file) != 0) {
+        unlink(tmp);
+        cli_error(file, "cannot write the profile");
+        free(tmp);
+        free(rows);
+        return 1;
+    }
+    free(tmp);
+    fprintf(stderr, "profile: %lld run(s), %.2f ms per run in nodes; slowest nodes:\n",
+            (long long)runs, 1e3 * total / (double)(runs ? runs : 1));
+    for (int64_t r = 0; r < nr && r < 12; r++) {
+        const lk_node *n = lk_model_node(m, rows[r].node);
+        fprintf(stderr, "  %8.3f ms  %5.1f%%  %-16s %s\n",
+                1e3 * rows[r].s / (double)(runs ? runs : 1),
+                total > 0 ? 100.0 * rows[r].s / total : 0.0, lk_op_name(n->op), n->name);
+    }
+    free(rows);
+    return 0;
+}
+
 int cmd_forward(int argc, char **argv) {
     cli_item   *items = calloc((size_t)argc + 1, sizeof *items);
     target     *ts    = calloc((size_t)argc + 8, sizeof *ts);
@@ -203,7 +286,7 @@ int cmd_forward(int argc, char **argv) {
     lk_tensor  *in    = NULL;
     float      *pad   = NULL;
     cli_common  c;
-    const char *path = NULL, *in_path = NULL, *out_path = NULL, *pending = NULL;
+    const char *path = NULL, *in_path = NULL, *out_path = NULL, *pending = NULL, *prof = NULL;
     const char *tnames[256], *tfiles[256];
     int         n = 0, nt = 0, ntn = 0, rc = 1;
     lk_error    err;
@@ -230,6 +313,7 @@ int cmd_forward(int argc, char **argv) {
         switch (it->id) {
         case OPT_INPUT: in_path = it->val; break;
         case OPT_OUTPUT: out_path = it->val; break;
+        case OPT_PROFILE: prof = it->val; break;
         case OPT_TENSOR:
             if (ntn >= 256) {
                 cli_error("--tensor", "at most 256 tensors per run");
@@ -303,6 +387,7 @@ int cmd_forward(int argc, char **argv) {
     }
     lk_exec_opts o = lk_exec_opts_default();
     o.threads      = c.threads;
+    o.profile      = prof != NULL;
     if (lk_exec_alloc(m, &o, 0, NULL, &x, &err) != LK_OK) {
         cli_error_lk(&err);
         goto done;
@@ -311,7 +396,7 @@ int cmd_forward(int argc, char **argv) {
     int64_t nchunks = (N + B - 1) / B;
     int     single  = nchunks == 1 && N == B;
     int     progress = nchunks > 1 && isatty(STDERR_FILENO), printed = 0;
-    double  t0 = now_s();
+    double  t0 = now_s(), tstart = t0;
     for (int64_t ci = 0; ci < nchunks; ci++) {
         int64_t r0 = ci * B, rows = N - r0 < B ? N - r0 : B;
         float  *src = (float *)in->data + r0 * per;
@@ -345,7 +430,11 @@ int cmd_forward(int argc, char **argv) {
         }
     }
     if (printed) fputc('\n', stderr);
-    if (write_targets(ts, nt)) goto done;
+    if (prof && write_profile(prof, m, x, nchunks, now_s() - tstart)) goto done;
+    if (write_targets(ts, nt)) {
+        if (prof) unlink(prof); /* no partial outputs */
+        goto done;
+    }
     for (int i = 0; i < nt; i++)
         if (!ts[i].file) print_summary(m, &ts[i]);
     rc = fflush(stdout) == 0 ? 0 : 1;

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "model-impl.h"
 #include "op.h"
@@ -26,6 +27,7 @@ struct lk_exec {
     size_t          scratch_floats;
     float          *packed;    /* ops' pack data (packed weights), one block             */
     size_t         *pack_off;  /* per node: offset into packed, or SIZE_MAX for none     */
+    double         *node_s;    /* profile: per node forward seconds (NULL: not profiled) */
     unsigned char  *active;    /* per node: planned and run                                */
     unsigned char  *live;      /* per value: has a buffer                                  */
     unsigned char  *persist;   /* per value: gradient kept after backward (inputs, params) */
@@ -35,11 +37,16 @@ struct lk_exec {
 };
 
 lk_exec_opts lk_exec_opts_default(void) {
-    lk_exec_opts o = {0, LK_GRAD_NONE, 0, NULL, 0};
+    lk_exec_opts o = {0, LK_GRAD_NONE, 0, NULL, 0, 0};
     return o;
 }
 
 int lk_exec_threads(const lk_exec *x) { return lk_pool_threads(x->pool); }
+
+double lk_exec_node_seconds(const lk_exec *x, int64_t i) {
+    if (!x->node_s || i < 0 || i >= x->m->n_nodes || !x->active[i]) return -1.0;
+    return x->node_s[i];
+}
 
 void lk_exec_free(lk_exec *x) {
     if (!x) return;
@@ -52,6 +59,7 @@ void lk_exec_free(lk_exec *x) {
     lk_free(x->scratch);
     lk_free(x->packed);
     lk_free(x->pack_off);
+    lk_free(x->node_s);
     lk_free(x->active);
     lk_free(x->live);
     lk_free(x->persist);
@@ -194,8 +202,10 @@ lk_status lk_exec_alloc(const lk_model *m, const lk_exec_opts *o, int n_shapes,
     x->zeroed  = lk_calloc((size_t)nv, 1);
     x->seedp   = lk_calloc((size_t)nv, sizeof *x->seedp);
     x->pack_off = lk_malloc(sizeof *x->pack_off * (size_t)(m->n_nodes ? m->n_nodes : 1));
+    if (x->o.profile) x->node_s = lk_calloc((size_t)(m->n_nodes ? m->n_nodes : 1), sizeof(double));
     if (!x->vals || !x->grads || !x->req || !x->touched || !x->active || !x->live ||
-        !x->persist || !x->zeroed || !x->seedp || !x->pack_off) {
+        !x->persist || !x->zeroed || !x->seedp || !x->pack_off ||
+        (x->o.profile && !x->node_s)) {
         s = LK_FAIL(err, LK_ENOMEM, "out of memory allocating an executor");
         goto fail;
     }
@@ -441,7 +451,15 @@ static lk_status run_forward(lk_exec *x, const lk_tensor *const *inputs, int che
         lk_tensor       *outp[LK_MAX_OUTPUTS];
         lk_op_ctx        c;
         fill_ctx(x, n, &c, in, outp);
+        if (!x->node_s) {
+            lk_op_get(n->op)->forward(&c);
+            continue;
+        }
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
         lk_op_get(n->op)->forward(&c);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        x->node_s[i] += (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
     }
     x->forwarded = 1;
     if (!check) return LK_OK;

@@ -290,6 +290,30 @@ START_TEST(test_forward_batches) {
 }
 END_TEST
 
+/* --profile: a JSON profile naming every node with a time; a bad path fails with no outputs. */
+START_TEST(test_forward_profile) {
+    char mp[512], xp[512], yp[512], pp[512], js[1 << 16];
+    write_model(mp, sizeof mp);
+    lk_tensor *x = write_input("x3.npy", 3, 3, 8, 8, xp, sizeof xp);
+    tpath("y.npy", yp, sizeof yp);
+    tpath("prof.json", pp, sizeof pp);
+    ck_assert_msg(RUN("forward", mp, "--input", xp, "--output", yp, "--profile", pp) == 0, "%s",
+                  err_buf);
+    slurp(pp, js, sizeof js);
+    ck_assert_msg(json_valid(js), "profile is not JSON: %s", js);
+    ck_assert_ptr_nonnull(strstr(js, "\"runs\":3"));
+    ck_assert_ptr_nonnull(strstr(js, "\"name\":\"relu2\""));
+    ck_assert_ptr_nonnull(strstr(err_buf, "slowest nodes"));
+    unlink(pp);
+    unlink(yp);
+    ck_assert_int_eq(RUN("forward", mp, "--input", xp, "--output", yp, "--profile",
+                         "/nonexistent-dir/p.json"), 1);
+    ck_assert_ptr_nonnull(strstr(err_buf, "cannot write the profile"));
+    assert_dir_only((const char *const[]){"model.bin", "x3.npy", NULL});
+    lk_tensor_free(x);
+}
+END_TEST
+
 START_TEST(test_convert) {
     char      mp[512], cp[512], xp[512], y1[512], y2[512];
     lk_model *a = NULL, *b = NULL;
@@ -436,6 +460,7 @@ int main(void) {
     tcase_add_test(tc, test_bad_usage);
     tcase_add_test(tc, test_info);
     tcase_add_test(tc, test_forward_batches);
+    tcase_add_test(tc, test_forward_profile);
     tcase_add_test(tc, test_convert);
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_onnx_fixture);

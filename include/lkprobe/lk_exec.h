@@ -49,6 +49,8 @@ typedef struct lk_exec_opts {
      * values).  0 (default): only inputs and parameters keep theirs; activation gradients
      * share memory by liveness, which cuts backward memory to a fraction. */
     int            keep_grads;
+    /* 1: time every node's forward (wall clock, summed over runs; lk_exec_node_seconds). */
+    int            profile;
 } lk_exec_opts;
 
 LK_API lk_exec_opts lk_exec_opts_default(void);
@@ -77,6 +79,9 @@ LK_API lk_status lk_exec_backward(lk_exec *x, int n_seeds, const int64_t *vids,
 LK_API const lk_tensor *lk_exec_value(const lk_exec *x, int64_t vid);
 LK_API const lk_tensor *lk_exec_grad(const lk_exec *x, int64_t vid);
 LK_API int              lk_exec_threads(const lk_exec *x);
+/* Profiling (opts.profile): seconds node i's forward took, summed over all forward runs so
+ * far; -1 when not profiled or the node is not run. */
+LK_API double           lk_exec_node_seconds(const lk_exec *x, int64_t i);
 /* 1 when value vid depends on a gradient-carrying input (it can be seeded in backward). */
 LK_API int              lk_exec_depends_on_input(const lk_exec *x, int64_t vid);
 
