@@ -16,9 +16,10 @@
  *    read consecutive floats, also across rows, whatever the stride and dilation.
  *  - The micro-kernel keeps an MR x NR tile of the grid (6 x 64: 24 vector registers) and per
  *    tap does NR/16 vector loads of B, MR weight broadcasts and MR * NR/16 FMAs over the whole
- *    K, then the tile's junk columns are dropped as it is stored.  The B region of a tile
- *    (its rows of every plane) stays in L1/L2 across all weight panels; weights stream with a
- *    software prefetch (from L3 they arrive too late for the hardware prefetcher).
+ *    K slice (up to KC taps), then the tile's junk columns are dropped as it is stored.  The
+ *    B slice of a tile stays in L1/L2 across all weight panels; weights stream with a
+ *    software prefetch (from L3 they arrive too late for the hardware prefetcher).  Plane
+ *    strides avoid multiples of 2 KiB, which would map a tile's rows to the same cache sets.
  *  - Threads split the grid columns (16-column-aligned ranges), or, when there are too few
  *    (late ResNet stages: 7x7 maps), the weight panels.
  * Results equal the im2col + sgemm path up to float summation order.
@@ -37,6 +38,7 @@ typedef float v16 __attribute__((vector_size(64)));
 #define VL 16
 #define MR 6   /* weight rows per micro-tile                                   */
 #define NR 64  /* grid columns per micro-tile (4 vectors)                      */
+#define KC 512 /* taps per K slice (a tile's B slice, KC x NR, is 128 KiB: L2)  */
 /* Prefetch distance in floats along the packed weights (about 128 taps ahead). */
 #define PF_AHEAD 768
 
@@ -94,7 +96,10 @@ static void dp_layout_set(const lk_conv_geom *g, dp_layout *L) {
     L->nph   = g->sh * g->sw;
     L->hp    = g->oh + (g->kh - 1) * g->dh / g->sh;
     L->wp    = g->ow + (g->kw - 1) * g->dw / g->sw;
-    L->plane = L->hp * L->wp;
+    /* Plane stride: hp * wp rounded to whole vectors, and kept off multiples of 2 KiB so
+     * that the B rows of a tile (one per channel) do not all map to the same cache sets. */
+    L->plane = (L->hp * L->wp + 15) & ~(int64_t)15;
+    while (L->plane % 512 < 64 || L->plane % 512 > 448) L->plane += 16;
     L->grid  = g->oh * L->wp;
     /* A tile reads up to NR - 1 columns past the grid's end, plus the largest tap offset:
      * past the last plane by at most NR + (kw-1)*dw/sw floats. */
@@ -129,6 +134,7 @@ static void dp_pad(const lk_conv_geom *g, const dp_layout *L, const float *x, fl
                     }
                     memset(d + hi, 0, sizeof(float) * (size_t)(L->wp - hi));
                 }
+                memset(dst + L->hp * L->wp, 0, sizeof(float) * (size_t)(L->plane - L->hp * L->wp));
             }
 }
 
@@ -149,12 +155,14 @@ static void dp_offsets(const lk_conv_geom *g, const dp_layout *L, int64_t *off) 
 /* c (MR x NV*16, rows NR apart) = (bias ? bias[r] : 0) + sum_k a[k][r] * b[off[k] + v*16 + i]. */
 static inline __attribute__((always_inline)) void
 micro_d(int64_t kdim, const float *restrict a, const float *restrict b,
-        const int64_t *restrict off, float *restrict c, int64_t ldc, const float *restrict bias,
-        const int NV) {
+        const int64_t *restrict off, float *restrict c, int64_t ldc, int load,
+        const float *restrict bias, const int NV) {
     v16 acc[MR * 4];
 #pragma GCC unroll 24
-    for (int i = 0; i < MR * NV; i++)
-        acc[i] = bias ? vbcast(bias[i / NV]) : (v16){0};
+    for (int i = 0; i < MR * NV; i++) {
+        acc[i] = load ? vload(c + (i / NV) * ldc + (i % NV) * VL) : (v16){0};
+        if (bias) acc[i] += vbcast(bias[i / NV]);
+    }
 #pragma GCC unroll 2
     for (int64_t k = 0; k < kdim; k++) {
         const float *bk = b + off[k];
@@ -180,12 +188,12 @@ micro_d(int64_t kdim, const float *restrict a, const float *restrict b,
 }
 
 typedef void (*micro_d_fn)(int64_t kdim, const float *a, const float *b, const int64_t *off,
-                           float *c, int64_t ldc, const float *bias);
+                           float *c, int64_t ldc, int load, const float *bias);
 
 #define MICRO_D(NV)                                                                                \
     static void micro_d_##NV(int64_t kdim, const float *a, const float *b, const int64_t *off,    \
-                             float *c, int64_t ldc, const float *bias) {                          \
-        micro_d(kdim, a, b, off, c, ldc, bias, NV);                                                \
+                             float *c, int64_t ldc, int load, const float *bias) {                \
+        micro_d(kdim, a, b, off, c, ldc, load, bias, NV);                                          \
     }
 MICRO_D(1)
 MICRO_D(2)
@@ -200,27 +208,30 @@ typedef struct pk_args {
     const dp_layout    *L;
     const float        *x, *wp, *b, *xp;
     const int64_t      *off;
-    float              *y;
+    float              *y, *acc; /* acc: per thread [panel][MR][NR]                     */
     int                 accumulate, split_rows, nthreads;
     int64_t             kdim;
 } pk_args;
 
-/* Grid columns [j0, j1) and weight panels [p0, p1) of batch item n, group gi.  Tiles go
- * through a local buffer and are stored row segment by row segment, dropping the junk
- * columns; when the grid has none (wp == ow) whole tiles store straight into y. */
+/* Grid columns [j0, j1) and weight panels [p0, p1) of batch item n, group gi.  Per tile of
+ * NR grid columns, K runs in slices of up to KC taps so that the tile's B slice (KC x NR
+ * floats) stays close (L1/L2) while every weight panel passes over it; the panels' partial sums wait in the
+ * thread's accumulator tile acc ([panel][MR][NR]).  The finished tile is stored row segment by
+ * row segment, dropping the junk columns; when the grid has none (wp == ow) whole tiles
+ * accumulate in y itself. */
 static void pk_range(const pk_args *a, int64_t n, int64_t gi, int64_t j0, int64_t j1, int64_t p0,
-                     int64_t p1) {
+                     int64_t p1, float *acc) {
     const lk_conv_geom *g  = a->g;
     const dp_layout    *L  = a->L;
     int64_t             mg = g->m / g->group, np = panels_of(g), kdim = a->kdim;
-    int64_t             ohw = g->oh * g->ow;
+    int64_t             ohw = g->oh * g->ow, nk = (kdim + KC - 1) / KC, kc = (kdim + nk - 1) / nk;
     const float        *xg  = a->xp + (n * g->c + gi * (g->c / g->group)) * L->nph * L->plane;
     float              *yg  = a->y + (n * g->m + gi * mg) * ohw;
     int                 nojunk = L->wp == g->ow && !a->accumulate;
-    float               t[MR * NR];
     int64_t             seg_src[NR], seg_dst[NR], seg_len[NR];
     for (int64_t jt = j0; jt < j1; jt += NR) {
         int64_t cols = j1 - jt < NR ? j1 - jt : NR, nv = (cols + VL - 1) / VL, nseg = 0;
+        int     direct = nojunk && cols == nv * VL;
         /* Row segments of this tile: grid column jt + i is output (oy, ox) when ox < ow. */
         for (int64_t i = 0; i < cols;) {
             int64_t j = jt + i, oy = j / L->wp, ox = j % L->wp;
@@ -233,21 +244,30 @@ static void pk_range(const pk_args *a, int64_t n, int64_t gi, int64_t j0, int64_
             }
             i += len;
         }
+        for (int64_t kb = 0; kb < kdim; kb += kc) {
+            int64_t kcur = kdim - kb < kc ? kdim - kb : kc;
+            for (int64_t p = p0; p < p1; p++) {
+                const float *wa   = a->wp + ((gi * np + p) * kdim + kb) * MR;
+                int64_t      rows = mg - p * MR < MR ? mg - p * MR : MR;
+                float        bpad[MR] = {0};
+                const float *bias     = NULL;
+                if (a->b && kb == 0) {
+                    memcpy(bpad, a->b + gi * mg + p * MR, sizeof(float) * (size_t)rows);
+                    bias = bpad;
+                }
+                if (direct && rows == MR)
+                    micro_d_fns[nv](kcur, wa, xg + jt, a->off + kb, yg + p * MR * ohw + jt, ohw,
+                                    kb > 0, bias);
+                else
+                    micro_d_fns[nv](kcur, wa, xg + jt, a->off + kb, acc + (p - p0) * MR * NR, NR,
+                                    kb > 0, bias);
+            }
+        }
         for (int64_t p = p0; p < p1; p++) {
-            const float *wa   = a->wp + (gi * np + p) * kdim * MR;
-            int64_t      rows = mg - p * MR < MR ? mg - p * MR : MR;
-            float        bpad[MR] = {0};
-            const float *bias     = NULL;
-            if (a->b) {
-                memcpy(bpad, a->b + gi * mg + p * MR, sizeof(float) * (size_t)rows);
-                bias = bpad;
-            }
-            float *yp = yg + p * MR * ohw;
-            if (nojunk && rows == MR && cols == nv * VL) {
-                micro_d_fns[nv](kdim, wa, xg + jt, a->off, yp + jt, ohw, bias);
-                continue;
-            }
-            micro_d_fns[nv](kdim, wa, xg + jt, a->off, t, NR, bias);
+            int64_t rows = mg - p * MR < MR ? mg - p * MR : MR;
+            if (direct && rows == MR) continue;
+            const float *t  = acc + (p - p0) * MR * NR;
+            float       *yp = yg + p * MR * ohw;
             for (int64_t r = 0; r < rows; r++)
                 for (int64_t sg = 0; sg < nseg; sg++) {
                     float       *d = yp + r * ohw + seg_dst[sg];
@@ -263,17 +283,17 @@ static void pk_range(const pk_args *a, int64_t n, int64_t gi, int64_t j0, int64_
 }
 
 static void pk_body(void *arg, int64_t t0, int64_t t1, int tid) {
-    (void)tid;
     const pk_args      *a = arg;
     const lk_conv_geom *g = a->g;
     int64_t             P = a->L->grid, nvec = (P + VL - 1) / VL, units = g->n * g->group;
     int64_t             np = panels_of(g), nt = a->nthreads;
+    float              *acc = a->acc + (size_t)tid * (size_t)(np * MR * NR);
     for (int64_t t = t0; t < t1; t++) {
         if (a->split_rows) {
             int64_t p0 = t * np / nt, p1 = (t + 1) * np / nt;
             if (p0 < p1)
                 for (int64_t u = 0; u < units; u++)
-                    pk_range(a, u / g->group, u % g->group, 0, P, p0, p1);
+                    pk_range(a, u / g->group, u % g->group, 0, P, p0, p1, acc);
             continue;
         }
         /* Flat range of 16-column vectors over all (batch item, group) units. */
@@ -282,7 +302,7 @@ static void pk_body(void *arg, int64_t t0, int64_t t1, int tid) {
             int64_t u = v0 / nvec, ve = (u + 1) * nvec < v1 ? (u + 1) * nvec : v1;
             int64_t j0 = (v0 - u * nvec) * VL, j1 = (ve - u * nvec) * VL;
             if (j1 > P) j1 = P;
-            pk_range(a, u / g->group, u % g->group, j0, j1, 0, np);
+            pk_range(a, u / g->group, u % g->group, j0, j1, 0, np, acc);
             v0 = ve;
         }
     }
@@ -307,13 +327,13 @@ static int split_rows(const lk_conv_geom *g, int64_t cols, int nt) {
     return nt > 1 && g->n * g->group * nvec < 8 * (int64_t)nt && panels_of(g) >= nt;
 }
 
-/* Scratch: [phase planes][tap offsets (int64)]. */
+/* Scratch: [phase planes][tap offsets (int64)][accumulator tile per thread]. */
 size_t lk_conv_packed_scratch(const lk_conv_geom *g, int nthreads) {
-    (void)nthreads;
     if (lk_conv_is_depthwise(g)) return 0;
     dp_layout L;
     dp_layout_set(g, &L);
-    return (size_t)(L.xp_floats + 2 * kdim_of(g));
+    int     nt = nthreads > 0 ? nthreads : 1;
+    return (size_t)(L.xp_floats + 2 * kdim_of(g) + nt * panels_of(g) * MR * NR);
 }
 
 void lk_conv_forward_packed(const lk_conv_geom *g, const float *x, const float *wp,
@@ -342,6 +362,7 @@ void lk_conv_forward_packed(const lk_conv_geom *g, const float *x, const float *
     else lk_parallel_for(ctx->pool, planes, pad_body, &pa);
     a.xp  = xp;
     a.off = off;
+    a.acc = (float *)(void *)(off + a.kdim);
     if (nt == 1) pk_body(&a, 0, 1, 0);
     else lk_parallel_for(ctx->pool, nt, pk_body, &a);
 }
