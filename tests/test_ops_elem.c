@@ -387,6 +387,42 @@ START_TEST(unary_forward) {
 }
 END_TEST
 
+/* GELU's own erfc-based Phi (vectorised, no libm calls) against double precision on
+ * [-12, 12]: values with relative error <= 3e-5 (or absolute <= 5e-7), so the negative tail
+ * keeps its accuracy, and derivatives Phi(x) + x phi(x) within 1e-6; tanh form likewise. */
+START_TEST(gelu_accuracy) {
+    enum { N = 4097 };
+    static float  x[N], y[N], g[N];
+    static double want[N], dwant[N];
+    for (int approx = 0; approx <= 1; approx++) {
+        lk_attrs a = lk_attrs_default(LK_OP_GELU);
+        a.s.approx = approx;
+        for (int i = 0; i < N; i++) {
+            x[i]      = -12.0f + 24.0f * (float)i / (N - 1);
+            double xd = x[i];
+            if (approx) {
+                double k = sqrt(2 / M_PI), t = tanh(k * (xd + 0.044715 * xd * xd * xd));
+                want[i]  = 0.5 * xd * (1 + t);
+                dwant[i] = 0.5 * (1 + t) + 0.5 * xd * (1 - t * t) * k * (1 + 3 * 0.044715 * xd * xd);
+            } else {
+                double phi = 0.5 * erfc(-xd / sqrt(2));
+                want[i]    = xd * phi;
+                dwant[i]   = phi + xd * exp(-0.5 * xd * xd) / sqrt(2 * M_PI);
+            }
+        }
+        run_unary(LK_OP_GELU, &a, x, N, y, g);
+        check_close(approx ? "gelu tanh" : "gelu", y, want, N, 3e-5, approx ? 2e-6 : 5e-7);
+        check_close(approx ? "gelu' tanh" : "gelu'", g, dwant, N, 0, approx ? 2e-6 : 1e-6);
+        if (!approx)
+            for (int i = 0; i < N; i++)
+                if (x[i] < -3.0f) /* tail: relative accuracy, not just small */
+                    ck_assert_msg(fabs(y[i] - want[i]) <= 3e-5 * fabs(want[i]) + 1e-37,
+                                  "gelu tail at %g: got %.9g want %.9g", (double)x[i],
+                                  (double)y[i], want[i]);
+    }
+}
+END_TEST
+
 /* Values and gradients exactly at the kinks, as PyTorch defines them. */
 START_TEST(unary_kinks) {
     float    x[4], y[4], g[4];
@@ -611,6 +647,7 @@ static Suite *suite(void) {
     tcase_add_test(t, pow_exponents);
     tcase_add_test(t, unary_forward);
     tcase_add_test(t, unary_kinks);
+    tcase_add_test(t, gelu_accuracy);
     tcase_add_test(t, prelu_slopes);
     tcase_add_test(t, batchnorm_values_and_grads);
     tcase_add_test(t, batchnorm_threaded);
