@@ -83,36 +83,6 @@ void lk_conv_pack_weights(const lk_conv_geom *g, const float *w, float *wp) {
         }
 }
 
-int lk_conv_bwd_geom(const lk_conv_geom *g, lk_conv_geom *gt) {
-    if (g->sh != 1 || g->sw != 1 || lk_conv_is_depthwise(g)) return 0;
-    *gt    = *g;
-    gt->c  = g->m, gt->h = g->oh, gt->w = g->ow;
-    gt->m  = g->c, gt->oh = g->h, gt->ow = g->w;
-    gt->ph = (g->kh - 1) * g->dh - g->ph;
-    gt->pw = (g->kw - 1) * g->dw - g->pw;
-    return gt->ph >= 0 && gt->pw >= 0 && lk_conv_packed_floats(gt) > 0;
-}
-
-void lk_conv_pack_weights_bwd(const lk_conv_geom *g, const lk_conv_geom *gt, const float *w,
-                              float *wp) {
-    /* gt's weight (c, m/group, kh, kw): W'[c][ml][ky][kx] = W[gi*mg + ml][cl][kh-1-ky][kw-1-kx]
-     * for c = gi*cg + cl; packed like lk_conv_pack_weights does for gt. */
-    int64_t cg = g->c / g->group, mg = g->m / g->group, khw = g->kh * g->kw;
-    int64_t k = kdim_of(gt), np = panels_of(gt);
-    for (int64_t gi = 0; gi < g->group; gi++)
-        for (int64_t p = 0; p < np; p++) {
-            float *dst = wp + (gi * np + p) * k * MR;
-            for (int64_t r = 0; r < MR; r++) {
-                int64_t cl = p * MR + r;
-                for (int64_t ml = 0; ml < mg; ml++)
-                    for (int64_t t = 0; t < khw; t++) {
-                        float v = cl < cg ? w[((gi * mg + ml) * cg + cl) * khw + (khw - 1 - t)] : 0.0f;
-                        dst[(ml * khw + t) * MR + r] = v;
-                    }
-            }
-        }
-}
-
 /* ---- phase planes ----------------------------------------------------------------------- */
 
 typedef struct dp_layout {

@@ -82,7 +82,6 @@ static void fill_ctx(lk_exec *x, const lk_node *n, lk_op_ctx *c, const lk_tensor
     c->scratch_floats = x->scratch_floats;
     c->pool           = x->pool;
     c->nthreads       = lk_pool_threads(x->pool);
-    c->grad           = x->o.grad != LK_GRAD_NONE;
     if (x->pack_off) {
         size_t off = x->pack_off[n - x->m->nodes];
         c->packed  = off != SIZE_MAX && x->packed ? x->packed + off : NULL;

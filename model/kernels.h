@@ -85,14 +85,6 @@ static inline void lk_conv_valid_range(int64_t ow, int64_t w, int64_t s, int64_t
 size_t lk_conv_packed_floats(const lk_conv_geom *g);
 /* wp (lk_conv_packed_floats) = the weight w (m, c/group, kh, kw) in micro-kernel panels. */
 void   lk_conv_pack_weights(const lk_conv_geom *g, const float *w, float *wp);
-/* The gradient with respect to the input of a stride-1 convolution g is itself a stride-1
- * convolution of the output gradient with the flipped, transposed weight.  Fills its
- * geometry gt and returns 1 when it can run on the packed kernels (0: use
- * lk_conv_backward_data). */
-int    lk_conv_bwd_geom(const lk_conv_geom *g, lk_conv_geom *gt);
-/* wp (lk_conv_packed_floats(gt)) = g's weight w flipped and transposed, packed for gt. */
-void   lk_conv_pack_weights_bwd(const lk_conv_geom *g, const lk_conv_geom *gt, const float *w,
-                                float *wp);
 /* Scratch floats lk_conv_forward_packed needs for nthreads threads. */
 size_t lk_conv_packed_scratch(const lk_conv_geom *g, int nthreads);
 /* y = (accumulate ? y : 0) + conv(x, W) + b with W given packed (wp); b may be NULL. */

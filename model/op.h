@@ -43,7 +43,6 @@ typedef struct lk_op_ctx {
     float                  *scratch;
     size_t                  scratch_floats;
     const float            *packed;  /* the op's pack data, or NULL                       */
-    int                     grad;    /* the exec runs backward (pack may prepare for it)   */
     lk_pool                *pool;
     int                     nthreads;
 } lk_op_ctx;

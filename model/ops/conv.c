@@ -68,14 +68,9 @@ static void conv_geom(const lk_op_ctx *ctx, lk_conv_geom *g) {
 }
 
 static size_t conv_scratch(const lk_op_ctx *ctx) {
-    lk_conv_geom g, gt;
+    lk_conv_geom g;
     conv_geom(ctx, &g);
-    size_t need = lk_conv_scratch(&g, ctx->nthreads);
-    if (ctx->grad && lk_conv_bwd_geom(&g, &gt)) {
-        size_t bwd = lk_conv_packed_scratch(&gt, ctx->nthreads);
-        if (bwd > need) need = bwd;
-    }
-    return need;
+    return lk_conv_scratch(&g, ctx->nthreads);
 }
 
 static uint64_t conv_macs(const lk_op_ctx *ctx) {
@@ -84,25 +79,14 @@ static uint64_t conv_macs(const lk_op_ctx *ctx) {
     return (uint64_t)(g.n * g.m * g.oh * g.ow) * (uint64_t)(g.c / g.group * g.kh * g.kw);
 }
 
-/* Dense and grouped convs with a parameter weight keep it packed for the GEMM kernel; when
- * the exec runs backward, stride-1 ones also keep the flipped, transposed weight of their
- * input gradient (after the forward panels, at a 16-float boundary). */
-static size_t conv_pack_fwd_floats(const lk_conv_geom *g) {
-    return (lk_conv_packed_floats(g) + 15) & ~(size_t)15;
-}
-
+/* Dense and grouped convs with a parameter weight keep it packed for the GEMM kernel. */
 static size_t conv_pack(const lk_op_ctx *ctx, float *dst) {
-    lk_conv_geom g, gt;
+    lk_conv_geom g;
     if (!ctx->in[1]->data) return 0;
     conv_geom(ctx, &g);
-    size_t fwd = conv_pack_fwd_floats(&g), bwd = 0;
-    if (!fwd) return 0;
-    if (ctx->grad && lk_conv_bwd_geom(&g, &gt)) bwd = lk_conv_packed_floats(&gt);
-    if (dst) {
-        lk_conv_pack_weights(&g, ctx->in[1]->data, dst);
-        if (bwd) lk_conv_pack_weights_bwd(&g, &gt, ctx->in[1]->data, dst + fwd);
-    }
-    return fwd + bwd;
+    size_t need = lk_conv_packed_floats(&g);
+    if (dst && need) lk_conv_pack_weights(&g, ctx->in[1]->data, dst);
+    return need;
 }
 
 /* y = (accumulate ? y : 0) + conv(x, W) + b with the node's own weight W. */
@@ -123,12 +107,7 @@ static void conv_backward(const lk_op_ctx *ctx) {
     lk_conv_geom g;
     const float *gy = ctx->gout[0]->data;
     conv_geom(ctx, &g);
-    lk_conv_geom gt;
-    if (ctx->gin[0] && ctx->packed && ctx->grad && lk_conv_bwd_geom(&g, &gt))
-        lk_conv_forward_packed(&gt, gy, ctx->packed + conv_pack_fwd_floats(&g), NULL,
-                               ctx->gin[0]->data, 1, ctx);
-    else if (ctx->gin[0])
-        lk_conv_backward_data(&g, gy, ctx->in[1]->data, ctx->gin[0]->data, ctx);
+    if (ctx->gin[0]) lk_conv_backward_data(&g, gy, ctx->in[1]->data, ctx->gin[0]->data, ctx);
     if (ctx->gin[1]) lk_conv_backward_weight(&g, ctx->in[0]->data, gy, ctx->gin[1]->data, ctx);
     if (ctx->n_in > 2 && ctx->in[2] && ctx->gin[2])
         lk_channel_sums(gy, g.n, g.m, g.oh * g.ow, ctx->gin[2]->data);
