@@ -64,8 +64,17 @@ static int64_t panels_of(const lk_conv_geom *g) {
     return (g->m / g->group + MR - 1) / MR;
 }
 
+/* The grid computes oh * wp columns for oh * ow outputs.  When the junk dominates (a long
+ * kernel over a short output, e.g. a 1-D conv whose kernel spans its whole input) the im2col
+ * path does less work: such convolutions are not packed. */
+static int grid_worthwhile(const lk_conv_geom *g) {
+    int64_t wp = g->ow + (g->kw - 1) * g->dw / g->sw;
+    int64_t grid = (g->oh * wp + VL - 1) / VL, outs = (g->oh * g->ow + VL - 1) / VL;
+    return grid <= 2 * outs;
+}
+
 size_t lk_conv_packed_floats(const lk_conv_geom *g) {
-    if (lk_conv_is_depthwise(g)) return 0;
+    if (lk_conv_is_depthwise(g) || !grid_worthwhile(g)) return 0;
     return (size_t)(g->group * panels_of(g) * MR * kdim_of(g));
 }
 

@@ -81,7 +81,7 @@ static inline void lk_conv_valid_range(int64_t ow, int64_t w, int64_t s, int64_t
 /* ---- convolution on plan-time packed weights (conv_packed.c) ------------------------------ */
 
 /* Floats of the packed form of a convolution's weight (0 for depthwise geometries, which run
- * on the direct kernels). */
+ * on the direct kernels, and for geometries where the im2col path does less work). */
 size_t lk_conv_packed_floats(const lk_conv_geom *g);
 /* wp (lk_conv_packed_floats) = the weight w (m, c/group, kh, kw) in micro-kernel panels. */
 void   lk_conv_pack_weights(const lk_conv_geom *g, const float *w, float *wp);
