@@ -1,5 +1,6 @@
 /* bench_forward.c: times lkprobe's forward pass on a model (random input, fixed seed).
  * Usage: bench_forward MODEL [--threads N] [--reps R] [--input-shape 1,3,H,W]
+ * Runs the executor as `lkprobe forward` does (fused Conv -> [Add ->] Relu).
  * Prints one JSON line: {"model","threads","reps","best_s","mean_s","plan_s"}. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,7 @@ int main(int argc, char **argv) {
     }
     lk_exec_opts o = lk_exec_opts_default();
     o.threads      = threads;
+    o.fuse         = 1; /* as `lkprobe forward` runs a model */
     lk_exec *x     = NULL;
     double   t0    = now();
     if (lk_exec_alloc(m, &o, 0, NULL, &x, &err) != LK_OK) {

@@ -6,7 +6,8 @@
  * the requested values are concatenated along axis 0, so graphs with batch-specific folded
  * reshapes still work.  Files are written only after every chunk succeeded: first to
  * temporary names, then renamed; on any failure no output file is left.
- * --profile times each node's forward over all chunks (lk_exec opts.profile).
+ * --profile times each node's forward over all chunks (lk_exec opts.profile).  Without
+ * --tensor, Conv -> [Add ->] Relu chains run fused (lk_exec opts.fuse; same bits).
  */
 #include <limits.h>
 #include <stdlib.h>
@@ -388,6 +389,7 @@ int cmd_forward(int argc, char **argv) {
     lk_exec_opts o = lk_exec_opts_default();
     o.threads      = c.threads;
     o.profile      = prof != NULL;
+    o.fuse         = ntn == 0; /* intermediates are only kept when some are asked for */
     if (lk_exec_alloc(m, &o, 0, NULL, &x, &err) != LK_OK) {
         cli_error_lk(&err);
         goto done;

@@ -34,7 +34,8 @@
 /* 16 floats: one AVX-512 register (two AVX2 or four SSE registers elsewhere).  Vectors only
  * cross static inlined functions, so GCC's ABI note for non-AVX-512 targets is moot. */
 #pragma GCC diagnostic ignored "-Wpsabi"
-typedef float v16 __attribute__((vector_size(64)));
+typedef float   v16 __attribute__((vector_size(64)));
+typedef int32_t vi16 __attribute__((vector_size(64)));
 #define VL 16
 #define MR 6   /* weight rows per micro-tile                                   */
 #define NR 64  /* grid columns per micro-tile (4 vectors)                      */
@@ -165,7 +166,7 @@ static void dp_offsets(const lk_conv_geom *g, const dp_layout *L, int64_t *off) 
 static inline __attribute__((always_inline)) void
 micro_d(int64_t kdim, const float *restrict a, const float *restrict b,
         const int64_t *restrict off, float *restrict c, int64_t ldc, int load,
-        const float *restrict bias, const int NV) {
+        const float *restrict bias, const float *restrict res, int relu, const int NV) {
     v16 acc[MR * 4];
 #pragma GCC unroll 24
     for (int i = 0; i < MR * NV; i++) {
@@ -191,18 +192,31 @@ micro_d(int64_t kdim, const float *restrict a, const float *restrict b,
         }
         a += MR;
     }
+    /* Fused epilogue (last K slice only): + res (rows ldc apart, like c), then relu. */
+    if (res) {
+#pragma GCC unroll 24
+        for (int i = 0; i < MR * NV; i++)
+            acc[i] += vload(res + (i / NV) * ldc + (i % NV) * VL);
+    }
+    if (relu) {
+#pragma GCC unroll 24
+        for (int i = 0; i < MR * NV; i++)
+            acc[i] = (v16)((vi16)acc[i] & (vi16)(acc[i] > 0.0f)); /* x > 0 ? x : 0, NaN -> 0 */
+    }
 #pragma GCC unroll 24
     for (int i = 0; i < MR * NV; i++)
         memcpy(c + (i / NV) * ldc + (i % NV) * VL, &acc[i], sizeof(v16));
 }
 
 typedef void (*micro_d_fn)(int64_t kdim, const float *a, const float *b, const int64_t *off,
-                           float *c, int64_t ldc, int load, const float *bias);
+                           float *c, int64_t ldc, int load, const float *bias, const float *res,
+                           int relu);
 
 #define MICRO_D(NV)                                                                                \
     static void micro_d_##NV(int64_t kdim, const float *a, const float *b, const int64_t *off,    \
-                             float *c, int64_t ldc, int load, const float *bias) {                \
-        micro_d(kdim, a, b, off, c, ldc, load, bias, NV);                                          \
+                             float *c, int64_t ldc, int load, const float *bias,                  \
+                             const float *res, int relu) {                                        \
+        micro_d(kdim, a, b, off, c, ldc, load, bias, res, relu, NV);                               \
     }
 MICRO_D(1)
 MICRO_D(2)
@@ -218,6 +232,8 @@ typedef struct pk_args {
     const float        *x, *wp, *b, *xp;
     const int64_t      *off;
     float              *y, *acc; /* acc: per thread [panel][MR][NR]                     */
+    const float        *res;     /* fused: added to y (same layout), or NULL            */
+    int                 relu;    /* fused: relu after the bias (and res)                */
     int                 accumulate, split_rows, nthreads;
     int64_t             kdim;
 } pk_args;
@@ -236,6 +252,7 @@ static void pk_range(const pk_args *a, int64_t n, int64_t gi, int64_t j0, int64_
     int64_t             ohw = g->oh * g->ow, nk = (kdim + KC - 1) / KC, kc = (kdim + nk - 1) / nk;
     const float        *xg  = a->xp + (n * g->c + gi * (g->c / g->group)) * L->nph * L->plane;
     float              *yg  = a->y + (n * g->m + gi * mg) * ohw;
+    const float        *rg  = a->res ? a->res + (n * g->m + gi * mg) * ohw : NULL;
     int                 nojunk = L->wp == g->ow && !a->accumulate;
     int64_t             seg_src[NR], seg_dst[NR], seg_len[NR];
     for (int64_t jt = j0; jt < j1; jt += NR) {
@@ -264,12 +281,14 @@ static void pk_range(const pk_args *a, int64_t n, int64_t gi, int64_t j0, int64_
                     memcpy(bpad, a->b + gi * mg + p * MR, sizeof(float) * (size_t)rows);
                     bias = bpad;
                 }
+                int last = kb + kcur == kdim;
                 if (direct && rows == MR)
                     micro_d_fns[nv](kcur, wa, xg + jt, a->off + kb, yg + p * MR * ohw + jt, ohw,
-                                    kb > 0, bias);
+                                    kb > 0, bias,
+                                    last && rg ? rg + p * MR * ohw + jt : NULL, last && a->relu);
                 else
                     micro_d_fns[nv](kcur, wa, xg + jt, a->off + kb, acc + (p - p0) * MR * NR, NR,
-                                    kb > 0, bias);
+                                    kb > 0, bias, NULL, 0);
             }
         }
         for (int64_t p = p0; p < p1; p++) {
@@ -284,7 +303,13 @@ static void pk_range(const pk_args *a, int64_t n, int64_t gi, int64_t j0, int64_
                     if (a->accumulate)
                         for (int64_t i = 0; i < seg_len[sg]; i++)
                             d[i] += s[i];
-                    else
+                    else if (rg || a->relu) {
+                        const float *q = rg ? rg + (p * MR + r) * ohw + seg_dst[sg] : NULL;
+                        for (int64_t i = 0; i < seg_len[sg]; i++) {
+                            float v = q ? s[i] + q[i] : s[i];
+                            d[i]    = a->relu ? (v > 0.0f ? v : 0.0f) : v;
+                        }
+                    } else
                         memcpy(d, s, sizeof(float) * (size_t)seg_len[sg]);
                 }
         }
@@ -346,7 +371,8 @@ size_t lk_conv_packed_scratch(const lk_conv_geom *g, int nthreads) {
 }
 
 void lk_conv_forward_packed(const lk_conv_geom *g, const float *x, const float *wp,
-                            const float *b, float *y, int accumulate, const lk_op_ctx *ctx) {
+                            const float *b, float *y, int accumulate, const float *res, int relu,
+                            const lk_op_ctx *ctx) {
     int       nt = ctx->pool ? ctx->nthreads : 1;
     dp_layout L;
     pk_args   a;
@@ -354,6 +380,7 @@ void lk_conv_forward_packed(const lk_conv_geom *g, const float *x, const float *
     dp_layout_set(g, &L);
     memset(&a, 0, sizeof a);
     a.g = g, a.L = &L, a.x = x, a.wp = wp, a.b = b, a.y = y, a.accumulate = accumulate;
+    a.res = res, a.relu = relu;
     a.kdim = kdim_of(g);
     /* Tiny convolutions are not worth a hand-off. */
     double work = (double)g->n * (double)g->m * (double)(g->oh * g->ow) * (double)a.kdim;

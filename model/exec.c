@@ -28,6 +28,9 @@ struct lk_exec {
     float          *packed;    /* ops' pack data (packed weights), one block             */
     size_t         *pack_off;  /* per node: offset into packed, or SIZE_MAX for none     */
     double         *node_s;    /* profile: per node forward seconds (NULL: not profiled) */
+    int64_t        *fuse_out;  /* fusion: per node, value its output 0 is written to (-1) */
+    int64_t        *fuse_add;  /* fusion: per node, value added in the store (-1)        */
+    unsigned char  *fuse_relu; /* fusion: per node, relu in the store                    */
     unsigned char  *active;    /* per node: planned and run                                */
     unsigned char  *live;      /* per value: has a buffer                                  */
     unsigned char  *persist;   /* per value: gradient kept after backward (inputs, params) */
@@ -37,7 +40,7 @@ struct lk_exec {
 };
 
 lk_exec_opts lk_exec_opts_default(void) {
-    lk_exec_opts o = {0, LK_GRAD_NONE, 0, NULL, 0, 0};
+    lk_exec_opts o = {0, LK_GRAD_NONE, 0, NULL, 0, 0, 0};
     return o;
 }
 
@@ -60,6 +63,9 @@ void lk_exec_free(lk_exec *x) {
     lk_free(x->packed);
     lk_free(x->pack_off);
     lk_free(x->node_s);
+    lk_free(x->fuse_out);
+    lk_free(x->fuse_add);
+    lk_free(x->fuse_relu);
     lk_free(x->active);
     lk_free(x->live);
     lk_free(x->persist);
@@ -73,6 +79,12 @@ static void fill_ctx(lk_exec *x, const lk_node *n, lk_op_ctx *c, const lk_tensor
     memset(c, 0, sizeof *c);
     for (int j = 0; j < n->n_in; j++) in[j] = n->in[j] >= 0 ? &x->vals[n->in[j]] : NULL;
     for (int o = 0; o < n->n_out; o++) out[o] = &x->vals[n->out[o]];
+    if (x->fuse_out) {
+        int64_t i = n - x->m->nodes;
+        if (x->fuse_out[i] >= 0) out[0] = &x->vals[x->fuse_out[i]];
+        c->fuse_add  = x->fuse_add[i] >= 0 ? x->vals[x->fuse_add[i]].data : NULL;
+        c->fuse_relu = x->fuse_relu[i];
+    }
     c->node           = n;
     c->n_in           = n->n_in;
     c->n_out          = n->n_out;
@@ -172,6 +184,76 @@ static lk_status plan_grad_pool(lk_exec *x, size_t **offsets, size_t *total, lk_
     lk_free(liv);
     *offsets = off;
     *total   = top;
+    return LK_OK;
+}
+
+static int same_shape(const lk_tensor *a, const lk_tensor *b);
+
+static int is_model_output(const lk_model *m, int64_t v) {
+    for (int64_t i = 0; i < m->n_outputs; i++)
+        if (m->outputs[i] == v) return 1;
+    return 0;
+}
+
+/* Forward fusion (opts.fuse): Conv -> Relu, Conv -> Add, Conv -> Add -> Relu, where each
+ * intermediate value has that one consumer and is no model output.  The conv then writes the
+ * last value of the chain; the other nodes are not run and the intermediates get no buffer. */
+static lk_status plan_fusion(lk_exec *x, lk_error *err) {
+    const lk_model *m  = x->m;
+    int64_t         nn = m->n_nodes, nv = m->n_values;
+    int64_t        *uses = lk_calloc((size_t)(nv ? nv : 1), sizeof *uses);
+    int64_t        *user = lk_calloc((size_t)(nv ? nv : 1), sizeof *user);
+    x->fuse_out  = lk_malloc(sizeof *x->fuse_out * (size_t)(nn ? nn : 1));
+    x->fuse_add  = lk_malloc(sizeof *x->fuse_add * (size_t)(nn ? nn : 1));
+    x->fuse_relu = lk_calloc((size_t)(nn ? nn : 1), 1);
+    if (!uses || !user || !x->fuse_out || !x->fuse_add || !x->fuse_relu) {
+        lk_free(uses);
+        lk_free(user);
+        return LK_FAIL(err, LK_ENOMEM, "out of memory planning fusion");
+    }
+    for (int64_t i = 0; i < nn; i++) {
+        x->fuse_out[i] = x->fuse_add[i] = -1;
+        if (!x->active[i]) continue;
+        for (int j = 0; j < m->nodes[i].n_in; j++) {
+            int64_t v = m->nodes[i].in[j];
+            if (v < 0) continue;
+            uses[v]++;
+            user[v] = i;
+        }
+    }
+    for (int64_t i = 0; i < nn; i++) {
+        const lk_node *n = &m->nodes[i];
+        if (!x->active[i] || n->op != LK_OP_CONV || n->n_out != 1) continue;
+        int64_t v = n->out[0];
+        if (is_model_output(m, v) || uses[v] != 1 || !x->active[user[v]]) continue;
+        const lk_node *c = &m->nodes[user[v]];
+        int64_t        fin = -1;
+        if (c->op == LK_OP_RELU) {
+            x->fuse_relu[i] = 1;
+        } else if (c->op == LK_OP_ADD && c->n_in == 2) {
+            int64_t r = c->in[0] == v ? c->in[1] : c->in[0];
+            if (r < 0 || r == v || m->values[r].producer >= i || !x->live[r] ||
+                !same_shape(&x->vals[r], &x->vals[v]) ||
+                !same_shape(&x->vals[c->out[0]], &x->vals[v]))
+                continue;
+            x->fuse_add[i] = r;
+        } else {
+            continue;
+        }
+        fin                = c->out[0];
+        x->active[c - m->nodes] = 0;
+        x->live[v]         = 0;
+        if (c->op == LK_OP_ADD && !is_model_output(m, fin) && uses[fin] == 1 &&
+            x->active[user[fin]] && m->nodes[user[fin]].op == LK_OP_RELU) {
+            x->fuse_relu[i]         = 1;
+            x->active[user[fin]]    = 0;
+            x->live[fin]            = 0;
+            fin                     = m->nodes[user[fin]].out[0];
+        }
+        x->fuse_out[i] = fin;
+    }
+    lk_free(uses);
+    lk_free(user);
     return LK_OK;
 }
 
@@ -306,6 +388,11 @@ lk_status lk_exec_alloc(const lk_model *m, const lk_exec_opts *o, int n_shapes,
             goto fail;
         }
         lk_exec_params_changed(x);
+    }
+
+    if (x->o.fuse && x->o.grad == LK_GRAD_NONE && x->o.n_targets == 0) {
+        s = plan_fusion(x, err);
+        if (s) goto fail;
     }
 
     /* Which values need gradients. */
@@ -470,10 +557,12 @@ static lk_status run_forward(lk_exec *x, const lk_tensor *const *inputs, int che
     for (int64_t i = 0; i < m->n_nodes; i++) {
         if (!x->active[i]) continue;
         const lk_node *n = &m->nodes[i];
-        for (int k = 0; k < n->n_out; k++)
-            if (!all_finite(&x->vals[n->out[k]]))
+        for (int k = 0; k < n->n_out; k++) {
+            int64_t v = k == 0 && x->fuse_out && x->fuse_out[i] >= 0 ? x->fuse_out[i] : n->out[k];
+            if (x->live[v] && !all_finite(&x->vals[v]))
                 return LK_FAIL(err, LK_ENUMERIC, "node '%s' (%s) produced NaN or Inf in '%s'",
-                               n->name, lk_op_name(n->op), m->values[n->out[k]].name);
+                               n->name, lk_op_name(n->op), m->values[v].name);
+        }
     }
     return LK_FAIL(err, LK_ENUMERIC, "model output contains NaN or Inf");
 }

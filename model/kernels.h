@@ -87,9 +87,11 @@ size_t lk_conv_packed_floats(const lk_conv_geom *g);
 void   lk_conv_pack_weights(const lk_conv_geom *g, const float *w, float *wp);
 /* Scratch floats lk_conv_forward_packed needs for nthreads threads. */
 size_t lk_conv_packed_scratch(const lk_conv_geom *g, int nthreads);
-/* y = (accumulate ? y : 0) + conv(x, W) + b with W given packed (wp); b may be NULL. */
+/* y = (accumulate ? y : 0) + conv(x, W) + b with W given packed (wp); b may be NULL.  Fused
+ * epilogue (accumulate = 0 only): y = relu?(conv + b + res), res y-shaped or NULL. */
 void   lk_conv_forward_packed(const lk_conv_geom *g, const float *x, const float *wp,
-                              const float *b, float *y, int accumulate, const lk_op_ctx *ctx);
+                              const float *b, float *y, int accumulate, const float *res,
+                              int relu, const lk_op_ctx *ctx);
 
 /* gb[c] += sum over n and hw of t (n, nc, hw). */
 void lk_channel_sums(const float *t, int64_t n, int64_t nc, int64_t hw, float *gb);

@@ -43,6 +43,10 @@ typedef struct lk_op_ctx {
     float                  *scratch;
     size_t                  scratch_floats;
     const float            *packed;  /* the op's pack data, or NULL                       */
+    /* Forward epilogue the exec fuses into a Conv (lk_exec_opts.fuse): out = relu?(conv + add),
+     * add same-shaped as out (NULL: none).  Other ops never see these set. */
+    const float            *fuse_add;
+    int                     fuse_relu;
     lk_pool                *pool;
     int                     nthreads;
 } lk_op_ctx;

@@ -231,6 +231,30 @@ START_TEST(test_zoo_case) {
     ck_assert_msg(e_bwd <= ZOO_RTOL, "%s: input-gradient rel err %.3g > %.0e", zc->name, e_bwd,
                   ZOO_RTOL);
 
+    /* Forward-only with fusion (Conv -> [Add ->] Relu): the same bits as the unfused run. */
+    lk_exec     *xf  = NULL;
+    lk_exec_opts fo  = lk_exec_opts_default();
+    fo.threads       = 2;
+    fo.fuse          = 1;
+    st = lk_exec_alloc(m, &fo, 1, shapes, &xf, &err);
+    ck_assert_msg(st == LK_OK, "%s: fused lk_exec_alloc: %s", zc->name, err.msg);
+    st = lk_exec_forward(x, inputs, &err);
+    ck_assert_int_eq(st, LK_OK);
+    st = lk_exec_forward(xf, inputs, &err);
+    ck_assert_msg(st == LK_OK, "%s: fused forward: %s", zc->name, err.msg);
+    const lk_tensor *ya = lk_exec_value(x, vout), *yb = lk_exec_value(xf, vout);
+    ck_assert_ptr_nonnull(yb);
+    ck_assert_msg(memcmp(ya->data, yb->data, sizeof(float) * (size_t)lk_tensor_numel(ya)) == 0,
+                  "%s: fused forward differs from unfused", zc->name);
+    int64_t fused_away = 0;
+    for (int64_t v = 0; v < lk_model_n_values(m); v++)
+        fused_away += lk_exec_value(x, v) && !lk_exec_value(xf, v);
+    if (count_op(m, LK_OP_CONV) && count_op(m, LK_OP_RELU))
+        printf("zoo %-16s fused away %lld values\n", zc->name, (long long)fused_away);
+    if (!strncmp(zc->name, "resnet", 6)) /* conv -> relu and conv -> add -> relu chains */
+        ck_assert_int_ge(fused_away, 16);
+    lk_exec_free(xf);
+
     lk_exec_free(x);
     lk_model_free(m);
     lk_tensor_free(in);

@@ -51,6 +51,11 @@ typedef struct lk_exec_opts {
     int            keep_grads;
     /* 1: time every node's forward (wall clock, summed over runs; lk_exec_node_seconds). */
     int            profile;
+    /* 1 (forward-only execs without targets): a convolution whose output feeds only a Relu,
+     * or only an Add (same shape) optionally followed by a Relu, computes them in its store;
+     * the intermediate values are then not kept (lk_exec_value returns NULL for them).
+     * Outputs are the same bits as unfused.  Ignored with gradients or targets. */
+    int            fuse;
 } lk_exec_opts;
 
 LK_API lk_exec_opts lk_exec_opts_default(void);

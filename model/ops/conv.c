@@ -92,15 +92,28 @@ static size_t conv_pack(const lk_op_ctx *ctx, float *dst) {
 /* y = (accumulate ? y : 0) + conv(x, W) + b with the node's own weight W. */
 static void conv_apply_w(const lk_op_ctx *ctx, const lk_conv_geom *g, const float *x,
                          const float *b, float *y, int accumulate) {
-    if (ctx->packed) lk_conv_forward_packed(g, x, ctx->packed, b, y, accumulate, ctx);
+    if (ctx->packed) lk_conv_forward_packed(g, x, ctx->packed, b, y, accumulate, NULL, 0, ctx);
     else lk_conv_forward(g, x, ctx->in[1]->data, b, y, accumulate, ctx);
 }
 
+/* Forward, with the epilogue the exec may fuse in: y = relu?(conv + b + fuse_add). */
 static void conv_forward(const lk_op_ctx *ctx) {
     lk_conv_geom     g;
     const lk_tensor *b = conv_bias(ctx->node, ctx->in);
+    float           *y = ctx->out[0]->data;
     conv_geom(ctx, &g);
-    conv_apply_w(ctx, &g, ctx->in[0]->data, b ? b->data : NULL, ctx->out[0]->data, 0);
+    if (ctx->packed) {
+        lk_conv_forward_packed(&g, ctx->in[0]->data, ctx->packed, b ? b->data : NULL, y, 0,
+                               ctx->fuse_add, ctx->fuse_relu, ctx);
+        return;
+    }
+    lk_conv_forward(&g, ctx->in[0]->data, ctx->in[1]->data, b ? b->data : NULL, y, 0, ctx);
+    if (!ctx->fuse_add && !ctx->fuse_relu) return;
+    int64_t n = lk_tensor_numel(ctx->out[0]);
+    for (int64_t i = 0; i < n; i++) {
+        float v = ctx->fuse_add ? y[i] + ctx->fuse_add[i] : y[i];
+        y[i]    = ctx->fuse_relu ? (v > 0.0f ? v : 0.0f) : v;
+    }
 }
 
 static void conv_backward(const lk_op_ctx *ctx) {
