@@ -36,11 +36,21 @@ struct lk_exec {
     unsigned char  *persist;   /* per value: gradient kept after backward (inputs, params) */
     unsigned char  *zeroed;    /* backward: gradient buffer zeroed and valid               */
     const lk_tensor **seedp;   /* backward: pending seed per value                         */
+    lk_tensor      *tans;      /* n_values; tangent buffers (jvp), data NULL where none    */
+    unsigned char  *tzero;     /* jvp: the value's tangent is zero                         */
+    unsigned char  *tkeep;     /* per value: tangent readable after jvp                    */
+    unsigned char  *keep;      /* per value: listed in opts.keep_vids                      */
+    unsigned char  *fed;       /* per value: fed by forward (model inputs or sources)      */
+    unsigned char  *mark;      /* forward_from: 1 downstream of a replaced value, 2 replaced */
+    int64_t        *feed;      /* values fed by forward, in order (n_feed)                 */
+    int64_t         n_feed;
+    int             dry;       /* lk_exec_estimate: plan sizes only, allocate no buffers   */
+    uint64_t        bytes;     /* buffer bytes the plan needs                               */
     int             forwarded;
 };
 
 lk_exec_opts lk_exec_opts_default(void) {
-    lk_exec_opts o = {0, LK_GRAD_NONE, 0, NULL, 0, 0, 0};
+    lk_exec_opts o = {.threads = 0, .grad = LK_GRAD_NONE};
     return o;
 }
 
@@ -71,6 +81,13 @@ void lk_exec_free(lk_exec *x) {
     lk_free(x->persist);
     lk_free(x->zeroed);
     lk_free(x->seedp);
+    lk_free(x->tans);
+    lk_free(x->tzero);
+    lk_free(x->tkeep);
+    lk_free(x->keep);
+    lk_free(x->fed);
+    lk_free(x->mark);
+    lk_free(x->feed);
     lk_free(x);
 }
 
@@ -115,9 +132,8 @@ void lk_exec_params_changed(lk_exec *x) {
 
 static size_t round_up16(size_t n) { return (n + 15) & ~(size_t)15; }
 
-/* Offsets (in floats) of the non-persistent gradient buffers in a shared pool.  Backward time
- * runs from the last node to the first: the gradient of activation v is live from the step of
- * its last active consumer (or its producer when it has none) to its producer's step. */
+/* A buffer that lives over steps [t0, t1] (inclusive) of a run; the pool gives each one an
+ * offset so that buffers whose intervals overlap never share memory. */
 typedef struct grad_iv {
     int64_t v, t0, t1;
     size_t  size, off;
@@ -128,35 +144,10 @@ static int cmp_iv_t0(const void *a, const void *b) {
     return x->t0 < y->t0 ? -1 : x->t0 > y->t0 ? 1 : (x->v < y->v ? -1 : x->v > y->v);
 }
 
-static lk_status plan_grad_pool(lk_exec *x, size_t **offsets, size_t *total, lk_error *err) {
-    const lk_model *m  = x->m;
-    int64_t         nv = m->n_values, nn = m->n_nodes, n = 0;
-    size_t         *off = lk_calloc((size_t)nv, sizeof *off);
-    int64_t        *last = lk_malloc(sizeof *last * (size_t)nv);
-    grad_iv        *iv   = lk_malloc(sizeof *iv * (size_t)nv);
-    grad_iv       **liv  = lk_malloc(sizeof *liv * (size_t)nv);
-    if (!off || !last || !iv || !liv) {
-        lk_free(off);
-        lk_free(last);
-        lk_free(iv);
-        lk_free(liv);
-        return LK_FAIL(err, LK_ENOMEM, "out of memory planning gradient buffers");
-    }
-    for (int64_t v = 0; v < nv; v++) last[v] = -1;
-    for (int64_t i = 0; i < nn; i++) {
-        if (!x->active[i]) continue;
-        for (int j = 0; j < m->nodes[i].n_in; j++)
-            if (m->nodes[i].in[j] >= 0) last[m->nodes[i].in[j]] = i;
-    }
-    for (int64_t v = 0; v < nv; v++) {
-        if (!x->req[v] || x->persist[v]) continue;
-        int64_t p = m->values[v].producer, c = last[v] > p ? last[v] : p;
-        iv[n].v    = v;
-        iv[n].t0   = nn - 1 - c;
-        iv[n].t1   = nn - 1 - p;
-        iv[n].size = round_up16((size_t)lk_tensor_numel(&x->vals[v]));
-        n++;
-    }
+/* First fit over liveness intervals: sorted by start, each interval takes the lowest gap
+ * between the intervals still live at its start.  liv is scratch for n pointers.  Returns
+ * the pool size in floats. */
+static size_t pack_intervals(grad_iv *iv, int64_t n, grad_iv **liv) {
     qsort(iv, (size_t)n, sizeof *iv, cmp_iv_t0);
     size_t  top = 0;
     int64_t nl  = 0; /* live intervals, kept sorted by offset */
@@ -164,8 +155,8 @@ static lk_status plan_grad_pool(lk_exec *x, size_t **offsets, size_t *total, lk_
         int64_t w = 0;
         for (int64_t q = 0; q < nl; q++)
             if (liv[q]->t1 >= iv[k].t0) liv[w++] = liv[q];
-        nl         = w;
-        size_t at  = 0;
+        nl          = w;
+        size_t  at  = 0;
         int64_t pos = 0;
         for (; pos < nl; pos++) {
             if (liv[pos]->off >= at + iv[k].size) break;
@@ -178,6 +169,52 @@ static lk_status plan_grad_pool(lk_exec *x, size_t **offsets, size_t *total, lk_
         liv[pos] = &iv[k];
         nl++;
     }
+    return top;
+}
+
+/* Offsets (in floats) of the pooled buffers of one kind.  Gradients (tangent = 0): backward
+ * time runs from the last node to the first; the gradient of activation v lives from the
+ * step of its last active consumer (or its producer when it has none) to its producer's
+ * step.  Tangents (tangent = 1): forward time; v's tangent lives from its producer's step to
+ * its last consumer's, or to the end when it is kept. */
+static lk_status plan_pool(lk_exec *x, int tangent, size_t **offsets, size_t *total,
+                           lk_error *err) {
+    const lk_model *m  = x->m;
+    int64_t         nv = m->n_values, nn = m->n_nodes, n = 0;
+    size_t         *off  = lk_calloc((size_t)(nv ? nv : 1), sizeof *off);
+    int64_t        *last = lk_malloc(sizeof *last * (size_t)(nv ? nv : 1));
+    grad_iv        *iv   = lk_malloc(sizeof *iv * (size_t)(nv ? nv : 1));
+    grad_iv       **liv  = lk_malloc(sizeof *liv * (size_t)(nv ? nv : 1));
+    if (!off || !last || !iv || !liv) {
+        lk_free(off);
+        lk_free(last);
+        lk_free(iv);
+        lk_free(liv);
+        return LK_FAIL(err, LK_ENOMEM, "out of memory planning %s buffers",
+                       tangent ? "tangent" : "gradient");
+    }
+    for (int64_t v = 0; v < nv; v++) last[v] = -1;
+    for (int64_t i = 0; i < nn; i++) {
+        if (!x->active[i]) continue;
+        for (int j = 0; j < m->nodes[i].n_in; j++)
+            if (m->nodes[i].in[j] >= 0) last[m->nodes[i].in[j]] = i;
+    }
+    for (int64_t v = 0; v < nv; v++) {
+        int64_t p = m->values[v].producer, c = last[v] > p ? last[v] : p;
+        if (tangent) {
+            if (!x->live[v] || p < 0 || x->fed[v] || !x->active[p]) continue;
+            iv[n].t0 = p;
+            iv[n].t1 = x->tkeep[v] ? nn : c;
+        } else {
+            if (!x->req[v] || x->persist[v]) continue;
+            iv[n].t0 = nn - 1 - c;
+            iv[n].t1 = nn - 1 - p;
+        }
+        iv[n].v    = v;
+        iv[n].size = round_up16((size_t)lk_tensor_numel(&x->vals[v]));
+        n++;
+    }
+    size_t top = pack_intervals(iv, n, liv);
     for (int64_t k = 0; k < n; k++) off[iv[k].v] = iv[k].off;
     lk_free(last);
     lk_free(iv);
@@ -257,95 +294,186 @@ static lk_status plan_fusion(lk_exec *x, lk_error *err) {
     return LK_OK;
 }
 
-lk_status lk_exec_alloc(const lk_model *m, const lk_exec_opts *o, int n_shapes,
-                        const lk_tensor *const *shapes, lk_exec **out, lk_error *err) {
-    *out = NULL;
-    if (!m->finalized) return LK_FAIL(err, LK_EINVAL, "model is not finalized");
-    if (lk_model_is_weights_only(m))
-        return LK_FAIL(err, LK_EUNSUPPORTED,
-                       "model has weights only (no graph): it cannot be run; weight analyses "
-                       "(filters, spectra) work on it");
-    if (n_shapes != 0 && n_shapes != m->n_inputs)
-        return LK_FAIL(err, LK_EINVAL, "%d input shapes given, model has %lld inputs", n_shapes,
-                       (long long)m->n_inputs);
-    lk_exec *x = lk_calloc(1, sizeof *x);
-    if (!x) return LK_FAIL(err, LK_ENOMEM, "out of memory allocating an executor");
-    x->m      = m;
-    x->o      = o ? *o : lk_exec_opts_default();
-    int64_t nv = m->n_values;
-    lk_status s;
-    x->vals    = lk_calloc((size_t)nv, sizeof *x->vals);
-    x->grads   = lk_calloc((size_t)nv, sizeof *x->grads);
-    x->req     = lk_calloc((size_t)nv, 1);
-    x->touched = lk_calloc((size_t)nv, 1);
-    x->active  = lk_calloc((size_t)(m->n_nodes ? m->n_nodes : 1), 1);
-    x->live    = lk_calloc((size_t)nv, 1);
-    x->persist = lk_calloc((size_t)nv, 1);
-    x->zeroed  = lk_calloc((size_t)nv, 1);
-    x->seedp   = lk_calloc((size_t)nv, sizeof *x->seedp);
-    x->pack_off = lk_malloc(sizeof *x->pack_off * (size_t)(m->n_nodes ? m->n_nodes : 1));
-    if (x->o.profile) x->node_s = lk_calloc((size_t)(m->n_nodes ? m->n_nodes : 1), sizeof(double));
-    if (!x->vals || !x->grads || !x->req || !x->touched || !x->active || !x->live ||
-        !x->persist || !x->zeroed || !x->seedp || !x->pack_off ||
-        (x->o.profile && !x->node_s)) {
-        s = LK_FAIL(err, LK_ENOMEM, "out of memory allocating an executor");
-        goto fail;
-    }
-    s = lk_pool_alloc(x->o.threads, &x->pool, err);
-    if (s) goto fail;
+/* ---- planning: lk_exec_alloc in named steps ------------------------------------------------ */
 
-    /* Active nodes: all, or the ancestors of the targets. */
+static lk_status plan_init(lk_exec *x, lk_error *err) {
+    const lk_model *m  = x->m;
+    size_t          nv = (size_t)(m->n_values ? m->n_values : 1);
+    size_t          nn = (size_t)(m->n_nodes ? m->n_nodes : 1);
+    x->vals     = lk_calloc(nv, sizeof *x->vals);
+    x->grads    = lk_calloc(nv, sizeof *x->grads);
+    x->tans     = lk_calloc(nv, sizeof *x->tans);
+    x->req      = lk_calloc(nv, 1);
+    x->touched  = lk_calloc(nv, 1);
+    x->active   = lk_calloc(nn, 1);
+    x->live     = lk_calloc(nv, 1);
+    x->persist  = lk_calloc(nv, 1);
+    x->zeroed   = lk_calloc(nv, 1);
+    x->tzero    = lk_calloc(nv, 1);
+    x->tkeep    = lk_calloc(nv, 1);
+    x->keep     = lk_calloc(nv, 1);
+    x->fed      = lk_calloc(nv, 1);
+    x->mark     = lk_calloc(nv, 1);
+    x->seedp    = lk_calloc(nv, sizeof *x->seedp);
+    x->pack_off = lk_malloc(sizeof *x->pack_off * nn);
+    if (x->o.profile) x->node_s = lk_calloc(nn, sizeof(double));
+    if (!x->vals || !x->grads || !x->tans || !x->req || !x->touched || !x->active || !x->live ||
+        !x->persist || !x->zeroed || !x->tzero || !x->tkeep || !x->keep || !x->fed ||
+        !x->mark || !x->seedp || !x->pack_off || (x->o.profile && !x->node_s))
+        return LK_FAIL(err, LK_ENOMEM, "out of memory allocating an executor");
+    return LK_OK;
+}
+
+/* The values forward takes: the model inputs, or the sources of a tail exec. */
+static lk_status plan_feed(lk_exec *x, lk_error *err) {
+    const lk_model *m  = x->m;
+    int64_t         nf = x->o.n_sources > 0 ? x->o.n_sources : m->n_inputs;
+    x->feed            = lk_malloc(sizeof *x->feed * (size_t)(nf ? nf : 1));
+    if (!x->feed) return LK_FAIL(err, LK_ENOMEM, "out of memory allocating an executor");
+    for (int64_t i = 0; i < nf; i++) {
+        int64_t v = x->o.n_sources > 0 ? x->o.sources[i] : m->inputs[i];
+        if (v < 0 || v >= m->n_values)
+            return LK_FAIL(err, LK_EINVAL, "source %lld: value id %lld out of range",
+                           (long long)i, (long long)v);
+        if (m->values[v].kind == LK_VALUE_PARAM)
+            return LK_FAIL(err, LK_EINVAL, "source '%s' is a parameter, not a computed value",
+                           m->values[v].name);
+        if (x->fed[v])
+            return LK_FAIL(err, LK_EINVAL, "source '%s' given twice", m->values[v].name);
+        x->fed[v]  = 1;
+        x->feed[i] = v;
+    }
+    x->n_feed      = nf;
+    x->o.sources   = NULL; /* not kept: the caller's arrays may go away */
+    x->o.keep_vids = NULL;
+    return LK_OK;
+}
+
+/* Marks the targets live: the caller's, or (tail exec) the outputs that depend on a source.
+ * Returns 0 in *all when every node is to run (no targets, no sources). */
+static lk_status plan_targets(lk_exec *x, int *all, lk_error *err) {
+    const lk_model *m  = x->m;
+    int64_t         nv = m->n_values;
+    *all               = 0;
     if (x->o.n_targets > 0) {
         for (int i = 0; i < x->o.n_targets; i++) {
             int64_t v = x->o.targets[i];
-            if (v < 0 || v >= nv) {
-                s = LK_FAIL(err, LK_EINVAL, "target %d: value id %lld out of range", i,
-                            (long long)v);
-                goto fail;
-            }
-            x->live[v] = 1;
+            if (v < 0 || v >= nv)
+                return LK_FAIL(err, LK_EINVAL, "target %d: value id %lld out of range", i,
+                               (long long)v);
+            x->live[v]  = 1;
+            x->tkeep[v] = 1;
         }
-        for (int64_t i = m->n_nodes - 1; i >= 0; i--) {
-            const lk_node *n = &m->nodes[i];
-            for (int k = 0; k < n->n_out; k++) x->active[i] |= x->live[n->out[k]];
-            if (!x->active[i]) continue;
-            for (int j = 0; j < n->n_in; j++)
-                if (n->in[j] >= 0) x->live[n->in[j]] = 1;
-        }
-        for (int64_t i = 0; i < m->n_nodes; i++)
-            if (x->active[i])
-                for (int k = 0; k < m->nodes[i].n_out; k++) x->live[m->nodes[i].out[k]] = 1;
-    } else {
+        x->o.targets = NULL;
+        return LK_OK;
+    }
+    if (x->o.n_sources == 0) {
+        *all = 1;
+        return LK_OK;
+    }
+    unsigned char *dep = lk_calloc((size_t)(nv ? nv : 1), 1);
+    if (!dep) return LK_FAIL(err, LK_ENOMEM, "out of memory planning an executor");
+    for (int64_t i = 0; i < x->n_feed; i++) dep[x->feed[i]] = 1;
+    for (int64_t i = 0; i < m->n_nodes; i++) {
+        const lk_node *n = &m->nodes[i];
+        int            d = 0;
+        for (int j = 0; j < n->n_in; j++) d |= n->in[j] >= 0 && dep[n->in[j]];
+        for (int k = 0; k < n->n_out && d; k++)
+            if (!x->fed[n->out[k]]) dep[n->out[k]] = 1;
+    }
+    int any = 0;
+    for (int64_t i = 0; i < m->n_outputs; i++)
+        if (dep[m->outputs[i]]) any = x->live[m->outputs[i]] = 1;
+    lk_free(dep);
+    if (!any) return LK_FAIL(err, LK_EINVAL, "no model output depends on the sources");
+    return LK_OK;
+}
+
+/* Active nodes: all, or the ancestors of the targets that are not upstream of the sources.
+ * Every active node must be computable from fed values and parameters. */
+static lk_status plan_active(lk_exec *x, lk_error *err) {
+    const lk_model *m  = x->m;
+    int64_t         nv = m->n_values;
+    int             all;
+    lk_status       s = plan_targets(x, &all, err);
+    if (s) return s;
+    if (all) {
         memset(x->active, 1, (size_t)m->n_nodes);
         memset(x->live, 1, (size_t)nv);
+        return LK_OK;
     }
-    x->o.targets   = NULL; /* not kept: the caller's array may go away */
-    for (int64_t i = 0; i < m->n_inputs; i++) x->live[m->inputs[i]] = 1;
+    unsigned char *avail = lk_calloc((size_t)(nv ? nv : 1), 1);
+    if (!avail) return LK_FAIL(err, LK_ENOMEM, "out of memory planning an executor");
+    for (int64_t v = 0; v < nv; v++) avail[v] = x->fed[v] || m->values[v].kind == LK_VALUE_PARAM;
+    for (int64_t i = 0; i < m->n_nodes; i++) {
+        const lk_node *n  = &m->nodes[i];
+        int            ok = 1;
+        for (int j = 0; j < n->n_in; j++) ok &= n->in[j] < 0 || avail[n->in[j]];
+        for (int k = 0; k < n->n_out && ok; k++) avail[n->out[k]] = 1;
+    }
+    for (int64_t i = m->n_nodes - 1; i >= 0 && !s; i--) {
+        const lk_node *n   = &m->nodes[i];
+        int            fed = 0;
+        for (int k = 0; k < n->n_out; k++) {
+            x->active[i] |= x->live[n->out[k]] && !x->fed[n->out[k]];
+            fed |= x->fed[n->out[k]];
+        }
+        if (!x->active[i]) continue;
+        if (fed) {
+            s = LK_FAIL(err, LK_EINVAL,
+                        "node '%s' (%s) computes a source and also a value the outputs need",
+                        n->name, lk_op_name(n->op));
+            break;
+        }
+        for (int j = 0; j < n->n_in; j++) {
+            if (n->in[j] < 0) continue;
+            if (!avail[n->in[j]]) {
+                s = LK_FAIL(err, LK_EINVAL,
+                            "node '%s' (%s) needs '%s', which is computed before the sources; "
+                            "add it to the sources",
+                            n->name, lk_op_name(n->op), m->values[n->in[j]].name);
+                break;
+            }
+            x->live[n->in[j]] = 1;
+        }
+    }
+    lk_free(avail);
+    if (s) return s;
+    for (int64_t i = 0; i < m->n_nodes; i++)
+        if (x->active[i])
+            for (int k = 0; k < m->nodes[i].n_out; k++) x->live[m->nodes[i].out[k]] = 1;
+    for (int64_t i = 0; i < x->n_feed; i++) x->live[x->feed[i]] = 1;
+    return LK_OK;
+}
 
-    /* Shapes: inputs from the caller (or declared), then inference in topological order. */
-    for (int64_t v = 0; v < nv; v++) {
+/* Shapes: fed values from the caller (or declared), then inference in topological order;
+ * scratch and pack sizes of every active node. */
+static lk_status plan_shapes(lk_exec *x, int n_shapes, const lk_tensor *const *shapes,
+                             size_t *scratch, size_t *packed, lk_error *err) {
+    const lk_model *m = x->m;
+    for (int64_t v = 0; v < m->n_values; v++) {
         x->vals[v]       = m->values[v].t;
         x->vals[v].owner = 0;
         if (m->values[v].kind == LK_VALUE_ACT) x->vals[v].ndim = -1;
     }
-    for (int64_t i = 0; i < m->n_inputs; i++) {
-        int64_t          v  = m->inputs[i];
+    for (int64_t i = 0; i < x->n_feed; i++) {
+        int64_t          v  = x->feed[i];
         const lk_tensor *sh = n_shapes && shapes[i] ? shapes[i] : &m->values[v].t;
-        if (sh->ndim != m->values[v].t.ndim) {
-            s = LK_FAIL(err, LK_ESHAPE, "input '%s': rank %d given, model expects %d",
-                        m->values[v].name, sh->ndim, m->values[v].t.ndim);
-            goto fail;
-        }
+        int              want = m->values[v].t.ndim;
+        if (sh->ndim < 0 || sh->ndim > LK_MAX_DIMS)
+            return LK_FAIL(err, LK_ESHAPE, "'%s': no shape given and none known",
+                           m->values[v].name);
+        if (want >= 0 && sh->ndim != want)
+            return LK_FAIL(err, LK_ESHAPE, "'%s': rank %d given, model expects %d",
+                           m->values[v].name, sh->ndim, want);
         for (int k = 0; k < sh->ndim; k++)
-            if (sh->shape[k] <= 0) {
-                s = LK_FAIL(err, LK_ESHAPE, "input '%s': dim %d is %lld", m->values[v].name, k,
-                            (long long)sh->shape[k]);
-                goto fail;
-            }
+            if (sh->shape[k] <= 0)
+                return LK_FAIL(err, LK_ESHAPE, "'%s': dim %d is %lld", m->values[v].name, k,
+                               (long long)sh->shape[k]);
         lk_tensor_set_shape(&x->vals[v], sh->ndim, sh->shape);
         x->vals[v].dtype = LK_F32;
     }
-    size_t scratch = 0, packed = 0;
+    *scratch = *packed = 0;
     for (int64_t i = 0; i < m->n_nodes; i++) x->pack_off[i] = SIZE_MAX;
     for (int64_t i = 0; i < m->n_nodes; i++) {
         if (!x->active[i]) continue;
@@ -358,10 +486,10 @@ lk_status lk_exec_alloc(const lk_model *m, const lk_exec_opts *o, int n_shapes,
         fill_ctx(x, n, &c, in, outp);
         memset(outs, 0, sizeof outs);
         for (int k = 0; k < n->n_out; k++) outs[k].ndim = -1;
-        s = d->infer(n, in, outs, err);
+        lk_status s = d->infer(n, in, outs, err);
         if (s) {
             lk_error_prefix(err, "planning for the given input shape: ");
-            goto fail;
+            return s;
         }
         for (int k = 0; k < n->n_out; k++) {
             lk_tensor *t = &x->vals[n->out[k]];
@@ -370,35 +498,27 @@ lk_status lk_exec_alloc(const lk_model *m, const lk_exec_opts *o, int n_shapes,
         }
         if (d->scratch) {
             size_t need = d->scratch(&c);
-            if (need > scratch) scratch = need;
+            if (need > *scratch) *scratch = need;
         }
         /* Pack data is decided here, while activations still have no data: an op packs only
          * parameters. */
         size_t pk = d->pack ? d->pack(&c, NULL) : 0;
         if (pk) {
-            x->pack_off[i] = packed;
-            packed += round_up16(pk);
+            x->pack_off[i] = *packed;
+            *packed += round_up16(pk);
         }
     }
-    if (packed) {
-        x->packed = lk_aligned_alloc(packed * sizeof(float));
-        if (!x->packed) {
-            s = LK_FAIL(err, LK_ENOMEM, "out of memory: packed weights need %zu MiB",
-                        packed * sizeof(float) >> 20);
-            goto fail;
-        }
-        lk_exec_params_changed(x);
-    }
+    return LK_OK;
+}
 
-    if (x->o.fuse && x->o.grad == LK_GRAD_NONE && x->o.n_targets == 0) {
-        s = plan_fusion(x, err);
-        if (s) goto fail;
-    }
-
-    /* Which values need gradients. */
+/* Which values need gradients, which gradients persist after backward and which tangents
+ * stay readable after jvp. */
+static lk_status plan_requires(lk_exec *x, const int64_t *keep, lk_error *err) {
+    const lk_model *m  = x->m;
+    int64_t         nv = m->n_values;
     if (x->o.grad != LK_GRAD_NONE) {
         for (int64_t v = 0; v < nv; v++) {
-            if (m->values[v].kind == LK_VALUE_INPUT) x->req[v] = 1;
+            if (x->fed[v]) x->req[v] = 1;
             if (m->values[v].kind == LK_VALUE_PARAM && x->o.grad == LK_GRAD_PARAMS) x->req[v] = 1;
         }
         for (int64_t i = 0; i < m->n_nodes; i++) {
@@ -410,38 +530,60 @@ lk_status lk_exec_alloc(const lk_model *m, const lk_exec_opts *o, int n_shapes,
             for (int k = 0; k < n->n_out; k++) x->req[n->out[k]] = (unsigned char)r;
         }
     }
-
-    /* Gradients of inputs and parameters persist after backward; those of activations only
-     * live from the backward step of their last consumer to that of their producer, so
-     * (unless keep_grads) they share memory: first-fit over liveness intervals. */
+    for (int i = 0; i < x->o.n_keep; i++) {
+        int64_t v = keep[i];
+        if (v < 0 || v >= nv)
+            return LK_FAIL(err, LK_EINVAL, "kept value %d: id %lld out of range", i,
+                           (long long)v);
+        if (!x->live[v] || m->values[v].kind == LK_VALUE_PARAM)
+            return LK_FAIL(err, LK_EINVAL, "kept value '%s' is not computed by the planned graph",
+                           m->values[v].name);
+        if (x->o.grad != LK_GRAD_NONE && !x->req[v])
+            return LK_FAIL(err, LK_EINVAL, "kept value '%s' does not depend on an input: it has "
+                           "no gradient", m->values[v].name);
+        x->keep[v] = 1;
+    }
     for (int64_t v = 0; v < nv; v++) {
         if (!x->live[v]) {
             x->req[v] = 0;
             continue;
         }
-        x->persist[v] = x->req[v] && (m->values[v].kind != LK_VALUE_ACT || x->o.keep_grads);
+        x->persist[v] = x->req[v] && (m->values[v].kind != LK_VALUE_ACT || x->fed[v] ||
+                                      x->keep[v] || x->o.keep_grads);
+        /* tkeep holds the targets already (plan_targets). */
+        x->tkeep[v] = x->o.jvp && (x->tkeep[v] || x->keep[v] || x->o.keep_grads ||
+                                   is_model_output(m, v));
     }
-    size_t act_total = 0, persist_total = 0, pool_total = 0;
+    return LK_OK;
+}
+
+/* Buffers: one arena for activations, persistent gradients, pooled gradients and pooled
+ * tangents.  In a dry run only the size is computed. */
+static lk_status plan_buffers(lk_exec *x, lk_error *err) {
+    const lk_model *m  = x->m;
+    int64_t         nv = m->n_values;
+    size_t act_total = 0, persist_total = 0, pool_total = 0, tpool_total = 0;
     for (int64_t v = 0; v < nv; v++) {
         if (!x->live[v]) continue;
         size_t numel = round_up16((size_t)lk_tensor_numel(&x->vals[v]));
         if (m->values[v].kind != LK_VALUE_PARAM) act_total += numel;
         if (x->persist[v]) persist_total += numel;
     }
-    size_t *goff = NULL;
-    if (x->o.grad != LK_GRAD_NONE) {
-        s = plan_grad_pool(x, &goff, &pool_total, err);
-        if (s) goto fail;
-    }
-    size_t total = act_total + persist_total + pool_total;
-    x->arena     = lk_aligned_alloc(total * sizeof(float));
+    size_t   *goff = NULL, *toff = NULL;
+    lk_status s    = LK_OK;
+    if (x->o.grad != LK_GRAD_NONE) s = plan_pool(x, 0, &goff, &pool_total, err);
+    if (!s && x->o.jvp) s = plan_pool(x, 1, &toff, &tpool_total, err);
+    if (s) goto done;
+    size_t total = act_total + persist_total + pool_total + tpool_total;
+    x->bytes += (uint64_t)total * sizeof(float);
+    if (x->dry) goto done;
+    x->arena = lk_aligned_alloc(total * sizeof(float));
     if (!x->arena && total) {
-        lk_free(goff);
-        s = LK_FAIL(err, LK_ENOMEM, "out of memory: activations and gradients need %zu MiB",
-                    total * sizeof(float) >> 20);
-        goto fail;
+        s = LK_FAIL(err, LK_ENOMEM, "out of memory: activations, gradients and tangents need "
+                    "%zu MiB", total * sizeof(float) >> 20);
+        goto done;
     }
-    size_t off = 0, poff = act_total, pool = act_total + persist_total;
+    size_t off = 0, poff = act_total, pool = act_total + persist_total, tpool = pool + pool_total;
     for (int64_t v = 0; v < nv; v++) {
         if (!x->live[v]) {
             if (m->values[v].kind != LK_VALUE_PARAM) x->vals[v].data = NULL;
@@ -462,20 +604,95 @@ lk_status lk_exec_alloc(const lk_model *m, const lk_exec_opts *o, int n_shapes,
                 x->grads[v].data = x->arena + pool + goff[v];
             }
         }
+        x->tans[v]      = x->vals[v];
+        x->tans[v].data = NULL;
+        int64_t p       = m->values[v].producer;
+        if (x->o.jvp && p >= 0 && !x->fed[v] && x->active[p])
+            x->tans[v].data = x->arena + tpool + toff[v];
     }
+done:
     lk_free(goff);
+    lk_free(toff);
+    return s;
+}
+
+static lk_status plan_scratch(lk_exec *x, size_t scratch, lk_error *err) {
     x->scratch_floats = scratch;
-    if (scratch) {
-        x->scratch = lk_aligned_alloc(scratch * sizeof(float));
-        if (!x->scratch) {
-            s = LK_FAIL(err, LK_ENOMEM, "out of memory: scratch needs %zu MiB",
-                        scratch * sizeof(float) >> 20);
-            goto fail;
-        }
+    x->bytes += (uint64_t)scratch * sizeof(float);
+    if (!scratch || x->dry) return LK_OK;
+    x->scratch = lk_aligned_alloc(scratch * sizeof(float));
+    if (!x->scratch)
+        return LK_FAIL(err, LK_ENOMEM, "out of memory: scratch needs %zu MiB",
+                       scratch * sizeof(float) >> 20);
+    return LK_OK;
+}
+
+static lk_status plan_pack(lk_exec *x, size_t packed, lk_error *err) {
+    x->bytes += (uint64_t)packed * sizeof(float);
+    if (!packed || x->dry) return LK_OK;
+    x->packed = lk_aligned_alloc(packed * sizeof(float));
+    if (!x->packed)
+        return LK_FAIL(err, LK_ENOMEM, "out of memory: packed weights need %zu MiB",
+                       packed * sizeof(float) >> 20);
+    lk_exec_params_changed(x);
+    return LK_OK;
+}
+
+static lk_status exec_plan(const lk_model *m, const lk_exec_opts *o, int n_shapes,
+                           const lk_tensor *const *shapes, int dry, lk_exec **out,
+                           lk_error *err) {
+    *out = NULL;
+    if (!m->finalized) return LK_FAIL(err, LK_EINVAL, "model is not finalized");
+    if (lk_model_is_weights_only(m))
+        return LK_FAIL(err, LK_EUNSUPPORTED,
+                       "model has weights only (no graph): it cannot be run; weight analyses "
+                       "(filters, spectra) work on it");
+    lk_exec_opts oo = o ? *o : lk_exec_opts_default();
+    int64_t      nf = oo.n_sources > 0 ? oo.n_sources : m->n_inputs;
+    if (n_shapes != 0 && n_shapes != nf)
+        return LK_FAIL(err, LK_EINVAL, "%d shapes given, the exec takes %lld %s", n_shapes,
+                       (long long)nf, oo.n_sources > 0 ? "sources" : "inputs");
+    if (oo.n_keep < 0 || oo.n_sources < 0 || oo.n_targets < 0 ||
+        (oo.n_keep > 0 && !oo.keep_vids) || (oo.n_sources > 0 && !oo.sources) ||
+        (oo.n_targets > 0 && !oo.targets))
+        return LK_FAIL(err, LK_EINVAL, "executor options: a count without its array");
+    lk_exec *x = lk_calloc(1, sizeof *x);
+    if (!x) return LK_FAIL(err, LK_ENOMEM, "out of memory allocating an executor");
+    x->m            = m;
+    x->o            = oo;
+    x->dry          = dry;
+    size_t scratch  = 0, packed = 0;
+    const int64_t *keep = oo.keep_vids;
+    lk_status      s    = plan_init(x, err);
+    if (!s) s = lk_pool_alloc(dry ? 1 : x->o.threads, &x->pool, err);
+    if (!s) s = plan_feed(x, err);
+    if (!s) s = plan_active(x, err);
+    if (!s) s = plan_shapes(x, n_shapes, shapes, &scratch, &packed, err);
+    if (!s) s = plan_pack(x, packed, err);
+    if (!s && x->o.fuse && x->o.grad == LK_GRAD_NONE && !x->o.jvp && x->o.n_targets == 0 &&
+        x->o.n_sources == 0)
+        s = plan_fusion(x, err);
+    if (!s) s = plan_requires(x, keep, err);
+    if (!s) s = plan_buffers(x, err);
+    if (!s) s = plan_scratch(x, scratch, err);
+    if (s) {
+        lk_exec_free(x);
+        return s;
     }
     *out = x;
     return LK_OK;
-fail:
+}
+
+lk_status lk_exec_alloc(const lk_model *m, const lk_exec_opts *o, int n_shapes,
+                        const lk_tensor *const *shapes, lk_exec **out, lk_error *err) {
+    return exec_plan(m, o, n_shapes, shapes, 0, out, err);
+}
+
+lk_status lk_exec_estimate(const lk_model *m, const lk_exec_opts *o, int n_shapes,
+                           const lk_tensor *const *shapes, uint64_t *bytes, lk_error *err) {
+    lk_exec  *x = NULL;
+    lk_status s = exec_plan(m, o, n_shapes, shapes, 1, &x, err);
+    *bytes      = s ? 0 : x->bytes;
     lk_exec_free(x);
     return s;
 }
@@ -514,40 +731,43 @@ static int all_finite(const lk_tensor *t) {
     return ok;
 }
 
+/* Runs node i's forward (timed when profiling). */
+static void run_node(lk_exec *x, int64_t i) {
+    const lk_node   *n = &x->m->nodes[i];
+    const lk_tensor *in[MAX_IO];
+    lk_tensor       *outp[LK_MAX_OUTPUTS];
+    lk_op_ctx        c;
+    fill_ctx(x, n, &c, in, outp);
+    if (!x->node_s) {
+        lk_op_get(n->op)->forward(&c);
+        return;
+    }
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    lk_op_get(n->op)->forward(&c);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    x->node_s[i] += (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
+}
+
 static lk_status run_forward(lk_exec *x, const lk_tensor *const *inputs, int check,
                              lk_error *err) {
     const lk_model *m = x->m;
     char            b1[96], b2[96];
-    for (int64_t i = 0; i < m->n_inputs; i++) {
-        lk_tensor *dst = &x->vals[m->inputs[i]];
+    for (int64_t i = 0; i < x->n_feed; i++) {
+        int64_t          v   = x->feed[i];
+        lk_tensor       *dst = &x->vals[v];
         const lk_tensor *src = inputs[i];
         if (!src || src->dtype != LK_F32)
             return LK_FAIL(err, LK_EINVAL, "input '%s': float32 tensor required",
-                           m->values[m->inputs[i]].name);
+                           m->values[v].name);
         if (!same_shape(src, dst))
             return LK_FAIL(err, LK_ESHAPE, "input '%s': shape %s given, planned for %s",
-                           m->values[m->inputs[i]].name,
-                           lk_shape_str(src->ndim, src->shape, b1, sizeof b1),
+                           m->values[v].name, lk_shape_str(src->ndim, src->shape, b1, sizeof b1),
                            lk_shape_str(dst->ndim, dst->shape, b2, sizeof b2));
         copy_strided(src, dst->data);
     }
-    for (int64_t i = 0; i < m->n_nodes; i++) {
-        if (!x->active[i]) continue;
-        const lk_node   *n = &m->nodes[i];
-        const lk_tensor *in[MAX_IO];
-        lk_tensor       *outp[LK_MAX_OUTPUTS];
-        lk_op_ctx        c;
-        fill_ctx(x, n, &c, in, outp);
-        if (!x->node_s) {
-            lk_op_get(n->op)->forward(&c);
-            continue;
-        }
-        struct timespec a, b;
-        clock_gettime(CLOCK_MONOTONIC, &a);
-        lk_op_get(n->op)->forward(&c);
-        clock_gettime(CLOCK_MONOTONIC, &b);
-        x->node_s[i] += (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
-    }
+    for (int64_t i = 0; i < m->n_nodes; i++)
+        if (x->active[i]) run_node(x, i);
     x->forwarded = 1;
     if (!check) return LK_OK;
     int bad = 0;
@@ -678,4 +898,128 @@ int lk_exec_depends_on_input(const lk_exec *x, int64_t vid) {
 const lk_tensor *lk_exec_grad(const lk_exec *x, int64_t vid) {
     if (vid < 0 || vid >= x->m->n_values || !x->req[vid] || !x->persist[vid]) return NULL;
     return &x->grads[vid];
+}
+
+int lk_exec_node_active(const lk_exec *x, int64_t i) {
+    return i >= 0 && i < x->m->n_nodes && x->active[i];
+}
+
+/* Checks a list of (value, tensor) pairs against the plan: ids in range, no repeats, float32,
+ * planned shapes; contig = 1 also asks for contiguous data. */
+static lk_status check_pairs(const lk_exec *x, const char *what, int n, const int64_t *vids,
+                             const lk_tensor *const *t, int contig, lk_error *err) {
+    const lk_model *m = x->m;
+    char            b1[96], b2[96];
+    for (int i = 0; i < n; i++) {
+        int64_t v = vids[i];
+        if (v < 0 || v >= m->n_values)
+            return LK_FAIL(err, LK_EINVAL, "%s %d: value id %lld out of range", what, i,
+                           (long long)v);
+        for (int k = 0; k < i; k++)
+            if (vids[k] == v)
+                return LK_FAIL(err, LK_EINVAL, "%s: value '%s' given twice", what,
+                               m->values[v].name);
+        if (!x->live[v])
+            return LK_FAIL(err, LK_EINVAL, "%s: value '%s' is not part of the planned graph",
+                           what, m->values[v].name);
+        if (!t[i] || t[i]->dtype != LK_F32 || !same_shape(t[i], &x->vals[v]))
+            return LK_FAIL(err, LK_ESHAPE, "%s for '%s': %s, value has %s", what,
+                           m->values[v].name,
+                           t[i] ? lk_shape_str(t[i]->ndim, t[i]->shape, b1, sizeof b1)
+                                : "no tensor",
+                           lk_shape_str(x->vals[v].ndim, x->vals[v].shape, b2, sizeof b2));
+        if (contig && !lk_tensor_is_contiguous(t[i]))
+            return LK_FAIL(err, LK_EINVAL, "%s for '%s' must be contiguous", what,
+                           m->values[v].name);
+    }
+    return LK_OK;
+}
+
+lk_status lk_exec_forward_from(lk_exec *x, int n, const int64_t *vids,
+                               const lk_tensor *const *values, lk_error *err) {
+    const lk_model *m = x->m;
+    if (!x->forwarded) return LK_FAIL(err, LK_EINVAL, "forward_from called before forward");
+    lk_status s = check_pairs(x, "replacement", n, vids, values, 0, err);
+    if (s) return s;
+    for (int i = 0; i < n; i++)
+        if (m->values[vids[i]].kind == LK_VALUE_PARAM)
+            return LK_FAIL(err, LK_EINVAL, "replacement: '%s' is a parameter",
+                           m->values[vids[i]].name);
+    memset(x->mark, 0, (size_t)m->n_values);
+    for (int i = 0; i < n; i++) {
+        copy_strided(values[i], x->vals[vids[i]].data);
+        x->mark[vids[i]] = 2;
+    }
+    /* A node runs again when it reads a changed value (a fused conv also reads its Add
+     * operand); a node that computes a replaced value does not run (the replacement wins). */
+    for (int64_t i = 0; i < m->n_nodes; i++) {
+        if (!x->active[i]) continue;
+        const lk_node *nd  = &m->nodes[i];
+        int            hit = x->fuse_add && x->fuse_add[i] >= 0 && x->mark[x->fuse_add[i]];
+        int            rep = 0;
+        for (int j = 0; j < nd->n_in; j++) hit |= nd->in[j] >= 0 && x->mark[nd->in[j]];
+        for (int k = 0; k < nd->n_out; k++) rep |= x->mark[nd->out[k]] == 2;
+        if (x->fuse_out && x->fuse_out[i] >= 0) rep |= x->mark[x->fuse_out[i]] == 2;
+        if (!hit || rep) continue;
+        run_node(x, i);
+        for (int k = 0; k < nd->n_out; k++) x->mark[nd->out[k]] = 1;
+        if (x->fuse_out && x->fuse_out[i] >= 0) x->mark[x->fuse_out[i]] = 1;
+    }
+    return LK_OK;
+}
+
+lk_status lk_exec_jvp(lk_exec *x, int n, const int64_t *vids, const lk_tensor *const *tangents,
+                      lk_error *err) {
+    const lk_model *m = x->m;
+    if (!x->o.jvp) return LK_FAIL(err, LK_EINVAL, "executor was planned without jvp");
+    if (!x->forwarded) return LK_FAIL(err, LK_EINVAL, "jvp called before forward");
+    lk_status s = check_pairs(x, "tangent", n, vids, tangents, 1, err);
+    if (s) return s;
+    for (int i = 0; i < n; i++)
+        if (!x->fed[vids[i]] && m->values[vids[i]].kind != LK_VALUE_PARAM)
+            return LK_FAIL(err, LK_EINVAL, "tangent on '%s': tangents go on inputs, sources or "
+                           "parameters", m->values[vids[i]].name);
+    memset(x->tzero, 1, (size_t)m->n_values);
+    for (int i = 0; i < n; i++) {
+        x->tans[vids[i]]      = *tangents[i];
+        x->tans[vids[i]].owner = 0;
+        x->tzero[vids[i]]     = 0;
+    }
+    for (int64_t i = 0; i < m->n_nodes && !s; i++) {
+        if (!x->active[i]) continue;
+        const lk_node   *nd = &m->nodes[i];
+        const lk_op_def *d  = lk_op_get(nd->op);
+        int              any = 0;
+        for (int j = 0; j < nd->n_in; j++) any |= nd->in[j] >= 0 && !x->tzero[nd->in[j]];
+        if (!any) continue;
+        if (!d->jvp) {
+            s = LK_FAIL(err, LK_EUNSUPPORTED, "node '%s': op %s has no jvp", nd->name, d->name);
+            break;
+        }
+        const lk_tensor *in[MAX_IO], *tin[MAX_IO];
+        lk_tensor       *outp[LK_MAX_OUTPUTS], *tout[LK_MAX_OUTPUTS];
+        lk_op_ctx        c;
+        fill_ctx(x, nd, &c, in, outp);
+        for (int j = 0; j < nd->n_in; j++)
+            tin[j] = nd->in[j] >= 0 && !x->tzero[nd->in[j]] ? &x->tans[nd->in[j]] : NULL;
+        for (int k = 0; k < nd->n_out; k++) {
+            tout[k]               = &x->tans[nd->out[k]];
+            x->tzero[nd->out[k]] = 0;
+        }
+        c.tin  = tin;
+        c.tout = tout;
+        d->jvp(&c);
+    }
+    /* The caller's tangents are borrowed for this call only; kept zero tangents read as 0. */
+    for (int i = 0; i < n; i++) x->tans[vids[i]].data = NULL;
+    for (int64_t v = 0; v < m->n_values && !s; v++)
+        if (x->tkeep[v] && x->tzero[v] && x->tans[v].data)
+            memset(x->tans[v].data, 0, sizeof(float) * (size_t)lk_tensor_numel(&x->tans[v]));
+    return s;
+}
+
+const lk_tensor *lk_exec_tangent(const lk_exec *x, int64_t vid) {
+    if (!x->o.jvp || vid < 0 || vid >= x->m->n_values || !x->tkeep[vid] || !x->tans[vid].data)
+        return NULL;
+    return &x->tans[vid];
 }

@@ -10,7 +10,8 @@
  *       parameter (a deterministic subset for large operands);
  *   (b) the dot-product identity <J v, u> = <v, J^T u>, with J v from the op's jvp called
  *       directly through its descriptor (once with tangents on all operands, once on input 0
- *       only), and J v against finite differences along v.
+ *       only), and J v against finite differences along v; the executor's lk_exec_jvp with
+ *       the same input and parameter tangents must give the op's J v.
  * An op without a case row fails, and so does an op whose model cannot be built (for
  * instance a placeholder whose infer says "not implemented yet").  A registry test checks
  * every descriptor and that ops lacking backward or jvp are in the explicit allow-lists.
@@ -367,6 +368,7 @@ static lk_status ginst_build(ginst *g, const gcase *gc, uint64_t seed, lk_error 
     if (s) return s;
     lk_exec_opts eo = lk_exec_opts_default();
     eo.grad         = LK_GRAD_PARAMS;
+    eo.jvp          = 1;
     eo.threads      = 1;
     s               = lk_exec_alloc(g->m, &eo, 0, NULL, &g->x, err);
     if (s) return s;
@@ -533,6 +535,43 @@ static void call_jvp(ginst *g, float *const *v, float **tout) {
     free(scr);
 }
 
+/* lk_exec_jvp with tangents v (NULL entries: none given) on inputs and parameters must give
+ * the op's own jvp, tout, at every output (the same kernels: equal up to rounding). */
+static void check_exec_jvp(ginst *g, const char *tag, float *const *v, float *const *tout,
+                           report *r) {
+    const gcase     *gc = g->gc;
+    lk_tensor        tv[GC_MAX_IN];
+    const lk_tensor *tp[GC_MAX_IN];
+    int64_t          vids[GC_MAX_IN];
+    int              n = 0;
+    lk_error         err;
+    for (int i = 0; i < gc->n_in; i++) {
+        if (!v[i]) continue;
+        tv[n]   = lk_tensor_view(LK_F32, gc->ndim[i], gc->shape[i], v[i]);
+        tp[n]   = &tv[n];
+        vids[n] = g->vid[i];
+        n++;
+    }
+    if (lk_exec_jvp(g->x, n, vids, tp, &err) != LK_OK) {
+        report_add(r, "%s: lk_exec_jvp failed: %s\n", tag, err.msg);
+        return;
+    }
+    for (int k = 0; k < gc->n_out; k++) {
+        const lk_tensor *t = lk_exec_tangent(g->x, g->out[k]);
+        if (!t) {
+            report_add(r, "%s: no tangent kept for output %d\n", tag, k);
+            return;
+        }
+        const float *p = t->data;
+        for (int64_t j = 0; j < g->ocnt[k]; j++)
+            if (!(fabsf(p[j] - tout[k][j]) <= 1e-5f * (1.0f + fabsf(tout[k][j])))) {
+                report_add(r, "%s: lk_exec_jvp output %d element %lld: %.7g, op jvp %.7g\n", tag,
+                           k, (long long)j, (double)p[j], (double)tout[k][j]);
+                return;
+            }
+    }
+}
+
 /* (b): <J v, u> = <v, J^T u>, and J v against finite differences along v. */
 static void check_jvp(ginst *g, const char *tag, report *r) {
     const gcase     *gc = g->gc;
@@ -562,6 +601,7 @@ static void check_jvp(ginst *g, const char *tag, report *r) {
         for (int i = 0; i < gc->n_in; i++)
             vv[i] = variant == 0 || i == 0 ? v[i] : NULL;
         call_jvp(g, vv, tout);
+        check_exec_jvp(g, tag, vv, tout, r);
         double lhs = 0, rhs = 0, scale = 0;
         int    nan = 0;
         for (int k = 0; k < gc->n_out; k++)

@@ -1,5 +1,5 @@
 /*
- * lk_exec.h: the CPU engine: plan once per input shape, then run forward / backward.
+ * lk_exec.h: the CPU engine: plan once per input shape, then run forward / backward / jvp.
  *
  *     lk_exec_opts o = lk_exec_opts_default();
  *     o.grad = LK_GRAD_INPUTS;
@@ -12,12 +12,26 @@
  *     const lk_tensor *gx = lk_exec_grad(x, lk_model_input(m, 0));
  *     lk_exec_free(x);
  *
- * An exec owns every activation, gradient and scratch buffer, all sized at lk_exec_alloc;
- * nothing is allocated while running.  The model must outlive the exec.  lk_exec_alloc also
- * keeps convolution weights packed for the GEMM kernels: a caller that changes parameter data
- * in place (its own buffers lent to lk_model_add_param) calls lk_exec_params_changed before
- * the next run.  Returned tensor
- * pointers stay valid until lk_exec_free (their contents change with each run).
+ * Forward-mode linearisation (o.jvp = 1): after a forward, lk_exec_jvp(x, n, vids, tangents)
+ * takes tangents on inputs and/or parameters (NULL-free list; absent ones are zero) and gives
+ * J.t at every kept value through lk_exec_tangent (model outputs, targets and o.keep_vids).
+ *
+ * Interventions: lk_exec_forward_from(x, n, vids, values) replaces intermediate values after a
+ * forward and re-runs only the nodes downstream of them.  A "tail" exec (o.sources) is planned
+ * from intermediate values instead of the model inputs: lk_exec_forward then takes tensors for
+ * those values (any batch size) and only the part of the graph after them runs; backward
+ * reaches the sources.  Example (AblationCAM, batch B over channels):
+ *
+ *     o.n_sources = 1; o.sources = &feature_vid;       // shape[0] = B x C x H x W
+ *     lk_exec_alloc(m, &o, 1, &shape_b, &tail, &err);
+ *     lk_exec_forward(tail, &batch_of_ablated_maps, &err);
+ *
+ * An exec owns every activation, gradient, tangent and scratch buffer, all sized at
+ * lk_exec_alloc; nothing is allocated while running.  The model must outlive the exec.
+ * lk_exec_alloc also keeps convolution weights packed for the GEMM kernels: a caller that
+ * changes parameter data in place (its own buffers lent to lk_model_add_param) calls
+ * lk_exec_params_changed before the next run.  Returned tensor pointers stay valid until
+ * lk_exec_free (their contents change with each run).
  */
 #ifndef LKPROBE_LK_EXEC_H
 #define LKPROBE_LK_EXEC_H
@@ -56,13 +70,36 @@ typedef struct lk_exec_opts {
      * the intermediate values are then not kept (lk_exec_value returns NULL for them).
      * Outputs are the same bits as unfused.  Ignored with gradients or targets. */
     int            fuse;
+    /* Values whose gradient (after backward) and tangent (after jvp) stay readable, besides
+     * inputs, sources and parameters (gradients) and outputs and targets (tangents).  Each
+     * must be computed by the planned graph; a kept gradient must depend on an input.  The
+     * array is copied. */
+    int            n_keep;
+    const int64_t *keep_vids;
+    /* 1: plan tangent buffers so that lk_exec_jvp can run (they share memory by liveness
+     * unless kept). */
+    int            jvp;
+    /* Optional: plan the part of the graph after these values (a "tail"): they replace the
+     * model inputs in lk_exec_alloc's shapes and lk_exec_forward's tensors, in this order,
+     * and act as inputs for gradients and tangents.  Every node that the outputs (or the
+     * targets) need must be computable from the sources and parameters alone.  Without
+     * targets, the outputs that depend on a source are the targets.  The array is copied. */
+    int            n_sources;
+    const int64_t *sources;
 } lk_exec_opts;
 
 LK_API lk_exec_opts lk_exec_opts_default(void);
 
-/* Plans for the given input shapes (one per model input; NULL shapes = declared ones). */
+/* Plans for the given input shapes (one per model input, or per source with o.sources; NULL
+ * shapes = declared ones, which sources do not have). */
 LK_API lk_status lk_exec_alloc(const lk_model *m, const lk_exec_opts *o, int n_shapes,
                                const lk_tensor *const *shapes, lk_exec **out, lk_error *err);
+/* Plans like lk_exec_alloc without allocating buffers and reports the bytes an exec would
+ * hold (activations, gradients, tangents, packed weights, scratch), so that a caller can stop
+ * before a run that cannot fit. */
+LK_API lk_status lk_exec_estimate(const lk_model *m, const lk_exec_opts *o, int n_shapes,
+                                  const lk_tensor *const *shapes, uint64_t *bytes,
+                                  lk_error *err);
 LK_API void      lk_exec_free(lk_exec *x);
 /* Re-derives what lk_exec_alloc computed from parameter data (packed weights). */
 LK_API void      lk_exec_params_changed(lk_exec *x);
@@ -79,6 +116,23 @@ LK_API lk_status lk_exec_forward_unchecked(lk_exec *x, const lk_tensor *const *i
 LK_API lk_status lk_exec_backward(lk_exec *x, int n_seeds, const int64_t *vids,
                                   const lk_tensor *const *seeds, lk_error *err);
 
+/* Replaces values vids[i] (activations or fed values; shapes as planned, any strides) after
+ * a forward and re-runs only the nodes downstream of them; upstream values are unchanged.
+ * Outputs are not checked for NaN/Inf.  Backward and jvp afterwards linearise at the new
+ * point. */
+LK_API lk_status lk_exec_forward_from(lk_exec *x, int n, const int64_t *vids,
+                                      const lk_tensor *const *values, lk_error *err);
+
+/* Forward mode at the last forward point (needs o.jvp): tangents[i] (float32, contiguous,
+ * shaped like value vids[i]) on inputs or sources and/or parameters; the others are zero.
+ * Exact linearisation: parameter tangents give the parameter-space directional derivative.
+ * The tangent tensors are borrowed for the call only. */
+LK_API lk_status lk_exec_jvp(lk_exec *x, int n, const int64_t *vids,
+                             const lk_tensor *const *tangents, lk_error *err);
+/* Tangent of value vid after lk_exec_jvp (zeros where it does not depend on the seeded
+ * values); NULL when not kept (see lk_exec_opts.keep_vids) or without o.jvp. */
+LK_API const lk_tensor *lk_exec_tangent(const lk_exec *x, int64_t vid);
+
 /* Value / gradient of a value id (NULL when not available: outside the targets, or an
  * activation gradient without keep_grads). */
 LK_API const lk_tensor *lk_exec_value(const lk_exec *x, int64_t vid);
@@ -87,6 +141,9 @@ LK_API int              lk_exec_threads(const lk_exec *x);
 /* Profiling (opts.profile): seconds node i's forward took, summed over all forward runs so
  * far; -1 when not profiled or the node is not run. */
 LK_API double           lk_exec_node_seconds(const lk_exec *x, int64_t i);
+/* 1 when node i is planned and run (ancestor of the targets, after the sources, not fused
+ * away). */
+LK_API int              lk_exec_node_active(const lk_exec *x, int64_t i);
 /* 1 when value vid depends on a gradient-carrying input (it can be seeded in backward). */
 LK_API int              lk_exec_depends_on_input(const lk_exec *x, int64_t vid);
 
