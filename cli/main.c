@@ -11,6 +11,7 @@ static const cli_cmd commands[] = {
     {"erf", cmd_erf, "effective receptive field maps, area ratios and figures (RepLKNet protocol)"},
     {"filters", cmd_filters, "CNN-Filter-DB statistics, PCA drift, filter database, weight spectra"},
     {"report", cmd_report, "one self-contained HTML report (+ LaTeX tables, PDF figures) of a model"},
+    {"kernels", cmd_kernels, "large-kernel anatomy: mean |w| maps, radial energy, effective size, FFT spectra"},
     {"reparam", cmd_reparam, "structural re-parameterisation: fold BN, merge parallel conv branches into one kernel"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
