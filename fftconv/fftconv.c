@@ -162,7 +162,7 @@ static void place_kernel(float *dst, const job *j, const float *w) {
 }
 
 /* dst = s * (conj ? conj(k) : k) * scale, over the half spectrum. */
-static void mul_spec(fftwf_complex *dst, const fftwf_complex *s, const fftwf_complex *k,
+static void mul_spec(fftwf_complex *dst, fftwf_complex *s, fftwf_complex *k,
                      int64_t n, int conj, float scale) {
     for (int64_t i = 0; i < n; i++) {
         float kr = k[i][0], ki = conj ? -k[i][1] : k[i][1];
