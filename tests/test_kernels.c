@@ -374,6 +374,10 @@ START_TEST(cli) {
     ck_assert_int_ne(stat(bad, &sb), 0);
     ck_assert_int_eq(RUN("kernels"), 1);
     ck_assert_int_eq(RUN("kernels", model, "--min-kernel", "zero"), 1);
+    char zoo[1024];
+    tu_src_path("tests/fixtures/zoo/replknet.onnx", zoo, sizeof zoo);
+    ck_assert_msg(RUN("kernels", zoo, "--reparam", "--json") == 0, "%s", err_buf);
+    ck_assert_ptr_nonnull(strstr(out_buf, "(merged)\",\"kernel\":[31,31]"));
     ck_assert_int_eq(RUN("kernels", model, "--help"), 0);
     ck_assert_ptr_nonnull(strstr(out_buf, "--reparam"));
     char cmd[600];
