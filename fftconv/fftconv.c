@@ -30,13 +30,15 @@ static int               n_plans;
 lk_fftconv_params lk_fftconv_params_default(void) {
     lk_fftconv_params p;
     memset(&p, 0, sizeof p);
-    /* Measured on the reference machine (bench/RESULTS.md): AMD EPYC, 1 thread. */
-    p.direct_ns_per_mac = 0.045;
-    p.fft_ns_per_point  = 0.30;
-    p.pointwise_ns      = 2.0;
+    /* Measured with bench/bench_fftconv.c (bench/RESULTS.md): AMD EPYC, per thread. */
+    p.direct_ns_per_mac = 0.026;
+    p.fft_ns_per_point  = 0.12;
+    p.pointwise_ns      = 1.0;
     p.margin            = 1.2;
     p.force             = 0;
     p.max_points        = (int64_t)1 << 24;
+    p.measure           = 1;
+    p.plan_seconds      = 2.0;
     return p;
 }
 
@@ -85,8 +87,10 @@ static const plan_pair *find_plans(int64_t nh, int64_t nw, int make) {
     fftwf_complex *c = fftwf_alloc_complex(nc);
     plan_pair     pp = {(int)nh, (int)nw, NULL, NULL};
     if (r && c) {
-        pp.fwd = fftwf_plan_dft_r2c_2d((int)nh, (int)nw, r, c, FFTW_ESTIMATE);
-        pp.inv = fftwf_plan_dft_c2r_2d((int)nh, (int)nw, c, r, FFTW_ESTIMATE);
+        unsigned flags = params.measure ? FFTW_MEASURE : FFTW_ESTIMATE;
+        fftwf_set_timelimit(params.plan_seconds);
+        pp.fwd = fftwf_plan_dft_r2c_2d((int)nh, (int)nw, r, c, flags);
+        pp.inv = fftwf_plan_dft_c2r_2d((int)nh, (int)nw, c, r, flags);
     }
     fftwf_free(r);
     fftwf_free(c);

@@ -12,8 +12,10 @@
  * buffer (Nh, Nw: the smallest 2^a 3^b 5^c 7^d sizes holding the padded extent, so circular
  * wrap-around never reaches an output), the dilated kernel at the origin; forward is
  * IFFT(X conj(K)), the input gradient IFFT(G K) read back at the padding offset, the weight
- * gradient IFFT(sum_n X_n conj(G_n)) sampled at the dilated taps.  Plans (FFTW_MEASURE off:
- * FFTW_ESTIMATE, deterministic) are made at exec planning and cached per (Nh, Nw).
+ * gradient IFFT(sum_n X_n conj(G_n)) sampled at the dilated taps.  Plans are made at exec
+ * planning and cached per (Nh, Nw) for the process; with measure = 1 (FFTW_MEASURE, 2-3x
+ * faster transforms than FFTW_ESTIMATE here) planning times candidate algorithms, so two
+ * processes may pick different ones and agree only to float rounding (<= 1e-6 relative).
  *
  * Cost model, per plane: direct = direct_ns_per_mac * oh ow kh kw; FFT = fft_ns_per_point *
  * Nh Nw log2(Nh Nw) * 3 transforms + pointwise_ns * Nh Nw.  FFT is used when it is cheaper
@@ -35,6 +37,8 @@ typedef struct lk_fftconv_params {
     double margin;             /* FFT only when cost_fft * margin < cost_direct (1.2)         */
     int    force;              /* 1: every eligible geometry runs on FFT (tests); -1: none   */
     int64_t max_points;        /* planes larger than this stay direct (1 << 24)              */
+    int    measure;            /* 1: FFTW_MEASURE plans (default); 0: FFTW_ESTIMATE          */
+    double plan_seconds;       /* 2.0: FFTW planning time limit per plan (measure = 1)       */
 } lk_fftconv_params;
 
 LK_API lk_fftconv_params lk_fftconv_params_default(void);
