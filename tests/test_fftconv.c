@@ -155,6 +155,37 @@ START_TEST(fft_matches_direct) {
 }
 END_TEST
 
+/* An exec planned before the backend was registered keeps the direct kernels (its scratch
+ * does not cover the backend): same bits as without a backend. */
+START_TEST(planned_before_registration) {
+    const geo   *g = &rows[0];
+    int64_t      xid, wid, yid;
+    lk_model    *m = build(g, &xid, &wid, &yid);
+    lk_error     err;
+    lk_exec     *ex = NULL;
+    lk_exec_opts o  = lk_exec_opts_default();
+    lk_fftconv_unregister();
+    result d = run(m, g, xid, wid, yid);
+    ck_assert_int_eq(lk_exec_alloc(m, &o, 0, NULL, &ex, &err), LK_OK);
+    lk_fftconv_params p = lk_fftconv_params_default();
+    p.force             = 1;
+    lk_fftconv_register(&p);
+    int64_t    xs[4];
+    int        nd = lk_model_value_shape(m, xid, xs);
+    lk_tensor *x  = NULL;
+    ck_assert_int_eq(lk_tensor_alloc(LK_F32, nd, xs, &x, &err), LK_OK);
+    tu_fill_uniform(x->data, lk_tensor_numel(x), 5, -1.0f, 1.0f);
+    const lk_tensor *xin[1] = {x};
+    ck_assert_int_eq(lk_exec_forward(ex, xin, &err), LK_OK);
+    ck_assert(tu_max_abs_diff(lk_exec_value(ex, yid)->data, d.y, d.ny) == 0);
+    lk_fftconv_unregister();
+    lk_exec_free(ex);
+    lk_tensor_free(x);
+    free_result(&d);
+    lk_model_free(m);
+}
+END_TEST
+
 START_TEST(cost_model) {
     lk_fftconv_unregister();
     lk_dwconv_geom big   = {1, 128, 256, 256, 256, 256, 31, 31, 1, 1, 15, 15};
@@ -171,6 +202,7 @@ int main(void) {
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, fft_matches_direct, 0, (int)(sizeof rows / sizeof rows[0]));
+    tcase_add_test(tc, planned_before_registration);
     tcase_add_test(tc, cost_model);
     suite_add_tcase(s, tc);
     return tu_run(s);

@@ -8,9 +8,10 @@
  * Conv nodes whose geometry is depthwise (groups = C_in = C_out), stride 1 (any dilation and
  * padding), 1-D or 2-D, offer it to the registered backend when their exec is planned: the
  * backend's cost model decides, makes its plans then and returns the scratch it needs (0 =
- * declined; the direct kernels run).  At run time the node calls the backend only when its
- * planned scratch covers the backend's need, so registering a backend after an exec was
- * planned changes nothing for that exec.  Backends never allocate in the run calls.
+ * declined; the direct kernels run).  At run time the node calls the backend only when the
+ * backend still takes the geometry (its plans exist) and the exec's scratch covers its need;
+ * otherwise the direct kernels run.  Either path gives the same result up to float rounding.
+ * Backends never allocate in the run calls.
  */
 #ifndef LKPROBE_LK_CONVBACKEND_H
 #define LKPROBE_LK_CONVBACKEND_H
