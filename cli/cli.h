@@ -27,6 +27,7 @@ int cmd_erf(int argc, char **argv);
 int cmd_filters(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_reparam(int argc, char **argv);
+int cmd_kernels(int argc, char **argv);
 
 /* ---- options ------------------------------------------------------------------------------ */
 
@@ -73,6 +74,9 @@ typedef enum cli_opt_id {
     OPT_SPECTRA,
     OPT_GROUP_BY,
     OPT_PROFILE,
+    OPT_MIN_KERNEL,
+    OPT_FFT_SIZE,
+    OPT_REPARAM,
     OPT_COUNT
 } cli_opt_id;
 

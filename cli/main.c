@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "lkprobe/lk_fftconv.h"
 
 static const cli_cmd commands[] = {
     {"info", cmd_info, "describe a model: inputs, outputs, layers, parameters, MACs, receptive fields"},
@@ -11,6 +12,7 @@ static const cli_cmd commands[] = {
     {"erf", cmd_erf, "effective receptive field maps, area ratios and figures (RepLKNet protocol)"},
     {"filters", cmd_filters, "CNN-Filter-DB statistics, PCA drift, filter database, weight spectra"},
     {"report", cmd_report, "one self-contained HTML report (+ LaTeX tables, PDF figures) of a model"},
+    {"kernels", cmd_kernels, "large-kernel anatomy: mean |w| maps, radial energy, effective size, FFT spectra"},
     {"reparam", cmd_reparam, "structural re-parameterisation: fold BN, merge parallel conv branches into one kernel"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -36,6 +38,10 @@ int main(int argc, char **argv) {
         printf("lkprobe %s\n", LK_VERSION);
         return EXIT_SUCCESS;
     }
+    /* Large depthwise and long 1-D convolutions run as FFT convolutions where the cost model
+     * says so (fftconv/, lk_fftconv.h); LKPROBE_NO_FFTCONV=1 keeps every conv direct. */
+    const char *no_fft = getenv("LKPROBE_NO_FFTCONV");
+    if (!no_fft || strcmp(no_fft, "1") != 0) lk_fftconv_register(NULL);
     for (size_t i = 0; i < N_COMMANDS; i++)
         if (strcmp(commands[i].name, a) == 0)
             return commands[i].run(argc - 2, argv + 2) ? EXIT_FAILURE : EXIT_SUCCESS;

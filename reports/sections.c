@@ -18,6 +18,9 @@ static const lk_report_section_def sections[] = {
 #ifdef LK_REPORT_HAVE_FILTERS
     {"filters", "Filter statistics", rp_filters_applies, rp_filters_run},
 #endif
+#ifdef LK_REPORT_HAVE_KERNELS
+    {"kernels", "Large kernels", rp_kernels_applies, rp_kernels_run},
+#endif
     {"layers", "Layers", rp_summary_applies, rp_layers_run},
 };
 

@@ -411,6 +411,7 @@ START_TEST(report_on_zoo_model) {
     ck_assert_int_ge(n_fig, 1);
     /* The filter-statistics section is built when the filters pass is. */
     int filters = strstr(page, "<section id=\"filters\">") != NULL;
+    int kernels = strstr(page, "<section id=\"kernels\">") != NULL;
     free(page);
     /* LaTeX tables and PDF figures. */
     const char *tex[] = {"summary-overview.tex", "summary-io.tex", "summary-operators.tex",
@@ -432,7 +433,11 @@ START_TEST(report_on_zoo_model) {
         check_tabular(tmp("tex/filters-pca.tex"));
         ck_assert(exists(tmp("tex/filters-pca-basis.pdf")));
     }
-    ck_assert_int_eq(count_entries(tmp("tex")), filters ? 11 : 8);
+    if (kernels) {
+        check_tabular(tmp("tex/kernels-kernel-stats.tex"));
+        ck_assert(exists(tmp("tex/kernels-kernel-anatomy.pdf")));
+    }
+    ck_assert_int_eq(count_entries(tmp("tex")), (filters ? 11 : 8) + (kernels ? 2 : 0));
 }
 END_TEST
 

@@ -1,11 +1,13 @@
 /*
  * conv.c: ONNX Conv.  X (N, C, H, W) or (N, C, L), W (M, C/group, kh, kw), optional B (M).
  * Output size per spatial dim: floor((H + pb + pe - dil * (k - 1) - 1) / stride) + 1.
- * Kernels (im2col + sgemm, direct depthwise) live in ../kernels.c.
+ * Kernels (im2col + sgemm, direct depthwise) live in ../kernels.c.  Depthwise stride-1 convs
+ * may run on a registered backend instead (lk_convbackend.h: FFT convolution in fftconv/).
  */
 #include <string.h>
 
 #include "../kernels.h"
+#include "lkprobe/lk_convbackend.h"
 
 static const lk_tensor *conv_bias(const lk_node *n, const lk_tensor *const *in) {
     return n->n_in > 2 ? in[2] : NULL;
@@ -67,10 +69,44 @@ static void conv_geom(const lk_op_ctx *ctx, lk_conv_geom *g) {
     lk_conv_geom_set(g, &ctx->node->attrs.conv, ctx->in[0], ctx->in[1], ctx->out[0]);
 }
 
+/* The backend's view of g when g is a depthwise stride-1 conv (0 otherwise). */
+static int dw_geom(const lk_conv_geom *g, lk_dwconv_geom *d) {
+    if (g->group != g->c || g->m != g->c || g->sh != 1 || g->sw != 1) return 0;
+    *d = (lk_dwconv_geom){g->n,  g->c,  g->h,  g->w,  g->oh, g->ow,
+                          g->kh, g->kw, g->dh, g->dw, g->ph, g->pw};
+    return 1;
+}
+
+static void pool_for(void *pool, int64_t n, lk_range_fn fn, void *arg) {
+    lk_parallel_for(pool, n, fn, arg);
+}
+
+/* The backend this node planned for, with its run call filled in; NULL: direct kernels. */
+static const lk_dwconv_backend *backend_for(const lk_op_ctx *ctx, const lk_conv_geom *g,
+                                            lk_dwconv_call *c) {
+    const lk_dwconv_backend *b = lk_dwconv_get_backend();
+    if (!b || !dw_geom(g, &c->g)) return NULL;
+    size_t need = b->choose(&c->g, ctx->nthreads, 0);
+    if (need == 0 || need > ctx->scratch_floats) return NULL;
+    c->scratch        = ctx->scratch;
+    c->scratch_floats = ctx->scratch_floats;
+    c->nthreads       = ctx->nthreads;
+    c->parallel_for   = pool_for;
+    c->pool           = ctx->pool;
+    return b;
+}
+
 static size_t conv_scratch(const lk_op_ctx *ctx) {
-    lk_conv_geom g;
+    lk_conv_geom   g;
+    lk_dwconv_geom d;
     conv_geom(ctx, &g);
-    return lk_conv_scratch(&g, ctx->nthreads);
+    size_t                   need = lk_conv_scratch(&g, ctx->nthreads);
+    const lk_dwconv_backend *b    = lk_dwconv_get_backend();
+    if (b && dw_geom(&g, &d)) {
+        size_t nb = b->choose(&d, ctx->nthreads, 1);
+        if (nb > need) need = nb;
+    }
+    return need;
 }
 
 static uint64_t conv_macs(const lk_op_ctx *ctx) {
@@ -102,6 +138,20 @@ static void conv_forward(const lk_op_ctx *ctx) {
     const lk_tensor *b = conv_bias(ctx->node, ctx->in);
     float           *y = ctx->out[0]->data;
     conv_geom(ctx, &g);
+    lk_dwconv_call           call;
+    const lk_dwconv_backend *be = backend_for(ctx, &g, &call);
+    if (be) {
+        be->forward(&call, ctx->in[0]->data, ctx->in[1]->data, y);
+        const float *bd = b ? b->data : NULL;
+        int64_t      hw = g.oh * g.ow;
+        if (!bd && !ctx->fuse_add && !ctx->fuse_relu) return;
+        for (int64_t i = 0; i < g.n * g.m * hw; i++) {
+            float v = y[i] + (bd ? bd[(i / hw) % g.m] : 0.0f);
+            if (ctx->fuse_add) v += ctx->fuse_add[i];
+            y[i] = ctx->fuse_relu ? (v > 0.0f ? v : 0.0f) : v;
+        }
+        return;
+    }
     if (ctx->packed) {
         lk_conv_forward_packed(&g, ctx->in[0]->data, ctx->packed, b ? b->data : NULL, y, 0,
                                ctx->fuse_add, ctx->fuse_relu, ctx);
@@ -120,8 +170,16 @@ static void conv_backward(const lk_op_ctx *ctx) {
     lk_conv_geom g;
     const float *gy = ctx->gout[0]->data;
     conv_geom(ctx, &g);
-    if (ctx->gin[0]) lk_conv_backward_data(&g, gy, ctx->in[1]->data, ctx->gin[0]->data, ctx);
-    if (ctx->gin[1]) lk_conv_backward_weight(&g, ctx->in[0]->data, gy, ctx->gin[1]->data, ctx);
+    lk_dwconv_call           call;
+    const lk_dwconv_backend *be = backend_for(ctx, &g, &call);
+    if (be) {
+        if (ctx->gin[0]) be->backward_data(&call, gy, ctx->in[1]->data, ctx->gin[0]->data);
+        if (ctx->gin[1]) be->backward_weight(&call, ctx->in[0]->data, gy, ctx->gin[1]->data);
+    } else {
+        if (ctx->gin[0]) lk_conv_backward_data(&g, gy, ctx->in[1]->data, ctx->gin[0]->data, ctx);
+        if (ctx->gin[1])
+            lk_conv_backward_weight(&g, ctx->in[0]->data, gy, ctx->gin[1]->data, ctx);
+    }
     if (ctx->n_in > 2 && ctx->in[2] && ctx->gin[2])
         lk_channel_sums(gy, g.n, g.m, g.oh * g.ow, ctx->gin[2]->data);
 }

@@ -1,0 +1,209 @@
+/* test_fftconv.c: the FFT convolution backend (fftconv/, lk_fftconv.h) against the direct
+ * depthwise kernels through the engine: forward, input gradient and weight gradient of a
+ * one-node graph (depthwise Conv with bias) on every geometry row below (2-D and 1-D, stride
+ * 1, dilation, symmetric and asymmetric padding, batch > 1), to 1e-5 of max|.|; plus the
+ * cost model's choices and the guarantee that an exec planned before registration stays on
+ * the direct kernels. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lkprobe/lk.h"
+#include "lkprobe/lk_fftconv.h"
+#include "testutil.h"
+
+typedef struct geo {
+    int     nsp;
+    int64_t n, c, h, w, kh, kw, dh, dw, pt, pl, pb, pr;
+} geo;
+
+static const geo rows[] = {
+    /* nsp n  c   h   w  kh kw dh dw pt pl pb pr */
+    {2, 1, 3, 16, 16, 7, 7, 1, 1, 3, 3, 3, 3},   /* same padding                   */
+    {2, 2, 4, 13, 11, 5, 3, 1, 1, 2, 1, 2, 1},   /* batch, rectangular kernel      */
+    {2, 1, 2, 20, 18, 5, 5, 2, 3, 4, 6, 4, 6},   /* dilation                       */
+    {2, 1, 3, 17, 19, 9, 9, 1, 1, 0, 0, 0, 0},   /* no padding                     */
+    {2, 1, 2, 12, 12, 7, 7, 1, 1, 5, 1, 0, 2},   /* asymmetric padding             */
+    {2, 1, 2, 10, 10, 13, 13, 1, 1, 6, 6, 6, 6}, /* kernel larger than the input   */
+    {1, 2, 3, 1, 64, 1, 31, 1, 1, 0, 15, 0, 15}, /* 1-D, long kernel               */
+    {1, 1, 2, 1, 50, 1, 50, 1, 1, 0, 49, 0, 0},  /* 1-D causal, kernel = input     */
+    {1, 1, 2, 1, 40, 1, 9, 1, 3, 0, 0, 0, 24},   /* 1-D dilated                    */
+};
+
+typedef struct result {
+    float  *y, *gx, *gw;
+    int64_t ny, nx, nw;
+} result;
+
+static lk_model *build(const geo *g, int64_t *xid, int64_t *wid, int64_t *yid) {
+    lk_model *m = NULL;
+    lk_error  err;
+    ck_assert_int_eq(lk_model_alloc(&m, &err), LK_OK);
+    int64_t xs[4] = {g->n, g->c, g->h, g->w}, ws[4] = {g->c, 1, g->kh, g->kw}, bs[1] = {g->c};
+    if (g->nsp == 1) {
+        xs[2] = g->w;
+        ws[2] = g->kw;
+    }
+    ck_assert_int_eq(lk_model_add_input(m, "x", g->nsp + 2, xs, xid, &err), LK_OK);
+    int64_t nw = g->c * g->kh * g->kw;
+    float  *w  = malloc(sizeof *w * (size_t)nw), b[64];
+    tu_fill_uniform(w, nw, 17, -1.0f, 1.0f);
+    tu_fill_uniform(b, g->c, 18, -0.5f, 0.5f);
+    int64_t bid;
+    ck_assert_int_eq(lk_model_add_param(m, "w", g->nsp + 2, ws, w, 1, wid, &err), LK_OK);
+    ck_assert_int_eq(lk_model_add_param(m, "b", 1, bs, b, 1, &bid, &err), LK_OK);
+    free(w);
+    lk_attrs a;
+    memset(&a, 0, sizeof a);
+    a.conv.nsp   = g->nsp;
+    a.conv.group = (int32_t)g->c;
+    if (g->nsp == 2) {
+        int64_t k[2] = {g->kh, g->kw}, d[2] = {g->dh, g->dw}, pb[2] = {g->pt, g->pl},
+                pe[2] = {g->pb, g->pr};
+        for (int i = 0; i < 2; i++) {
+            a.conv.kernel[i]    = k[i];
+            a.conv.stride[i]    = 1;
+            a.conv.dilation[i]  = d[i];
+            a.conv.pad_begin[i] = pb[i];
+            a.conv.pad_end[i]   = pe[i];
+        }
+    } else {
+        a.conv.kernel[0]    = g->kw;
+        a.conv.stride[0]    = 1;
+        a.conv.dilation[0]  = g->dw;
+        a.conv.pad_begin[0] = g->pl;
+        a.conv.pad_end[0]   = g->pr;
+    }
+    int64_t     in[3]  = {*xid, *wid, bid};
+    const char *outs[] = {"y"};
+    ck_assert_msg(lk_model_add_node(m, LK_OP_CONV, "dw", 3, in, 1, outs, &a, yid, &err) == LK_OK,
+                  "%s", err.msg);
+    ck_assert_int_eq(lk_model_set_outputs(m, 1, yid, &err), LK_OK);
+    ck_assert_msg(lk_model_finalize(m, &err) == LK_OK, "%s", err.msg);
+    return m;
+}
+
+static float *copy(const lk_tensor *t, int64_t *n) {
+    *n       = lk_tensor_numel(t);
+    float *r = malloc(sizeof *r * (size_t)*n);
+    memcpy(r, t->data, sizeof *r * (size_t)*n);
+    return r;
+}
+
+static result run(const lk_model *m, const geo *g, int64_t xid, int64_t wid, int64_t yid) {
+    lk_error     err;
+    lk_exec     *ex = NULL;
+    lk_exec_opts o  = lk_exec_opts_default();
+    o.threads       = 2;
+    o.grad          = LK_GRAD_PARAMS;
+    ck_assert_msg(lk_exec_alloc(m, &o, 0, NULL, &ex, &err) == LK_OK, "%s", err.msg);
+    int64_t    xs[4];
+    int        nd = lk_model_value_shape(m, xid, xs);
+    lk_tensor *x = NULL, *seed = NULL;
+    ck_assert_int_eq(lk_tensor_alloc(LK_F32, nd, xs, &x, &err), LK_OK);
+    tu_fill_uniform(x->data, lk_tensor_numel(x), 5, -1.0f, 1.0f);
+    const lk_tensor *xin[1] = {x};
+    ck_assert_msg(lk_exec_forward(ex, xin, &err) == LK_OK, "%s", err.msg);
+    result r;
+    r.y = copy(lk_exec_value(ex, yid), &r.ny);
+    ck_assert_int_eq(lk_tensor_alloc_like(lk_exec_value(ex, yid), &seed, &err), LK_OK);
+    tu_fill_uniform(seed->data, lk_tensor_numel(seed), 6, -1.0f, 1.0f);
+    const lk_tensor *sd[1] = {seed};
+    ck_assert_msg(lk_exec_backward(ex, 1, &yid, sd, &err) == LK_OK, "%s", err.msg);
+    r.gx = copy(lk_exec_grad(ex, xid), &r.nx);
+    r.gw = copy(lk_exec_grad(ex, wid), &r.nw);
+    lk_tensor_free(x);
+    lk_tensor_free(seed);
+    lk_exec_free(ex);
+    (void)g;
+    return r;
+}
+
+static void free_result(result *r) {
+    free(r->y);
+    free(r->gx);
+    free(r->gw);
+}
+
+static void compare(const char *what, int row, const float *a, const float *b, int64_t n) {
+    double d = tu_max_abs_diff(a, b, n), s = tu_max_abs(b, n);
+    ck_assert_msg(d <= 1e-5 * s, "row %d %s: max|fft - direct| = %g, max|direct| = %g", row, what,
+                  d, s);
+}
+
+START_TEST(fft_matches_direct) {
+    const geo *g = &rows[_i];
+    int64_t    xid, wid, yid;
+    lk_model  *m = build(g, &xid, &wid, &yid);
+    lk_fftconv_unregister();
+    result            d = run(m, g, xid, wid, yid);
+    lk_fftconv_params p = lk_fftconv_params_default();
+    p.force             = 1;
+    lk_fftconv_register(&p);
+    result f = run(m, g, xid, wid, yid);
+    lk_fftconv_unregister();
+    ck_assert_int_eq(d.ny, f.ny);
+    compare("forward", _i, f.y, d.y, d.ny);
+    compare("input gradient", _i, f.gx, d.gx, d.nx);
+    compare("weight gradient", _i, f.gw, d.gw, d.nw);
+    /* The FFT path ran: its rounding differs from the direct kernel's somewhere. */
+    ck_assert_msg(tu_max_abs_diff(f.y, d.y, d.ny) > 0, "row %d: FFT path not taken", _i);
+    free_result(&d);
+    free_result(&f);
+    lk_model_free(m);
+}
+END_TEST
+
+/* An exec planned before the backend was registered keeps the direct kernels (its scratch
+ * does not cover the backend): same bits as without a backend. */
+START_TEST(planned_before_registration) {
+    const geo   *g = &rows[0];
+    int64_t      xid, wid, yid;
+    lk_model    *m = build(g, &xid, &wid, &yid);
+    lk_error     err;
+    lk_exec     *ex = NULL;
+    lk_exec_opts o  = lk_exec_opts_default();
+    lk_fftconv_unregister();
+    result d = run(m, g, xid, wid, yid);
+    ck_assert_int_eq(lk_exec_alloc(m, &o, 0, NULL, &ex, &err), LK_OK);
+    lk_fftconv_params p = lk_fftconv_params_default();
+    p.force             = 1;
+    lk_fftconv_register(&p);
+    int64_t    xs[4];
+    int        nd = lk_model_value_shape(m, xid, xs);
+    lk_tensor *x  = NULL;
+    ck_assert_int_eq(lk_tensor_alloc(LK_F32, nd, xs, &x, &err), LK_OK);
+    tu_fill_uniform(x->data, lk_tensor_numel(x), 5, -1.0f, 1.0f);
+    const lk_tensor *xin[1] = {x};
+    ck_assert_int_eq(lk_exec_forward(ex, xin, &err), LK_OK);
+    ck_assert(tu_max_abs_diff(lk_exec_value(ex, yid)->data, d.y, d.ny) == 0);
+    lk_fftconv_unregister();
+    lk_exec_free(ex);
+    lk_tensor_free(x);
+    free_result(&d);
+    lk_model_free(m);
+}
+END_TEST
+
+START_TEST(cost_model) {
+    lk_fftconv_unregister();
+    lk_dwconv_geom big   = {1, 128, 256, 256, 256, 256, 31, 31, 1, 1, 15, 15};
+    lk_dwconv_geom small = {1, 128, 56, 56, 56, 56, 3, 3, 1, 1, 1, 1};
+    lk_dwconv_geom long1 = {1, 8, 1, 16384, 1, 16384, 1, 16384, 1, 1, 0, 16383};
+    ck_assert_int_eq(lk_fftconv_chooses(&big), 1);
+    ck_assert_int_eq(lk_fftconv_chooses(&small), 0);
+    ck_assert_int_eq(lk_fftconv_chooses(&long1), 1);
+}
+END_TEST
+
+int main(void) {
+    Suite *s  = suite_create("fftconv");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, fft_matches_direct, 0, (int)(sizeof rows / sizeof rows[0]));
+    tcase_add_test(tc, planned_before_registration);
+    tcase_add_test(tc, cost_model);
+    suite_add_tcase(s, tc);
+    return tu_run(s);
+}
