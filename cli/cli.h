@@ -27,6 +27,7 @@ int cmd_erf(int argc, char **argv);
 int cmd_filters(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_reparam(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* ---- options ------------------------------------------------------------------------------ */
 
@@ -73,6 +74,9 @@ typedef enum cli_opt_id {
     OPT_SPECTRA,
     OPT_GROUP_BY,
     OPT_PROFILE,
+    OPT_BATCH,
+    OPT_REPS,
+    OPT_BACKWARD,
     OPT_COUNT
 } cli_opt_id;
 

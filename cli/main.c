@@ -11,6 +11,7 @@ static const cli_cmd commands[] = {
     {"erf", cmd_erf, "effective receptive field maps, area ratios and figures (RepLKNet protocol)"},
     {"filters", cmd_filters, "CNN-Filter-DB statistics, PCA drift, filter database, weight spectra"},
     {"report", cmd_report, "one self-contained HTML report (+ LaTeX tables, PDF figures) of a model"},
+    {"bench", cmd_bench, "time load, plan, first and warm forward (and backward); GFLOP/s vs sgemm peak"},
     {"reparam", cmd_reparam, "structural re-parameterisation: fold BN, merge parallel conv branches into one kernel"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
