@@ -35,7 +35,7 @@ static const cli_spec bench_spec = {
 #define MAX_INPUTS 16
 
 typedef struct timing {
-    double first, best, median, mean;
+    double first, best, median, mean, worst;
 } timing;
 
 static int cmp_double(const void *a, const void *b) {
@@ -43,7 +43,7 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* best / median / mean of t[0..n) (sorts t). */
+/* best / median / mean / worst of t[0..n) (sorts t). */
 static void summarise(double *t, int n, timing *out) {
     double sum = 0;
     for (int i = 0; i < n; i++) sum += t[i];
@@ -51,6 +51,7 @@ static void summarise(double *t, int n, timing *out) {
     out->best   = t[0];
     out->median = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
     out->mean   = sum / n;
+    out->worst  = t[n - 1];
 }
 
 /* "model name" of the first processor in /proc/cpuinfo, or "unknown". */
@@ -270,13 +271,14 @@ static void print_json(const bench_cfg *cfg, const bench_result *r, const char *
     if (envc) cli_json_str(stdout, envc);
     else printf("null");
     printf(",\"macs\":%llu,\"load_s\":%.6f,\"plan_s\":%.6f,\"first_s\":%.6f,\"best_s\":%.6f,"
-           "\"median_s\":%.6f,\"mean_s\":%.6f,\"gflops\":%.3f,\"sgemm_peak_gflops\":%.3f,"
+           "\"median_s\":%.6f,\"mean_s\":%.6f,\"worst_s\":%.6f,\"gflops\":%.3f,\"sgemm_peak_gflops\":%.3f,"
            "\"peak_share\":%.4f",
            (unsigned long long)r->macs, r->load_s, r->plan_s, r->fwd.first, r->fwd.best,
-           r->fwd.median, r->fwd.mean, gflops, peak, peak > 0 ? gflops / peak : 0.0);
+           r->fwd.median, r->fwd.mean, r->fwd.worst, gflops, peak, peak > 0 ? gflops / peak : 0.0);
     if (cfg->backward)
-        printf(",\"backward\":{\"first_s\":%.6f,\"best_s\":%.6f,\"median_s\":%.6f,\"mean_s\":%.6f}",
-               r->bwd.first, r->bwd.best, r->bwd.median, r->bwd.mean);
+        printf(",\"backward\":{\"first_s\":%.6f,\"best_s\":%.6f,\"median_s\":%.6f,\"mean_s\":%.6f,"
+               "\"worst_s\":%.6f}",
+               r->bwd.first, r->bwd.best, r->bwd.median, r->bwd.mean, r->bwd.worst);
     printf("}\n");
 }
 
@@ -290,12 +292,14 @@ static void print_text(const bench_cfg *cfg, const bench_result *r, const char *
     printf("machine:  %s; %d thread(s); kernels %s; OpenBLAS %s\n", cpu, r->threads,
            lk_isa_name(lk_cpu_isa()), core ? core : "unknown");
     printf("load      %10.3f ms\nplan      %10.3f ms\n", 1e3 * r->load_s, 1e3 * r->plan_s);
-    printf("forward   first %.3f ms, best %.3f ms, median %.3f ms, mean %.3f ms (%lld runs)\n",
+    printf("forward   first %.3f ms, best %.3f ms, median %.3f ms, mean %.3f ms, worst %.3f ms "
+           "(%lld runs)\n",
            1e3 * r->fwd.first, 1e3 * r->fwd.best, 1e3 * r->fwd.median, 1e3 * r->fwd.mean,
-           cfg->reps);
+           1e3 * r->fwd.worst, cfg->reps);
     if (cfg->backward)
-        printf("backward  first %.3f ms, best %.3f ms, median %.3f ms, mean %.3f ms\n",
-               1e3 * r->bwd.first, 1e3 * r->bwd.best, 1e3 * r->bwd.median, 1e3 * r->bwd.mean);
+        printf("backward  first %.3f ms, best %.3f ms, median %.3f ms, mean %.3f ms, worst %.3f ms\n",
+               1e3 * r->bwd.first, 1e3 * r->bwd.best, 1e3 * r->bwd.median, 1e3 * r->bwd.mean,
+               1e3 * r->bwd.worst);
     printf("speed     %.1f GFLOP/s = %.0f %% of sgemm peak %.1f GFLOP/s (%d x %.1f)\n", gflops,
            peak > 0 ? 100.0 * gflops / peak : 0.0, peak, r->threads, r->peak_1t);
 }

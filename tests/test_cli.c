@@ -443,7 +443,7 @@ START_TEST(test_bench) {
     ck_assert_msg(RUN("bench", mp, "--reps", "3", "--threads", "2", "--json") == 0, "%s", err_buf);
     ck_assert_msg(json_valid(out_buf), "invalid JSON: %s", out_buf);
     const char *keys[] = {"\"load_s\":", "\"plan_s\":", "\"first_s\":", "\"best_s\":",
-                          "\"median_s\":", "\"gflops\":", "\"threads\":2", "\"cpu\":",
+                          "\"median_s\":", "\"worst_s\":", "\"gflops\":", "\"threads\":2", "\"cpu\":",
                           "\"isa\":", "\"openblas_core\":", "\"sgemm_peak_gflops\":",
                           "\"input_shape\":[1,3,96,96]"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
