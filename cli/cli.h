@@ -28,6 +28,7 @@ int cmd_filters(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_reparam(int argc, char **argv);
 int cmd_kernels(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* ---- options ------------------------------------------------------------------------------ */
 
@@ -77,6 +78,9 @@ typedef enum cli_opt_id {
     OPT_MIN_KERNEL,
     OPT_FFT_SIZE,
     OPT_REPARAM,
+    OPT_BATCH,
+    OPT_REPS,
+    OPT_BACKWARD,
     OPT_COUNT
 } cli_opt_id;
 

@@ -13,6 +13,7 @@ static const cli_cmd commands[] = {
     {"filters", cmd_filters, "CNN-Filter-DB statistics, PCA drift, filter database, weight spectra"},
     {"report", cmd_report, "one self-contained HTML report (+ LaTeX tables, PDF figures) of a model"},
     {"kernels", cmd_kernels, "large-kernel anatomy: mean |w| maps, radial energy, effective size, FFT spectra"},
+    {"bench", cmd_bench, "time load, plan, first and warm forward (and backward); GFLOP/s vs sgemm peak"},
     {"reparam", cmd_reparam, "structural re-parameterisation: fold BN, merge parallel conv branches into one kernel"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

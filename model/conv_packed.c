@@ -30,30 +30,23 @@
 #pragma GCC optimize("fp-contract=fast")
 
 #include "kernels.h"
+#include "lkprobe/lk_cpu.h"
 
 /* 16 floats: one AVX-512 register (two AVX2 or four SSE registers elsewhere).  Vectors only
  * cross static inlined functions, so GCC's ABI note for non-AVX-512 targets is moot. */
 #pragma GCC diagnostic ignored "-Wpsabi"
 typedef float   v16 __attribute__((vector_size(64)));
 typedef int32_t vi16 __attribute__((vector_size(64)));
+typedef float   v8 __attribute__((vector_size(32)));
+typedef int32_t vi8 __attribute__((vector_size(32)));
+typedef float   v4 __attribute__((vector_size(16)));
+typedef int32_t vi4 __attribute__((vector_size(16)));
 #define VL 16
 #define MR 6   /* weight rows per micro-tile                                   */
 #define NR 64  /* grid columns per micro-tile (4 vectors)                      */
 #define KC 512 /* taps per K slice (a tile's B slice, KC x NR, is 128 KiB: L2)  */
 /* Prefetch distance in floats along the packed weights (about 128 taps ahead). */
 #define PF_AHEAD 768
-
-static inline v16 vload(const float *p) {
-    v16 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-/* s in every lane.  s - 0 is s for every float (also -0 and NaN), so this folds to one
- * broadcast; (v16){0} + s would not (-0 + 0 = +0) and costs an extra add per use. */
-static inline v16 vbcast(float s) {
-    return s - (v16){0};
-}
 
 /* ---- weights ---------------------------------------------------------------------------- */
 
@@ -160,69 +153,77 @@ static void dp_offsets(const lk_conv_geom *g, const dp_layout *L, int64_t *off) 
             }
 }
 
-/* ---- micro-kernel ----------------------------------------------------------------------- */
-
-/* c (MR x NV*16, rows NR apart) = (bias ? bias[r] : 0) + sum_k a[k][r] * b[off[k] + v*16 + i]. */
-static inline __attribute__((always_inline)) void
-micro_d(int64_t kdim, const float *restrict a, const float *restrict b,
-        const int64_t *restrict off, float *restrict c, int64_t ldc, int load,
-        const float *restrict bias, const float *restrict res, int relu, const int NV) {
-    v16 acc[MR * 4];
-#pragma GCC unroll 24
-    for (int i = 0; i < MR * NV; i++) {
-        acc[i] = load ? vload(c + (i / NV) * ldc + (i % NV) * VL) : (v16){0};
-        if (bias) acc[i] += vbcast(bias[i / NV]);
-    }
-#pragma GCC unroll 2
-    for (int64_t k = 0; k < kdim; k++) {
-        const float *bk = b + off[k];
-        v16          bv[4];
-        /* Weights stream from L3 or memory (each is used NV times per tile): fetch well ahead
-         * of the hardware prefetcher, which does not cover the latency at this rate. */
-        __builtin_prefetch(a + PF_AHEAD);
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; v++)
-            bv[v] = vload(bk + v * VL);
-#pragma GCC unroll 6
-        for (int r = 0; r < MR; r++) {
-            v16 av = vbcast(a[r]);
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; v++)
-                acc[r * NV + v] += av * bv[v];
-        }
-        a += MR;
-    }
-    /* Fused epilogue (last K slice only): + res (rows ldc apart, like c), then relu. */
-    if (res) {
-#pragma GCC unroll 24
-        for (int i = 0; i < MR * NV; i++)
-            acc[i] += vload(res + (i / NV) * ldc + (i % NV) * VL);
-    }
-    if (relu) {
-#pragma GCC unroll 24
-        for (int i = 0; i < MR * NV; i++)
-            acc[i] = (v16)((vi16)acc[i] & (vi16)(acc[i] > 0.0f)); /* x > 0 ? x : 0, NaN -> 0 */
-    }
-#pragma GCC unroll 24
-    for (int i = 0; i < MR * NV; i++)
-        memcpy(c + (i / NV) * ldc + (i % NV) * VL, &acc[i], sizeof(v16));
-}
+/* ---- micro-kernels, one per instruction-set path ------------------------------------------ */
 
 typedef void (*micro_d_fn)(int64_t kdim, const float *a, const float *b, const int64_t *off,
                            float *c, int64_t ldc, int load, const float *bias, const float *res,
                            int relu);
 
-#define MICRO_D(NV)                                                                                \
-    static void micro_d_##NV(int64_t kdim, const float *a, const float *b, const int64_t *off,    \
-                             float *c, int64_t ldc, int load, const float *bias,                  \
-                             const float *res, int relu) {                                        \
-        micro_d(kdim, a, b, off, c, ldc, load, bias, res, relu, NV);                               \
+#define MK_CAT2(a, b) a##_##b
+#define MK_CAT(a, b)  MK_CAT2(a, b)
+#define MK(name)      MK_CAT(name, MK_SUFFIX)
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#define MK_SUFFIX avx512
+#define MK_TARGET __attribute__((target("avx512f,avx2,fma")))
+#define MK_NVB    4
+#define MK_VEC    v16
+#define MK_IVEC   vi16
+#define MK_VW     16
+#include "conv_micro-impl.h"
+#undef MK_SUFFIX
+#undef MK_TARGET
+#undef MK_NVB
+#undef MK_VEC
+#undef MK_IVEC
+#undef MK_VW
+#define MK_SUFFIX avx2
+#define MK_TARGET __attribute__((target("avx2,fma,no-avx512f")))
+#define MK_NVB    2
+#define MK_VEC    v8
+#define MK_IVEC   vi8
+#define MK_VW     8
+#include "conv_micro-impl.h"
+#undef MK_SUFFIX
+#undef MK_TARGET
+#undef MK_NVB
+#undef MK_VEC
+#undef MK_IVEC
+#undef MK_VW
+/* Generic: the x86-64 baseline (SSE2), also in a -march=native build. */
+#define MK_SUFFIX generic
+#define MK_TARGET __attribute__((target("no-avx")))
+#define MK_NVB    2
+#define MK_VEC    v4
+#define MK_IVEC   vi4
+#define MK_VW     4
+#include "conv_micro-impl.h"
+#undef MK_SUFFIX
+#undef MK_TARGET
+#undef MK_NVB
+#undef MK_VEC
+#undef MK_IVEC
+#undef MK_VW
+static const micro_d_fn *micro_table(void) {
+    switch (lk_cpu_isa()) {
+    case LK_ISA_AVX512: return micro_fns_avx512;
+    case LK_ISA_AVX2: return micro_fns_avx2;
+    default: return micro_fns_generic;
     }
-MICRO_D(1)
-MICRO_D(2)
-MICRO_D(3)
-MICRO_D(4)
-static const micro_d_fn micro_d_fns[5] = {NULL, micro_d_1, micro_d_2, micro_d_3, micro_d_4};
+}
+#else
+#define MK_SUFFIX generic
+#define MK_TARGET
+#define MK_NVB    4
+#define MK_VEC    v16
+#define MK_IVEC   vi16
+#define MK_VW     16
+#include "conv_micro-impl.h"
+#undef MK_SUFFIX
+#undef MK_TARGET
+#undef MK_NVB
+static const micro_d_fn *micro_table(void) { return micro_fns_generic; }
+#endif
 
 /* ---- driver ----------------------------------------------------------------------------- */
 
@@ -235,6 +236,7 @@ typedef struct pk_args {
     const float        *res;     /* fused: added to y (same layout), or NULL            */
     int                 relu;    /* fused: relu after the bias (and res)                */
     int                 accumulate, split_rows, nthreads;
+    const micro_d_fn   *micro;   /* the kernels of the instruction-set path in use      */
     int64_t             kdim;
 } pk_args;
 
@@ -283,11 +285,11 @@ static void pk_range(const pk_args *a, int64_t n, int64_t gi, int64_t j0, int64_
                 }
                 int last = kb + kcur == kdim;
                 if (direct && rows == MR)
-                    micro_d_fns[nv](kcur, wa, xg + jt, a->off + kb, yg + p * MR * ohw + jt, ohw,
+                    a->micro[nv](kcur, wa, xg + jt, a->off + kb, yg + p * MR * ohw + jt, ohw,
                                     kb > 0, bias,
                                     last && rg ? rg + p * MR * ohw + jt : NULL, last && a->relu);
                 else
-                    micro_d_fns[nv](kcur, wa, xg + jt, a->off + kb, acc + (p - p0) * MR * NR, NR,
+                    a->micro[nv](kcur, wa, xg + jt, a->off + kb, acc + (p - p0) * MR * NR, NR,
                                     kb > 0, bias, NULL, 0);
             }
         }
@@ -382,6 +384,7 @@ void lk_conv_forward_packed(const lk_conv_geom *g, const float *x, const float *
     a.g = g, a.L = &L, a.x = x, a.wp = wp, a.b = b, a.y = y, a.accumulate = accumulate;
     a.res = res, a.relu = relu;
     a.kdim = kdim_of(g);
+    a.micro = micro_table();
     /* Tiny convolutions are not worth a hand-off. */
     double work = (double)g->n * (double)g->m * (double)(g->oh * g->ow) * (double)a.kdim;
     if (work < 65536.0) nt = 1;

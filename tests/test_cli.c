@@ -436,6 +436,40 @@ START_TEST(test_onnx_fixture) {
 }
 END_TEST
 
+/* bench on a bundled example model: valid JSON with the timing keys; bad options exit 1. */
+START_TEST(test_bench) {
+    char mp[512];
+    tu_src_path("examples/resnet-fmnist.onnx", mp, sizeof mp);
+    ck_assert_msg(RUN("bench", mp, "--reps", "3", "--threads", "2", "--json") == 0, "%s", err_buf);
+    ck_assert_msg(json_valid(out_buf), "invalid JSON: %s", out_buf);
+    const char *keys[] = {"\"load_s\":", "\"plan_s\":", "\"first_s\":", "\"best_s\":",
+                          "\"median_s\":", "\"worst_s\":", "\"gflops\":", "\"threads\":2", "\"cpu\":",
+                          "\"isa\":", "\"openblas_core\":", "\"sgemm_peak_gflops\":",
+                          "\"input_shape\":[1,3,96,96]"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        ck_assert_msg(strstr(out_buf, keys[i]), "missing %s in %s", keys[i], out_buf);
+    ck_assert_msg(RUN("bench", mp, "--reps", "2", "--batch", "2", "--backward", "--json") == 0,
+                  "%s", err_buf);
+    ck_assert_msg(json_valid(out_buf), "invalid JSON: %s", out_buf);
+    ck_assert_ptr_nonnull(strstr(out_buf, "\"input_shape\":[2,3,96,96]"));
+    ck_assert_ptr_nonnull(strstr(out_buf, "\"backward\":{\"first_s\":"));
+    ck_assert_msg(RUN("bench", mp, "--reps", "1") == 0, "%s", err_buf);
+    ck_assert_ptr_nonnull(strstr(out_buf, "GFLOP/s"));
+    const char *bad[][4] = {{"--reps", "0", NULL, NULL},    {"--batch", "x", NULL, NULL},
+                            {"--threads", "0", NULL, NULL}, {"--nope", NULL, NULL, NULL},
+                            {"extra", NULL, NULL, NULL},    {"--reps", NULL, NULL, NULL}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *args[] = {"bench", mp, bad[i][0], bad[i][1], NULL};
+        ck_assert_int_eq(run(args), 1);
+        ck_assert_msg(strstr(err_buf, "lkprobe: "), "no message for case %zu", i);
+    }
+    ck_assert_int_eq(RUN("bench"), 1);
+    ck_assert_ptr_nonnull(strstr(err_buf, "missing MODEL"));
+    ck_assert_int_eq(RUN("bench", "/nonexistent/model.onnx", "--json"), 1);
+    ck_assert_str_eq(out_buf, "");
+}
+END_TEST
+
 static void setup(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/lk-cli-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(tmpdir));
@@ -464,6 +498,7 @@ int main(void) {
     tcase_add_test(tc, test_convert);
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_onnx_fixture);
+    tcase_add_test(tc, test_bench);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "model/op.h"
 #include "model/pool.h"
@@ -91,6 +92,46 @@ START_TEST(pool_covers_range) {
             int64_t s = 0;
             for (int t = 0; t < 8; t++) s += a.sums[t];
             ck_assert_int_eq(s, n * (n - 1) / 2);
+        }
+        lk_pool_free(p);
+    }
+}
+END_TEST
+
+/* The chunk index is the tid: chunk t of job n is always the same range, run exactly once,
+ * whichever thread claims it; also after workers went to sleep between jobs. */
+typedef struct chunk_arg {
+    int64_t i0[8], i1[8];
+    int     seen[8];
+} chunk_arg;
+
+static void chunk_body(void *varg, int64_t i0, int64_t i1, int tid) {
+    chunk_arg *a = varg;
+    a->i0[tid]   = i0;
+    a->i1[tid]   = i1;
+    a->seen[tid]++;
+}
+
+START_TEST(pool_chunks_by_index) {
+    for (int nt = 2; nt <= 3; nt++) {
+        lk_pool *p = NULL;
+        ck_assert_int_eq(lk_pool_alloc(nt, &p, NULL), LK_OK);
+        for (int job = 0; job < 3000; job++) {
+            int64_t   n = 1 + job % 11;
+            chunk_arg a;
+            memset(&a, 0, sizeof a);
+            if (job % 500 == 499) usleep(2000); /* let the workers fall asleep */
+            lk_parallel_for(p, n, chunk_body, &a);
+            int     nch = n < nt ? (int)n : nt;
+            int64_t at  = 0;
+            for (int t = 0; t < 8; t++) {
+                ck_assert_int_eq(a.seen[t], t < nch ? 1 : 0);
+                if (t >= nch) continue;
+                ck_assert_int_eq(a.i0[t], at);
+                ck_assert_int_eq(a.i1[t] - a.i0[t], n / nch + (t < n % nch));
+                at = a.i1[t];
+            }
+            ck_assert_int_eq(at, n);
         }
         lk_pool_free(p);
     }
@@ -254,6 +295,7 @@ static Suite *core_suite(void) {
     tcase_add_test(t, alloc_fail_hook);
     tcase_add_test(t, registry_complete);
     tcase_add_test(t, pool_covers_range);
+    tcase_add_test(t, pool_chunks_by_index);
     tcase_add_test(t, exec_forward_backward_relu);
     tcase_add_test(t, exec_plans_other_shape);
     tcase_add_test(t, builder_errors);

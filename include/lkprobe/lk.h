@@ -19,6 +19,7 @@
 #include "lk_image.h"
 #include "lk_erf.h"
 #include "lk_render.h"
+#include "lk_cpu.h"
 
 #define LK_VERSION "0.1.0"
 
