@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "util/lk_util.h"
 #include "lkprobe/lk_erf.h"
 #include "lkprobe/lk_image.h"
 #include "lkprobe/lk_render.h"
@@ -305,11 +306,6 @@ done:
     return ok;
 }
 
-static const char *base_name(const char *p) {
-    const char *s = strrchr(p, '/');
-    return s ? s + 1 : p;
-}
-
 /* Runs the pass for one model over the configured inputs. */
 static int run_model(const erf_cfg *g, const char *path, const lk_tensor *npy_inputs,
                      const int64_t *order, erf_result *res) {
@@ -373,7 +369,7 @@ static int run_model(const erf_cfg *g, const char *path, const lk_tensor *npy_in
     int64_t avail = npy_inputs ? npy_inputs->shape[0] : g->noise ? g->noise : g->n_images;
     int64_t want  = g->n < avail ? g->n : avail;
     char    label[96];
-    snprintf(label, sizeof label, "erf %s", base_name(path));
+    snprintf(label, sizeof label, "erf %s", lk_base_name(path));
     cli_progress prog;
     cli_progress_start(&prog, label, want, g->quiet);
     lk_preprocess pp = lk_preprocess_imagenet(W, H);
@@ -468,7 +464,7 @@ static int draw_figure(const erf_cfg *g, erf_result *res, int nm) {
     for (int i = 0; i < nm; i++) {
         ratio_text(g, &res[i], line, sizeof line);
         k += (size_t)snprintf(caption + k, sizeof caption - k, "%s%s%s%s", i ? "\n" : "",
-                              nm > 1 ? base_name(res[i].path) : "", nm > 1 ? ": " : "", line);
+                              nm > 1 ? lk_base_name(res[i].path) : "", nm > 1 ? ": " : "", line);
     }
     if (k < sizeof caption)
         snprintf(caption + k, sizeof caption - k,
@@ -500,7 +496,7 @@ static int draw_figure(const erf_cfg *g, erf_result *res, int nm) {
     ho.norm.vmax = 1;
     for (int i = 0; i < nm; i++) {
         lk_axes *ax = NULL;
-        ho.title    = nm > 1 ? base_name(res[i].path) : NULL;
+        ho.title    = nm > 1 ? lk_base_name(res[i].path) : NULL;
         if (lk_fig_panel(fig, 0, i, 1, 1, &ax, &err) != LK_OK ||
             lk_plot_heatmap(ax, res[i].a, &ho, &err) != LK_OK)
             goto fail;

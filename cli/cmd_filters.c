@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "util/lk_util.h"
 #include "lkprobe/lk_filters.h"
 #include "lkprobe/lk_render.h"
 #include "lkprobe/lk_spectra.h"
@@ -110,11 +111,6 @@ done:
     return ok;
 }
 
-static const char *base_name(const char *p) {
-    const char *s = strrchr(p, '/');
-    return s ? s + 1 : p;
-}
-
 static void jnum(double v) {
     if (isfinite(v)) printf("%.17g", v);
     else printf("null");
@@ -149,7 +145,7 @@ static int load_meta_groups(const lk_filters *f, const char *file, grouping *G) 
         while (gi < G->n && strcmp(G->labels[gi], grp) != 0) gi++;
         for (int64_t i = 0; i < nm; i++) {
             const char *lab = lk_filters_model_info(f, i)->label;
-            if (strcmp(lab, line) != 0 && strcmp(base_name(lab), line) != 0) continue;
+            if (strcmp(lab, line) != 0 && strcmp(lk_base_name(lab), line) != 0) continue;
             if (gi == G->n) {
                 if (G->n == MAX_GROUPS) break;
                 G->labels[G->n++] = strdup(grp);
@@ -183,7 +179,7 @@ static int build_groupings(const filt_cfg *g, const lk_filters *f, grouping *G, 
             q->n      = lk_filters_n_models(f);
             q->labels = calloc((size_t)q->n, sizeof *q->labels);
             for (int64_t k = 0; q->labels && k < q->n; k++)
-                q->labels[k] = strdup(base_name(lk_filters_model_info(f, k)->label));
+                q->labels[k] = strdup(lk_base_name(lk_filters_model_info(f, k)->label));
         } else if (!strcmp(list[i], "depth")) {
             snprintf(q->name, sizeof q->name, "depth_decile");
             q->kind   = LK_GROUP_DECILE;
@@ -220,34 +216,28 @@ static void free_groupings(grouping *G, int ng) {
 }
 
 static int write_csv(const char *path, const lk_filters *f) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *fp = fopen(tmp, "w");
-    if (!fp) {
-        cli_error(path, "cannot write the CSV file");
-        return 0;
-    }
-    fprintf(fp, "model,name,c_out,c_in,groups,kh,kw,n,depth,conv_depth,conv_depth_norm,sparsity,"
+    lk_sb b = {0};
+    lk_sb_printf(&b, "model,name,c_out,c_in,groups,kh,kw,n,depth,conv_depth,conv_depth_norm,sparsity,"
                 "variance_entropy,variance_entropy_norm,variance_entropy_clean,"
                 "variance_entropy_norm_clean,orthogonality,norm_l1,norm_l2,norm_l1_norm,"
                 "norm_l2_norm,flags\n");
     for (int64_t i = 0; i < lk_filters_n_layers(f); i++) {
         const lk_filters_layer *L = lk_filters_get_layer(f, i);
-        fprintf(fp, "\"%s\",\"%s\",%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%.17g,%.17g,%.17g,%.17g,"
+        lk_sb_printf(&b, "\"%s\",\"%s\",%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%.17g,%.17g,%.17g,%.17g,"
                     "%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%d\n",
-                base_name(lk_filters_model_info(f, L->model)->label), L->name, (long long)L->c_out,
+                lk_base_name(lk_filters_model_info(f, L->model)->label), L->name, (long long)L->c_out,
                 (long long)L->c_in, (long long)L->groups, (long long)L->kh, (long long)L->kw,
                 (long long)L->n, (long long)L->depth, (long long)L->conv_depth, L->conv_depth_norm,
                 L->sparsity, L->variance_entropy, L->variance_entropy_norm,
                 L->variance_entropy_clean, L->variance_entropy_norm_clean, L->orthogonality,
                 L->norm_l1, L->norm_l2, L->norm_l1_norm, L->norm_l2_norm, L->flags);
     }
-    if (fclose(fp) != 0 || rename(tmp, path) != 0) {
-        unlink(tmp);
-        cli_error(path, "cannot write the CSV file");
-        return 0;
-    }
-    return 1;
+    lk_error err;
+    memset(&err, 0, sizeof err);
+    int ok = !b.oom && lk_file_write_atomic(path, lk_sb_text(&b), b.n, &err) == LK_OK;
+    if (!ok) cli_error(path, "cannot write the CSV file%s%s", err.msg[0] ? ": " : "", err.msg);
+    lk_sb_free(&b);
+    return ok;
 }
 
 /* ---------------------------------------------------------------- figures */

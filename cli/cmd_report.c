@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "util/lk_util.h"
 #include "lkprobe/lk_report.h"
 
 static const cli_opt report_opts[] = {
@@ -160,11 +161,6 @@ static char *command_line(int argc, char **argv) {
     return s;
 }
 
-static const char *base_name(const char *p) {
-    const char *s = strrchr(p, '/');
-    return s ? s + 1 : p;
-}
-
 int cmd_report(int argc, char **argv) {
     report_cfg g;
     memset(&g, 0, sizeof g);
@@ -242,7 +238,7 @@ int cmd_report(int argc, char **argv) {
 
     lk_report_opts ro = lk_report_opts_default();
     char           title[512];
-    snprintf(title, sizeof title, "lkprobe report: %s", base_name(g.model));
+    snprintf(title, sizeof title, "lkprobe report: %s", lk_base_name(g.model));
     ro.title = g.title ? g.title : title;
     ro.dpi   = (double)g.dpi;
     ro.latex = g.latex != NULL;

@@ -15,9 +15,7 @@
 static const lk_report_section_def sections[] = {
     {"summary", "Model summary", rp_summary_applies, rp_summary_run},
     {"erf", "Effective receptive field", rp_erf_applies, rp_erf_run},
-#ifdef LK_REPORT_HAVE_FILTERS
     {"filters", "Filter statistics", rp_filters_applies, rp_filters_run},
-#endif
     {"layers", "Layers", rp_summary_applies, rp_layers_run},
 };
 
