@@ -26,6 +26,7 @@ static const cli_opt report_opts[] = {
     {"--title", NULL, 1, OPT_TITLE, "TEXT: page title (default: the model file name)"},
     {"--dpi", NULL, 1, OPT_DPI, "D: resolution of raster layers in figures (default 100)"},
     {"--quiet", "-q", 0, OPT_QUIET, "no progress lines"},
+    {"--json", NULL, 0, OPT_JSON, "print the numbers each section computed as JSON on stdout"},
 };
 static const cli_spec report_spec = {
     "report", "MODEL [IMAGE...] -o REPORT.html [options]",
@@ -43,7 +44,7 @@ typedef struct report_cfg {
     int64_t      n_images;
     long long    noise, seed, n, dpi;
     int64_t      size[2];
-    int          quiet, noise_given, norm_given;
+    int          quiet, noise_given, norm_given, json;
     float        mean[3], std[3];
 } report_cfg;
 
@@ -123,6 +124,7 @@ static int parse_cfg(report_cfg *g, int argc, char **argv, cli_item *items) {
             if (!cli_parse_int("--dpi", it->val, 10, 2400, &g->dpi)) return 0;
             break;
         case OPT_QUIET: g->quiet = 1; break;
+        case OPT_JSON: g->json = 1; break;
         default:
             cli_error("report", "unexpected argument '%s'", it->val ? it->val : "");
             return 0;
@@ -164,12 +166,11 @@ static char *command_line(int argc, char **argv) {
 int cmd_report(int argc, char **argv) {
     report_cfg g;
     memset(&g, 0, sizeof g);
-    g.noise = 8;
-    {
-        const float mean[3] = {0.485f, 0.456f, 0.406f}, stdv[3] = {0.229f, 0.224f, 0.225f};
-        memcpy(g.mean, mean, sizeof mean);
-        memcpy(g.std, stdv, sizeof stdv);
-    }
+    g.noise                 = 8;
+    lk_inputs_params ip     = lk_inputs_params_default();
+    lk_inputs       *inputs = NULL;
+    memcpy(g.mean, ip.mean, sizeof g.mean);
+    memcpy(g.std, ip.std, sizeof g.std);
     g.dpi   = 100;
     cli_item            *items = calloc((size_t)argc + 1, sizeof *items);
     lk_model            *m     = NULL;
@@ -250,14 +251,17 @@ int cmd_report(int argc, char **argv) {
     ctx.model         = m;
     ctx.model_path    = g.model;
     ctx.nodes         = ni;
-    ctx.images        = g.images;
-    ctx.n_images      = g.n_images;
-    ctx.noise         = g.n_images ? 0 : g.noise;
-    ctx.seed          = (uint64_t)g.seed;
-    if (g.norm_given) {
-        memcpy(ctx.mean, g.mean, sizeof ctx.mean);
-        memcpy(ctx.std, g.std, sizeof ctx.std);
+    ip.files          = g.images;
+    ip.n_files        = g.n_images;
+    ip.noise          = g.n_images ? 0 : g.noise;
+    ip.seed           = (uint64_t)g.seed;
+    memcpy(ip.mean, g.mean, sizeof ip.mean);
+    memcpy(ip.std, g.std, sizeof ip.std);
+    if (lk_inputs_alloc(&ip, &inputs, &err) != LK_OK) {
+        cli_error_lk(&err);
+        goto done;
     }
+    ctx.inputs        = inputs;
     ctx.n             = g.n ? g.n : (g.n_images ? g.n_images : g.noise);
     ctx.size[0]       = g.size[0];
     ctx.size[1]       = g.size[1];
@@ -301,9 +305,20 @@ int cmd_report(int argc, char **argv) {
         if (g.latex) fprintf(stderr, " (LaTeX tables and PDF figures in %s)", g.latex);
         fputc('\n', stderr);
     }
-    printf("%s\n", g.out);
+    if (g.json) {
+        char *js = NULL;
+        if (lk_report_json(r, &js, &err) != LK_OK) {
+            cli_error_lk(&err);
+            goto done;
+        }
+        printf("%s\n", js);
+        lk_free(js);
+    } else {
+        printf("%s\n", g.out);
+    }
     rc = 0;
 done:
+    lk_inputs_free(inputs);
     free(cmd);
     lk_report_free(r);
     free(ni);

@@ -33,6 +33,7 @@ typedef struct rp_item {
 
 typedef struct rp_section {
     char  *id, *title, *skipped;
+    char  *json;  /* the numbers the section computed (a JSON value), or NULL */
     double seconds;
     int    timed;
 } rp_section;
@@ -207,6 +208,7 @@ void lk_report_free(lk_report *r) {
         lk_free(r->secs[i].id);
         lk_free(r->secs[i].title);
         lk_free(r->secs[i].skipped);
+        lk_free(r->secs[i].json);
     }
     lk_free(r->secs);
     lk_free(r->prov_path);
@@ -798,6 +800,36 @@ done:
         lk_free(r->secs[r->n_secs].id);
         lk_free(r->secs[r->n_secs].title);
         lk_free(r->secs[r->n_secs].skipped);
+        lk_free(r->secs[r->n_secs].json);
     }
     return st;
+}
+
+lk_status lk_report_set_json(lk_report *r, const char *json, lk_error *err) {
+    if (r->n_secs == 0) return LK_FAIL(err, LK_EINVAL, "report: JSON outside a section");
+    char *c = lk_strdup(json);
+    if (!c) return LK_FAIL(err, LK_ENOMEM, "report: out of memory");
+    lk_free(r->secs[r->n_secs - 1].json);
+    r->secs[r->n_secs - 1].json = c;
+    return LK_OK;
+}
+
+lk_status lk_report_json(const lk_report *r, char **out, lk_error *err) {
+    *out    = NULL;
+    lk_sb b = {0};
+    lk_sb_char(&b, '{');
+    for (size_t i = 0, k = 0; i < r->n_secs; i++) {
+        if (!r->secs[i].json) continue;
+        if (k++) lk_sb_char(&b, ',');
+        lk_json_escape(&b, r->secs[i].id);
+        lk_sb_char(&b, ':');
+        lk_sb_str(&b, r->secs[i].json);
+    }
+    lk_sb_char(&b, '}');
+    if (b.oom) {
+        lk_sb_free(&b);
+        return LK_FAIL(err, LK_ENOMEM, "report: out of memory for the JSON");
+    }
+    *out = b.p;
+    return LK_OK;
 }
