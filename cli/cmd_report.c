@@ -163,6 +163,59 @@ static char *command_line(int argc, char **argv) {
     return s;
 }
 
+/* Window and receptive field of every node, as `lkprobe info` shows them (NULL when out of
+ * memory, after printing the error). */
+static lk_report_node_info *node_infos(const lk_model *m) {
+    int64_t              nn = lk_model_n_nodes(m);
+    cli_rf              *rf = calloc((size_t)lk_model_n_values(m) + 1, sizeof *rf);
+    lk_report_node_info *ni = calloc((size_t)nn + 1, sizeof *ni);
+    if (!rf || !ni) {
+        cli_error("report", "out of memory");
+        free(rf);
+        free(ni);
+        return NULL;
+    }
+    cli_rf_compute(m, rf);
+    for (int64_t i = 0; i < nn; i++) {
+        const lk_node *n = lk_model_node(m, i);
+        ni[i].window     = cli_node_window(m, n, ni[i].kernel, ni[i].stride, ni[i].dilation,
+                                           &ni[i].groups);
+        const cli_rf *v  = &rf[n->out[0]];
+        ni[i].rf_defined = v->defined;
+        for (int k = 0; k < 2; k++) {
+            ni[i].rf_size[k]  = v->size[k];
+            ni[i].rf_jump[k]  = v->jump[k];
+            ni[i].rf_start[k] = v->start[k];
+        }
+    }
+    free(rf);
+    return ni;
+}
+
+/* Provenance (date, command line, threads) and the files. */
+static lk_status finish(const report_cfg *g, lk_report *r, const char *sha, int argc,
+                        char **argv, lk_error *err) {
+    char      date[32];
+    time_t    now = time(NULL);
+    struct tm tmv;
+    gmtime_r(&now, &tmv);
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tmv);
+    char *cmd  = command_line(argc, argv);
+    long  ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    lk_report_provenance prov = {
+        .model_path   = g->model,
+        .model_sha256 = sha,
+        .version      = LK_VERSION,
+        .command      = cmd ? cmd : "lkprobe report",
+        .date_utc     = date,
+        .threads      = g->c.threads > 0 ? g->c.threads : (ncpu > 0 ? (int)ncpu : 1),
+    };
+    lk_status st = lk_report_set_provenance(r, &prov, err);
+    if (st == LK_OK) st = lk_report_write(r, g->out, g->latex, err);
+    free(cmd);
+    return st;
+}
+
 int cmd_report(int argc, char **argv) {
     report_cfg g;
     memset(&g, 0, sizeof g);
@@ -175,9 +228,7 @@ int cmd_report(int argc, char **argv) {
     cli_item            *items = calloc((size_t)argc + 1, sizeof *items);
     lk_model            *m     = NULL;
     lk_report           *r     = NULL;
-    cli_rf              *rf    = NULL;
     lk_report_node_info *ni    = NULL;
-    char                *cmd   = NULL;
     lk_error             err;
     int                  rc = 1;
     memset(&err, 0, sizeof err);
@@ -216,26 +267,7 @@ int cmd_report(int argc, char **argv) {
     }
     if (cli_load_model(g.model, &g.c, &m)) goto done;
 
-    int64_t nn = lk_model_n_nodes(m);
-    rf         = calloc((size_t)lk_model_n_values(m) + 1, sizeof *rf);
-    ni         = calloc((size_t)nn + 1, sizeof *ni);
-    if (!rf || !ni) {
-        cli_error("report", "out of memory");
-        goto done;
-    }
-    cli_rf_compute(m, rf);
-    for (int64_t i = 0; i < nn; i++) {
-        const lk_node *n = lk_model_node(m, i);
-        ni[i].window     = cli_node_window(m, n, ni[i].kernel, ni[i].stride, ni[i].dilation,
-                                           &ni[i].groups);
-        const cli_rf *v  = &rf[n->out[0]];
-        ni[i].rf_defined = v->defined;
-        for (int k = 0; k < 2; k++) {
-            ni[i].rf_size[k]  = v->size[k];
-            ni[i].rf_jump[k]  = v->jump[k];
-            ni[i].rf_start[k] = v->start[k];
-        }
-    }
+    if (!(ni = node_infos(m))) goto done;
 
     lk_report_opts ro = lk_report_opts_default();
     char           title[512];
@@ -280,23 +312,7 @@ int cmd_report(int argc, char **argv) {
         if (!g.quiet) fprintf(stderr, "%.2f s\n", secs);
     }
 
-    char       date[32];
-    time_t     now = time(NULL);
-    struct tm  tmv;
-    gmtime_r(&now, &tmv);
-    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tmv);
-    cmd = command_line(argc, argv);
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    lk_report_provenance prov = {
-        .model_path   = g.model,
-        .model_sha256 = sha,
-        .version      = LK_VERSION,
-        .command      = cmd ? cmd : "lkprobe report",
-        .date_utc     = date,
-        .threads      = g.c.threads > 0 ? g.c.threads : (ncpu > 0 ? (int)ncpu : 1),
-    };
-    if (lk_report_set_provenance(r, &prov, &err) != LK_OK ||
-        lk_report_write(r, g.out, g.latex, &err) != LK_OK) {
+    if (finish(&g, r, sha, argc, argv, &err) != LK_OK) {
         cli_error_lk(&err);
         goto done;
     }
@@ -319,10 +335,8 @@ int cmd_report(int argc, char **argv) {
     rc = 0;
 done:
     lk_inputs_free(inputs);
-    free(cmd);
     lk_report_free(r);
     free(ni);
-    free(rf);
     lk_model_free(m);
     free(g.images);
     free(items);
