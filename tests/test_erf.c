@@ -376,16 +376,43 @@ START_TEST(merge_equals_single_pass) {
 }
 END_TEST
 
-/* issue 11: a map far below float32's resolution at 1 (peak 6.5e-11) keeps its shape: A is
- * computed in double with log1p instead of vanishing. */
+/* issue 11: a map far below float32's resolution at 1 (peak 1e-11) keeps its shape: A is
+ * computed in double with log1p instead of vanishing (float32 log10(x + 1) is 0 there). */
 START_TEST(tiny_map_scaled_in_double) {
-    lk_tensor *g = gaussian_map(64, 64, 4.0, 6.5e-11);
-    lk_tensor *a = NULL;
-    ck_assert_int_eq(lk_erf_transform(g, LK_ERF_REPLKNET, &a, NULL), LK_OK);
-    double mx = tu_max_abs(a->data, lk_tensor_numel(a));
-    ck_assert(mx == 0); /* float32 log10(x + 1): the reason for the fallback */
-    lk_tensor_free(a);
-    lk_tensor_free(g);
+    lk_model *m = NULL;
+    lk_error  err;
+    ck_assert_int_eq(lk_model_alloc(&m, NULL), LK_OK);
+    int64_t sh[4] = {1, 1, 17, 17}, ws[4] = {1, 1, 3, 3}, v, w;
+    ck_assert_int_eq(lk_model_add_input(m, "x", 4, sh, &v, NULL), LK_OK);
+    float tiny[9];
+    for (int i = 0; i < 9; i++) tiny[i] = 1.0e-11f;
+    ck_assert_int_eq(lk_model_add_param(m, "w", 4, ws, tiny, 1, &w, NULL), LK_OK);
+    lk_attrs a       = lk_attrs_default(LK_OP_CONV);
+    a.conv.kernel[0] = a.conv.kernel[1] = 3;
+    a.conv.pad_begin[0] = a.conv.pad_begin[1] = a.conv.pad_end[0] = a.conv.pad_end[1] = 1;
+    int64_t     ins[2] = {v, w};
+    const char *on[1]  = {"y"};
+    ck_assert_int_eq(lk_model_add_node(m, LK_OP_CONV, "y", 2, ins, 1, on, &a, &v, &err), LK_OK);
+    ck_assert_int_eq(lk_model_set_outputs(m, 1, &v, NULL), LK_OK);
+    ck_assert_msg(lk_model_finalize(m, &err) == LK_OK, "%s", err.msg);
+    lk_erf_params p = lk_erf_params_default();
+    lk_erf       *e = NULL;
+    ck_assert_int_eq(lk_erf_alloc(m, &p, sh, &e, &err), LK_OK);
+    lk_tensor *x = NULL;
+    ck_assert_int_eq(lk_tensor_alloc(LK_F32, 4, sh, &x, NULL), LK_OK);
+    tu_fill_uniform(x->data, lk_tensor_numel(x), 5, 0.1f, 1.0f);
+    ck_assert_int_eq(lk_erf_add(e, x, NULL, &err), LK_OK);
+    lk_erf_result *r = NULL;
+    ck_assert_int_eq(lk_erf_get_result(e, LK_ERF_REPLKNET, 0, NULL, &r, &err), LK_OK);
+    ck_assert(r->scaled_f64);
+    ck_assert(!r->degenerate);
+    ck_assert_int_eq(r->zero, 0);
+    ck_assert(r->ratios[0].reached);
+    ck_assert_int_eq(r->ratios[0].side, 3); /* the 3x3 kernel holds all of the map */
+    lk_erf_result_free(r);
+    lk_tensor_free(x);
+    lk_erf_free(e);
+    lk_model_free(m);
 }
 END_TEST
 
