@@ -25,7 +25,7 @@ static const cli_opt erf_opts[] = {
     {"--noise", NULL, 1, OPT_NOISE, "N: N seeded standard-normal inputs"},
     {"--seed", NULL, 1, OPT_SEED, "S: seed for --noise and --shuffle (default 0)"},
     {"--shuffle", NULL, 0, OPT_SHUFFLE, "shuffle the image list (seeded) instead of name order"},
-    {"--size", NULL, 1, OPT_SIZE, "S or HxW: input size (default 1024)"},
+    {"--size", NULL, 1, OPT_SIZE, "S or HxW: input size (default: H, W of --input-shape, else 1024)"},
     {"--n", NULL, 1, OPT_N, "N: images to use (default 50); NaN maps are skipped, not counted"},
     {"--mean", NULL, 1, OPT_MEAN, "r,g,b: normalisation mean (default ImageNet)"},
     {"--std", NULL, 1, OPT_STD, "r,g,b: normalisation std (default ImageNet)"},
@@ -58,7 +58,7 @@ typedef struct erf_cfg {
     lk_inputs_params in;
     const char      *layer, *out, *npy, *cmap, *title;
     long long        n, dpi;
-    int              json, quiet;
+    int              json, quiet, size_given;
     int64_t          size[2];
     lk_erf_mode      mode;
     lk_grad_sign     sign;
@@ -166,7 +166,7 @@ static int apply_item(erf_cfg *g, const cli_item *it) {
         g->in.seed = (uint64_t)v;
         return 1;
     case OPT_SHUFFLE: g->in.shuffle = 1; return 1;
-    case OPT_SIZE: return parse_size(it->val, g->size);
+    case OPT_SIZE: g->size_given = 1; return parse_size(it->val, g->size);
     case OPT_N: return cli_parse_int("--n", it->val, 1, 100000000, &g->n);
     case OPT_MEAN: return parse_norm("--mean", it->val, 0, g->in.mean);
     case OPT_STD: return parse_norm("--std", it->val, 1, g->in.std);
@@ -215,8 +215,34 @@ done:
     return ok;
 }
 
+/* The input size (H, W): --size; else the H, W of --input-shape (a model whose dims were given
+ * there runs at them: the recogniser's fixed height 48); else LK_ERF_DEFAULT_SIDE, the
+ * protocol's 1024.  Both options with different sizes are an error naming both. */
+static int input_size(erf_cfg *g) {
+    const lk_load_opts *lo  = &g->c.load;
+    int                 has = lo->n_input_shape == 4;
+    if (has && g->size_given &&
+        (lo->input_shape[2] != g->size[0] || lo->input_shape[3] != g->size[1])) {
+        cli_error("--size", "%lldx%lld conflicts with --input-shape %lld,%lld,%lld,%lld (H %lld, "
+                  "W %lld); give one of them", (long long)g->size[0], (long long)g->size[1],
+                  (long long)lo->input_shape[0], (long long)lo->input_shape[1],
+                  (long long)lo->input_shape[2], (long long)lo->input_shape[3],
+                  (long long)lo->input_shape[2], (long long)lo->input_shape[3]);
+        return 0;
+    }
+    if (has && !g->size_given) {
+        g->size[0] = lo->input_shape[2];
+        g->size[1] = lo->input_shape[3];
+    }
+    if (!g->size_given && !g->quiet && !g->in.npy)
+        fprintf(stderr, "lkprobe: note: input size %lldx%lld (%s; give --size to change)\n",
+                (long long)g->size[0], (long long)g->size[1],
+                has ? "from --input-shape" : "the protocol's default for the ERF");
+    return 1;
+}
+
 /* The input shape (1, C, H, W) for model m: C from the model, H and W from the .npy batch or
- * --size.  0 after printing an error. */
+ * input_size.  0 after printing an error. */
 static int input_shape(const erf_cfg *g, const lk_inputs *in, const char *path, const lk_model *m,
                        int64_t shape[4]) {
     int64_t ish[LK_MAX_DIMS];
@@ -506,7 +532,7 @@ int cmd_erf(int argc, char **argv) {
         rc = pr == 2 ? 0 : 1;
         goto done;
     }
-    if (!check_cfg(&g)) goto done;
+    if (!check_cfg(&g) || !input_size(&g)) goto done;
     if (lk_inputs_alloc(&g.in, &in, &err) != LK_OK) {
         cli_error_lk(&err);
         goto done;

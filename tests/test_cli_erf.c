@@ -266,6 +266,22 @@ START_TEST(erf_and_report_agree) {
 }
 END_TEST
 
+/* issue 11: the size given with --input-shape is the ERF size; a different --size is an error
+ * naming both; the default is said. */
+START_TEST(input_shape_sets_the_size) {
+    const char *model = src("tests/fixtures/zoo/resnet.onnx");
+    const char *a1[]  = {"erf", model, "--noise", "1", "--input-shape", "1,3,64,64", "--json",
+                         NULL};
+    int         rc    = tu_lkprobe(a1, out, sizeof out, errb, sizeof errb);
+    ck_assert_msg(rc == 0, "rc %d: %s", rc, errb);
+    ck_assert_ptr_nonnull(strstr(out, "\"size\":[64,64]"));
+    ck_assert_ptr_nonnull(strstr(errb, "input size 64x64 (from --input-shape"));
+    const char *a2[] = {"erf", model, "--noise", "1", "--input-shape", "1,3,64,64", "--size",
+                        "32", "-q", NULL};
+    expect_fail(a2, "--size: 32x32 conflicts with --input-shape 1,3,64,64");
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("cli-erf");
     TCase *t = tcase_create("cli-erf");
@@ -275,6 +291,7 @@ static Suite *suite(void) {
     tcase_add_test(t, several_models_and_images);
     tcase_add_test(t, bad_inputs);
     tcase_add_test(t, erf_and_report_agree);
+    tcase_add_test(t, input_shape_sets_the_size);
     tcase_add_test(t, bundled_examples_match_pytorch);
     suite_add_tcase(s, t);
     return s;
