@@ -259,15 +259,14 @@ static int save(lk_fig *fig, const char *path, char **written, int *nw) {
     return 1;
 }
 
-static int draw_figures(const filt_cfg *g, const lk_filters *f, const grouping *G, int ng,
-                        const lk_spectra *sp, char **written, int *nw) {
+/* 1. Per-layer sparsity and entropy. */
+static int fig_layers(const filt_cfg *g, const lk_filters *f, char **written, int *nw) {
     lk_error err;
     char     path[4096];
-    int      ok = 0;
-    int64_t  nl = lk_filters_n_layers(f);
+    int      ok  = 0;
     lk_fig  *fig = NULL;
-    lk_tensor *sv = NULL, *ev = NULL, *tiles = NULL, *hx = NULL, *hy = NULL, *dm = NULL;
-    /* 1. Per-layer sparsity and entropy. */
+    int64_t    nl = lk_filters_n_layers(f);
+    lk_tensor *sv = NULL, *ev = NULL;
     int64_t sh1[1] = {nl};
     if (lk_tensor_alloc(LK_F64, 1, sh1, &sv, &err) || lk_tensor_alloc(LK_F64, 1, sh1, &ev, &err)) goto fail;
     for (int64_t i = 0; i < nl; i++) {
@@ -285,10 +284,24 @@ static int draw_figures(const filt_cfg *g, const lk_filters *f, const grouping *
         lk_plot_lines(a2, &s2, 1, &o2, &err))
         goto fail;
     fig_path(g->out, "layers", path, sizeof path);
-    if (!save(fig, path, written, nw)) goto done;
+    ok = save(fig, path, written, nw);
+    goto done;
+fail:
+    cli_error_lk(&err);
+done:
     lk_fig_free(fig);
-    fig = NULL;
-    /* 2. Eigen-filter grid (diverging, symmetric). */
+    lk_tensor_free(sv);
+    lk_tensor_free(ev);
+    return ok;
+}
+
+/* 2. Eigen-filter grid (diverging, symmetric). */
+static int fig_eigen(const filt_cfg *g, const lk_filters *f, char **written, int *nw) {
+    lk_error err;
+    char     path[4096];
+    int      ok  = 0;
+    lk_fig  *fig = NULL;
+    lk_tensor *tiles = NULL;
     const lk_filters_pca *P = lk_filters_get_pca(f);
     int k = (int)g->kernel, D = P->dim;
     int64_t sh3[3] = {D, k, k};
@@ -308,10 +321,25 @@ static int draw_figures(const filt_cfg *g, const lk_filters *f, const grouping *
         lk_plot_image_grid(ax, tiles, &go, &err))
         goto fail;
     fig_path(g->out, "eigenfilters", path, sizeof path);
-    if (!save(fig, path, written, nw)) goto done;
+    ok = save(fig, path, written, nw);
+    goto done;
+fail:
+    cli_error_lk(&err);
+done:
     lk_fig_free(fig);
-    fig = NULL;
-    /* 3. Coefficient histograms of the first grouping (one line per group, per component). */
+    lk_tensor_free(tiles);
+    return ok;
+}
+
+/* 3. Coefficient histograms of the first grouping (one line per group, per component). */
+static int fig_hist(const filt_cfg *g, const lk_filters *f, const grouping *G, char **written, int *nw) {
+    lk_error err;
+    char     path[4096];
+    int      ok  = 0;
+    lk_fig  *fig = NULL;
+    lk_tensor *hx = NULL;
+    const lk_filters_pca *P = lk_filters_get_pca(f);
+    int D = P->dim;
     const grouping *q   = &G[0];
     int             nb  = lk_filters_get_params(f)->n_bins;
     double         *h   = malloc(sizeof *h * (size_t)(q->n * D * nb));
@@ -359,10 +387,24 @@ static int draw_figures(const filt_cfg *g, const lk_filters *f, const grouping *
     }
     free(h);
     fig_path(g->out, "hist", path, sizeof path);
-    if (!save(fig, path, written, nw)) goto done;
+    ok = save(fig, path, written, nw);
+    goto done;
+fail:
+    cli_error_lk(&err);
+done:
     lk_fig_free(fig);
-    fig = NULL;
-    /* 4. Drift matrix of every grouping. */
+    lk_tensor_free(hx);
+    return ok;
+}
+
+/* 4. Drift matrix of every grouping. */
+static int fig_drift(const filt_cfg *g, const grouping *G, int ng, char **written, int *nw) {
+    lk_error err;
+    char     path[4096];
+    int      ok  = 0;
+    lk_fig  *fig = NULL;
+    lk_tensor *dm = NULL;
+    lk_axes   *ax = NULL;
     for (int i = 0; i < ng; i++) {
         int64_t shd[2] = {G[i].n, G[i].n};
         lk_tensor_free(dm);
@@ -383,7 +425,22 @@ static int draw_figures(const filt_cfg *g, const lk_filters *f, const grouping *
         lk_fig_free(fig);
         fig = NULL;
     }
-    /* 5. Log-log ESDs (first 9 fitted layers). */
+    ok = 1;
+    goto done;
+fail:
+    cli_error_lk(&err);
+done:
+    lk_fig_free(fig);
+    lk_tensor_free(dm);
+    return ok;
+}
+
+/* 5. Log-log ESDs (first 9 fitted layers). */
+static int fig_esd(const filt_cfg *g, const lk_spectra *sp, char **written, int *nw) {
+    lk_error err;
+    char     path[4096];
+    int      ok  = 0;
+    lk_fig  *fig = NULL;
     if (sp) {
         int shown = 0;
         for (int64_t i = 0; i < lk_spectra_n_layers(sp); i++)
@@ -447,13 +504,14 @@ fail:
     cli_error_lk(&err);
 done:
     lk_fig_free(fig);
-    lk_tensor_free(sv);
-    lk_tensor_free(ev);
-    lk_tensor_free(tiles);
-    lk_tensor_free(hx);
-    lk_tensor_free(hy);
-    lk_tensor_free(dm);
     return ok;
+}
+
+static int draw_figures(const filt_cfg *g, const lk_filters *f, const grouping *G, int ng,
+                        const lk_spectra *sp, char **written, int *nw) {
+    return fig_layers(g, f, written, nw) && fig_eigen(g, f, written, nw) &&
+           fig_hist(g, f, G, written, nw) && fig_drift(g, G, ng, written, nw) &&
+           (!sp || fig_esd(g, sp, written, nw));
 }
 
 /* ---------------------------------------------------------------- JSON */
