@@ -143,6 +143,11 @@ void lk_jw_int(lk_jw *w, long long v) {
     lk_sb_printf(w->sb, "%lld", v);
 }
 
+void lk_jw_uint(lk_jw *w, unsigned long long v) {
+    jw_sep(w);
+    lk_sb_printf(w->sb, "%llu", v);
+}
+
 void lk_jw_num(lk_jw *w, double v, const char *fmt) {
     jw_sep(w);
     if (!isfinite(v)) {

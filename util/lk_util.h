@@ -77,6 +77,7 @@ void lk_jw_arr_end(lk_jw *w);
 void lk_jw_key(lk_jw *w, const char *k);
 void lk_jw_str(lk_jw *w, const char *s); /* NULL is written as null */
 void lk_jw_int(lk_jw *w, long long v);
+void lk_jw_uint(lk_jw *w, unsigned long long v);
 void lk_jw_num(lk_jw *w, double v, const char *fmt); /* fmt: one printf double conversion */
 void lk_jw_bool(lk_jw *w, int v);
 void lk_jw_null(lk_jw *w);
