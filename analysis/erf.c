@@ -1,8 +1,11 @@
 /* erf.c: the effective-receptive-field pass (erf.md §2-§3). */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "lkprobe/lk_erf.h"
+#include "util/lk_util.h"
 
 struct lk_erf {
     const lk_model *m;
@@ -14,6 +17,7 @@ struct lk_erf {
     double         *acc;   /* running mean in double                            */
     float          *img;   /* (H, W) per-image map                              */
     int64_t         n_used, n_skipped, n_zero;
+    double          seconds; /* in lk_erf_add */
     int64_t         h, w, c;
 };
 
@@ -152,7 +156,22 @@ fail:
     return st;
 }
 
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static lk_status erf_add(lk_erf *e, const lk_tensor *x, lk_erf_outcome *outcome, lk_error *err);
+
 lk_status lk_erf_add(lk_erf *e, const lk_tensor *x, lk_erf_outcome *outcome, lk_error *err) {
+    double    t0 = now_seconds();
+    lk_status st = erf_add(e, x, outcome, err);
+    e->seconds += now_seconds() - t0;
+    return st;
+}
+
+static lk_status erf_add(lk_erf *e, const lk_tensor *x, lk_erf_outcome *outcome, lk_error *err) {
     const lk_tensor *ins[1] = {x};
     lk_status        st     = lk_exec_forward_unchecked(e->x, ins, err);
     if (st) return st;
@@ -200,6 +219,10 @@ lk_status lk_erf_add(lk_erf *e, const lk_tensor *x, lk_erf_outcome *outcome, lk_
         if (outcome) *outcome = LK_ERF_SKIPPED_NAN;
         return LK_OK;
     }
+    /* A map can be all zero with a positive centre too (gradients underflow or cancel). */
+    int64_t nz = 0;
+    while (any && nz < hw && e->img[nz] == 0.0f) nz++;
+    if (nz == hw) any = 0;
     e->n_used++;
     if (!any) e->n_zero++;
     double inv = 1.0 / (double)e->n_used;
@@ -286,5 +309,187 @@ lk_status lk_erf_area_ratios(const lk_tensor *a, int n, const double *t, lk_erf_
         }
     }
     lk_free(S);
+    return LK_OK;
+}
+
+/* ---------------------------------------------------------------- merge and driver */
+
+const double *lk_erf_default_thresholds(void) {
+    static const double t[LK_ERF_N_DEFAULT_THRESHOLDS] = {0.2, 0.3, 0.5, 0.99};
+    return t;
+}
+
+const double *lk_erf_mean_f64(const lk_erf *e) { return e->acc; }
+
+lk_status lk_erf_merge(lk_erf *a, const lk_erf *b, lk_error *err) {
+    if (a->h != b->h || a->w != b->w || a->layer != b->layer)
+        return LK_FAIL(err, LK_EINVAL, "erf: cannot merge maps of %lldx%lld (layer %lld) and "
+                       "%lldx%lld (layer %lld)", (long long)a->h, (long long)a->w,
+                       (long long)a->layer, (long long)b->h, (long long)b->w, (long long)b->layer);
+    int64_t n = a->n_used + b->n_used;
+    if (b->n_used > 0) {
+        double wb = (double)b->n_used / (double)n;
+        float *mv = a->mean->data;
+        for (int64_t i = 0; i < a->h * a->w; i++) {
+            a->acc[i] += (b->acc[i] - a->acc[i]) * wb;
+            mv[i] = (float)a->acc[i];
+        }
+    }
+    a->n_used = n;
+    a->n_skipped += b->n_skipped;
+    a->n_zero += b->n_zero;
+    a->seconds += b->seconds;
+    return LK_OK;
+}
+
+lk_status lk_erf_add_inputs(lk_erf *e, lk_inputs *in, int64_t n, lk_erf_progress_fn cb,
+                            void *user, lk_error *err) {
+    int64_t    shape[4] = {1, e->c, e->h, e->w};
+    lk_tensor *x        = NULL;
+    lk_status  st       = lk_tensor_alloc(LK_F32, 4, shape, &x, err);
+    for (int64_t i = 0; st == LK_OK && i < lk_inputs_count(in) && e->n_used < n; i++) {
+        st = lk_inputs_get(in, i, x, err);
+        if (st == LK_OK) st = lk_erf_add(e, x, NULL, err);
+        if (st == LK_OK && cb) cb(user, e->n_used);
+    }
+    lk_tensor_free(x);
+    return st;
+}
+
+const char *lk_erf_mode_name(lk_erf_mode m) { return m == LK_ERF_REPLKNET ? "replknet" : "raw"; }
+
+const char *lk_grad_sign_name(lk_grad_sign s) {
+    return s == LK_SIGN_RELU ? "relu" : s == LK_SIGN_ABS ? "abs" : "signed";
+}
+
+void lk_erf_result_free(lk_erf_result *r) {
+    if (!r) return;
+    lk_tensor_free(r->mean);
+    lk_tensor_free(r->a);
+    lk_free(r);
+}
+
+/* A for the mean map; when float32 log10(x + 1) loses the whole map (its values are below
+ * float32's resolution at 1, e.g. a peak of 6.5e-11), A is computed from the double mean with
+ * log1p instead, which matches the definition at any scale. */
+static lk_status result_map(const lk_erf *e, lk_erf_result *r, lk_error *err) {
+    lk_status st = lk_erf_transform(e->mean, r->mode, &r->a, err);
+    if (st != LK_OK) return st;
+    int64_t n      = e->h * e->w;
+    float  *av     = r->a->data;
+    double  mx_raw = 0, mx = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (e->acc[i] > mx_raw) mx_raw = e->acc[i];
+        if (av[i] > mx) mx = av[i];
+    }
+    r->degenerate = !(mx_raw > 0);
+    if (r->degenerate || mx > 0) return LK_OK;
+    r->scaled_f64 = 1;
+    double amx    = log1p(mx_raw);
+    for (int64_t i = 0; i < n; i++)
+        av[i] = e->acc[i] > 0 ? (float)(log1p(e->acc[i]) / amx) : 0.0f;
+    return LK_OK;
+}
+
+lk_status lk_erf_get_result(const lk_erf *e, lk_erf_mode mode, int n_thr, const double *t,
+                            lk_erf_result **out, lk_error *err) {
+    *out = NULL;
+    if (n_thr <= 0) {
+        n_thr = LK_ERF_N_DEFAULT_THRESHOLDS;
+        t     = lk_erf_default_thresholds();
+    }
+    if (n_thr > LK_ERF_MAX_THRESHOLDS)
+        return LK_FAIL(err, LK_EINVAL, "erf: at most %d thresholds", LK_ERF_MAX_THRESHOLDS);
+    if (e->n_used == 0)
+        return LK_FAIL(err, LK_ENUMERIC, "erf: no usable input: all %lld maps contained NaN",
+                       (long long)e->n_skipped);
+    lk_erf_result *r = lk_calloc(1, sizeof *r);
+    if (!r) return LK_FAIL(err, LK_ENOMEM, "erf: out of memory");
+    snprintf(r->layer, sizeof r->layer, "%s", lk_model_value_name(e->m, e->layer));
+    memcpy(r->feature_shape, lk_erf_layer_value(e)->shape, sizeof r->feature_shape);
+    r->used          = e->n_used;
+    r->skipped       = e->n_skipped;
+    r->zero          = e->n_zero;
+    r->size[0]       = e->h;
+    r->size[1]       = e->w;
+    r->mode          = mode;
+    r->sign          = e->p.sign;
+    r->n_thr         = n_thr;
+    r->seconds       = -1;
+    r->image_seconds = e->seconds;
+    r->peak_rss_mb   = -1;
+    lk_status st     = lk_tensor_alloc_like(e->mean, &r->mean, err);
+    if (st == LK_OK) {
+        memcpy(r->mean->data, e->mean->data, sizeof(float) * (size_t)(e->h * e->w));
+        st = result_map(e, r, err);
+    }
+    if (st == LK_OK) st = lk_erf_area_ratios(r->a, n_thr, t, r->ratios, &r->clipped, err);
+    if (st != LK_OK) {
+        lk_erf_result_free(r);
+        return st;
+    }
+    *out = r;
+    return LK_OK;
+}
+
+static void json_ratios(lk_jw *w, const lk_erf_result *r, int sides) {
+    lk_jw_obj(w);
+    for (int i = 0; i < r->n_thr; i++) {
+        char k[32];
+        snprintf(k, sizeof k, "%g", r->ratios[i].t);
+        lk_jw_key(w, k);
+        if (!r->ratios[i].reached) lk_jw_null(w);
+        else if (sides) lk_jw_int(w, (long long)r->ratios[i].side);
+        else lk_jw_num(w, r->ratios[i].ratio, "%.9g");
+    }
+    lk_jw_obj_end(w);
+}
+
+lk_status lk_erf_result_json(const lk_erf_result *r, const char *model, char **out,
+                             lk_error *err) {
+    *out    = NULL;
+    lk_sb b = {0};
+    lk_jw w;
+    lk_jw_init(&w, &b);
+    lk_jw_obj(&w);
+    if (model) {
+        lk_jw_key(&w, "model");
+        lk_jw_str(&w, model);
+    }
+    lk_jw_key(&w, "layer");
+    lk_jw_str(&w, r->layer);
+    lk_jw_key(&w, "feature_shape");
+    lk_jw_shape(&w, 4, r->feature_shape);
+    lk_jw_key(&w, "images");
+    lk_jw_int(&w, (long long)r->used);
+    lk_jw_key(&w, "skipped");
+    lk_jw_int(&w, (long long)r->skipped);
+    lk_jw_key(&w, "zero");
+    lk_jw_int(&w, (long long)r->zero);
+    lk_jw_key(&w, "degenerate");
+    lk_jw_bool(&w, r->degenerate);
+    lk_jw_key(&w, "size");
+    lk_jw_shape(&w, 2, r->size);
+    lk_jw_key(&w, "mode");
+    lk_jw_str(&w, lk_erf_mode_name(r->mode));
+    lk_jw_key(&w, "grad_sign");
+    lk_jw_str(&w, lk_grad_sign_name(r->sign));
+    lk_jw_key(&w, "ratios");
+    json_ratios(&w, r, 0);
+    lk_jw_key(&w, "sides");
+    json_ratios(&w, r, 1);
+    const char  *tk[3] = {"seconds", "image_seconds", "peak_rss_mb"};
+    const double tv[3] = {r->seconds, r->image_seconds, r->peak_rss_mb};
+    for (int i = 0; i < 3; i++)
+        if (tv[i] >= 0) {
+            lk_jw_key(&w, tk[i]);
+            lk_jw_num(&w, tv[i], i == 2 ? "%.1f" : "%.3f");
+        }
+    lk_jw_obj_end(&w);
+    if (b.oom) {
+        lk_sb_free(&b);
+        return LK_FAIL(err, LK_ENOMEM, "erf: out of memory for the JSON");
+    }
+    *out = b.p;
     return LK_OK;
 }

@@ -28,6 +28,7 @@
 #endif
 
 #include "lkprobe/lk_filters.h"
+#include "util/lk_util.h"
 
 #define DB_HEADER   128
 #define DB_DIM      9
@@ -39,8 +40,7 @@ struct lk_filterdb {
     char    *manifest;   /* committed manifest text (without the first line) */
     size_t   manifest_len;
     int64_t  rows, n_models;
-    void    *map;
-    size_t   map_len;
+    lk_file_map map;    /* filters.npy, mapped on the first load */
 };
 
 int lk_filterdb_has_hdf5(void) {
@@ -75,21 +75,12 @@ static lk_status write_all(int fd, const void *p, size_t n, off_t off, const cha
     return LK_OK;
 }
 
-/* Writes text to dir/name atomically (temp + fsync + rename). */
+/* Writes text to dir/name atomically (util: temp + fsync + rename). */
 static lk_status write_atomic(const lk_filterdb *db, const char *name, const char *text, size_t len,
                               lk_error *err) {
-    char path[PATH_MAX], tmp[PATH_MAX + 8];
+    char path[PATH_MAX];
     path_in(db, name, path, sizeof path);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return LK_FAIL(err, LK_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-    lk_status st = write_all(fd, text, len, 0, tmp, err);
-    if (st == LK_OK && fsync(fd) != 0) st = LK_FAIL(err, LK_EIO, "%s: fsync: %s", tmp, strerror(errno));
-    close(fd);
-    if (st == LK_OK && rename(tmp, path) != 0)
-        st = LK_FAIL(err, LK_EIO, "%s: rename: %s", path, strerror(errno));
-    if (st != LK_OK) unlink(tmp);
-    return st;
+    return lk_file_write_atomic(path, text, len, err);
 }
 
 /* ---------------------------------------------------------------- manifest */
@@ -234,7 +225,7 @@ fail:
 
 void lk_filterdb_close(lk_filterdb *db) {
     if (!db) return;
-    if (db->map) munmap(db->map, db->map_len);
+    lk_file_map_release((void *)db->map.base, db->map.len);
     lk_free(db->manifest);
     lk_free(db->dir);
     lk_free(db);
@@ -267,49 +258,15 @@ int lk_filterdb_contains(lk_filterdb *db, const char *path, lk_error *err) {
 
 /* ---------------------------------------------------------------- meta.csv and dataset.h5 */
 
-typedef struct sbuf {
-    char  *p;
-    size_t n, cap;
-    int    oom;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *fmt, ...) LK_PRINTF(2, 3);
-#include <stdarg.h>
-static void sb_add(sbuf *b, const char *fmt, ...) {
-    if (b->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
-        va_end(ap);
-        if (k < 0) {
-            b->oom = 1;
-            return;
-        }
-        if (b->p && b->n + (size_t)k < b->cap) {
-            b->n += (size_t)k;
-            return;
-        }
-        size_t nc = (b->cap ? b->cap * 2 : 4096) + (size_t)k;
-        char  *np = lk_realloc(b->p, nc);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p   = np;
-        b->cap = nc;
-    }
-}
-
 /* CSV field with quoting when needed. */
-static void sb_csv(sbuf *b, const char *s) {
+static void sb_csv(lk_sb *b, const char *s) {
     if (!strpbrk(s, ",\"\n")) {
-        sb_add(b, "%s", s);
+        lk_sb_printf(b, "%s", s);
         return;
     }
-    sb_add(b, "\"");
-    for (; *s; s++) sb_add(b, *s == '"' ? "\"\"" : "%c", *s);
-    sb_add(b, "\"");
+    lk_sb_printf(b, "\"");
+    for (; *s; s++) lk_sb_printf(b, *s == '"' ? "\"\"" : "%c", *s);
+    lk_sb_printf(b, "\"");
 }
 
 /* Model fields: M id path size mtime format producer opset depth bn total n3 shapes. */
@@ -318,11 +275,6 @@ enum { MF_TAG, MF_ID, MF_PATH, MF_SIZE, MF_MTIME, MF_FORMAT, MF_PRODUCER, MF_OPS
 /* Layer fields: L model layer name c_out c_in groups depth conv_depth conv_depth_norm first last. */
 enum { LF_TAG, LF_MODEL, LF_LAYER, LF_NAME, LF_COUT, LF_CIN, LF_GROUPS, LF_DEPTH, LF_CDEPTH,
        LF_CDNORM, LF_FIRST, LF_LAST, LF_COUNT };
-
-static const char *base_name(const char *p) {
-    const char *s = strrchr(p, '/');
-    return s ? s + 1 : p;
-}
 
 static lk_status write_meta(lk_filterdb *db, lk_error *err) {
     /* Union of kernel shapes over models for the "(X, Y) filters" columns. */
@@ -343,16 +295,16 @@ static lk_status write_meta(lk_filterdb *db, lk_error *err) {
         }
     }
     lk_free(copy);
-    sbuf b = {0};
-    sb_add(&b, "model_id,conv_depth,conv_depth_norm,filter_ids,model,producer,op_set,depth,Name,"
+    lk_sb b = {0};
+    lk_sb_printf(&b, "model_id,conv_depth,conv_depth_norm,filter_ids,model,producer,op_set,depth,Name,"
                "Paper,Pretraining-Dataset,Training-Dataset,Visual Category,Task,Accessible,"
                "Dataset URL,total_filters,3x3_filter_share");
     for (int k = 0; k < ns; k++) {
         int kh = 0, kw = 0;
         sscanf(shapes[k], "%dx%d", &kh, &kw);
-        sb_add(&b, ",\"(%d, %d) filters\"", kh, kw);
+        lk_sb_printf(&b, ",\"(%d, %d) filters\"", kh, kw);
     }
-    sb_add(&b, ",in_channels,out_channels,layer_id,layer_name,groups,kh,kw,source_format,bn_folded\n");
+    lk_sb_printf(&b, ",in_channels,out_channels,layer_id,layer_name,groups,kh,kw,source_format,bn_folded\n");
     /* Models first (they precede their layers in the manifest). */
     char *txt = lk_strdup(db->manifest);
     if (!txt) {
@@ -382,21 +334,21 @@ static lk_status write_meta(lk_filterdb *db, lk_error *err) {
             p += strlen(p) + 1;
         }
         double total = atof(mf[MF_TOTAL]), n3 = atof(mf[MF_N3]);
-        sb_add(&b, "%s,%s,%s,%s:%s,", f[LF_MODEL], f[LF_CDEPTH], f[LF_CDNORM], f[LF_FIRST], f[LF_LAST]);
-        sb_csv(&b, base_name(mf[MF_PATH]));
-        sb_add(&b, ",");
+        lk_sb_printf(&b, "%s,%s,%s,%s:%s,", f[LF_MODEL], f[LF_CDEPTH], f[LF_CDNORM], f[LF_FIRST], f[LF_LAST]);
+        sb_csv(&b, lk_base_name(mf[MF_PATH]));
+        lk_sb_printf(&b, ",");
         sb_csv(&b, mf[MF_PRODUCER]);
-        sb_add(&b, ",%s,%s,,,,,,,,,%.0f,%.17g", mf[MF_OPSET], mf[MF_DEPTH], total,
+        lk_sb_printf(&b, ",%s,%s,,,,,,,,,%.0f,%.17g", mf[MF_OPSET], mf[MF_DEPTH], total,
                total > 0 ? n3 / total : 0.0);
         for (int k = 0; k < ns; k++) {
             char  pat[2100];
             snprintf(pat, sizeof pat, "%s=", shapes[k]);
             char *hit = strstr(mf[MF_SHAPES], pat);
-            sb_add(&b, ",%lld", hit ? atoll(hit + strlen(pat)) : 0LL);
+            lk_sb_printf(&b, ",%lld", hit ? atoll(hit + strlen(pat)) : 0LL);
         }
-        sb_add(&b, ",%lld,%s,%s,", atoll(f[LF_CIN]) * atoll(f[LF_GROUPS]), f[LF_COUT], f[LF_LAYER]);
+        lk_sb_printf(&b, ",%lld,%s,%s,", atoll(f[LF_CIN]) * atoll(f[LF_GROUPS]), f[LF_COUT], f[LF_LAYER]);
         sb_csv(&b, f[LF_NAME]);
-        sb_add(&b, ",%s,3,3,%s,%s\n", f[LF_GROUPS], mf[MF_FORMAT], mf[MF_BN]);
+        lk_sb_printf(&b, ",%s,3,3,%s,%s\n", f[LF_GROUPS], mf[MF_FORMAT], mf[MF_BN]);
     }
     lk_free(txt);
     if (b.oom) {
@@ -406,16 +358,18 @@ static lk_status write_meta(lk_filterdb *db, lk_error *err) {
     lk_status st = write_atomic(db, "meta.csv", b.p ? b.p : "", b.n, err);
 #ifdef LK_HAVE_HDF5
     if (st == LK_OK) {
-        char npath[PATH_MAX], hpath[PATH_MAX], tmp[PATH_MAX + 8];
+        char npath[PATH_MAX], hpath[PATH_MAX];
         path_in(db, "filters.npy", npath, sizeof npath);
         path_in(db, "dataset.h5", hpath, sizeof hpath);
-        snprintf(tmp, sizeof tmp, "%s.tmp", hpath);
-        int    fd  = open(npath, O_RDONLY);
-        size_t len = DB_HEADER + (size_t)db->rows * DB_DIM * sizeof(float);
-        void  *map = fd >= 0 ? mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
-        if (fd >= 0) close(fd);
-        hid_t file = map != MAP_FAILED ? H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT) : -1;
-        int   ok   = file >= 0;
+        size_t      len = DB_HEADER + (size_t)db->rows * DB_DIM * sizeof(float);
+        lk_file_map fm  = {0};
+        lk_afile    af  = {0};
+        /* HDF5 writes by name: it fills the closed temporary file, which is then renamed. */
+        int ok = lk_file_map_open(npath, &fm, NULL) == LK_OK && fm.len >= len &&
+                 lk_afile_open(&af, hpath, NULL) == LK_OK;
+        ok = ok && lk_afile_close(&af, NULL) == LK_OK;
+        hid_t file = ok ? H5Fcreate(af.tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT) : -1;
+        ok = file >= 0;
         if (ok) {
             hsize_t dims[2] = {(hsize_t)db->rows, DB_DIM};
             hid_t   sp      = H5Screate_simple(2, dims, NULL);
@@ -423,7 +377,7 @@ static lk_status write_meta(lk_filterdb *db, lk_error *err) {
                                          H5P_DEFAULT, H5P_DEFAULT);
             ok = sp >= 0 && ds >= 0 &&
                  (db->rows == 0 || H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                                            (const char *)map + DB_HEADER) >= 0);
+                                            fm.base + DB_HEADER) >= 0);
             if (ds >= 0) H5Dclose(ds);
             if (sp >= 0) H5Sclose(sp);
             hsize_t mdim[1] = {(hsize_t)b.n};
@@ -436,9 +390,9 @@ static lk_status write_meta(lk_filterdb *db, lk_error *err) {
             if (msp >= 0) H5Sclose(msp);
             if (H5Fclose(file) < 0) ok = 0;
         }
-        if (map != MAP_FAILED) munmap(map, len);
-        if (!ok || rename(tmp, hpath) != 0) {
-            unlink(tmp);
+        lk_file_map_release((void *)fm.base, fm.len);
+        if (!ok || lk_afile_commit(&af, NULL) != LK_OK) {
+            lk_afile_abort(&af);
             st = LK_FAIL(err, LK_EIO, "%s: cannot write the HDF5 dataset", hpath);
         }
     }
@@ -469,7 +423,7 @@ lk_status lk_filterdb_append(lk_filterdb *db, const lk_filters *f, int64_t model
     path_in(db, "filters.npy", npath, sizeof npath);
     int fd = open(npath, O_WRONLY);
     if (fd < 0) return LK_FAIL(err, LK_EIO, "%s: cannot open for append: %s", npath, strerror(errno));
-    sbuf      b    = {0};
+    lk_sb     b    = {0};
     int64_t   rows = db->rows, n3 = 0;
     lk_status st   = LK_OK;
     char      shp[1024] = "";
@@ -483,7 +437,7 @@ lk_status lk_filterdb_append(lk_filterdb *db, const lk_filters *f, int64_t model
     char prod[256];
     snprintf(prod, sizeof prod, "%s", M->producer);
     clean_field(prod);
-    sb_add(&b, "M\t%lld\t%s\t%s\t%s\t%lld\t%lld\t%s\t%lld\t%lld\t%s\n", (long long)db->n_models, key,
+    lk_sb_printf(&b, "M\t%lld\t%s\t%s\t%s\t%lld\t%lld\t%s\t%lld\t%lld\t%s\n", (long long)db->n_models, key,
            M->format, prod, (long long)M->opset, (long long)M->depth, M->bn_folded,
            (long long)M->total_filters, (long long)n3, shp[0] ? shp : "-");
     for (int64_t i = 0; i < lk_filters_n_layers(f) && st == LK_OK; i++) {
@@ -494,7 +448,7 @@ lk_status lk_filterdb_append(lk_filterdb *db, const lk_filters *f, int64_t model
         char nm[512];
         snprintf(nm, sizeof nm, "%s", L->name);
         clean_field(nm);
-        sb_add(&b, "L\t%lld\t%lld\t%s\t%lld\t%lld\t%lld\t%lld\t%lld\t%.17g\t%lld\t%lld\n",
+        lk_sb_printf(&b, "L\t%lld\t%lld\t%s\t%lld\t%lld\t%lld\t%lld\t%lld\t%.17g\t%lld\t%lld\n",
                (long long)db->n_models, (long long)L->layer_id, nm, (long long)L->c_out,
                (long long)L->c_in, (long long)L->groups, (long long)L->depth,
                (long long)L->conv_depth, L->conv_depth_norm, (long long)rows,
@@ -506,8 +460,8 @@ lk_status lk_filterdb_append(lk_filterdb *db, const lk_filters *f, int64_t model
     if (st == LK_OK && b.oom) st = LK_FAIL(err, LK_ENOMEM, "filterdb: out of memory");
     if (st == LK_OK) {
         /* Commit: the new manifest replaces the old one atomically. */
-        sbuf m = {0};
-        sb_add(&m, "%s\t1\t%lld\t%lld\n%s%s", DB_MAGIC, (long long)rows, (long long)(db->n_models + 1),
+        lk_sb m = {0};
+        lk_sb_printf(&m, "%s\t1\t%lld\t%lld\n%s%s", DB_MAGIC, (long long)rows, (long long)(db->n_models + 1),
                db->manifest, b.p);
         st = m.oom ? LK_FAIL(err, LK_ENOMEM, "filterdb: out of memory")
                    : write_atomic(db, DB_MANIFEST, m.p, m.n, err);
@@ -542,18 +496,15 @@ lk_status lk_filterdb_load(lk_filterdb *db, lk_filters *f, lk_error *err) {
     path_in(db, "filters.npy", npath, sizeof npath);
     path_in(db, DB_MANIFEST, mpath, sizeof mpath);
     if (db->rows == 0) return LK_FAIL(err, LK_EINVAL, "%s: the filter DB is empty", db->dir);
-    if (!db->map) {
-        int fd = open(npath, O_RDONLY);
-        if (fd < 0) return LK_FAIL(err, LK_EIO, "%s: %s", npath, strerror(errno));
-        db->map_len = DB_HEADER + (size_t)db->rows * DB_DIM * sizeof(float);
-        db->map     = mmap(NULL, db->map_len, PROT_READ, MAP_SHARED, fd, 0);
-        close(fd);
-        if (db->map == MAP_FAILED) {
-            db->map = NULL;
-            return LK_FAIL(err, LK_EIO, "%s: mmap failed: %s", npath, strerror(errno));
-        }
+    size_t need = DB_HEADER + (size_t)db->rows * DB_DIM * sizeof(float);
+    if (!db->map.base) {
+        lk_status ms = lk_file_map_open(npath, &db->map, err);
+        if (ms != LK_OK) return ms;
     }
-    const float *data = (const float *)((const char *)db->map + DB_HEADER);
+    if (db->map.len < need)
+        return LK_FAIL(err, LK_EFORMAT, "%s: %zu bytes, the manifest needs %zu", npath,
+                       db->map.len, need);
+    const float *data = (const float *)(db->map.base + DB_HEADER);
     char        *txt  = lk_strdup(db->manifest);
     if (!txt) return LK_FAIL(err, LK_ENOMEM, "filterdb: out of memory");
     lk_status st   = LK_OK;

@@ -19,6 +19,7 @@
 #include <png.h>
 
 #include "lkprobe/lk_image.h"
+#include "util/lk_util.h"
 
 #define MAX_PIXELS ((int64_t)1 << 28)
 
@@ -448,21 +449,14 @@ lk_status lk_image_to_tensor(const lk_image *img, const lk_preprocess *pp, lk_te
 }
 
 lk_status lk_image_write_png(const lk_image *img, const char *path, lk_error *err) {
-    size_t plen = strlen(path);
-    char  *tmp  = lk_malloc(plen + 16);
-    if (!tmp) return LK_FAIL(err, LK_ENOMEM, "out of memory writing %s", path);
-    snprintf(tmp, plen + 16, "%s.tmp%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        lk_status st = LK_FAIL(err, LK_EIO, "%s: cannot create: %s", path, strerror(errno));
-        lk_free(tmp);
-        return st;
-    }
+    lk_afile  a;
+    lk_status st = lk_afile_open(&a, path, err);
+    if (st != LK_OK) return st;
     png_structp png  = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
     png_infop   info = png ? png_create_info_struct(png) : NULL;
     int         ok   = 0;
     if (png && info && !setjmp(png_jmpbuf(png))) {
-        png_init_io(png, f);
+        png_init_io(png, a.f);
         png_set_IHDR(png, info, (png_uint_32)img->width, (png_uint_32)img->height, 8,
                      PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
                      PNG_FILTER_TYPE_DEFAULT);
@@ -473,12 +467,7 @@ lk_status lk_image_write_png(const lk_image *img, const char *path, lk_error *er
         ok = 1;
     }
     png_destroy_write_struct(&png, &info);
-    if (fclose(f) != 0) ok = 0;
-    if (!ok || rename(tmp, path) != 0) {
-        unlink(tmp);
-        lk_free(tmp);
-        return LK_FAIL(err, LK_EIO, "%s: could not write PNG", path);
-    }
-    lk_free(tmp);
-    return LK_OK;
+    st = ok ? lk_afile_commit(&a, err) : LK_FAIL(err, LK_EIO, "%s: could not write PNG", path);
+    if (st != LK_OK) lk_afile_abort(&a);
+    return st;
 }

@@ -3,9 +3,6 @@
  * protocol (../shared/docs/erf.md), a heatmap figure, the raw mean map and the area ratios.
  * Several models share the inputs and are drawn side by side with one colour scale.
  */
-#include <dirent.h>
-#include <errno.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -13,12 +10,12 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "util/lk_util.h"
 #include "lkprobe/lk_erf.h"
-#include "lkprobe/lk_image.h"
+#include "lkprobe/lk_inputs.h"
 #include "lkprobe/lk_render.h"
 
 #define MAX_MODELS 16
-#define MAX_THR 16
 
 static const cli_opt erf_opts[] = {
     CLI_COMMON_OPTS,
@@ -28,7 +25,7 @@ static const cli_opt erf_opts[] = {
     {"--noise", NULL, 1, OPT_NOISE, "N: N seeded standard-normal inputs"},
     {"--seed", NULL, 1, OPT_SEED, "S: seed for --noise and --shuffle (default 0)"},
     {"--shuffle", NULL, 0, OPT_SHUFFLE, "shuffle the image list (seeded) instead of name order"},
-    {"--size", NULL, 1, OPT_SIZE, "S or HxW: input size (default 1024)"},
+    {"--size", NULL, 1, OPT_SIZE, "S or HxW: input size (default: H, W of --input-shape, else 1024)"},
     {"--n", NULL, 1, OPT_N, "N: images to use (default 50); NaN maps are skipped, not counted"},
     {"--mean", NULL, 1, OPT_MEAN, "r,g,b: normalisation mean (default ImageNet)"},
     {"--std", NULL, 1, OPT_STD, "r,g,b: normalisation std (default ImageNet)"},
@@ -54,117 +51,148 @@ static const cli_spec erf_spec = {
 };
 
 typedef struct erf_cfg {
-    cli_common    c;
-    const char   *models[MAX_MODELS];
-    int           n_models;
-    const char  **images;
-    int64_t       n_images, cap_images;
-    const char   *images_dir, *inputs, *layer, *out, *npy, *cmap, *title;
-    long long     noise, seed, n, dpi;
-    int           shuffle, json, quiet;
-    int64_t       size[2];
-    double        mean[3], std[3];
-    lk_resample   resample;
-    lk_erf_mode   mode;
-    lk_grad_sign  sign;
-    double        thr[MAX_THR];
-    int           n_thr;
+    cli_common       c;
+    const char      *models[MAX_MODELS];
+    int              n_models;
+    const char     **files;   /* image files given as arguments (argc entries) */
+    lk_inputs_params in;
+    const char      *layer, *out, *npy, *cmap, *title;
+    long long        n, dpi;
+    int              json, quiet, size_given;
+    int64_t          size[2];
+    lk_erf_mode      mode;
+    lk_grad_sign     sign;
+    double           thr[LK_ERF_MAX_THRESHOLDS];
+    int              n_thr;
 } erf_cfg;
 
 typedef struct erf_result {
-    const char  *path;
-    char         layer[256];
-    int64_t      used, skipped, zero, fshape[4];
-    lk_tensor   *mean, *a;
-    lk_erf_ratio r[MAX_THR];
-    int          clipped;
-    double       seconds, image_seconds; /* total (load, plan, images) and the image loop */
+    const char    *path;
+    lk_erf_result *r;
 } erf_result;
 
-static int add_image(erf_cfg *g, const char *p) {
-    if (g->n_images == g->cap_images) {
-        int64_t      nc = g->cap_images ? g->cap_images * 2 : 64;
-        const char **ni = realloc(g->images, sizeof *ni * (size_t)nc);
-        if (!ni) return 0;
-        g->images     = ni;
-        g->cap_images = nc;
+/* Parses "S" or "HxW" into size (H, W); 0 after printing an error. */
+static int parse_size(const char *val, int64_t size[2]) {
+    long long   v[2];
+    const char *x = strchr(val, 'x');
+    char        hb[32];
+    if (x && (size_t)(x - val) >= sizeof hb) {
+        cli_error("--size", "'%s' is not S or HxW", val);
+        return 0;
     }
-    g->images[g->n_images++] = p;
+    if (x) {
+        memcpy(hb, val, (size_t)(x - val));
+        hb[x - val] = 0;
+    }
+    if (!cli_parse_int("--size", x ? hb : val, 1, 65536, &v[0])) return 0;
+    if (x && !cli_parse_int("--size", x + 1, 1, 65536, &v[1])) return 0;
+    size[0] = v[0];
+    size[1] = x ? v[1] : v[0];
     return 1;
 }
 
-static int is_image_file(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
-    unsigned char b[8] = {0};
-    size_t        n    = fread(b, 1, 8, f);
-    fclose(f);
-    return (n == 8 && memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0) ||
-           (n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF);
-}
-
-static int has_image_ext(const char *name) {
-    const char *d = strrchr(name, '.');
-    return d && (!strcasecmp(d, ".png") || !strcasecmp(d, ".jpg") || !strcasecmp(d, ".jpeg"));
-}
-
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* Appends DIR's PNG/JPEG files in sorted name order; the strings are leaked into *store
- * (freed by the caller). */
-static int scan_dir(erf_cfg *g, const char *dir, char ***store, int64_t *n_store) {
-    DIR *d = opendir(dir);
-    if (!d) {
-        cli_error(dir, "cannot open image directory: %s", strerror(errno));
+/* --mean / --std: 1 or 3 values (std positive) into out; 0 after printing an error. */
+static int parse_norm(const char *nm, const char *val, int is_std, float out[3]) {
+    double d[3];
+    int    k = cli_parse_doubles(nm, val, d, 3);
+    if (k < 0) return 0;
+    if (k == 1) d[1] = d[2] = d[0];
+    else if (k != 3) {
+        cli_error(nm, "give 1 or 3 values, got %d", k);
         return 0;
     }
-    struct dirent *e;
-    char         **names = NULL;
-    int64_t        n = 0, cap = 0;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.' || !has_image_ext(e->d_name)) continue;
-        if (n == cap) {
-            cap          = cap ? cap * 2 : 64;
-            char **nn    = realloc(names, sizeof *nn * (size_t)cap);
-            if (!nn) break;
-            names = nn;
+    for (int j = 0; j < 3; j++) {
+        if (is_std && !(d[j] > 0)) {
+            cli_error(nm, "std must be positive");
+            return 0;
         }
-        size_t len = strlen(dir) + strlen(e->d_name) + 2;
-        names[n]   = malloc(len);
-        if (!names[n]) break;
-        snprintf(names[n], len, "%s/%s", dir, e->d_name);
-        n++;
+        out[j] = (float)d[j];
     }
-    closedir(d);
-    if (n == 0) {
-        free(names);
-        cli_error(dir, "no .png/.jpg/.jpeg images in the directory");
-        return 0;
-    }
-    qsort(names, (size_t)n, sizeof *names, cmp_str);
-    for (int64_t i = 0; i < n; i++) add_image(g, names[i]);
-    *store   = names;
-    *n_store = n;
     return 1;
 }
 
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z          = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z          = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+/* Looks val up in names (n entries); the index or -1 after printing an error. */
+static int parse_choice(const char *opt, const char *val, const char *const *names, int n) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(val, names[i])) return i;
+    cli_error(opt, "'%s' is not one of %s%s%s%s%s", val, names[0], n > 1 ? ", " : "",
+              n > 1 ? names[1] : "", n > 2 ? ", " : "", n > 2 ? names[2] : "");
+    return -1;
 }
 
-static double uniform01(uint64_t *s) { return ((double)(splitmix(s) >> 11) + 0.5) / 9007199254740992.0; }
+static int parse_thresholds(erf_cfg *g, const char *val) {
+    int k = cli_parse_doubles("--thresholds", val, g->thr, LK_ERF_MAX_THRESHOLDS);
+    if (k < 0) return 0;
+    for (int j = 0; j < k; j++)
+        if (!(g->thr[j] > 0 && g->thr[j] < 1)) {
+            cli_error("--thresholds", "%g is not in (0, 1)", g->thr[j]);
+            return 0;
+        }
+    g->n_thr = k;
+    return 1;
+}
 
-static void fill_noise(float *p, int64_t n, uint64_t seed, int64_t index) {
-    uint64_t s = seed * 0x100000001B3ull + (uint64_t)index * 0x9E3779B97F4A7C15ull + 1;
-    for (int64_t i = 0; i < n; i += 2) {
-        double u1 = uniform01(&s), u2 = uniform01(&s), r = sqrt(-2.0 * log(u1));
-        p[i] = (float)(r * cos(2 * M_PI * u2));
-        if (i + 1 < n) p[i + 1] = (float)(r * sin(2 * M_PI * u2));
+static int add_positional(erf_cfg *g, const char *val) {
+    if (lk_inputs_is_image_file(val)) {
+        g->files[g->in.n_files++] = val;
+        return 1;
+    }
+    if (g->n_models == MAX_MODELS) {
+        cli_error("erf", "at most %d models in one call", MAX_MODELS);
+        return 0;
+    }
+    g->models[g->n_models++] = val;
+    return 1;
+}
+
+/* Applies one parsed item; 0 after printing an error. */
+static int apply_item(erf_cfg *g, const cli_item *it) {
+    static const char *const resample[] = {"nearest", "bilinear", "bicubic"};
+    static const char *const modes[]    = {"replknet", "raw"};
+    static const char *const signs[]    = {"relu", "abs", "signed"};
+    long long                v;
+    int                      k;
+    switch (it->id) {
+    case OPT_POSITIONAL: return add_positional(g, it->val);
+    case OPT_LAYER: g->layer = it->val; return 1;
+    case OPT_IMAGES: g->in.dir = it->val; return 1;
+    case OPT_INPUTS: g->in.npy = it->val; return 1;
+    case OPT_NOISE:
+        if (!cli_parse_int("--noise", it->val, 1, 1000000, &v)) return 0;
+        g->in.noise = v;
+        return 1;
+    case OPT_SEED:
+        if (!cli_parse_int("--seed", it->val, 0, (long long)1 << 62, &v)) return 0;
+        g->in.seed = (uint64_t)v;
+        return 1;
+    case OPT_SHUFFLE: g->in.shuffle = 1; return 1;
+    case OPT_SIZE: g->size_given = 1; return parse_size(it->val, g->size);
+    case OPT_N: return cli_parse_int("--n", it->val, 1, 100000000, &g->n);
+    case OPT_MEAN: return parse_norm("--mean", it->val, 0, g->in.mean);
+    case OPT_STD: return parse_norm("--std", it->val, 1, g->in.std);
+    case OPT_RESAMPLE:
+        if ((k = parse_choice("--resample", it->val, resample, 3)) < 0) return 0;
+        g->in.resample = (lk_resample)k;
+        return 1;
+    case OPT_MODE:
+        if ((k = parse_choice("--mode", it->val, modes, 2)) < 0) return 0;
+        g->mode = (lk_erf_mode)k;
+        return 1;
+    case OPT_GRAD_SIGN:
+        if ((k = parse_choice("--grad-sign", it->val, signs, 3)) < 0) return 0;
+        g->sign = (lk_grad_sign)k;
+        return 1;
+    case OPT_THRESHOLDS: return parse_thresholds(g, it->val);
+    case OPT_O: g->out = it->val; return 1;
+    case OPT_NPY: g->npy = it->val; return 1;
+    case OPT_DPI: return cli_parse_int("--dpi", it->val, 10, 2400, &g->dpi);
+    case OPT_CMAP: g->cmap = it->val; return 1;
+    case OPT_TITLE: g->title = it->val; return 1;
+    case OPT_JSON: g->json = 1; return 1;
+    case OPT_QUIET: g->quiet = 1; return 1;
+    default:
+        cli_error("erf", "unexpected argument '%s'", it->val ? it->val : "");
+        return 0;
     }
 }
 
@@ -177,127 +205,9 @@ static int parse_cfg(erf_cfg *g, int argc, char **argv) {
         free(items);
         return pr == 2 ? 2 : 0;
     }
-    long long v;
-    double    d[3];
     for (int i = 0; i < n; i++) {
-        const cli_item *it = &items[i];
-        int             a  = cli_common_apply(&g->c, it);
-        if (a < 0) goto done;
-        if (a) continue;
-        switch (it->id) {
-        case OPT_POSITIONAL:
-            if (is_image_file(it->val)) {
-                if (!add_image(g, it->val)) goto done;
-            } else {
-                if (g->n_models == MAX_MODELS) {
-                    cli_error("erf", "at most %d models in one call", MAX_MODELS);
-                    goto done;
-                }
-                g->models[g->n_models++] = it->val;
-            }
-            break;
-        case OPT_LAYER: g->layer = it->val; break;
-        case OPT_IMAGES: g->images_dir = it->val; break;
-        case OPT_INPUTS: g->inputs = it->val; break;
-        case OPT_NOISE:
-            if (!cli_parse_int("--noise", it->val, 1, 1000000, &g->noise)) goto done;
-            break;
-        case OPT_SEED:
-            if (!cli_parse_int("--seed", it->val, 0, (long long)1 << 62, &g->seed)) goto done;
-            break;
-        case OPT_SHUFFLE: g->shuffle = 1; break;
-        case OPT_SIZE: {
-            char *x = strchr(it->val, 'x');
-            if (x) {
-                char hb[32];
-                if ((size_t)(x - it->val) >= sizeof hb) goto bad_size;
-                memcpy(hb, it->val, (size_t)(x - it->val));
-                hb[x - it->val] = 0;
-                if (!cli_parse_int("--size", hb, 1, 65536, &v)) goto done;
-                g->size[0] = v;
-                if (!cli_parse_int("--size", x + 1, 1, 65536, &v)) goto done;
-                g->size[1] = v;
-            } else {
-                if (!cli_parse_int("--size", it->val, 1, 65536, &v)) goto done;
-                g->size[0] = g->size[1] = v;
-            }
-            break;
-        bad_size:
-            cli_error("--size", "'%s' is not S or HxW", it->val);
-            goto done;
-        }
-        case OPT_N:
-            if (!cli_parse_int("--n", it->val, 1, 100000000, &g->n)) goto done;
-            break;
-        case OPT_MEAN:
-        case OPT_STD: {
-            const char *nm = it->id == OPT_MEAN ? "--mean" : "--std";
-            int         k  = cli_parse_doubles(nm, it->val, d, 3);
-            if (k < 0) goto done;
-            if (k == 1) d[1] = d[2] = d[0];
-            else if (k != 3) {
-                cli_error(nm, "give 1 or 3 values, got %d", k);
-                goto done;
-            }
-            for (int j = 0; j < 3; j++) {
-                if (it->id == OPT_STD && !(d[j] > 0)) {
-                    cli_error(nm, "std must be positive");
-                    goto done;
-                }
-                (it->id == OPT_MEAN ? g->mean : g->std)[j] = d[j];
-            }
-            break;
-        }
-        case OPT_RESAMPLE:
-            if (!strcmp(it->val, "bicubic")) g->resample = LK_RESAMPLE_BICUBIC;
-            else if (!strcmp(it->val, "bilinear")) g->resample = LK_RESAMPLE_BILINEAR;
-            else if (!strcmp(it->val, "nearest")) g->resample = LK_RESAMPLE_NEAREST;
-            else {
-                cli_error("--resample", "'%s' is not bicubic, bilinear or nearest", it->val);
-                goto done;
-            }
-            break;
-        case OPT_MODE:
-            if (!strcmp(it->val, "replknet")) g->mode = LK_ERF_REPLKNET;
-            else if (!strcmp(it->val, "raw")) g->mode = LK_ERF_RAW;
-            else {
-                cli_error("--mode", "'%s' is not replknet or raw", it->val);
-                goto done;
-            }
-            break;
-        case OPT_GRAD_SIGN:
-            if (!strcmp(it->val, "relu")) g->sign = LK_SIGN_RELU;
-            else if (!strcmp(it->val, "abs")) g->sign = LK_SIGN_ABS;
-            else if (!strcmp(it->val, "signed")) g->sign = LK_SIGN_SIGNED;
-            else {
-                cli_error("--grad-sign", "'%s' is not relu, abs or signed", it->val);
-                goto done;
-            }
-            break;
-        case OPT_THRESHOLDS: {
-            int k = cli_parse_doubles("--thresholds", it->val, g->thr, MAX_THR);
-            if (k < 0) goto done;
-            for (int j = 0; j < k; j++)
-                if (!(g->thr[j] > 0 && g->thr[j] < 1)) {
-                    cli_error("--thresholds", "%g is not in (0, 1)", g->thr[j]);
-                    goto done;
-                }
-            g->n_thr = k;
-            break;
-        }
-        case OPT_O: g->out = it->val; break;
-        case OPT_NPY: g->npy = it->val; break;
-        case OPT_DPI:
-            if (!cli_parse_int("--dpi", it->val, 10, 2400, &g->dpi)) goto done;
-            break;
-        case OPT_CMAP: g->cmap = it->val; break;
-        case OPT_TITLE: g->title = it->val; break;
-        case OPT_JSON: g->json = 1; break;
-        case OPT_QUIET: g->quiet = 1; break;
-        default:
-            cli_error("erf", "unexpected argument '%s'", it->val ? it->val : "");
-            goto done;
-        }
+        int a = cli_common_apply(&g->c, &items[i]);
+        if (a < 0 || (!a && !apply_item(g, &items[i]))) goto done;
     }
     ok = 1;
 done:
@@ -305,179 +215,177 @@ done:
     return ok;
 }
 
-static const char *base_name(const char *p) {
-    const char *s = strrchr(p, '/');
-    return s ? s + 1 : p;
+/* The input size (H, W): --size; else the H, W of --input-shape (a model whose dims were given
+ * there runs at them: the recogniser's fixed height 48); else LK_ERF_DEFAULT_SIDE, the
+ * protocol's 1024.  Both options with different sizes are an error naming both. */
+static int input_size(erf_cfg *g) {
+    const lk_load_opts *lo  = &g->c.load;
+    int                 has = lo->n_input_shape == 4;
+    if (has && g->size_given &&
+        (lo->input_shape[2] != g->size[0] || lo->input_shape[3] != g->size[1])) {
+        cli_error("--size", "%lldx%lld conflicts with --input-shape %lld,%lld,%lld,%lld (H %lld, "
+                  "W %lld); give one of them", (long long)g->size[0], (long long)g->size[1],
+                  (long long)lo->input_shape[0], (long long)lo->input_shape[1],
+                  (long long)lo->input_shape[2], (long long)lo->input_shape[3],
+                  (long long)lo->input_shape[2], (long long)lo->input_shape[3]);
+        return 0;
+    }
+    if (has && !g->size_given) {
+        g->size[0] = lo->input_shape[2];
+        g->size[1] = lo->input_shape[3];
+    }
+    if (!g->size_given && !g->quiet && !g->in.npy)
+        fprintf(stderr, "lkprobe: note: input size %lldx%lld (%s; give --size to change)\n",
+                (long long)g->size[0], (long long)g->size[1],
+                has ? "from --input-shape" : "the protocol's default for the ERF");
+    return 1;
 }
 
-/* Runs the pass for one model over the configured inputs. */
-static int run_model(const erf_cfg *g, const char *path, const lk_tensor *npy_inputs,
-                     const int64_t *order, erf_result *res) {
-    lk_model *m  = NULL;
-    lk_erf   *e  = NULL;
-    lk_tensor *x = NULL;
-    lk_error  err;
-    int       rc = 1;
-    double    t0 = cli_now();
-    memset(&err, 0, sizeof err);
-    res->path = path;
-    if (cli_load_model(path, &g->c, &m)) return 1;
+/* The input shape (1, C, H, W) for model m: C from the model, H and W from the .npy batch or
+ * input_size.  0 after printing an error. */
+static int input_shape(const erf_cfg *g, const lk_inputs *in, const char *path, const lk_model *m,
+                       int64_t shape[4]) {
+    int64_t ish[LK_MAX_DIMS];
     if (lk_model_n_inputs(m) != 1) {
         cli_error(path, "erf needs a model with one input (this one has %lld)",
                   (long long)lk_model_n_inputs(m));
-        goto done;
+        return 0;
     }
-    int64_t ish[LK_MAX_DIMS];
-    int     ind = lk_model_input_shape(m, 0, ish);
+    int ind = lk_model_input_shape(m, 0, ish);
     if (ind != 4) {
         cli_error(path, "erf needs a 4-D image input (N, C, H, W); the model input has %d dims",
                   ind);
-        goto done;
+        return 0;
     }
-    int64_t C = ish[1], H = g->size[0], W = g->size[1];
-    if (npy_inputs) {
-        if (npy_inputs->shape[1] != C) {
-            cli_error(g->inputs, "inputs have %lld channels, model '%s' expects %lld",
-                      (long long)npy_inputs->shape[1], path, (long long)C);
-            goto done;
-        }
-        H = npy_inputs->shape[2];
-        W = npy_inputs->shape[3];
-    } else if (!g->noise && C != 3) {
+    const lk_tensor *b = lk_inputs_batch(in);
+    shape[0]           = 1;
+    shape[1]           = ish[1];
+    shape[2]           = b ? b->shape[2] : g->size[0];
+    shape[3]           = b ? b->shape[3] : g->size[1];
+    if (b && b->shape[1] != ish[1]) {
+        cli_error(g->in.npy, "inputs have %lld channels, model '%s' expects %lld",
+                  (long long)b->shape[1], path, (long long)ish[1]);
+        return 0;
+    }
+    if (lk_inputs_get_kind(in) == LK_INPUTS_FILES && ish[1] != 3) {
         cli_error(path, "model expects %lld input channels but images are RGB (3); "
-                  "give preprocessed --inputs X.npy or --noise N", (long long)C);
-        goto done;
+                  "give preprocessed --inputs X.npy or --noise N", (long long)ish[1]);
+        return 0;
     }
+    return 1;
+}
+
+static void progress_cb(void *user, int64_t used) { cli_progress_update(user, used); }
+
+/* Notes and warnings about one model's result on stderr. */
+static void result_notes(const erf_cfg *g, const char *path, const lk_erf_result *r) {
+    if (g->quiet) return;
+    if (r->used < g->n)
+        fprintf(stderr, "lkprobe: note: %s: %lld images used (fewer than --n %lld available)\n",
+                path, (long long)r->used, g->n);
+    if (r->zero)
+        fprintf(stderr, "lkprobe: note: %s: %lld images gave an all-zero map (no positive "
+                "centre activation, or vanished gradients; kept as the reference does)\n", path,
+                (long long)r->zero);
+    if (r->degenerate)
+        fprintf(stderr, "lkprobe: warning: %s: the mean map is all zero; no area ratio is "
+                "defined\n", path);
+    if (r->scaled_f64)
+        fprintf(stderr, "lkprobe: warning: %s: the map is tiny (float32 log10(x+1) is 0 "
+                "everywhere); A was computed in double with log1p\n", path);
+    if (r->clipped)
+        fprintf(stderr, "lkprobe: warning: %s: map is not square; squares are clipped at the "
+                "left/right borders as the reference does\n", path);
+}
+
+/* Runs the pass for one model over the inputs. */
+static int run_model(const erf_cfg *g, const char *path, lk_inputs *in, erf_result *res) {
+    lk_model *m = NULL;
+    lk_erf   *e = NULL;
+    lk_error  err;
+    int       rc = 1;
+    double    t0 = cli_now();
+    int64_t   shape[4];
+    memset(&err, 0, sizeof err);
+    res->path = path;
+    if (cli_load_model(path, &g->c, &m)) return 1;
+    if (!input_shape(g, in, path, m, shape)) goto done;
     lk_erf_params p = lk_erf_params_default();
     p.threads       = g->c.threads;
     p.sign          = g->sign;
-    if (g->layer) {
-        p.layer = lk_model_find_value(m, g->layer);
-        if (p.layer < 0) {
-            cli_error(g->layer, "no tensor of that name in %s (see lkprobe info %s)", path, path);
-            goto done;
-        }
-    }
-    int64_t shape[4] = {1, C, H, W};
-    if (lk_erf_alloc(m, &p, shape, &e, &err) != LK_OK) {
-        lk_error_prefix(&err, "%s: ", path);
-        cli_error_lk(&err);
+    if (g->layer && (p.layer = lk_model_find_value(m, g->layer)) < 0) {
+        cli_error(g->layer, "no tensor of that name in %s (see lkprobe info %s)", path, path);
         goto done;
     }
-    snprintf(res->layer, sizeof res->layer, "%s", lk_model_value_name(m, lk_erf_layer(e)));
-    memcpy(res->fshape, lk_erf_layer_value(e)->shape, sizeof res->fshape);
-    if (lk_tensor_alloc(LK_F32, 4, shape, &x, &err) != LK_OK) {
-        cli_error_lk(&err);
-        goto done;
-    }
-    int64_t avail = npy_inputs ? npy_inputs->shape[0] : g->noise ? g->noise : g->n_images;
-    int64_t want  = g->n < avail ? g->n : avail;
+    if (lk_erf_alloc(m, &p, shape, &e, &err) != LK_OK) goto fail;
+    int64_t avail = lk_inputs_count(in), want = g->n < avail ? g->n : avail;
     char    label[96];
-    snprintf(label, sizeof label, "erf %s", base_name(path));
+    snprintf(label, sizeof label, "erf %s", lk_base_name(path));
     cli_progress prog;
     cli_progress_start(&prog, label, want, g->quiet);
-    lk_preprocess pp = lk_preprocess_imagenet(W, H);
-    pp.resample      = g->resample;
-    for (int k = 0; k < 3; k++) {
-        pp.mean[k] = (float)g->mean[k];
-        pp.std[k]  = (float)g->std[k];
-    }
-    int64_t per = C * H * W;
-    double  ti  = cli_now();
-    for (int64_t i = 0; i < avail && lk_erf_n_used(e) < want; i++) {
-        if (npy_inputs) {
-            memcpy(x->data, (const float *)npy_inputs->data + i * per, sizeof(float) * (size_t)per);
-        } else if (g->noise) {
-            fill_noise(x->data, per, (uint64_t)g->seed, i);
-        } else {
-            const char *ip = g->images[order[i]];
-            lk_image   *im = NULL;
-            lk_tensor  *t  = NULL;
-            if (lk_image_read(ip, &im, &err) != LK_OK ||
-                lk_image_to_tensor(im, &pp, &t, &err) != LK_OK) {
-                lk_image_free(im);
-                if (!g->quiet) fputc('\n', stderr);
-                cli_error_lk(&err);
-                goto done;
-            }
-            memcpy(x->data, t->data, sizeof(float) * (size_t)per);
-            lk_tensor_free(t);
-            lk_image_free(im);
-        }
-        if (lk_erf_add(e, x, NULL, &err) != LK_OK) {
-            if (!g->quiet) fputc('\n', stderr);
-            lk_error_prefix(&err, "%s: ", path);
-            cli_error_lk(&err);
-            goto done;
-        }
-        cli_progress_update(&prog, lk_erf_n_used(e));
-    }
+    lk_status st = lk_erf_add_inputs(e, in, want, progress_cb, &prog, &err);
+    if (st != LK_OK && !g->quiet) fputc('\n', stderr);
+    if (st != LK_OK) goto fail;
     cli_progress_end(&prog, lk_erf_n_used(e));
-    res->image_seconds = cli_now() - ti;
-    res->used          = lk_erf_n_used(e);
-    res->skipped = lk_erf_n_skipped(e);
-    res->zero    = lk_erf_n_zero(e);
-    if (res->used == 0) {
-        cli_error(path, "no usable image: all %lld maps contained NaN", (long long)res->skipped);
+    if (lk_erf_n_used(e) == 0) {
+        cli_error(path, "no usable image: all %lld maps contained NaN",
+                  (long long)lk_erf_n_skipped(e));
         goto done;
     }
-    if (res->used < g->n && !g->quiet)
-        fprintf(stderr, "lkprobe: note: %s: %lld images used (fewer than --n %lld available)\n",
-                path, (long long)res->used, g->n);
-    if (res->zero && !g->quiet)
-        fprintf(stderr, "lkprobe: note: %s: %lld images had no positive centre activation "
-                "(all-zero maps, kept as the reference does)\n", path, (long long)res->zero);
-    if (lk_tensor_alloc_like(lk_erf_mean(e), &res->mean, &err) != LK_OK ||
-        lk_erf_transform(lk_erf_mean(e), g->mode, &res->a, &err) != LK_OK ||
-        lk_erf_area_ratios(res->a, g->n_thr, g->thr, res->r, &res->clipped, &err) != LK_OK) {
-        cli_error_lk(&err);
-        goto done;
-    }
-    memcpy(res->mean->data, lk_erf_mean(e)->data,
-           sizeof(float) * (size_t)lk_tensor_numel(res->mean));
-    if (res->clipped && !g->quiet)
-        fprintf(stderr, "lkprobe: warning: %s: map is not square; squares are clipped at the "
-                "left/right borders as the reference does\n", path);
-    res->seconds = cli_now() - t0;
-    rc           = 0;
+    if (lk_erf_get_result(e, g->mode, g->n_thr, g->thr, &res->r, &err) != LK_OK) goto fail;
+    result_notes(g, path, res->r);
+    res->r->seconds = cli_now() - t0;
+    rc              = 0;
+    goto done;
+fail:
+    if (lk_inputs_get_kind(in) != LK_INPUTS_FILES) lk_error_prefix(&err, "%s: ", path);
+    cli_error_lk(&err);
 done:
-    lk_tensor_free(x);
     lk_erf_free(e);
     lk_model_free(m);
     return rc;
 }
 
-static void ratio_text(const erf_cfg *g, const erf_result *r, char *buf, size_t n) {
+static void ratio_text(const lk_erf_result *r, char *buf, size_t n) {
     size_t k = 0;
-    for (int i = 0; i < g->n_thr && k < n; i++) {
-        if (r->r[i].reached)
+    for (int i = 0; i < r->n_thr && k < n; i++) {
+        if (r->ratios[i].reached)
             k += (size_t)snprintf(buf + k, n - k, "%st=%g: %.2f%% (side %lld)", i ? ", " : "",
-                                  g->thr[i], 100 * r->r[i].ratio, (long long)r->r[i].side);
+                                  r->ratios[i].t, 100 * r->ratios[i].ratio,
+                                  (long long)r->ratios[i].side);
         else
-            k += (size_t)snprintf(buf + k, n - k, "%st=%g: not reached", i ? ", " : "", g->thr[i]);
+            k += (size_t)snprintf(buf + k, n - k, "%st=%g: not reached", i ? ", " : "",
+                                  r->ratios[i].t);
     }
+}
+
+static void figure_caption(const erf_cfg *g, const erf_result *res, int nm, char *caption,
+                           size_t cap) {
+    char   line[1024];
+    size_t k = 0;
+    for (int i = 0; i < nm && k < cap; i++) {
+        ratio_text(res[i].r, line, sizeof line);
+        k += (size_t)snprintf(caption + k, cap - k, "%s%s%s%s", i ? "\n" : "",
+                              nm > 1 ? lk_base_name(res[i].path) : "", nm > 1 ? ": " : "", line);
+    }
+    const lk_erf_result *r = res[0].r;
+    if (k < cap)
+        snprintf(caption + k, cap - k,
+                 "\nERF, %s mode: %lld images at %lldx%lld, layer %s; mean %.3g,%.3g,%.3g std "
+                 "%.3g,%.3g,%.3g",
+                 g->mode == LK_ERF_REPLKNET ? "RepLKNet (log10(x+1)/max)" : "raw (x/max)",
+                 (long long)r->used, (long long)r->size[0], (long long)r->size[1],
+                 nm > 1 ? "per model (see JSON)" : r->layer, g->in.mean[0], g->in.mean[1],
+                 g->in.mean[2], g->in.std[0], g->in.std[1], g->in.std[2]);
 }
 
 static int draw_figure(const erf_cfg *g, erf_result *res, int nm) {
     lk_fig  *fig = NULL;
     lk_error err;
     int      rc = 1;
-    char     caption[4096], line[1024];
-    size_t   k = 0;
+    char     caption[4096];
     memset(&err, 0, sizeof err);
-    for (int i = 0; i < nm; i++) {
-        ratio_text(g, &res[i], line, sizeof line);
-        k += (size_t)snprintf(caption + k, sizeof caption - k, "%s%s%s%s", i ? "\n" : "",
-                              nm > 1 ? base_name(res[i].path) : "", nm > 1 ? ": " : "", line);
-    }
-    if (k < sizeof caption)
-        snprintf(caption + k, sizeof caption - k,
-                 "\nERF, %s mode: %lld images at %lldx%lld, layer %s; mean %.3g,%.3g,%.3g std "
-                 "%.3g,%.3g,%.3g",
-                 g->mode == LK_ERF_REPLKNET ? "RepLKNet (log10(x+1)/max)" : "raw (x/max)",
-                 (long long)res[0].used, (long long)res[0].mean->shape[0],
-                 (long long)res[0].mean->shape[1], nm > 1 ? "per model (see JSON)" : res[0].layer,
-                 g->mean[0], g->mean[1], g->mean[2], g->std[0], g->std[1], g->std[2]);
+    figure_caption(g, res, nm, caption, sizeof caption);
     double cell = 3.4, w = cell * nm + 0.2, h = cell + 1.3 + 0.18 * nm;
     if (lk_fig_alloc(w, h, (double)g->dpi, &fig, &err) != LK_OK) goto fail;
     lk_layout lay   = {0};
@@ -489,26 +397,23 @@ static int draw_figure(const erf_cfg *g, erf_result *res, int nm) {
     if (lk_fig_grid(fig, &lay, &err) != LK_OK) goto fail;
     lk_heatmap_opts ho;
     memset(&ho, 0, sizeof ho);
-    if (g->cmap) {
-        if (lk_cmap_from_name(g->cmap, &ho.cmap, &err) != LK_OK) goto fail;
-    } else {
-        if (lk_cmap_from_name("RdYlGn", &ho.cmap, &err) != LK_OK) goto fail;
-        ho.norm.centered = 1;
-        ho.norm.center   = 0;
-    }
-    ho.norm.vmin = 0;
-    ho.norm.vmax = 1;
+    if (lk_cmap_from_name(g->cmap ? g->cmap : "RdYlGn", &ho.cmap, &err) != LK_OK) goto fail;
+    ho.norm.centered = !g->cmap;
+    ho.norm.center   = 0;
+    ho.norm.vmin     = 0;
+    ho.norm.vmax     = 1;
     for (int i = 0; i < nm; i++) {
         lk_axes *ax = NULL;
-        ho.title    = nm > 1 ? base_name(res[i].path) : NULL;
+        ho.title    = nm > 1 ? lk_base_name(res[i].path) : NULL;
         if (lk_fig_panel(fig, 0, i, 1, 1, &ax, &err) != LK_OK ||
-            lk_plot_heatmap(ax, res[i].a, &ho, &err) != LK_OK)
+            lk_plot_heatmap(ax, res[i].r->a, &ho, &err) != LK_OK)
             goto fail;
     }
     lk_cbar_opts cb;
     memset(&cb, 0, sizeof cb);
     cb.loc   = LK_CBAR_TOP;
-    cb.label = g->mode == LK_ERF_REPLKNET ? "log10(contribution + 1), normalised" : "contribution, normalised";
+    cb.label = g->mode == LK_ERF_REPLKNET ? "log10(contribution + 1), normalised"
+                                          : "contribution, normalised";
     if (lk_fig_colorbar(fig, ho.cmap, &ho.norm, &cb, &err) != LK_OK) goto fail;
     if (lk_fig_save(fig, g->out, &err) != LK_OK) goto fail;
     rc = 0;
@@ -520,184 +425,135 @@ done:
     return rc;
 }
 
-static void print_json_one(const erf_cfg *g, const erf_result *r, double peak_mb) {
-    printf("{\"model\":");
-    cli_json_str(stdout, r->path);
-    printf(",\"layer\":");
-    cli_json_str(stdout, r->layer);
-    printf(",\"feature_shape\":");
-    cli_json_shape(stdout, 4, r->fshape);
-    printf(",\"images\":%lld,\"skipped\":%lld,\"zero\":%lld,\"size\":[%lld,%lld],\"mode\":\"%s\","
-           "\"grad_sign\":\"%s\"",
-           (long long)r->used, (long long)r->skipped, (long long)r->zero,
-           (long long)r->mean->shape[0], (long long)r->mean->shape[1],
-           g->mode == LK_ERF_REPLKNET ? "replknet" : "raw",
-           g->sign == LK_SIGN_RELU ? "relu" : g->sign == LK_SIGN_ABS ? "abs" : "signed");
-    printf(",\"ratios\":{");
-    for (int i = 0; i < g->n_thr; i++) {
-        printf("%s\"%g\":", i ? "," : "", g->thr[i]);
-        if (r->r[i].reached) printf("%.9g", r->r[i].ratio);
-        else printf("null");
+/* The raw mean maps (stacked when several models). */
+static int write_map(const erf_cfg *g, const erf_result *res) {
+    lk_error   err;
+    lk_tensor *stack = NULL;
+    memset(&err, 0, sizeof err);
+    const lk_tensor *src = res[0].r->mean;
+    if (g->n_models > 1) {
+        int64_t sh[3] = {g->n_models, src->shape[0], src->shape[1]};
+        if (lk_tensor_alloc(LK_F32, 3, sh, &stack, &err) != LK_OK) {
+            cli_error_lk(&err);
+            return 1;
+        }
+        int64_t per = sh[1] * sh[2];
+        for (int i = 0; i < g->n_models; i++)
+            memcpy((float *)stack->data + i * per, res[i].r->mean->data,
+                   sizeof(float) * (size_t)per);
+        src = stack;
     }
-    printf("},\"sides\":{");
-    for (int i = 0; i < g->n_thr; i++) {
-        printf("%s\"%g\":", i ? "," : "", g->thr[i]);
-        if (r->r[i].reached) printf("%lld", (long long)r->r[i].side);
-        else printf("null");
+    lk_status st = lk_npy_write(g->npy, src, &err);
+    lk_tensor_free(stack);
+    if (st != LK_OK) cli_error_lk(&err);
+    return st != LK_OK;
+}
+
+static int print_json(const erf_cfg *g, erf_result *res) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double   peak = (double)ru.ru_maxrss / 1024.0;
+    lk_error err;
+    memset(&err, 0, sizeof err);
+    if (g->n_models == 1) res[0].r->peak_rss_mb = peak;
+    else printf("{\"models\":[");
+    for (int i = 0; i < g->n_models; i++) {
+        char *js = NULL;
+        if (lk_erf_result_json(res[i].r, res[i].path, &js, &err) != LK_OK) {
+            cli_error_lk(&err);
+            return 1;
+        }
+        printf("%s%s", i ? "," : "", js);
+        lk_free(js);
     }
-    printf("},\"seconds\":%.3f,\"image_seconds\":%.3f", r->seconds, r->image_seconds);
-    if (peak_mb >= 0) printf(",\"peak_rss_mb\":%.1f", peak_mb);
-    printf("}");
+    if (g->n_models > 1) printf("],\"peak_rss_mb\":%.1f}", peak);
+    printf("\n");
+    return 0;
+}
+
+static void print_text(const erf_cfg *g, const erf_result *res) {
+    for (int i = 0; i < g->n_models; i++) {
+        const lk_erf_result *r = res[i].r;
+        char                 line[1024];
+        ratio_text(r, line, sizeof line);
+        printf("%s: layer %s, %lld images (%lld skipped, %lld zero) at %lldx%lld\n  %s\n",
+               res[i].path, r->layer, (long long)r->used, (long long)r->skipped,
+               (long long)r->zero, (long long)r->size[0], (long long)r->size[1], line);
+    }
+    if (g->out) printf("figure: %s\n", g->out);
+    if (g->npy) printf("map: %s\n", g->npy);
+}
+
+/* Checks the command line after parsing; 0 after printing an error. */
+static int check_cfg(const erf_cfg *g) {
+    if (g->n_models == 0) {
+        cli_error("erf", "no model given (usage: lkprobe erf %s)", erf_spec.usage);
+        return 0;
+    }
+    if (g->out) {
+        const char *d = strrchr(g->out, '.');
+        if (!d || (strcasecmp(d, ".png") && strcasecmp(d, ".svg") && strcasecmp(d, ".pdf"))) {
+            cli_error(g->out, "figure must end in .png, .svg or .pdf");
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int same_sizes(const erf_cfg *g, const erf_result *res) {
+    for (int i = 1; i < g->n_models; i++)
+        if (res[i].r->size[0] != res[0].r->size[0] || res[i].r->size[1] != res[0].r->size[1]) {
+            cli_error("erf", "models produced maps of different sizes");
+            return 0;
+        }
+    return 1;
 }
 
 int cmd_erf(int argc, char **argv) {
     erf_cfg g;
     memset(&g, 0, sizeof g);
-    g.size[0] = g.size[1] = 1024;
+    g.in      = lk_inputs_params_default();
+    g.size[0] = g.size[1] = LK_ERF_DEFAULT_SIDE;
     g.n                   = 50;
     g.dpi                 = 100;
-    const double mean[3] = {0.485, 0.456, 0.406}, stdv[3] = {0.229, 0.224, 0.225};
-    memcpy(g.mean, mean, sizeof mean);
-    memcpy(g.std, stdv, sizeof stdv);
-    g.resample = LK_RESAMPLE_BICUBIC;
-    const double thr[4] = {0.2, 0.3, 0.5, 0.99};
-    memcpy(g.thr, thr, sizeof thr);
-    g.n_thr = 4;
+    g.n_thr               = LK_ERF_N_DEFAULT_THRESHOLDS;
+    memcpy(g.thr, lk_erf_default_thresholds(), sizeof(double) * LK_ERF_N_DEFAULT_THRESHOLDS);
     erf_result res[MAX_MODELS];
     memset(res, 0, sizeof res);
-    char     **dir_names = NULL;
-    int64_t    n_dir = 0, *order = NULL;
-    lk_tensor *npy = NULL;
-    int        rc = 1, done_models = 0;
-    int        pr = parse_cfg(&g, argc, argv);
+    lk_inputs *in = NULL;
+    lk_error   err;
+    int        rc = 1, pr = 0;
+    memset(&err, 0, sizeof err);
+    g.files = calloc((size_t)argc + 1, sizeof *g.files);
+    if (!g.files) goto done;
+    g.in.files = g.files;
+    pr         = parse_cfg(&g, argc, argv);
     if (pr != 1) {
         rc = pr == 2 ? 0 : 1;
         goto done;
     }
-    if (g.n_models == 0) {
-        cli_error("erf", "no model given (usage: lkprobe erf %s)", erf_spec.usage);
+    if (!check_cfg(&g) || !input_size(&g)) goto done;
+    if (lk_inputs_alloc(&g.in, &in, &err) != LK_OK) {
+        cli_error_lk(&err);
         goto done;
     }
-    if (g.images_dir && !scan_dir(&g, g.images_dir, &dir_names, &n_dir)) goto done;
-    int sources = (g.n_images > 0) + (g.inputs != NULL) + (g.noise > 0);
-    if (sources > 1) {
-        cli_error("erf", "give images, --inputs or --noise, not several");
-        goto done;
-    }
-    if (sources == 0) {
-        cli_error("erf", "no inputs: give image files, --images DIR, --inputs X.npy or --noise N");
-        goto done;
-    }
-    if (g.inputs) {
-        lk_error err;
-        memset(&err, 0, sizeof err);
-        if (lk_npy_read(g.inputs, &npy, &err) != LK_OK) {
-            cli_error_lk(&err);
-            goto done;
-        }
-        if (npy->ndim != 4) {
-            char b[96];
-            cli_error(g.inputs, "inputs must be (N, C, H, W); the array has shape %s",
-                      lk_shape_str(npy->ndim, npy->shape, b, sizeof b));
-            goto done;
-        }
-    }
-    if (g.out) {
-        const char *d = strrchr(g.out, '.');
-        if (!d || (strcasecmp(d, ".png") && strcasecmp(d, ".svg") && strcasecmp(d, ".pdf"))) {
-            cli_error(g.out, "figure must end in .png, .svg or .pdf");
-            goto done;
-        }
-    }
-    if (g.n_images) {
-        order = malloc(sizeof *order * (size_t)g.n_images);
-        if (!order) goto done;
-        for (int64_t i = 0; i < g.n_images; i++) order[i] = i;
-        if (g.shuffle) {
-            uint64_t s = (uint64_t)g.seed + 0x5EEDull;
-            for (int64_t i = g.n_images - 1; i > 0; i--) {
-                int64_t j = (int64_t)(splitmix(&s) % (uint64_t)(i + 1)), t = order[i];
-                order[i]  = order[j];
-                order[j]  = t;
-            }
-        }
-    }
-    for (int i = 0; i < g.n_models; i++) {
-        done_models = i + 1;
-        if (run_model(&g, g.models[i], npy, order, &res[i])) goto done;
-    }
-    if (g.n_models > 1)
-        for (int i = 1; i < g.n_models; i++)
-            if (res[i].mean->shape[0] != res[0].mean->shape[0] ||
-                res[i].mean->shape[1] != res[0].mean->shape[1]) {
-                cli_error("erf", "models produced maps of different sizes");
-                goto done;
-            }
+    for (int i = 0; i < g.n_models; i++)
+        if (run_model(&g, g.models[i], in, &res[i])) goto done;
+    if (!same_sizes(&g, res)) goto done;
     /* Outputs: npy first, then the figure; on a failure remove what was written. */
-    if (g.npy) {
-        lk_error   err;
-        lk_tensor *stack = NULL;
-        memset(&err, 0, sizeof err);
-        const lk_tensor *src = res[0].mean;
-        if (g.n_models > 1) {
-            int64_t sh[3] = {g.n_models, res[0].mean->shape[0], res[0].mean->shape[1]};
-            if (lk_tensor_alloc(LK_F32, 3, sh, &stack, &err) != LK_OK) {
-                cli_error_lk(&err);
-                goto done;
-            }
-            int64_t per = sh[1] * sh[2];
-            for (int i = 0; i < g.n_models; i++)
-                memcpy((float *)stack->data + i * per, res[i].mean->data, sizeof(float) * (size_t)per);
-            src = stack;
-        }
-        lk_status st = lk_npy_write(g.npy, src, &err);
-        lk_tensor_free(stack);
-        if (st != LK_OK) {
-            cli_error_lk(&err);
-            goto done;
-        }
-    }
+    if (g.npy && write_map(&g, res)) goto done;
     if (g.out && draw_figure(&g, res, g.n_models)) {
         if (g.npy) unlink(g.npy);
         goto done;
     }
-    if (g.json) {
-        struct rusage ru;
-        getrusage(RUSAGE_SELF, &ru);
-        double peak = (double)ru.ru_maxrss / 1024.0;
-        if (g.n_models == 1) {
-            print_json_one(&g, &res[0], peak);
-            printf("\n");
-        } else {
-            printf("{\"models\":[");
-            for (int i = 0; i < g.n_models; i++) {
-                if (i) printf(",");
-                print_json_one(&g, &res[i], -1);
-            }
-            printf("],\"peak_rss_mb\":%.1f}\n", peak);
-        }
-    } else {
-        for (int i = 0; i < g.n_models; i++) {
-            char line[1024];
-            ratio_text(&g, &res[i], line, sizeof line);
-            printf("%s: layer %s, %lld images (%lld skipped, %lld zero) at %lldx%lld\n  %s\n",
-                   res[i].path, res[i].layer, (long long)res[i].used,
-                   (long long)res[i].skipped, (long long)res[i].zero,
-                   (long long)res[i].mean->shape[0], (long long)res[i].mean->shape[1], line);
-        }
-        if (g.out) printf("figure: %s\n", g.out);
-        if (g.npy) printf("map: %s\n", g.npy);
+    if (g.json) rc = print_json(&g, res);
+    else {
+        print_text(&g, res);
+        rc = 0;
     }
-    rc = 0;
 done:
-    for (int i = 0; i < done_models; i++) {
-        lk_tensor_free(res[i].mean);
-        lk_tensor_free(res[i].a);
-    }
-    for (int64_t i = 0; i < n_dir; i++) free(dir_names[i]);
-    free(dir_names);
-    free(g.images);
-    free(order);
-    lk_tensor_free(npy);
+    for (int i = 0; i < g.n_models; i++) lk_erf_result_free(res[i].r);
+    lk_inputs_free(in);
+    free(g.files);
     return rc;
 }

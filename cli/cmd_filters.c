@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "util/lk_util.h"
 #include "lkprobe/lk_filters.h"
 #include "lkprobe/lk_render.h"
 #include "lkprobe/lk_spectra.h"
@@ -110,11 +111,6 @@ done:
     return ok;
 }
 
-static const char *base_name(const char *p) {
-    const char *s = strrchr(p, '/');
-    return s ? s + 1 : p;
-}
-
 static void jnum(double v) {
     if (isfinite(v)) printf("%.17g", v);
     else printf("null");
@@ -149,7 +145,7 @@ static int load_meta_groups(const lk_filters *f, const char *file, grouping *G) 
         while (gi < G->n && strcmp(G->labels[gi], grp) != 0) gi++;
         for (int64_t i = 0; i < nm; i++) {
             const char *lab = lk_filters_model_info(f, i)->label;
-            if (strcmp(lab, line) != 0 && strcmp(base_name(lab), line) != 0) continue;
+            if (strcmp(lab, line) != 0 && strcmp(lk_base_name(lab), line) != 0) continue;
             if (gi == G->n) {
                 if (G->n == MAX_GROUPS) break;
                 G->labels[G->n++] = strdup(grp);
@@ -183,7 +179,7 @@ static int build_groupings(const filt_cfg *g, const lk_filters *f, grouping *G, 
             q->n      = lk_filters_n_models(f);
             q->labels = calloc((size_t)q->n, sizeof *q->labels);
             for (int64_t k = 0; q->labels && k < q->n; k++)
-                q->labels[k] = strdup(base_name(lk_filters_model_info(f, k)->label));
+                q->labels[k] = strdup(lk_base_name(lk_filters_model_info(f, k)->label));
         } else if (!strcmp(list[i], "depth")) {
             snprintf(q->name, sizeof q->name, "depth_decile");
             q->kind   = LK_GROUP_DECILE;
@@ -220,34 +216,28 @@ static void free_groupings(grouping *G, int ng) {
 }
 
 static int write_csv(const char *path, const lk_filters *f) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *fp = fopen(tmp, "w");
-    if (!fp) {
-        cli_error(path, "cannot write the CSV file");
-        return 0;
-    }
-    fprintf(fp, "model,name,c_out,c_in,groups,kh,kw,n,depth,conv_depth,conv_depth_norm,sparsity,"
+    lk_sb b = {0};
+    lk_sb_printf(&b, "model,name,c_out,c_in,groups,kh,kw,n,depth,conv_depth,conv_depth_norm,sparsity,"
                 "variance_entropy,variance_entropy_norm,variance_entropy_clean,"
                 "variance_entropy_norm_clean,orthogonality,norm_l1,norm_l2,norm_l1_norm,"
                 "norm_l2_norm,flags\n");
     for (int64_t i = 0; i < lk_filters_n_layers(f); i++) {
         const lk_filters_layer *L = lk_filters_get_layer(f, i);
-        fprintf(fp, "\"%s\",\"%s\",%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%.17g,%.17g,%.17g,%.17g,"
+        lk_sb_printf(&b, "\"%s\",\"%s\",%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%.17g,%.17g,%.17g,%.17g,"
                     "%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%d\n",
-                base_name(lk_filters_model_info(f, L->model)->label), L->name, (long long)L->c_out,
+                lk_base_name(lk_filters_model_info(f, L->model)->label), L->name, (long long)L->c_out,
                 (long long)L->c_in, (long long)L->groups, (long long)L->kh, (long long)L->kw,
                 (long long)L->n, (long long)L->depth, (long long)L->conv_depth, L->conv_depth_norm,
                 L->sparsity, L->variance_entropy, L->variance_entropy_norm,
                 L->variance_entropy_clean, L->variance_entropy_norm_clean, L->orthogonality,
                 L->norm_l1, L->norm_l2, L->norm_l1_norm, L->norm_l2_norm, L->flags);
     }
-    if (fclose(fp) != 0 || rename(tmp, path) != 0) {
-        unlink(tmp);
-        cli_error(path, "cannot write the CSV file");
-        return 0;
-    }
-    return 1;
+    lk_error err;
+    memset(&err, 0, sizeof err);
+    int ok = !b.oom && lk_file_write_atomic(path, lk_sb_text(&b), b.n, &err) == LK_OK;
+    if (!ok) cli_error(path, "cannot write the CSV file%s%s", err.msg[0] ? ": " : "", err.msg);
+    lk_sb_free(&b);
+    return ok;
 }
 
 /* ---------------------------------------------------------------- figures */
@@ -269,15 +259,14 @@ static int save(lk_fig *fig, const char *path, char **written, int *nw) {
     return 1;
 }
 
-static int draw_figures(const filt_cfg *g, const lk_filters *f, const grouping *G, int ng,
-                        const lk_spectra *sp, char **written, int *nw) {
+/* 1. Per-layer sparsity and entropy. */
+static int fig_layers(const filt_cfg *g, const lk_filters *f, char **written, int *nw) {
     lk_error err;
     char     path[4096];
-    int      ok = 0;
-    int64_t  nl = lk_filters_n_layers(f);
+    int      ok  = 0;
     lk_fig  *fig = NULL;
-    lk_tensor *sv = NULL, *ev = NULL, *tiles = NULL, *hx = NULL, *hy = NULL, *dm = NULL;
-    /* 1. Per-layer sparsity and entropy. */
+    int64_t    nl = lk_filters_n_layers(f);
+    lk_tensor *sv = NULL, *ev = NULL;
     int64_t sh1[1] = {nl};
     if (lk_tensor_alloc(LK_F64, 1, sh1, &sv, &err) || lk_tensor_alloc(LK_F64, 1, sh1, &ev, &err)) goto fail;
     for (int64_t i = 0; i < nl; i++) {
@@ -295,10 +284,24 @@ static int draw_figures(const filt_cfg *g, const lk_filters *f, const grouping *
         lk_plot_lines(a2, &s2, 1, &o2, &err))
         goto fail;
     fig_path(g->out, "layers", path, sizeof path);
-    if (!save(fig, path, written, nw)) goto done;
+    ok = save(fig, path, written, nw);
+    goto done;
+fail:
+    cli_error_lk(&err);
+done:
     lk_fig_free(fig);
-    fig = NULL;
-    /* 2. Eigen-filter grid (diverging, symmetric). */
+    lk_tensor_free(sv);
+    lk_tensor_free(ev);
+    return ok;
+}
+
+/* 2. Eigen-filter grid (diverging, symmetric). */
+static int fig_eigen(const filt_cfg *g, const lk_filters *f, char **written, int *nw) {
+    lk_error err;
+    char     path[4096];
+    int      ok  = 0;
+    lk_fig  *fig = NULL;
+    lk_tensor *tiles = NULL;
     const lk_filters_pca *P = lk_filters_get_pca(f);
     int k = (int)g->kernel, D = P->dim;
     int64_t sh3[3] = {D, k, k};
@@ -318,10 +321,25 @@ static int draw_figures(const filt_cfg *g, const lk_filters *f, const grouping *
         lk_plot_image_grid(ax, tiles, &go, &err))
         goto fail;
     fig_path(g->out, "eigenfilters", path, sizeof path);
-    if (!save(fig, path, written, nw)) goto done;
+    ok = save(fig, path, written, nw);
+    goto done;
+fail:
+    cli_error_lk(&err);
+done:
     lk_fig_free(fig);
-    fig = NULL;
-    /* 3. Coefficient histograms of the first grouping (one line per group, per component). */
+    lk_tensor_free(tiles);
+    return ok;
+}
+
+/* 3. Coefficient histograms of the first grouping (one line per group, per component). */
+static int fig_hist(const filt_cfg *g, const lk_filters *f, const grouping *G, char **written, int *nw) {
+    lk_error err;
+    char     path[4096];
+    int      ok  = 0;
+    lk_fig  *fig = NULL;
+    lk_tensor *hx = NULL;
+    const lk_filters_pca *P = lk_filters_get_pca(f);
+    int D = P->dim;
     const grouping *q   = &G[0];
     int             nb  = lk_filters_get_params(f)->n_bins;
     double         *h   = malloc(sizeof *h * (size_t)(q->n * D * nb));
@@ -369,10 +387,24 @@ static int draw_figures(const filt_cfg *g, const lk_filters *f, const grouping *
     }
     free(h);
     fig_path(g->out, "hist", path, sizeof path);
-    if (!save(fig, path, written, nw)) goto done;
+    ok = save(fig, path, written, nw);
+    goto done;
+fail:
+    cli_error_lk(&err);
+done:
     lk_fig_free(fig);
-    fig = NULL;
-    /* 4. Drift matrix of every grouping. */
+    lk_tensor_free(hx);
+    return ok;
+}
+
+/* 4. Drift matrix of every grouping. */
+static int fig_drift(const filt_cfg *g, const grouping *G, int ng, char **written, int *nw) {
+    lk_error err;
+    char     path[4096];
+    int      ok  = 0;
+    lk_fig  *fig = NULL;
+    lk_tensor *dm = NULL;
+    lk_axes   *ax = NULL;
     for (int i = 0; i < ng; i++) {
         int64_t shd[2] = {G[i].n, G[i].n};
         lk_tensor_free(dm);
@@ -393,7 +425,22 @@ static int draw_figures(const filt_cfg *g, const lk_filters *f, const grouping *
         lk_fig_free(fig);
         fig = NULL;
     }
-    /* 5. Log-log ESDs (first 9 fitted layers). */
+    ok = 1;
+    goto done;
+fail:
+    cli_error_lk(&err);
+done:
+    lk_fig_free(fig);
+    lk_tensor_free(dm);
+    return ok;
+}
+
+/* 5. Log-log ESDs (first 9 fitted layers). */
+static int fig_esd(const filt_cfg *g, const lk_spectra *sp, char **written, int *nw) {
+    lk_error err;
+    char     path[4096];
+    int      ok  = 0;
+    lk_fig  *fig = NULL;
     if (sp) {
         int shown = 0;
         for (int64_t i = 0; i < lk_spectra_n_layers(sp); i++)
@@ -457,13 +504,14 @@ fail:
     cli_error_lk(&err);
 done:
     lk_fig_free(fig);
-    lk_tensor_free(sv);
-    lk_tensor_free(ev);
-    lk_tensor_free(tiles);
-    lk_tensor_free(hx);
-    lk_tensor_free(hy);
-    lk_tensor_free(dm);
     return ok;
+}
+
+static int draw_figures(const filt_cfg *g, const lk_filters *f, const grouping *G, int ng,
+                        const lk_spectra *sp, char **written, int *nw) {
+    return fig_layers(g, f, written, nw) && fig_eigen(g, f, written, nw) &&
+           fig_hist(g, f, G, written, nw) && fig_drift(g, G, ng, written, nw) &&
+           (!sp || fig_esd(g, sp, written, nw));
 }
 
 /* ---------------------------------------------------------------- JSON */

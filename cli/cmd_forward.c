@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "util/lk_util.h"
 
 static const cli_opt forward_opts[] = {
     CLI_COMMON_OPTS,
@@ -38,7 +39,7 @@ typedef struct target {
     int64_t     vid;
     const char *file;  /* NULL: print a summary */
     lk_tensor  *all;
-    char       *tmp;   /* temporary file while writing */
+    lk_afile    af;    /* temporary file while writing (util/lk_util.h) */
 } target;
 
 static size_t edit_distance(const char *a, const char *b) {
@@ -111,44 +112,25 @@ static void print_summary(const lk_model *m, const target *t) {
     printf("%s\n", n > 8 ? " ..." : "");
 }
 
-/* Writes every file target to a temporary name, then renames them all. */
+/* Writes every file target to a temporary name, then renames them all (all or none). */
 static int write_targets(target *ts, int nt) {
     lk_error err;
     int      ok = 1;
+    memset(&err, 0, sizeof err);
     for (int i = 0; i < nt && ok; i++) {
         if (!ts[i].file) continue;
-        size_t n  = strlen(ts[i].file) + 40;
-        ts[i].tmp = malloc(n);
-        if (!ts[i].tmp) {
-            cli_error(ts[i].file, "out of memory");
-            ok = 0;
-            break;
-        }
-        snprintf(ts[i].tmp, n, "%s.part-%ld", ts[i].file, (long)getpid());
-        memset(&err, 0, sizeof err);
-        if (lk_npy_write(ts[i].tmp, ts[i].all, &err) != LK_OK) {
-            free(ts[i].tmp);
-            ts[i].tmp = NULL;
-            cli_error(ts[i].file, "cannot write: %s", err.msg);
-            ok = 0;
-        }
+        /* Reserve a temporary name next to the file; the .npy writer fills it. */
+        ok = lk_afile_open(&ts[i].af, ts[i].file, &err) == LK_OK &&
+             lk_afile_close(&ts[i].af, &err) == LK_OK &&
+             lk_npy_write(ts[i].af.tmp, ts[i].all, &err) == LK_OK;
+        if (!ok) cli_error(ts[i].file, "cannot write: %s", err.msg);
     }
     for (int i = 0; i < nt && ok; i++) {
-        if (!ts[i].tmp) continue;
-        if (rename(ts[i].tmp, ts[i].file) != 0) {
-            cli_error(ts[i].file, "cannot rename the temporary file into place");
-            ok = 0;
-            break;
-        }
-        free(ts[i].tmp);
-        ts[i].tmp = NULL;
+        if (!ts[i].file) continue;
+        ok = lk_afile_commit(&ts[i].af, &err) == LK_OK;
+        if (!ok) cli_error(ts[i].file, "cannot rename the temporary file into place");
     }
-    for (int i = 0; i < nt; i++)
-        if (ts[i].tmp) {
-            unlink(ts[i].tmp);
-            free(ts[i].tmp);
-            ts[i].tmp = NULL;
-        }
+    for (int i = 0; i < nt; i++) lk_afile_abort(&ts[i].af);
     return ok ? 0 : 1;
 }
 
@@ -227,46 +209,53 @@ static int write_profile(const char *file, const lk_model *m, const lk_exec *x, 
         total += t;
     }
     qsort(rows, (size_t)nr, sizeof *rows, cmp_prof);
-    size_t len = strlen(file) + 32;
-    char  *tmp = malloc(len);
-    FILE  *f   = NULL;
-    if (tmp) {
-        snprintf(tmp, len, "%s.part-%ld", file, (long)getpid());
-        f = fopen(tmp, "w");
-    }
-    if (!f) {
-        cli_error(file, "cannot write the profile");
-        free(tmp);
-        free(rows);
-        return 1;
-    }
-    fprintf(f, "{\"runs\":%lld,\"threads\":%d,\"wall_s\":%.6f,\"nodes_s\":%.6f,\"ops\":{",
-            (long long)runs, lk_exec_threads(x), wall, total);
-    int first = 1;
+    lk_sb b = {0};
+    lk_jw w;
+    lk_jw_init(&w, &b);
+    lk_jw_obj(&w);
+    lk_jw_key(&w, "runs");
+    lk_jw_int(&w, (long long)runs);
+    lk_jw_key(&w, "threads");
+    lk_jw_int(&w, lk_exec_threads(x));
+    lk_jw_key(&w, "wall_s");
+    lk_jw_num(&w, wall, "%.6f");
+    lk_jw_key(&w, "nodes_s");
+    lk_jw_num(&w, total, "%.6f");
+    lk_jw_key(&w, "ops");
+    lk_jw_obj(&w);
     for (int op = 0; op < LK_OP_COUNT; op++) {
         if (op_s[op] <= 0) continue;
-        fprintf(f, "%s\"%s\":%.6f", first ? "" : ",", lk_op_name((lk_op)op), op_s[op]);
-        first = 0;
+        lk_jw_key(&w, lk_op_name((lk_op)op));
+        lk_jw_num(&w, op_s[op], "%.6f");
     }
-    fprintf(f, "},\"nodes\":[");
+    lk_jw_obj_end(&w);
+    lk_jw_key(&w, "nodes");
+    lk_jw_arr(&w);
     for (int64_t r = 0; r < nr; r++) {
         const lk_node *n = lk_model_node(m, rows[r].node);
-        fprintf(f, "%s{\"name\":", r ? "," : "");
-        cli_json_str(f, n->name);
-        fprintf(f, ",\"op\":\"%s\",\"seconds\":%.6f,\"share\":%.4f}", lk_op_name(n->op),
-                rows[r].s, total > 0 ? rows[r].s / total : 0.0);
+        lk_jw_obj(&w);
+        lk_jw_key(&w, "name");
+        lk_jw_str(&w, n->name);
+        lk_jw_key(&w, "op");
+        lk_jw_str(&w, lk_op_name(n->op));
+        lk_jw_key(&w, "seconds");
+        lk_jw_num(&w, rows[r].s, "%.6f");
+        lk_jw_key(&w, "share");
+        lk_jw_num(&w, total > 0 ? rows[r].s / total : 0.0, "%.4f");
+        lk_jw_obj_end(&w);
     }
-    fprintf(f, "]}\n");
-    int bad = ferror(f) != 0;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, file) != 0) {
-        unlink(tmp);
-        cli_error(file, "cannot write the profile");
-        free(tmp);
+    lk_jw_arr_end(&w);
+    lk_jw_obj_end(&w);
+    lk_sb_char(&b, '\n');
+    lk_error err;
+    memset(&err, 0, sizeof err);
+    if (b.oom || lk_file_write_atomic(file, b.p, b.n, &err) != LK_OK) {
+        cli_error(file, "cannot write the profile%s%s", err.msg[0] ? ": " : "", err.msg);
+        lk_sb_free(&b);
         free(rows);
         return 1;
     }
-    free(tmp);
+    lk_sb_free(&b);
     fprintf(stderr, "profile: %lld run(s), %.2f ms per run in nodes; slowest nodes:\n",
             (long long)runs, 1e3 * total / (double)(runs ? runs : 1));
     for (int64_t r = 0; r < nr && r < 12; r++) {
@@ -358,18 +347,18 @@ int cmd_forward(int argc, char **argv) {
         goto done;
     }
     /* Targets: files first (--output, then --tensor pairs), or a printed summary. */
-    if (out_path) ts[nt++] = (target){lk_model_output(m, 0), out_path, NULL, NULL};
+    if (out_path) ts[nt++] = (target){lk_model_output(m, 0), out_path, NULL, {0}};
     for (int i = 0; i < ntn; i++) {
         int64_t v = lk_model_find_value(m, tnames[i]);
         if (v < 0) {
             unknown_tensor(m, tnames[i]);
             goto done;
         }
-        ts[nt++] = (target){v, tfiles[i], NULL, NULL};
+        ts[nt++] = (target){v, tfiles[i], NULL, {0}};
     }
     if (nt == 0)
         for (int64_t i = 0; i < lk_model_n_outputs(m) && nt < argc + 8; i++)
-            ts[nt++] = (target){lk_model_output(m, i), NULL, NULL, NULL};
+            ts[nt++] = (target){lk_model_output(m, i), NULL, NULL, {0}};
 
     if (lk_npy_read(in_path, &in, &err) != LK_OK) {
         cli_error_lk(&err);

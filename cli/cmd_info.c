@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "util/lk_util.h"
 
 static const cli_opt info_opts[] = {
     CLI_COMMON_OPTS,
@@ -27,109 +28,139 @@ static int64_t node_params(const lk_model *m, const lk_node *n) {
     return p;
 }
 
-static void json_pair2(FILE *f, const char *key, const int64_t *v, int ok) {
-    fprintf(f, ",\"%s\":", key);
-    if (ok) fprintf(f, "[%lld,%lld]", (long long)v[0], (long long)v[1]);
-    else fputs("null", f);
+static void json_pair2(lk_jw *w, const char *key, const int64_t *v, int ok) {
+    lk_jw_key(w, key);
+    if (ok) lk_jw_shape(w, 2, v);
+    else lk_jw_null(w);
 }
 
-static void json_names(FILE *f, const lk_model *m, int n, const int64_t *ids) {
-    fputc('[', f);
+static void json_names(lk_jw *w, const lk_model *m, int n, const int64_t *ids) {
+    lk_jw_arr(w);
     for (int j = 0; j < n; j++) {
-        if (j) fputc(',', f);
-        if (ids[j] < 0) fputs("null", f);
-        else cli_json_str(f, lk_model_value_name(m, ids[j]));
+        if (ids[j] < 0) lk_jw_null(w);
+        else lk_jw_str(w, lk_model_value_name(m, ids[j]));
     }
-    fputc(']', f);
+    lk_jw_arr_end(w);
 }
 
-static void json_io(FILE *f, const lk_model *m, int outputs) {
+static void json_shape_or_null(lk_jw *w, int nd, const int64_t *sh) {
+    if (nd >= 0) lk_jw_shape(w, nd, sh);
+    else lk_jw_null(w);
+}
+
+static void json_io(lk_jw *w, const lk_model *m, int outputs) {
     int64_t n = outputs ? lk_model_n_outputs(m) : lk_model_n_inputs(m);
-    fputc('[', f);
+    lk_jw_arr(w);
     for (int64_t i = 0; i < n; i++) {
         int64_t v = outputs ? lk_model_output(m, i) : lk_model_input(m, i), sh[LK_MAX_DIMS];
         int     nd = lk_model_value_shape(m, v, sh);
-        fprintf(f, "%s{\"name\":", i ? "," : "");
-        cli_json_str(f, lk_model_value_name(m, v));
-        fputs(",\"shape\":", f);
-        if (nd >= 0) cli_json_shape(f, nd, sh);
-        else fputs("null", f);
-        fputc('}', f);
+        lk_jw_obj(w);
+        lk_jw_key(w, "name");
+        lk_jw_str(w, lk_model_value_name(m, v));
+        lk_jw_key(w, "shape");
+        json_shape_or_null(w, nd, sh);
+        lk_jw_obj_end(w);
     }
-    fputc(']', f);
+    lk_jw_arr_end(w);
 }
 
-static void json_num(FILE *f, double x) {
-    if (x == (double)(long long)x) fprintf(f, "%lld", (long long)x);
-    else fprintf(f, "%.6g", x);
+static void json_num(lk_jw *w, double x) {
+    if (x == (double)(long long)x) lk_jw_int(w, (long long)x);
+    else lk_jw_num(w, x, "%.6g");
+}
+
+static void json_rf(lk_jw *w, const cli_rf *r) {
+    if (!r->defined) {
+        lk_jw_null(w);
+        return;
+    }
+    const double *parts[3] = {r->size, r->jump, r->start};
+    const char   *names[3] = {"size", "jump", "start"};
+    lk_jw_obj(w);
+    for (int p = 0; p < 3; p++) {
+        lk_jw_key(w, names[p]);
+        lk_jw_arr(w);
+        json_num(w, parts[p][0]);
+        json_num(w, parts[p][1]);
+        lk_jw_arr_end(w);
+    }
+    lk_jw_obj_end(w);
+}
+
+static void json_node(lk_jw *w, const lk_model *m, int64_t i, const cli_rf *rf) {
+    const lk_node *n = lk_model_node(m, i);
+    int64_t        k[2], s[2], d[2], g, sh[LK_MAX_DIMS];
+    int            win = cli_node_window(m, n, k, s, d, &g);
+    int            nd  = lk_model_value_shape(m, n->out[0], sh);
+    lk_jw_obj(w);
+    lk_jw_key(w, "name");
+    lk_jw_str(w, n->name);
+    lk_jw_key(w, "op");
+    lk_jw_str(w, lk_op_name(n->op));
+    lk_jw_key(w, "inputs");
+    json_names(w, m, n->n_in, n->in);
+    lk_jw_key(w, "outputs");
+    json_names(w, m, n->n_out, n->out);
+    lk_jw_key(w, "shape");
+    json_shape_or_null(w, nd, sh);
+    json_pair2(w, "kernel", k, win);
+    json_pair2(w, "stride", s, win);
+    json_pair2(w, "dilation", d, win);
+    lk_jw_key(w, "groups");
+    if (win && g > 0) lk_jw_int(w, (long long)g);
+    else lk_jw_null(w);
+    lk_jw_key(w, "params");
+    lk_jw_int(w, (long long)node_params(m, n));
+    lk_jw_key(w, "macs");
+    lk_jw_uint(w, (unsigned long long)lk_model_node_macs(m, i));
+    lk_jw_key(w, "rf");
+    json_rf(w, &rf[n->out[0]]);
+    lk_jw_obj_end(w);
 }
 
 static void print_json(const lk_model *m, const cli_rf *rf, uint64_t macs) {
-    FILE                *f  = stdout;
     const lk_model_meta *mt = lk_model_get_meta(m);
-    fputs("{\"format\":", f);
-    cli_json_str(f, mt->format);
-    fputs(",\"producer\":", f);
-    cli_json_str(f, mt->producer);
-    fprintf(f, ",\"opset\":%lld,\"inputs\":", (long long)mt->opset);
-    json_io(f, m, 0);
-    fputs(",\"outputs\":", f);
-    json_io(f, m, 1);
-    fprintf(f, ",\"params\":%lld,\"macs\":%llu,\"nodes\":[", (long long)lk_model_n_params(m),
-            (unsigned long long)macs);
-    for (int64_t i = 0; i < lk_model_n_nodes(m); i++) {
-        const lk_node *n = lk_model_node(m, i);
-        int64_t        k[2], s[2], d[2], g, sh[LK_MAX_DIMS];
-        int            win = cli_node_window(m, n, k, s, d, &g);
-        int            nd  = lk_model_value_shape(m, n->out[0], sh);
-        fprintf(f, "%s{\"name\":", i ? "," : "");
-        cli_json_str(f, n->name);
-        fputs(",\"op\":", f);
-        cli_json_str(f, lk_op_name(n->op));
-        fputs(",\"inputs\":", f);
-        json_names(f, m, n->n_in, n->in);
-        fputs(",\"outputs\":", f);
-        json_names(f, m, n->n_out, n->out);
-        fputs(",\"shape\":", f);
-        if (nd >= 0) cli_json_shape(f, nd, sh);
-        else fputs("null", f);
-        json_pair2(f, "kernel", k, win);
-        json_pair2(f, "stride", s, win);
-        json_pair2(f, "dilation", d, win);
-        if (win && g > 0) fprintf(f, ",\"groups\":%lld", (long long)g);
-        else fputs(",\"groups\":null", f);
-        fprintf(f, ",\"params\":%lld,\"macs\":%llu,\"rf\":", (long long)node_params(m, n),
-                (unsigned long long)lk_model_node_macs(m, i));
-        const cli_rf *r = &rf[n->out[0]];
-        if (!r->defined) {
-            fputs("null", f);
-        } else {
-            const double *parts[3] = {r->size, r->jump, r->start};
-            const char   *names[3] = {"size", "jump", "start"};
-            for (int p = 0; p < 3; p++) {
-                fprintf(f, "%s\"%s\":[", p ? "," : "{", names[p]);
-                json_num(f, parts[p][0]);
-                fputc(',', f);
-                json_num(f, parts[p][1]);
-                fputc(']', f);
-            }
-            fputc('}', f);
-        }
-        fputc('}', f);
-    }
-    fputs("],\"tensors\":[", f);
-    int first = 1;
+    lk_sb                b  = {0};
+    lk_jw                w;
+    lk_jw_init(&w, &b);
+    lk_jw_obj(&w);
+    lk_jw_key(&w, "format");
+    lk_jw_str(&w, mt->format ? mt->format : "");
+    lk_jw_key(&w, "producer");
+    lk_jw_str(&w, mt->producer ? mt->producer : "");
+    lk_jw_key(&w, "opset");
+    lk_jw_int(&w, (long long)mt->opset);
+    lk_jw_key(&w, "inputs");
+    json_io(&w, m, 0);
+    lk_jw_key(&w, "outputs");
+    json_io(&w, m, 1);
+    lk_jw_key(&w, "params");
+    lk_jw_int(&w, (long long)lk_model_n_params(m));
+    lk_jw_key(&w, "macs");
+    lk_jw_uint(&w, (unsigned long long)macs);
+    lk_jw_key(&w, "nodes");
+    lk_jw_arr(&w);
+    for (int64_t i = 0; i < lk_model_n_nodes(m); i++) json_node(&w, m, i, rf);
+    lk_jw_arr_end(&w);
+    lk_jw_key(&w, "tensors");
+    lk_jw_arr(&w);
     for (int64_t v = 0; v < lk_model_n_values(m); v++) {
         const lk_tensor *t = lk_model_param(m, v);
         if (!t) continue;
-        fprintf(f, "%s{\"name\":", first ? "" : ",");
-        cli_json_str(f, lk_model_value_name(m, v));
-        fputs(",\"shape\":", f);
-        cli_json_shape(f, t->ndim, t->shape);
-        fprintf(f, ",\"dtype\":\"%s\"}", lk_dtype_name(t->dtype));
-        first = 0;
+        lk_jw_obj(&w);
+        lk_jw_key(&w, "name");
+        lk_jw_str(&w, lk_model_value_name(m, v));
+        lk_jw_key(&w, "shape");
+        lk_jw_shape(&w, t->ndim, t->shape);
+        lk_jw_key(&w, "dtype");
+        lk_jw_str(&w, lk_dtype_name(t->dtype));
+        lk_jw_obj_end(&w);
     }
-    fputs("]}\n", f);
+    lk_jw_arr_end(&w);
+    lk_jw_obj_end(&w);
+    if (b.oom) cli_error("info", "out of memory for the JSON");
+    else printf("%s\n", lk_sb_text(&b));
+    lk_sb_free(&b);
 }
 
 static void fmt_pair(char *buf, size_t n, const int64_t *v, int ok) {

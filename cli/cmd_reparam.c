@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "util/lk_util.h"
 
 static const cli_opt reparam_opts[] = {
     CLI_COMMON_OPTS,
@@ -34,15 +35,9 @@ typedef struct merge_log {
 static void on_merge(void *user, const lk_reparam_merge *info) {
     merge_log *l = user;
     if (l->oom) return;
-    if (l->n == l->cap) {
-        size_t            nc = l->cap ? l->cap * 2 : 16;
-        lk_reparam_merge *nv = realloc(l->v, nc * sizeof *nv);
-        if (!nv) {
-            l->oom = 1;
-            return;
-        }
-        l->v   = nv;
-        l->cap = nc;
+    if (!LK_GROW(l->v, l->cap, l->n + 1)) {
+        l->oom = 1;
+        return;
     }
     lk_reparam_merge e = *info;
     e.node             = strdup(info->node ? info->node : "");
@@ -61,7 +56,7 @@ static void log_free(merge_log *l) {
         free((void *)l->v[i].node);
         free((void *)l->v[i].desc);
     }
-    free(l->v);
+    lk_free(l->v);
 }
 
 /* Runs m on x; returns a heap copy of output i's data (numel in *n) or NULL after printing. */
@@ -144,6 +139,61 @@ static int verify(const lk_model *a, const lk_model *b, const cli_common *c, dou
     return rc;
 }
 
+/* The summary as one JSON line on stdout. */
+static void print_json(const char *path, const char *out, const lk_reparam_stats *st,
+                       const merge_log *log, int check, double rel) {
+    lk_sb b = {0};
+    lk_jw w;
+    lk_jw_init(&w, &b);
+    lk_jw_obj(&w);
+    lk_jw_key(&w, "model");
+    lk_jw_str(&w, path);
+    lk_jw_key(&w, "output");
+    lk_jw_str(&w, out);
+    const char *ik[6] = {"bn_folded", "groups_merged", "convs_removed", "identity_merged",
+                         "dilated_expanded", "adds_removed"};
+    const int   iv[6] = {st->bn_folded, st->groups_merged, st->convs_removed,
+                         st->identity_merged, st->dilated_expanded, st->adds_removed};
+    for (int i = 0; i < 6; i++) {
+        lk_jw_key(&w, ik[i]);
+        lk_jw_int(&w, iv[i]);
+    }
+    const char     *lk[4] = {"nodes_before", "nodes_after", "params_before", "params_after"};
+    const long long lv[4] = {(long long)st->nodes_before, (long long)st->nodes_after,
+                             (long long)st->params_before, (long long)st->params_after};
+    for (int i = 0; i < 4; i++) {
+        lk_jw_key(&w, lk[i]);
+        lk_jw_int(&w, lv[i]);
+    }
+    lk_jw_key(&w, "merges");
+    lk_jw_arr(&w);
+    for (size_t i = 0; i < log->n; i++) {
+        const lk_reparam_merge *e = &log->v[i];
+        lk_jw_obj(&w);
+        lk_jw_key(&w, "node");
+        lk_jw_str(&w, e->node);
+        lk_jw_key(&w, "branches");
+        lk_jw_str(&w, e->desc);
+        lk_jw_key(&w, "convs");
+        lk_jw_int(&w, e->n_convs);
+        lk_jw_key(&w, "identity");
+        lk_jw_int(&w, e->n_identity);
+        lk_jw_key(&w, "dilated");
+        lk_jw_int(&w, e->n_dilated);
+        lk_jw_key(&w, "kernel");
+        lk_jw_shape(&w, 2, e->kernel);
+        lk_jw_obj_end(&w);
+    }
+    lk_jw_arr_end(&w);
+    if (check) {
+        lk_jw_key(&w, "verified_max_rel_diff");
+        lk_jw_num(&w, rel, "%.3g");
+    }
+    lk_jw_obj_end(&w);
+    printf("%s\n", b.oom ? "{\"error\":\"out of memory\"}" : lk_sb_text(&b));
+    lk_sb_free(&b);
+}
+
 int cmd_reparam(int argc, char **argv) {
     cli_item       *items = calloc((size_t)argc + 1, sizeof *items);
     lk_model       *m = NULL, *orig = NULL;
@@ -208,31 +258,7 @@ int cmd_reparam(int argc, char **argv) {
         goto done;
     }
     if (json) {
-        printf("{\"model\":");
-        cli_json_str(stdout, path);
-        printf(",\"output\":");
-        cli_json_str(stdout, out);
-        printf(",\"bn_folded\":%d,\"groups_merged\":%d,\"convs_removed\":%d,"
-               "\"identity_merged\":%d,\"dilated_expanded\":%d,\"adds_removed\":%d,"
-               "\"nodes_before\":%lld,\"nodes_after\":%lld,\"params_before\":%lld,"
-               "\"params_after\":%lld,\"merges\":[",
-               st.bn_folded, st.groups_merged, st.convs_removed, st.identity_merged,
-               st.dilated_expanded, st.adds_removed, (long long)st.nodes_before,
-               (long long)st.nodes_after, (long long)st.params_before,
-               (long long)st.params_after);
-        for (size_t i = 0; i < log.n; i++) {
-            const lk_reparam_merge *e = &log.v[i];
-            printf("%s{\"node\":", i ? "," : "");
-            cli_json_str(stdout, e->node);
-            printf(",\"branches\":");
-            cli_json_str(stdout, e->desc);
-            printf(",\"convs\":%d,\"identity\":%d,\"dilated\":%d,\"kernel\":[%lld,%lld]}",
-                   e->n_convs, e->n_identity, e->n_dilated, (long long)e->kernel[0],
-                   (long long)e->kernel[1]);
-        }
-        printf("]");
-        if (check) printf(",\"verified_max_rel_diff\":%.3g", rel);
-        printf("}\n");
+        print_json(path, out, &st, &log, check, rel);
     } else {
         char b0[32], b1[32];
         printf("%s -> %s\n", path, out);

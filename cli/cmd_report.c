@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "util/lk_util.h"
 #include "lkprobe/lk_report.h"
 
 static const cli_opt report_opts[] = {
@@ -25,6 +26,7 @@ static const cli_opt report_opts[] = {
     {"--title", NULL, 1, OPT_TITLE, "TEXT: page title (default: the model file name)"},
     {"--dpi", NULL, 1, OPT_DPI, "D: resolution of raster layers in figures (default 100)"},
     {"--quiet", "-q", 0, OPT_QUIET, "no progress lines"},
+    {"--json", NULL, 0, OPT_JSON, "print the numbers each section computed as JSON on stdout"},
 };
 static const cli_spec report_spec = {
     "report", "MODEL [IMAGE...] -o REPORT.html [options]",
@@ -42,7 +44,7 @@ typedef struct report_cfg {
     int64_t      n_images;
     long long    noise, seed, n, dpi;
     int64_t      size[2];
-    int          quiet, noise_given, norm_given;
+    int          quiet, noise_given, norm_given, json;
     float        mean[3], std[3];
 } report_cfg;
 
@@ -122,6 +124,7 @@ static int parse_cfg(report_cfg *g, int argc, char **argv, cli_item *items) {
             if (!cli_parse_int("--dpi", it->val, 10, 2400, &g->dpi)) return 0;
             break;
         case OPT_QUIET: g->quiet = 1; break;
+        case OPT_JSON: g->json = 1; break;
         default:
             cli_error("report", "unexpected argument '%s'", it->val ? it->val : "");
             return 0;
@@ -160,27 +163,72 @@ static char *command_line(int argc, char **argv) {
     return s;
 }
 
-static const char *base_name(const char *p) {
-    const char *s = strrchr(p, '/');
-    return s ? s + 1 : p;
+/* Window and receptive field of every node, as `lkprobe info` shows them (NULL when out of
+ * memory, after printing the error). */
+static lk_report_node_info *node_infos(const lk_model *m) {
+    int64_t              nn = lk_model_n_nodes(m);
+    cli_rf              *rf = calloc((size_t)lk_model_n_values(m) + 1, sizeof *rf);
+    lk_report_node_info *ni = calloc((size_t)nn + 1, sizeof *ni);
+    if (!rf || !ni) {
+        cli_error("report", "out of memory");
+        free(rf);
+        free(ni);
+        return NULL;
+    }
+    cli_rf_compute(m, rf);
+    for (int64_t i = 0; i < nn; i++) {
+        const lk_node *n = lk_model_node(m, i);
+        ni[i].window     = cli_node_window(m, n, ni[i].kernel, ni[i].stride, ni[i].dilation,
+                                           &ni[i].groups);
+        const cli_rf *v  = &rf[n->out[0]];
+        ni[i].rf_defined = v->defined;
+        for (int k = 0; k < 2; k++) {
+            ni[i].rf_size[k]  = v->size[k];
+            ni[i].rf_jump[k]  = v->jump[k];
+            ni[i].rf_start[k] = v->start[k];
+        }
+    }
+    free(rf);
+    return ni;
+}
+
+/* Provenance (date, command line, threads) and the files. */
+static lk_status finish(const report_cfg *g, lk_report *r, const char *sha, int argc,
+                        char **argv, lk_error *err) {
+    char      date[32];
+    time_t    now = time(NULL);
+    struct tm tmv;
+    gmtime_r(&now, &tmv);
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tmv);
+    char *cmd  = command_line(argc, argv);
+    long  ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    lk_report_provenance prov = {
+        .model_path   = g->model,
+        .model_sha256 = sha,
+        .version      = LK_VERSION,
+        .command      = cmd ? cmd : "lkprobe report",
+        .date_utc     = date,
+        .threads      = g->c.threads > 0 ? g->c.threads : (ncpu > 0 ? (int)ncpu : 1),
+    };
+    lk_status st = lk_report_set_provenance(r, &prov, err);
+    if (st == LK_OK) st = lk_report_write(r, g->out, g->latex, err);
+    free(cmd);
+    return st;
 }
 
 int cmd_report(int argc, char **argv) {
     report_cfg g;
     memset(&g, 0, sizeof g);
-    g.noise = 8;
-    {
-        const float mean[3] = {0.485f, 0.456f, 0.406f}, stdv[3] = {0.229f, 0.224f, 0.225f};
-        memcpy(g.mean, mean, sizeof mean);
-        memcpy(g.std, stdv, sizeof stdv);
-    }
+    g.noise                 = 8;
+    lk_inputs_params ip     = lk_inputs_params_default();
+    lk_inputs       *inputs = NULL;
+    memcpy(g.mean, ip.mean, sizeof g.mean);
+    memcpy(g.std, ip.std, sizeof g.std);
     g.dpi   = 100;
     cli_item            *items = calloc((size_t)argc + 1, sizeof *items);
     lk_model            *m     = NULL;
     lk_report           *r     = NULL;
-    cli_rf              *rf    = NULL;
     lk_report_node_info *ni    = NULL;
-    char                *cmd   = NULL;
     lk_error             err;
     int                  rc = 1;
     memset(&err, 0, sizeof err);
@@ -219,30 +267,11 @@ int cmd_report(int argc, char **argv) {
     }
     if (cli_load_model(g.model, &g.c, &m)) goto done;
 
-    int64_t nn = lk_model_n_nodes(m);
-    rf         = calloc((size_t)lk_model_n_values(m) + 1, sizeof *rf);
-    ni         = calloc((size_t)nn + 1, sizeof *ni);
-    if (!rf || !ni) {
-        cli_error("report", "out of memory");
-        goto done;
-    }
-    cli_rf_compute(m, rf);
-    for (int64_t i = 0; i < nn; i++) {
-        const lk_node *n = lk_model_node(m, i);
-        ni[i].window     = cli_node_window(m, n, ni[i].kernel, ni[i].stride, ni[i].dilation,
-                                           &ni[i].groups);
-        const cli_rf *v  = &rf[n->out[0]];
-        ni[i].rf_defined = v->defined;
-        for (int k = 0; k < 2; k++) {
-            ni[i].rf_size[k]  = v->size[k];
-            ni[i].rf_jump[k]  = v->jump[k];
-            ni[i].rf_start[k] = v->start[k];
-        }
-    }
+    if (!(ni = node_infos(m))) goto done;
 
     lk_report_opts ro = lk_report_opts_default();
     char           title[512];
-    snprintf(title, sizeof title, "lkprobe report: %s", base_name(g.model));
+    snprintf(title, sizeof title, "lkprobe report: %s", lk_base_name(g.model));
     ro.title = g.title ? g.title : title;
     ro.dpi   = (double)g.dpi;
     ro.latex = g.latex != NULL;
@@ -254,14 +283,17 @@ int cmd_report(int argc, char **argv) {
     ctx.model         = m;
     ctx.model_path    = g.model;
     ctx.nodes         = ni;
-    ctx.images        = g.images;
-    ctx.n_images      = g.n_images;
-    ctx.noise         = g.n_images ? 0 : g.noise;
-    ctx.seed          = (uint64_t)g.seed;
-    if (g.norm_given) {
-        memcpy(ctx.mean, g.mean, sizeof ctx.mean);
-        memcpy(ctx.std, g.std, sizeof ctx.std);
+    ip.files          = g.images;
+    ip.n_files        = g.n_images;
+    ip.noise          = g.n_images ? 0 : g.noise;
+    ip.seed           = (uint64_t)g.seed;
+    memcpy(ip.mean, g.mean, sizeof ip.mean);
+    memcpy(ip.std, g.std, sizeof ip.std);
+    if (lk_inputs_alloc(&ip, &inputs, &err) != LK_OK) {
+        cli_error_lk(&err);
+        goto done;
     }
+    ctx.inputs        = inputs;
     ctx.n             = g.n ? g.n : (g.n_images ? g.n_images : g.noise);
     ctx.size[0]       = g.size[0];
     ctx.size[1]       = g.size[1];
@@ -280,23 +312,7 @@ int cmd_report(int argc, char **argv) {
         if (!g.quiet) fprintf(stderr, "%.2f s\n", secs);
     }
 
-    char       date[32];
-    time_t     now = time(NULL);
-    struct tm  tmv;
-    gmtime_r(&now, &tmv);
-    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tmv);
-    cmd = command_line(argc, argv);
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    lk_report_provenance prov = {
-        .model_path   = g.model,
-        .model_sha256 = sha,
-        .version      = LK_VERSION,
-        .command      = cmd ? cmd : "lkprobe report",
-        .date_utc     = date,
-        .threads      = g.c.threads > 0 ? g.c.threads : (ncpu > 0 ? (int)ncpu : 1),
-    };
-    if (lk_report_set_provenance(r, &prov, &err) != LK_OK ||
-        lk_report_write(r, g.out, g.latex, &err) != LK_OK) {
+    if (finish(&g, r, sha, argc, argv, &err) != LK_OK) {
         cli_error_lk(&err);
         goto done;
     }
@@ -305,13 +321,22 @@ int cmd_report(int argc, char **argv) {
         if (g.latex) fprintf(stderr, " (LaTeX tables and PDF figures in %s)", g.latex);
         fputc('\n', stderr);
     }
-    printf("%s\n", g.out);
+    if (g.json) {
+        char *js = NULL;
+        if (lk_report_json(r, &js, &err) != LK_OK) {
+            cli_error_lk(&err);
+            goto done;
+        }
+        printf("%s\n", js);
+        lk_free(js);
+    } else {
+        printf("%s\n", g.out);
+    }
     rc = 0;
 done:
-    free(cmd);
+    lk_inputs_free(inputs);
     lk_report_free(r);
     free(ni);
-    free(rf);
     lk_model_free(m);
     free(g.images);
     free(items);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "util/lk_util.h"
 
 void cli_error(const char *what, const char *fmt, ...) {
     va_list ap;
@@ -143,20 +144,10 @@ int cli_load_model(const char *path, const cli_common *c, lk_model **out) {
 }
 
 void cli_json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-        switch (*p) {
-        case '"': fputs("\\\"", f); break;
-        case '\\': fputs("\\\\", f); break;
-        case '\n': fputs("\\n", f); break;
-        case '\r': fputs("\\r", f); break;
-        case '\t': fputs("\\t", f); break;
-        default:
-            if (*p < 0x20) fprintf(f, "\\u%04x", *p);
-            else fputc(*p, f);
-        }
-    }
-    fputc('"', f);
+    lk_sb b = {0};
+    lk_json_escape(&b, s);
+    fputs(b.oom ? "\"\"" : lk_sb_text(&b), f);
+    lk_sb_free(&b);
 }
 
 void cli_json_shape(FILE *f, int ndim, const int64_t *shape) {

@@ -7,49 +7,11 @@
  * (field 7).  After the format loader, BatchNorm is folded into convolutions (unless
  * opts->keep_bn) and the model is finalised.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "loaders-impl.h"
 #include "onnx-wire.h"
-
-lk_status lk_file_map_open(const char *path, lk_file_map *fm, lk_error *err) {
-    struct stat st;
-    fm->base = NULL;
-    fm->len  = 0;
-    int fd   = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return LK_FAIL(err, LK_EIO, "%s: cannot open: %s", path, strerror(errno));
-    int rc = fstat(fd, &st);
-    if (rc != 0) {
-        int e = errno;
-        close(fd);
-        return LK_FAIL(err, LK_EIO, "%s: cannot stat: %s", path, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return LK_FAIL(err, LK_EIO, "%s: not a regular file", path);
-    }
-    if (st.st_size == 0) {
-        close(fd);
-        return LK_OK;
-    }
-    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    int   e = errno;
-    close(fd);
-    if (p == MAP_FAILED) return LK_FAIL(err, LK_EIO, "%s: cannot map: %s", path, strerror(e));
-    fm->base = p;
-    fm->len  = (size_t)st.st_size;
-    return LK_OK;
-}
-
-void lk_file_map_release(void *base, size_t len) {
-    if (base && len) munmap(base, len);
-}
 
 typedef enum fmt {
     FMT_UNKNOWN = 0, FMT_ONNX, FMT_NATIVE, FMT_SAFETENSORS, FMT_PTH, FMT_TFJS, FMT_COUNT

@@ -6,17 +6,7 @@
 #define LKPROBE_LOADERS_IMPL_H
 
 #include "lkprobe/lk_model.h"
-
-/* A read-only mapping of a whole file (mmap; empty files give len 0, base NULL). */
-typedef struct lk_file_map {
-    const unsigned char *base;
-    size_t               len;
-} lk_file_map;
-
-/* Maps path read-only.  Errors name the path and the OS reason. */
-lk_status lk_file_map_open(const char *path, lk_file_map *fm, lk_error *err);
-/* Releases a mapping made by lk_file_map_open (usable as an lk_model_hold_mapping release). */
-void      lk_file_map_release(void *base, size_t len);
+#include "util/lk_util.h" /* lk_file_map */
 
 /* ONNX (loaders/onnx.c).  The model takes ownership of fm (released with the model or on
  * failure). */

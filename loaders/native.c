@@ -16,7 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "io-impl.h"
+#include "util/lk_util.h"
 #include "loaders-impl.h"
 #include "lkprobe/lk_io.h"
 

@@ -4,7 +4,7 @@
  *
  * The header is a Python dict literal.  We parse it with a strict little recogniser instead of
  * substring searches, so that duplicated, missing or unknown keys are reported rather than
- * silently misread.
+ * silently misread.  Output goes through the atomic file of util/lk_util.h.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,100 +16,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "io-impl.h"
+#include "util/lk_util.h"
 #include "lkprobe/lk_io.h"
 #include "lkprobe/lk_tensor.h"
-
-/* ---- atomic files ----------------------------------------------------------------------- */
-
-lk_status lk_afile_open(lk_afile *a, const char *path, lk_error *err) {
-    memset(a, 0, sizeof *a);
-    size_t n = strlen(path) + 48;
-    a->path  = lk_strdup(path);
-    a->tmp   = lk_malloc(n);
-    if (!a->path || !a->tmp) {
-        lk_afile_abort(a);
-        return LK_FAIL(err, LK_ENOMEM, "%s: out of memory", path);
-    }
-    /* The name is unique per process; O_EXCL guards against leftovers of other runs. */
-    for (int i = 0; i < 100; i++) {
-        snprintf(a->tmp, n, "%s.tmp-%ld-%d", path, (long)getpid(), i);
-        int fd = open(a->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno == EEXIST) continue;
-        if (fd < 0) {
-            int e = errno;
-            lk_free(a->tmp);
-            a->tmp = NULL;
-            lk_afile_abort(a);
-            return LK_FAIL(err, LK_EIO, "%s: cannot create: %s", path, strerror(e));
-        }
-        a->f = fdopen(fd, "wb");
-        if (!a->f) {
-            int e = errno;
-            close(fd);
-            lk_afile_abort(a);
-            return LK_FAIL(err, LK_EIO, "%s: cannot create: %s", path, strerror(e));
-        }
-        return LK_OK;
-    }
-    lk_free(a->tmp);
-    a->tmp = NULL;
-    lk_afile_abort(a);
-    return LK_FAIL(err, LK_EIO, "%s: cannot create a temporary file next to it", path);
-}
-
-lk_status lk_afile_write(lk_afile *a, const void *p, size_t n, lk_error *err) {
-    if (n == 0) return LK_OK;
-    size_t w = fwrite(p, 1, n, a->f);
-    if (w != n)
-        return LK_FAIL(err, LK_EIO, "%s: write failed at byte %ld: %s", a->path, a->written,
-                       strerror(errno));
-    a->written += (long)n;
-    return LK_OK;
-}
-
-lk_status lk_afile_pad(lk_afile *a, size_t align, lk_error *err) {
-    static const unsigned char zeros[64];
-    size_t r = (size_t)a->written % align;
-    if (r == 0) return LK_OK;
-    size_t need = align - r;
-    while (need) {
-        size_t k    = need < sizeof zeros ? need : sizeof zeros;
-        lk_status s = lk_afile_write(a, zeros, k, err);
-        if (s) return s;
-        need -= k;
-    }
-    return LK_OK;
-}
-
-lk_status lk_afile_commit(lk_afile *a, lk_error *err) {
-    lk_status s = LK_OK;
-    int       r = fflush(a->f);
-    if (r != 0 || fsync(fileno(a->f)) != 0) {
-        s = LK_FAIL(err, LK_EIO, "%s: write failed: %s", a->path, strerror(errno));
-        return s;
-    }
-    r    = fclose(a->f);
-    a->f = NULL;
-    if (r != 0) return LK_FAIL(err, LK_EIO, "%s: close failed: %s", a->path, strerror(errno));
-    r = rename(a->tmp, a->path);
-    if (r != 0) return LK_FAIL(err, LK_EIO, "%s: rename failed: %s", a->path, strerror(errno));
-    lk_free(a->tmp);
-    a->tmp = NULL;
-    lk_free(a->path);
-    a->path = NULL;
-    return LK_OK;
-}
-
-void lk_afile_abort(lk_afile *a) {
-    if (a->f) fclose(a->f);
-    a->f = NULL;
-    if (a->tmp) unlink(a->tmp);
-    lk_free(a->tmp);
-    lk_free(a->path);
-    a->tmp  = NULL;
-    a->path = NULL;
-}
 
 /* ---- header parsing ---------------------------------------------------------------------- */
 

@@ -45,17 +45,6 @@ static char *span_dup(lk_pb_span s) {
     return z;
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem) {
-    if (need <= *cap) return 1;
-    size_t nc = *cap ? *cap * 2 : 16;
-    while (nc < need) nc *= 2;
-    void *q = lk_realloc(*p, nc * elem);
-    if (!q) return 0;
-    *p   = q;
-    *cap = nc;
-    return 1;
-}
-
 /* ---- attributes ------------------------------------------------------------------------------ */
 
 static lk_status parse_attr(const unsigned char *base, lk_pb_span msg, lk_onnx_attr *a,
@@ -452,7 +441,7 @@ static lk_status hash_rebuild(ld *L, size_t cap, lk_error *err) {
 static lk_status ent_add(ld *L, lk_pb_span name, int64_t *idx, lk_error *err) {
     if (ent_find(L, name) >= 0)
         return LK_FAIL(err, LK_EFORMAT, "value '%.*s' is defined twice", LK_SPAN_ARG(name));
-    if (!grow((void **)&L->ents, &L->cap_ents, L->n_ents + 1, sizeof *L->ents))
+    if (!lk_grow((void **)&L->ents, &L->cap_ents, L->n_ents + 1, sizeof *L->ents))
         return LK_FAIL(err, LK_ENOMEM, "out of memory adding value '%.*s'", LK_SPAN_ARG(name));
     if ((L->n_ents + 1) * 2 > L->hcap) {
         lk_status s = hash_rebuild(L, L->hcap ? L->hcap * 2 : 64, err);
@@ -550,7 +539,7 @@ static lk_status parse_node(ld *L, lk_pb_span msg, size_t off, size_t idx, lk_on
 
 static lk_status push_span(lk_pb_span **arr, size_t *n, size_t *cap, lk_pb_span s,
                            lk_error *err) {
-    if (!grow((void **)arr, cap, *n + 1, sizeof **arr))
+    if (!lk_grow((void **)arr, cap, *n + 1, sizeof **arr))
         return LK_FAIL(err, LK_ENOMEM, "out of memory parsing the ONNX graph");
     (*arr)[(*n)++] = s;
     return LK_OK;
@@ -565,7 +554,7 @@ static lk_status parse_graph(ld *L, lk_error *err) {
         if (f.wt != LK_PB_LEN) continue;
         switch (f.num) {
         case 1:
-            if (!grow((void **)&L->nodes, &L->cap_nodes, L->n_nodes + 1, sizeof *L->nodes))
+            if (!lk_grow((void **)&L->nodes, &L->cap_nodes, L->n_nodes + 1, sizeof *L->nodes))
                 return LK_FAIL(err, LK_ENOMEM, "out of memory parsing nodes");
             s = parse_node(L, span_of(&f), f.off, L->n_nodes, &L->nodes[L->n_nodes], err);
             L->n_nodes++; /* counted even on failure so ld_free releases it */

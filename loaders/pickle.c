@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "pickle-impl.h"
+#include "util/lk_util.h"
 
 #define SLAB 512
 
@@ -118,24 +119,13 @@ void lk_pickle_free(lk_pickle *vm) {
     lk_free(vm);
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem) {
-    if (need <= *cap) return 1;
-    size_t nc = *cap ? *cap * 2 : 16;
-    while (nc < need) nc *= 2;
-    void *q = lk_realloc(*p, nc * elem);
-    if (!q) return 0;
-    *p   = q;
-    *cap = nc;
-    return 1;
-}
-
 /* A fresh zeroed value of kind k owned by the VM. */
 static lk_status new_pv(lk_pickle *vm, lk_pv_kind k, lk_pv **out, lk_error *err) {
     if (vm->n_objects >= LK_PICKLE_MAX_OBJECTS)
         return VFAIL(vm, err, LK_EFORMAT, "more than %u values built (cap)",
                      LK_PICKLE_MAX_OBJECTS);
     if (vm->n_slabs == 0 || vm->used == SLAB) {
-        if (!grow((void **)&vm->slabs, &vm->cap_slabs, vm->n_slabs + 1, sizeof *vm->slabs))
+        if (!lk_grow((void **)&vm->slabs, &vm->cap_slabs, vm->n_slabs + 1, sizeof *vm->slabs))
             return LK_FAIL(err, LK_ENOMEM, "pickle: out of memory");
         lk_pv *s = lk_malloc(SLAB * sizeof *s);
         if (!s) return LK_FAIL(err, LK_ENOMEM, "pickle: out of memory");
@@ -160,7 +150,7 @@ static lk_status push(lk_pickle *vm, lk_pv *v, lk_error *err) {
     if (vm->sp >= LK_PICKLE_MAX_STACK)
         return VFAIL(vm, err, LK_EFORMAT, "stack deeper than %u values (cap)",
                      LK_PICKLE_MAX_STACK);
-    if (!grow((void **)&vm->stack, &vm->cap_stack, vm->sp + 1, sizeof *vm->stack))
+    if (!lk_grow((void **)&vm->stack, &vm->cap_stack, vm->sp + 1, sizeof *vm->stack))
         return LK_FAIL(err, LK_ENOMEM, "pickle: out of memory");
     vm->stack[vm->sp++] = v;
     return LK_OK;
@@ -206,7 +196,7 @@ static lk_status nest(lk_pickle *vm, lk_pv *parent, const lk_pv *child, lk_error
 static lk_status seq_add(lk_pickle *vm, lk_pv *s, lk_pv *v, lk_error *err) {
     lk_status st = nest(vm, s, v, err);
     if (st) return st;
-    if (!grow((void **)&s->u.seq.v, &s->u.seq.cap, s->u.seq.n + 1, sizeof *s->u.seq.v))
+    if (!lk_grow((void **)&s->u.seq.v, &s->u.seq.cap, s->u.seq.n + 1, sizeof *s->u.seq.v))
         return LK_FAIL(err, LK_ENOMEM, "pickle: out of memory");
     s->u.seq.v[s->u.seq.n++] = v;
     return LK_OK;
@@ -687,7 +677,7 @@ static lk_status persid(lk_pickle *vm, lk_pv *pid, lk_pv **out, lk_error *err) {
     if (numel->kind != LK_PV_INT || numel->u.i < 0)
         return VFAIL(vm, err, LK_EFORMAT, "storage '%s': element count is not an int >= 0",
                      key->u.str.s);
-    if (!grow((void **)&vm->storages, &vm->cap_storages, vm->n_storages + 1,
+    if (!lk_grow((void **)&vm->storages, &vm->cap_storages, vm->n_storages + 1,
               sizeof *vm->storages))
         return LK_FAIL(err, LK_ENOMEM, "pickle: out of memory");
     lk_status s = new_pv(vm, LK_PV_STORAGE, out, err);
@@ -728,7 +718,7 @@ static lk_status memo_put(lk_pickle *vm, uint64_t idx, lk_error *err) {
                      (unsigned long long)idx, LK_PICKLE_MAX_MEMO);
     if (idx >= vm->cap_memo) {
         size_t old = vm->cap_memo;
-        if (!grow((void **)&vm->memo, &vm->cap_memo, (size_t)idx + 1, sizeof *vm->memo))
+        if (!lk_grow((void **)&vm->memo, &vm->cap_memo, (size_t)idx + 1, sizeof *vm->memo))
             return LK_FAIL(err, LK_ENOMEM, "pickle: out of memory for the memo");
         memset(vm->memo + old, 0, (vm->cap_memo - old) * sizeof *vm->memo);
     }
@@ -775,7 +765,7 @@ static lk_status step(lk_pickle *vm, int *stop, lk_pv **result, lk_error *err) {
         if (vm->n_marks >= LK_PICKLE_MAX_MARKS)
             return VFAIL(vm, err, LK_EFORMAT, "more than %u open MARKs (cap)",
                          LK_PICKLE_MAX_MARKS);
-        if (!grow((void **)&vm->marks, &vm->cap_marks, vm->n_marks + 1, sizeof *vm->marks))
+        if (!lk_grow((void **)&vm->marks, &vm->cap_marks, vm->n_marks + 1, sizeof *vm->marks))
             return LK_FAIL(err, LK_ENOMEM, "pickle: out of memory");
         vm->marks[vm->n_marks++] = vm->sp;
         return LK_OK;

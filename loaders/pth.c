@@ -65,17 +65,6 @@ typedef struct pth {
     unsigned             walk_mark;
 } pth;
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem) {
-    if (need <= *cap) return 1;
-    size_t nc = *cap ? *cap * 2 : 16;
-    while (nc < need) nc *= 2;
-    void *q = lk_realloc(*p, nc * elem);
-    if (!q) return 0;
-    *p   = q;
-    *cap = nc;
-    return 1;
-}
-
 /* "a" + "." + "b" (or just "b" when a is empty) as a new string. */
 static char *join(const char *a, const char *b) {
     size_t na = strlen(a), nb = strlen(b);
@@ -278,7 +267,7 @@ static size_t count_module(const lk_pv *m, int depth) {
 
 static lk_status add_cand(pth *P, const char *path, const lk_pv *v, int module, size_t n,
                           lk_error *err) {
-    if (!grow((void **)&P->cands, &P->cap_cands, P->n_cands + 1, sizeof *P->cands))
+    if (!lk_grow((void **)&P->cands, &P->cap_cands, P->n_cands + 1, sizeof *P->cands))
         return LK_FAIL(err, LK_ENOMEM, "out of memory listing state dicts");
     char *p = lk_strdup(path);
     if (!p) return LK_FAIL(err, LK_ENOMEM, "out of memory listing state dicts");
@@ -384,7 +373,7 @@ static lk_status choose(pth *P, const cand **out, lk_error *err) {
 
 static lk_status add_item(pth *P, const char *prefix, const char *k, const lk_pv *t,
                           lk_error *err) {
-    if (!grow((void **)&P->items, &P->cap_items, P->n_items + 1, sizeof *P->items))
+    if (!lk_grow((void **)&P->items, &P->cap_items, P->n_items + 1, sizeof *P->items))
         return LK_FAIL(err, LK_ENOMEM, "out of memory collecting tensors");
     char *name = join(prefix, k);
     if (!name) return LK_FAIL(err, LK_ENOMEM, "out of memory collecting tensors");

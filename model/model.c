@@ -5,6 +5,7 @@
 
 #include "model-impl.h"
 #include "op.h"
+#include "util/lk_util.h"
 
 lk_status lk_model_alloc(lk_model **out, lk_error *err) {
     *out = NULL;
@@ -86,15 +87,12 @@ lk_status lk_model_add_note(lk_model *m, const char *note, lk_error *err) {
     return LK_OK;
 }
 
+/* lk_grow for the graph's int64_t capacities. */
 static int grow(void **p, int64_t *cap, int64_t need, size_t elem) {
-    if (need <= *cap) return 1;
-    int64_t nc = *cap ? *cap * 2 : 16;
-    while (nc < need) nc *= 2;
-    void *q = lk_realloc(*p, (size_t)nc * elem);
-    if (!q) return 0;
-    *p   = q;
-    *cap = nc;
-    return 1;
+    size_t c  = (size_t)*cap;
+    int    ok = need >= 0 && lk_grow(p, &c, (size_t)need, elem);
+    if (ok) *cap = (int64_t)c;
+    return ok;
 }
 
 static uint64_t name_hash(const char *s) {

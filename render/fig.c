@@ -14,6 +14,7 @@
 #include <cairo-svg.h>
 
 #include "render-impl.h"
+#include "util/lk_util.h"
 
 /* ---------------------------------------------------------------- tensor access */
 
@@ -634,41 +635,11 @@ lk_status lk_fig_save(lk_fig *f, const char *path, lk_error *err) {
     if (st != LK_OK) return st;
     if (!f->laid_out && !f->drawn) paint_background(f);
 
-    size_t n   = strlen(path) + 16;
-    char  *tmp = lk_malloc(n);
-    if (!tmp) return LK_FAIL(err, LK_ENOMEM, "'%s': out of memory", path);
-    snprintf(tmp, n, "%s.tmpXXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        st = LK_FAIL(err, LK_EIO, "'%s': cannot create a temporary file in its directory: %s", path,
-                     strerror(errno));
-        lk_free(tmp);
-        return st;
-    }
-    FILE *fp = fdopen(fd, "wb");
-    if (!fp) {
-        st = LK_FAIL(err, LK_EIO, "'%s': fdopen failed: %s", path, strerror(errno));
-        close(fd);
-        goto fail;
-    }
-    /* mkstemp creates 0600; figures are ordinary documents. */
-    if (fchmod(fd, 0644) != 0) {
-        st = LK_FAIL(err, LK_EIO, "'%s': chmod of the temporary file failed: %s", path, strerror(errno));
-        fclose(fp);
-        goto fail;
-    }
-    st = kind == 0 ? write_png(f, fp, path, err) : write_vector(f, fp, kind == 2, path, err);
-    if (fclose(fp) != 0 && st == LK_OK)
-        st = LK_FAIL(err, LK_EIO, "'%s': closing failed: %s", path, strerror(errno));
-    if (st != LK_OK) goto fail;
-    if (rename(tmp, path) != 0) {
-        st = LK_FAIL(err, LK_EIO, "'%s': renaming the temporary file failed: %s", path, strerror(errno));
-        goto fail;
-    }
-    lk_free(tmp);
-    return LK_OK;
-fail:
-    unlink(tmp);
-    lk_free(tmp);
+    lk_afile a;
+    st = lk_afile_open(&a, path, err);
+    if (st == LK_OK)
+        st = kind == 0 ? write_png(f, a.f, path, err) : write_vector(f, a.f, kind == 2, path, err);
+    if (st == LK_OK) st = lk_afile_commit(&a, err);
+    if (st != LK_OK) lk_afile_abort(&a);
     return st;
 }

@@ -33,6 +33,7 @@ typedef struct rp_item {
 
 typedef struct rp_section {
     char  *id, *title, *skipped;
+    char  *json;  /* the numbers the section computed (a JSON value), or NULL */
     double seconds;
     int    timed;
 } rp_section;
@@ -51,66 +52,21 @@ struct lk_report {
     int            prov_threads;
 };
 
-/* ---------------------------------------------------------------- string buffer */
-
-void rp_sb_put(rp_sb *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 4096;
-        while (nc < b->n + n + 1) nc *= 2;
-        char *np = lk_realloc(b->p, nc);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p   = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
-void rp_sb_str(rp_sb *b, const char *s) { rp_sb_put(b, s, strlen(s)); }
-
-void rp_sb_printf(rp_sb *b, const char *fmt, ...) {
-    char    small[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int k = vsnprintf(small, sizeof small, fmt, ap);
-    va_end(ap);
-    if (k < 0) return;
-    if ((size_t)k < sizeof small) {
-        rp_sb_put(b, small, (size_t)k);
-        return;
-    }
-    char *big = lk_malloc((size_t)k + 1);
-    if (!big) {
-        b->oom = 1;
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)k + 1, fmt, ap);
-    va_end(ap);
-    rp_sb_put(b, big, (size_t)k);
-    lk_free(big);
-}
-
-static void sb_html(rp_sb *b, const char *s) {
+static void sb_html(lk_sb *b, const char *s) {
     for (; s && *s; s++) {
         switch (*s) {
-        case '&': rp_sb_str(b, "&amp;"); break;
-        case '<': rp_sb_str(b, "&lt;"); break;
-        case '>': rp_sb_str(b, "&gt;"); break;
-        case '"': rp_sb_str(b, "&quot;"); break;
-        case '\'': rp_sb_str(b, "&#39;"); break;
-        default: rp_sb_put(b, s, 1);
+        case '&': lk_sb_str(b, "&amp;"); break;
+        case '<': lk_sb_str(b, "&lt;"); break;
+        case '>': lk_sb_str(b, "&gt;"); break;
+        case '"': lk_sb_str(b, "&quot;"); break;
+        case '\'': lk_sb_str(b, "&#39;"); break;
+        default: lk_sb_put(b, s, 1);
         }
     }
 }
 
 /* LaTeX text mode: the ten special characters and the few non-ASCII signs we print. */
-static void sb_latex(rp_sb *b, const char *s) {
+static void sb_latex(lk_sb *b, const char *s) {
     for (; s && *s; s++) {
         const char *r = NULL;
         switch (*s) {
@@ -138,21 +94,21 @@ static void sb_latex(rp_sb *b, const char *s) {
             for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
                 size_t k = strlen(map[i].utf8);
                 if (strncmp(s, map[i].utf8, k) == 0) {
-                    rp_sb_str(b, map[i].tex);
+                    lk_sb_str(b, map[i].tex);
                     s += k - 1;
                     r = "";
                     break;
                 }
             }
         }
-        if (r) rp_sb_str(b, r);
-        else rp_sb_put(b, s, 1);
+        if (r) lk_sb_str(b, r);
+        else lk_sb_put(b, s, 1);
     }
 }
 
 char *lk_report_html_escape(const char *s) {
-    rp_sb b = {0};
-    rp_sb_str(&b, "");
+    lk_sb b = {0};
+    lk_sb_str(&b, "");
     sb_html(&b, s);
     if (b.oom) {
         lk_free(b.p);
@@ -162,8 +118,8 @@ char *lk_report_html_escape(const char *s) {
 }
 
 char *lk_report_latex_escape(const char *s) {
-    rp_sb b = {0};
-    rp_sb_str(&b, "");
+    lk_sb b = {0};
+    lk_sb_str(&b, "");
     sb_latex(&b, s);
     if (b.oom) {
         lk_free(b.p);
@@ -172,7 +128,7 @@ char *lk_report_latex_escape(const char *s) {
     return b.p;
 }
 
-static void sb_base64(rp_sb *b, const unsigned char *p, size_t n) {
+static void sb_base64(lk_sb *b, const unsigned char *p, size_t n) {
     static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     char              q[4];
     for (size_t i = 0; i < n; i += 3) {
@@ -183,7 +139,7 @@ static void sb_base64(rp_sb *b, const unsigned char *p, size_t n) {
         q[1] = tab[(v >> 12) & 63];
         q[2] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
         q[3] = i + 2 < n ? tab[v & 63] : '=';
-        rp_sb_put(b, q, 4);
+        lk_sb_put(b, q, 4);
     }
 }
 
@@ -252,6 +208,7 @@ void lk_report_free(lk_report *r) {
         lk_free(r->secs[i].id);
         lk_free(r->secs[i].title);
         lk_free(r->secs[i].skipped);
+        lk_free(r->secs[i].json);
     }
     lk_free(r->secs);
     lk_free(r->prov_path);
@@ -407,10 +364,10 @@ lk_status lk_report_add_table(lk_report *r, const lk_report_table *t, lk_error *
 static lk_status slurp(const char *path, unsigned char **out, size_t *len, lk_error *err) {
     FILE *f = fopen(path, "rb");
     if (!f) return LK_FAIL(err, LK_EIO, "'%s': cannot open: %s", path, strerror(errno));
-    rp_sb b = {0};
+    lk_sb b = {0};
     char  buf[65536];
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) rp_sb_put(&b, buf, n);
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) lk_sb_put(&b, buf, n);
     int bad = ferror(f);
     fclose(f);
     if (bad || b.oom || !b.p) {
@@ -549,57 +506,57 @@ static const char css[] =
     "figure,.tbl{break-inside:avoid;page-break-inside:avoid}td.wrap{min-width:0}"
     "a{color:inherit;text-decoration:none}}\n";
 
-static void html_table(rp_sb *b, const rp_item *it) {
-    rp_sb_str(b, "<div class=\"tbl\">\n");
+static void html_table(lk_sb *b, const rp_item *it) {
+    lk_sb_str(b, "<div class=\"tbl\">\n");
     if (it->caption) {
-        rp_sb_str(b, "<p class=\"cap\">");
+        lk_sb_str(b, "<p class=\"cap\">");
         sb_html(b, it->caption);
-        rp_sb_str(b, "</p>\n");
+        lk_sb_str(b, "</p>\n");
     }
     /* Two-column key/value tables wrap instead of scrolling (phones). */
-    rp_sb_str(b, it->ncols == 2 ? "<div class=\"scroll\"><table class=\"kv\">\n<thead><tr>"
+    lk_sb_str(b, it->ncols == 2 ? "<div class=\"scroll\"><table class=\"kv\">\n<thead><tr>"
                                 : "<div class=\"scroll\"><table>\n<thead><tr>");
     for (int c = 0; c < it->ncols; c++) {
         char a = it->align[c];
-        rp_sb_str(b, a == 'r' ? "<th class=\"r\">" : a == 'c' ? "<th class=\"c\">" : "<th>");
+        lk_sb_str(b, a == 'r' ? "<th class=\"r\">" : a == 'c' ? "<th class=\"c\">" : "<th>");
         sb_html(b, it->cells[c]);
-        rp_sb_str(b, "</th>");
+        lk_sb_str(b, "</th>");
     }
-    rp_sb_str(b, "</tr></thead>\n<tbody>\n");
+    lk_sb_str(b, "</tr></thead>\n<tbody>\n");
     for (int64_t i = 1; i <= it->nrows; i++) {
-        rp_sb_str(b, "<tr>");
+        lk_sb_str(b, "<tr>");
         for (int c = 0; c < it->ncols; c++) {
             const char *cell = it->cells[i * it->ncols + c];
             char        a    = it->align[c];
             int         wrap = strlen(cell) > 60;
-            rp_sb_str(b, a == 'r' ? "<td class=\"r\">" : a == 'c' ? "<td class=\"c\">"
+            lk_sb_str(b, a == 'r' ? "<td class=\"r\">" : a == 'c' ? "<td class=\"c\">"
                          : wrap   ? "<td class=\"wrap\">" : "<td>");
             sb_html(b, cell);
-            rp_sb_str(b, "</td>");
+            lk_sb_str(b, "</td>");
         }
-        rp_sb_str(b, "</tr>\n");
+        lk_sb_str(b, "</tr>\n");
     }
-    rp_sb_str(b, "</tbody></table></div></div>\n");
+    lk_sb_str(b, "</tbody></table></div></div>\n");
 }
 
-static void html_figure(rp_sb *b, const rp_item *it) {
-    rp_sb_str(b, "<figure>");
-    rp_sb_str(b, "<img alt=\"");
+static void html_figure(lk_sb *b, const rp_item *it) {
+    lk_sb_str(b, "<figure>");
+    lk_sb_str(b, "<img alt=\"");
     sb_html(b, it->alt);
-    rp_sb_str(b, "\"");
+    lk_sb_str(b, "\"");
     /* Drawn at 1.125x its physical size (pt -> CSS px is 4/3), capped by max-width. */
     if (it->width_pt > 0 && it->height_pt > 0)
-        rp_sb_printf(b, " width=\"%.0f\" height=\"%.0f\"", it->width_pt * 1.5,
+        lk_sb_printf(b, " width=\"%.0f\" height=\"%.0f\"", it->width_pt * 1.5,
                      it->height_pt * 1.5);
-    rp_sb_str(b, " src=\"data:image/svg+xml;base64,");
+    lk_sb_str(b, " src=\"data:image/svg+xml;base64,");
     sb_base64(b, it->svg, it->svg_len);
-    rp_sb_str(b, "\" />");
+    lk_sb_str(b, "\" />");
     if (it->caption) {
-        rp_sb_str(b, "\n<figcaption>");
+        lk_sb_str(b, "\n<figcaption>");
         sb_html(b, it->caption);
-        rp_sb_str(b, "</figcaption>");
+        lk_sb_str(b, "</figcaption>");
     }
-    rp_sb_str(b, "</figure>\n");
+    lk_sb_str(b, "</figure>\n");
 }
 
 static void fmt_seconds(char *buf, size_t n, double s) {
@@ -643,55 +600,55 @@ static lk_status add_provenance(lk_report *r, lk_error *err) {
     return lk_report_add_table(r, &t, err);
 }
 
-static lk_status build_html(lk_report *r, rp_sb *b, lk_error *err) {
-    rp_sb_str(b, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\" />\n"
+static lk_status build_html(lk_report *r, lk_sb *b, lk_error *err) {
+    lk_sb_str(b, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\" />\n"
                  "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\" />\n");
-    rp_sb_printf(b, "<meta name=\"generator\" content=\"lkprobe %s\" />\n<title>", LK_VERSION);
+    lk_sb_printf(b, "<meta name=\"generator\" content=\"lkprobe %s\" />\n<title>", LK_VERSION);
     sb_html(b, r->title);
-    rp_sb_str(b, "</title>\n<style>\n");
-    rp_sb_str(b, css);
-    rp_sb_str(b, "</style>\n</head>\n<body>\n<header>\n<h1>");
+    lk_sb_str(b, "</title>\n<style>\n");
+    lk_sb_str(b, css);
+    lk_sb_str(b, "</style>\n</head>\n<body>\n<header>\n<h1>");
     sb_html(b, r->title);
-    rp_sb_str(b, "</h1>\n");
+    lk_sb_str(b, "</h1>\n");
     if (r->has_prov) {
-        rp_sb_str(b, "<p class=\"sub\"><span class=\"mono\">");
+        lk_sb_str(b, "<p class=\"sub\"><span class=\"mono\">");
         sb_html(b, r->prov_path);
-        rp_sb_str(b, "</span> \xc2\xb7 ");
+        lk_sb_str(b, "</span> \xc2\xb7 ");
         sb_html(b, r->prov_date);
-        rp_sb_printf(b, " \xc2\xb7 lkprobe %s</p>\n", LK_VERSION);
+        lk_sb_printf(b, " \xc2\xb7 lkprobe %s</p>\n", LK_VERSION);
     }
-    rp_sb_str(b, "<nav><ol>");
+    lk_sb_str(b, "<nav><ol>");
     for (size_t i = 0; i < r->n_secs; i++) {
-        rp_sb_printf(b, "<li><a href=\"#%s\">", r->secs[i].id);
+        lk_sb_printf(b, "<li><a href=\"#%s\">", r->secs[i].id);
         sb_html(b, r->secs[i].title);
-        rp_sb_str(b, "</a></li>");
+        lk_sb_str(b, "</a></li>");
     }
-    rp_sb_str(b, "</ol></nav>\n</header>\n<main>\n");
+    lk_sb_str(b, "</ol></nav>\n</header>\n<main>\n");
     size_t item = 0;
     for (size_t s = 0; s < r->n_secs; s++) {
-        rp_sb_printf(b, "<section id=\"%s\">\n<h2>", r->secs[s].id);
+        lk_sb_printf(b, "<section id=\"%s\">\n<h2>", r->secs[s].id);
         sb_html(b, r->secs[s].title);
-        rp_sb_str(b, "</h2>\n");
+        lk_sb_str(b, "</h2>\n");
         if (r->secs[s].skipped) {
-            rp_sb_str(b, "<p class=\"note\">Not run: ");
+            lk_sb_str(b, "<p class=\"note\">Not run: ");
             sb_html(b, r->secs[s].skipped);
-            rp_sb_str(b, "</p>\n");
+            lk_sb_str(b, "</p>\n");
         }
         for (; item < r->n_items && r->items[item].sec == s; item++) {
             const rp_item *it = &r->items[item];
             if (it->kind == ITEM_PARA) {
-                rp_sb_str(b, "<p>");
+                lk_sb_str(b, "<p>");
                 sb_html(b, it->text);
-                rp_sb_str(b, "</p>\n");
+                lk_sb_str(b, "</p>\n");
             } else if (it->kind == ITEM_TABLE) {
                 html_table(b, it);
             } else {
                 html_figure(b, it);
             }
         }
-        rp_sb_str(b, "</section>\n");
+        lk_sb_str(b, "</section>\n");
     }
-    rp_sb_printf(b, "</main>\n<footer>Generated by lkprobe %s. This page is self-contained: "
+    lk_sb_printf(b, "</main>\n<footer>Generated by lkprobe %s. This page is self-contained: "
                     "figures are embedded and nothing is loaded from the network.</footer>\n"
                     "</body>\n</html>\n", LK_VERSION);
     if (b->oom) return LK_FAIL(err, LK_ENOMEM, "report: out of memory building the page");
@@ -700,60 +657,44 @@ static lk_status build_html(lk_report *r, rp_sb *b, lk_error *err) {
 
 /* ---------------------------------------------------------------- LaTeX */
 
-static void latex_table(rp_sb *b, const rp_item *it, const char *sec_title) {
-    rp_sb_printf(b, "%% %s: ", "lkprobe " LK_VERSION);
+static void latex_table(lk_sb *b, const rp_item *it, const char *sec_title) {
+    lk_sb_printf(b, "%% %s: ", "lkprobe " LK_VERSION);
     /* Comment lines must not break on newlines in titles. */
-    for (const char *p = sec_title; *p; p++) rp_sb_put(b, *p == '\n' ? " " : p, 1);
-    rp_sb_str(b, "\n% Needs \\usepackage{booktabs}.\n");
+    for (const char *p = sec_title; *p; p++) lk_sb_put(b, *p == '\n' ? " " : p, 1);
+    lk_sb_str(b, "\n% Needs \\usepackage{booktabs}.\n");
     if (it->caption) {
-        rp_sb_str(b, "% ");
-        for (const char *p = it->caption; *p; p++) rp_sb_put(b, *p == '\n' ? " " : p, 1);
-        rp_sb_str(b, "\n");
+        lk_sb_str(b, "% ");
+        for (const char *p = it->caption; *p; p++) lk_sb_put(b, *p == '\n' ? " " : p, 1);
+        lk_sb_str(b, "\n");
     }
-    rp_sb_printf(b, "\\begin{tabular}{%s}\n\\toprule\n", it->align);
+    lk_sb_printf(b, "\\begin{tabular}{%s}\n\\toprule\n", it->align);
     for (int64_t i = 0; i <= it->nrows; i++) {
         for (int c = 0; c < it->ncols; c++) {
-            if (c) rp_sb_str(b, " & ");
+            if (c) lk_sb_str(b, " & ");
             sb_latex(b, it->cells[i * it->ncols + c]);
         }
-        rp_sb_str(b, " \\\\\n");
-        if (i == 0) rp_sb_str(b, "\\midrule\n");
+        lk_sb_str(b, " \\\\\n");
+        if (i == 0) lk_sb_str(b, "\\midrule\n");
     }
-    rp_sb_str(b, "\\bottomrule\n\\end{tabular}\n");
+    lk_sb_str(b, "\\bottomrule\n\\end{tabular}\n");
 }
 
 /* ---------------------------------------------------------------- atomic output */
 
 typedef struct out_file {
-    char          *path, *tmp;
-    const void    *data;
-    size_t         len;
-    int            renamed;
+    char       *path;
+    const void *data;
+    size_t      len;
+    lk_afile    af;
+    int         renamed;
 } out_file;
 
+/* Writes o's bytes to a closed temporary file next to o->path (renamed by the caller). */
 static lk_status write_tmp(out_file *o, lk_error *err) {
-    size_t n = strlen(o->path) + 16;
-    o->tmp   = lk_malloc(n);
-    if (!o->tmp) return LK_FAIL(err, LK_ENOMEM, "'%s': out of memory", o->path);
-    snprintf(o->tmp, n, "%s.tmpXXXXXX", o->path);
-    int fd = mkstemp(o->tmp);
-    if (fd < 0) {
-        lk_status st = LK_FAIL(err, LK_EIO, "'%s': cannot create a file there: %s", o->path,
-                               strerror(errno));
-        lk_free(o->tmp);
-        o->tmp = NULL;
-        return st;
-    }
-    FILE *f = fdopen(fd, "wb");
-    if (!f) {
-        close(fd);
-        return LK_FAIL(err, LK_EIO, "'%s': fdopen failed: %s", o->path, strerror(errno));
-    }
-    int ok = fchmod(fd, 0644) == 0;
-    ok     = ok && fwrite(o->data, 1, o->len, f) == o->len;
-    ok     = (fclose(f) == 0) && ok;
-    if (!ok) return LK_FAIL(err, LK_EIO, "'%s': write failed: %s", o->path, strerror(errno));
-    return LK_OK;
+    lk_status st = lk_afile_open(&o->af, o->path, err);
+    if (st == LK_OK) st = lk_afile_write(&o->af, o->data, o->len, err);
+    if (st == LK_OK) st = lk_afile_close(&o->af, err);
+    return st;
 }
 
 static char *join_path(const char *dir, const char *sec, const char *name, const char *ext) {
@@ -772,8 +713,8 @@ lk_status lk_report_write(lk_report *r, const char *html_path, const char *latex
                        "lk_report_alloc", latex_dir);
     lk_status st = LK_OK;
     size_t    n_items0 = r->n_items, n_secs0 = r->n_secs;
-    rp_sb     html = {0};
-    rp_sb    *tex  = NULL;
+    lk_sb     html = {0};
+    lk_sb    *tex  = NULL;
     out_file *of   = NULL;
     size_t    n_of = 0, n_tab = 0;
     int       made_dir = 0;
@@ -822,7 +763,7 @@ lk_status lk_report_write(lk_report *r, const char *html_path, const char *latex
                 goto done;
             }
             if (it->kind == ITEM_TABLE) {
-                rp_sb *t = &tex[n_of - 1];
+                lk_sb *t = &tex[n_of - 1];
                 latex_table(t, it, r->secs[it->sec].title);
                 if (t->oom) {
                     st = LK_FAIL(err, LK_ENOMEM, "report: out of memory");
@@ -838,21 +779,14 @@ lk_status lk_report_write(lk_report *r, const char *html_path, const char *latex
         }
     }
     for (size_t i = 0; i < n_of; i++) {
-        if (rename(of[i].tmp, of[i].path) != 0) {
-            st = LK_FAIL(err, LK_EIO, "'%s': renaming the temporary file failed: %s", of[i].path,
-                         strerror(errno));
-            goto done;
-        }
+        if ((st = lk_afile_commit(&of[i].af, err)) != LK_OK) goto done;
         of[i].renamed = 1;
     }
 done:
     for (size_t i = 0; i < n_of; i++) {
-        if (st != LK_OK) {
-            if (of[i].renamed) unlink(of[i].path);
-            else if (of[i].tmp) unlink(of[i].tmp);
-        }
+        if (st != LK_OK && of[i].renamed) unlink(of[i].path);
+        lk_afile_abort(&of[i].af);
         lk_free(of[i].path);
-        lk_free(of[i].tmp);
         lk_free(tex[i].p);
     }
     if (st != LK_OK && made_dir) rmdir(latex_dir);
@@ -866,6 +800,36 @@ done:
         lk_free(r->secs[r->n_secs].id);
         lk_free(r->secs[r->n_secs].title);
         lk_free(r->secs[r->n_secs].skipped);
+        lk_free(r->secs[r->n_secs].json);
     }
     return st;
+}
+
+lk_status lk_report_set_json(lk_report *r, const char *json, lk_error *err) {
+    if (r->n_secs == 0) return LK_FAIL(err, LK_EINVAL, "report: JSON outside a section");
+    char *c = lk_strdup(json);
+    if (!c) return LK_FAIL(err, LK_ENOMEM, "report: out of memory");
+    lk_free(r->secs[r->n_secs - 1].json);
+    r->secs[r->n_secs - 1].json = c;
+    return LK_OK;
+}
+
+lk_status lk_report_json(const lk_report *r, char **out, lk_error *err) {
+    *out    = NULL;
+    lk_sb b = {0};
+    lk_sb_char(&b, '{');
+    for (size_t i = 0, k = 0; i < r->n_secs; i++) {
+        if (!r->secs[i].json) continue;
+        if (k++) lk_sb_char(&b, ',');
+        lk_json_escape(&b, r->secs[i].id);
+        lk_sb_char(&b, ':');
+        lk_sb_str(&b, r->secs[i].json);
+    }
+    lk_sb_char(&b, '}');
+    if (b.oom) {
+        lk_sb_free(&b);
+        return LK_FAIL(err, LK_ENOMEM, "report: out of memory for the JSON");
+    }
+    *out = b.p;
+    return LK_OK;
 }

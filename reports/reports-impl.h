@@ -5,17 +5,7 @@
 #include <stddef.h>
 
 #include "lkprobe/lk_report.h"
-
-/* A growing NUL-terminated string; oom latches on the first failed allocation. */
-typedef struct rp_sb {
-    char  *p;
-    size_t n, cap;
-    int    oom;
-} rp_sb;
-
-void rp_sb_put(rp_sb *b, const char *s, size_t n);
-void rp_sb_str(rp_sb *b, const char *s);
-void rp_sb_printf(rp_sb *b, const char *fmt, ...) LK_PRINTF(2, 3);
+#include "util/lk_util.h"
 
 /* Marks the current section as not run, with the reason shown on the page. */
 lk_status rp_section_skip(lk_report *r, const char *why, lk_error *err);

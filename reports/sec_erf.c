@@ -8,12 +8,10 @@
 #include <string.h>
 
 #include "lkprobe/lk_erf.h"
-#include "lkprobe/lk_image.h"
 #include "lkprobe/lk_report.h"
 #include "reports-impl.h"
 
-#define N_THR 4
-static const double thresholds[N_THR] = {0.2, 0.3, 0.5, 0.99};
+#define N_THR LK_ERF_N_DEFAULT_THRESHOLDS
 
 int rp_erf_applies(const lk_report_ctx *c, char *why, size_t n) {
     int64_t sh[LK_MAX_DIMS];
@@ -27,12 +25,13 @@ int rp_erf_applies(const lk_report_ctx *c, char *why, size_t n) {
         snprintf(why, n, "the ERF needs a 4-D image input (N, C, H, W); the input has %d dims", nd);
         return 0;
     }
-    if (c->n_images > 0 && sh[1] != 3) {
+    const lk_inputs *in = c->inputs;
+    if (in && lk_inputs_get_kind(in) == LK_INPUTS_FILES && sh[1] != 3) {
         snprintf(why, n, "the model expects %lld input channels but images are RGB; use noise "
                  "inputs instead", (long long)sh[1]);
         return 0;
     }
-    if (c->n_images == 0 && c->noise <= 0) {
+    if (!in || lk_inputs_count(in) == 0) {
         snprintf(why, n, "no images and no noise inputs were given");
         return 0;
     }
@@ -42,25 +41,6 @@ int rp_erf_applies(const lk_report_ctx *c, char *why, size_t n) {
         return 0;
     }
     return 1;
-}
-
-static uint64_t mix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z          = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z          = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-/* Standard-normal values (Box-Muller) from a stream keyed by (seed, image index). */
-static void gaussian_fill(float *p, int64_t n, uint64_t seed, int64_t index) {
-    uint64_t s = seed * 0x100000001B3ull + (uint64_t)index * 0xD1B54A32D192ED03ull + 7;
-    for (int64_t i = 0; i < n; i += 2) {
-        double u1 = ((double)(mix64(&s) >> 11) + 0.5) / 9007199254740992.0;
-        double u2 = ((double)(mix64(&s) >> 11) + 0.5) / 9007199254740992.0;
-        double rr = sqrt(-2.0 * log(u1));
-        p[i]      = (float)(rr * cos(2 * M_PI * u2));
-        if (i + 1 < n) p[i + 1] = (float)(rr * sin(2 * M_PI * u2));
-    }
 }
 
 static lk_status draw(lk_report *r, const lk_tensor *a_rep, const lk_tensor *a_raw,
@@ -100,53 +80,50 @@ static lk_status draw(lk_report *r, const lk_tensor *a_rep, const lk_tensor *a_r
     return st;
 }
 
-lk_status rp_erf_run(lk_report *r, const lk_report_ctx *c, lk_error *err) {
-    const lk_model *m  = c->model;
-    lk_erf         *e  = NULL;
-    lk_tensor      *x  = NULL, *a_rep = NULL, *a_raw = NULL;
-    lk_status       st = LK_OK;
+/* The pass over the report's inputs: the same calls as `lkprobe erf`. */
+static lk_status erf_compute(const lk_report_ctx *c, lk_erf **e, lk_erf_result **res,
+                             lk_tensor **a_raw, lk_error *err) {
+    const lk_model *m = c->model;
     int64_t         ish[LK_MAX_DIMS];
     lk_model_input_shape(m, 0, ish);
-    int64_t side = lk_report_default_size(m);
-    int64_t C = ish[1], H = c->size[0] > 0 ? c->size[0] : side, W = c->size[1] > 0 ? c->size[1] : side;
-    int     use_images = c->n_images > 0;
-    int64_t avail      = use_images ? c->n_images : c->noise;
-    int64_t want       = c->n > 0 && c->n < avail ? c->n : avail;
+    int64_t side     = lk_report_default_size(m);
+    int64_t shape[4] = {1, ish[1], c->size[0] > 0 ? c->size[0] : side,
+                        c->size[1] > 0 ? c->size[1] : side};
+    const lk_tensor *b = lk_inputs_batch(c->inputs);
+    if (b) {
+        shape[2] = b->shape[2];
+        shape[3] = b->shape[3];
+    }
+    int64_t       avail = lk_inputs_count(c->inputs);
+    lk_erf_params p     = lk_erf_params_default();
+    p.threads           = c->threads;
+    lk_status st        = lk_erf_alloc(m, &p, shape, e, err);
+    if (st == LK_OK)
+        st = lk_erf_add_inputs(*e, c->inputs, c->n > 0 && c->n < avail ? c->n : avail, NULL,
+                               NULL, err);
+    if (st == LK_OK) st = lk_erf_get_result(*e, LK_ERF_REPLKNET, 0, NULL, res, err);
+    if (st == LK_OK) st = lk_erf_transform(lk_erf_mean(*e), LK_ERF_RAW, a_raw, err);
+    return st;
+}
 
-    lk_erf_params p = lk_erf_params_default();
-    p.threads       = c->threads;
-    int64_t shape[4] = {1, C, H, W};
-    st = lk_erf_alloc(m, &p, shape, &e, err);
-    if (st == LK_OK) st = lk_tensor_alloc(LK_F32, 4, shape, &x, err);
-    lk_preprocess pp = lk_preprocess_imagenet(W, H);
-    for (int k = 0; k < 3; k++) {
-        pp.mean[k] = c->mean[k];
-        pp.std[k]  = c->std[k];
-    }
-    int64_t       per = C * H * W;
-    for (int64_t i = 0; st == LK_OK && i < avail && lk_erf_n_used(e) < want; i++) {
-        if (use_images) {
-            lk_image  *im = NULL;
-            lk_tensor *t  = NULL;
-            st = lk_image_read(c->images[i], &im, err);
-            if (st == LK_OK) st = lk_image_to_tensor(im, &pp, &t, err);
-            if (st == LK_OK) memcpy(x->data, t->data, sizeof(float) * (size_t)per);
-            lk_tensor_free(t);
-            lk_image_free(im);
-        } else {
-            gaussian_fill(x->data, per, c->seed, i);
-        }
-        if (st == LK_OK) st = lk_erf_add(e, x, NULL, err);
-    }
-    if (st == LK_OK && lk_erf_n_used(e) == 0)
-        st = LK_FAIL(err, LK_ENUMERIC, "erf: no usable input: all %lld maps contained NaN",
-                     (long long)lk_erf_n_skipped(e));
-    if (st == LK_OK) st = lk_erf_transform(lk_erf_mean(e), LK_ERF_REPLKNET, &a_rep, err);
-    if (st == LK_OK) st = lk_erf_transform(lk_erf_mean(e), LK_ERF_RAW, &a_raw, err);
-    lk_erf_ratio ratios[N_THR];
-    int          clipped = 0;
-    if (st == LK_OK) st = lk_erf_area_ratios(a_rep, N_THR, thresholds, ratios, &clipped, err);
+lk_status rp_erf_run(lk_report *r, const lk_report_ctx *c, lk_error *err) {
+    const lk_model *m     = c->model;
+    lk_erf         *e     = NULL;
+    lk_erf_result  *res   = NULL;
+    lk_tensor      *a_raw = NULL;
+    char           *json  = NULL;
+    lk_status       st    = erf_compute(c, &e, &res, &a_raw, err);
+    if (st == LK_OK) st = lk_erf_result_json(res, NULL, &json, err);
+    if (st == LK_OK) st = lk_report_set_json(r, json, err);
     if (st != LK_OK) goto done;
+    const lk_tensor        *a_rep      = res->a;
+    const lk_erf_ratio     *ratios     = res->ratios;
+    const double           *thresholds = lk_erf_default_thresholds();
+    const lk_inputs_params *ip         = lk_inputs_params_of(c->inputs);
+    int64_t                 H = res->size[0], W = res->size[1], want = c->n;
+    int                     clipped    = res->clipped;
+    int use_images = lk_inputs_get_kind(c->inputs) == LK_INPUTS_FILES;
+    if (want <= 0 || want > lk_inputs_count(c->inputs)) want = lk_inputs_count(c->inputs);
 
     /* The protocol, stated in words and as a table. */
     const lk_tensor *lv = lk_erf_layer_value(e);
@@ -159,12 +136,13 @@ lk_status rp_erf_run(lk_report *r, const lk_report_ctx *c, lk_error *err) {
              (long long)lk_erf_n_zero(e));
     if (use_images)
         snprintf(source, sizeof source, "%lld image file(s), bicubic resize to %lld\xc3\x97%lld, "
-                 "/255, mean %.3g,%.3g,%.3g, std %.3g,%.3g,%.3g", (long long)c->n_images,
-                 (long long)H, (long long)W, c->mean[0], c->mean[1], c->mean[2], c->std[0],
-                 c->std[1], c->std[2]);
+                 "/255, mean %.3g,%.3g,%.3g, std %.3g,%.3g,%.3g",
+                 (long long)lk_inputs_count(c->inputs), (long long)H, (long long)W, ip->mean[0],
+                 ip->mean[1], ip->mean[2], ip->std[0], ip->std[1], ip->std[2]);
     else
         snprintf(source, sizeof source, "%lld seeded standard-normal inputs (seed %llu) in the "
-                 "normalised input space", (long long)c->noise, (unsigned long long)c->seed);
+                 "normalised input space", (long long)lk_inputs_count(c->inputs),
+                 (unsigned long long)ip->seed);
     snprintf(para, sizeof para,
              "Protocol (RepLKNet, erf.md): for each input x of size %s, the gradient of "
              "sum_c relu(F[c, H'/2, W'/2]) at the centre of feature map %s %s with respect to x, "
@@ -234,9 +212,9 @@ lk_status rp_erf_run(lk_report *r, const lk_report_ctx *c, lk_error *err) {
                                 .cells = pcells, .align = "ll"};
     st = lk_report_add_table(r, &pt, err);
 done:
-    lk_tensor_free(a_rep);
+    lk_free(json);
+    lk_erf_result_free(res);
     lk_tensor_free(a_raw);
-    lk_tensor_free(x);
     lk_erf_free(e);
     return st;
 }

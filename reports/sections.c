@@ -15,12 +15,8 @@
 static const lk_report_section_def sections[] = {
     {"summary", "Model summary", rp_summary_applies, rp_summary_run},
     {"erf", "Effective receptive field", rp_erf_applies, rp_erf_run},
-#ifdef LK_REPORT_HAVE_FILTERS
     {"filters", "Filter statistics", rp_filters_applies, rp_filters_run},
-#endif
-#ifdef LK_REPORT_HAVE_KERNELS
     {"kernels", "Large kernels", rp_kernels_applies, rp_kernels_run},
-#endif
     {"layers", "Layers", rp_summary_applies, rp_layers_run},
 };
 
@@ -32,11 +28,7 @@ const lk_report_section_def *lk_report_sections(size_t *n) {
 lk_report_ctx lk_report_ctx_default(void) {
     lk_report_ctx c;
     memset(&c, 0, sizeof c);
-    c.noise = 8;
-    c.n     = 8;
-    const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
-    memcpy(c.mean, mean, sizeof mean);
-    memcpy(c.std, std, sizeof std);
+    c.n = 8;
     return c;
 }
 

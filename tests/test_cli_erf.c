@@ -238,6 +238,50 @@ START_TEST(bundled_examples_match_pytorch) {
 }
 END_TEST
 
+/* The ratios object of a JSON text (from "\"ratios\":{" to its closing brace). */
+static void ratios_of(const char *js, char *buf, size_t n) {
+    const char *a = strstr(js, "\"ratios\":{");
+    ck_assert_msg(a != NULL, "no ratios in %s", js);
+    const char *b = strchr(a, '}');
+    ck_assert_ptr_nonnull(b);
+    snprintf(buf, n, "%.*s", (int)(b - a + 1), a);
+}
+
+/* issue 10: `erf` and `report --json` run the same pass on the same inputs. */
+START_TEST(erf_and_report_agree) {
+    const char *model = src("tests/fixtures/zoo/resnet.onnx");
+    const char *a1[]  = {"erf", model, "--noise", "3", "--size", "128", "--json", "-q", NULL};
+    int         rc    = tu_lkprobe(a1, out, sizeof out, errb, sizeof errb);
+    ck_assert_msg(rc == 0, "erf: rc %d: %s", rc, errb);
+    char r1[1024], r2[1024];
+    ratios_of(out, r1, sizeof r1);
+    const char *a2[] = {"report", model, "--noise", "3", "--size", "128", "--json", "-q",
+                        "-o", tmp("r.html"), NULL};
+    rc = tu_lkprobe(a2, out, sizeof out, errb, sizeof errb);
+    ck_assert_msg(rc == 0, "report: rc %d: %s", rc, errb);
+    ck_assert_msg(strncmp(out, "{\"erf\":{", 8) == 0, "report JSON: %s", out);
+    ratios_of(out, r2, sizeof r2);
+    ck_assert_str_eq(r1, r2);
+    ck_assert_ptr_nonnull(strstr(out, "\"images\":3"));
+}
+END_TEST
+
+/* issue 11: the size given with --input-shape is the ERF size; a different --size is an error
+ * naming both; the default is said. */
+START_TEST(input_shape_sets_the_size) {
+    const char *model = src("tests/fixtures/zoo/resnet.onnx");
+    const char *a1[]  = {"erf", model, "--noise", "1", "--input-shape", "1,3,64,64", "--json",
+                         NULL};
+    int         rc    = tu_lkprobe(a1, out, sizeof out, errb, sizeof errb);
+    ck_assert_msg(rc == 0, "rc %d: %s", rc, errb);
+    ck_assert_ptr_nonnull(strstr(out, "\"size\":[64,64]"));
+    ck_assert_ptr_nonnull(strstr(errb, "input size 64x64 (from --input-shape"));
+    const char *a2[] = {"erf", model, "--noise", "1", "--input-shape", "1,3,64,64", "--size",
+                        "32", "-q", NULL};
+    expect_fail(a2, "--size: 32x32 conflicts with --input-shape 1,3,64,64");
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("cli-erf");
     TCase *t = tcase_create("cli-erf");
@@ -246,6 +290,8 @@ static Suite *suite(void) {
     tcase_add_test(t, figures_npy_and_json);
     tcase_add_test(t, several_models_and_images);
     tcase_add_test(t, bad_inputs);
+    tcase_add_test(t, erf_and_report_agree);
+    tcase_add_test(t, input_shape_sets_the_size);
     tcase_add_test(t, bundled_examples_match_pytorch);
     suite_add_tcase(s, t);
     return s;

@@ -306,6 +306,146 @@ START_TEST(zoo_parity_with_pytorch) {
 }
 END_TEST
 
+/* The pass over shares of the inputs, merged, equals one pass over all of them (the MPI
+ * layer's contract), and the driver over lk_inputs equals lk_erf_add per input. */
+START_TEST(merge_equals_single_pass) {
+    char      path[512];
+    lk_error  err;
+    lk_model *m = NULL;
+    ck_assert_int_eq(lk_model_load(tu_src_path("tests/fixtures/zoo/resnet.onnx", path, sizeof path),
+                                   NULL, &m, &err), LK_OK);
+    lk_inputs_params ip = lk_inputs_params_default();
+    ip.noise            = 5;
+    ip.seed             = 11;
+    lk_inputs *in       = NULL;
+    ck_assert_int_eq(lk_inputs_alloc(&ip, &in, &err), LK_OK);
+    int64_t       shape[4] = {1, 3, 64, 64};
+    lk_erf_params p        = lk_erf_params_default();
+    p.threads              = 2;
+    lk_erf *all = NULL, *a = NULL, *b = NULL;
+    ck_assert_int_eq(lk_erf_alloc(m, &p, shape, &all, &err), LK_OK);
+    ck_assert_int_eq(lk_erf_alloc(m, &p, shape, &a, &err), LK_OK);
+    ck_assert_int_eq(lk_erf_alloc(m, &p, shape, &b, &err), LK_OK);
+    ck_assert_int_eq(lk_erf_add_inputs(all, in, 5, NULL, NULL, &err), LK_OK);
+    ck_assert_int_eq(lk_erf_n_used(all), 5);
+    lk_tensor *x = NULL;
+    ck_assert_int_eq(lk_tensor_alloc(LK_F32, 4, shape, &x, &err), LK_OK);
+    for (int64_t i = 0; i < 5; i++) {
+        ck_assert_int_eq(lk_inputs_get(in, i, x, &err), LK_OK);
+        ck_assert_int_eq(lk_erf_add(i < 2 ? a : b, x, NULL, &err), LK_OK);
+    }
+    ck_assert_int_eq(lk_erf_merge(a, b, &err), LK_OK);
+    ck_assert_int_eq(lk_erf_n_used(a), 5);
+    const double *ma = lk_erf_mean_f64(a), *mall = lk_erf_mean_f64(all);
+    double        mx = 0, d = 0;
+    for (int64_t i = 0; i < 64 * 64; i++) {
+        mx = fmax(mx, fabs(mall[i]));
+        d  = fmax(d, fabs(ma[i] - mall[i]));
+    }
+    ck_assert_msg(mx > 0 && d <= 1e-12 * mx, "merged mean differs: %g of %g", d, mx);
+    /* Noise input i is the same whatever the order it is asked in. */
+    lk_tensor *y = NULL;
+    ck_assert_int_eq(lk_tensor_alloc(LK_F32, 4, shape, &y, &err), LK_OK);
+    lk_inputs_noise_fill(y->data, lk_tensor_numel(y), 11, 4);
+    ck_assert_int_eq(lk_inputs_get(in, 4, x, &err), LK_OK);
+    ck_assert(memcmp(x->data, y->data, sizeof(float) * (size_t)lk_tensor_numel(x)) == 0);
+    lk_erf_result *r = NULL;
+    ck_assert_int_eq(lk_erf_get_result(a, LK_ERF_REPLKNET, 0, NULL, &r, &err), LK_OK);
+    ck_assert_int_eq(r->n_thr, LK_ERF_N_DEFAULT_THRESHOLDS);
+    ck_assert(!r->degenerate);
+    char *js = NULL;
+    ck_assert_int_eq(lk_erf_result_json(r, "m.onnx", &js, &err), LK_OK);
+    ck_assert_ptr_nonnull(strstr(js, "\"images\":5"));
+    ck_assert_ptr_nonnull(strstr(js, "\"degenerate\":false"));
+    lk_free(js);
+    lk_erf_result_free(r);
+    /* Maps of another size do not merge. */
+    int64_t shape2[4] = {1, 3, 32, 32};
+    lk_erf *c         = NULL;
+    ck_assert_int_eq(lk_erf_alloc(m, &p, shape2, &c, &err), LK_OK);
+    ck_assert_int_eq(lk_erf_merge(a, c, &err), LK_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "32x32"));
+    lk_erf_free(c);
+    lk_tensor_free(x);
+    lk_tensor_free(y);
+    lk_erf_free(all);
+    lk_erf_free(a);
+    lk_erf_free(b);
+    lk_inputs_free(in);
+    lk_model_free(m);
+}
+END_TEST
+
+/* issue 11: a map far below float32's resolution at 1 (peak 1e-11) keeps its shape: A is
+ * computed in double with log1p instead of vanishing (float32 log10(x + 1) is 0 there). */
+START_TEST(tiny_map_scaled_in_double) {
+    lk_model *m = NULL;
+    lk_error  err;
+    ck_assert_int_eq(lk_model_alloc(&m, NULL), LK_OK);
+    int64_t sh[4] = {1, 1, 17, 17}, ws[4] = {1, 1, 3, 3}, v, w;
+    ck_assert_int_eq(lk_model_add_input(m, "x", 4, sh, &v, NULL), LK_OK);
+    float tiny[9];
+    for (int i = 0; i < 9; i++) tiny[i] = 1.0e-11f;
+    ck_assert_int_eq(lk_model_add_param(m, "w", 4, ws, tiny, 1, &w, NULL), LK_OK);
+    lk_attrs a       = lk_attrs_default(LK_OP_CONV);
+    a.conv.kernel[0] = a.conv.kernel[1] = 3;
+    a.conv.pad_begin[0] = a.conv.pad_begin[1] = a.conv.pad_end[0] = a.conv.pad_end[1] = 1;
+    int64_t     ins[2] = {v, w};
+    const char *on[1]  = {"y"};
+    ck_assert_int_eq(lk_model_add_node(m, LK_OP_CONV, "y", 2, ins, 1, on, &a, &v, &err), LK_OK);
+    ck_assert_int_eq(lk_model_set_outputs(m, 1, &v, NULL), LK_OK);
+    ck_assert_msg(lk_model_finalize(m, &err) == LK_OK, "%s", err.msg);
+    lk_erf_params p = lk_erf_params_default();
+    lk_erf       *e = NULL;
+    ck_assert_int_eq(lk_erf_alloc(m, &p, sh, &e, &err), LK_OK);
+    lk_tensor *x = NULL;
+    ck_assert_int_eq(lk_tensor_alloc(LK_F32, 4, sh, &x, NULL), LK_OK);
+    tu_fill_uniform(x->data, lk_tensor_numel(x), 5, 0.1f, 1.0f);
+    ck_assert_int_eq(lk_erf_add(e, x, NULL, &err), LK_OK);
+    lk_erf_result *r = NULL;
+    ck_assert_int_eq(lk_erf_get_result(e, LK_ERF_REPLKNET, 0, NULL, &r, &err), LK_OK);
+    ck_assert(r->scaled_f64);
+    ck_assert(!r->degenerate);
+    ck_assert_int_eq(r->zero, 0);
+    ck_assert(r->ratios[0].reached);
+    ck_assert_int_eq(r->ratios[0].side, 3); /* the 3x3 kernel holds all of the map */
+    lk_erf_result_free(r);
+    lk_tensor_free(x);
+    lk_erf_free(e);
+    lk_model_free(m);
+}
+END_TEST
+
+/* The input source: one source only, folders sorted, errors naming the path. */
+START_TEST(inputs_sources_and_errors) {
+    lk_error         err;
+    lk_inputs       *in = NULL;
+    lk_inputs_params ip = lk_inputs_params_default();
+    ck_assert_int_eq(lk_inputs_alloc(&ip, &in, &err), LK_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "no inputs"));
+    char dir[512];
+    ip.dir   = tu_src_path("tests/data/images", dir, sizeof dir);
+    ip.noise = 2;
+    ck_assert_int_eq(lk_inputs_alloc(&ip, &in, &err), LK_EINVAL);
+    ip.noise = 0;
+    ck_assert_int_eq(lk_inputs_alloc(&ip, &in, &err), LK_OK);
+    ck_assert_int_gt(lk_inputs_count(in), 1);
+    for (int64_t i = 1; i < lk_inputs_count(in); i++)
+        ck_assert(strcmp(lk_inputs_name(in, i - 1), lk_inputs_name(in, i)) < 0);
+    int64_t    shape[4] = {1, 1, 8, 8};
+    lk_tensor *x        = NULL;
+    ck_assert_int_eq(lk_tensor_alloc(LK_F32, 4, shape, &x, &err), LK_OK);
+    int more = 0;
+    ck_assert_int_eq(lk_inputs_next(in, x, &more, &err), LK_ESHAPE); /* images are RGB */
+    ck_assert_ptr_nonnull(strstr(err.msg, "3 channels"));
+    lk_tensor_free(x);
+    lk_inputs_free(in);
+    ip.dir = "/nonexistent-lkprobe-dir";
+    ck_assert_int_eq(lk_inputs_alloc(&ip, &in, &err), LK_EIO);
+    ck_assert_ptr_nonnull(strstr(err.msg, "/nonexistent-lkprobe-dir"));
+}
+END_TEST
+
 static Suite *erf_suite(void) {
     Suite *s = suite_create("erf");
     TCase *t = tcase_create("erf");
@@ -316,6 +456,9 @@ static Suite *erf_suite(void) {
     tcase_add_test(t, replknet_mode_scale_dependence);
     tcase_add_test(t, ratio_not_reached_and_clipped);
     tcase_add_test(t, default_layer_rule_and_errors);
+    tcase_add_test(t, merge_equals_single_pass);
+    tcase_add_test(t, tiny_map_scaled_in_double);
+    tcase_add_test(t, inputs_sources_and_errors);
     tcase_add_loop_test(t, zoo_parity_with_pytorch, 0,
                         (int)(sizeof parity_models / sizeof parity_models[0]));
     suite_add_tcase(s, t);

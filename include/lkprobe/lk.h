@@ -17,6 +17,7 @@
 #include "lk_exec.h"
 #include "lk_io.h"
 #include "lk_image.h"
+#include "lk_inputs.h"
 #include "lk_erf.h"
 #include "lk_render.h"
 #include "lk_cpu.h"

@@ -19,11 +19,25 @@
  * g = ds/dx (w.r.t. the normalised input); m = sum over input channels of relu(g) (or |g|, or
  * g, by params.sign).  The pass keeps the running mean of m over accepted images.
  * An erf object owns its executor and buffers; the model must outlive it.
+ *
+ * The driver (one code path for `lkprobe erf` and the report section):
+ *
+ *     lk_inputs *in = ...;                                  // lk_inputs.h
+ *     lk_erf_add_inputs(e, in, 50, NULL, NULL, &err);       // until 50 maps were used
+ *     lk_erf_result *r = NULL;
+ *     lk_erf_get_result(e, LK_ERF_REPLKNET, 0, NULL, &r, &err); // default thresholds
+ *     char *json = NULL;  lk_erf_result_json(r, &json, &err);   // the numbers, as JSON
+ *     lk_free(json);  lk_erf_result_free(r);
+ *
+ * Merging (several processes each add a share of the inputs): the running mean is kept in
+ * double with its count, so lk_erf_merge(a, b) gives the mean over both shares; it equals a
+ * single pass over all inputs to rounding (about 1e-16 relative).
  */
 #ifndef LKPROBE_LK_ERF_H
 #define LKPROBE_LK_ERF_H
 
 #include "lk_exec.h"
+#include "lk_inputs.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -49,6 +63,13 @@ typedef struct lk_erf_params {
 } lk_erf_params;
 
 LK_API lk_erf_params lk_erf_params_default(void);
+
+/* The reference thresholds t for the area ratios: 0.2, 0.3, 0.5, 0.99 (erf.md §3). */
+#define LK_ERF_N_DEFAULT_THRESHOLDS 4
+#define LK_ERF_MAX_THRESHOLDS 16
+LK_API const double *lk_erf_default_thresholds(void);
+/* The ERF input side used for dynamic spatial dims when no size is given (the protocol's). */
+#define LK_ERF_DEFAULT_SIDE 1024
 
 /* The default layer: the model output when it is 4-D, otherwise the last 4-D feature map
  * feeding global pooling / flatten (before a final BatchNorm/LayerNorm).  -1 when none. */
@@ -77,6 +98,21 @@ LK_API int64_t          lk_erf_n_zero(const lk_erf *e);
 LK_API int64_t          lk_erf_layer(const lk_erf *e);
 LK_API const lk_tensor *lk_erf_layer_value(const lk_erf *e);
 
+/* The running mean (H, W) in double; borrowed. */
+LK_API const double    *lk_erf_mean_f64(const lk_erf *e);
+
+/* Adds b's accepted images to a (same input size and layer): counts add, the mean is the
+ * weighted mean.  b is not changed. */
+LK_API lk_status lk_erf_merge(lk_erf *a, const lk_erf *b, lk_error *err);
+
+/* Progress callback: called after each input with the number of maps used so far. */
+typedef void (*lk_erf_progress_fn)(void *user, int64_t used);
+
+/* The protocol's loop: inputs 0, 1, ... of in (in its order) until n maps were used (NaN maps
+ * do not count) or the inputs run out.  in must give (1, C, H, W) for the planned shape. */
+LK_API lk_status lk_erf_add_inputs(lk_erf *e, lk_inputs *in, int64_t n, lk_erf_progress_fn cb,
+                                   void *user, lk_error *err);
+
 /* A from the mean map per mode; caller owns *out.  An all-zero map gives all zeros. */
 LK_API lk_status lk_erf_transform(const lk_tensor *mean, lk_erf_mode mode, lk_tensor **out,
                                   lk_error *err);
@@ -93,6 +129,39 @@ typedef struct lk_erf_ratio {
  * borders as the reference does and *clipped (may be NULL) is set to 1. */
 LK_API lk_status lk_erf_area_ratios(const lk_tensor *a, int n, const double *t, lk_erf_ratio *out,
                                     int *clipped, lk_error *err);
+
+/* What the pass computed, as both front ends print it. */
+typedef struct lk_erf_result {
+    char         layer[256];       /* name of the differentiated feature map              */
+    int64_t      feature_shape[4];
+    int64_t      used, skipped, zero; /* zero: used maps that were all zero               */
+    int64_t      size[2];          /* input H, W                                          */
+    lk_erf_mode  mode;
+    lk_grad_sign sign;
+    int          n_thr;
+    lk_erf_ratio ratios[LK_ERF_MAX_THRESHOLDS];
+    int          clipped;          /* non-square map: squares clipped at the borders     */
+    int          degenerate;       /* the mean map is all zero: A is blank, no ratio      */
+    int          scaled_f64;       /* float32 log10(x+1) underflowed (map max < ~1e-7):
+                                      A was computed in double with log1p                 */
+    double       seconds, image_seconds, peak_rss_mb; /* < 0: not printed; image_seconds
+                                      is the time spent in lk_erf_add / add_inputs        */
+    lk_tensor   *mean;             /* (H, W) float32 mean map; owned                      */
+    lk_tensor   *a;                /* (H, W) A per mode; owned                            */
+} lk_erf_result;
+
+/* Computes A and the area ratios for thresholds t[0..n_thr) (n_thr = 0: the defaults).
+ * Fails with LK_ENUMERIC when no image was used. */
+LK_API lk_status lk_erf_get_result(const lk_erf *e, lk_erf_mode mode, int n_thr, const double *t,
+                                   lk_erf_result **out, lk_error *err);
+LK_API void      lk_erf_result_free(lk_erf_result *r);
+/* One JSON object (no newline) with model (may be NULL), layer, feature_shape, images,
+ * skipped, zero, degenerate, size, mode, grad_sign, ratios and sides (null: not reached).
+ * *out is a heap string (lk_free). */
+LK_API lk_status lk_erf_result_json(const lk_erf_result *r, const char *model, char **out,
+                                    lk_error *err);
+LK_API const char *lk_erf_mode_name(lk_erf_mode m);
+LK_API const char *lk_grad_sign_name(lk_grad_sign s);
 
 #ifdef __cplusplus
 }

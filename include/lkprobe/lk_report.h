@@ -7,7 +7,7 @@
  *     lk_report *r = NULL;
  *     if (lk_report_alloc(&o, &r, &err) != LK_OK) goto fail;
  *     lk_report_ctx ctx = lk_report_ctx_default();
- *     ctx.model = m;  ctx.model_path = path;  ctx.noise = 8;
+ *     ctx.model = m;  ctx.model_path = path;  ctx.inputs = in;   // lk_inputs.h
  *     size_t ns;
  *     const lk_report_section_def *sec = lk_report_sections(&ns);
  *     for (size_t i = 0; i < ns; i++)                    // the caller owns the loop (progress)
@@ -30,6 +30,7 @@
 
 #include <stdint.h>
 
+#include "lk_inputs.h"
 #include "lk_model.h"
 #include "lk_render.h"
 
@@ -100,6 +101,13 @@ LK_API lk_status lk_report_add_table(lk_report *r, const lk_report_table *t, lk_
 LK_API lk_status lk_report_add_figure(lk_report *r, lk_fig *fig, const char *name,
                                       const char *alt, const char *caption, lk_error *err);
 
+/* Records the numbers the current section computed, as one JSON value (copied), for
+ * lk_report_json. */
+LK_API lk_status lk_report_set_json(lk_report *r, const char *json, lk_error *err);
+/* {"<section id>": <its JSON>, ...} over the sections that recorded numbers; *out is a heap
+ * string (lk_free).  `lkprobe report --json` prints it. */
+LK_API lk_status lk_report_json(const lk_report *r, char **out, lk_error *err);
+
 /* ---------------------------------------------------------------- sections */
 
 /* Per-node window and receptive field (as `lkprobe info` shows them), given by the caller
@@ -117,18 +125,13 @@ typedef struct lk_report_ctx {
     const lk_model            *model;
     const char                *model_path;
     const lk_report_node_info *nodes;      /* lk_model_n_nodes entries, or NULL (columns "-") */
-    const char *const         *images;     /* image files for the ERF, or NULL */
-    int64_t                    n_images;
-    int64_t                    noise;      /* > 0 and no images: that many N(0,1) inputs */
-    uint64_t                   seed;       /* noise seed */
-    int64_t                    n;          /* at most n images are used */
-    int64_t                    size[2];    /* ERF input H, W; 0 = lk_report_default_size */
+    lk_inputs                 *inputs;     /* inputs of the input-driven analyses, or NULL */
+    int64_t                    n;          /* at most n inputs are used */
+    int64_t                    size[2];    /* input H, W; 0 = lk_report_default_size */
     int                        threads;    /* 0 = all cores */
-    float                      mean[3];    /* image normalisation (ImageNet by default) */
-    float                      std[3];
 } lk_report_ctx;
 
-/* No images, 8 noise inputs, seed 0, n = 8, automatic size, ImageNet mean/std. */
+/* No inputs, n = 8, automatic size. */
 LK_API lk_report_ctx lk_report_ctx_default(void);
 /* The default ERF input side: twice the model's static input side, else 256. */
 LK_API int64_t lk_report_default_size(const lk_model *m);
