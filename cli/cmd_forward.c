@@ -391,6 +391,7 @@ int cmd_forward(int argc, char **argv) {
     o.profile      = prof != NULL;
     o.fuse         = ntn == 0; /* intermediates are only kept when some are asked for */
     if (lk_exec_alloc(m, &o, 0, NULL, &x, &err) != LK_OK) {
+        lk_error_prefix(&err, "%s: ", path);
         cli_error_lk(&err);
         goto done;
     }
@@ -406,7 +407,8 @@ int cmd_forward(int argc, char **argv) {
             /* Last partial chunk: zero-pad to the planned batch; padded rows are dropped. */
             if (!pad) pad = calloc((size_t)(B * per), sizeof *pad);
             if (!pad) {
-                cli_error("forward", "out of memory");
+                cli_error(in_path, "out of memory padding the last chunk (%lld floats)",
+                          (long long)(B * per));
                 goto done;
             }
             memcpy(pad, src, sizeof(float) * (size_t)(rows * per));

@@ -268,6 +268,8 @@ lk_status lk_exec_alloc(const lk_model *m, const lk_exec_opts *o, int n_shapes,
     if (n_shapes != 0 && n_shapes != m->n_inputs)
         return LK_FAIL(err, LK_EINVAL, "%d input shapes given, model has %lld inputs", n_shapes,
                        (long long)m->n_inputs);
+    lk_status sc = lk_model_check_shapes(m, n_shapes, shapes, err);
+    if (sc) return sc;
     lk_exec *x = lk_calloc(1, sizeof *x);
     if (!x) return LK_FAIL(err, LK_ENOMEM, "out of memory allocating an executor");
     x->m      = m;

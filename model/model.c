@@ -42,6 +42,7 @@ void lk_model_free(lk_model *m) {
         if (m->maps[i].release) m->maps[i].release(m->maps[i].base, m->maps[i].len);
     free_meta_strings(&m->meta);
     lk_free(m->notes);
+    lk_free(m->shape_bound);
     lk_free(m->values);
     lk_free(m->nodes);
     lk_free(m->inputs);
@@ -83,6 +84,37 @@ lk_status lk_model_add_note(lk_model *m, const char *note, lk_error *err) {
     memcpy(n + a, note, b + 1);
     m->notes      = n;
     m->meta.notes = n;
+    return LK_OK;
+}
+
+lk_status lk_model_set_shape_bound(lk_model *m, const char *why, lk_error *err) {
+    if (m->shape_bound) return LK_OK; /* the first reason is the one reported */
+    size_t n       = strlen(why);
+    m->shape_bound = lk_malloc(n + 1);
+    if (!m->shape_bound) return LK_FAIL(err, LK_ENOMEM, "out of memory marking the model shape-bound");
+    memcpy(m->shape_bound, why, n + 1);
+    return LK_OK;
+}
+
+const char *lk_model_shape_bound(const lk_model *m) { return m->shape_bound; }
+
+lk_status lk_model_check_shapes(const lk_model *m, int n_shapes, const lk_tensor *const *shapes,
+                                lk_error *err) {
+    if (!m->shape_bound || n_shapes == 0) return LK_OK;
+    for (int i = 0; i < n_shapes && i < m->n_inputs; i++) {
+        const lk_value  *v = &m->values[m->inputs[i]];
+        const lk_tensor *t = shapes[i];
+        if (!t) continue;
+        int same = t->ndim == v->t.ndim;
+        for (int d = 0; same && d < t->ndim; d++) same = t->shape[d] == v->t.shape[d];
+        if (same) continue;
+        char a[96], b[96];
+        return LK_FAIL(err, LK_ESHAPE,
+                       "input '%s': the model was loaded for shape %s and %s depends on it; "
+                       "reload it for %s (--input-shape, or lk_model_for_shape)",
+                       v->name ? v->name : "?", lk_shape_str(v->t.ndim, v->t.shape, a, sizeof a),
+                       m->shape_bound, lk_shape_str(t->ndim, t->shape, b, sizeof b));
+    }
     return LK_OK;
 }
 
