@@ -82,7 +82,7 @@ static void unknown_tensor(const lk_model *m, const char *name) {
             dist[k] = d;
         }
     }
-    fprintf(stderr, "lkprobe: --tensor '%s': no such value in the model; closest:", name);
+    fprintf(stderr, "lkprobe: --tensor '%s': no such value or node in the model; closest values:", name);
     for (int i = 0; i < nb; i++)
         fprintf(stderr, "%s '%s'", i ? "," : "", lk_model_value_name(m, best[i]));
     fputc('\n', stderr);
@@ -360,7 +360,7 @@ int cmd_forward(int argc, char **argv) {
     /* Targets: files first (--output, then --tensor pairs), or a printed summary. */
     if (out_path) ts[nt++] = (target){lk_model_output(m, 0), out_path, NULL, NULL};
     for (int i = 0; i < ntn; i++) {
-        int64_t v = lk_model_find_value(m, tnames[i]);
+        int64_t v = lk_model_find_tensor(m, tnames[i]);
         if (v < 0) {
             unknown_tensor(m, tnames[i]);
             goto done;

@@ -1959,6 +1959,21 @@ static lk_status set_outputs(ld *L, lk_error *err) {
             if (s) goto done;
         } else {
             vids[k] = r->vid;
+            /* Reached through aliases (Identity, or the Cast an FP16 conversion appends as
+             * graph_output_cast_N -> output): the value takes the graph output's name, which
+             * is the one users and other runtimes know, unless an earlier output took it. */
+            int taken = 0;
+            for (size_t j = 0; j < k; j++) taken |= vids[j] == r->vid;
+            if (!taken && r != &L->ents[e]) {
+                char *z = span_dup(name);
+                if (!z) {
+                    s = LK_FAIL(err, LK_ENOMEM, "out of memory setting outputs");
+                    goto done;
+                }
+                if (lk_model_find_value(L->m, z) < 0) s = lk_model_rename_value(L->m, r->vid, z, err);
+                lk_free(z);
+                if (s) goto done;
+            }
         }
     }
     s = lk_model_set_outputs(L->m, (int)L->n_gout, vids, err);

@@ -162,6 +162,32 @@ void lk_model_reindex_names(lk_model *m) {
     for (int64_t v = 0; v < m->n_values; v++) index_put(m->name_index, m->name_cap, m->values[v].name, v);
 }
 
+int64_t lk_model_find_tensor(const lk_model *m, const char *name) {
+    int64_t v = lk_model_find_value(m, name);
+    if (v >= 0 || !name) return v;
+    for (int64_t i = 0; i < m->n_nodes; i++)
+        if (m->nodes[i].name && m->nodes[i].n_out > 0 && strcmp(m->nodes[i].name, name) == 0)
+            return m->nodes[i].out[0];
+    return -1;
+}
+
+lk_status lk_model_rename_value(lk_model *m, int64_t v, const char *name, lk_error *err) {
+    if (v < 0 || v >= m->n_values)
+        return LK_FAIL(err, LK_EINVAL, "renaming value %lld: no such value", (long long)v);
+    int64_t other = lk_model_find_value(m, name);
+    if (other == v) return LK_OK;
+    if (other >= 0)
+        return LK_FAIL(err, LK_EINVAL, "renaming value '%s' to '%s': the name is taken",
+                       m->values[v].name, name);
+    char *z = lk_strdup(name);
+    if (!z) return LK_FAIL(err, LK_ENOMEM, "out of memory renaming value '%s'", name);
+    lk_free(m->values[v].name);
+    m->values[v].name   = z;
+    m->values[v].t.name = z;
+    lk_model_reindex_names(m);
+    return LK_OK;
+}
+
 static lk_status add_value(lk_model *m, const char *name, lk_value_kind kind, int64_t *vid,
                            lk_error *err) {
     if (!index_reserve(m, m->n_values + 1))

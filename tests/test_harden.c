@@ -282,6 +282,68 @@ START_TEST(test_resize_scales_any_shape) {
 }
 END_TEST
 
+
+/* ---- 3. receptive fields through gates ------------------------------------------------------ */
+
+/* y = 2.5 * (conv3x3(x) * sigmoid(gap(conv3x3(x)))): the squeeze-and-excitation gate and the
+ * scalar (first operand) pass the conv's field through, and y is the last 4-D map. */
+START_TEST(test_rf_gates) {
+    pbuf        g = {0};
+    int64_t     sh[4] = {1, 1, 8, 8}, ws[4] = {1, 1, 3, 3};
+    float       w[9], two5 = 2.5f;
+    char        lk[512], out[8192], errb[2048];
+    tu_fill_uniform(w, 9, 5, -1.0f, 1.0f);
+    node(&g, "Conv", "conv", L("x", "w"), L("t"), NULL);
+    node(&g, "GlobalAveragePool", "gap", L("t"), L("p"), NULL);
+    node(&g, "Sigmoid", "gate", L("p"), L("s"), NULL);
+    node(&g, "Mul", "se", L("t", "s"), L("u"), NULL);
+    node(&g, "Mul", "scale", L("k", "u"), L("y"), NULL);
+    init_f(&g, "w", 4, ws, w);
+    init_f(&g, "k", 0, NULL, &two5);
+    value_info(&g, 11, "x", 4, sh);
+    value_info(&g, 12, "y", 4, sh);
+    pbuf  mb   = model_of(&g);
+    char *path = write_tmp(&mb, "rf");
+    tu_lkprobe_path(lk, sizeof lk);
+    int rc = tu_lkprobe((const char *const[]){"info", path, NULL}, out, sizeof out, errb, sizeof errb);
+    ck_assert_msg(rc == 0, "%s", errb);
+    ck_assert_msg(strstr(out, "receptive field (last 4-D map, 'y'): 3/1/1"), "%s", out);
+    unlink(path);
+    free(path);
+    free(mb.p);
+}
+END_TEST
+
+
+/* ---- 4/5. output names after a Cast, node names as tensors ------------------------------------ */
+
+/* An FP16 export ends in Cast(graph_output_cast_0) -> out: the output keeps the name "out";
+ * a node name finds that node's output. */
+START_TEST(test_output_names) {
+    pbuf      g = {0}, at = {0}, a1 = {0};
+    int64_t   sh[4] = {1, 1, 2, 2};
+    lk_error  err;
+    lk_model *m = NULL;
+    pb_str(&a1, 1, "to");
+    pb_int(&a1, 3, 1);
+    pb_int(&a1, 20, 2);
+    pb_msg(&at, 5, &a1);
+    node(&g, "Relu", "/head/Relu", L("x"), L("graph_output_cast_0"), NULL);
+    node(&g, "Cast", "cast_out", L("graph_output_cast_0"), L("out"), &at);
+    value_info(&g, 11, "x", 4, sh);
+    value_info(&g, 12, "out", 4, sh);
+    pbuf mb = model_of(&g);
+    ck_assert_msg(lk_onnx_load_buffer(mb.p, mb.n, NULL, &m, &err) == LK_OK, "%s", err.msg);
+    int64_t y = lk_model_output(m, 0);
+    ck_assert_str_eq(lk_model_value_name(m, y), "out");
+    ck_assert_int_eq(lk_model_find_tensor(m, "out"), y);
+    ck_assert_int_eq(lk_model_find_tensor(m, "/head/Relu"), y);
+    ck_assert_int_eq(lk_model_find_tensor(m, "nosuch"), -1);
+    lk_model_free(m);
+    free(mb.p);
+}
+END_TEST
+
 static Suite *harden_suite(void) {
     Suite *s  = suite_create("harden");
     TCase *tc = tcase_create("onnx");
@@ -289,6 +351,8 @@ static Suite *harden_suite(void) {
     tcase_add_test(tc, test_onnx_cycle);
     tcase_add_test(tc, test_shape_bound);
     tcase_add_test(tc, test_resize_scales_any_shape);
+    tcase_add_test(tc, test_rf_gates);
+    tcase_add_test(tc, test_output_names);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -82,6 +82,9 @@ LK_API int64_t        lk_model_value_producer(const lk_model *m, int64_t v);
 LK_API const lk_tensor *lk_model_param(const lk_model *m, int64_t v);
 /* Value id by name, or -1. */
 LK_API int64_t        lk_model_find_value(const lk_model *m, const char *name);
+/* Value id by value name, else the first output of the node of that name (what `info`
+ * lists), or -1. */
+LK_API int64_t        lk_model_find_tensor(const lk_model *m, const char *name);
 LK_API int64_t        lk_model_n_inputs(const lk_model *m);
 LK_API int64_t        lk_model_input(const lk_model *m, int64_t i);
 LK_API int64_t        lk_model_n_outputs(const lk_model *m);
@@ -119,6 +122,8 @@ LK_API lk_status lk_model_alloc(lk_model **out, lk_error *err);
 LK_API lk_status lk_model_set_meta(lk_model *m, const lk_model_meta *meta, lk_error *err);
 /* Records that folded constants depend on the declared input shapes (first reason kept). */
 LK_API lk_status lk_model_set_shape_bound(lk_model *m, const char *why, lk_error *err);
+/* Gives value v a new name (copied); LK_EINVAL when another value has it. */
+LK_API lk_status lk_model_rename_value(lk_model *m, int64_t v, const char *name, lk_error *err);
 /* Appends a note to meta.notes ("bn-folded:12"). */
 LK_API lk_status lk_model_add_note(lk_model *m, const char *note, lk_error *err);
 LK_API lk_status lk_model_add_input(lk_model *m, const char *name, int ndim, const int64_t *shape,
