@@ -321,6 +321,7 @@ static int run_model(const erf_cfg *g, const char *path, const lk_tensor *npy_in
     double    t0 = cli_now();
     memset(&err, 0, sizeof err);
     res->path = path;
+    if (cli_refuse_overwrite(path, 2, (const char *const[]){g->npy, g->out})) return 1;
     if (cli_load_model(path, &g->c, &m)) return 1;
     if (lk_model_n_inputs(m) != 1) {
         cli_error(path, "erf needs a model with one input (this one has %lld)",

@@ -351,6 +351,10 @@ int cmd_forward(int argc, char **argv) {
                   !path ? "MODEL" : "--input X.npy", forward_spec.usage);
         goto done;
     }
+    for (int i = 0; i <= ntn; i++) {
+        const char *outs[2] = {i < ntn ? tfiles[i] : out_path, prof};
+        if (cli_refuse_overwrite(path, 2, outs) || cli_refuse_overwrite(in_path, 2, outs)) goto done;
+    }
     if (cli_load_model(path, &c, &m)) goto done;
     if (lk_model_n_inputs(m) != 1) {
         cli_error(path, "forward supports models with one input (this one has %lld)",

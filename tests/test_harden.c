@@ -308,6 +308,17 @@ START_TEST(test_rf_gates) {
     int rc = tu_lkprobe((const char *const[]){"info", path, NULL}, out, sizeof out, errb, sizeof errb);
     ck_assert_msg(rc == 0, "%s", errb);
     ck_assert_msg(strstr(out, "receptive field (last 4-D map, 'y'): 3/1/1"), "%s", out);
+    /* 7. outputs never overwrite inputs (the file stays intact). */
+    rc = tu_lkprobe((const char *const[]){"convert", path, "-o", path, NULL}, out, sizeof out,
+                    errb, sizeof errb);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(errb, "refusing to overwrite") && strstr(errb, path), "%s", errb);
+    rc = tu_lkprobe((const char *const[]){"forward", path, "--input", path, "--output", path, NULL},
+                    out, sizeof out, errb, sizeof errb);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(errb, "refusing to overwrite"), "%s", errb);
+    rc = tu_lkprobe((const char *const[]){"info", path, NULL}, out, sizeof out, errb, sizeof errb);
+    ck_assert_msg(rc == 0, "%s", errb);
     unlink(path);
     free(path);
     free(mb.p);
