@@ -134,6 +134,11 @@ void cli_error(const char *what, const char *fmt, ...) LK_PRINTF(2, 3);
 /* Prints "lkprobe: <err->msg>" to stderr. */
 void cli_error_lk(const lk_error *err);
 
+/* Refuses to write any of the n outputs (NULL entries skipped) over the file input when both
+ * exist and are the same file (device and inode): prints one message and returns 1; else 0.
+ * Every command that writes files calls it for each file it reads. */
+int cli_refuse_overwrite(const char *input, int n, const char *const *outputs);
+
 /* Loads a model, printing the error on failure (returns 0 or 1). */
 int cli_load_model(const char *path, const cli_common *c, lk_model **out);
 

@@ -47,6 +47,7 @@ int cmd_convert(int argc, char **argv) {
                   convert_spec.usage);
         goto done;
     }
+    if (cli_refuse_overwrite(path, 1, &out)) goto done;
     if (cli_load_model(path, &c, &m)) goto done;
     lk_error err;
     memset(&err, 0, sizeof err);

@@ -308,6 +308,7 @@ static int run_model(const erf_cfg *g, const char *path, lk_inputs *in, erf_resu
     int64_t   shape[4];
     memset(&err, 0, sizeof err);
     res->path = path;
+    if (cli_refuse_overwrite(path, 2, (const char *const[]){g->npy, g->out})) return 1;
     if (cli_load_model(path, &g->c, &m)) return 1;
     if (!input_shape(g, in, path, m, shape)) goto done;
     lk_erf_params p = lk_erf_params_default();

@@ -83,7 +83,7 @@ static void unknown_tensor(const lk_model *m, const char *name) {
             dist[k] = d;
         }
     }
-    fprintf(stderr, "lkprobe: --tensor '%s': no such value in the model; closest:", name);
+    fprintf(stderr, "lkprobe: --tensor '%s': no such value or node in the model; closest values:", name);
     for (int i = 0; i < nb; i++)
         fprintf(stderr, "%s '%s'", i ? "," : "", lk_model_value_name(m, best[i]));
     fputc('\n', stderr);
@@ -340,6 +340,10 @@ int cmd_forward(int argc, char **argv) {
                   !path ? "MODEL" : "--input X.npy", forward_spec.usage);
         goto done;
     }
+    for (int i = 0; i <= ntn; i++) {
+        const char *outs[2] = {i < ntn ? tfiles[i] : out_path, prof};
+        if (cli_refuse_overwrite(path, 2, outs) || cli_refuse_overwrite(in_path, 2, outs)) goto done;
+    }
     if (cli_load_model(path, &c, &m)) goto done;
     if (lk_model_n_inputs(m) != 1) {
         cli_error(path, "forward supports models with one input (this one has %lld)",
@@ -349,7 +353,7 @@ int cmd_forward(int argc, char **argv) {
     /* Targets: files first (--output, then --tensor pairs), or a printed summary. */
     if (out_path) ts[nt++] = (target){lk_model_output(m, 0), out_path, NULL, {0}};
     for (int i = 0; i < ntn; i++) {
-        int64_t v = lk_model_find_value(m, tnames[i]);
+        int64_t v = lk_model_find_tensor(m, tnames[i]);
         if (v < 0) {
             unknown_tensor(m, tnames[i]);
             goto done;
@@ -380,6 +384,7 @@ int cmd_forward(int argc, char **argv) {
     o.profile      = prof != NULL;
     o.fuse         = ntn == 0; /* intermediates are only kept when some are asked for */
     if (lk_exec_alloc(m, &o, 0, NULL, &x, &err) != LK_OK) {
+        lk_error_prefix(&err, "%s: ", path);
         cli_error_lk(&err);
         goto done;
     }
@@ -395,7 +400,8 @@ int cmd_forward(int argc, char **argv) {
             /* Last partial chunk: zero-pad to the planned batch; padded rows are dropped. */
             if (!pad) pad = calloc((size_t)(B * per), sizeof *pad);
             if (!pad) {
-                cli_error("forward", "out of memory");
+                cli_error(in_path, "out of memory padding the last chunk (%lld floats)",
+                          (long long)(B * per));
                 goto done;
             }
             memcpy(pad, src, sizeof(float) * (size_t)(rows * per));

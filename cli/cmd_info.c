@@ -242,12 +242,15 @@ static void print_text(const char *path, const lk_model *m, const cli_rf *rf, ui
                (long long)kbest[1], lk_model_node(m, best_node)->name);
     else
         printf("largest kernel: -\n");
-    /* The receptive field of the deepest defined 4-D map, for a one-line summary. */
+    /* The receptive field of the last 4-D map in node order (the model's deepest spatial
+     * output), or why it has none. */
     for (int64_t i = lk_model_n_nodes(m) - 1; i >= 0; i--) {
         const lk_node *n = lk_model_node(m, i);
-        if (!rf[n->out[0]].defined) continue;
+        int64_t        sh[LK_MAX_DIMS];
+        if (n->n_out < 1 || lk_model_value_shape(m, n->out[0], sh) != 4) continue;
         char rs[96];
-        fmt_rf(rs, sizeof rs, &rf[n->out[0]]);
+        if (rf[n->out[0]].defined) fmt_rf(rs, sizeof rs, &rf[n->out[0]]);
+        else snprintf(rs, sizeof rs, "none (not a local window of the input)");
         printf("receptive field (last 4-D map, '%s'): %s\n", lk_model_value_name(m, n->out[0]),
                rs);
         break;

@@ -11,7 +11,9 @@
  *       jump /= f;  start shifts by jump (1/f - 1)/2 for half-pixel coordinate modes
  *   depth_to_space with block b: jump /= b (sub-pixel), start as half-pixel resize
  *   pad: start -= p jump;  slice: start += first jump, jump *= step
- *   elementwise and channel-wise ops: the maximum over the inputs, per axis.
+ *   elementwise and channel-wise ops: the maximum over the inputs, per axis; inputs that do
+ *       not vary over space (scalars, parameters, gates such as squeeze-and-excitation's
+ *       [N, C, 1, 1] scales broadcast over a larger map) pass the other inputs' field through.
  * Where a local window does not exist (global pooling, gemm, reshape, transpose, spatial
  * reductions or softmax) the field is undefined, and so is everything computed from it.
  *
@@ -75,13 +77,24 @@ int cli_node_window(const lk_model *m, const lk_node *n, int64_t kernel[2], int6
     return 1;
 }
 
-/* Max over the defined activation inputs; undefined when any activation input is. */
+/* 1 when value v varies over the spatial dims of an output of spatial size (oh, ow): a 4-D
+ * activation that is not broadcast along both of them. */
+static int spatial_input(const lk_model *m, int64_t v, int64_t oh, int64_t ow) {
+    int64_t sh[4];
+    if (v < 0 || lk_model_value_kind(m, v) == LK_VALUE_PARAM) return 0;
+    if (!shape4(m, v, sh)) return 0;
+    return !(sh[2] == 1 && sh[3] == 1 && (oh > 1 || ow > 1));
+}
+
+/* Max over the spatially varying inputs; undefined when any of them is undefined. */
 static cli_rf rf_point(const lk_model *m, const lk_node *n, const cli_rf *rf) {
-    cli_rf r   = {0};
-    int    any = 0;
+    cli_rf  r   = {0};
+    int     any = 0;
+    int64_t os[4];
+    if (!shape4(m, n->out[0], os)) return r;
     for (int j = 0; j < n->n_in; j++) {
         int64_t v = n->in[j];
-        if (v < 0 || lk_model_value_kind(m, v) == LK_VALUE_PARAM) continue;
+        if (!spatial_input(m, v, os[2], os[3])) continue;
         if (!rf[v].defined) return (cli_rf){0};
         if (!any) r = rf[v];
         for (int a = 0; a < 2 && any; a++)
@@ -98,12 +111,13 @@ static cli_rf rf_point(const lk_model *m, const lk_node *n, const cli_rf *rf) {
 static cli_rf rf_node(const lk_model *m, const lk_node *n, const cli_rf *rf) {
     cli_rf  none = {0}, r;
     int64_t is[4], os[4];
+    /* Elementwise ops may take a scalar or a gate as their first operand. */
+    if ((rf_kind)rf_kinds[n->op] == RF_POINT) return rf_point(m, n, rf);
     if (n->n_in < 1 || n->in[0] < 0 || !shape4(m, n->in[0], is) || !shape4(m, n->out[0], os))
         return none;
     const cli_rf *x = &rf[n->in[0]];
     switch ((rf_kind)rf_kinds[n->op]) {
     case RF_NONE: return none;
-    case RF_POINT: return rf_point(m, n, rf);
     case RF_AXIS: {
         int axis = n->op == LK_OP_SPLIT ? n->attrs.split.axis : n->attrs.s.axis;
         if (axis < 0) axis += 4;

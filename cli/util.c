@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -128,6 +129,19 @@ int cli_common_apply(cli_common *c, const cli_item *it) {
     case OPT_KEY: c->load.key = it->val; return 1;
     default: return 0;
     }
+}
+
+int cli_refuse_overwrite(const char *input, int n, const char *const *outputs) {
+    struct stat si, so;
+    if (!input || stat(input, &si) != 0) return 0;
+    for (int i = 0; i < n; i++) {
+        if (!outputs[i] || stat(outputs[i], &so) != 0) continue;
+        if (si.st_dev == so.st_dev && si.st_ino == so.st_ino) {
+            cli_error(outputs[i], "refusing to overwrite the input '%s' (same file)", input);
+            return 1;
+        }
+    }
+    return 0;
 }
 
 int cli_load_model(const char *path, const cli_common *c, lk_model **out) {

@@ -131,3 +131,30 @@ fail:
     lk_error_prefix(err, "%s: ", path);
     return s;
 }
+
+lk_status lk_model_for_shape(lk_model **m, const lk_load_opts *opts, int ndim,
+                             const int64_t *shape, lk_error *err) {
+    lk_model *nm = NULL;
+    int64_t   decl[LK_MAX_DIMS];
+    if (!lk_model_shape_bound(*m) || lk_model_n_inputs(*m) < 1) return LK_OK;
+    int nd = lk_model_input_shape(*m, 0, decl);
+    if (nd == ndim && memcmp(decl, shape, sizeof(int64_t) * (size_t)(nd > 0 ? nd : 0)) == 0)
+        return LK_OK;
+    const char *path = lk_model_get_meta(*m)->source_path;
+    if (ndim < 1 || ndim > LK_MAX_DIMS)
+        return LK_FAIL(err, LK_EINVAL, "input shape with %d dims (1..%d)", ndim, LK_MAX_DIMS);
+    if (!path || !path[0] || strcmp(path, "(buffer)") == 0)
+        return LK_FAIL(err, LK_EUNSUPPORTED,
+                       "the model depends on its input shape (%s) and was not loaded from a "
+                       "file, so it cannot be reloaded for another shape", lk_model_shape_bound(*m));
+    lk_load_opts o;
+    if (opts) o = *opts;
+    else memset(&o, 0, sizeof o);
+    o.n_input_shape = ndim;
+    memcpy(o.input_shape, shape, sizeof(int64_t) * (size_t)ndim);
+    lk_status s = lk_model_load(path, &o, &nm, err);
+    if (s) return s;
+    lk_model_free(*m);
+    *m = nm;
+    return LK_OK;
+}

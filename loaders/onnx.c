@@ -5,7 +5,9 @@
  *  1. parse: the ModelProto, GraphProto and NodeProtos become spans over the mmap;
  *  2. values: initializers and Constant outputs are constants (lk_ct), graph inputs get their
  *     declared shapes (dim_param resolved from --input-shape);
- *  3. nodes, in file order (ONNX requires topological order): Identity/Dropout become aliases,
+ *  3. nodes, in a stable topological order (file order wherever the file already respects the
+ *     dependencies; exporters such as onnxconverter's FP16 pass append nodes out of order and
+ *     runtimes accept that): Identity/Dropout become aliases,
  *     nodes whose inputs are all constant are folded (onnx-fold.c), everything else is mapped
  *     onto lk ops through the sorted builder table at the end of this file.  Each lk node's
  *     output shapes are inferred as soon as it is added, so later shape arithmetic (Shape,
@@ -382,6 +384,7 @@ typedef struct ent {
     lk_ct      c;       /* E_CONST                                                      */
     int64_t    vid;     /* E_VAL, or the parameter a constant was materialised as       */
     int64_t    uses;    /* consumers (node inputs + graph outputs)                      */
+    int64_t    prod;    /* index of the node that produces this name, or -1             */
 } ent;
 
 typedef struct ld {
@@ -452,6 +455,7 @@ static lk_status ent_add(ld *L, lk_pb_span name, int64_t *idx, lk_error *err) {
     e->name  = name;
     e->alias = -1;
     e->vid   = -1;
+    e->prod  = -1;
     size_t p = span_hash(name) & (L->hcap - 1);
     while (L->hash[p] >= 0) p = (p + 1) & (L->hcap - 1);
     L->hash[p] = (int64_t)L->n_ents;
@@ -1068,6 +1072,13 @@ static lk_status auto_pad(const bld *b, const int64_t *in_sp, lk_attr_conv *c, l
     }
     if (!upper && !lower) return unsupported(b, "auto_pad value", err);
     for (int d = 0; d < c->nsp; d++) {
+        if (c->stride[d] > 1) { /* the split of the padding depends on the input size */
+            char why[192];
+            snprintf(why, sizeof why, "node '%s' (%.*s, auto_pad SAME with stride %lld)",
+                     b->n->label, LK_SPAN_ARG(b->n->op_type), (long long)c->stride[d]);
+            lk_status s = lk_model_set_shape_bound(b->L->m, why, err);
+            if (s) return s;
+        }
         int64_t out   = (in_sp[d] + c->stride[d] - 1) / c->stride[d];
         int64_t ext   = (c->kernel[d] - 1) * c->dilation[d] + 1;
         int64_t total = (out - 1) * c->stride[d] + ext - in_sp[d];
@@ -1816,6 +1827,12 @@ static lk_status node_shape(ld *L, const bld *b, lk_error *err) {
     lk_ct     c;
     lk_status s = in_shape(b, 0, &nx, xs, err);
     if (s) return s;
+    if (!in_const(b, 0)) { /* everything computed from this constant holds for these shapes only */
+        char why[160];
+        snprintf(why, sizeof why, "node '%s' (Shape)", b->n->label);
+        s = lk_model_set_shape_bound(L->m, why, err);
+        if (s) return s;
+    }
     int64_t st = lk_onnx_attr_i(b->n, "start", 0), en = lk_onnx_attr_i(b->n, "end", nx);
     if (st < 0) st += nx;
     if (en < 0) en += nx;
@@ -1931,6 +1948,21 @@ static lk_status set_outputs(ld *L, lk_error *err) {
             if (s) goto done;
         } else {
             vids[k] = r->vid;
+            /* Reached through aliases (Identity, or the Cast an FP16 conversion appends as
+             * graph_output_cast_N -> output): the value takes the graph output's name, which
+             * is the one users and other runtimes know, unless an earlier output took it. */
+            int taken = 0;
+            for (size_t j = 0; j < k; j++) taken |= vids[j] == r->vid;
+            if (!taken && r != &L->ents[e]) {
+                char *z = span_dup(name);
+                if (!z) {
+                    s = LK_FAIL(err, LK_ENOMEM, "out of memory setting outputs");
+                    goto done;
+                }
+                if (lk_model_find_value(L->m, z) < 0) s = lk_model_rename_value(L->m, r->vid, z, err);
+                lk_free(z);
+                if (s) goto done;
+            }
         }
     }
     s = lk_model_set_outputs(L->m, (int)L->n_gout, vids, err);
@@ -1963,12 +1995,104 @@ static lk_status set_meta(ld *L, const char *path, lk_error *err) {
     return s;
 }
 
+/* ---- node order ---------------------------------------------------------------------------- */
+
+/* Min-heap of node indices: the ready node that comes first in the file is processed first, so
+ * a file already in dependency order keeps its order exactly. */
+static void heap_push(size_t *h, size_t *n, size_t v) {
+    size_t i = (*n)++;
+    while (i > 0 && h[(i - 1) / 2] > v) {
+        h[i] = h[(i - 1) / 2];
+        i    = (i - 1) / 2;
+    }
+    h[i] = v;
+}
+
+static size_t heap_pop(size_t *h, size_t *n) {
+    size_t top = h[0], v = h[--(*n)], i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= *n) break;
+        if (c + 1 < *n && h[c + 1] < h[c]) c++;
+        if (h[c] >= v) break;
+        h[i] = h[c];
+        i    = c;
+    }
+    if (*n) h[i] = v;
+    return top;
+}
+
+/* Producer node of input k of node i, or -1 (initializer, graph input, omitted or unknown). */
+static int64_t input_producer(const ld *L, size_t i, int k) {
+    if (!L->nodes[i].in[k].n) return -1;
+    int64_t e = ent_find(L, L->nodes[i].in[k]);
+    return e < 0 ? -1 : L->ents[e].prod;
+}
+
+/* Fills order[] with a stable topological order of the nodes (Kahn's algorithm over a
+ * min-heap).  Nodes left over sit on or behind a cycle: the error names one of them. */
+static lk_status topo_order(const ld *L, size_t *order, lk_error *err) {
+    size_t    n = L->n_nodes, n_heap = 0, n_done = 0;
+    lk_status s = LK_OK;
+    size_t   *indeg = lk_calloc(n + 1, sizeof *indeg), *heap = lk_malloc(sizeof(size_t) * (n + 1));
+    size_t   *first = lk_calloc(n + 1, sizeof *first), *next = NULL, *cons = NULL;
+    size_t    n_edges = 0;
+    if (!indeg || !heap || !first) goto oom;
+    for (size_t i = 0; i < n; i++)
+        for (int k = 0; k < L->nodes[i].n_in; k++) n_edges += input_producer(L, i, k) >= 0;
+    /* Consumer lists as linked edges: first[p] = 1 + head edge, next[e] = 1 + next edge. */
+    next = lk_malloc(sizeof(size_t) * (n_edges + 1));
+    cons = lk_malloc(sizeof(size_t) * (n_edges + 1));
+    if (!next || !cons) goto oom;
+    n_edges = 0;
+    for (size_t i = 0; i < n; i++)
+        for (int k = 0; k < L->nodes[i].n_in; k++) {
+            int64_t p = input_producer(L, i, k);
+            if (p < 0) continue;
+            cons[n_edges]        = i;
+            next[n_edges]        = first[p];
+            first[p]             = ++n_edges;
+            indeg[i]++;
+        }
+    for (size_t i = 0; i < n; i++)
+        if (!indeg[i]) heap_push(heap, &n_heap, i);
+    while (n_heap) {
+        size_t i        = heap_pop(heap, &n_heap);
+        order[n_done++] = i;
+        for (size_t e = first[i]; e; e = next[e - 1])
+            if (--indeg[cons[e - 1]] == 0) heap_push(heap, &n_heap, cons[e - 1]);
+    }
+    if (n_done < n) {
+        size_t i = 0;
+        while (!indeg[i]) i++;
+        const lk_onnx_node *nd = &L->nodes[i];
+        int                 k  = 0;
+        while (k < nd->n_in && (input_producer(L, i, k) < 0 || !indeg[input_producer(L, i, k)])) k++;
+        s = LK_FAIL(err, LK_EFORMAT,
+                    "node '%s' (%.*s): the graph has a cycle (%zu nodes depend on their own "
+                    "outputs; this node waits for input '%.*s')",
+                    nd->label, LK_SPAN_ARG(nd->op_type), n - n_done,
+                    k < nd->n_in ? (int)nd->in[k].n : 0, k < nd->n_in ? (const char *)nd->in[k].p : "");
+    }
+    goto done;
+oom:
+    s = LK_FAIL(err, LK_ENOMEM, "out of memory ordering %zu ONNX nodes", n);
+done:
+    lk_free(indeg);
+    lk_free(heap);
+    lk_free(first);
+    lk_free(next);
+    lk_free(cons);
+    return s;
+}
+
 /* Loads from [base, base+len); the model owns the bytes and frees them with release. */
 static lk_status load_bytes(const char *path, const unsigned char *base, size_t len,
                             void (*release)(void *, size_t), const lk_load_opts *opts,
                             lk_model **out, lk_error *err) {
     ld        L;
     lk_status s;
+    size_t   *order = NULL;
     memset(&L, 0, sizeof L);
     *out   = NULL;
     L.base = base;
@@ -2018,6 +2142,7 @@ static lk_status load_bytes(const char *path, const unsigned char *base, size_t 
                 lk_error_prefix(err, "node '%s': ", L.nodes[k].label);
                 goto fail;
             }
+            L.ents[e].prod = (int64_t)k;
         }
     for (size_t k = 0; k < L.n_nodes; k++)
         for (int i = 0; i < L.nodes[k].n_in; i++) {
@@ -2033,18 +2158,27 @@ static lk_status load_bytes(const char *path, const unsigned char *base, size_t 
         int64_t e = ent_find(&L, name);
         if (e >= 0) L.ents[e].uses++;
     }
+    order = lk_malloc(sizeof(size_t) * (L.n_nodes + 1));
+    if (!order) {
+        s = LK_FAIL(err, LK_ENOMEM, "out of memory ordering ONNX nodes");
+        goto fail;
+    }
+    s = topo_order(&L, order, err);
+    if (s) goto fail;
     for (size_t k = 0; k < L.n_nodes; k++) {
-        s = process_node(&L, k, err);
+        s = process_node(&L, order[k], err);
         if (s) goto fail;
     }
     s = set_outputs(&L, err);
     if (!s) s = set_meta(&L, path, err);
     if (s) goto fail;
     ld_free(&L);
+    lk_free(order);
     *out = L.m;
     return LK_OK;
 fail:
     ld_free(&L);
+    lk_free(order);
     lk_model_free(L.m);
     return s;
 }

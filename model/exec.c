@@ -656,6 +656,10 @@ static lk_status exec_plan(const lk_model *m, const lk_exec_opts *o, int n_shape
         (oo.n_keep > 0 && !oo.keep_vids) || (oo.n_sources > 0 && !oo.sources) ||
         (oo.n_targets > 0 && !oo.targets))
         return LK_FAIL(err, LK_EINVAL, "executor options: a count without its array");
+    if (oo.n_sources == 0) {
+        lk_status sc = lk_model_check_shapes(m, n_shapes, shapes, err);
+        if (sc) return sc;
+    }
     lk_exec *x = lk_calloc(1, sizeof *x);
     if (!x) return LK_FAIL(err, LK_ENOMEM, "out of memory allocating an executor");
     x->m            = m;

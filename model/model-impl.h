@@ -37,6 +37,8 @@ struct lk_model {
     int64_t    *name_index; /* open-addressing hash of value names -> id (-1 empty) */
     int64_t     name_cap;   /* slots, a power of two (0 = not built) */
     int         finalized;
+    char       *shape_bound; /* owned; why folded constants hold only for the declared input
+                                shapes (lk_model_shape_bound), NULL when shape-generic */
 };
 
 /* Rebuilds the value-name index after values were removed or renumbered (no allocation). */

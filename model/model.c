@@ -43,6 +43,7 @@ void lk_model_free(lk_model *m) {
         if (m->maps[i].release) m->maps[i].release(m->maps[i].base, m->maps[i].len);
     free_meta_strings(&m->meta);
     lk_free(m->notes);
+    lk_free(m->shape_bound);
     lk_free(m->values);
     lk_free(m->nodes);
     lk_free(m->inputs);
@@ -87,6 +88,37 @@ lk_status lk_model_add_note(lk_model *m, const char *note, lk_error *err) {
     return LK_OK;
 }
 
+lk_status lk_model_set_shape_bound(lk_model *m, const char *why, lk_error *err) {
+    if (m->shape_bound) return LK_OK; /* the first reason is the one reported */
+    size_t n       = strlen(why);
+    m->shape_bound = lk_malloc(n + 1);
+    if (!m->shape_bound) return LK_FAIL(err, LK_ENOMEM, "out of memory marking the model shape-bound");
+    memcpy(m->shape_bound, why, n + 1);
+    return LK_OK;
+}
+
+const char *lk_model_shape_bound(const lk_model *m) { return m->shape_bound; }
+
+lk_status lk_model_check_shapes(const lk_model *m, int n_shapes, const lk_tensor *const *shapes,
+                                lk_error *err) {
+    if (!m->shape_bound || n_shapes == 0) return LK_OK;
+    for (int i = 0; i < n_shapes && i < m->n_inputs; i++) {
+        const lk_value  *v = &m->values[m->inputs[i]];
+        const lk_tensor *t = shapes[i];
+        if (!t) continue;
+        int same = t->ndim == v->t.ndim;
+        for (int d = 0; same && d < t->ndim; d++) same = t->shape[d] == v->t.shape[d];
+        if (same) continue;
+        char a[96], b[96];
+        return LK_FAIL(err, LK_ESHAPE,
+                       "input '%s': the model was loaded for shape %s and %s depends on it; "
+                       "reload it for %s (--input-shape, or lk_model_for_shape)",
+                       v->name ? v->name : "?", lk_shape_str(v->t.ndim, v->t.shape, a, sizeof a),
+                       m->shape_bound, lk_shape_str(t->ndim, t->shape, b, sizeof b));
+    }
+    return LK_OK;
+}
+
 /* lk_grow for the graph's int64_t capacities. */
 static int grow(void **p, int64_t *cap, int64_t need, size_t elem) {
     size_t c  = (size_t)*cap;
@@ -126,6 +158,32 @@ void lk_model_reindex_names(lk_model *m) {
     if (!m->name_cap) return;
     for (int64_t i = 0; i < m->name_cap; i++) m->name_index[i] = -1;
     for (int64_t v = 0; v < m->n_values; v++) index_put(m->name_index, m->name_cap, m->values[v].name, v);
+}
+
+int64_t lk_model_find_tensor(const lk_model *m, const char *name) {
+    int64_t v = lk_model_find_value(m, name);
+    if (v >= 0 || !name) return v;
+    for (int64_t i = 0; i < m->n_nodes; i++)
+        if (m->nodes[i].name && m->nodes[i].n_out > 0 && strcmp(m->nodes[i].name, name) == 0)
+            return m->nodes[i].out[0];
+    return -1;
+}
+
+lk_status lk_model_rename_value(lk_model *m, int64_t v, const char *name, lk_error *err) {
+    if (v < 0 || v >= m->n_values)
+        return LK_FAIL(err, LK_EINVAL, "renaming value %lld: no such value", (long long)v);
+    int64_t other = lk_model_find_value(m, name);
+    if (other == v) return LK_OK;
+    if (other >= 0)
+        return LK_FAIL(err, LK_EINVAL, "renaming value '%s' to '%s': the name is taken",
+                       m->values[v].name, name);
+    char *z = lk_strdup(name);
+    if (!z) return LK_FAIL(err, LK_ENOMEM, "out of memory renaming value '%s'", name);
+    lk_free(m->values[v].name);
+    m->values[v].name   = z;
+    m->values[v].t.name = z;
+    lk_model_reindex_names(m);
+    return LK_OK;
 }
 
 static lk_status add_value(lk_model *m, const char *name, lk_value_kind kind, int64_t *vid,

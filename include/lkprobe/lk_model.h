@@ -82,6 +82,9 @@ LK_API int64_t        lk_model_value_producer(const lk_model *m, int64_t v);
 LK_API const lk_tensor *lk_model_param(const lk_model *m, int64_t v);
 /* Value id by name, or -1. */
 LK_API int64_t        lk_model_find_value(const lk_model *m, const char *name);
+/* Value id by value name, else the first output of the node of that name (what `info`
+ * lists), or -1. */
+LK_API int64_t        lk_model_find_tensor(const lk_model *m, const char *name);
 LK_API int64_t        lk_model_n_inputs(const lk_model *m);
 LK_API int64_t        lk_model_input(const lk_model *m, int64_t i);
 LK_API int64_t        lk_model_n_outputs(const lk_model *m);
@@ -97,12 +100,30 @@ LK_API uint64_t       lk_model_node_macs(const lk_model *m, int64_t i);
 LK_API int            lk_model_is_weights_only(const lk_model *m);
 /* Total number of parameter elements. */
 LK_API int64_t        lk_model_n_params(const lk_model *m);
+/* Why the model holds only for its declared input shapes (e.g. "node 'Shape_3' (Shape)
+ * folded into constants"), or NULL when it can be planned for any input shape.  Loaders set
+ * it when shape subgraphs, SAME padding or Flatten were resolved from the declared shapes. */
+LK_API const char    *lk_model_shape_bound(const lk_model *m);
+/* LK_OK when the model may run on inputs of these shapes (always for shape-generic models);
+ * LK_ESHAPE naming the input, both shapes and the reason otherwise (lk_exec_alloc checks). */
+LK_API lk_status      lk_model_check_shapes(const lk_model *m, int n_shapes,
+                                            const lk_tensor *const *shapes, lk_error *err);
+/* Makes *m valid for input 0 of shape (ndim, shape): a no-op for shape-generic models and for
+ * the declared shape; otherwise reloads the model's source file with opts (NULL = defaults)
+ * and that input shape, so shape-dependent constants are re-derived, and replaces *m (the
+ * old model is freed only on success; on failure *m is unchanged). */
+LK_API lk_status      lk_model_for_shape(lk_model **m, const lk_load_opts *opts, int ndim,
+                                         const int64_t *shape, lk_error *err);
 
 /* ---- building (used by loaders, tests and transforms) --------------------------------- */
 
 LK_API lk_status lk_model_alloc(lk_model **out, lk_error *err);
 /* Records provenance; strings are copied. */
 LK_API lk_status lk_model_set_meta(lk_model *m, const lk_model_meta *meta, lk_error *err);
+/* Records that folded constants depend on the declared input shapes (first reason kept). */
+LK_API lk_status lk_model_set_shape_bound(lk_model *m, const char *why, lk_error *err);
+/* Gives value v a new name (copied); LK_EINVAL when another value has it. */
+LK_API lk_status lk_model_rename_value(lk_model *m, int64_t v, const char *name, lk_error *err);
 /* Appends a note to meta.notes ("bn-folded:12"). */
 LK_API lk_status lk_model_add_note(lk_model *m, const char *note, lk_error *err);
 LK_API lk_status lk_model_add_input(lk_model *m, const char *name, int ndim, const int64_t *shape,

@@ -31,7 +31,17 @@ static lk_status resize_infer(const lk_node *n, const lk_tensor *const *in, lk_t
             return LK_FAIL(err, LK_ESHAPE,
                            "node '%s' (resize): output size %lld / scale %g on spatial dim %d",
                            n->name, (long long)a->out_size[k], (double)a->scale[k], k);
+    /* A resize given by scales scales whatever input it gets (out_size is the size at the
+     * declared input); one given by sizes keeps its sizes. */
     int64_t sh[4] = {x->shape[0], x->shape[1], a->out_size[0], a->out_size[1]};
+    for (int k = 0; k < 2; k++)
+        if (a->scale[k] > 0.0f) {
+            double o = floor((double)x->shape[2 + k] * (double)a->scale[k]);
+            if (!(o <= (double)((int64_t)1 << 31)))
+                return LK_FAIL(err, LK_ESHAPE, "node '%s' (resize): output dim %d would be %g",
+                               n->name, k, o);
+            sh[2 + k] = o < 1.0 ? 1 : (int64_t)o;
+        }
     lk_tensor_set_shape(&out[0], 4, sh);
     return LK_OK;
 }
@@ -115,8 +125,8 @@ static void rs_taps(const lk_attr_resize *a, int64_t L, int64_t Lo, float sc, fl
 }
 
 static size_t resize_scratch(const lk_op_ctx *c) {
-    const lk_attr_resize *a = &c->node->attrs.resize;
-    return RS_ENTRY * (size_t)(a->out_size[0] + a->out_size[1]);
+    const lk_tensor *y = c->out[0];
+    return RS_ENTRY * (size_t)(y->shape[2] + y->shape[3]);
 }
 
 typedef struct rs_args {
@@ -182,8 +192,8 @@ static void rs_run(const lk_op_ctx *c, const float *src, float *dst, int adjoint
     a.c  = c;
     a.H  = x->shape[2];
     a.W  = x->shape[3];
-    a.OH = at->out_size[0];
-    a.OW = at->out_size[1];
+    a.OH = c->out[0]->shape[2];
+    a.OW = c->out[0]->shape[3];
     a.K  = at->mode == LK_RESIZE_NEAREST ? 1 : at->mode == LK_RESIZE_LINEAR ? 2 : 4;
     LK_ASSERT(c->scratch_floats >= RS_ENTRY * (size_t)(a.OH + a.OW));
     float *ty = c->scratch, *tx = c->scratch + RS_ENTRY * a.OH;

@@ -1,0 +1,371 @@
+/* test_harden.c: regression tests for issue 11 (real models as users have them; inputs that
+ * must not crash or mislead).  ONNX graphs are built in memory by a small protobuf writer. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lkprobe/lk.h"
+#include "loaders/onnx-impl.h"
+#include "testutil.h"
+
+/* ---- a minimal protobuf writer ------------------------------------------------------------- */
+
+typedef struct pbuf {
+    unsigned char *p;
+    size_t         n, cap;
+} pbuf;
+
+static void pb_put(pbuf *b, const void *src, size_t n) {
+    if (b->n + n > b->cap) {
+        b->cap = (b->n + n) * 2 + 64;
+        b->p   = realloc(b->p, b->cap);
+        ck_assert_ptr_nonnull(b->p);
+    }
+    if (n) memcpy(b->p + b->n, src, n);
+    b->n += n;
+}
+
+static void pb_varint(pbuf *b, uint64_t v) {
+    unsigned char t[10];
+    size_t        k = 0;
+    do {
+        t[k++] = (unsigned char)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        v >>= 7;
+    } while (v);
+    pb_put(b, t, k);
+}
+
+static void pb_int(pbuf *b, uint32_t field, uint64_t v) {
+    pb_varint(b, (uint64_t)field << 3);
+    pb_varint(b, v);
+}
+
+static void pb_bytes(pbuf *b, uint32_t field, const void *p, size_t n) {
+    pb_varint(b, (uint64_t)field << 3 | 2);
+    pb_varint(b, n);
+    pb_put(b, p, n);
+}
+
+static void pb_str(pbuf *b, uint32_t field, const char *s) { pb_bytes(b, field, s, strlen(s)); }
+
+/* Appends sub as a length-delimited field and frees it. */
+static void pb_msg(pbuf *b, uint32_t field, pbuf *sub) {
+    pb_bytes(b, field, sub->p, sub->n);
+    free(sub->p);
+    memset(sub, 0, sizeof *sub);
+}
+
+/* NodeProto: inputs and outputs are NULL-terminated lists; attrs pre-encoded (may be NULL). */
+static void node(pbuf *g, const char *op, const char *name, const char *const *in,
+                 const char *const *out, pbuf *attrs) {
+    pbuf n = {0};
+    for (; in && *in; in++) pb_str(&n, 1, *in);
+    for (; out && *out; out++) pb_str(&n, 2, *out);
+    pb_str(&n, 3, name);
+    pb_str(&n, 4, op);
+    if (attrs) pb_put(&n, attrs->p, attrs->n), free(attrs->p);
+    pb_msg(g, 1, &n);
+}
+
+/* ValueInfoProto of a float tensor; dims <= 0 become dim_param "d<k>". */
+static void value_info(pbuf *g, uint32_t field, const char *name, int nd, const int64_t *dims) {
+    pbuf vi = {0}, tp = {0}, tt = {0}, sh = {0};
+    for (int k = 0; k < nd; k++) {
+        pbuf d = {0};
+        if (dims[k] > 0) pb_int(&d, 1, (uint64_t)dims[k]);
+        else {
+            char pn[8];
+            snprintf(pn, sizeof pn, "d%d", k);
+            pb_str(&d, 2, pn);
+        }
+        pb_msg(&sh, 1, &d);
+    }
+    pb_int(&tt, 1, 1);
+    pb_msg(&tt, 2, &sh);
+    pb_msg(&tp, 1, &tt);
+    pb_str(&vi, 1, name);
+    pb_msg(&vi, 2, &tp);
+    pb_msg(g, field, &vi);
+}
+
+/* A float initializer. */
+static void init_f(pbuf *g, const char *name, int nd, const int64_t *dims, const float *v) {
+    pbuf    t = {0};
+    int64_t n = 1;
+    for (int k = 0; k < nd; k++) {
+        pb_int(&t, 1, (uint64_t)dims[k]);
+        n *= dims[k];
+    }
+    pb_int(&t, 2, 1);
+    pb_str(&t, 8, name);
+    pb_bytes(&t, 9, v, sizeof(float) * (size_t)n);
+    pb_msg(g, 5, &t);
+}
+
+/* ModelProto around a graph (opset 13). */
+static pbuf model_of(pbuf *g) {
+    pbuf m = {0}, op = {0};
+    pb_int(&m, 1, 7);
+    pb_str(&m, 2, "test_harden");
+    pb_str(g, 2, "g");
+    pb_msg(&m, 7, g);
+    pb_int(&op, 2, 13);
+    pb_msg(&m, 8, &op);
+    return m;
+}
+
+static char *write_tmp(const pbuf *m, const char *stem) {
+    char *path = malloc(256);
+    ck_assert_ptr_nonnull(path);
+    snprintf(path, 256, "/tmp/lk-harden-%ld-%s.onnx", (long)getpid(), stem);
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(m->p, 1, m->n, f), m->n);
+    ck_assert_int_eq(fclose(f), 0);
+    return path;
+}
+
+#define L(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+static void run1(lk_model *m, int nd, const int64_t *sh, const float *x, lk_tensor **y) {
+    lk_error         err;
+    lk_exec         *ex = NULL;
+    lk_tensor        v  = lk_tensor_view(LK_F32, nd, sh, (void *)(uintptr_t)x);
+    const lk_tensor *in[1] = {&v};
+    ck_assert_msg(lk_exec_alloc(m, NULL, 1, in, &ex, &err) == LK_OK, "%s", err.msg);
+    ck_assert_msg(lk_exec_forward(ex, in, &err) == LK_OK, "%s", err.msg);
+    const lk_tensor *o = lk_exec_value(ex, lk_model_output(m, 0));
+    ck_assert_int_eq(lk_tensor_alloc_like(o, y, &err), LK_OK);
+    memcpy((*y)->data, o->data, sizeof(float) * (size_t)lk_tensor_numel(o));
+    lk_exec_free(ex);
+}
+
+/* ---- 1. node order -------------------------------------------------------------------------- */
+
+/* y = sigmoid(relu(x)) with the sigmoid listed first (as onnxconverter's FP16 pass writes). */
+START_TEST(test_onnx_out_of_order) {
+    pbuf          g = {0};
+    int64_t       sh[4] = {1, 1, 2, 3};
+    lk_error      err;
+    lk_model     *m = NULL;
+    node(&g, "Sigmoid", "late", L("t"), L("y"), NULL);
+    node(&g, "Relu", "early", L("x"), L("t"), NULL);
+    value_info(&g, 11, "x", 4, sh);
+    value_info(&g, 12, "y", 4, sh);
+    pbuf mb = model_of(&g);
+    ck_assert_msg(lk_onnx_load_buffer(mb.p, mb.n, NULL, &m, &err) == LK_OK, "%s", err.msg);
+    ck_assert_int_eq(lk_model_n_nodes(m), 2);
+    ck_assert_int_eq(lk_model_node(m, 0)->op, LK_OP_RELU);
+    ck_assert_str_eq(lk_model_node(m, 0)->name, "early");
+    const float x[6] = {-2.385f, 0.5f, 1.25f, -0.125f, 3.0f, 0.0f};
+    lk_tensor  *y    = NULL;
+    run1(m, 4, sh, x, &y);
+    for (int k = 0; k < 6; k++) {
+        float want = 1.0f / (1.0f + expf(-(x[k] > 0 ? x[k] : 0)));
+        ck_assert_float_eq_tol(((float *)y->data)[k], want, 1e-6f);
+    }
+    lk_tensor_free(y);
+    lk_model_free(m);
+    free(mb.p);
+}
+END_TEST
+
+/* A real cycle is the only order error, and it names a node on the cycle. */
+START_TEST(test_onnx_cycle) {
+    pbuf      g = {0};
+    int64_t   sh[4] = {1, 1, 2, 2};
+    lk_error  err;
+    lk_model *m = NULL;
+    node(&g, "Relu", "first", L("x"), L("y"), NULL);
+    node(&g, "Add", "ring_a", L("b", "x"), L("a"), NULL);
+    node(&g, "Relu", "ring_b", L("a"), L("b"), NULL);
+    value_info(&g, 11, "x", 4, sh);
+    value_info(&g, 12, "y", 4, sh);
+    pbuf mb = model_of(&g);
+    ck_assert_int_eq(lk_onnx_load_buffer(mb.p, mb.n, NULL, &m, &err), LK_EFORMAT);
+    ck_assert_ptr_null(m);
+    ck_assert_msg(strstr(err.msg, "cycle") && strstr(err.msg, "ring_a"), "%s", err.msg);
+    free(mb.p);
+}
+END_TEST
+
+/* ---- 2. shape-dependent constants ----------------------------------------------------------- */
+
+/* y = Reshape(relu(x), Shape(x)): the Shape is folded for the declared shape, so the model is
+ * shape-bound: planning another shape fails with a clear error, and lk_model_for_shape
+ * reloads the file for it. */
+START_TEST(test_shape_bound) {
+    pbuf         g = {0};
+    int64_t      dyn[4] = {1, 1, -1, -1};
+    lk_error     err;
+    lk_model    *m = NULL;
+    lk_exec     *ex = NULL;
+    lk_load_opts o;
+    node(&g, "Relu", "r", L("x"), L("t"), NULL);
+    node(&g, "Shape", "shape_of_x", L("x"), L("s"), NULL);
+    node(&g, "Reshape", "back", L("t", "s"), L("y"), NULL);
+    value_info(&g, 11, "x", 4, dyn);
+    value_info(&g, 12, "y", 4, dyn);
+    pbuf  mb   = model_of(&g);
+    char *path = write_tmp(&mb, "shape");
+    memset(&o, 0, sizeof o);
+    o.n_input_shape = 4;
+    int64_t s4[4] = {1, 1, 4, 4}, s6[4] = {1, 1, 6, 5};
+    memcpy(o.input_shape, s4, sizeof s4);
+    ck_assert_msg(lk_model_load(path, &o, &m, &err) == LK_OK, "%s", err.msg);
+    ck_assert_ptr_nonnull(lk_model_shape_bound(m));
+    ck_assert_ptr_nonnull(strstr(lk_model_shape_bound(m), "shape_of_x"));
+    lk_tensor        v     = lk_tensor_view(LK_F32, 4, s6, NULL);
+    const lk_tensor *in[1] = {&v};
+    ck_assert_int_eq(lk_exec_alloc(m, NULL, 1, in, &ex, &err), LK_ESHAPE);
+    ck_assert_ptr_null(ex);
+    ck_assert_msg(strstr(err.msg, "'x'") && strstr(err.msg, "shape_of_x") &&
+                  strstr(err.msg, "[1, 1, 6, 5]"), "%s", err.msg);
+    /* Same shape: a no-op; another shape: reloaded and runnable. */
+    lk_model *before = m;
+    ck_assert_int_eq(lk_model_for_shape(&m, &o, 4, s4, &err), LK_OK);
+    ck_assert_ptr_eq(m, before);
+    ck_assert_msg(lk_model_for_shape(&m, &o, 4, s6, &err) == LK_OK, "%s", err.msg);
+    float x[30];
+    tu_fill_uniform(x, 30, 11, -1.0f, 1.0f);
+    lk_tensor *y = NULL;
+    run1(m, 4, s6, x, &y);
+    ck_assert_int_eq(y->shape[2], 6);
+    ck_assert_int_eq(y->shape[3], 5);
+    for (int k = 0; k < 30; k++) ck_assert_float_eq(((float *)y->data)[k], x[k] > 0 ? x[k] : 0);
+    lk_tensor_free(y);
+    lk_model_free(m);
+    unlink(path);
+    free(path);
+    free(mb.p);
+}
+END_TEST
+
+/* A Resize given by scales is shape-generic: planned at another size, it scales that size. */
+START_TEST(test_resize_scales_any_shape) {
+    pbuf         g = {0}, at = {0}, a1 = {0};
+    int64_t      dyn[4] = {1, 1, -1, -1}, d1[1] = {4};
+    const float  scales[4] = {1, 1, 2, 2};
+    lk_error     err;
+    lk_model    *m = NULL;
+    lk_load_opts o;
+    pb_str(&a1, 1, "mode");
+    pb_bytes(&a1, 4, "nearest", 7);
+    pb_int(&a1, 20, 3);
+    pb_msg(&at, 5, &a1);
+    node(&g, "Resize", "up", L("x", "", "sc"), L("y"), &at);
+    init_f(&g, "sc", 1, d1, scales);
+    value_info(&g, 11, "x", 4, dyn);
+    value_info(&g, 12, "y", 4, dyn);
+    pbuf mb = model_of(&g);
+    memset(&o, 0, sizeof o);
+    o.n_input_shape = 4;
+    int64_t s4[4] = {1, 1, 4, 4}, s3[4] = {1, 1, 3, 5};
+    memcpy(o.input_shape, s4, sizeof s4);
+    ck_assert_msg(lk_onnx_load_buffer(mb.p, mb.n, &o, &m, &err) == LK_OK, "%s", err.msg);
+    ck_assert_ptr_null(lk_model_shape_bound(m));
+    float x[15];
+    for (int k = 0; k < 15; k++) x[k] = 0.5f + (float)k;
+    lk_tensor *y = NULL;
+    run1(m, 4, s3, x, &y);
+    ck_assert_int_eq(y->shape[2], 6);
+    ck_assert_int_eq(y->shape[3], 10);
+    for (int i = 0; i < 6; i++)
+        for (int j = 0; j < 10; j++)
+            ck_assert_float_eq(((float *)y->data)[i * 10 + j], x[(i / 2) * 5 + j / 2]);
+    lk_tensor_free(y);
+    lk_model_free(m);
+    free(mb.p);
+}
+END_TEST
+
+
+/* ---- 3. receptive fields through gates ------------------------------------------------------ */
+
+/* y = 2.5 * (conv3x3(x) * sigmoid(gap(conv3x3(x)))): the squeeze-and-excitation gate and the
+ * scalar (first operand) pass the conv's field through, and y is the last 4-D map. */
+START_TEST(test_rf_gates) {
+    pbuf        g = {0};
+    int64_t     sh[4] = {1, 1, 8, 8}, ws[4] = {1, 1, 3, 3};
+    float       w[9], two5 = 2.5f;
+    char        lk[512], out[8192], errb[2048];
+    tu_fill_uniform(w, 9, 5, -1.0f, 1.0f);
+    node(&g, "Conv", "conv", L("x", "w"), L("t"), NULL);
+    node(&g, "GlobalAveragePool", "gap", L("t"), L("p"), NULL);
+    node(&g, "Sigmoid", "gate", L("p"), L("s"), NULL);
+    node(&g, "Mul", "se", L("t", "s"), L("u"), NULL);
+    node(&g, "Mul", "scale", L("k", "u"), L("y"), NULL);
+    init_f(&g, "w", 4, ws, w);
+    init_f(&g, "k", 0, NULL, &two5);
+    value_info(&g, 11, "x", 4, sh);
+    value_info(&g, 12, "y", 4, sh);
+    pbuf  mb   = model_of(&g);
+    char *path = write_tmp(&mb, "rf");
+    tu_lkprobe_path(lk, sizeof lk);
+    int rc = tu_lkprobe((const char *const[]){"info", path, NULL}, out, sizeof out, errb, sizeof errb);
+    ck_assert_msg(rc == 0, "%s", errb);
+    ck_assert_msg(strstr(out, "receptive field (last 4-D map, 'y'): 3/1/1"), "%s", out);
+    /* 7. outputs never overwrite inputs (the file stays intact). */
+    rc = tu_lkprobe((const char *const[]){"convert", path, "-o", path, NULL}, out, sizeof out,
+                    errb, sizeof errb);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(errb, "refusing to overwrite") && strstr(errb, path), "%s", errb);
+    rc = tu_lkprobe((const char *const[]){"forward", path, "--input", path, "--output", path, NULL},
+                    out, sizeof out, errb, sizeof errb);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(errb, "refusing to overwrite"), "%s", errb);
+    rc = tu_lkprobe((const char *const[]){"info", path, NULL}, out, sizeof out, errb, sizeof errb);
+    ck_assert_msg(rc == 0, "%s", errb);
+    unlink(path);
+    free(path);
+    free(mb.p);
+}
+END_TEST
+
+
+/* ---- 4/5. output names after a Cast, node names as tensors ------------------------------------ */
+
+/* An FP16 export ends in Cast(graph_output_cast_0) -> out: the output keeps the name "out";
+ * a node name finds that node's output. */
+START_TEST(test_output_names) {
+    pbuf      g = {0}, at = {0}, a1 = {0};
+    int64_t   sh[4] = {1, 1, 2, 2};
+    lk_error  err;
+    lk_model *m = NULL;
+    pb_str(&a1, 1, "to");
+    pb_int(&a1, 3, 1);
+    pb_int(&a1, 20, 2);
+    pb_msg(&at, 5, &a1);
+    node(&g, "Relu", "/head/Relu", L("x"), L("graph_output_cast_0"), NULL);
+    node(&g, "Cast", "cast_out", L("graph_output_cast_0"), L("out"), &at);
+    value_info(&g, 11, "x", 4, sh);
+    value_info(&g, 12, "out", 4, sh);
+    pbuf mb = model_of(&g);
+    ck_assert_msg(lk_onnx_load_buffer(mb.p, mb.n, NULL, &m, &err) == LK_OK, "%s", err.msg);
+    int64_t y = lk_model_output(m, 0);
+    ck_assert_str_eq(lk_model_value_name(m, y), "out");
+    ck_assert_int_eq(lk_model_find_tensor(m, "out"), y);
+    ck_assert_int_eq(lk_model_find_tensor(m, "/head/Relu"), y);
+    ck_assert_int_eq(lk_model_find_tensor(m, "nosuch"), -1);
+    lk_model_free(m);
+    free(mb.p);
+}
+END_TEST
+
+static Suite *harden_suite(void) {
+    Suite *s  = suite_create("harden");
+    TCase *tc = tcase_create("onnx");
+    tcase_add_test(tc, test_onnx_out_of_order);
+    tcase_add_test(tc, test_onnx_cycle);
+    tcase_add_test(tc, test_shape_bound);
+    tcase_add_test(tc, test_resize_scales_any_shape);
+    tcase_add_test(tc, test_rf_gates);
+    tcase_add_test(tc, test_output_names);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return tu_run(harden_suite()); }
