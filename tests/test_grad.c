@@ -569,6 +569,9 @@ static void check_exec_jvp(ginst *g, const char *tag, float *const *v, float *co
                            k, (long long)j, (double)p[j], (double)tout[k][j]);
                 return;
             }
+        /* From here on the dot-product and finite-difference tests check the executor's
+         * tangent (lk_exec_jvp) against lk_exec_backward and the forward directly. */
+        memcpy(tout[k], p, sizeof(float) * (size_t)g->ocnt[k]);
     }
 }
 
@@ -628,6 +631,7 @@ static void check_jvp(ginst *g, const char *tag, report *r) {
     /* J v (all tangents) against central differences along v; the probe moves every value by
      * at most eps / 2, inside the kink margins and the max-pool grid spacing. */
     call_jvp(g, v, tout);
+    check_exec_jvp(g, tag, v, tout, r);
     {
         const float h = (gc->eps > 0 ? gc->eps : 1e-2f) * 0.5f;
         float      *x0[GC_MAX_IN];

@@ -1,0 +1,316 @@
+/*
+ * test_exec.c: the engine calls the analyses build on, beyond plain forward/backward: tail
+ * execs planned from intermediate values (opts.sources), lk_exec_forward_from, kept gradients
+ * and tangents (opts.keep_vids), lk_exec_estimate, and the errors of each.
+ *
+ * The subject is x (N,3,8,8) -> conv1 3x3 -> relu (h1) -> conv2 3x3 -> relu (h2) ->
+ * GlobalAveragePool (y), with seeded weights.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+typedef struct net {
+    lk_model *m;
+    int64_t   x, h1, c2, h2, y, w1;
+} net;
+
+static int64_t add_conv(lk_model *m, const char *name, int64_t in, int cin, int cout,
+                        uint64_t seed, int64_t *wvid) {
+    int64_t ws[4] = {cout, cin, 3, 3}, bs[1] = {cout}, w, b, out;
+    float   wd[4 * 4 * 9], bd[4];
+    tu_fill_uniform(wd, cout * cin * 9, seed, -0.5f, 0.5f);
+    tu_fill_uniform(bd, cout, seed + 1, -0.1f, 0.1f);
+    char wn[32], bn[32];
+    snprintf(wn, sizeof wn, "%s.w", name);
+    snprintf(bn, sizeof bn, "%s.b", name);
+    ck_assert_int_eq(lk_model_add_param(m, wn, 4, ws, wd, 1, &w, NULL), LK_OK);
+    ck_assert_int_eq(lk_model_add_param(m, bn, 1, bs, bd, 1, &b, NULL), LK_OK);
+    lk_attrs a       = lk_attrs_default(LK_OP_CONV);
+    a.conv.kernel[0] = a.conv.kernel[1] = 3;
+    a.conv.pad_begin[0] = a.conv.pad_begin[1] = 1;
+    a.conv.pad_end[0] = a.conv.pad_end[1] = 1;
+    int64_t     ins[3] = {in, w, b};
+    const char *on[1]  = {name};
+    ck_assert_int_eq(lk_model_add_node(m, LK_OP_CONV, name, 3, ins, 1, on, &a, &out, NULL), LK_OK);
+    if (wvid) *wvid = w;
+    return out;
+}
+
+static int64_t add_unary(lk_model *m, lk_op op, const char *name, int64_t in) {
+    int64_t     out;
+    const char *on[1] = {name};
+    ck_assert_int_eq(lk_model_add_node(m, op, name, 1, &in, 1, on, NULL, &out, NULL), LK_OK);
+    return out;
+}
+
+static net net_build(void) {
+    net      n;
+    lk_error err;
+    memset(&n, 0, sizeof n);
+    ck_assert_int_eq(lk_model_alloc(&n.m, NULL), LK_OK);
+    int64_t sh[4] = {1, 3, 8, 8};
+    ck_assert_int_eq(lk_model_add_input(n.m, "x", 4, sh, &n.x, NULL), LK_OK);
+    int64_t c1 = add_conv(n.m, "conv1", n.x, 3, 4, 101, &n.w1);
+    n.h1       = add_unary(n.m, LK_OP_RELU, "h1", c1);
+    n.c2       = add_conv(n.m, "conv2", n.h1, 4, 4, 202, NULL);
+    n.h2       = add_unary(n.m, LK_OP_RELU, "h2", n.c2);
+    n.y        = add_unary(n.m, LK_OP_GLOBAL_AVG_POOL, "y", n.h2);
+    ck_assert_int_eq(lk_model_set_outputs(n.m, 1, &n.y, NULL), LK_OK);
+    ck_assert_msg(lk_model_finalize(n.m, &err) == LK_OK, "%s", err.msg);
+    return n;
+}
+
+static lk_tensor *tensor4(int64_t b, int64_t c, int64_t h, int64_t w, uint64_t seed) {
+    int64_t    sh[4] = {b, c, h, w};
+    lk_tensor *t     = NULL;
+    ck_assert_int_eq(lk_tensor_alloc(LK_F32, 4, sh, &t, NULL), LK_OK);
+    tu_fill_uniform(t->data, lk_tensor_numel(t), seed, -1, 1);
+    return t;
+}
+
+static lk_exec *plan(const net *n, lk_exec_opts *o, const lk_tensor *shape) {
+    lk_exec *x = NULL;
+    lk_error err;
+    ck_assert_msg(lk_exec_alloc(n->m, o, 1, &shape, &x, &err) == LK_OK, "%s", err.msg);
+    return x;
+}
+
+/* A tail exec from h1 at batch 3 gives the same outputs as the full graph image by image, and
+ * its gradient at the source equals the full exec's kept gradient of h1. */
+START_TEST(tail_exec_matches_full) {
+    net          n  = net_build();
+    lk_error     err;
+    lk_tensor   *x1 = tensor4(1, 3, 8, 8, 7);
+    lk_exec_opts of = lk_exec_opts_default();
+    of.threads      = 1;
+    of.grad         = LK_GRAD_INPUTS;
+    of.n_keep       = 1;
+    of.keep_vids    = &n.h1;
+    lk_exec     *full = plan(&n, &of, x1);
+    lk_tensor   *hb   = tensor4(3, 4, 8, 8, 0);
+    lk_tensor   *yref = tensor4(3, 4, 1, 1, 0);
+    lk_tensor   *gref = tensor4(3, 4, 8, 8, 0);
+    lk_tensor   *seed = tensor4(1, 4, 1, 1, 99);
+    for (int b = 0; b < 3; b++) {
+        tu_fill_uniform(x1->data, 3 * 64, 50 + (uint64_t)b, -1, 1);
+        const lk_tensor *in = x1;
+        ck_assert_msg(lk_exec_forward(full, &in, &err) == LK_OK, "%s", err.msg);
+        memcpy((float *)hb->data + b * 256, lk_exec_value(full, n.h1)->data, 256 * sizeof(float));
+        memcpy((float *)yref->data + b * 4, lk_exec_value(full, n.y)->data, 4 * sizeof(float));
+        const lk_tensor *sd = seed;
+        ck_assert_msg(lk_exec_backward(full, 1, &n.y, &sd, &err) == LK_OK, "%s", err.msg);
+        const lk_tensor *g = lk_exec_grad(full, n.h1);
+        ck_assert_msg(g != NULL, "kept gradient of h1 missing");
+        memcpy((float *)gref->data + b * 256, g->data, 256 * sizeof(float));
+    }
+    lk_exec_opts ot = lk_exec_opts_default();
+    ot.threads      = 1;
+    ot.grad         = LK_GRAD_INPUTS;
+    ot.n_sources    = 1;
+    ot.sources      = &n.h1;
+    lk_exec *tail   = plan(&n, &ot, hb);
+    /* The tail runs conv2, relu, pool only. */
+    for (int64_t i = 0; i < lk_model_n_nodes(n.m); i++)
+        ck_assert_int_eq(lk_exec_node_active(tail, i), i >= 2);
+    const lk_tensor *in = hb;
+    ck_assert_msg(lk_exec_forward(tail, &in, &err) == LK_OK, "%s", err.msg);
+    const lk_tensor *y = lk_exec_value(tail, n.y);
+    ck_assert_int_eq(y->shape[0], 3);
+    ck_assert_msg(tu_max_abs_diff(y->data, yref->data, 12) <= 1e-6, "tail outputs differ");
+    lk_tensor *seeds = tensor4(3, 4, 1, 1, 0);
+    for (int b = 0; b < 3; b++) memcpy((float *)seeds->data + 4 * b, seed->data, 16);
+    const lk_tensor *sd = seeds;
+    ck_assert_msg(lk_exec_backward(tail, 1, &n.y, &sd, &err) == LK_OK, "%s", err.msg);
+    const lk_tensor *g = lk_exec_grad(tail, n.h1);
+    ck_assert_msg(g && tu_max_abs_diff(g->data, gref->data, 3 * 256) <= 1e-6,
+                  "tail gradient at the source differs from the kept gradient");
+    /* A kept gradient matches the analytic one: d mean(h2_c) / d h2 = 1/64 on channel c. */
+    for (int c = 0; c < 4; c++) ((float *)seed->data)[c] = c == 1;
+    const lk_tensor *sd1 = seed;
+    lk_exec_opts     ok  = of;
+    int64_t          kv  = n.h2;
+    ok.keep_vids         = &kv;
+    lk_exec *kx          = plan(&n, &ok, x1);
+    const lk_tensor *in1 = x1;
+    ck_assert_int_eq(lk_exec_forward(kx, &in1, &err), LK_OK);
+    ck_assert_int_eq(lk_exec_backward(kx, 1, &n.y, &sd1, &err), LK_OK);
+    const float *gh2 = lk_exec_grad(kx, n.h2)->data;
+    for (int i = 0; i < 256; i++)
+        ck_assert_float_eq_tol(gh2[i], i / 64 == 1 ? 1.0f / 64 : 0.0f, 1e-9f);
+    ck_assert_ptr_null(lk_exec_grad(kx, n.c2)); /* not kept: shares memory by liveness */
+    lk_exec_free(kx);
+    lk_exec_free(tail);
+    lk_exec_free(full);
+    lk_tensor_free(x1);
+    lk_tensor_free(hb);
+    lk_tensor_free(yref);
+    lk_tensor_free(gref);
+    lk_tensor_free(seed);
+    lk_tensor_free(seeds);
+    lk_model_free(n.m);
+}
+END_TEST
+
+/* forward_from: replacing h1 re-runs only what follows; upstream values stay; the result
+ * equals a tail exec fed the replaced value, and a later forward restores the original. */
+START_TEST(forward_from_reruns_downstream) {
+    net          n = net_build();
+    lk_error     err;
+    lk_tensor   *x = tensor4(1, 3, 8, 8, 5);
+    lk_exec_opts o = lk_exec_opts_default();
+    o.threads      = 2;
+    lk_exec *ex    = plan(&n, &o, x);
+    ck_assert_int_eq(lk_exec_forward_from(ex, 1, &n.h1, NULL, &err), LK_EINVAL);
+    ck_assert_msg(strstr(err.msg, "before forward") != NULL, "%s", err.msg);
+    const lk_tensor *in = x;
+    ck_assert_int_eq(lk_exec_forward(ex, &in, &err), LK_OK);
+    float y0[4], c1[256];
+    int64_t c1v = lk_model_find_value(n.m, "conv1");
+    ck_assert_int_ge(c1v, 0);
+    memcpy(y0, lk_exec_value(ex, n.y)->data, sizeof y0);
+    memcpy(c1, lk_exec_value(ex, c1v)->data, sizeof c1);
+    lk_tensor *h = tensor4(1, 4, 8, 8, 0);
+    memcpy(h->data, lk_exec_value(ex, n.h1)->data, 256 * sizeof(float));
+    for (int i = 64; i < 128; i++) ((float *)h->data)[i] = 0; /* ablate channel 1 */
+    const lk_tensor *hv = h;
+    ck_assert_msg(lk_exec_forward_from(ex, 1, &n.h1, &hv, &err) == LK_OK, "%s", err.msg);
+    ck_assert(memcmp(c1, lk_exec_value(ex, c1v)->data, sizeof c1) == 0);
+    lk_exec_opts ot = lk_exec_opts_default();
+    ot.threads      = 1;
+    ot.n_sources    = 1;
+    ot.sources      = &n.h1;
+    lk_exec *tail   = plan(&n, &ot, h);
+    ck_assert_int_eq(lk_exec_forward(tail, &hv, &err), LK_OK);
+    ck_assert(tu_max_abs_diff(lk_exec_value(ex, n.y)->data, lk_exec_value(tail, n.y)->data, 4) <=
+              1e-6);
+    ck_assert(tu_max_abs_diff(lk_exec_value(ex, n.y)->data, y0, 4) > 1e-6); /* it changed */
+    ck_assert_int_eq(lk_exec_forward(ex, &in, &err), LK_OK);
+    ck_assert(memcmp(y0, lk_exec_value(ex, n.y)->data, sizeof y0) == 0);
+    /* Errors: a shape that is not the planned one; a value that is not in the graph. */
+    lk_tensor       *bad = tensor4(1, 4, 4, 4, 0);
+    const lk_tensor *bv  = bad;
+    ck_assert_int_ne(lk_exec_forward_from(ex, 1, &n.h1, &bv, &err), LK_OK);
+    ck_assert(err.msg[0] != 0);
+    int64_t nosuch = 1 << 20;
+    ck_assert_int_ne(lk_exec_forward_from(ex, 1, &nosuch, &hv, &err), LK_OK);
+    ck_assert(err.msg[0] != 0);
+    lk_tensor_free(bad);
+    lk_exec_free(tail);
+    lk_exec_free(ex);
+    lk_tensor_free(h);
+    lk_tensor_free(x);
+    lk_model_free(n.m);
+}
+END_TEST
+
+/* lk_exec_estimate: grows with the batch and with gradients, matches what lk_exec_alloc keeps
+ * (it is the same plan), and refuses what lk_exec_alloc refuses. */
+START_TEST(estimate_and_option_errors) {
+    net          n = net_build();
+    lk_error     err;
+    lk_tensor   *x1 = tensor4(1, 3, 8, 8, 1), *x4 = tensor4(4, 3, 8, 8, 1);
+    lk_exec_opts o  = lk_exec_opts_default();
+    o.threads       = 1;
+    uint64_t         b1 = 0, b4 = 0, bg = 0;
+    const lk_tensor *s1 = x1, *s4 = x4;
+    ck_assert_int_eq(lk_exec_estimate(n.m, &o, 1, &s1, &b1, &err), LK_OK);
+    ck_assert_int_eq(lk_exec_estimate(n.m, &o, 1, &s4, &b4, &err), LK_OK);
+    o.grad = LK_GRAD_PARAMS;
+    ck_assert_int_eq(lk_exec_estimate(n.m, &o, 1, &s1, &bg, &err), LK_OK);
+    ck_assert_msg(b1 > 0 && b4 > b1 && bg > b1, "estimates %llu %llu %llu",
+                  (unsigned long long)b1, (unsigned long long)b4, (unsigned long long)bg);
+    /* the activations alone of batch 4: x, conv1, h1, conv2, h2, y */
+    ck_assert_uint_ge(b4, (uint64_t)4 * (192 + 4 * 256 + 4) * sizeof(float));
+    /* option errors */
+    lk_exec     *ex = NULL;
+    lk_exec_opts e  = lk_exec_opts_default();
+    e.n_keep        = 1;
+    ck_assert_int_eq(lk_exec_alloc(n.m, &e, 1, &s1, &ex, &err), LK_EINVAL);
+    ck_assert_ptr_null(ex);
+    ck_assert_int_eq(lk_exec_estimate(n.m, &e, 1, &s1, &b1, &err), LK_EINVAL);
+    ck_assert_uint_eq(b1, 0);
+    e          = lk_exec_opts_default();
+    e.n_sources = 1;
+    ck_assert_int_eq(lk_exec_alloc(n.m, &e, 1, &s1, &ex, &err), LK_EINVAL);
+    e.sources = &n.h1;
+    ck_assert_int_ne(lk_exec_alloc(n.m, &e, 2, (const lk_tensor *[]){s1, s1}, &ex, &err),
+                     LK_OK);
+    ck_assert_msg(strstr(err.msg, "sources") != NULL, "%s", err.msg);
+    /* a source shaped unlike the value it replaces */
+    ck_assert_int_ne(lk_exec_alloc(n.m, &e, 1, &s1, &ex, &err), LK_OK);
+    ck_assert_ptr_null(ex);
+    ck_assert(err.msg[0] != 0);
+    /* jvp without opts.jvp */
+    e          = lk_exec_opts_default();
+    ex         = plan(&n, &e, x1);
+    ck_assert_int_eq(lk_exec_forward(ex, &s1, &err), LK_OK);
+    ck_assert_int_ne(lk_exec_jvp(ex, 1, &n.x, &s1, &err), LK_OK);
+    ck_assert(err.msg[0] != 0);
+    ck_assert_ptr_null(lk_exec_tangent(ex, n.y));
+    lk_exec_free(ex);
+    lk_tensor_free(x1);
+    lk_tensor_free(x4);
+    lk_model_free(n.m);
+}
+END_TEST
+
+/* A parameter tangent through the exec equals central differences of the forward in the
+ * weights of conv1 (exact linearisation). */
+START_TEST(parameter_tangent) {
+    net          n = net_build();
+    lk_error     err;
+    lk_tensor   *x = tensor4(2, 3, 8, 8, 3);
+    lk_exec_opts o = lk_exec_opts_default();
+    o.threads      = 1;
+    o.jvp          = 1;
+    lk_exec *ex    = plan(&n, &o, x);
+    const lk_tensor *in = x;
+    ck_assert_int_eq(lk_exec_forward(ex, &in, &err), LK_OK);
+    lk_tensor       *t  = tensor4(4, 3, 3, 3, 77);
+    const lk_tensor *tv = t;
+    ck_assert_msg(lk_exec_jvp(ex, 1, &n.w1, &tv, &err) == LK_OK, "%s", err.msg);
+    float jv[8];
+    memcpy(jv, lk_exec_tangent(ex, n.y)->data, sizeof jv);
+    float       *w = (float *)lk_model_param(n.m, n.w1)->data;
+    /* small enough that no ReLU of 512 units changes side (the net is piecewise linear in w1,
+     * so central differences are exact between kinks); larger steps cross kinks */
+    const double h = 1e-4;
+    float        w0[108], yp[8], ym[8];
+    memcpy(w0, w, sizeof w0);
+    for (int i = 0; i < 108; i++) w[i] = w0[i] + (float)h * ((float *)t->data)[i];
+    lk_exec_params_changed(ex);
+    ck_assert_int_eq(lk_exec_forward(ex, &in, &err), LK_OK);
+    memcpy(yp, lk_exec_value(ex, n.y)->data, sizeof yp);
+    for (int i = 0; i < 108; i++) w[i] = w0[i] - (float)h * ((float *)t->data)[i];
+    lk_exec_params_changed(ex);
+    ck_assert_int_eq(lk_exec_forward(ex, &in, &err), LK_OK);
+    memcpy(ym, lk_exec_value(ex, n.y)->data, sizeof ym);
+    memcpy(w, w0, sizeof w0);
+    double scale = tu_max_abs(jv, 8);
+    ck_assert(scale > 1e-3);
+    for (int i = 0; i < 8; i++)
+        ck_assert_msg(fabs(jv[i] - (yp[i] - ym[i]) / (2 * h)) <= 2e-3 * scale,
+                      "output %d: jvp %g, differences %g", i, (double)jv[i],
+                      (yp[i] - ym[i]) / (2 * h));
+    lk_exec_free(ex);
+    lk_tensor_free(t);
+    lk_tensor_free(x);
+    lk_model_free(n.m);
+}
+END_TEST
+
+int main(void) {
+    Suite *s  = suite_create("exec");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, tail_exec_matches_full);
+    tcase_add_test(tc, forward_from_reruns_downstream);
+    tcase_add_test(tc, estimate_and_option_errors);
+    tcase_add_test(tc, parameter_tangent);
+    suite_add_tcase(s, tc);
+    return tu_run(s);
+}
