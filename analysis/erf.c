@@ -27,8 +27,9 @@ lk_erf_params lk_erf_params_default(void) {
 }
 
 static int is_global_reduce(const lk_node *n, const lk_model *m) {
-    if (n->op == LK_OP_GLOBAL_AVG_POOL) return 1;
-    if (n->op == LK_OP_REDUCE_MEAN || n->op == LK_OP_REDUCE_SUM) {
+    unsigned roles = lk_op_roles(n->op);
+    if (roles & LK_ROLE_GLOBAL_POOL) return 1;
+    if ((roles & LK_ROLE_AXES_REDUCE) && lk_op_rf_kind(n->op) == LK_RF_REDUCE) {
         /* spatial reduction of a 4-D map */
         int64_t sh[LK_MAX_DIMS];
         if (lk_model_value_shape(m, n->in[0], sh) != 4) return 0;
@@ -39,12 +40,12 @@ static int is_global_reduce(const lk_node *n, const lk_model *m) {
         }
         return has2 && has3;
     }
-    if (n->op == LK_OP_RESHAPE || n->op == LK_OP_AVG_POOL || n->op == LK_OP_MAX_POOL) {
+    if (roles & (LK_ROLE_RESHAPE | LK_ROLE_WINDOW_POOL)) {
         /* flatten of a 4-D map into the classifier, or a pool covering the whole map */
         int64_t sh[LK_MAX_DIMS], so[LK_MAX_DIMS];
         if (lk_model_value_shape(m, n->in[0], sh) != 4) return 0;
         int nd = lk_model_value_shape(m, n->out[0], so);
-        if (n->op == LK_OP_RESHAPE) return nd == 2 && sh[2] * sh[3] > 1;
+        if (roles & LK_ROLE_RESHAPE) return nd == 2 && sh[2] * sh[3] > 1;
         return nd == 4 && so[2] == 1 && so[3] == 1 && (sh[2] > 1 || sh[3] > 1);
     }
     return 0;
@@ -66,7 +67,7 @@ int64_t lk_erf_default_layer(const lk_model *m) {
         int64_t pi = lk_model_value_producer(m, best);
         if (pi < 0) break;
         const lk_node *p = lk_model_node(m, pi);
-        if (p->op != LK_OP_BATCHNORM && p->op != LK_OP_LAYER_NORM) break;
+        if (!(lk_op_roles(p->op) & LK_ROLE_NORM)) break;
         if (lk_model_value_shape(m, p->in[0], sh) != 4) break;
         best = p->in[0];
     }

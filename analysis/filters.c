@@ -261,8 +261,8 @@ lk_status lk_filters_add_model(lk_filters *f, const lk_model *m, const char *lab
             for (int j = 0; j < nd->n_out; j++) vdepth[nd->out[j]] = d;
             if (d > info.depth) info.depth = d;
             if (nd->op >= 0 && nd->op < LK_OP_COUNT) info.op_count[nd->op]++;
-            if (nd->op == LK_OP_BATCHNORM) has_bn = 1;
-            if (nd->op != LK_OP_CONV || nd->attrs.conv.nsp != 2 || nd->n_in < 2 || d < 0) continue;
+            if (lk_op_roles(nd->op) & LK_ROLE_BATCH_STATS) has_bn = 1;
+            if (!(lk_op_roles(nd->op) & LK_ROLE_CONV) || nd->attrs.conv.nsp != 2 || nd->n_in < 2 || d < 0) continue;
             const lk_tensor *w = nd->in[1] >= 0 ? lk_model_param(m, nd->in[1]) : NULL;
             if (!w || w->ndim != 4) continue;
             convs[n_convs].node   = nd;

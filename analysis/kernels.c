@@ -354,7 +354,7 @@ static int64_t list_convs(const lk_model *m, conv_ref *out) {
     }
     for (int64_t i = 0; i < lk_model_n_nodes(m); i++) {
         const lk_node *nd = lk_model_node(m, i);
-        if (nd->op != LK_OP_CONV || nd->n_in < 2 || nd->in[1] < 0) continue;
+        if (!(lk_op_roles(nd->op) & LK_ROLE_CONV) || nd->n_in < 2 || nd->in[1] < 0) continue;
         const lk_tensor *w = lk_model_param(m, nd->in[1]);
         if (!w || w->ndim != nd->attrs.conv.nsp + 2) continue;
         out[n].name = nd->name && nd->name[0] ? nd->name : lk_model_value_name(m, nd->in[1]);
@@ -448,7 +448,8 @@ lk_status lk_kernels_add_reparam(lk_kernels *k, lk_model *m, int64_t *n_merged, 
     if (st == LK_OK && log.oom) st = LK_FAIL(err, LK_ENOMEM, "kernels: out of memory");
     for (int64_t i = 0; st == LK_OK && i < lk_model_n_nodes(m); i++) {
         const lk_node *nd = lk_model_node(m, i);
-        if (nd->op != LK_OP_CONV || nd->n_in < 2 || nd->in[1] < 0 || !nd->name) continue;
+        if (!(lk_op_roles(nd->op) & LK_ROLE_CONV) || nd->n_in < 2 || nd->in[1] < 0 || !nd->name)
+            continue;
         int hit = 0;
         for (int64_t j = 0; j < log.n && !hit; j++) hit = strcmp(log.names[j], nd->name) == 0;
         if (!hit) continue;

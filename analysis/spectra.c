@@ -327,8 +327,8 @@ lk_status lk_spectra_add_model(lk_spectra *s, const lk_model *m, lk_error *err) 
     for (int64_t i = 0; i < lk_model_n_nodes(m); i++) {
         const lk_node *nd = lk_model_node(m, i);
         if (nd->n_in < 2 || nd->in[1] < 0) continue;
-        int conv  = nd->op == LK_OP_CONV && nd->attrs.conv.nsp == 2;
-        int dense = nd->op == LK_OP_GEMM || nd->op == LK_OP_MATMUL;
+        int conv  = (lk_op_roles(nd->op) & LK_ROLE_CONV) && nd->attrs.conv.nsp == 2;
+        int dense = (lk_op_roles(nd->op) & LK_ROLE_DENSE) != 0;
         if (!conv && !dense) continue;
         const lk_tensor *w = lk_model_param(m, nd->in[1]);
         if (!w || w->ndim != (conv ? 4 : 2)) continue;

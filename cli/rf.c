@@ -24,37 +24,6 @@
 
 #include "cli.h"
 
-typedef enum rf_kind {
-    RF_NONE = 0, /* no local window                                     */
-    RF_POINT,    /* elementwise / per channel: max over inputs          */
-    RF_AXIS,     /* per channel when its axis (concat, split, softmax) is 0 or 1 */
-    RF_REDUCE,   /* per channel when it reduces N/C only and keeps dims  */
-    RF_WINDOW,
-    RF_TWINDOW,
-    RF_RESIZE,
-    RF_D2S,
-    RF_PAD,
-    RF_SLICE
-} rf_kind;
-
-static const unsigned char rf_kinds[LK_OP_COUNT] = {
-    [LK_OP_CONV] = RF_WINDOW,      [LK_OP_AVG_POOL] = RF_WINDOW,
-    [LK_OP_MAX_POOL] = RF_WINDOW,  [LK_OP_CONV_TRANSPOSE] = RF_TWINDOW,
-    [LK_OP_BATCHNORM] = RF_POINT,  [LK_OP_RELU] = RF_POINT,
-    [LK_OP_LEAKY_RELU] = RF_POINT, [LK_OP_PRELU] = RF_POINT,
-    [LK_OP_CLIP] = RF_POINT,       [LK_OP_SIGMOID] = RF_POINT,
-    [LK_OP_HARD_SIGMOID] = RF_POINT, [LK_OP_HARD_SWISH] = RF_POINT,
-    [LK_OP_TANH] = RF_POINT,       [LK_OP_ERF] = RF_POINT,
-    [LK_OP_GELU] = RF_POINT,       [LK_OP_SQRT] = RF_POINT,
-    [LK_OP_ADD] = RF_POINT,        [LK_OP_SUB] = RF_POINT,
-    [LK_OP_MUL] = RF_POINT,        [LK_OP_DIV] = RF_POINT,
-    [LK_OP_POW] = RF_POINT,        [LK_OP_IDENTITY] = RF_POINT,
-    [LK_OP_CONCAT] = RF_AXIS,      [LK_OP_SPLIT] = RF_AXIS,
-    [LK_OP_SOFTMAX] = RF_AXIS,     [LK_OP_REDUCE_MEAN] = RF_REDUCE,
-    [LK_OP_REDUCE_L2] = RF_REDUCE, [LK_OP_REDUCE_SUM] = RF_REDUCE,
-    [LK_OP_RESIZE] = RF_RESIZE,    [LK_OP_DEPTH_TO_SPACE] = RF_D2S,
-    [LK_OP_PAD] = RF_PAD,          [LK_OP_SLICE] = RF_SLICE,
-};
 
 static int shape4(const lk_model *m, int64_t v, int64_t *shape) {
     return v >= 0 && lk_model_value_shape(m, v, shape) == 4;
@@ -62,12 +31,12 @@ static int shape4(const lk_model *m, int64_t v, int64_t *shape) {
 
 int cli_node_window(const lk_model *m, const lk_node *n, int64_t kernel[2], int64_t stride[2],
                     int64_t dilation[2], int64_t *groups) {
-    rf_kind k = (rf_kind)rf_kinds[n->op];
-    if ((k != RF_WINDOW && k != RF_TWINDOW) || n->attrs.conv.nsp != 2) return 0;
+    lk_rf_kind k = lk_op_rf_kind(n->op);
+    if ((k != LK_RF_WINDOW && k != LK_RF_TWINDOW) || n->attrs.conv.nsp != 2) return 0;
     const lk_attr_conv *a = &n->attrs.conv;
     /* Conv kernels come from the weight (O, I/g, kH, kW) when it is a parameter. */
     const lk_tensor *w = n->n_in > 1 ? lk_model_param(m, n->in[1]) : NULL;
-    int is_conv        = n->op == LK_OP_CONV || n->op == LK_OP_CONV_TRANSPOSE;
+    int is_conv        = (lk_op_roles(n->op) & (LK_ROLE_CONV | LK_ROLE_CONV_TRANSPOSE)) != 0;
     for (int i = 0; i < 2; i++) {
         kernel[i]   = is_conv && w && w->ndim == 4 ? w->shape[2 + i] : a->kernel[i];
         stride[i]   = a->stride[i] > 0 ? a->stride[i] : 1;
@@ -112,18 +81,17 @@ static cli_rf rf_node(const lk_model *m, const lk_node *n, const cli_rf *rf) {
     cli_rf  none = {0}, r;
     int64_t is[4], os[4];
     /* Elementwise ops may take a scalar or a gate as their first operand. */
-    if ((rf_kind)rf_kinds[n->op] == RF_POINT) return rf_point(m, n, rf);
+    if (lk_op_rf_kind(n->op) == LK_RF_POINT) return rf_point(m, n, rf);
     if (n->n_in < 1 || n->in[0] < 0 || !shape4(m, n->in[0], is) || !shape4(m, n->out[0], os))
         return none;
     const cli_rf *x = &rf[n->in[0]];
-    switch ((rf_kind)rf_kinds[n->op]) {
-    case RF_NONE: return none;
-    case RF_AXIS: {
-        int axis = n->op == LK_OP_SPLIT ? n->attrs.split.axis : n->attrs.s.axis;
-        if (axis < 0) axis += 4;
-        return axis == 0 || axis == 1 ? rf_point(m, n, rf) : none;
+    switch (lk_op_rf_kind(n->op)) {
+    case LK_RF_NONE: return none;
+    case LK_RF_AXIS: {
+        int axis;
+        return lk_node_axis(n, 4, &axis) && axis <= 1 ? rf_point(m, n, rf) : none;
     }
-    case RF_REDUCE:
+    case LK_RF_REDUCE:
         if (!n->attrs.axes.keepdims || n->attrs.axes.n == 0) return none;
         for (int i = 0; i < n->attrs.axes.n; i++)
             if (n->attrs.axes.axes[i] >= 2) return none;
@@ -132,14 +100,14 @@ static cli_rf rf_node(const lk_model *m, const lk_node *n, const cli_rf *rf) {
     }
     if (!x->defined) return none;
     r = *x;
-    switch ((rf_kind)rf_kinds[n->op]) {
-    case RF_WINDOW:
-    case RF_TWINDOW: {
+    switch (lk_op_rf_kind(n->op)) {
+    case LK_RF_WINDOW:
+    case LK_RF_TWINDOW: {
         int64_t k[2], s[2], d[2], g;
         if (!cli_node_window(m, n, k, s, d, &g)) return none;
         for (int a = 0; a < 2; a++) {
             double ke = (double)(d[a] * (k[a] - 1) + 1), p = (double)n->attrs.conv.pad_begin[a];
-            if (n->op == LK_OP_CONV_TRANSPOSE) {
+            if (lk_op_rf_kind(n->op) == LK_RF_TWINDOW) {
                 r.size[a] += (ceil(ke / (double)s[a]) - 1) * r.jump[a];
                 r.start[a] += r.jump[a] * (p - (ke - 1) / 2) / (double)s[a];
                 r.jump[a] /= (double)s[a];
@@ -151,7 +119,7 @@ static cli_rf rf_node(const lk_model *m, const lk_node *n, const cli_rf *rf) {
         }
         return r;
     }
-    case RF_RESIZE: {
+    case LK_RF_RESIZE: {
         const lk_attr_resize *a = &n->attrs.resize;
         int taps = a->mode == LK_RESIZE_NEAREST ? 1 : a->mode == LK_RESIZE_LINEAR ? 2 : 4;
         for (int ax = 0; ax < 2; ax++) {
@@ -168,7 +136,7 @@ static cli_rf rf_node(const lk_model *m, const lk_node *n, const cli_rf *rf) {
         }
         return r;
     }
-    case RF_D2S: {
+    case LK_RF_D2S: {
         double b = n->attrs.d2s.block > 0 ? n->attrs.d2s.block : 1;
         for (int ax = 0; ax < 2; ax++) {
             r.start[ax] += r.jump[ax] * (1 / b - 1) / 2;
@@ -176,11 +144,11 @@ static cli_rf rf_node(const lk_model *m, const lk_node *n, const cli_rf *rf) {
         }
         return r;
     }
-    case RF_PAD:
+    case LK_RF_PAD:
         for (int ax = 0; ax < 2; ax++)
             r.start[ax] -= (double)n->attrs.pad.begin[2 + ax] * r.jump[ax];
         return r;
-    case RF_SLICE: {
+    case LK_RF_SLICE: {
         const lk_attr_slice *a = &n->attrs.slice;
         for (int i = 0; i < a->n && i < LK_MAX_DIMS; i++) {
             int64_t ax = a->axes[i] < 0 ? a->axes[i] + 4 : a->axes[i];

@@ -260,14 +260,16 @@ static lk_status plan_fusion(lk_exec *x, lk_error *err) {
     }
     for (int64_t i = 0; i < nn; i++) {
         const lk_node *n = &m->nodes[i];
-        if (!x->active[i] || n->op != LK_OP_CONV || n->n_out != 1) continue;
+        if (!x->active[i] || !(lk_op_get(n->op)->flags & LK_OPF_FUSE_STORE) || n->n_out != 1)
+            continue;
         int64_t v = n->out[0];
         if (is_model_output(m, v) || uses[v] != 1 || !x->active[user[v]]) continue;
         const lk_node *c = &m->nodes[user[v]];
         int64_t        fin = -1;
-        if (c->op == LK_OP_RELU) {
+        unsigned       cf  = lk_op_get(c->op)->flags;
+        if (cf & LK_OPF_STORE_RELU) {
             x->fuse_relu[i] = 1;
-        } else if (c->op == LK_OP_ADD && c->n_in == 2) {
+        } else if ((cf & LK_OPF_STORE_ADD) && c->n_in == 2) {
             int64_t r = c->in[0] == v ? c->in[1] : c->in[0];
             if (r < 0 || r == v || m->values[r].producer >= i || !x->live[r] ||
                 !same_shape(&x->vals[r], &x->vals[v]) ||
@@ -280,8 +282,8 @@ static lk_status plan_fusion(lk_exec *x, lk_error *err) {
         fin                = c->out[0];
         x->active[c - m->nodes] = 0;
         x->live[v]         = 0;
-        if (c->op == LK_OP_ADD && !is_model_output(m, fin) && uses[fin] == 1 &&
-            x->active[user[fin]] && m->nodes[user[fin]].op == LK_OP_RELU) {
+        if ((cf & LK_OPF_STORE_ADD) && !is_model_output(m, fin) && uses[fin] == 1 &&
+            x->active[user[fin]] && (lk_op_get(m->nodes[user[fin]].op)->flags & LK_OPF_STORE_RELU)) {
             x->fuse_relu[i]         = 1;
             x->active[user[fin]]    = 0;
             x->live[fin]            = 0;

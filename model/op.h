@@ -28,7 +28,13 @@ enum {
     LK_OPF_ELEMENTWISE      = 1u << 0, /* output i depends on input i only                 */
     LK_OPF_PIECEWISE_LINEAR = 1u << 1, /* exact linearisation is a mask/selection           */
     LK_OPF_LINEAR_IN0       = 1u << 2, /* linear in input 0 for fixed other inputs          */
-    LK_OPF_SHAPE_ONLY       = 1u << 3  /* data movement only (reshape, transpose, ...)      */
+    LK_OPF_SHAPE_ONLY       = 1u << 3, /* data movement only (reshape, transpose, ...)      */
+    /* Store fusion of forward-only execs (exec.c plan_fusion): a producer with FUSE_STORE
+     * computes a following STORE_RELU op, or a STORE_ADD op (same shapes) optionally followed
+     * by a STORE_RELU op, in its store (see lk_op_ctx fuse fields). */
+    LK_OPF_FUSE_STORE       = 1u << 4,
+    LK_OPF_STORE_RELU       = 1u << 5,
+    LK_OPF_STORE_ADD        = 1u << 6
 };
 
 typedef struct lk_op_ctx {
@@ -64,6 +70,10 @@ typedef struct lk_op_def {
     void      (*backward)(const lk_op_ctx *ctx);
     void      (*jvp)(const lk_op_ctx *ctx);
     size_t    (*pack)(const lk_op_ctx *ctx, float *dst); /* plan time; optional            */
+    lk_rf_kind rf;                             /* receptive-field kind (lk_op_rf_kind)     */
+    unsigned   roles;                          /* LK_ROLE_* (lk_op_roles)                  */
+    void      (*defaults)(lk_attrs *a);        /* ONNX attribute defaults; optional        */
+    int64_t   (*axis)(const lk_node *n);       /* its axis attribute; optional             */
 } lk_op_def;
 
 /* One descriptor per op, defined in model/ops/<file>.c as lk_op_def_<ENUM>. */
@@ -75,6 +85,12 @@ typedef struct lk_op_def {
 const lk_op_def *lk_op_get(lk_op op);
 
 /* Shared helpers for op files. ------------------------------------------------------- */
+
+/* Attribute defaults shared by the windowed ops (conv, conv transpose, pooling): 2 spatial
+ * dims, group 1, kernel/stride/dilation 1. */
+void    lk_window_defaults(lk_attrs *a);
+/* The axis of ops whose attribute is attrs.s.axis. */
+int64_t lk_scalar_axis(const lk_node *n);
 
 /* Numpy-style broadcast of a and b shapes into out; fails naming the node. */
 lk_status lk_broadcast_shape(const lk_node *n, const lk_tensor *a, const lk_tensor *b,

@@ -74,6 +74,10 @@ LK_API const lk_model_meta *lk_model_get_meta(const lk_model *m);
 LK_API int64_t        lk_model_n_values(const lk_model *m);
 LK_API int64_t        lk_model_n_nodes(const lk_model *m);
 LK_API const lk_node *lk_model_node(const lk_model *m, int64_t i);
+/* The axis attribute of a node whose op has one (concat, split, softmax, layer norm),
+ * normalised against ndim: 1 and *axis set, or 0 when the op has none or it is out of
+ * range (lk_ops.h: lk_op_rf_kind and lk_op_roles say what an op is). */
+LK_API int            lk_node_axis(const lk_node *n, int ndim, int *axis);
 LK_API const char    *lk_model_value_name(const lk_model *m, int64_t v);
 LK_API lk_value_kind  lk_model_value_kind(const lk_model *m, int64_t v);
 /* Node producing value v, or -1 for inputs and params. */

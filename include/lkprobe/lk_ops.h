@@ -136,6 +136,40 @@ LK_API lk_op lk_op_from_name(const char *name);
 /* The documented defaults for an op's attributes (zeroed union plus ONNX defaults). */
 LK_API lk_attrs lk_attrs_default(lk_op op);
 
+/* ---- what an op is: read from its descriptor, so no code outside model/ops/ needs to branch
+ * on op types for receptive fields, roles or axes ----------------------------------------- */
+
+/* How an op maps spatial positions of a 4-D map (receptive-field arithmetic). */
+typedef enum lk_rf_kind {
+    LK_RF_NONE = 0, /* no local window (mixes all positions, or not spatial)             */
+    LK_RF_POINT,    /* elementwise / per channel: output (y, x) reads inputs at (y, x)    */
+    LK_RF_AXIS,     /* per position when its axis (lk_node_axis) is 0 or 1                */
+    LK_RF_REDUCE,   /* per position when it reduces N/C only (attrs.axes) and keeps dims  */
+    LK_RF_WINDOW,   /* strided dilated window (attrs.conv): conv, pooling                 */
+    LK_RF_TWINDOW,  /* transposed window (attrs.conv): conv transpose                     */
+    LK_RF_RESIZE,   /* interpolation (attrs.resize)                                       */
+    LK_RF_D2S,      /* depth to space (attrs.d2s)                                         */
+    LK_RF_PAD,      /* spatial padding (attrs.pad)                                        */
+    LK_RF_SLICE     /* spatial slicing (attrs.slice)                                      */
+} lk_rf_kind;
+
+/* Roles an op plays for analyses that look for them in a graph (bit set). */
+enum {
+    LK_ROLE_CONV           = 1u << 0, /* input 1 is a filter bank (O, I/group, k...), attrs.conv */
+    LK_ROLE_CONV_TRANSPOSE = 1u << 1, /* input 1 is a transposed filter bank (I, O/group, k...)  */
+    LK_ROLE_DENSE          = 1u << 2, /* input 1 is a weight matrix (Gemm, MatMul)             */
+    LK_ROLE_NORM           = 1u << 3, /* normalisation with statistics (BatchNorm, LayerNorm)  */
+    LK_ROLE_BATCH_STATS    = 1u << 4, /* carries running statistics (BatchNorm: foldable)      */
+    LK_ROLE_GLOBAL_POOL    = 1u << 5, /* pools the whole spatial map to 1 x 1                  */
+    LK_ROLE_WINDOW_POOL    = 1u << 6, /* pools windows given by attrs.conv                     */
+    LK_ROLE_AXES_REDUCE    = 1u << 7, /* reduces over attrs.axes                               */
+    LK_ROLE_RESHAPE        = 1u << 8  /* a view with a new shape (Reshape, Flatten)            */
+};
+
+/* Receptive-field kind and roles of op (LK_RF_NONE / 0 when out of range). */
+LK_API lk_rf_kind lk_op_rf_kind(lk_op op);
+LK_API unsigned   lk_op_roles(lk_op op);
+
 #ifdef __cplusplus
 }
 #endif

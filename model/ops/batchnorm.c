@@ -178,6 +178,8 @@ static void bn_jvp(const lk_op_ctx *c) {
     bn_run(&g, g.nc, bn_jvp_body);
 }
 
+static void batchnorm_defaults(lk_attrs *a) { a->s.eps = 1e-5f; }
+
 const lk_op_def lk_op_def_BATCHNORM = {
     .name      = "batchnorm",
     .n_in_min  = 5,
@@ -189,4 +191,7 @@ const lk_op_def lk_op_def_BATCHNORM = {
     .forward   = bn_forward,
     .backward  = bn_backward,
     .jvp       = bn_jvp,
+    .rf        = LK_RF_POINT,
+    .roles     = LK_ROLE_NORM | LK_ROLE_BATCH_STATS,
+    .defaults  = batchnorm_defaults,
 };

@@ -231,6 +231,7 @@ size_t    lk_binary_scratch(const lk_op_ctx *c);
         .forward   = E##_forward,                                                                  \
         .backward  = E##_backward,                                                                 \
         .jvp       = E##_jvp_op,                                                                   \
+        .rf        = LK_RF_POINT,                                                                  \
     };
 
 #endif

@@ -1,6 +1,7 @@
 /* clip.c: y = min(max(x, lo), hi) with lo = attrs.s.alpha and hi = attrs.s.beta (+-INFINITY
  * when absent).  As PyTorch's clamp, the gradient passes where lo <= x <= hi (bounds
  * included). */
+#include <math.h>
 #include "unary-impl.h"
 
 static inline float clip_f(float x, const lk_attrs *a) {
@@ -13,4 +14,10 @@ static inline float clip_df(float x, float y, const lk_attrs *a) {
     return x >= a->s.alpha && x <= a->s.beta ? 1.0f : 0.0f;
 }
 
-LK_UNARY_OP(CLIP, "clip", clip_f, clip_df, LK_OPF_ELEMENTWISE | LK_OPF_PIECEWISE_LINEAR)
+static void clip_defaults(lk_attrs *a) {
+    a->s.alpha = -INFINITY;
+    a->s.beta  = INFINITY;
+}
+
+LK_UNARY_OP_D(CLIP, "clip", clip_f, clip_df, LK_OPF_ELEMENTWISE | LK_OPF_PIECEWISE_LINEAR,
+              clip_defaults)

@@ -208,7 +208,7 @@ const lk_op_def lk_op_def_CONV = {
     .n_in_max  = 3,
     .n_out_min = 1,
     .n_out_max = 1,
-    .flags     = LK_OPF_LINEAR_IN0,
+    .flags     = LK_OPF_LINEAR_IN0 | LK_OPF_FUSE_STORE,
     .infer     = conv_infer,
     .scratch   = conv_scratch,
     .macs      = conv_macs,
@@ -216,4 +216,7 @@ const lk_op_def lk_op_def_CONV = {
     .backward  = conv_backward,
     .jvp       = conv_jvp,
     .pack      = conv_pack,
+    .rf        = LK_RF_WINDOW,
+    .roles     = LK_ROLE_CONV,
+    .defaults  = lk_window_defaults,
 };

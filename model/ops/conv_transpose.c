@@ -129,4 +129,7 @@ const lk_op_def lk_op_def_CONV_TRANSPOSE = {
     .forward   = convt_forward,
     .backward  = convt_backward,
     .jvp       = convt_jvp,
+    .rf        = LK_RF_TWINDOW,
+    .roles     = LK_ROLE_CONV_TRANSPOSE,
+    .defaults  = lk_window_defaults,
 };

@@ -149,6 +149,11 @@ static void gemm_jvp(const lk_op_ctx *ctx) {
                  d.lda, tb->data, d.ldb, 1.0f, ty, d.n);
 }
 
+static void gemm_defaults(lk_attrs *a) {
+    a->s.alpha = 1.0f;
+    a->s.beta  = 1.0f;
+}
+
 const lk_op_def lk_op_def_GEMM = {
     .name      = "gemm",
     .n_in_min  = 2,
@@ -161,4 +166,7 @@ const lk_op_def lk_op_def_GEMM = {
     .forward   = gemm_forward,
     .backward  = gemm_backward,
     .jvp       = gemm_jvp,
+    .rf        = LK_RF_NONE,
+    .roles     = LK_ROLE_DENSE,
+    .defaults  = gemm_defaults,
 };

@@ -15,5 +15,10 @@ static inline float hard_sigmoid_df(float x, float y, const lk_attrs *a) {
     return t > 0.0f && t < 1.0f ? a->s.alpha : 0.0f;
 }
 
-LK_UNARY_OP(HARD_SIGMOID, "hard_sigmoid", hard_sigmoid_f, hard_sigmoid_df,
-            LK_OPF_ELEMENTWISE | LK_OPF_PIECEWISE_LINEAR)
+static void hard_sigmoid_defaults(lk_attrs *a) {
+    a->s.alpha = 0.2f;
+    a->s.beta  = 0.5f;
+}
+
+LK_UNARY_OP_D(HARD_SIGMOID, "hard_sigmoid", hard_sigmoid_f, hard_sigmoid_df,
+              LK_OPF_ELEMENTWISE | LK_OPF_PIECEWISE_LINEAR, hard_sigmoid_defaults)

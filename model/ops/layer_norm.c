@@ -241,8 +241,17 @@ static void ln_jvp(const lk_op_ctx *c) {
     ln_dispatch(c, &a, ln_rows, lk_tensor_numel(c->in[0]) / a.D);
 }
 
+static void layer_norm_defaults(lk_attrs *a) {
+    a->s.eps  = 1e-5f;
+    a->s.axis = -1;
+}
+
 const lk_op_def lk_op_def_LAYER_NORM = {
     .name = "layer_norm", .n_in_min = 1, .n_in_max = 3, .n_out_min = 1, .n_out_max = 1,
     .flags = 0, .infer = ln_infer, .scratch = ln_scratch, .forward = ln_forward,
     .backward = ln_backward, .jvp = ln_jvp,
+    .rf   = LK_RF_NONE,
+    .roles= LK_ROLE_NORM,
+    .defaults= layer_norm_defaults,
+    .axis = lk_scalar_axis,
 };

@@ -11,5 +11,7 @@ static inline float leaky_relu_df(float x, float y, const lk_attrs *a) {
     return x > 0.0f ? 1.0f : a->s.alpha;
 }
 
-LK_UNARY_OP(LEAKY_RELU, "leaky_relu", leaky_relu_f, leaky_relu_df,
-            LK_OPF_ELEMENTWISE | LK_OPF_PIECEWISE_LINEAR)
+static void leaky_relu_defaults(lk_attrs *a) { a->s.alpha = 0.01f; }
+
+LK_UNARY_OP_D(LEAKY_RELU, "leaky_relu", leaky_relu_f, leaky_relu_df,
+              LK_OPF_ELEMENTWISE | LK_OPF_PIECEWISE_LINEAR, leaky_relu_defaults)

@@ -164,4 +164,6 @@ const lk_op_def lk_op_def_MATMUL = {
     .forward   = matmul_forward,
     .backward  = matmul_backward,
     .jvp       = matmul_jvp,
+    .rf        = LK_RF_NONE,
+    .roles     = LK_ROLE_DENSE,
 };

@@ -229,6 +229,8 @@ static inline void lk_red_run(lk_pool *pool, const lk_red_plan *p, lk_red_kind k
     }
 }
 
+static inline void lk_reduce_defaults(lk_attrs *a) { a->axes.keepdims = 1; }
+
 /* Defines forward/backward/jvp and the descriptor of a reduce op. */
 #define LK_REDUCE_OP(E, NAME, KIND, FLAGS)                                                     \
     static void E##_forward(const lk_op_ctx *c) {                                             \
@@ -256,7 +258,8 @@ static inline void lk_red_run(lk_pool *pool, const lk_red_plan *p, lk_red_kind k
     const lk_op_def lk_op_def_##E = {                                                          \
         .name = NAME, .n_in_min = 1, .n_in_max = 1, .n_out_min = 1, .n_out_max = 1,            \
         .flags = (FLAGS), .infer = lk_reduce_infer, .forward = E##_forward,                    \
-        .backward = E##_backward, .jvp = E##_jvp,                                              \
+        .backward = E##_backward, .jvp = E##_jvp, .rf = LK_RF_REDUCE,                          \
+        .roles = LK_ROLE_AXES_REDUCE, .defaults = lk_reduce_defaults,                          \
     };
 
 #endif

@@ -29,46 +29,32 @@ lk_op lk_op_from_name(const char *name) {
 lk_attrs lk_attrs_default(lk_op op) {
     lk_attrs a;
     memset(&a, 0, sizeof a);
-    switch (op) {
-    case LK_OP_CONV:
-    case LK_OP_CONV_TRANSPOSE:
-    case LK_OP_AVG_POOL:
-    case LK_OP_MAX_POOL:
-        a.conv.nsp   = 2;
-        a.conv.group = 1;
-        for (int i = 0; i < 2; i++) {
-            a.conv.kernel[i]   = 1;
-            a.conv.stride[i]   = 1;
-            a.conv.dilation[i] = 1;
-        }
-        break;
-    case LK_OP_LEAKY_RELU: a.s.alpha = 0.01f; break;
-    case LK_OP_HARD_SIGMOID:
-        a.s.alpha = 0.2f;
-        a.s.beta  = 0.5f;
-        break;
-    case LK_OP_CLIP:
-        a.s.alpha = -INFINITY;
-        a.s.beta  = INFINITY;
-        break;
-    case LK_OP_BATCHNORM: a.s.eps = 1e-5f; break;
-    case LK_OP_LAYER_NORM:
-        a.s.eps  = 1e-5f;
-        a.s.axis = -1;
-        break;
-    case LK_OP_SOFTMAX: a.s.axis = -1; break;
-    case LK_OP_GEMM:
-        a.s.alpha = 1.0f;
-        a.s.beta  = 1.0f;
-        break;
-    case LK_OP_REDUCE_MEAN:
-    case LK_OP_REDUCE_L2:
-    case LK_OP_REDUCE_SUM: a.axes.keepdims = 1; break;
-    case LK_OP_RESIZE: a.resize.cubic_a = -0.75f; break;
-    case LK_OP_DEPTH_TO_SPACE: a.d2s.block = 1; break;
-    default: break;
-    }
+    if ((unsigned)op < LK_OP_COUNT && table[op]->defaults) table[op]->defaults(&a);
     return a;
+}
+
+void lk_window_defaults(lk_attrs *a) {
+    a->conv.nsp   = 2;
+    a->conv.group = 1;
+    for (int i = 0; i < 2; i++) {
+        a->conv.kernel[i]   = 1;
+        a->conv.stride[i]   = 1;
+        a->conv.dilation[i] = 1;
+    }
+}
+
+int64_t lk_scalar_axis(const lk_node *n) { return n->attrs.s.axis; }
+
+lk_rf_kind lk_op_rf_kind(lk_op op) { return (unsigned)op < LK_OP_COUNT ? table[op]->rf : LK_RF_NONE; }
+
+unsigned lk_op_roles(lk_op op) { return (unsigned)op < LK_OP_COUNT ? table[op]->roles : 0u; }
+
+int lk_node_axis(const lk_node *n, int ndim, int *axis) {
+    if (!n || (unsigned)n->op >= LK_OP_COUNT || !table[n->op]->axis) return 0;
+    int a = lk_norm_axis(table[n->op]->axis(n), ndim);
+    if (a < 0) return 0;
+    *axis = a;
+    return 1;
 }
 
 int lk_norm_axis(int64_t axis, int ndim) {

@@ -15,4 +15,5 @@ static inline float relu_df(float x, float y, const lk_attrs *a) {
     return x > 0.0f ? 1.0f : 0.0f;
 }
 
-LK_UNARY_OP(RELU, "relu", relu_f, relu_df, LK_OPF_ELEMENTWISE | LK_OPF_PIECEWISE_LINEAR)
+LK_UNARY_OP(RELU, "relu", relu_f, relu_df,
+            LK_OPF_ELEMENTWISE | LK_OPF_PIECEWISE_LINEAR | LK_OPF_STORE_RELU)

@@ -225,8 +225,12 @@ static void resize_jvp(const lk_op_ctx *c) {
     else memset(c->tout[0]->data, 0, sizeof(float) * (size_t)lk_tensor_numel(c->tout[0]));
 }
 
+static void resize_defaults(lk_attrs *a) { a->resize.cubic_a = -0.75f; }
+
 const lk_op_def lk_op_def_RESIZE = {
     .name = "resize", .n_in_min = 1, .n_in_max = 1, .n_out_min = 1, .n_out_max = 1,
     .flags = LK_OPF_LINEAR_IN0, .infer = resize_infer, .scratch = resize_scratch,
     .forward = resize_forward, .backward = resize_backward, .jvp = resize_jvp,
+    .rf   = LK_RF_RESIZE,
+    .defaults= resize_defaults,
 };

@@ -82,8 +82,13 @@ static void softmax_jvp(const lk_op_ctx *c) {
     else memset(c->tout[0]->data, 0, sizeof(float) * (size_t)lk_tensor_numel(c->tout[0]));
 }
 
+static void softmax_defaults(lk_attrs *a) { a->s.axis = -1; }
+
 const lk_op_def lk_op_def_SOFTMAX = {
     .name = "softmax", .n_in_min = 1, .n_in_max = 1, .n_out_min = 1, .n_out_max = 1,
     .flags = 0, .infer = softmax_infer, .forward = softmax_forward,
     .backward = softmax_backward, .jvp = softmax_jvp,
+    .rf   = LK_RF_AXIS,
+    .defaults= softmax_defaults,
+    .axis = lk_scalar_axis,
 };

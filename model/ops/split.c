@@ -76,8 +76,12 @@ static void split_forward(const lk_op_ctx *c) { split_run(c, 0); }
 static void split_backward(const lk_op_ctx *c) { split_run(c, 1); }
 static void split_jvp(const lk_op_ctx *c) { split_run(c, 2); }
 
+static int64_t split_axis(const lk_node *n) { return n->attrs.split.axis; }
+
 const lk_op_def lk_op_def_SPLIT = {
     .name = "split", .n_in_min = 1, .n_in_max = 1, .n_out_min = 1, .n_out_max = LK_MAX_OUTPUTS,
     .flags = LK_OPF_LINEAR_IN0 | LK_OPF_SHAPE_ONLY, .infer = split_infer,
     .forward = split_forward, .backward = split_backward, .jvp = split_jvp,
+    .rf   = LK_RF_AXIS,
+    .axis = split_axis,
 };

@@ -24,7 +24,9 @@ typedef struct lk_unary_args {
     const lk_op_ctx *c;
 } lk_unary_args;
 
-#define LK_UNARY_OP(E, NAME, F, DF, FLAGS)                                                     \
+/* LK_UNARY_OP_D: with an attribute-defaults function (NULL: all zero). */
+#define LK_UNARY_OP(E, NAME, F, DF, FLAGS) LK_UNARY_OP_D(E, NAME, F, DF, FLAGS, NULL)
+#define LK_UNARY_OP_D(E, NAME, F, DF, FLAGS, DEFAULTS)                                         \
     static void E##_fwd_body(void *arg, int64_t i0, int64_t i1, int tid) {                    \
         (void)tid;                                                                             \
         const lk_op_ctx *c = ((lk_unary_args *)arg)->c;                                        \
@@ -79,7 +81,7 @@ typedef struct lk_unary_args {
     const lk_op_def lk_op_def_##E = {                                                          \
         .name = NAME, .n_in_min = 1, .n_in_max = 1, .n_out_min = 1, .n_out_max = 1,            \
         .flags = (FLAGS), .infer = lk_unary_infer, .forward = E##_forward,                     \
-        .backward = E##_backward, .jvp = E##_jvp,                                              \
+        .backward = E##_backward, .jvp = E##_jvp, .rf = LK_RF_POINT, .defaults = (DEFAULTS),   \
     };
 
 #endif
