@@ -21,8 +21,7 @@
 
 #include "loaders-impl.h"
 #include "onnx-impl.h"
-#include "model/model-impl.h"
-#include "model/op.h"
+#include "util/lk_util.h"
 
 #define MAX_IO (LK_MAX_OUTPUTS + 8)
 
@@ -827,8 +826,8 @@ static lk_status in_shape(const bld *b, int k, int *nd, int64_t *sh, lk_error *e
         memcpy(sh, e->c.shape, sizeof(int64_t) * (size_t)e->c.ndim);
         return LK_OK;
     }
-    const lk_tensor *t = &b->L->m->values[e->vid].t;
-    if (t->ndim < 0)
+    const lk_tensor *t = lk_model_value_tensor(b->L->m, e->vid);
+    if (!t || t->ndim < 0)
         return LK_FAIL(err, LK_ESHAPE, "node '%s' (%.*s): shape of input %d is unknown",
                        b->n->label, LK_SPAN_ARG(b->n->op_type), k);
     *nd = t->ndim;
@@ -862,38 +861,6 @@ static lk_status unsupported(const bld *b, const char *what, lk_error *err) {
 
 /* ---- emitting lk nodes ----------------------------------------------------------------------- */
 
-/* Runs the op's infer for node ni and stores its output shapes (as lk_model_finalize does). */
-static lk_status infer_node(lk_model *m, int64_t ni, lk_error *err) {
-    lk_node         *n = &m->nodes[ni];
-    const lk_op_def *d = lk_op_get(n->op);
-    const lk_tensor *in[MAX_IO];
-    lk_tensor        out[LK_MAX_OUTPUTS];
-    for (int j = 0; j < n->n_in; j++) {
-        in[j] = n->in[j] >= 0 ? &m->values[n->in[j]].t : NULL;
-        if (in[j] && in[j]->ndim < 0)
-            return LK_FAIL(err, LK_ESHAPE, "node '%s' (%s): input '%s' has no shape", n->name,
-                           d->name, m->values[n->in[j]].name);
-    }
-    memset(out, 0, sizeof out);
-    for (int o = 0; o < n->n_out; o++) out[o].ndim = -1;
-    lk_status s = d->infer(n, in, out, err);
-    if (s) return s;
-    for (int o = 0; o < n->n_out; o++) {
-        if (out[o].ndim < 0 || out[o].ndim > LK_MAX_DIMS)
-            return LK_FAIL(err, LK_ESHAPE, "node '%s' (%s): output %d shape not inferred",
-                           n->name, d->name, o);
-        for (int k = 0; k < out[o].ndim; k++)
-            if (out[o].shape[k] < 0)
-                return LK_FAIL(err, LK_ESHAPE, "node '%s' (%s): negative output dim", n->name,
-                               d->name);
-        lk_value *v = &m->values[n->out[o]];
-        lk_tensor_set_shape(&v->t, out[o].ndim, out[o].shape);
-        v->t.dtype = LK_F32;
-        v->t.name  = v->name;
-    }
-    return LK_OK;
-}
-
 /* Adds an lk node named label with the given output names and infers its shapes. */
 static lk_status emit_raw(ld *L, lk_op op, const char *label, int n_in, const int64_t *in,
                           int n_out, const char *const *names, const lk_attrs *a,
@@ -903,7 +870,7 @@ static lk_status emit_raw(ld *L, lk_op op, const char *label, int n_in, const in
                        label, lk_op_name(op), n_in, n_out);
     lk_status s = lk_model_add_node(L->m, op, label, n_in, in, n_out, names, a, out_vids, err);
     if (s) return s;
-    return infer_node(L->m, L->m->n_nodes - 1, err);
+    return lk_model_infer_node(L->m, lk_model_n_nodes(L->m) - 1, err);
 }
 
 /* Emits op for ONNX node b->n with its first n_out outputs and binds them. */
@@ -1934,7 +1901,7 @@ static lk_status set_outputs(ld *L, lk_error *err) {
             s = LK_FAIL(err, LK_EUNSUPPORTED, "graph output '%.*s' is a constant", LK_SPAN_ARG(name));
             goto done;
         }
-        if (L->m->values[r->vid].kind == LK_VALUE_INPUT) {
+        if (lk_model_value_kind(L->m, r->vid) == LK_VALUE_INPUT) {
             /* An input passed straight through: keep an explicit IDENTITY. */
             lk_attrs a = lk_attrs_default(LK_OP_IDENTITY);
             char    *z = span_dup(name);

@@ -26,8 +26,7 @@
 
 #include "json-impl.h"
 #include "loaders-impl.h"
-#include "model/model-impl.h"
-#include "model/op.h"
+#include "util/lk_util.h"
 
 #define MAX_IN 16
 
@@ -362,32 +361,6 @@ static lk_status check_channels_last(const tlayer *ly, lk_error *err) {
 
 /* ---- emitting lk nodes -------------------------------------------------------------------- */
 
-static lk_status infer_node(lk_model *m, int64_t ni, lk_error *err) {
-    lk_node         *n = &m->nodes[ni];
-    const lk_op_def *d = lk_op_get(n->op);
-    const lk_tensor *in[MAX_IN];
-    lk_tensor        out[LK_MAX_OUTPUTS];
-    for (int j = 0; j < n->n_in && j < MAX_IN; j++) in[j] = n->in[j] >= 0 ? &m->values[n->in[j]].t : NULL;
-    memset(out, 0, sizeof out);
-    for (int o = 0; o < n->n_out; o++) out[o].ndim = -1;
-    lk_status s = d->infer(n, in, out, err);
-    if (s) return s;
-    for (int o = 0; o < n->n_out; o++) {
-        if (out[o].ndim < 0 || out[o].ndim > LK_MAX_DIMS)
-            return LK_FAIL(err, LK_ESHAPE, "node '%s' (%s): output shape not inferred", n->name,
-                           d->name);
-        for (int k = 0; k < out[o].ndim; k++)
-            if (out[o].shape[k] < 0)
-                return LK_FAIL(err, LK_ESHAPE, "node '%s' (%s): negative output dim", n->name,
-                               d->name);
-        lk_value *v = &m->values[n->out[o]];
-        lk_tensor_set_shape(&v->t, out[o].ndim, out[o].shape);
-        v->t.dtype = LK_F32;
-        v->t.name  = v->name;
-    }
-    return LK_OK;
-}
-
 /* Adds one node with output name `name` and infers its shape. */
 static lk_status emit(tl *L, lk_op op, const char *name, int n_in, const int64_t *in,
                       const lk_attrs *a, int64_t *out, lk_error *err) {
@@ -395,10 +368,10 @@ static lk_status emit(tl *L, lk_op op, const char *name, int n_in, const int64_t
     lk_attrs    d        = a ? *a : lk_attrs_default(op);
     lk_status   s        = lk_model_add_node(L->m, op, name, n_in, in, 1, names, &d, out, err);
     if (s) return s;
-    return infer_node(L->m, L->m->n_nodes - 1, err);
+    return lk_model_infer_node(L->m, lk_model_n_nodes(L->m) - 1, err);
 }
 
-static const lk_tensor *vshape(const tl *L, int64_t vid) { return &L->m->values[vid].t; }
+static const lk_tensor *vshape(const tl *L, int64_t vid) { return lk_model_value_tensor(L->m, vid); }
 
 /* "<layer>/<suffix>" into buf. */
 static const char *sub(char *buf, size_t n, const tlayer *ly, const char *suffix) {

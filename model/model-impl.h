@@ -44,8 +44,4 @@ struct lk_model {
 /* Rebuilds the value-name index after values were removed or renumbered (no allocation). */
 void lk_model_reindex_names(lk_model *m);
 
-/* Replaces a parameter's data (the model takes ownership of the new heap data, 64-aligned,
- * allocated with lk_aligned_alloc). Releases the old data if owned. */
-void lk_model_replace_param(lk_model *m, int64_t v, int ndim, const int64_t *shape, float *data);
-
 #endif

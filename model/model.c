@@ -410,6 +410,43 @@ done:
     return st;
 }
 
+lk_status lk_model_infer_node(lk_model *m, int64_t i, lk_error *err) {
+    if (i < 0 || i >= m->n_nodes) return LK_FAIL(err, LK_EINVAL, "node %lld does not exist", (long long)i);
+    lk_node         *n = &m->nodes[i];
+    const lk_op_def *d = lk_op_get(n->op);
+    const lk_tensor *in[LK_MAX_OUTPUTS + 8];
+    lk_tensor        out[LK_MAX_OUTPUTS];
+    LK_ASSERT(n->n_in <= LK_MAX_OUTPUTS + 8 && n->n_out <= LK_MAX_OUTPUTS);
+    for (int j = 0; j < n->n_in; j++) {
+        in[j] = n->in[j] >= 0 ? &m->values[n->in[j]].t : NULL;
+        if (in[j] && in[j]->ndim < 0)
+            return LK_FAIL(err, LK_ESHAPE, "node '%s' (%s): input '%s' has no shape", n->name,
+                           d->name, m->values[n->in[j]].name);
+    }
+    memset(out, 0, sizeof out);
+    for (int o = 0; o < n->n_out; o++) out[o].ndim = -1;
+    lk_status s = d->infer(n, in, out, err);
+    if (s) return s;
+    for (int o = 0; o < n->n_out; o++) {
+        if (out[o].ndim < 0 || out[o].ndim > LK_MAX_DIMS)
+            return LK_FAIL(err, LK_ESHAPE, "node '%s' (%s): output %d shape not inferred", n->name,
+                           d->name, o);
+        for (int k = 0; k < out[o].ndim; k++)
+            if (out[o].shape[k] < 0)
+                return LK_FAIL(err, LK_ESHAPE, "node '%s' (%s): negative output dim", n->name,
+                               d->name);
+        lk_value *val = &m->values[n->out[o]];
+        lk_tensor_set_shape(&val->t, out[o].ndim, out[o].shape);
+        val->t.dtype = LK_F32;
+        val->t.name  = val->name;
+    }
+    return LK_OK;
+}
+
+const lk_tensor *lk_model_value_tensor(const lk_model *m, int64_t v) {
+    return v >= 0 && v < m->n_values ? &m->values[v].t : NULL;
+}
+
 lk_status lk_model_finalize(lk_model *m, lk_error *err) {
     /* A model with parameters only (a checkpoint without a graph) is valid: weights-only. */
     if (m->n_nodes == 0 && m->n_inputs == 0 && m->n_outputs == 0) {
@@ -422,34 +459,8 @@ lk_status lk_model_finalize(lk_model *m, lk_error *err) {
     for (int64_t v = 0; v < m->n_values; v++)
         if (m->values[v].kind == LK_VALUE_ACT) m->values[v].t.ndim = -1;
     for (int64_t i = 0; i < m->n_nodes; i++) {
-        lk_node         *n = &m->nodes[i];
-        const lk_op_def *d = lk_op_get(n->op);
-        const lk_tensor *in[LK_MAX_OUTPUTS + 8];
-        lk_tensor        out[LK_MAX_OUTPUTS];
-        LK_ASSERT(n->n_in <= LK_MAX_OUTPUTS + 8 && n->n_out <= LK_MAX_OUTPUTS);
-        for (int j = 0; j < n->n_in; j++) {
-            in[j] = n->in[j] >= 0 ? &m->values[n->in[j]].t : NULL;
-            if (in[j] && in[j]->ndim < 0)
-                return LK_FAIL(err, LK_ESHAPE, "node '%s' (%s): input '%s' has no shape",
-                               n->name, d->name, m->values[n->in[j]].name);
-        }
-        memset(out, 0, sizeof out);
-        for (int o = 0; o < n->n_out; o++) out[o].ndim = -1;
-        s = d->infer(n, in, out, err);
+        s = lk_model_infer_node(m, i, err);
         if (s) return s;
-        for (int o = 0; o < n->n_out; o++) {
-            if (out[o].ndim < 0 || out[o].ndim > LK_MAX_DIMS)
-                return LK_FAIL(err, LK_ESHAPE, "node '%s' (%s): output %d shape not inferred",
-                               n->name, d->name, o);
-            for (int k = 0; k < out[o].ndim; k++)
-                if (out[o].shape[k] < 0)
-                    return LK_FAIL(err, LK_ESHAPE, "node '%s' (%s): negative output dim",
-                                   n->name, d->name);
-            lk_value *val = &m->values[n->out[o]];
-            lk_tensor_set_shape(&val->t, out[o].ndim, out[o].shape);
-            val->t.dtype = LK_F32;
-            val->t.name  = val->name;
-        }
     }
     for (int64_t i = 0; i < m->n_outputs; i++)
         if (m->values[m->outputs[i]].t.ndim < 0)

@@ -145,6 +145,18 @@ LK_API lk_status lk_model_set_outputs(lk_model *m, int n, const int64_t *vids, l
 /* Keeps a mapping alive until lk_model_free, releasing it with release(base, len). */
 LK_API lk_status lk_model_hold_mapping(lk_model *m, void *base, size_t len,
                                        void (*release)(void *base, size_t len), lk_error *err);
+/* Replaces parameter v's data: the model takes ownership of data (heap, 64-byte aligned,
+ * from lk_aligned_alloc) and releases the old data when it owned it. */
+LK_API void      lk_model_replace_param(lk_model *m, int64_t v, int ndim, const int64_t *shape,
+                                        float *data);
+/* Infers the output shapes of node i from the current shapes of its inputs with the op's own
+ * shape rule (the one lk_model_finalize applies to every node), so that a loader can read
+ * the shapes of what it has built so far (lk_model_value_tensor).  Errors name the node. */
+LK_API lk_status lk_model_infer_node(lk_model *m, int64_t i, lk_error *err);
+/* The tensor of value v as the model holds it: shape (ndim -1 while not inferred), dtype,
+ * and the data of parameters (NULL for inputs and activations); NULL when v is out of
+ * range.  Borrowed from the model. */
+LK_API const lk_tensor *lk_model_value_tensor(const lk_model *m, int64_t v);
 /* Topologically sorts, checks arity/attributes and infers every value shape for the declared
  * input shapes.  Errors name the node and op.  A model with parameters but no inputs, nodes
  * or outputs finalizes as weights-only. */
