@@ -268,131 +268,122 @@ static int write_profile(const char *file, const lk_model *m, const lk_exec *x, 
     return 0;
 }
 
-int cmd_forward(int argc, char **argv) {
-    cli_item   *items = calloc((size_t)argc + 1, sizeof *items);
-    target     *ts    = calloc((size_t)argc + 8, sizeof *ts);
-    lk_model   *m     = NULL;
-    lk_exec    *x     = NULL;
-    lk_tensor  *in    = NULL;
-    float      *pad   = NULL;
+/* Options of one forward run. */
+typedef struct fwd_cfg {
     cli_common  c;
-    const char *path = NULL, *in_path = NULL, *out_path = NULL, *pending = NULL, *prof = NULL;
+    const char *path, *in_path, *out_path, *prof;
     const char *tnames[256], *tfiles[256];
-    int         n = 0, nt = 0, ntn = 0, rc = 1;
-    lk_error    err;
-    memset(&c, 0, sizeof c);
-    memset(&err, 0, sizeof err);
-    if (!items || !ts) {
-        cli_error("forward", "out of memory");
-        goto done;
-    }
-    int pr = cli_parse(&forward_spec, argc, argv, items, &n);
-    if (pr) {
-        rc = pr == 2 ? 0 : 1;
-        goto done;
-    }
+    int         ntn;
+} fwd_cfg;
+
+/* Parses the options into g: 0 to run, 1 on an error (printed), 2 after --help. */
+static int parse_args(int argc, char **argv, cli_item *items, fwd_cfg *g) {
+    const char *pending = NULL;
+    int         n       = 0;
+    int         pr      = cli_parse(&forward_spec, argc, argv, items, &n);
+    if (pr) return pr;
     for (int i = 0; i < n; i++) {
         const cli_item *it = &items[i];
-        int             a  = cli_common_apply(&c, it);
-        if (a < 0) goto done;
+        int             a  = cli_common_apply(&g->c, it);
+        if (a < 0) return 1;
         if (a) continue;
         if (pending && it->id != OPT_O) {
             cli_error("--tensor", "'%s' must be followed by -o FILE", pending);
-            goto done;
+            return 1;
         }
         switch (it->id) {
-        case OPT_INPUT: in_path = it->val; break;
-        case OPT_OUTPUT: out_path = it->val; break;
-        case OPT_PROFILE: prof = it->val; break;
+        case OPT_INPUT: g->in_path = it->val; break;
+        case OPT_OUTPUT: g->out_path = it->val; break;
+        case OPT_PROFILE: g->prof = it->val; break;
         case OPT_TENSOR:
-            if (ntn >= 256) {
+            if (g->ntn >= 256) {
                 cli_error("--tensor", "at most 256 tensors per run");
-                goto done;
+                return 1;
             }
             pending = it->val;
             break;
         case OPT_O:
             if (!pending) {
                 cli_error("-o", "'%s' must follow --tensor NAME", it->val);
-                goto done;
+                return 1;
             }
-            tnames[ntn]   = pending;
-            tfiles[ntn++] = it->val;
-            pending       = NULL;
+            g->tnames[g->ntn]   = pending;
+            g->tfiles[g->ntn++] = it->val;
+            pending             = NULL;
             break;
         case OPT_POSITIONAL:
-            if (!path) {
-                path = it->val;
+            if (!g->path) {
+                g->path = it->val;
                 break;
             }
             /* fallthrough */
         default:
             cli_error("forward", "unexpected argument '%s'", it->val ? it->val : "");
-            goto done;
+            return 1;
         }
     }
     if (pending) {
         cli_error("--tensor", "'%s' must be followed by -o FILE", pending);
-        goto done;
+        return 1;
     }
-    if (!path || !in_path) {
+    if (!g->path || !g->in_path) {
         cli_error("forward", "missing %s (usage: lkprobe forward %s)",
-                  !path ? "MODEL" : "--input X.npy", forward_spec.usage);
-        goto done;
+                  !g->path ? "MODEL" : "--input X.npy", forward_spec.usage);
+        return 1;
     }
-    for (int i = 0; i <= ntn; i++) {
-        const char *outs[2] = {i < ntn ? tfiles[i] : out_path, prof};
-        if (cli_refuse_overwrite(path, 2, outs) || cli_refuse_overwrite(in_path, 2, outs)) goto done;
+    for (int i = 0; i <= g->ntn; i++) {
+        const char *outs[2] = {i < g->ntn ? g->tfiles[i] : g->out_path, g->prof};
+        if (cli_refuse_overwrite(g->path, 2, outs) || cli_refuse_overwrite(g->in_path, 2, outs))
+            return 1;
     }
-    if (cli_load_model(path, &c, &m)) goto done;
-    if (lk_model_n_inputs(m) != 1) {
-        cli_error(path, "forward supports models with one input (this one has %lld)",
-                  (long long)lk_model_n_inputs(m));
-        goto done;
-    }
-    /* Targets: files first (--output, then --tensor pairs), or a printed summary. */
-    if (out_path) ts[nt++] = (target){lk_model_output(m, 0), out_path, NULL, {0}};
-    for (int i = 0; i < ntn; i++) {
-        int64_t v = lk_model_find_tensor(m, tnames[i]);
+    return 0;
+}
+
+/* Targets: files first (--output, then --tensor pairs), or every output for a printed
+ * summary.  Returns the count, or -1 after an error. */
+static int resolve_targets(const fwd_cfg *g, const lk_model *m, target *ts, int cap) {
+    int nt = 0;
+    if (g->out_path) ts[nt++] = (target){lk_model_output(m, 0), g->out_path, NULL, {0}};
+    for (int i = 0; i < g->ntn; i++) {
+        int64_t v = lk_model_find_tensor(m, g->tnames[i]);
         if (v < 0) {
-            unknown_tensor(m, tnames[i]);
-            goto done;
+            unknown_tensor(m, g->tnames[i]);
+            return -1;
         }
-        ts[nt++] = (target){v, tfiles[i], NULL, {0}};
+        ts[nt++] = (target){v, g->tfiles[i], NULL, {0}};
     }
     if (nt == 0)
-        for (int64_t i = 0; i < lk_model_n_outputs(m) && nt < argc + 8; i++)
+        for (int64_t i = 0; i < lk_model_n_outputs(m) && nt < cap; i++)
             ts[nt++] = (target){lk_model_output(m, i), NULL, NULL, {0}};
+    return nt;
+}
 
-    if (lk_npy_read(in_path, &in, &err) != LK_OK) {
-        cli_error_lk(&err);
-        goto done;
-    }
-    int64_t decl[LK_MAX_DIMS];
-    int     nd = lk_model_input_shape(m, 0, decl);
-    int     shape_ok = in->ndim == nd && nd >= 1 && in->shape[0] >= 1;
-    for (int k = 1; k < nd && shape_ok; k++) shape_ok = in->shape[k] == decl[k];
-    if (!shape_ok) {
-        char s1[128], s2[128];
-        cli_error(in_path, "input shape %s does not match the model input '%s' %s (any batch "
-                  "size is accepted)", lk_shape_str(in->ndim, in->shape, s1, sizeof s1),
-                  lk_model_value_name(m, lk_model_input(m, 0)), lk_shape_str(nd, decl, s2, sizeof s2));
-        goto done;
-    }
-    lk_exec_opts o = lk_exec_opts_default();
-    o.threads      = c.threads;
-    o.profile      = prof != NULL;
-    o.fuse         = ntn == 0; /* intermediates are only kept when some are asked for */
-    if (lk_exec_alloc(m, &o, 0, NULL, &x, &err) != LK_OK) {
-        lk_error_prefix(&err, "%s: ", path);
-        cli_error_lk(&err);
-        goto done;
-    }
-    int64_t B = decl[0], N = in->shape[0], per = lk_tensor_numel(in) / N;
-    int64_t nchunks = (N + B - 1) / B;
-    int     single  = nchunks == 1 && N == B;
-    int     progress = nchunks > 1 && isatty(STDERR_FILENO), printed = 0;
-    double  t0 = now_s(), tstart = t0;
+/* 1 when the .npy batch fits the model input (any batch size); prints the mismatch. */
+static int input_fits(const fwd_cfg *g, const lk_model *m, const lk_tensor *in, int nd,
+                      const int64_t *decl) {
+    int ok = in->ndim == nd && nd >= 1 && in->shape[0] >= 1;
+    for (int k = 1; k < nd && ok; k++) ok = in->shape[k] == decl[k];
+    if (ok) return 1;
+    char s1[128], s2[128];
+    cli_error(g->in_path, "input shape %s does not match the model input '%s' %s (any batch "
+              "size is accepted)", lk_shape_str(in->ndim, in->shape, s1, sizeof s1),
+              lk_model_value_name(m, lk_model_input(m, 0)), lk_shape_str(nd, decl, s2, sizeof s2));
+    return 0;
+}
+
+/* Runs the batch in chunks of the planned batch size B, collecting the targets.  0 or 1. */
+static int run_chunks(const fwd_cfg *g, const lk_model *m, lk_exec *x, const lk_tensor *in,
+                      int nd, const int64_t *decl, target *ts, int nt, int64_t *nchunks_out) {
+    lk_error err;
+    float   *pad = NULL;
+    int      rc  = 1;
+    int64_t  B = decl[0], N = in->shape[0], per = lk_tensor_numel(in) / N;
+    int64_t  nchunks = (N + B - 1) / B;
+    int      single  = nchunks == 1 && N == B;
+    int      progress = nchunks > 1 && isatty(STDERR_FILENO), printed = 0;
+    double   t0 = now_s();
+    memset(&err, 0, sizeof err);
+    *nchunks_out = nchunks;
     for (int64_t ci = 0; ci < nchunks; ci++) {
         int64_t r0 = ci * B, rows = N - r0 < B ? N - r0 : B;
         float  *src = (float *)in->data + r0 * per;
@@ -400,14 +391,14 @@ int cmd_forward(int argc, char **argv) {
             /* Last partial chunk: zero-pad to the planned batch; padded rows are dropped. */
             if (!pad) pad = calloc((size_t)(B * per), sizeof *pad);
             if (!pad) {
-                cli_error(in_path, "out of memory padding the last chunk (%lld floats)",
+                cli_error(g->in_path, "out of memory padding the last chunk (%lld floats)",
                           (long long)(B * per));
                 goto done;
             }
             memcpy(pad, src, sizeof(float) * (size_t)(rows * per));
             src = pad;
         }
-        lk_tensor        view = lk_tensor_view(LK_F32, nd, decl, src);
+        lk_tensor        view   = lk_tensor_view(LK_F32, nd, decl, src);
         const lk_tensor *ins[1] = {&view};
         if (lk_exec_forward(x, ins, &err) != LK_OK) {
             if (nchunks > 1)
@@ -426,10 +417,64 @@ int cmd_forward(int argc, char **argv) {
             printed = progress;
         }
     }
+    rc = 0;
+done:
     if (printed) fputc('\n', stderr);
-    if (prof && write_profile(prof, m, x, nchunks, now_s() - tstart)) goto done;
+    free(pad);
+    return rc;
+}
+
+int cmd_forward(int argc, char **argv) {
+    cli_item  *items = calloc((size_t)argc + 1, sizeof *items);
+    target    *ts    = calloc((size_t)argc + 8, sizeof *ts);
+    fwd_cfg   *g     = calloc(1, sizeof *g);
+    lk_model  *m     = NULL;
+    lk_exec   *x     = NULL;
+    lk_tensor *in    = NULL;
+    int        nt = 0, rc = 1;
+    lk_error   err;
+    memset(&err, 0, sizeof err);
+    if (!items || !ts || !g) {
+        cli_error("forward", "out of memory");
+        goto done;
+    }
+    int pr = parse_args(argc, argv, items, g);
+    if (pr) {
+        rc = pr == 2 ? 0 : 1;
+        goto done;
+    }
+    if (cli_load_model(g->path, &g->c, &m)) goto done;
+    if (lk_model_n_inputs(m) != 1) {
+        cli_error(g->path, "forward supports models with one input (this one has %lld)",
+                  (long long)lk_model_n_inputs(m));
+        goto done;
+    }
+    if ((nt = resolve_targets(g, m, ts, argc + 8)) < 0) {
+        nt = 0;
+        goto done;
+    }
+    if (lk_npy_read(g->in_path, &in, &err) != LK_OK) {
+        cli_error_lk(&err);
+        goto done;
+    }
+    int64_t decl[LK_MAX_DIMS];
+    int     nd = lk_model_input_shape(m, 0, decl);
+    if (!input_fits(g, m, in, nd, decl)) goto done;
+    lk_exec_opts o = lk_exec_opts_default();
+    o.threads      = g->c.threads;
+    o.profile      = g->prof != NULL;
+    o.fuse         = g->ntn == 0; /* intermediates are only kept when some are asked for */
+    if (lk_exec_alloc(m, &o, 0, NULL, &x, &err) != LK_OK) {
+        lk_error_prefix(&err, "%s: ", g->path);
+        cli_error_lk(&err);
+        goto done;
+    }
+    double  tstart  = now_s();
+    int64_t nchunks = 0;
+    if (run_chunks(g, m, x, in, nd, decl, ts, nt, &nchunks)) goto done;
+    if (g->prof && write_profile(g->prof, m, x, nchunks, now_s() - tstart)) goto done;
     if (write_targets(ts, nt)) {
-        if (prof) unlink(prof); /* no partial outputs */
+        if (g->prof) unlink(g->prof); /* no partial outputs */
         goto done;
     }
     for (int i = 0; i < nt; i++)
@@ -439,11 +484,11 @@ int cmd_forward(int argc, char **argv) {
 done:
     if (ts)
         for (int i = 0; i < nt; i++) lk_tensor_free(ts[i].all);
-    free(pad);
     lk_tensor_free(in);
     lk_exec_free(x);
     lk_model_free(m);
     free(ts);
     free(items);
+    free(g);
     return rc;
 }
