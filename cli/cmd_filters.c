@@ -111,11 +111,6 @@ done:
     return ok;
 }
 
-static void jnum(double v) {
-    if (isfinite(v)) printf("%.17g", v);
-    else printf("null");
-}
-
 /* META=FILE: lines "model,group" (model = path or file name); layers of unlisted models are
  * excluded. */
 static int load_meta_groups(const lk_filters *f, const char *file, grouping *G) {
@@ -516,148 +511,210 @@ static int draw_figures(const filt_cfg *g, const lk_filters *f, const grouping *
 
 /* ---------------------------------------------------------------- JSON */
 
-static void print_json(const filt_cfg *g, const lk_filters *f, const grouping *G, int ng,
-                       const lk_spectra *sp) {
-    printf("{\"kernel\":%lld,\"layers\":[", g->kernel);
+/* Numbers of the JSON output: %.17g, non-finite as null (the JSON writer's rule). */
+static void jnums(lk_jw *w, const char *const *keys, const double *v, size_t n) {
+    for (size_t j = 0; j < n; j++) {
+        lk_jw_key(w, keys[j]);
+        lk_jw_num(w, v[j], "%.17g");
+    }
+}
+
+static void jarr(lk_jw *w, const char *key, const double *v, int n) {
+    lk_jw_key(w, key);
+    lk_jw_arr(w);
+    for (int i = 0; i < n; i++) lk_jw_num(w, v[i], "%.17g");
+    lk_jw_arr_end(w);
+}
+
+static void json_layers(lk_jw *w, const lk_filters *f) {
+    static const char *const k[] = {"sparsity", "variance_entropy", "variance_entropy_norm",
+                                    "variance_entropy_clean", "variance_entropy_norm_clean",
+                                    "orthogonality", "norm_l1", "norm_l2", "norm_l1_norm",
+                                    "norm_l2_norm"};
+    static const char *const fn[] = {"sparse", "low_entropy", "random_like", "zero",
+                                     "single_depth", "no_orthogonality", "no_depth"};
+    lk_jw_key(w, "layers");
+    lk_jw_arr(w);
     for (int64_t i = 0; i < lk_filters_n_layers(f); i++) {
         const lk_filters_layer *L = lk_filters_get_layer(f, i);
-        printf("%s{\"model\":%lld,\"name\":", i ? "," : "", (long long)L->model);
-        cli_json_str(stdout, L->name);
-        printf(",\"c_out\":%lld,\"c_in\":%lld,\"groups\":%lld,\"kh\":%lld,\"kw\":%lld,\"n\":%lld,"
-               "\"depth\":%lld,\"conv_depth\":%lld,\"conv_depth_norm\":",
-               (long long)L->c_out, (long long)L->c_in, (long long)L->groups, (long long)L->kh,
-               (long long)L->kw, (long long)L->n, (long long)L->depth, (long long)L->conv_depth);
-        jnum(L->conv_depth_norm);
-        const char *k[] = {"sparsity", "variance_entropy", "variance_entropy_norm",
-                           "variance_entropy_clean", "variance_entropy_norm_clean",
-                           "orthogonality", "norm_l1", "norm_l2", "norm_l1_norm", "norm_l2_norm"};
+        lk_jw_obj(w);
+        lk_jw_key(w, "model"), lk_jw_int(w, (long long)L->model);
+        lk_jw_key(w, "name"), lk_jw_str(w, L->name);
+        lk_jw_key(w, "c_out"), lk_jw_int(w, (long long)L->c_out);
+        lk_jw_key(w, "c_in"), lk_jw_int(w, (long long)L->c_in);
+        lk_jw_key(w, "groups"), lk_jw_int(w, (long long)L->groups);
+        lk_jw_key(w, "kh"), lk_jw_int(w, (long long)L->kh);
+        lk_jw_key(w, "kw"), lk_jw_int(w, (long long)L->kw);
+        lk_jw_key(w, "n"), lk_jw_int(w, (long long)L->n);
+        lk_jw_key(w, "depth"), lk_jw_int(w, (long long)L->depth);
+        lk_jw_key(w, "conv_depth"), lk_jw_int(w, (long long)L->conv_depth);
+        lk_jw_key(w, "conv_depth_norm"), lk_jw_num(w, L->conv_depth_norm, "%.17g");
         double v[] = {L->sparsity, L->variance_entropy, L->variance_entropy_norm,
                       L->variance_entropy_clean, L->variance_entropy_norm_clean, L->orthogonality,
                       L->norm_l1, L->norm_l2, L->norm_l1_norm, L->norm_l2_norm};
-        for (size_t j = 0; j < sizeof v / sizeof v[0]; j++) {
-            printf(",\"%s\":", k[j]);
-            jnum(v[j]);
-        }
-        printf(",\"n_sparse\":%lld,\"flags\":[", (long long)L->n_sparse);
-        const char *fn[] = {"sparse", "low_entropy", "random_like", "zero", "single_depth",
-                            "no_orthogonality", "no_depth"};
-        int first = 1;
+        jnums(w, k, v, sizeof v / sizeof v[0]);
+        lk_jw_key(w, "n_sparse"), lk_jw_int(w, (long long)L->n_sparse);
+        lk_jw_key(w, "flags");
+        lk_jw_arr(w);
         for (int b = 0; b < 7; b++)
-            if (L->flags & (1 << b)) {
-                printf("%s\"%s\"", first ? "" : ",", fn[b]);
-                first = 0;
-            }
-        printf("]}");
+            if (L->flags & (1 << b)) lk_jw_str(w, fn[b]);
+        lk_jw_arr_end(w);
+        lk_jw_obj_end(w);
     }
-    printf("],\"models\":[");
+    lk_jw_arr_end(w);
+}
+
+static void json_models(lk_jw *w, const lk_filters *f) {
+    lk_jw_key(w, "models");
+    lk_jw_arr(w);
     for (int64_t i = 0; i < lk_filters_n_models(f); i++) {
         const lk_filters_model *M = lk_filters_model_info(f, i);
-        printf("%s{\"model\":", i ? "," : "");
-        cli_json_str(stdout, M->label);
-        printf(",\"format\":");
-        cli_json_str(stdout, M->format);
-        printf(",\"producer\":");
-        cli_json_str(stdout, M->producer);
-        printf(",\"bn_folded\":\"%s\",\"depth\":%lld,\"layers\":%lld,\"filters\":%lld,\"sparsity\":",
-               M->bn_folded, (long long)M->depth, (long long)M->n_layers, (long long)M->n_filters);
-        jnum(M->sparsity);
-        printf(",\"conv_depths\":%lld,\"single_conv_depth\":%s,\"total_filters\":%lld,\"shapes\":{",
-               (long long)M->n_conv_depths, M->flags & LK_FILTERS_FLAG_SINGLE_DEPTH ? "true" : "false",
-               (long long)M->total_filters);
-        for (int s = 0; s < M->n_shapes; s++)
-            printf("%s\"(%lld, %lld) filters\":%lld", s ? "," : "", (long long)M->shape_kh[s],
-                   (long long)M->shape_kw[s], (long long)M->shape_count[s]);
-        printf("}}");
+        lk_jw_obj(w);
+        lk_jw_key(w, "model"), lk_jw_str(w, M->label);
+        lk_jw_key(w, "format"), lk_jw_str(w, M->format);
+        lk_jw_key(w, "producer"), lk_jw_str(w, M->producer);
+        lk_jw_key(w, "bn_folded"), lk_jw_str(w, M->bn_folded);
+        lk_jw_key(w, "depth"), lk_jw_int(w, (long long)M->depth);
+        lk_jw_key(w, "layers"), lk_jw_int(w, (long long)M->n_layers);
+        lk_jw_key(w, "filters"), lk_jw_int(w, (long long)M->n_filters);
+        lk_jw_key(w, "sparsity"), lk_jw_num(w, M->sparsity, "%.17g");
+        lk_jw_key(w, "conv_depths"), lk_jw_int(w, (long long)M->n_conv_depths);
+        lk_jw_key(w, "single_conv_depth");
+        lk_jw_bool(w, (M->flags & LK_FILTERS_FLAG_SINGLE_DEPTH) != 0);
+        lk_jw_key(w, "total_filters"), lk_jw_int(w, (long long)M->total_filters);
+        lk_jw_key(w, "shapes");
+        lk_jw_obj(w);
+        for (int s = 0; s < M->n_shapes; s++) {
+            char key[96];
+            snprintf(key, sizeof key, "(%lld, %lld) filters", (long long)M->shape_kh[s],
+                     (long long)M->shape_kw[s]);
+            lk_jw_key(w, key), lk_jw_int(w, (long long)M->shape_count[s]);
+        }
+        lk_jw_obj_end(w);
+        lk_jw_obj_end(w);
     }
+    lk_jw_arr_end(w);
+}
+
+static void json_pca(lk_jw *w, const lk_filters *f) {
     const lk_filters_pca *P = lk_filters_get_pca(f);
-    printf("],\"pca\":{\"n_filters\":%lld,\"sign_rule\":\"largest |entry| of each component positive\","
-           "\"scaling\":\"per-filter peak |value|\",\"ratio\":[", (long long)P->n_filters);
+    lk_jw_key(w, "pca");
+    lk_jw_obj(w);
+    lk_jw_key(w, "n_filters"), lk_jw_int(w, (long long)P->n_filters);
+    lk_jw_key(w, "sign_rule"), lk_jw_str(w, "largest |entry| of each component positive");
+    lk_jw_key(w, "scaling"), lk_jw_str(w, "per-filter peak |value|");
+    jarr(w, "ratio", P->ratio, P->dim);
+    jarr(w, "variance", P->variance, P->dim);
+    jarr(w, "mean", P->mean, P->dim);
+    lk_jw_key(w, "components");
+    lk_jw_arr(w);
     for (int i = 0; i < P->dim; i++) {
-        printf(i ? "," : "");
-        jnum(P->ratio[i]);
+        lk_jw_arr(w);
+        for (int j = 0; j < P->dim; j++) lk_jw_num(w, P->components[i * P->dim + j], "%.17g");
+        lk_jw_arr_end(w);
     }
-    printf("],\"variance\":[");
-    for (int i = 0; i < P->dim; i++) {
-        printf(i ? "," : "");
-        jnum(P->variance[i]);
-    }
-    printf("],\"mean\":[");
-    for (int i = 0; i < P->dim; i++) {
-        printf(i ? "," : "");
-        jnum(P->mean[i]);
-    }
-    printf("],\"components\":[");
-    for (int i = 0; i < P->dim; i++) {
-        printf("%s[", i ? "," : "");
-        for (int j = 0; j < P->dim; j++) {
-            printf(j ? "," : "");
-            jnum(P->components[i * P->dim + j]);
-        }
-        printf("]");
-    }
-    printf("],\"range\":[%.17g,%.17g],\"bins\":%d},\"drift\":{", P->lo, P->hi,
-           lk_filters_get_params(f)->n_bins);
+    lk_jw_arr_end(w);
+    double range[2] = {P->lo, P->hi};
+    jarr(w, "range", range, 2);
+    lk_jw_key(w, "bins"), lk_jw_int(w, lk_filters_get_params(f)->n_bins);
+    lk_jw_obj_end(w);
+}
+
+static void json_drift(lk_jw *w, const grouping *G, int ng) {
+    lk_jw_key(w, "drift");
+    lk_jw_obj(w);
     for (int i = 0; i < ng; i++) {
-        printf("%s\"%s\":{\"labels\":[", i ? "," : "", G[i].name);
+        lk_jw_key(w, G[i].name);
+        lk_jw_obj(w);
+        lk_jw_key(w, "labels");
+        lk_jw_arr(w);
+        for (int64_t a = 0; a < G[i].n; a++) lk_jw_str(w, G[i].labels[a]);
+        lk_jw_arr_end(w);
+        lk_jw_key(w, "matrix");
+        lk_jw_arr(w);
         for (int64_t a = 0; a < G[i].n; a++) {
-            printf(a ? "," : "");
-            cli_json_str(stdout, G[i].labels[a]);
+            lk_jw_arr(w);
+            for (int64_t b = 0; b < G[i].n; b++) lk_jw_num(w, G[i].D[a * G[i].n + b], "%.17g");
+            lk_jw_arr_end(w);
         }
-        printf("],\"matrix\":[");
-        for (int64_t a = 0; a < G[i].n; a++) {
-            printf("%s[", a ? "," : "");
-            for (int64_t b = 0; b < G[i].n; b++) {
-                printf(b ? "," : "");
-                jnum(G[i].D[a * G[i].n + b]);
-            }
-            printf("]");
-        }
-        printf("]}");
+        lk_jw_arr_end(w);
+        lk_jw_obj_end(w);
     }
-    printf("}");
-    if (sp) {
-        printf(",\"spectra\":{\"conv_norm\":\"pooled, eigenvalues x0.5 (WeightWatcher)\",\"layers\":[");
-        double  sum[6] = {0};
-        int64_t nok    = 0;
-        for (int64_t i = 0; i < lk_spectra_n_layers(sp); i++) {
-            const lk_spectra_layer *L = lk_spectra_get_layer(sp, i);
-            printf("%s{\"layer_id\":%lld,\"name\":", i ? "," : "", (long long)i);
-            cli_json_str(stdout, L->name);
-            printf(",\"N\":%lld,\"M\":%lld,\"Q\":%.17g,\"rf\":%lld,\"num_evals\":%lld,\"status\":\"%s\"",
-                   (long long)L->N, (long long)L->M, L->Q, (long long)L->rf, (long long)L->num_evals,
-                   lk_spectra_status_text(L->status));
-            if (L->status == LK_SPECTRA_OK) {
-                const char *k[] = {"alpha", "alpha_weighted", "xmin", "D", "sigma", "norm", "log_norm",
-                                   "spectral_norm", "log_spectral_norm", "log_alpha_norm",
-                                   "stable_rank", "sv_max", "sv_min", "entropy"};
-                double v[] = {L->alpha, L->alpha_weighted, L->xmin, L->D, L->sigma, L->norm,
-                              L->log_norm, L->spectral_norm, L->log_spectral_norm,
-                              L->log_alpha_norm, L->stable_rank, L->sv_max, L->sv_min, L->entropy};
-                for (size_t j = 0; j < sizeof v / sizeof v[0]; j++) {
-                    printf(",\"%s\":", k[j]);
-                    jnum(v[j]);
-                }
-                printf(",\"xmax\":null,\"num_pl_spikes\":%lld,\"matrix_rank\":%lld,\"rank_loss\":%lld,"
-                       "\"weak_rank_loss\":%lld,\"warning\":\"%s\"",
-                       (long long)L->num_pl_spikes, (long long)L->matrix_rank,
-                       (long long)L->rank_loss, (long long)L->weak_rank_loss, L->warning);
-                double s6[6] = {L->log_norm, L->alpha, L->alpha_weighted, L->log_alpha_norm,
-                                L->log_spectral_norm, L->stable_rank};
-                for (int j = 0; j < 6; j++) sum[j] += s6[j];
-                nok++;
-            }
-            printf("}");
+    lk_jw_obj_end(w);
+}
+
+static void json_spectra(lk_jw *w, const lk_spectra *sp) {
+    static const char *const k[] = {"alpha", "alpha_weighted", "xmin", "D", "sigma", "norm",
+                                    "log_norm", "spectral_norm", "log_spectral_norm",
+                                    "log_alpha_norm", "stable_rank", "sv_max", "sv_min",
+                                    "entropy"};
+    static const char *const sk[] = {"log_norm", "alpha", "alpha_weighted", "log_alpha_norm",
+                                     "log_spectral_norm", "stable_rank"};
+    double  sum[6] = {0};
+    int64_t nok    = 0;
+    lk_jw_key(w, "spectra");
+    lk_jw_obj(w);
+    lk_jw_key(w, "conv_norm"), lk_jw_str(w, "pooled, eigenvalues x0.5 (WeightWatcher)");
+    lk_jw_key(w, "layers");
+    lk_jw_arr(w);
+    for (int64_t i = 0; i < lk_spectra_n_layers(sp); i++) {
+        const lk_spectra_layer *L = lk_spectra_get_layer(sp, i);
+        lk_jw_obj(w);
+        lk_jw_key(w, "layer_id"), lk_jw_int(w, (long long)i);
+        lk_jw_key(w, "name"), lk_jw_str(w, L->name);
+        lk_jw_key(w, "N"), lk_jw_int(w, (long long)L->N);
+        lk_jw_key(w, "M"), lk_jw_int(w, (long long)L->M);
+        lk_jw_key(w, "Q"), lk_jw_num(w, L->Q, "%.17g");
+        lk_jw_key(w, "rf"), lk_jw_int(w, (long long)L->rf);
+        lk_jw_key(w, "num_evals"), lk_jw_int(w, (long long)L->num_evals);
+        lk_jw_key(w, "status"), lk_jw_str(w, lk_spectra_status_text(L->status));
+        if (L->status == LK_SPECTRA_OK) {
+            double v[] = {L->alpha, L->alpha_weighted, L->xmin, L->D, L->sigma, L->norm,
+                          L->log_norm, L->spectral_norm, L->log_spectral_norm,
+                          L->log_alpha_norm, L->stable_rank, L->sv_max, L->sv_min, L->entropy};
+            jnums(w, k, v, sizeof v / sizeof v[0]);
+            lk_jw_key(w, "xmax"), lk_jw_null(w);
+            lk_jw_key(w, "num_pl_spikes"), lk_jw_int(w, (long long)L->num_pl_spikes);
+            lk_jw_key(w, "matrix_rank"), lk_jw_int(w, (long long)L->matrix_rank);
+            lk_jw_key(w, "rank_loss"), lk_jw_int(w, (long long)L->rank_loss);
+            lk_jw_key(w, "weak_rank_loss"), lk_jw_int(w, (long long)L->weak_rank_loss);
+            lk_jw_key(w, "warning"), lk_jw_str(w, L->warning);
+            double s6[6] = {L->log_norm, L->alpha, L->alpha_weighted, L->log_alpha_norm,
+                            L->log_spectral_norm, L->stable_rank};
+            for (int j = 0; j < 6; j++) sum[j] += s6[j];
+            nok++;
         }
-        printf("],\"summary\":{");
-        const char *sk[] = {"log_norm", "alpha", "alpha_weighted", "log_alpha_norm",
-                            "log_spectral_norm", "stable_rank"};
-        for (int j = 0; j < 6; j++) {
-            printf("%s\"%s\":", j ? "," : "", sk[j]);
-            jnum(nok ? sum[j] / (double)nok : NAN);
-        }
-        printf("}}");
+        lk_jw_obj_end(w);
     }
-    printf("}\n");
+    lk_jw_arr_end(w);
+    double mean[6];
+    for (int j = 0; j < 6; j++) mean[j] = nok ? sum[j] / (double)nok : NAN;
+    lk_jw_key(w, "summary");
+    lk_jw_obj(w);
+    jnums(w, sk, mean, 6);
+    lk_jw_obj_end(w);
+    lk_jw_obj_end(w);
+}
+
+/* Prints the results as one JSON object (the project's JSON writer); 0 or 1. */
+static int print_json(const filt_cfg *g, const lk_filters *f, const grouping *G, int ng,
+                      const lk_spectra *sp) {
+    lk_sb b = {0};
+    lk_jw w;
+    lk_jw_init(&w, &b);
+    lk_jw_obj(&w);
+    lk_jw_key(&w, "kernel"), lk_jw_int(&w, g->kernel);
+    json_layers(&w, f);
+    json_models(&w, f);
+    json_pca(&w, f);
+    json_drift(&w, G, ng);
+    if (sp) json_spectra(&w, sp);
+    lk_jw_obj_end(&w);
+    lk_sb_char(&b, '\n');
+    int rc = b.oom || fputs(lk_sb_text(&b), stdout) == EOF;
+    if (b.oom) cli_error("filters", "out of memory writing JSON");
+    lk_sb_free(&b);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- main */
@@ -756,8 +813,9 @@ int cmd_filters(int argc, char **argv) {
             goto done;
         }
     }
-    if (g.json) print_json(&g, f, G, ng, sp);
-    else {
+    if (g.json) {
+        if (print_json(&g, f, G, ng, sp)) goto done;
+    } else {
         printf("%-40s %8s %6s %9s %8s %8s %8s\n", "layer", "n", "depth", "sparsity", "H", "H/θ", "ortho");
         for (int64_t i = 0; i < lk_filters_n_layers(f); i++) {
             const lk_filters_layer *L = lk_filters_get_layer(f, i);
