@@ -129,6 +129,13 @@ typedef struct cli_common {
  * value after printing the error). */
 int cli_common_apply(cli_common *c, const cli_item *it);
 
+/* The usual front of a command: parses argv (cli_parse), applies the common options to c and
+ * hands every other item to apply(user, item), which returns 1 when it took it and 0 after
+ * printing an error.  Returns 1 to run, 0 after an error (printed), 2 after the help (the
+ * command then exits 0). */
+int cli_parse_apply(const cli_spec *sp, int argc, char **argv, cli_common *c,
+                    int (*apply)(void *user, const cli_item *it), void *user);
+
 /* Prints "lkprobe: <what>: <why>" to stderr. */
 void cli_error(const char *what, const char *fmt, ...) LK_PRINTF(2, 3);
 /* Prints "lkprobe: <err->msg>" to stderr. */

@@ -196,23 +196,10 @@ static int apply_item(erf_cfg *g, const cli_item *it) {
     }
 }
 
+static int apply_cb(void *user, const cli_item *it) { return apply_item(user, it); }
+
 static int parse_cfg(erf_cfg *g, int argc, char **argv) {
-    cli_item *items = calloc((size_t)argc + 1, sizeof *items);
-    int       n = 0, ok = 0;
-    if (!items) return 0;
-    int pr = cli_parse(&erf_spec, argc, argv, items, &n);
-    if (pr) {
-        free(items);
-        return pr == 2 ? 2 : 0;
-    }
-    for (int i = 0; i < n; i++) {
-        int a = cli_common_apply(&g->c, &items[i]);
-        if (a < 0 || (!a && !apply_item(g, &items[i]))) goto done;
-    }
-    ok = 1;
-done:
-    free(items);
-    return ok;
+    return cli_parse_apply(&erf_spec, argc, argv, &g->c, apply_cb, g);
 }
 
 /* The input size (H, W): --size; else the H, W of --input-shape (a model whose dims were given

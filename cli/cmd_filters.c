@@ -59,56 +59,44 @@ typedef struct filt_cfg {
     int         n_group_by;
 } filt_cfg;
 
-static int parse_cfg(filt_cfg *g, int argc, char **argv) {
-    cli_item *items = calloc((size_t)argc + 1, sizeof *items);
-    int       n = 0, ok = 0;
-    if (!items) return 0;
-    int pr = cli_parse(&filt_spec, argc, argv, items, &n);
-    if (pr) {
-        free(items);
-        return pr == 2 ? 2 : 0;
-    }
-    for (int i = 0; i < n; i++) {
-        const cli_item *it = &items[i];
-        int             a  = cli_common_apply(&g->c, it);
-        if (a < 0) goto done;
-        if (a) continue;
-        switch (it->id) {
-        case OPT_POSITIONAL:
-            if (g->n_models == MAX_MODELS) {
-                cli_error("filters", "at most %d models in one call", MAX_MODELS);
-                goto done;
-            }
-            g->models[g->n_models++] = it->val;
-            break;
-        case OPT_KERNEL:
-            if (!cli_parse_int("--kernel", it->val, 1, LK_FILTERS_MAX_K, &g->kernel)) goto done;
-            break;
-        case OPT_JSON: g->json = 1; break;
-        case OPT_CSV: g->csv = it->val; break;
-        case OPT_O: g->out = it->val; break;
-        case OPT_DB: g->db = it->val; break;
-        case OPT_FROM_DB: g->from_db = it->val; break;
-        case OPT_SPECTRA: g->spectra = 1; break;
-        case OPT_QUIET: g->quiet = 1; break;
-        case OPT_GROUP_BY:
-            if (g->n_group_by == 8) {
-                cli_error("--group-by", "at most 8 groupings");
-                goto done;
-            }
-            if (strcmp(it->val, "model") && strcmp(it->val, "depth") && strncmp(it->val, "META=", 5)) {
-                cli_error("--group-by", "'%s' is not model, depth or META=FILE", it->val);
-                goto done;
-            }
-            g->group_by[g->n_group_by++] = it->val;
-            break;
-        default: cli_error("filters", "unexpected argument '%s'", it->val ? it->val : ""); goto done;
+static int apply_item(void *user, const cli_item *it) {
+    filt_cfg *g = user;
+    switch (it->id) {
+    case OPT_POSITIONAL:
+        if (g->n_models == MAX_MODELS) {
+            cli_error("filters", "at most %d models in one call", MAX_MODELS);
+            return 0;
         }
+        g->models[g->n_models++] = it->val;
+        break;
+    case OPT_KERNEL:
+        if (!cli_parse_int("--kernel", it->val, 1, LK_FILTERS_MAX_K, &g->kernel)) return 0;
+        break;
+    case OPT_JSON: g->json = 1; break;
+    case OPT_CSV: g->csv = it->val; break;
+    case OPT_O: g->out = it->val; break;
+    case OPT_DB: g->db = it->val; break;
+    case OPT_FROM_DB: g->from_db = it->val; break;
+    case OPT_SPECTRA: g->spectra = 1; break;
+    case OPT_QUIET: g->quiet = 1; break;
+    case OPT_GROUP_BY:
+        if (g->n_group_by == 8) {
+            cli_error("--group-by", "at most 8 groupings");
+            return 0;
+        }
+        if (strcmp(it->val, "model") && strcmp(it->val, "depth") && strncmp(it->val, "META=", 5)) {
+            cli_error("--group-by", "'%s' is not model, depth or META=FILE", it->val);
+            return 0;
+        }
+        g->group_by[g->n_group_by++] = it->val;
+        break;
+    default: cli_error("filters", "unexpected argument '%s'", it->val ? it->val : ""); return 0;
     }
-    ok = 1;
-done:
-    free(items);
-    return ok;
+    return 1;
+}
+
+static int parse_cfg(filt_cfg *g, int argc, char **argv) {
+    return cli_parse_apply(&filt_spec, argc, argv, &g->c, apply_item, g);
 }
 
 /* META=FILE: lines "model,group" (model = path or file name); layers of unlisted models are

@@ -43,58 +43,48 @@ typedef struct kern_cfg {
     int               json, reparam;
 } kern_cfg;
 
-static int parse_cfg(kern_cfg *g, int argc, char **argv) {
-    cli_item *items = calloc((size_t)argc + 1, sizeof *items);
-    int       n = 0, ok = 0;
+static int apply_item(void *user, const cli_item *it) {
+    kern_cfg *g = user;
     long long v;
-    if (!items) return 0;
-    int pr = cli_parse(&kern_spec, argc, argv, items, &n);
-    if (pr) {
-        free(items);
-        return pr == 2 ? 2 : 0;
-    }
-    for (int i = 0; i < n; i++) {
-        const cli_item *it = &items[i];
-        int             a  = cli_common_apply(&g->c, it);
-        if (a < 0) goto done;
-        if (a) continue;
-        switch (it->id) {
-        case OPT_POSITIONAL:
-            if (g->model) {
-                cli_error("kernels", "one model per call ('%s' and '%s')", g->model, it->val);
-                goto done;
-            }
-            g->model = it->val;
-            break;
-        case OPT_MIN_KERNEL:
-            if (!cli_parse_int("--min-kernel", it->val, 1, 1 << 20, &v)) goto done;
-            g->p.min_kernel = v;
-            break;
-        case OPT_FFT_SIZE:
-            if (!cli_parse_int("--fft-size", it->val, 1, 1 << 24, &v)) goto done;
-            g->p.fft_size = v;
-            break;
-        case OPT_DPI:
-            if (!cli_parse_int("--dpi", it->val, 10, 2400, &v)) goto done;
-            g->dpi = (double)v;
-            break;
-        case OPT_LAYER: g->p.layer = it->val; break;
-        case OPT_REPARAM: g->reparam = 1; break;
-        case OPT_JSON: g->json = 1; break;
-        case OPT_NPY: g->npy = it->val; break;
-        case OPT_O: g->out = it->val; break;
-        case OPT_TITLE: g->title = it->val; break;
-        default: cli_error("kernels", "unexpected argument '%s'", it->val ? it->val : ""); goto done;
+    switch (it->id) {
+    case OPT_POSITIONAL:
+        if (g->model) {
+            cli_error("kernels", "one model per call ('%s' and '%s')", g->model, it->val);
+            return 0;
         }
+        g->model = it->val;
+        break;
+    case OPT_MIN_KERNEL:
+        if (!cli_parse_int("--min-kernel", it->val, 1, 1 << 20, &v)) return 0;
+        g->p.min_kernel = v;
+        break;
+    case OPT_FFT_SIZE:
+        if (!cli_parse_int("--fft-size", it->val, 1, 1 << 24, &v)) return 0;
+        g->p.fft_size = v;
+        break;
+    case OPT_DPI:
+        if (!cli_parse_int("--dpi", it->val, 10, 2400, &v)) return 0;
+        g->dpi = (double)v;
+        break;
+    case OPT_LAYER: g->p.layer = it->val; break;
+    case OPT_REPARAM: g->reparam = 1; break;
+    case OPT_JSON: g->json = 1; break;
+    case OPT_NPY: g->npy = it->val; break;
+    case OPT_O: g->out = it->val; break;
+    case OPT_TITLE: g->title = it->val; break;
+    default: cli_error("kernels", "unexpected argument '%s'", it->val ? it->val : ""); return 0;
     }
+    return 1;
+}
+
+static int parse_cfg(kern_cfg *g, int argc, char **argv) {
+    int pr = cli_parse_apply(&kern_spec, argc, argv, &g->c, apply_item, g);
+    if (pr != 1) return pr;
     if (!g->model) {
         cli_error("kernels", "no model given (usage: lkprobe kernels MODEL [options])");
-        goto done;
+        return 0;
     }
-    ok = 1;
-done:
-    free(items);
-    return ok;
+    return 1;
 }
 
 /* Outputs are checked before any work so that a bad path costs nothing and leaves nothing. */

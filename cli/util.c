@@ -131,6 +131,29 @@ int cli_common_apply(cli_common *c, const cli_item *it) {
     }
 }
 
+int cli_parse_apply(const cli_spec *sp, int argc, char **argv, cli_common *c,
+                    int (*apply)(void *user, const cli_item *it), void *user) {
+    cli_item *items = calloc((size_t)argc + 1, sizeof *items);
+    int       n = 0, ok = 0;
+    if (!items) {
+        cli_error(sp->cmd, "out of memory parsing the arguments");
+        return 0;
+    }
+    int pr = cli_parse(sp, argc, argv, items, &n);
+    if (pr) {
+        free(items);
+        return pr == 2 ? 2 : 0;
+    }
+    for (int i = 0; i < n; i++) {
+        int a = cli_common_apply(c, &items[i]);
+        if (a < 0 || (!a && !apply(user, &items[i]))) goto done;
+    }
+    ok = 1;
+done:
+    free(items);
+    return ok;
+}
+
 int cli_refuse_overwrite(const char *input, int n, const char *const *outputs) {
     struct stat si, so;
     if (!input || stat(input, &si) != 0) return 0;
