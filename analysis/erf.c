@@ -494,3 +494,17 @@ lk_status lk_erf_result_json(const lk_erf_result *r, const char *model, char **o
     *out = b.p;
     return LK_OK;
 }
+
+void lk_erf_ratio_text(const lk_erf_result *r, char *buf, size_t n) {
+    size_t k = 0;
+    if (n) buf[0] = 0;
+    for (int i = 0; i < r->n_thr && k < n; i++) {
+        if (r->ratios[i].reached)
+            k += (size_t)snprintf(buf + k, n - k, "%st=%g: %.2f%% (side %lld)", i ? ", " : "",
+                                  r->ratios[i].t, 100 * r->ratios[i].ratio,
+                                  (long long)r->ratios[i].side);
+        else
+            k += (size_t)snprintf(buf + k, n - k, "%st=%g: not reached", i ? ", " : "",
+                                  r->ratios[i].t);
+    }
+}

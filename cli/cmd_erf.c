@@ -334,83 +334,22 @@ done:
     return rc;
 }
 
-static void ratio_text(const lk_erf_result *r, char *buf, size_t n) {
-    size_t k = 0;
-    for (int i = 0; i < r->n_thr && k < n; i++) {
-        if (r->ratios[i].reached)
-            k += (size_t)snprintf(buf + k, n - k, "%st=%g: %.2f%% (side %lld)", i ? ", " : "",
-                                  r->ratios[i].t, 100 * r->ratios[i].ratio,
-                                  (long long)r->ratios[i].side);
-        else
-            k += (size_t)snprintf(buf + k, n - k, "%st=%g: not reached", i ? ", " : "",
-                                  r->ratios[i].t);
-    }
-}
-
-static void figure_caption(const erf_cfg *g, const erf_result *res, int nm, char *caption,
-                           size_t cap) {
-    char   line[1024];
-    size_t k = 0;
-    for (int i = 0; i < nm && k < cap; i++) {
-        ratio_text(res[i].r, line, sizeof line);
-        k += (size_t)snprintf(caption + k, cap - k, "%s%s%s%s", i ? "\n" : "",
-                              nm > 1 ? lk_base_name(res[i].path) : "", nm > 1 ? ": " : "", line);
-    }
-    const lk_erf_result *r = res[0].r;
-    if (k < cap)
-        snprintf(caption + k, cap - k,
-                 "\nERF, %s mode: %lld images at %lldx%lld, layer %s; mean %.3g,%.3g,%.3g std "
-                 "%.3g,%.3g,%.3g",
-                 g->mode == LK_ERF_REPLKNET ? "RepLKNet (log10(x+1)/max)" : "raw (x/max)",
-                 (long long)r->used, (long long)r->size[0], (long long)r->size[1],
-                 nm > 1 ? "per model (see JSON)" : r->layer, g->in.mean[0], g->in.mean[1],
-                 g->in.mean[2], g->in.std[0], g->in.std[1], g->in.std[2]);
-}
-
 static int draw_figure(const erf_cfg *g, erf_result *res, int nm) {
-    lk_fig  *fig = NULL;
-    lk_error err;
-    int      rc = 1;
-    char     caption[4096];
+    const lk_erf_result *rs[64];
+    const char          *labels[64];
+    lk_fig              *fig = NULL;
+    lk_error             err;
     memset(&err, 0, sizeof err);
-    figure_caption(g, res, nm, caption, sizeof caption);
-    double cell = 3.4, w = cell * nm + 0.2, h = cell + 1.3 + 0.18 * nm;
-    if (lk_fig_alloc(w, h, (double)g->dpi, &fig, &err) != LK_OK) goto fail;
-    lk_layout lay   = {0};
-    lay.nrows       = 1;
-    lay.ncols       = nm;
-    lay.suptitle    = g->title;
-    lay.caption     = caption;
-    lay.shared_cbar = LK_CBAR_TOP;
-    if (lk_fig_grid(fig, &lay, &err) != LK_OK) goto fail;
-    lk_heatmap_opts ho;
-    memset(&ho, 0, sizeof ho);
-    if (lk_cmap_from_name(g->cmap ? g->cmap : "RdYlGn", &ho.cmap, &err) != LK_OK) goto fail;
-    ho.norm.centered = !g->cmap;
-    ho.norm.center   = 0;
-    ho.norm.vmin     = 0;
-    ho.norm.vmax     = 1;
-    for (int i = 0; i < nm; i++) {
-        lk_axes *ax = NULL;
-        ho.title    = nm > 1 ? lk_base_name(res[i].path) : NULL;
-        if (lk_fig_panel(fig, 0, i, 1, 1, &ax, &err) != LK_OK ||
-            lk_plot_heatmap(ax, res[i].r->a, &ho, &err) != LK_OK)
-            goto fail;
+    for (int i = 0; i < nm && i < 64; i++) {
+        rs[i]     = res[i].r;
+        labels[i] = lk_base_name(res[i].path);
     }
-    lk_cbar_opts cb;
-    memset(&cb, 0, sizeof cb);
-    cb.loc   = LK_CBAR_TOP;
-    cb.label = g->mode == LK_ERF_REPLKNET ? "log10(contribution + 1), normalised"
-                                          : "contribution, normalised";
-    if (lk_fig_colorbar(fig, ho.cmap, &ho.norm, &cb, &err) != LK_OK) goto fail;
-    if (lk_fig_save(fig, g->out, &err) != LK_OK) goto fail;
-    rc = 0;
-    goto done;
-fail:
-    cli_error_lk(&err);
-done:
+    lk_erf_fig_opts o = {(double)g->dpi, g->title, g->cmap, g->in.mean, g->in.std};
+    lk_status       st = lk_erf_figure(rs, labels, nm < 64 ? nm : 64, &o, &fig, &err);
+    if (st == LK_OK) st = lk_fig_save(fig, g->out, &err);
     lk_fig_free(fig);
-    return rc;
+    if (st != LK_OK) cli_error_lk(&err);
+    return st != LK_OK;
 }
 
 /* The raw mean maps (stacked when several models). */
@@ -463,7 +402,7 @@ static void print_text(const erf_cfg *g, const erf_result *res) {
     for (int i = 0; i < g->n_models; i++) {
         const lk_erf_result *r = res[i].r;
         char                 line[1024];
-        ratio_text(r, line, sizeof line);
+        lk_erf_ratio_text(r, line, sizeof line);
         printf("%s: layer %s, %lld images (%lld skipped, %lld zero) at %lldx%lld\n  %s\n",
                res[i].path, r->layer, (long long)r->used, (long long)r->skipped,
                (long long)r->zero, (long long)r->size[0], (long long)r->size[1], line);

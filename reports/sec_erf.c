@@ -43,6 +43,67 @@ int rp_erf_applies(const lk_report_ctx *c, char *why, size_t n) {
     return 1;
 }
 
+lk_status lk_erf_figure(const lk_erf_result *const *res, const char *const *labels, int n,
+                        const lk_erf_fig_opts *o, lk_fig **out, lk_error *err) {
+    *out = NULL;
+    if (!res || n < 1 || !o) return LK_FAIL(err, LK_EINVAL, "lk_erf_figure: no result given");
+    char   caption[4096], line[1024];
+    size_t k = 0;
+    for (int i = 0; i < n && k < sizeof caption; i++) {
+        lk_erf_ratio_text(res[i], line, sizeof line);
+        const char *lb = n > 1 && labels && labels[i] ? labels[i] : NULL;
+        k += (size_t)snprintf(caption + k, sizeof caption - k, "%s%s%s%s", i ? "\n" : "",
+                              lb ? lb : "", lb ? ": " : "", line);
+    }
+    const lk_erf_result *r0 = res[0];
+    if (k < sizeof caption)
+        k += (size_t)snprintf(caption + k, sizeof caption - k,
+                              "\nERF, %s mode: %lld images at %lldx%lld, layer %s",
+                              r0->mode == LK_ERF_REPLKNET ? "RepLKNet (log10(x+1)/max)"
+                                                          : "raw (x/max)",
+                              (long long)r0->used, (long long)r0->size[0],
+                              (long long)r0->size[1], n > 1 ? "per model (see JSON)" : r0->layer);
+    if (o->mean && o->std && k < sizeof caption)
+        snprintf(caption + k, sizeof caption - k, "; mean %.3g,%.3g,%.3g std %.3g,%.3g,%.3g",
+                 o->mean[0], o->mean[1], o->mean[2], o->std[0], o->std[1], o->std[2]);
+    double    cell = 3.4, w = cell * n + 0.2, h = cell + 1.3 + 0.18 * n;
+    lk_fig   *fig  = NULL;
+    lk_status st   = lk_fig_alloc(w, h, o->dpi > 0 ? o->dpi : 100, &fig, err);
+    if (st != LK_OK) return st;
+    lk_layout lay   = {0};
+    lay.nrows       = 1;
+    lay.ncols       = n;
+    lay.suptitle    = o->title;
+    lay.caption     = caption;
+    lay.shared_cbar = LK_CBAR_TOP;
+    st              = lk_fig_grid(fig, &lay, err);
+    lk_heatmap_opts ho;
+    memset(&ho, 0, sizeof ho);
+    if (st == LK_OK) st = lk_cmap_from_name(o->cmap ? o->cmap : "RdYlGn", &ho.cmap, err);
+    ho.norm.centered = !o->cmap;
+    ho.norm.center   = 0;
+    ho.norm.vmin     = 0;
+    ho.norm.vmax     = 1;
+    for (int i = 0; i < n && st == LK_OK; i++) {
+        lk_axes *ax = NULL;
+        ho.title    = n > 1 && labels ? labels[i] : NULL;
+        st          = lk_fig_panel(fig, 0, i, 1, 1, &ax, err);
+        if (st == LK_OK) st = lk_plot_heatmap(ax, res[i]->a, &ho, err);
+    }
+    lk_cbar_opts cb;
+    memset(&cb, 0, sizeof cb);
+    cb.loc   = LK_CBAR_TOP;
+    cb.label = r0->mode == LK_ERF_REPLKNET ? "log10(contribution + 1), normalised"
+                                           : "contribution, normalised";
+    if (st == LK_OK) st = lk_fig_colorbar(fig, ho.cmap, &ho.norm, &cb, err);
+    if (st != LK_OK) {
+        lk_fig_free(fig);
+        return st;
+    }
+    *out = fig;
+    return LK_OK;
+}
+
 static lk_status draw(lk_report *r, const lk_tensor *a_rep, const lk_tensor *a_raw,
                       const char *caption, lk_error *err) {
     lk_fig   *fig = NULL;

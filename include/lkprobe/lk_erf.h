@@ -162,6 +162,26 @@ LK_API lk_status lk_erf_result_json(const lk_erf_result *r, const char *model, c
                                     lk_error *err);
 LK_API const char *lk_erf_mode_name(lk_erf_mode m);
 LK_API const char *lk_grad_sign_name(lk_grad_sign s);
+/* The area ratios as one line of text ("t=0.2: 12.34% (side 31), t=0.3: not reached"). */
+LK_API void        lk_erf_ratio_text(const lk_erf_result *r, char *buf, size_t n);
+
+/* ---- figure (implemented in the reports library, which links cairo) --------------------- */
+
+typedef struct lk_fig lk_fig;
+
+typedef struct lk_erf_fig_opts {
+    double       dpi;          /* 0: 100                                                    */
+    const char  *title;        /* suptitle; NULL: none                                      */
+    const char  *cmap;         /* NULL: RdYlGn centred on 0 (the papers' colours)           */
+    const float *mean, *std;   /* preprocessing (3 each) said in the caption; NULL: omitted */
+} lk_erf_fig_opts;
+
+/* The ERF maps A of n results (e.g. one per model) side by side with one shared colour bar
+ * and a caption giving each one's area ratios and the protocol (mode, images, size, layer).
+ * labels[i] titles panel i when n > 1 (may be NULL).  The caller frees *out with
+ * lk_fig_free. */
+LK_API lk_status lk_erf_figure(const lk_erf_result *const *res, const char *const *labels, int n,
+                               const lk_erf_fig_opts *o, lk_fig **out, lk_error *err);
 
 #ifdef __cplusplus
 }
