@@ -143,29 +143,24 @@ static uint32_t buf_str(buf *b, const char *s) {
 
 static size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
-lk_status lk_model_save_native(const lk_model *m, const char *path, lk_error *err) {
-    buf       sec[SEC_COUNT];
-    lk_afile  af;
-    lk_status s  = LK_OK;
-    int       af_open = 0;
-    memset(sec, 0, sizeof sec);
-    int64_t nv = lk_model_n_values(m), nn = lk_model_n_nodes(m), no = lk_model_n_outputs(m);
-    buf    *st = &sec[SEC_STRS];
-    buf_put(st, "", 1); /* offset 0 is the empty string */
-
+/* Save: the META section. */
+static void save_meta(buf *sec, const lk_model *m) {
     const lk_model_meta *mt = lk_model_get_meta(m);
-    buf *me = &sec[SEC_META];
+    buf                 *st = &sec[SEC_STRS], *me = &sec[SEC_META];
     buf_u32(me, buf_str(st, mt->format));
     buf_u32(me, buf_str(st, mt->producer));
     buf_u32(me, buf_str(st, mt->notes));
     buf_u32(me, buf_str(st, mt->source_path));
     buf_u64(me, (uint64_t)mt->ir_version);
     buf_u64(me, (uint64_t)mt->opset);
+}
 
-    /* Values; parameter data is laid out 64-aligned from the DATA section start. */
-    buf     *va       = &sec[SEC_VALS];
-    buf     *dsum     = &sec[SEC_DATA]; /* per-tensor checksums, hashed into the DATA entry */
-    size_t   data_rel = 0;
+/* Save: the VALS section; parameter data is laid out 64-aligned from the DATA section start
+ * (*data_rel: its size); per-tensor checksums go to the DATA section buffer. */
+static lk_status save_values(buf *sec, const lk_model *m, const char *path, size_t *data_rel,
+                             lk_error *err) {
+    buf    *st = &sec[SEC_STRS], *va = &sec[SEC_VALS], *dsum = &sec[SEC_DATA];
+    int64_t nv = lk_model_n_values(m);
     buf_u64(va, (uint64_t)nv);
     for (int64_t v = 0; v < nv; v++) {
         lk_value_kind    k = lk_model_value_kind(m, v);
@@ -173,12 +168,10 @@ lk_status lk_model_save_native(const lk_model *m, const char *path, lk_error *er
         int64_t          shape[NAT_MAX_DIMS] = {0};
         int              nd = t ? t->ndim : lk_model_value_shape(m, v, shape);
         if (t) memcpy(shape, t->shape, sizeof(int64_t) * (size_t)t->ndim);
-        if (t && (t->dtype != LK_F32 || !lk_tensor_is_contiguous(t))) {
-            s = LK_FAIL(err, LK_EUNSUPPORTED,
-                        "%s: parameter '%s' is not a contiguous float32 tensor", path,
-                        lk_model_value_name(m, v));
-            goto fail;
-        }
+        if (t && (t->dtype != LK_F32 || !lk_tensor_is_contiguous(t)))
+            return LK_FAIL(err, LK_EUNSUPPORTED,
+                           "%s: parameter '%s' is not a contiguous float32 tensor", path,
+                           lk_model_value_name(m, v));
         buf_u32(va, buf_str(st, lk_model_value_name(m, v)));
         unsigned char kb[4] = {(unsigned char)k, (unsigned char)LK_F32,
                                (unsigned char)(nd < 0 ? 0xff : nd), 0};
@@ -187,20 +180,25 @@ lk_status lk_model_save_native(const lk_model *m, const char *path, lk_error *er
         if (t) {
             size_t   nb = (size_t)lk_tensor_numel(t) * sizeof(float);
             uint64_t ck = lk64(t->data, nb);
-            data_rel    = align_up(data_rel, NAT_DATA_ALIGN);
-            buf_u64(va, data_rel); /* made absolute below, once the DATA offset is known */
+            *data_rel   = align_up(*data_rel, NAT_DATA_ALIGN);
+            buf_u64(va, *data_rel); /* made absolute once the DATA offset is known */
             buf_u64(va, nb);
             buf_u64(va, ck);
             buf_u64(dsum, ck);
-            data_rel += nb;
+            *data_rel += nb;
         } else {
             buf_u64(va, 0);
             buf_u64(va, 0);
             buf_u64(va, 0);
         }
     }
+    return LK_OK;
+}
 
-    buf *ne = &sec[SEC_NODE];
+/* Save: the NODE and OUTS sections. */
+static void save_graph(buf *sec, const lk_model *m) {
+    buf    *st = &sec[SEC_STRS], *ne = &sec[SEC_NODE], *ou = &sec[SEC_OUTS];
+    int64_t nn = lk_model_n_nodes(m), no = lk_model_n_outputs(m);
     buf_u32(ne, (uint32_t)nn);
     buf_u32(ne, (uint32_t)sizeof(lk_attrs));
     buf_u64(ne, attrs_fingerprint());
@@ -215,11 +213,25 @@ lk_status lk_model_save_native(const lk_model *m, const char *path, lk_error *er
         buf_put(ne, &n->attrs, sizeof n->attrs);
         buf_align(ne, 8);
     }
-
-    buf *ou = &sec[SEC_OUTS];
     buf_u32(ou, (uint32_t)no);
     buf_u32(ou, 0);
     for (int64_t i = 0; i < no; i++) buf_u64(ou, (uint64_t)lk_model_output(m, i));
+}
+
+lk_status lk_model_save_native(const lk_model *m, const char *path, lk_error *err) {
+    buf       sec[SEC_COUNT];
+    lk_afile  af;
+    lk_status s  = LK_OK;
+    int       af_open = 0;
+    memset(sec, 0, sizeof sec);
+    int64_t nv = lk_model_n_values(m);
+    buf_put(&sec[SEC_STRS], "", 1); /* offset 0 is the empty string */
+
+    size_t data_rel = 0;
+    save_meta(sec, m);
+    s = save_values(sec, m, path, &data_rel, err);
+    if (s) goto fail;
+    save_graph(sec, m);
 
     for (int i = 1; i < SEC_COUNT; i++)
         if (sec[i].oom) {
