@@ -736,65 +736,15 @@ static lk_status memo_get(lk_pickle *vm, uint64_t idx, lk_error *err) {
 
 /* ---- the interpreter loop ------------------------------------------------------------------------ */
 
-static lk_status step(lk_pickle *vm, int *stop, lk_pv **result, lk_error *err) {
-    lk_pv      *a = NULL, *b = NULL, *c = NULL, *v = NULL;
+/* Opcodes that push a number, a string, bytes, None or a bool. */
+static lk_status step_scalar(lk_pickle *vm, unsigned op, lk_error *err) {
+    lk_pv      *v = NULL;
     uint64_t    u = 0;
     int64_t     i = 0;
-    size_t      start = 0, n = 0;
-    const char *p = NULL, *q = NULL;
-    size_t      pn = 0, qn = 0;
+    const char *p = NULL;
+    size_t      pn = 0;
     lk_status   s = LK_OK;
-    unsigned    op = vm->op;
     switch (op) {
-    case 0x80: /* PROTO */
-        s = arg_le(vm, 1, &u, err);
-        if (!s && u > 5) s = VFAIL(vm, err, LK_EUNSUPPORTED, "protocol %llu (max 5)",
-                                   (unsigned long long)u);
-        return s;
-    case 0x95: /* FRAME: a length hint only */
-        s = arg_le(vm, 8, &u, err);
-        if (!s && u > vm->len - vm->pos)
-            s = VFAIL(vm, err, LK_EFORMAT, "frame of %llu bytes runs past the end",
-                      (unsigned long long)u);
-        return s;
-    case '.':
-        s = pop(vm, result, err);
-        if (!s) *stop = 1;
-        return s;
-    case '(':
-        if (vm->n_marks >= LK_PICKLE_MAX_MARKS)
-            return VFAIL(vm, err, LK_EFORMAT, "more than %u open MARKs (cap)",
-                         LK_PICKLE_MAX_MARKS);
-        if (!lk_grow((void **)&vm->marks, &vm->cap_marks, vm->n_marks + 1, sizeof *vm->marks))
-            return LK_FAIL(err, LK_ENOMEM, "pickle: out of memory");
-        vm->marks[vm->n_marks++] = vm->sp;
-        return LK_OK;
-    case '}': case ']': case ')': case 0x8f:
-        s = new_pv(vm, op == '}' ? LK_PV_DICT : op == ']' ? LK_PV_LIST
-                       : op == ')' ? LK_PV_TUPLE : LK_PV_SET, &v, err);
-        return s ? s : push(vm, v, err);
-    case 't': case 'l': case 0x91:
-        s = pop_mark(vm, &start, err);
-        if (!s) s = collect(vm, op == 't' ? LK_PV_TUPLE : op == 'l' ? LK_PV_LIST : LK_PV_SET,
-                            start, &v, err);
-        return s ? s : push(vm, v, err);
-    case 0x85: case 0x86: case 0x87:
-        n = op - 0x84u;
-        if (vm->sp - base_sp(vm) < n)
-            return VFAIL(vm, err, LK_EFORMAT, "needs %zu values on the stack", n);
-        s = collect(vm, LK_PV_TUPLE, vm->sp - n, &v, err);
-        return s ? s : push(vm, v, err);
-    case 'd':
-        s = pop_mark(vm, &start, err);
-        if (s) return s;
-        if ((vm->sp - start) % 2)
-            return VFAIL(vm, err, LK_EFORMAT, "%s", "odd number of values for a dict");
-        s = new_pv(vm, LK_PV_DICT, &v, err);
-        for (size_t k = start; !s && k < vm->sp; k += 2)
-            s = dict_set(vm, v, vm->stack[k], vm->stack[k + 1], err);
-        if (s) return s;
-        vm->sp = start;
-        return push(vm, v, err);
     case 'J':
         s = arg_le(vm, 4, &u, err);
         return s ? s : push_int(vm, LK_PV_INT, (int64_t)(int32_t)(uint32_t)u, err);
@@ -855,18 +805,43 @@ static lk_status step(lk_pickle *vm, int *stop, lk_pv **result, lk_error *err) {
         return s ? s : push_bytes(vm, op == 0x8d ? LK_PV_STR : LK_PV_BYTES, u, err);
     case 'S': return push_text(vm, 1, err);
     case 'V': return push_text(vm, 0, err);
-    case 'q': case 'r':
-        s = arg_le(vm, op == 'q' ? 1 : 4, &u, err);
-        return s ? s : memo_put(vm, u, err);
-    case 0x94: return memo_put(vm, vm->n_memo, err);
-    case 'h': case 'j':
-        s = arg_le(vm, op == 'h' ? 1 : 4, &u, err);
-        return s ? s : memo_get(vm, u, err);
-    case 'p': case 'g':
-        s = text_int(vm, &i, &p, &pn, err);
+    default:
+        return VFAIL(vm, err, LK_EFORMAT, "unknown opcode 0x%02x", op);
+    }
+}
+
+/* Opcodes that build or fill tuples, lists, dicts and sets. */
+static lk_status step_container(lk_pickle *vm, unsigned op, lk_error *err) {
+    lk_pv      *a = NULL, *b = NULL, *c = NULL, *v = NULL;
+    size_t      start = 0, n = 0;
+    lk_status   s = LK_OK;
+    switch (op) {
+    case '}': case ']': case ')': case 0x8f:
+        s = new_pv(vm, op == '}' ? LK_PV_DICT : op == ']' ? LK_PV_LIST
+                       : op == ')' ? LK_PV_TUPLE : LK_PV_SET, &v, err);
+        return s ? s : push(vm, v, err);
+    case 't': case 'l': case 0x91:
+        s = pop_mark(vm, &start, err);
+        if (!s) s = collect(vm, op == 't' ? LK_PV_TUPLE : op == 'l' ? LK_PV_LIST : LK_PV_SET,
+                            start, &v, err);
+        return s ? s : push(vm, v, err);
+    case 0x85: case 0x86: case 0x87:
+        n = op - 0x84u;
+        if (vm->sp - base_sp(vm) < n)
+            return VFAIL(vm, err, LK_EFORMAT, "needs %zu values on the stack", n);
+        s = collect(vm, LK_PV_TUPLE, vm->sp - n, &v, err);
+        return s ? s : push(vm, v, err);
+    case 'd':
+        s = pop_mark(vm, &start, err);
         if (s) return s;
-        if (i < 0) return VFAIL(vm, err, LK_EFORMAT, "negative memo index %lld", (long long)i);
-        return op == 'p' ? memo_put(vm, (uint64_t)i, err) : memo_get(vm, (uint64_t)i, err);
+        if ((vm->sp - start) % 2)
+            return VFAIL(vm, err, LK_EFORMAT, "%s", "odd number of values for a dict");
+        s = new_pv(vm, LK_PV_DICT, &v, err);
+        for (size_t k = start; !s && k < vm->sp; k += 2)
+            s = dict_set(vm, v, vm->stack[k], vm->stack[k + 1], err);
+        if (s) return s;
+        vm->sp = start;
+        return push(vm, v, err);
     case 's':
         s = pop(vm, &b, err);
         if (!s) s = pop(vm, &a, err);
@@ -902,6 +877,20 @@ static lk_status step(lk_pickle *vm, int *stop, lk_pv **result, lk_error *err) {
         for (size_t k = start; !s && k < vm->sp; k++) s = seq_add(vm, v, vm->stack[k], err);
         vm->sp = start;
         return s;
+    default:
+        return VFAIL(vm, err, LK_EFORMAT, "unknown opcode 0x%02x", op);
+    }
+}
+
+/* Opcodes that name globals and build objects (never executed: reduce, new_object and
+ * persid only record them). */
+static lk_status step_object(lk_pickle *vm, unsigned op, lk_error *err) {
+    lk_pv      *a = NULL, *b = NULL, *c = NULL, *v = NULL;
+    size_t      start = 0;
+    const char *p = NULL, *q = NULL;
+    size_t      pn = 0, qn = 0;
+    lk_status   s = LK_OK;
+    switch (op) {
     case 'c':
         s = line(vm, &p, &pn, err);
         if (!s) s = line(vm, &q, &qn, err);
@@ -964,6 +953,74 @@ static lk_status step(lk_pickle *vm, int *stop, lk_pv **result, lk_error *err) {
         return s ? s : push(vm, v, err);
     case 'P':
         return VFAIL(vm, err, LK_EUNSUPPORTED, "%s", "text persistent ids are not supported");
+    default:
+        return VFAIL(vm, err, LK_EFORMAT, "unknown opcode 0x%02x", op);
+    }
+}
+
+/* Which step function handles an opcode (0: step itself). */
+static unsigned char op_class(unsigned op) {
+    static const char scalar[]    = "JKMILGFNXTBUCSV\x8a\x8b\x88\x89\x8c\x8d\x8e\x96";
+    static const char container[] = "}])tldsuae\x8f\x91\x85\x86\x87\x90";
+    static const char object[]    = "c\x93Rb\x81\x92ioQP";
+    if (op == 0) return 0;
+    if (memchr(scalar, (int)op, sizeof scalar - 1)) return 1;
+    if (memchr(container, (int)op, sizeof container - 1)) return 2;
+    if (memchr(object, (int)op, sizeof object - 1)) return 3;
+    return 0;
+}
+
+static lk_status step(lk_pickle *vm, int *stop, lk_pv **result, lk_error *err) {
+    lk_pv      *v = NULL;
+    uint64_t    u = 0;
+    int64_t     i = 0;
+    size_t      start = 0;
+    const char *p = NULL;
+    size_t      pn = 0;
+    lk_status   s = LK_OK;
+    unsigned    op = vm->op;
+    switch (op_class(op)) {
+    case 1: return step_scalar(vm, op, err);
+    case 2: return step_container(vm, op, err);
+    case 3: return step_object(vm, op, err);
+    default: break;
+    }
+    switch (op) {
+    case 0x80: /* PROTO */
+        s = arg_le(vm, 1, &u, err);
+        if (!s && u > 5) s = VFAIL(vm, err, LK_EUNSUPPORTED, "protocol %llu (max 5)",
+                                   (unsigned long long)u);
+        return s;
+    case 0x95: /* FRAME: a length hint only */
+        s = arg_le(vm, 8, &u, err);
+        if (!s && u > vm->len - vm->pos)
+            s = VFAIL(vm, err, LK_EFORMAT, "frame of %llu bytes runs past the end",
+                      (unsigned long long)u);
+        return s;
+    case '.':
+        s = pop(vm, result, err);
+        if (!s) *stop = 1;
+        return s;
+    case '(':
+        if (vm->n_marks >= LK_PICKLE_MAX_MARKS)
+            return VFAIL(vm, err, LK_EFORMAT, "more than %u open MARKs (cap)",
+                         LK_PICKLE_MAX_MARKS);
+        if (!lk_grow((void **)&vm->marks, &vm->cap_marks, vm->n_marks + 1, sizeof *vm->marks))
+            return LK_FAIL(err, LK_ENOMEM, "pickle: out of memory");
+        vm->marks[vm->n_marks++] = vm->sp;
+        return LK_OK;
+    case 'q': case 'r':
+        s = arg_le(vm, op == 'q' ? 1 : 4, &u, err);
+        return s ? s : memo_put(vm, u, err);
+    case 0x94: return memo_put(vm, vm->n_memo, err);
+    case 'h': case 'j':
+        s = arg_le(vm, op == 'h' ? 1 : 4, &u, err);
+        return s ? s : memo_get(vm, u, err);
+    case 'p': case 'g':
+        s = text_int(vm, &i, &p, &pn, err);
+        if (s) return s;
+        if (i < 0) return VFAIL(vm, err, LK_EFORMAT, "negative memo index %lld", (long long)i);
+        return op == 'p' ? memo_put(vm, (uint64_t)i, err) : memo_get(vm, (uint64_t)i, err);
     case '0':
         if (vm->sp > base_sp(vm)) {
             vm->sp--;
