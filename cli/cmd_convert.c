@@ -15,33 +15,30 @@ static const cli_spec convert_spec = {
     convert_opts, sizeof convert_opts / sizeof convert_opts[0],
 };
 
+typedef struct conv_cfg {
+    const char *path, *out;
+} conv_cfg;
+
+static int apply_item(void *user, const cli_item *it) {
+    conv_cfg *g = user;
+    if (it->id == OPT_O && !g->out) g->out = it->val;
+    else if (it->id == OPT_POSITIONAL && !g->path) g->path = it->val;
+    else {
+        cli_error("convert", "unexpected argument '%s'", it->val ? it->val : "");
+        return 0;
+    }
+    return 1;
+}
+
 int cmd_convert(int argc, char **argv) {
-    cli_item   *items = calloc((size_t)argc + 1, sizeof *items);
-    lk_model   *m     = NULL;
-    cli_common  c;
-    const char *path = NULL, *out = NULL;
-    int         n = 0, rc = 1;
+    lk_model  *m = NULL;
+    cli_common c;
+    conv_cfg   g = {NULL, NULL};
+    int        rc = 1;
     memset(&c, 0, sizeof c);
-    if (!items) {
-        cli_error("convert", "out of memory");
-        return 1;
-    }
-    int pr = cli_parse(&convert_spec, argc, argv, items, &n);
-    if (pr) {
-        rc = pr == 2 ? 0 : 1;
-        goto done;
-    }
-    for (int i = 0; i < n; i++) {
-        int a = cli_common_apply(&c, &items[i]);
-        if (a < 0) goto done;
-        if (a) continue;
-        if (items[i].id == OPT_O && !out) out = items[i].val;
-        else if (items[i].id == OPT_POSITIONAL && !path) path = items[i].val;
-        else {
-            cli_error("convert", "unexpected argument '%s'", items[i].val ? items[i].val : "");
-            goto done;
-        }
-    }
+    int pr = cli_parse_apply(&convert_spec, argc, argv, &c, apply_item, &g);
+    if (pr != 1) return pr == 2 ? 0 : 1;
+    const char *path = g.path, *out = g.out;
     if (!path || !out) {
         cli_error("convert", "missing %s (usage: lkprobe convert %s)", !path ? "MODEL" : "-o OUT",
                   convert_spec.usage);
@@ -58,6 +55,5 @@ int cmd_convert(int argc, char **argv) {
     rc = 0;
 done:
     lk_model_free(m);
-    free(items);
     return rc;
 }

@@ -295,34 +295,33 @@ static void print_weights(const char *path, const lk_model *m) {
            (long long)lk_model_n_params(m), cli_human((double)lk_model_n_params(m), h, sizeof h));
 }
 
+typedef struct info_cfg {
+    const char *path;
+    int         json;
+} info_cfg;
+
+static int apply_item(void *user, const cli_item *it) {
+    info_cfg *g = user;
+    if (it->id == OPT_JSON) g->json = 1;
+    else if (it->id == OPT_POSITIONAL && !g->path) g->path = it->val;
+    else {
+        cli_error("info", "unexpected argument '%s'", it->val ? it->val : "");
+        return 0;
+    }
+    return 1;
+}
+
 int cmd_info(int argc, char **argv) {
-    cli_item  *items = calloc((size_t)argc + 1, sizeof *items);
-    lk_model  *m     = NULL;
-    cli_rf    *rf    = NULL;
+    lk_model  *m  = NULL;
+    cli_rf    *rf = NULL;
     cli_common c;
-    const char *path = NULL;
-    int        json = 0, n = 0, rc = 1;
+    info_cfg   g  = {NULL, 0};
+    int        rc = 1;
     memset(&c, 0, sizeof c);
-    if (!items) {
-        cli_error("info", "out of memory");
-        return 1;
-    }
-    int pr = cli_parse(&info_spec, argc, argv, items, &n);
-    if (pr) {
-        rc = pr == 2 ? 0 : 1;
-        goto done;
-    }
-    for (int i = 0; i < n; i++) {
-        int a = cli_common_apply(&c, &items[i]);
-        if (a < 0) goto done;
-        if (a) continue;
-        if (items[i].id == OPT_JSON) json = 1;
-        else if (items[i].id == OPT_POSITIONAL && !path) path = items[i].val;
-        else {
-            cli_error("info", "unexpected argument '%s'", items[i].val ? items[i].val : "");
-            goto done;
-        }
-    }
+    int pr = cli_parse_apply(&info_spec, argc, argv, &c, apply_item, &g);
+    if (pr != 1) return pr == 2 ? 0 : 1;
+    const char *path = g.path;
+    int         json = g.json;
     if (!path) {
         cli_error("info", "missing MODEL (usage: lkprobe info %s)", info_spec.usage);
         goto done;
@@ -344,6 +343,5 @@ int cmd_info(int argc, char **argv) {
 done:
     free(rf);
     lk_model_free(m);
-    free(items);
     return rc;
 }

@@ -194,39 +194,41 @@ static void print_json(const char *path, const char *out, const lk_reparam_stats
     lk_sb_free(&b);
 }
 
+typedef struct reparam_cfg {
+    const char     *path, *out;
+    int             json, check;
+    lk_reparam_opts ro;
+} reparam_cfg;
+
+static int apply_item(void *user, const cli_item *it) {
+    reparam_cfg *g = user;
+    if (it->id == OPT_O && !g->out) g->out = it->val;
+    else if (it->id == OPT_JSON) g->json = 1;
+    else if (it->id == OPT_VERIFY) g->check = 1;
+    else if (it->id == OPT_NO_IDENTITY) g->ro.merge_identity = 0;
+    else if (it->id == OPT_POSITIONAL && !g->path) g->path = it->val;
+    else {
+        cli_error("reparam", "unexpected argument '%s'", it->val ? it->val : "");
+        return 0;
+    }
+    return 1;
+}
+
 int cmd_reparam(int argc, char **argv) {
-    cli_item       *items = calloc((size_t)argc + 1, sizeof *items);
-    lk_model       *m = NULL, *orig = NULL;
-    cli_common      c;
-    const char     *path = NULL, *out = NULL;
-    int             n = 0, rc = 1, json = 0, check = 0;
-    merge_log       log;
-    lk_reparam_opts ro = lk_reparam_opts_default();
+    lk_model   *m = NULL, *orig = NULL;
+    cli_common  c;
+    reparam_cfg g;
+    int         rc = 1;
+    merge_log   log;
     memset(&c, 0, sizeof c);
+    memset(&g, 0, sizeof g);
     memset(&log, 0, sizeof log);
-    if (!items) {
-        cli_error("reparam", "out of memory");
-        return 1;
-    }
-    int pr = cli_parse(&reparam_spec, argc, argv, items, &n);
-    if (pr) {
-        rc = pr == 2 ? 0 : 1;
-        goto done;
-    }
-    for (int i = 0; i < n; i++) {
-        int a = cli_common_apply(&c, &items[i]);
-        if (a < 0) goto done;
-        if (a) continue;
-        if (items[i].id == OPT_O && !out) out = items[i].val;
-        else if (items[i].id == OPT_JSON) json = 1;
-        else if (items[i].id == OPT_VERIFY) check = 1;
-        else if (items[i].id == OPT_NO_IDENTITY) ro.merge_identity = 0;
-        else if (items[i].id == OPT_POSITIONAL && !path) path = items[i].val;
-        else {
-            cli_error("reparam", "unexpected argument '%s'", items[i].val ? items[i].val : "");
-            goto done;
-        }
-    }
+    g.ro   = lk_reparam_opts_default();
+    int pr = cli_parse_apply(&reparam_spec, argc, argv, &c, apply_item, &g);
+    if (pr != 1) return pr == 2 ? 0 : 1;
+    const char     *path = g.path, *out = g.out;
+    int             json = g.json, check = g.check;
+    lk_reparam_opts ro   = g.ro;
     if (!path || !out) {
         cli_error("reparam", "missing %s (usage: lkprobe reparam %s)", !path ? "MODEL" : "-o OUT",
                   reparam_spec.usage);
@@ -279,6 +281,5 @@ done:
     log_free(&log);
     lk_model_free(m);
     lk_model_free(orig);
-    free(items);
     return rc;
 }
