@@ -39,6 +39,9 @@ struct lk_exec {
     lk_tensor      *tans;      /* n_values; tangent buffers (jvp), data NULL where none    */
     unsigned char  *tzero;     /* jvp: the value's tangent is zero                         */
     unsigned char  *tkeep;     /* per value: tangent readable after jvp                    */
+    unsigned char  *vshare;    /* per value: forward buffer shared by liveness (fuse): not
+                                  readable after forward                                  */
+    int64_t        *vstep;     /* per shared value: the node step that writes it           */
     unsigned char  *keep;      /* per value: listed in opts.keep_vids                      */
     unsigned char  *fed;       /* per value: fed by forward (model inputs or sources)      */
     unsigned char  *mark;      /* forward_from: 1 downstream of a replaced value, 2 replaced */
@@ -84,6 +87,8 @@ void lk_exec_free(lk_exec *x) {
     lk_free(x->tans);
     lk_free(x->tzero);
     lk_free(x->tkeep);
+    lk_free(x->vshare);
+    lk_free(x->vstep);
     lk_free(x->keep);
     lk_free(x->fed);
     lk_free(x->mark);
@@ -172,11 +177,15 @@ static size_t pack_intervals(grad_iv *iv, int64_t n, grad_iv **liv) {
     return top;
 }
 
-/* Offsets (in floats) of the pooled buffers of one kind.  Gradients (tangent = 0): backward
+/* Offsets (in floats) of the pooled buffers of one kind.  Gradients (kind 0): backward
  * time runs from the last node to the first; the gradient of activation v lives from the
  * step of its last active consumer (or its producer when it has none) to its producer's
- * step.  Tangents (tangent = 1): forward time; v's tangent lives from its producer's step to
- * its last consumer's, or to the end when it is kept. */
+ * step.  Tangents (kind 1): forward time; v's tangent lives from its producer's step to
+ * its last consumer's, or to the end when it is kept.  Forward values (kind 2, x->vshare
+ * set): from the step that writes v (a fused conv writes its chain's last value) to its
+ * last reader's (a fused conv also reads the value it adds). */
+enum { POOL_GRAD = 0, POOL_TANGENT = 1, POOL_VALUE = 2 };
+
 static lk_status plan_pool(lk_exec *x, int tangent, size_t **offsets, size_t *total,
                            lk_error *err) {
     const lk_model *m  = x->m;
@@ -191,17 +200,23 @@ static lk_status plan_pool(lk_exec *x, int tangent, size_t **offsets, size_t *to
         lk_free(iv);
         lk_free(liv);
         return LK_FAIL(err, LK_ENOMEM, "out of memory planning %s buffers",
-                       tangent ? "tangent" : "gradient");
+                       tangent == POOL_GRAD ? "gradient" : tangent == POOL_TANGENT ? "tangent"
+                                                                                 : "value");
     }
     for (int64_t v = 0; v < nv; v++) last[v] = -1;
     for (int64_t i = 0; i < nn; i++) {
         if (!x->active[i]) continue;
         for (int j = 0; j < m->nodes[i].n_in; j++)
             if (m->nodes[i].in[j] >= 0) last[m->nodes[i].in[j]] = i;
+        if (x->fuse_add && x->fuse_add[i] >= 0) last[x->fuse_add[i]] = i;
     }
     for (int64_t v = 0; v < nv; v++) {
         int64_t p = m->values[v].producer, c = last[v] > p ? last[v] : p;
-        if (tangent) {
+        if (tangent == POOL_VALUE) {
+            if (!x->vshare[v]) continue;
+            iv[n].t0 = x->vstep[v];
+            iv[n].t1 = last[v] > x->vstep[v] ? last[v] : x->vstep[v];
+        } else if (tangent) {
             if (!x->live[v] || p < 0 || x->fed[v] || !x->active[p]) continue;
             iv[n].t0 = p;
             iv[n].t1 = x->tkeep[v] ? nn : c;
@@ -559,24 +574,50 @@ static lk_status plan_requires(lk_exec *x, const int64_t *keep, lk_error *err) {
     return LK_OK;
 }
 
+/* Forward value sharing (fused forward-only execs): every activation that is no output, not
+ * fed and not kept gets a buffer shared by liveness; x->vstep records the step writing it. */
+static lk_status plan_share(lk_exec *x, lk_error *err) {
+    const lk_model *m  = x->m;
+    int64_t         nv = m->n_values;
+    x->vshare          = lk_calloc((size_t)(nv ? nv : 1), 1);
+    x->vstep           = lk_malloc(sizeof *x->vstep * (size_t)(nv ? nv : 1));
+    if (!x->vshare || !x->vstep)
+        return LK_FAIL(err, LK_ENOMEM, "out of memory planning shared value buffers");
+    for (int64_t v = 0; v < nv; v++) {
+        int64_t p   = m->values[v].producer;
+        x->vstep[v] = p;
+        x->vshare[v] = x->live[v] && m->values[v].kind == LK_VALUE_ACT && !x->fed[v] &&
+                       !x->keep[v] && !is_model_output(m, v) && p >= 0 && x->active[p];
+    }
+    for (int64_t i = 0; i < m->n_nodes; i++) {
+        int64_t v = x->fuse_out ? x->fuse_out[i] : -1;
+        if (v < 0 || !x->active[i]) continue;
+        x->vstep[v]  = i;
+        x->vshare[v] = x->live[v] && !x->keep[v] && !is_model_output(m, v);
+    }
+    return LK_OK;
+}
+
 /* Buffers: one arena for activations, persistent gradients, pooled gradients and pooled
  * tangents.  In a dry run only the size is computed. */
 static lk_status plan_buffers(lk_exec *x, lk_error *err) {
     const lk_model *m  = x->m;
     int64_t         nv = m->n_values;
-    size_t act_total = 0, persist_total = 0, pool_total = 0, tpool_total = 0;
+    size_t act_total = 0, persist_total = 0, pool_total = 0, tpool_total = 0, vpool_total = 0;
     for (int64_t v = 0; v < nv; v++) {
         if (!x->live[v]) continue;
         size_t numel = round_up16((size_t)lk_tensor_numel(&x->vals[v]));
-        if (m->values[v].kind != LK_VALUE_PARAM) act_total += numel;
+        if (m->values[v].kind != LK_VALUE_PARAM && !(x->vshare && x->vshare[v]))
+            act_total += numel;
         if (x->persist[v]) persist_total += numel;
     }
-    size_t   *goff = NULL, *toff = NULL;
+    size_t   *goff = NULL, *toff = NULL, *voff = NULL;
     lk_status s    = LK_OK;
-    if (x->o.grad != LK_GRAD_NONE) s = plan_pool(x, 0, &goff, &pool_total, err);
-    if (!s && x->o.jvp) s = plan_pool(x, 1, &toff, &tpool_total, err);
+    if (x->o.grad != LK_GRAD_NONE) s = plan_pool(x, POOL_GRAD, &goff, &pool_total, err);
+    if (!s && x->o.jvp) s = plan_pool(x, POOL_TANGENT, &toff, &tpool_total, err);
+    if (!s && x->vshare) s = plan_pool(x, POOL_VALUE, &voff, &vpool_total, err);
     if (s) goto done;
-    size_t total = act_total + persist_total + pool_total + tpool_total;
+    size_t total = act_total + persist_total + pool_total + tpool_total + vpool_total;
     x->bytes += (uint64_t)total * sizeof(float);
     if (x->dry) goto done;
     x->arena = lk_aligned_alloc(total * sizeof(float));
@@ -586,13 +627,16 @@ static lk_status plan_buffers(lk_exec *x, lk_error *err) {
         goto done;
     }
     size_t off = 0, poff = act_total, pool = act_total + persist_total, tpool = pool + pool_total;
+    size_t vpool = tpool + tpool_total;
     for (int64_t v = 0; v < nv; v++) {
         if (!x->live[v]) {
             if (m->values[v].kind != LK_VALUE_PARAM) x->vals[v].data = NULL;
             continue;
         }
         size_t numel = round_up16((size_t)lk_tensor_numel(&x->vals[v]));
-        if (m->values[v].kind != LK_VALUE_PARAM) {
+        if (x->vshare && x->vshare[v]) {
+            x->vals[v].data = x->arena + vpool + voff[v];
+        } else if (m->values[v].kind != LK_VALUE_PARAM) {
             x->vals[v].data = x->arena + off;
             off += numel;
         }
@@ -615,6 +659,7 @@ static lk_status plan_buffers(lk_exec *x, lk_error *err) {
 done:
     lk_free(goff);
     lk_free(toff);
+    lk_free(voff);
     return s;
 }
 
@@ -679,6 +724,7 @@ static lk_status exec_plan(const lk_model *m, const lk_exec_opts *o, int n_shape
         x->o.n_sources == 0)
         s = plan_fusion(x, err);
     if (!s) s = plan_requires(x, keep, err);
+    if (!s && x->fuse_out) s = plan_share(x, err);
     if (!s) s = plan_buffers(x, err);
     if (!s) s = plan_scratch(x, scratch, err);
     if (s) {
@@ -782,6 +828,8 @@ static lk_status run_forward(lk_exec *x, const lk_tensor *const *inputs, int che
     if (!bad) return LK_OK;
     for (int64_t i = 0; i < m->n_nodes; i++) {
         if (!x->active[i]) continue;
+        /* Shared buffers were overwritten: run again, checking each node as it completes. */
+        if (x->vshare) run_node(x, i);
         const lk_node *n = &m->nodes[i];
         for (int k = 0; k < n->n_out; k++) {
             int64_t v = k == 0 && x->fuse_out && x->fuse_out[i] >= 0 ? x->fuse_out[i] : n->out[k];
@@ -894,6 +942,7 @@ lk_status lk_exec_backward(lk_exec *x, int n_seeds, const int64_t *vids,
 
 const lk_tensor *lk_exec_value(const lk_exec *x, int64_t vid) {
     if (vid < 0 || vid >= x->m->n_values || !x->live[vid]) return NULL;
+    if (x->vshare && x->vshare[vid]) return NULL; /* its buffer was reused */
     return &x->vals[vid];
 }
 
@@ -945,6 +994,9 @@ lk_status lk_exec_forward_from(lk_exec *x, int n, const int64_t *vids,
                                const lk_tensor *const *values, lk_error *err) {
     const lk_model *m = x->m;
     if (!x->forwarded) return LK_FAIL(err, LK_EINVAL, "forward_from called before forward");
+    if (x->vshare)
+        return LK_FAIL(err, LK_EINVAL, "forward_from on a fused exec: its intermediate values "
+                       "share buffers and are gone after forward (plan without opts.fuse)");
     lk_status s = check_pairs(x, "replacement", n, vids, values, 0, err);
     if (s) return s;
     for (int i = 0; i < n; i++)

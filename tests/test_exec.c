@@ -303,6 +303,45 @@ START_TEST(parameter_tangent) {
 }
 END_TEST
 
+
+/* A fused forward-only exec shares intermediate buffers by liveness: same outputs as an
+ * unfused exec, fewer bytes, intermediates not readable, forward_from refused. */
+START_TEST(fused_exec_shares_values) {
+    net          n = net_build();
+    lk_error     err;
+    lk_tensor   *x = tensor4(4, 3, 8, 8, 9);
+    lk_exec_opts o = lk_exec_opts_default();
+    o.threads      = 2;
+    lk_exec_opts of = o;
+    of.fuse         = 1;
+    const lk_tensor *in = x;
+    uint64_t         b_plain = 0, b_fused = 0;
+    ck_assert_int_eq(lk_exec_estimate(n.m, &o, 1, &in, &b_plain, &err), LK_OK);
+    ck_assert_int_eq(lk_exec_estimate(n.m, &of, 1, &in, &b_fused, &err), LK_OK);
+    ck_assert_msg(b_fused < b_plain, "fused %llu, plain %llu bytes", (unsigned long long)b_fused,
+                  (unsigned long long)b_plain);
+    lk_exec *a = plan(&n, &o, x), *f = plan(&n, &of, x);
+    for (int rep = 0; rep < 2; rep++) {
+        ck_assert_int_eq(lk_exec_forward(a, &in, &err), LK_OK);
+        ck_assert_int_eq(lk_exec_forward(f, &in, &err), LK_OK);
+        ck_assert(memcmp(lk_exec_value(a, n.y)->data, lk_exec_value(f, n.y)->data,
+                         16 * sizeof(float)) == 0);
+        tu_fill_uniform(x->data, lk_tensor_numel(x), 99, -1, 1);
+    }
+    ck_assert_ptr_null(lk_exec_value(f, n.h1));
+    ck_assert_ptr_nonnull(lk_exec_value(f, n.x));
+    lk_tensor       *h  = tensor4(4, 4, 8, 8, 0);
+    const lk_tensor *hv = h;
+    ck_assert_int_ne(lk_exec_forward_from(f, 1, &n.h1, &hv, &err), LK_OK);
+    ck_assert_msg(strstr(err.msg, "fuse") != NULL, "%s", err.msg);
+    lk_tensor_free(h);
+    lk_exec_free(a);
+    lk_exec_free(f);
+    lk_tensor_free(x);
+    lk_model_free(n.m);
+}
+END_TEST
+
 int main(void) {
     Suite *s  = suite_create("exec");
     TCase *tc = tcase_create("core");
@@ -311,6 +350,7 @@ int main(void) {
     tcase_add_test(tc, forward_from_reruns_downstream);
     tcase_add_test(tc, estimate_and_option_errors);
     tcase_add_test(tc, parameter_tangent);
+    tcase_add_test(tc, fused_exec_shares_values);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

@@ -68,7 +68,11 @@ typedef struct lk_exec_opts {
     /* 1 (forward-only execs without targets): a convolution whose output feeds only a Relu,
      * or only an Add (same shape) optionally followed by a Relu, computes them in its store;
      * the intermediate values are then not kept (lk_exec_value returns NULL for them).
-     * Outputs are the same bits as unfused.  Ignored with gradients or targets. */
+     * Every other intermediate value that is not an output (nor in keep_vids) shares its
+     * buffer by liveness, so after forward only inputs, outputs and kept values are readable
+     * (lk_exec_value returns NULL for the rest, lk_exec_forward_from is refused); the arena
+     * shrinks to the widest cut of the graph.  Outputs are the same bits as unfused.
+     * Ignored with gradients, tangents, targets or sources. */
     int            fuse;
     /* Values whose gradient (after backward) and tangent (after jvp) stay readable, besides
      * inputs, sources and parameters (gradients) and outputs and targets (tangents).  Each
