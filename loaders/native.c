@@ -525,6 +525,124 @@ static lk_status add_node_from_file(const nat_ctx *c, lk_model *m, nat_node *n,
     return LK_OK;
 }
 
+/* Load: the nodes not added in value order, in stored (topological) order; a node whose
+ * input is never produced is an error (a cycle). */
+static lk_status add_pending_nodes(nat_ctx *c, lk_model *m, nat_node *nodes, uint32_t nn,
+                                   const unsigned char *vals, int64_t *remap, lk_error *err) {
+    for (int progress = 1; progress;) {
+        progress = 0;
+        for (uint32_t i = 0; i < nn; i++) {
+            nat_node *n     = &nodes[i];
+            int       ready = !n->added;
+            for (int j = 0; j < n->n_in && ready; j++)
+                if (n->in[j] >= 0 && remap[n->in[j]] < 0) ready = 0;
+            if (!ready) continue;
+            lk_status s = add_node_from_file(c, m, n, vals, remap, err);
+            if (s) return s;
+            progress = 1;
+        }
+    }
+    for (uint32_t i = 0; i < nn; i++)
+        if (!nodes[i].added)
+            return LK_FAIL(err, LK_EFORMAT, "%s: node '%s' (%s): an input is never produced "
+                           "(cycle)", c->path, nodes[i].name, lk_op_name(nodes[i].op));
+    return LK_OK;
+}
+
+/* Load: the graph section's header (node count, attribute layout of this build). */
+static lk_status read_graph_header(const nat_ctx *c, uint32_t *n_nodes, lk_error *err) {
+    const unsigned char *np = c->base + c->sec[SEC_NODE].off;
+    if (c->sec[SEC_NODE].size < 16)
+        return LK_FAIL(err, LK_EFORMAT, "%s: section 'graph' is too short", c->path);
+    uint32_t nn = rd32(np), asz = rd32(np + 4);
+    uint64_t fp = rd64(np + 8);
+    if (asz != sizeof(lk_attrs) || fp != attrs_fingerprint())
+        return LK_FAIL(err, LK_EUNSUPPORTED, "%s: node attributes were written with a different "
+                       "attribute layout (size %u, fingerprint %016llx; this build: %zu, %016llx); "
+                       "re-convert the model", c->path, asz, (unsigned long long)fp,
+                       sizeof(lk_attrs), (unsigned long long)attrs_fingerprint());
+    if (nn > c->sec[SEC_NODE].size / (NAT_NODE_FIXED + 8))
+        return LK_FAIL(err, LK_EFORMAT, "%s: section 'graph': node count %u exceeds its size",
+                       c->path, nn);
+    *n_nodes = nn;
+    return LK_OK;
+}
+
+/* Load: the META section. */
+static lk_status read_meta(const nat_ctx *cp, lk_model_meta *meta, const char **src_format,
+                           lk_error *err) {
+    const nat_ctx       *c  = cp;
+    const unsigned char *mp = c->base + c->sec[SEC_META].off;
+    if (c->sec[SEC_META].size != 32)
+        return LK_FAIL(err, LK_EFORMAT, "%s: section 'meta' is %llu bytes, expected 32", c->path,
+                       (unsigned long long)c->sec[SEC_META].size);
+    memset(meta, 0, sizeof *meta);
+    lk_status s = get_str(cp, rd32(mp), "meta format", src_format, err);
+    if (!s) s = get_str(cp, rd32(mp + 4), "meta producer", &meta->producer, err);
+    if (!s) s = get_str(cp, rd32(mp + 8), "meta notes", &meta->notes, err);
+    if (s) return s;
+    meta->format      = "native";
+    meta->source_path = c->path;
+    meta->ir_version  = (int64_t)rd64(mp + 16);
+    meta->opset       = (int64_t)rd64(mp + 24);
+    return LK_OK;
+}
+
+/* Load: one parameter record r, checked against section 'data' (offset, size, padding since
+ * *data_pos, checksum), added to m borrowing the mapped data. */
+static lk_status read_param(const nat_ctx *c, const unsigned char *r, const char *name, int nd,
+                            const int64_t *shape, uint64_t *data_pos, buf *dsum, lk_model *m,
+                            int64_t *vid, lk_error *err) {
+    const nat_sec *ds   = &c->sec[SEC_DATA];
+    const char    *path = c->path;
+    uint64_t doff = rd64(r + 72), nb = rd64(r + 80), ck = rd64(r + 88), numel = 1;
+    for (int i = 0; i < nd; i++) {
+        if (shape[i] < 0 || (shape[i] && numel > (UINT64_MAX / 4) / (uint64_t)shape[i]))
+            return LK_FAIL(err, LK_EFORMAT, "%s: parameter '%s': bad dim %d", path, name, i);
+        numel *= (uint64_t)shape[i];
+    }
+    if (nb != numel * 4 || doff % NAT_DATA_ALIGN || doff < *data_pos ||
+        doff > ds->off + ds->size || nb > ds->off + ds->size - doff)
+        return LK_FAIL(err, LK_EFORMAT, "%s: parameter '%s': data at offset %llu, %llu bytes "
+                       "is outside section 'data' or inconsistent with its shape", path, name,
+                       (unsigned long long)doff, (unsigned long long)nb);
+    if (!zero_gap(c->base + *data_pos, doff - *data_pos))
+        return LK_FAIL(err, LK_EFORMAT, "%s: section 'data': non-zero padding before "
+                       "parameter '%s' (offset %llu; corrupted file)", path, name,
+                       (unsigned long long)*data_pos);
+    if (lk64(c->base + doff, nb) != ck)
+        return LK_FAIL(err, LK_EFORMAT, "%s: parameter '%s' (offset %llu): checksum mismatch "
+                       "(corrupted file)", path, name, (unsigned long long)doff);
+    buf_u64(dsum, ck);
+    *data_pos = doff + nb;
+    return lk_model_add_param(m, name, nd, shape, (const float *)(c->base + doff), 0, vid, err);
+}
+
+/* Load: the OUTS section, as model outputs through remap. */
+static lk_status read_outputs(const nat_ctx *c, lk_model *m, uint64_t nv, const int64_t *remap,
+                              lk_error *err) {
+    const unsigned char *op = c->base + c->sec[SEC_OUTS].off;
+    uint64_t             ol = c->sec[SEC_OUTS].size;
+    uint32_t             no = ol >= 8 ? rd32(op) : 0;
+    if (ol < 8 || rd32(op + 4) != 0 || no > LK_MAX_OUTPUTS * 64u || ol != 8 + 8 * (uint64_t)no)
+        return LK_FAIL(err, LK_EFORMAT, "%s: section 'outputs' is malformed (%llu bytes)",
+                       c->path, (unsigned long long)ol);
+    int64_t outs_small[64], *outs = no <= 64 ? outs_small : lk_malloc(8 * (size_t)no);
+    if (!outs) return LK_FAIL(err, LK_ENOMEM, "%s: out of memory reading outputs", c->path);
+    lk_status s = LK_OK;
+    for (uint32_t i = 0; i < no && !s; i++) {
+        int64_t v = (int64_t)rd64(op + 8 + 8 * (size_t)i);
+        if (v < 0 || (uint64_t)v >= nv)
+            s = LK_FAIL(err, LK_EFORMAT, "%s: model output %u refers to value %lld of %llu",
+                        c->path, i, (long long)v, (unsigned long long)nv);
+        else
+            outs[i] = remap[v];
+    }
+    if (!s) s = lk_model_set_outputs(m, (int)no, outs, err);
+    if (outs != outs_small) lk_free(outs);
+    return s;
+}
+
 lk_status lk_native_load(const char *path, lk_file_map fm, const lk_load_opts *opts,
                          lk_model **out, lk_error *err) {
     *out              = NULL;
@@ -544,24 +662,10 @@ lk_status lk_native_load(const char *path, lk_file_map fm, const lk_load_opts *o
     s = parse_header(&c, err);
     if (s) goto fail;
 
-    /* META */
-    const unsigned char *mp = c.base + c.sec[SEC_META].off;
-    if (c.sec[SEC_META].size != 32) {
-        s = LK_FAIL(err, LK_EFORMAT, "%s: section 'meta' is %llu bytes, expected 32", path,
-                    (unsigned long long)c.sec[SEC_META].size);
-        goto fail;
-    }
     lk_model_meta meta;
-    memset(&meta, 0, sizeof meta);
-    const char *src_format = "";
-    s = get_str(&c, rd32(mp), "meta format", &src_format, err);
-    if (!s) s = get_str(&c, rd32(mp + 4), "meta producer", &meta.producer, err);
-    if (!s) s = get_str(&c, rd32(mp + 8), "meta notes", &meta.notes, err);
+    const char   *src_format = "";
+    s = read_meta(&c, &meta, &src_format, err);
     if (s) goto fail;
-    meta.format      = "native";
-    meta.source_path = path;
-    meta.ir_version  = (int64_t)rd64(mp + 16);
-    meta.opset       = (int64_t)rd64(mp + 24);
 
     /* VALS */
     const unsigned char *vals = c.base + c.sec[SEC_VALS].off;
@@ -572,26 +676,9 @@ lk_status lk_native_load(const char *path, lk_file_map fm, const lk_load_opts *o
                     path, (unsigned long long)vlen, (unsigned long long)nv);
         goto fail;
     }
-    /* NODE */
-    const unsigned char *np = c.base + c.sec[SEC_NODE].off;
-    if (c.sec[SEC_NODE].size < 16) {
-        s = LK_FAIL(err, LK_EFORMAT, "%s: section 'graph' is too short", path);
-        goto fail;
-    }
-    uint32_t nn = rd32(np), asz = rd32(np + 4);
-    uint64_t fp = rd64(np + 8);
-    if (asz != sizeof(lk_attrs) || fp != attrs_fingerprint()) {
-        s = LK_FAIL(err, LK_EUNSUPPORTED, "%s: node attributes were written with a different "
-                    "attribute layout (size %u, fingerprint %016llx; this build: %zu, %016llx); "
-                    "re-convert the model", path, asz, (unsigned long long)fp, sizeof(lk_attrs),
-                    (unsigned long long)attrs_fingerprint());
-        goto fail;
-    }
-    if (nn > c.sec[SEC_NODE].size / (NAT_NODE_FIXED + 8)) {
-        s = LK_FAIL(err, LK_EFORMAT, "%s: section 'graph': node count %u exceeds its size", path,
-                    nn);
-        goto fail;
-    }
+    uint32_t nn = 0;
+    s = read_graph_header(&c, &nn, err);
+    if (s) goto fail;
     nodes    = lk_calloc(nn ? nn : 1, sizeof *nodes);
     producer = lk_malloc(sizeof *producer * (size_t)(nv ? nv : 1));
     remap    = lk_malloc(sizeof *remap * (size_t)(nv ? nv : 1));
@@ -650,36 +737,7 @@ lk_status lk_native_load(const char *path, lk_file_map fm, const lk_load_opts *o
             s = lk_model_add_input(m, name, nd, shape, &remap[v], err);
             if (s) goto fail_dsum;
         } else if (kind == LK_VALUE_PARAM) {
-            uint64_t doff = rd64(r + 72), nb = rd64(r + 80), ck = rd64(r + 88), numel = 1;
-            for (int i = 0; i < nd; i++) {
-                if (shape[i] < 0 || (shape[i] && numel > (UINT64_MAX / 4) / (uint64_t)shape[i])) {
-                    s = LK_FAIL(err, LK_EFORMAT, "%s: parameter '%s': bad dim %d", path, name, i);
-                    goto fail_dsum;
-                }
-                numel *= (uint64_t)shape[i];
-            }
-            if (nb != numel * 4 || doff % NAT_DATA_ALIGN || doff < data_pos ||
-                doff > ds->off + ds->size || nb > ds->off + ds->size - doff) {
-                s = LK_FAIL(err, LK_EFORMAT, "%s: parameter '%s': data at offset %llu, %llu bytes "
-                            "is outside section 'data' or inconsistent with its shape", path, name,
-                            (unsigned long long)doff, (unsigned long long)nb);
-                goto fail_dsum;
-            }
-            if (!zero_gap(c.base + data_pos, doff - data_pos)) {
-                s = LK_FAIL(err, LK_EFORMAT, "%s: section 'data': non-zero padding before "
-                            "parameter '%s' (offset %llu; corrupted file)", path, name,
-                            (unsigned long long)data_pos);
-                goto fail_dsum;
-            }
-            if (lk64(c.base + doff, nb) != ck) {
-                s = LK_FAIL(err, LK_EFORMAT, "%s: parameter '%s' (offset %llu): checksum mismatch "
-                            "(corrupted file)", path, name, (unsigned long long)doff);
-                goto fail_dsum;
-            }
-            buf_u64(&dsum, ck);
-            data_pos = doff + nb;
-            s = lk_model_add_param(m, name, nd, shape, (const float *)(c.base + doff), 0,
-                                   &remap[v], err);
+            s = read_param(&c, r, name, nd, shape, &data_pos, &dsum, m, &remap[v], err);
             if (s) goto fail_dsum;
         } else {
             int64_t p = producer[v];
@@ -710,50 +768,10 @@ lk_status lk_native_load(const char *path, lk_file_map fm, const lk_load_opts *o
     }
     lk_free(dsum.p);
     dsum.p = NULL;
-    for (int progress = 1; progress;) {
-        progress = 0;
-        for (uint32_t i = 0; i < nn; i++) {
-            nat_node *n = &nodes[i];
-            int       ready = !n->added;
-            for (int j = 0; j < n->n_in && ready; j++)
-                if (n->in[j] >= 0 && remap[n->in[j]] < 0) ready = 0;
-            if (!ready) continue;
-            s = add_node_from_file(&c, m, n, vals, remap, err);
-            if (s) goto fail;
-            progress = 1;
-        }
-    }
-    for (uint32_t i = 0; i < nn; i++)
-        if (!nodes[i].added) {
-            s = LK_FAIL(err, LK_EFORMAT, "%s: node '%s' (%s): an input is never produced (cycle)",
-                        path, nodes[i].name, lk_op_name(nodes[i].op));
-            goto fail;
-        }
+    s = add_pending_nodes(&c, m, nodes, nn, vals, remap, err);
+    if (s) goto fail;
 
-    /* OUTS */
-    const unsigned char *op = c.base + c.sec[SEC_OUTS].off;
-    uint64_t             ol = c.sec[SEC_OUTS].size;
-    uint32_t             no = ol >= 8 ? rd32(op) : 0;
-    if (ol < 8 || rd32(op + 4) != 0 || no > LK_MAX_OUTPUTS * 64u || ol != 8 + 8 * (uint64_t)no) {
-        s = LK_FAIL(err, LK_EFORMAT, "%s: section 'outputs' is malformed (%llu bytes)", path,
-                    (unsigned long long)ol);
-        goto fail;
-    }
-    int64_t outs_small[64], *outs = no <= 64 ? outs_small : lk_malloc(8 * (size_t)no);
-    if (!outs) {
-        s = LK_FAIL(err, LK_ENOMEM, "%s: out of memory reading outputs", path);
-        goto fail;
-    }
-    for (uint32_t i = 0; i < no && !s; i++) {
-        int64_t v = (int64_t)rd64(op + 8 + 8 * (size_t)i);
-        if (v < 0 || (uint64_t)v >= nv)
-            s = LK_FAIL(err, LK_EFORMAT, "%s: model output %u refers to value %lld of %llu", path,
-                        i, (long long)v, (unsigned long long)nv);
-        else
-            outs[i] = remap[v];
-    }
-    if (!s) s = lk_model_set_outputs(m, (int)no, outs, err);
-    if (outs != outs_small) lk_free(outs);
+    s = read_outputs(&c, m, nv, remap, err);
     if (s) goto fail;
     s = lk_model_finalize(m, err);
     if (s) goto fail;
