@@ -459,6 +459,33 @@ START_TEST(test_cli_dyn_and_mem) {
 }
 END_TEST
 
+/* ---- 9. attributes from a forged file are bounded in the shared validation ---------------- */
+
+START_TEST(test_conv_huge_stride) {
+    lk_error  err;
+    lk_model *m = NULL;
+    int64_t   xs[4] = {1, 1, 8, 8}, ws[4] = {1, 1, 3, 3}, x, w, y;
+    float     wd[9] = {0};
+    ck_assert_int_eq(lk_model_alloc(&m, &err), LK_OK);
+    ck_assert_int_eq(lk_model_add_input(m, "x", 4, xs, &x, &err), LK_OK);
+    ck_assert_int_eq(lk_model_add_param(m, "w", 4, ws, wd, 1, &w, &err), LK_OK);
+    lk_attrs a          = lk_attrs_default(LK_OP_CONV);
+    a.conv.kernel[0]    = 3;
+    a.conv.kernel[1]    = 3;
+    a.conv.stride[0]    = INT64_MAX;
+    const char *outn[1] = {"y"};
+    int64_t     in[2]   = {x, w};
+    ck_assert_int_eq(lk_model_add_node(m, LK_OP_CONV, "forged", 2, in, 1, outn, &a, &y, &err),
+                     LK_OK);
+    ck_assert_int_eq(lk_model_set_outputs(m, 1, &y, &err), LK_OK);
+    lk_status fs = lk_model_finalize(m, &err);
+    ck_assert_msg(fs == LK_EFORMAT, "status %d: %s", (int)fs, err.msg);
+    ck_assert_msg(strstr(err.msg, "forged") && strstr(err.msg, "stride 9223372036854775807"),
+                  "%s", err.msg);
+    lk_model_free(m);
+}
+END_TEST
+
 static Suite *harden_suite(void) {
     Suite *s  = suite_create("harden");
     TCase *tc = tcase_create("onnx");
@@ -471,6 +498,7 @@ static Suite *harden_suite(void) {
     tcase_add_test(tc, test_dyn_default);
     tcase_add_test(tc, test_erf_static_model_any_size);
     tcase_add_test(tc, test_cli_dyn_and_mem);
+    tcase_add_test(tc, test_conv_huge_stride);
     suite_add_tcase(s, tc);
     return s;
 }
