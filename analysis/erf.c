@@ -84,6 +84,60 @@ void lk_erf_free(lk_erf *e) {
     lk_free(e);
 }
 
+/* The exec the pass plans: input gradients of one target layer. */
+static lk_exec_opts exec_opts(const lk_erf_params *p, const int64_t *layer) {
+    lk_exec_opts o = lk_exec_opts_default();
+    o.threads      = p->threads;
+    o.grad         = LK_GRAD_INPUTS;
+    o.n_targets    = 1;
+    o.targets      = layer;
+    return o;
+}
+
+lk_status lk_erf_input_shape(const lk_model *m, const int64_t size[2], int64_t side,
+                             int64_t shape[4], lk_error *err) {
+    int64_t decl[LK_MAX_DIMS];
+    char    b[96];
+    if (lk_model_n_inputs(m) != 1)
+        return LK_FAIL(err, LK_EUNSUPPORTED, "erf: model has %lld inputs; exactly 1 supported",
+                       (long long)lk_model_n_inputs(m));
+    int nd = lk_model_input_declared(m, 0, decl);
+    if (nd != 4)
+        return LK_FAIL(err, LK_EUNSUPPORTED, "erf needs a 4-D image input (N, C, H, W); the "
+                       "model input has %d dims", nd);
+    lk_model_input_shape(m, 0, shape);
+    shape[0] = 1;
+    /* A fully declared shape-generic model is a convnet exported at one size: any size runs. */
+    int partial = decl[2] < 0 || decl[3] < 0, bound = lk_model_shape_bound(m) != NULL;
+    for (int k = 0; k < 2; k++) {
+        int64_t fixed = partial || bound ? decl[2 + k] : -1;
+        int64_t want  = size && size[k] > 0 ? size[k] : 0;
+        if (want && fixed > 0 && want != fixed)
+            return LK_FAIL(err, LK_ESHAPE, "erf: input '%s' fixes %s to %lld (declared %s) but "
+                           "the size asks for %lld", lk_model_value_name(m, lk_model_input(m, 0)),
+                           k ? "W" : "H", (long long)fixed, lk_shape_str(4, decl, b, sizeof b),
+                           (long long)want);
+        shape[2 + k] = want ? want : fixed > 0 ? fixed : side;
+    }
+    return LK_OK;
+}
+
+lk_status lk_erf_estimate(const lk_model *m, const lk_erf_params *p, const int64_t *in_shape,
+                          uint64_t *bytes, lk_error *err) {
+    lk_erf_params q     = p ? *p : lk_erf_params_default();
+    int64_t       layer = q.layer >= 0 ? q.layer : lk_erf_default_layer(m);
+    if (layer < 0 || layer >= lk_model_n_values(m))
+        return LK_FAIL(err, LK_ENOTFOUND, "erf: no 4-D feature map found; choose one with --layer");
+    lk_exec_opts     o      = exec_opts(&q, &layer);
+    int64_t          s4[4]  = {in_shape[0], in_shape[1], in_shape[2], in_shape[3]};
+    lk_tensor        sh     = lk_tensor_view(LK_F32, 4, s4, NULL);
+    const lk_tensor *shp[1] = {&sh};
+    lk_status        st     = lk_exec_estimate(m, &o, 1, shp, bytes, err);
+    /* The pass's own buffers: the seed, the double accumulator and the mean map. */
+    if (st == LK_OK) *bytes += (uint64_t)(in_shape[2] * in_shape[3]) * 16u;
+    return st;
+}
+
 lk_status lk_erf_alloc(const lk_model *m, const lk_erf_params *p, const int64_t *in_shape,
                        lk_erf **out, lk_error *err) {
     *out = NULL;
@@ -112,11 +166,7 @@ lk_status lk_erf_alloc(const lk_model *m, const lk_erf_params *p, const int64_t 
         st = LK_FAIL(err, LK_EINVAL, "erf: layer id %lld out of range", (long long)e->layer);
         goto fail;
     }
-    lk_exec_opts o = lk_exec_opts_default();
-    o.threads      = e->p.threads;
-    o.grad         = LK_GRAD_INPUTS;
-    o.n_targets    = 1;
-    o.targets      = &e->layer;
+    lk_exec_opts o = exec_opts(&e->p, &e->layer);
     int64_t   s4[4] = {in_shape[0], in_shape[1], in_shape[2], in_shape[3]};
     lk_tensor sh    = lk_tensor_view(LK_F32, 4, s4, NULL);
     const lk_tensor *shp[1] = {&sh};

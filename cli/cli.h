@@ -81,6 +81,7 @@ typedef enum cli_opt_id {
     OPT_BATCH,
     OPT_REPS,
     OPT_BACKWARD,
+    OPT_MAX_MEM,
     OPT_COUNT
 } cli_opt_id;
 
@@ -105,7 +106,8 @@ typedef struct cli_item {
     {"--input-shape", NULL, 1, OPT_INPUT_SHAPE, "1,3,224,224: shape for dynamic input dims"}, \
     {"--keep-bn", NULL, 0, OPT_KEEP_BN, "do not fold BatchNorm into convolutions"},           \
     {"--format", NULL, 1, OPT_FORMAT, "NAME: model format (default: sniffed)"},               \
-    {"--key", NULL, 1, OPT_KEY, "PATH: state dict inside a checkpoint (e.g. params_ema)"}
+    {"--key", NULL, 1, OPT_KEY, "PATH: state dict inside a checkpoint (e.g. params_ema)"},     \
+    {"--max-mem", NULL, 1, OPT_MAX_MEM, "SIZE: stop before a run estimated to need more (8G, 512M; default: 3/4 of RAM)"}
 
 typedef struct cli_spec {
     const char    *cmd;
@@ -123,6 +125,9 @@ int cli_parse(const cli_spec *sp, int argc, char **argv, cli_item *items, int *n
 typedef struct cli_common {
     lk_load_opts load;
     int          threads;  /* 0 = all cores */
+    int          quiet_dims; /* 1: no note on defaulted dynamic dims (weights-only commands, and
+                              erf, which names the size it runs at) */
+    uint64_t     max_mem;  /* --max-mem in bytes; 0 = cli_default_max_mem() */
 } cli_common;
 
 /* Applies a common option to c; returns 1 when the item was one (0 otherwise, -1 on a bad
@@ -146,8 +151,16 @@ void cli_error_lk(const lk_error *err);
  * Every command that writes files calls it for each file it reads. */
 int cli_refuse_overwrite(const char *input, int n, const char *const *outputs);
 
-/* Loads a model, printing the error on failure (returns 0 or 1). */
+/* Loads a model, printing the error on failure (returns 0 or 1).  Dynamic input dims not given
+ * by --input-shape take the documented defaults (lk_load_opts.dyn_default, doc/shapes.md);
+ * unless c->quiet_dims, a note on stderr names the shape used. */
 int cli_load_model(const char *path, const cli_common *c, lk_model **out);
+
+/* The memory bound for a run (--max-mem, else 3/4 of physical memory); 0 = unknown. */
+uint64_t cli_max_mem(const cli_common *c);
+/* 0 when est <= the bound; else prints one message naming what, path, both sizes and
+ * --max-mem, and returns 1. */
+int cli_check_mem(const cli_common *c, const char *path, const char *what, uint64_t est);
 
 /* Parses "a,b,c" into at most max doubles; returns the count, or -1 after printing an error
  * naming opt. */

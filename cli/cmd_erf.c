@@ -59,6 +59,7 @@ typedef struct erf_cfg {
     const char      *layer, *out, *npy, *cmap, *title;
     long long        n, dpi;
     int              json, quiet, size_given;
+    int              size_from_shape; /* size_given by --input-shape, not --size */
     int64_t          size[2];
     lk_erf_mode      mode;
     lk_grad_sign     sign;
@@ -202,9 +203,9 @@ static int parse_cfg(erf_cfg *g, int argc, char **argv) {
     return cli_parse_apply(&erf_spec, argc, argv, &g->c, apply_cb, g);
 }
 
-/* The input size (H, W): --size; else the H, W of --input-shape (a model whose dims were given
- * there runs at them: the recogniser's fixed height 48); else LK_ERF_DEFAULT_SIDE, the
- * protocol's 1024.  Both options with different sizes are an error naming both. */
+/* The requested input size (H, W): --size, else the H, W of --input-shape (size_given is
+ * then set); otherwise input_shape chooses per model.  Both options with different sizes are
+ * an error naming both. */
 static int input_size(erf_cfg *g) {
     const lk_load_opts *lo  = &g->c.load;
     int                 has = lo->n_input_shape == 4;
@@ -220,43 +221,41 @@ static int input_size(erf_cfg *g) {
     if (has && !g->size_given) {
         g->size[0] = lo->input_shape[2];
         g->size[1] = lo->input_shape[3];
+        g->size_given = g->size_from_shape = 1;
     }
-    if (!g->size_given && !g->quiet && !g->in.npy)
-        fprintf(stderr, "lkprobe: note: input size %lldx%lld (%s; give --size to change)\n",
-                (long long)g->size[0], (long long)g->size[1],
-                has ? "from --input-shape" : "the protocol's default for the ERF");
     return 1;
 }
 
-/* The input shape (1, C, H, W) for model m: C from the model, H and W from the .npy batch or
- * input_size.  0 after printing an error. */
+/* The input shape (1, C, H, W) for model m: H and W from the .npy batch, else --size or
+ * --input-shape, else the dims the model fixes, else LK_ERF_DEFAULT_SIDE (lk_erf_input_shape);
+ * a note says which.  0 after printing an error. */
 static int input_shape(const erf_cfg *g, const lk_inputs *in, const char *path, const lk_model *m,
                        int64_t shape[4]) {
-    int64_t ish[LK_MAX_DIMS];
-    if (lk_model_n_inputs(m) != 1) {
-        cli_error(path, "erf needs a model with one input (this one has %lld)",
-                  (long long)lk_model_n_inputs(m));
+    const lk_tensor *b       = lk_inputs_batch(in);
+    int64_t          want[2] = {b ? b->shape[2] : g->size_given ? g->size[0] : 0,
+                                b ? b->shape[3] : g->size_given ? g->size[1] : 0};
+    lk_error         err;
+    memset(&err, 0, sizeof err);
+    if (lk_erf_input_shape(m, want, LK_ERF_DEFAULT_SIDE, shape, &err) != LK_OK) {
+        lk_error_prefix(&err, "%s: ", path);
+        cli_error_lk(&err);
         return 0;
     }
-    int ind = lk_model_input_shape(m, 0, ish);
-    if (ind != 4) {
-        cli_error(path, "erf needs a 4-D image input (N, C, H, W); the model input has %d dims",
-                  ind);
-        return 0;
-    }
-    const lk_tensor *b = lk_inputs_batch(in);
-    shape[0]           = 1;
-    shape[1]           = ish[1];
-    shape[2]           = b ? b->shape[2] : g->size[0];
-    shape[3]           = b ? b->shape[3] : g->size[1];
-    if (b && b->shape[1] != ish[1]) {
+    if ((!g->size_given || g->size_from_shape) && !b && !g->quiet)
+        fprintf(stderr, "lkprobe: note: %s: input size %lldx%lld (%s; give --size to change)\n",
+                path, (long long)shape[2], (long long)shape[3],
+                g->size_from_shape ? "from --input-shape"
+                : shape[2] == LK_ERF_DEFAULT_SIDE && shape[3] == LK_ERF_DEFAULT_SIDE
+                    ? "the protocol's default for the ERF"
+                    : "the model's fixed dims, the protocol's 1024 for free ones");
+    if (b && b->shape[1] != shape[1]) {
         cli_error(g->in.npy, "inputs have %lld channels, model '%s' expects %lld",
-                  (long long)b->shape[1], path, (long long)ish[1]);
+                  (long long)b->shape[1], path, (long long)shape[1]);
         return 0;
     }
-    if (lk_inputs_get_kind(in) == LK_INPUTS_FILES && ish[1] != 3) {
+    if (lk_inputs_get_kind(in) == LK_INPUTS_FILES && shape[1] != 3) {
         cli_error(path, "model expects %lld input channels but images are RGB (3); "
-                  "give preprocessed --inputs X.npy or --noise N", (long long)ish[1]);
+                  "give preprocessed --inputs X.npy or --noise N", (long long)shape[1]);
         return 0;
     }
     return 1;
@@ -301,10 +300,18 @@ static int run_model(const erf_cfg *g, const char *path, lk_inputs *in, erf_resu
     lk_erf_params p = lk_erf_params_default();
     p.threads       = g->c.threads;
     p.sign          = g->sign;
+    /* A shape-bound model is reloaded for the shape it will run at (its shape subgraphs were
+     * folded for the loaded one). */
+    if (lk_model_for_shape(&m, &g->c.load, 4, shape, &err) != LK_OK) goto fail;
     if (g->layer && (p.layer = lk_model_find_value(m, g->layer)) < 0) {
         cli_error(g->layer, "no tensor of that name in %s (see lkprobe info %s)", path, path);
         goto done;
     }
+    uint64_t need = 0;
+    if (lk_erf_estimate(m, &p, shape, &need, &err) != LK_OK) goto fail;
+    char what[96];
+    snprintf(what, sizeof what, "the ERF at %lldx%lld", (long long)shape[2], (long long)shape[3]);
+    if (cli_check_mem(&g->c, path, what, need)) goto done;
     if (lk_erf_alloc(m, &p, shape, &e, &err) != LK_OK) goto fail;
     int64_t avail = lk_inputs_count(in), want = g->n < avail ? g->n : avail;
     char    label[96];
@@ -459,6 +466,7 @@ int cmd_erf(int argc, char **argv) {
         rc = pr == 2 ? 0 : 1;
         goto done;
     }
+    g.c.quiet_dims = 1; /* input_shape names the size the pass runs at */
     if (!check_cfg(&g) || !input_size(&g)) goto done;
     if (lk_inputs_alloc(&g.in, &in, &err) != LK_OK) {
         cli_error_lk(&err);

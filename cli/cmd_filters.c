@@ -724,6 +724,7 @@ int cmd_filters(int argc, char **argv) {
     int pr = parse_cfg(&g, argc, argv);
     if (pr != 1) return pr == 2 ? 0 : 1;
     g.c.load.keep_bn = 1; /* weights as stored (filterdb.md §1) */
+    g.c.quiet_dims = 1;  /* any input shape will do: dynamic dims take the defaults */
     if (!g.n_models && !g.from_db) {
         cli_error("filters", "no model given (usage: lkprobe filters %s)", filt_spec.usage);
         return 1;

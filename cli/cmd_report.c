@@ -298,6 +298,7 @@ int cmd_report(int argc, char **argv) {
     ctx.size[0]       = g.size[0];
     ctx.size[1]       = g.size[1];
     ctx.threads       = g.c.threads;
+    ctx.max_mem       = cli_max_mem(&g.c);
     size_t                       ns;
     const lk_report_section_def *sec = lk_report_sections(&ns);
     for (size_t i = 0; i < ns; i++) {

@@ -127,6 +127,22 @@ int cli_common_apply(cli_common *c, const cli_item *it) {
     case OPT_KEEP_BN: c->load.keep_bn = 1; return 1;
     case OPT_FORMAT: c->load.format = it->val; return 1;
     case OPT_KEY: c->load.key = it->val; return 1;
+    case OPT_MAX_MEM: {
+        char  *end = NULL;
+        errno      = 0;
+        double d   = strtod(it->val, &end);
+        double u   = 1;
+        if (end && (*end == 'k' || *end == 'K')) u = 1e3, end++;
+        else if (end && (*end == 'm' || *end == 'M')) u = 1e6, end++;
+        else if (end && (*end == 'g' || *end == 'G')) u = 1e9, end++;
+        else if (end && (*end == 't' || *end == 'T')) u = 1e12, end++;
+        if (errno || end == it->val || *end || !(d * u >= 1) || d * u > 1e18) {
+            cli_error("--max-mem", "'%s' is not a size like 8G, 512M or 1000000 (bytes)", it->val);
+            return -1;
+        }
+        c->max_mem = (uint64_t)(d * u);
+        return 1;
+    }
     default: return 0;
     }
 }
@@ -168,16 +184,48 @@ int cli_refuse_overwrite(const char *input, int n, const char *const *outputs) {
 }
 
 int cli_load_model(const char *path, const cli_common *c, lk_model **out) {
-    lk_error err;
+    lk_error     err;
+    lk_load_opts o = c->load;
     memset(&err, 0, sizeof err);
-    lk_status s = lk_model_load(path, &c->load, out, &err);
+    o.dyn_default = 1;
+    lk_status s   = lk_model_load(path, &o, out, &err);
     if (s != LK_OK) {
         /* Loader messages normally start with the path; add it when they do not. */
         if (strncmp(err.msg, path, strlen(path)) != 0) lk_error_prefix(&err, "%s: ", path);
         cli_error_lk(&err);
         return 1;
     }
+    int64_t decl[LK_MAX_DIMS], sh[LK_MAX_DIMS];
+    for (int64_t i = 0; !c->quiet_dims && c->load.n_input_shape == 0 &&
+                        i < lk_model_n_inputs(*out); i++) {
+        int nd = lk_model_input_declared(*out, i, decl), dyn = 0;
+        lk_model_input_shape(*out, i, sh);
+        for (int d = 1; d < nd; d++) dyn |= decl[d] < 0;
+        if (!dyn) continue;
+        char a[96], b[96];
+        fprintf(stderr, "lkprobe: note: %s: input '%s' has dynamic dims %s; using %s (batch 1, "
+                "other free dims %d; give --input-shape to change)\n", path,
+                lk_model_value_name(*out, lk_model_input(*out, i)),
+                lk_shape_str(nd, decl, a, sizeof a), lk_shape_str(nd, sh, b, sizeof b),
+                LK_DYN_DEFAULT_DIM);
+    }
     return 0;
+}
+
+uint64_t cli_max_mem(const cli_common *c) {
+    if (c->max_mem) return c->max_mem;
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || psz <= 0) return 0;
+    return (uint64_t)pages / 4 * 3 * (uint64_t)psz;
+}
+
+int cli_check_mem(const cli_common *c, const char *path, const char *what, uint64_t est) {
+    uint64_t lim = cli_max_mem(c);
+    if (!lim || est <= lim) return 0;
+    cli_error(path, "%s needs an estimated %.2f GB, over the limit of %.2f GB (%s); use a smaller "
+              "--size or --input-shape, or raise --max-mem", what, (double)est / 1e9,
+              (double)lim / 1e9, c->max_mem ? "--max-mem" : "3/4 of physical memory");
+    return 1;
 }
 
 void cli_json_str(FILE *f, const char *s) {

@@ -687,6 +687,8 @@ static lk_status add_graph_input(ld *L, lk_pb_span msg, lk_error *err) {
                        "input '%.*s': element type %lld is not supported (float inputs only)",
                        LK_SPAN_ARG(name), (long long)elem);
     const lk_load_opts *o = L->opts;
+    int64_t             decl[LK_MAX_DIMS];
+    for (int d = 0; d < nd && d < LK_MAX_DIMS; d++) decl[d] = dims[d] > 0 ? dims[d] : -1;
     if (o && o->n_input_shape > 0 && !L->input_shape_used) {
         if (nd >= 0 && nd != o->n_input_shape)
             return LK_FAIL(err, LK_ESHAPE, "input '%.*s' has rank %d but --input-shape gives %d dims",
@@ -709,6 +711,10 @@ static lk_status add_graph_input(ld *L, lk_pb_span msg, lk_error *err) {
                            LK_SPAN_ARG(name));
         for (int d = 0; d < nd; d++)
             if (dims[d] <= 0) {
+                if (o && o->dyn_default) {
+                    dims[d] = d == 0 ? 1 : LK_DYN_DEFAULT_DIM;
+                    continue;
+                }
                 if (d == 0) {
                     int only_batch = 1;
                     for (int k = 1; k < nd; k++) only_batch &= dims[k] > 0;
@@ -736,6 +742,8 @@ static lk_status add_graph_input(ld *L, lk_pb_span msg, lk_error *err) {
     if (!z) return LK_FAIL(err, LK_ENOMEM, "out of memory adding input");
     s = lk_model_add_input(L->m, z, nd, dims, &L->ents[e].vid, err);
     lk_free(z);
+    if (!s && nd == L->m->values[L->ents[e].vid].t.ndim)
+        s = lk_model_set_input_declared(L->m, L->ents[e].vid, nd, decl, err);
     if (s) return s;
     L->ents[e].state = E_VAL;
     return LK_OK;

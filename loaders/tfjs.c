@@ -1269,6 +1269,8 @@ static lk_status make_input(tl *L, tlayer *ly, lk_error *err) {
     } else {
         for (int k = 1; k < r; k++) sh[k] = ks[k];
     }
+    int64_t decl[LK_MAX_DIMS];
+    for (int k = 0; k < r; k++) decl[k] = sh[k] > 0 ? sh[k] : -1;
     const lk_load_opts *o = L->opts;
     if (o && o->n_input_shape) {
         if (o->n_input_shape != r)
@@ -1284,11 +1286,13 @@ static lk_status make_input(tl *L, tlayer *ly, lk_error *err) {
     }
     if (sh[0] < 0) sh[0] = 1;
     for (int k = 1; k < r; k++)
-        if (sh[k] < 1)
+        if (sh[k] < 1 && o && o->dyn_default) sh[k] = LK_DYN_DEFAULT_DIM;
+        else if (sh[k] < 1)
             return LK_FAIL(err, LK_ESHAPE, "input '%s': dim %d is free (null); give "
                            "--input-shape as N,C,H,W", ly->name, k);
     ly->out.flat = 0;
-    return lk_model_add_input(L->m, ly->name, r, sh, &ly->out.vid, err);
+    s = lk_model_add_input(L->m, ly->name, r, sh, &ly->out.vid, err);
+    return s ? s : lk_model_set_input_declared(L->m, ly->out.vid, r, decl, err);
 }
 
 /* Inbound layers of a Functional layer entry: names into in_layers. */

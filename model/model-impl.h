@@ -13,6 +13,8 @@ typedef struct lk_value {
     int64_t       producer;  /* node index, -1 for inputs/params */
     lk_tensor     t;         /* params: data (owner says whether the model frees it);
                                 inputs/acts: static shape (ndim = -1 when unknown)      */
+    int64_t       decl[LK_MAX_DIMS]; /* inputs: dims as the file declares them, -1 where
+                                dynamic (lk_model_input_declared)                         */
 } lk_value;
 
 typedef struct lk_mapping {

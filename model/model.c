@@ -232,6 +232,7 @@ lk_status lk_model_add_input(lk_model *m, const char *name, int ndim, const int6
     m->inputs                = ni;
     m->inputs[m->n_inputs++] = id;
     lk_tensor_set_shape(&m->values[id].t, ndim, shape);
+    memcpy(m->values[id].decl, shape, sizeof(int64_t) * (size_t)ndim);
     m->values[id].t.dtype = LK_F32;
     if (vid) *vid = id;
     return LK_OK;
@@ -513,6 +514,21 @@ int lk_model_input_shape(const lk_model *m, int64_t i, int64_t *shape) {
     const lk_tensor *t = &m->values[m->inputs[i]].t;
     memcpy(shape, t->shape, sizeof(int64_t) * (size_t)t->ndim);
     return t->ndim;
+}
+int lk_model_input_declared(const lk_model *m, int64_t i, int64_t *shape) {
+    if (i < 0 || i >= m->n_inputs) return -1;
+    const lk_value *v = &m->values[m->inputs[i]];
+    memcpy(shape, v->decl, sizeof(int64_t) * (size_t)v->t.ndim);
+    return v->t.ndim;
+}
+lk_status lk_model_set_input_declared(lk_model *m, int64_t v, int ndim, const int64_t *shape,
+                                      lk_error *err) {
+    if (v < 0 || v >= m->n_values || m->values[v].kind != LK_VALUE_INPUT ||
+        ndim != m->values[v].t.ndim)
+        return LK_FAIL(err, LK_EINVAL, "lk_model_set_input_declared: value %lld is not an input "
+                       "of rank %d", (long long)v, ndim);
+    memcpy(m->values[v].decl, shape, sizeof(int64_t) * (size_t)ndim);
+    return LK_OK;
 }
 int lk_model_value_shape(const lk_model *m, int64_t v, int64_t *shape) {
     if (v < 0 || v >= m->n_values || m->values[v].t.ndim < 0) return -1;

@@ -144,21 +144,32 @@ static lk_status draw(lk_report *r, const lk_tensor *a_rep, const lk_tensor *a_r
 /* The pass over the report's inputs: the same calls as `lkprobe erf`. */
 static lk_status erf_compute(const lk_report_ctx *c, lk_erf **e, lk_erf_result **res,
                              lk_tensor **a_raw, lk_error *err) {
-    const lk_model *m = c->model;
-    int64_t         ish[LK_MAX_DIMS];
+    const lk_model  *m = c->model;
+    int64_t          ish[LK_MAX_DIMS], shape[4];
+    int64_t          want[2] = {c->size[0], c->size[1]};
+    const lk_tensor *b       = lk_inputs_batch(c->inputs);
     lk_model_input_shape(m, 0, ish);
-    int64_t side     = lk_report_default_size(m);
-    int64_t shape[4] = {1, ish[1], c->size[0] > 0 ? c->size[0] : side,
-                        c->size[1] > 0 ? c->size[1] : side};
-    const lk_tensor *b = lk_inputs_batch(c->inputs);
     if (b) {
-        shape[2] = b->shape[2];
-        shape[3] = b->shape[3];
+        want[0] = b->shape[2];
+        want[1] = b->shape[3];
+    } else if (lk_model_shape_bound(m) && want[0] <= 0 && want[1] <= 0) {
+        /* The model holds only at the shape it was loaded for. */
+        want[0] = ish[2];
+        want[1] = ish[3];
     }
+    lk_status st = lk_erf_input_shape(m, want, lk_report_default_size(m), shape, err);
+    if (st != LK_OK) return st;
     int64_t       avail = lk_inputs_count(c->inputs);
     lk_erf_params p     = lk_erf_params_default();
+    uint64_t      need  = 0;
     p.threads           = c->threads;
-    lk_status st        = lk_erf_alloc(m, &p, shape, e, err);
+    st                  = lk_erf_estimate(m, &p, shape, &need, err);
+    if (st == LK_OK && c->max_mem && need > c->max_mem)
+        return LK_FAIL(err, LK_ENOMEM, "the ERF at %lldx%lld needs an estimated %.2f GB, over the "
+                       "limit of %.2f GB (--max-mem; default 3/4 of physical memory); give a "
+                       "smaller --size or --input-shape", (long long)shape[2], (long long)shape[3],
+                       (double)need / 1e9, (double)c->max_mem / 1e9);
+    if (st == LK_OK) st = lk_erf_alloc(m, &p, shape, e, err);
     if (st == LK_OK)
         st = lk_erf_add_inputs(*e, c->inputs, c->n > 0 && c->n < avail ? c->n : avail, NULL,
                                NULL, err);

@@ -355,6 +355,137 @@ START_TEST(test_output_names) {
 }
 END_TEST
 
+
+/* ---- 3, 4. dynamic dims, fixed dims, memory ------------------------------------------------- */
+
+/* y = relu(x) with x declared [-1, 1, 6, -1] (height fixed, width free, as the recogniser). */
+static char *partial_model(pbuf *mb) {
+    pbuf    g = {0};
+    int64_t dims[4] = {-1, 1, 6, -1};
+    node(&g, "Relu", "r", L("x"), L("y"), NULL);
+    value_info(&g, 11, "x", 4, dims);
+    value_info(&g, 12, "y", 4, dims);
+    *mb = model_of(&g);
+    return write_tmp(mb, "partial");
+}
+
+START_TEST(test_dyn_default) {
+    pbuf         mb;
+    char        *path = partial_model(&mb);
+    lk_error     err;
+    lk_model    *m = NULL;
+    lk_load_opts o;
+    int64_t      sh[4], decl[4];
+    memset(&o, 0, sizeof o);
+    ck_assert_int_eq(lk_model_load(path, &o, &m, &err), LK_ESHAPE);
+    ck_assert_msg(strstr(err.msg, "dynamic dims [-1, 1, 6, -1]"), "%s", err.msg);
+    o.dyn_default = 1;
+    ck_assert_msg(lk_model_load(path, &o, &m, &err) == LK_OK, "%s", err.msg);
+    ck_assert_int_eq(lk_model_input_shape(m, 0, sh), 4);
+    ck_assert_int_eq(lk_model_input_declared(m, 0, decl), 4);
+    ck_assert(sh[0] == 1 && sh[2] == 6 && sh[3] == LK_DYN_DEFAULT_DIM);
+    ck_assert(decl[0] == -1 && decl[1] == 1 && decl[2] == 6 && decl[3] == -1);
+    /* The ERF keeps the fixed height, takes the default for the free width, and refuses a
+     * size that contradicts the height. */
+    int64_t want[2] = {0, 0}, shape[4];
+    ck_assert_int_eq(lk_erf_input_shape(m, want, 1024, shape, &err), LK_OK);
+    ck_assert(shape[0] == 1 && shape[1] == 1 && shape[2] == 6 && shape[3] == 1024);
+    want[0] = 8;
+    ck_assert_int_eq(lk_erf_input_shape(m, want, 1024, shape, &err), LK_ESHAPE);
+    ck_assert_msg(strstr(err.msg, "fixes H to 6") && strstr(err.msg, "asks for 8"), "%s", err.msg);
+    want[0] = 0;
+    want[1] = 40;
+    ck_assert_int_eq(lk_erf_input_shape(m, want, 1024, shape, &err), LK_OK);
+    ck_assert(shape[2] == 6 && shape[3] == 40);
+    uint64_t small = 0, big = 0;
+    shape[3]       = 40;
+    ck_assert_msg(lk_erf_estimate(m, NULL, shape, &small, &err) == LK_OK, "%s", err.msg);
+    shape[3] = 4000;
+    ck_assert_msg(lk_erf_estimate(m, NULL, shape, &big, &err) == LK_OK, "%s", err.msg);
+    ck_assert_uint_ge(small, 6 * 40 * 4 * 2);
+    ck_assert_uint_gt(big, small * 50);
+    lk_model_free(m);
+    unlink(path);
+    free(path);
+    free(mb.p);
+}
+END_TEST
+
+/* A fully declared shape-generic model runs at any ERF size. */
+START_TEST(test_erf_static_model_any_size) {
+    pbuf      g = {0};
+    int64_t   dims[4] = {1, 1, 4, 4}, want[2] = {0, 0}, shape[4];
+    lk_error  err;
+    lk_model *m = NULL;
+    node(&g, "Relu", "r", L("x"), L("y"), NULL);
+    value_info(&g, 11, "x", 4, dims);
+    value_info(&g, 12, "y", 4, dims);
+    pbuf mb = model_of(&g);
+    ck_assert_msg(lk_onnx_load_buffer(mb.p, mb.n, NULL, &m, &err) == LK_OK, "%s", err.msg);
+    ck_assert_int_eq(lk_erf_input_shape(m, want, 32, shape, &err), LK_OK);
+    ck_assert(shape[2] == 32 && shape[3] == 32);
+    lk_model_free(m);
+    free(mb.p);
+}
+END_TEST
+
+/* The command line: filters needs no shape; erf names the size it runs at and stops before a
+ * run over --max-mem with one message. */
+START_TEST(test_cli_dyn_and_mem) {
+    pbuf        mb;
+    char       *path = partial_model(&mb);
+    static char out[1 << 14], errb[1 << 14];
+    char        png[256];
+    snprintf(png, sizeof png, "/tmp/lk-harden-%ld-erf.png", (long)getpid());
+    const char *a1[] = {"info", path, NULL};
+    int         rc   = tu_lkprobe(a1, out, sizeof out, errb, sizeof errb);
+    ck_assert_msg(rc == 0, "rc %d: %s", rc, errb);
+    ck_assert_msg(strstr(errb, "dynamic dims [-1, 1, 6, -1]; using [1, 1, 6, 224]"), "%s", errb);
+    const char *a2[] = {"erf", path, "--noise", "1", "--size", "6x64", "--max-mem", "1K", "-o", png,
+                        NULL};
+    rc = tu_lkprobe(a2, out, sizeof out, errb, sizeof errb);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(errb, "the ERF at 6x64 needs an estimated") && strstr(errb, "--max-mem"),
+                  "%s", errb);
+    ck_assert_int_ne(access(png, F_OK), 0);
+    const char *a3[] = {"erf", path, "--noise", "1", "-o", png, NULL};
+    rc = tu_lkprobe(a3, out, sizeof out, errb, sizeof errb);
+    ck_assert_msg(rc == 0, "rc %d: %s", rc, errb);
+    ck_assert_msg(strstr(errb, "input size 6x1024"), "%s", errb);
+    unlink(png);
+    unlink(path);
+    free(path);
+    free(mb.p);
+}
+END_TEST
+
+/* ---- 9. attributes from a forged file are bounded in the shared validation ---------------- */
+
+START_TEST(test_conv_huge_stride) {
+    lk_error  err;
+    lk_model *m = NULL;
+    int64_t   xs[4] = {1, 1, 8, 8}, ws[4] = {1, 1, 3, 3}, x, w, y;
+    float     wd[9] = {0};
+    ck_assert_int_eq(lk_model_alloc(&m, &err), LK_OK);
+    ck_assert_int_eq(lk_model_add_input(m, "x", 4, xs, &x, &err), LK_OK);
+    ck_assert_int_eq(lk_model_add_param(m, "w", 4, ws, wd, 1, &w, &err), LK_OK);
+    lk_attrs a          = lk_attrs_default(LK_OP_CONV);
+    a.conv.kernel[0]    = 3;
+    a.conv.kernel[1]    = 3;
+    a.conv.stride[0]    = INT64_MAX;
+    const char *outn[1] = {"y"};
+    int64_t     in[2]   = {x, w};
+    ck_assert_int_eq(lk_model_add_node(m, LK_OP_CONV, "forged", 2, in, 1, outn, &a, &y, &err),
+                     LK_OK);
+    ck_assert_int_eq(lk_model_set_outputs(m, 1, &y, &err), LK_OK);
+    lk_status fs = lk_model_finalize(m, &err);
+    ck_assert_msg(fs == LK_EFORMAT, "status %d: %s", (int)fs, err.msg);
+    ck_assert_msg(strstr(err.msg, "forged") && strstr(err.msg, "stride 9223372036854775807"),
+                  "%s", err.msg);
+    lk_model_free(m);
+}
+END_TEST
+
 static Suite *harden_suite(void) {
     Suite *s  = suite_create("harden");
     TCase *tc = tcase_create("onnx");
@@ -364,6 +495,10 @@ static Suite *harden_suite(void) {
     tcase_add_test(tc, test_resize_scales_any_shape);
     tcase_add_test(tc, test_rf_gates);
     tcase_add_test(tc, test_output_names);
+    tcase_add_test(tc, test_dyn_default);
+    tcase_add_test(tc, test_erf_static_model_any_size);
+    tcase_add_test(tc, test_cli_dyn_and_mem);
+    tcase_add_test(tc, test_conv_huge_stride);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -77,6 +77,18 @@ LK_API int64_t lk_erf_default_layer(const lk_model *m);
 
 typedef struct lk_erf lk_erf;
 
+/* The input shape (1, C, H, W) to plan for: H and W from size (0 entries, or size NULL: not
+ * given), else the spatial dims the model fixes, else side.  A dim is fixed when the model
+ * declares it while leaving the other one dynamic (the recogniser's height 48 in
+ * [-1, 3, 48, -1]) or when the model is shape-bound; a fully declared shape-generic model runs
+ * at any size.  A size that conflicts with a fixed dim is LK_ESHAPE naming both. */
+LK_API lk_status lk_erf_input_shape(const lk_model *m, const int64_t size[2], int64_t side,
+                                    int64_t shape[4], lk_error *err);
+/* The bytes lk_erf_alloc with these arguments will hold (lk_exec_estimate plus the maps), so
+ * that a caller can stop before a run that cannot fit. */
+LK_API lk_status lk_erf_estimate(const lk_model *m, const lk_erf_params *p,
+                                 const int64_t *in_shape, uint64_t *bytes, lk_error *err);
+
 /* in_shape: (1, C, H, W) input shape to plan for. */
 LK_API lk_status lk_erf_alloc(const lk_model *m, const lk_erf_params *p, const int64_t *in_shape,
                               lk_erf **out, lk_error *err);

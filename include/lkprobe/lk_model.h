@@ -59,7 +59,13 @@ typedef struct lk_load_opts {
     int            keep_bn;       /* 1: keep the graph as in the file: no BatchNorm folding
                                      and no GELU fusion                                       */
     const char    *key;           /* state-dict key for checkpoint formats                    */
+    int            dyn_default;   /* 1: dynamic input dims that input_shape does not give take
+                                     defaults (batch 1, others LK_DYN_DEFAULT_DIM) instead of
+                                     failing; lk_model_input_declared tells which did      */
 } lk_load_opts;
+
+/* The size a dynamic non-batch input dim takes under lk_load_opts.dyn_default (doc/shapes.md). */
+#define LK_DYN_DEFAULT_DIM 224
 
 /* ---- loading and freeing ---------------------------------------------------------- */
 
@@ -119,7 +125,15 @@ LK_API lk_status      lk_model_check_shapes(const lk_model *m, int n_shapes,
 LK_API lk_status      lk_model_for_shape(lk_model **m, const lk_load_opts *opts, int ndim,
                                          const int64_t *shape, lk_error *err);
 
+/* Input i's dims as the file declares them (-1 where dynamic: given by input_shape or set by
+ * dyn_default); returns the rank, or -1 for a bad index. */
+LK_API int            lk_model_input_declared(const lk_model *m, int64_t i, int64_t *shape);
+
 /* ---- building (used by loaders, tests and transforms) --------------------------------- */
+
+/* Records input value v's declared dims (-1 = dynamic); v must be an input. */
+LK_API lk_status lk_model_set_input_declared(lk_model *m, int64_t v, int ndim,
+                                             const int64_t *shape, lk_error *err);
 
 LK_API lk_status lk_model_alloc(lk_model **out, lk_error *err);
 /* Records provenance; strings are copied. */

@@ -129,11 +129,14 @@ typedef struct lk_report_ctx {
     int64_t                    n;          /* at most n inputs are used */
     int64_t                    size[2];    /* input H, W; 0 = lk_report_default_size */
     int                        threads;    /* 0 = all cores */
+    uint64_t                   max_mem;    /* bytes an analysis may plan for; 0 = no bound */
 } lk_report_ctx;
 
 /* No inputs, n = 8, automatic size. */
 LK_API lk_report_ctx lk_report_ctx_default(void);
-/* The default ERF input side: twice the model's static input side, else 256. */
+/* The default ERF input side for free dims: twice the model's static (square) input side,
+ * else 256.  Dims the model declares fixed are kept, and a shape-bound model runs at the
+ * shape it was loaded for (sec_erf.c). */
 LK_API int64_t lk_report_default_size(const lk_model *m);
 
 typedef struct lk_report_section_def {

@@ -47,10 +47,17 @@ static lk_status conv_infer(const lk_node *n, const lk_tensor *const *in, lk_ten
             return LK_FAIL(err, LK_ESHAPE,
                            "node '%s' (conv): kernel_shape[%d]=%lld but the weight has %lld",
                            n->name, i, (long long)a->kernel[i], (long long)k);
-        if (a->stride[i] < 1 || a->dilation[i] < 1 || a->pad_begin[i] < 0 || a->pad_end[i] < 0)
+        /* Bounded so that the span arithmetic below cannot overflow (issue 11: INT64_MAX
+         * strides from a forged file). */
+        const int64_t lim = (int64_t)1 << 31;
+        if (a->stride[i] < 1 || a->dilation[i] < 1 || a->pad_begin[i] < 0 || a->pad_end[i] < 0 ||
+            a->stride[i] > lim || a->dilation[i] > lim || a->pad_begin[i] > lim ||
+            a->pad_end[i] > lim || k > lim || x->shape[2 + i] > lim)
             return LK_FAIL(err, LK_EFORMAT,
-                           "node '%s' (conv): bad stride/dilation/pads in spatial dim %d", n->name,
-                           i);
+                           "node '%s' (conv): bad stride/dilation/pads in spatial dim %d (stride "
+                           "%lld, dilation %lld, pads %lld/%lld; each in 0..2^31)", n->name, i,
+                           (long long)a->stride[i], (long long)a->dilation[i],
+                           (long long)a->pad_begin[i], (long long)a->pad_end[i]);
         int64_t span =
             x->shape[2 + i] + a->pad_begin[i] + a->pad_end[i] - a->dilation[i] * (k - 1) - 1;
         if (span < 0)

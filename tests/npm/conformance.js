@@ -4,9 +4,19 @@
 // compared; then `info`, `erf`, `filters` and `report` run with their default options where
 // they apply.  Exit 77 (meson: skipped) with a message when the data or the runtime is absent.
 //
-// Tolerances: FP32 models <= 1e-4 of the output's max |value|; FP16 models (stored in half,
-// computed in float by lkprobe, in half by onnxruntime) <= half an FP16 step at the output's
-// max, i.e. max|y| * 2^-11.  Both get an absolute floor of 2^-22 (2.4e-7): onnxruntime's
+// Tolerances: FP32 models <= 1e-4 of the output's max |value|; FP16 models <= four half FP16
+// steps at the output's max, i.e. max|y| * 2^-9 (1.95e-3 relative).  Why not half a step:
+// onnxruntime (1.20, CPU) has float kernels only for Conv, Resize, Sigmoid..., so it computes
+// chains of them in float32 and drops the casts between them (its outputs are not
+// half-representable: e.g. 2.0552940 on input.1252), but it rounds to half wherever a value
+// enters a node it runs in float16 (Concat, which every U-Net decoder stage uses) and at the
+// file's explicit Casts around Resize.  lkprobe computes everything in float32.  Probing
+// intermediates (extra graph outputs) agrees to within half a step at each probe (conv_in:
+// 3.9e-3 at 8.56, step 7.8e-3), and the roundings accumulate over IS-Net's ~100 convs to
+// 1.46e-3 (uniform) and 1.26e-3 (normal) of max|y| on the side outputs; rounding every
+// float16-typed value instead (the file's nominal semantics) gives 3.2e-3, rounding only
+// Concat inputs 1.3e-3-1.9e-3, so neither reproduces onnxruntime's schedule of roundings
+// better.  Both get an absolute floor of 2^-22 (2.4e-7): onnxruntime's
 // Sigmoid (MLAS's rational approximation of the logistic) is off by up to 1.2e-7 absolute,
 // which is the whole difference on the PaddleOCR detector, whose sigmoid output peaks at 5e-6
 // on random inputs (lkprobe's sigmoid agrees with the double-precision logistic to 1.5e-13).
@@ -102,7 +112,7 @@ async function compare(m, tmp, kind, seed) {
             const d = Math.abs(want.data[i] - got.data[i]);
             if (!(d <= dmax)) { dmax = d; at = i; }
         }
-        const tol = Math.max(m.fp16 ? amax * Math.pow(2, -11) : 1e-4 * amax, Math.pow(2, -22)), rel = amax > 0 ? dmax / amax : dmax;
+        const tol = Math.max(m.fp16 ? amax * Math.pow(2, -9) : 1e-4 * amax, Math.pow(2, -22)), rel = amax > 0 ? dmax / amax : dmax;
         worst = Math.max(worst, rel);
         worstAbs = Math.max(worstAbs, dmax);
         if (!(dmax <= tol)) {
