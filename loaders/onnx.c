@@ -742,7 +742,7 @@ static lk_status add_graph_input(ld *L, lk_pb_span msg, lk_error *err) {
     if (!z) return LK_FAIL(err, LK_ENOMEM, "out of memory adding input");
     s = lk_model_add_input(L->m, z, nd, dims, &L->ents[e].vid, err);
     lk_free(z);
-    if (!s && nd == L->m->values[L->ents[e].vid].t.ndim)
+    if (!s && nd == lk_model_value_tensor(L->m, L->ents[e].vid)->ndim)
         s = lk_model_set_input_declared(L->m, L->ents[e].vid, nd, decl, err);
     if (s) return s;
     L->ents[e].state = E_VAL;
