@@ -765,7 +765,7 @@ static lk_status layer_method(lk_cam *c, lk_cam_method mt, int l, float *out, lk
     case LK_CAM_ABLATIONCAM: return ablation_cam(c, l, out, err);
     case LK_CAM_RANDOMCAM: {
         double  *w = lk_malloc(sizeof(double) * (size_t)c->K[l]);
-        uint64_t s = cam_rng_state(c->p.seed, (uint64_t)c->r.n_images, (uint64_t)l);
+        uint64_t s = cam_rng_state(c->p.seed, (uint64_t)(c->r.n_images - 1), (uint64_t)l);
         if (!w) return LK_FAIL(err, LK_ENOMEM, "cam: out of memory");
         for (int64_t k = 0; k < c->K[l]; k++) w[k] = 2 * cam_uniform(&s) - 1;
         weighted_sum(c->A[l], w, c->K[l], c->Z[l], out);
