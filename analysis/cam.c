@@ -1143,3 +1143,60 @@ lk_status lk_cam_result_json(const lk_cam_result *r, const char *model,
     *out = b.p;
     return LK_OK;
 }
+
+/* ---------------------------------------------------------------- what the front ends draw */
+
+lk_status lk_cam_display_images(const lk_cam_result *r, lk_inputs *in, lk_tensor **out,
+                                lk_error *err) {
+    *out = NULL;
+    const lk_inputs_params *ip  = lk_inputs_params_of(in);
+    const lk_tensor        *b   = lk_inputs_batch(in);
+    int64_t                 C   = b ? b->shape[1] : 3, HW = r->h * r->w;
+    int64_t                 s4[4] = {1, C, r->h, r->w}, so[4] = {r->n_images, 3, r->h, r->w};
+    lk_tensor              *x = NULL, *img = NULL;
+    lk_status               st = lk_tensor_alloc(LK_F32, 4, s4, &x, err);
+    if (!st) st = lk_tensor_alloc(LK_F32, 4, so, &img, err);
+    for (int64_t i = 0; i < r->n_images && !st; i++) {
+        if ((st = lk_inputs_get(in, i, x, err))) break;
+        const float *xv = x->data;
+        float       *o  = (float *)img->data + i * 3 * HW;
+        for (int64_t ch = 0; ch < 3; ch++)
+            for (int64_t k = 0; k < HW; k++) {
+                float v = xv[(C == 3 ? ch : 0) * HW + k] * ip->std[ch] + ip->mean[ch];
+                o[ch * HW + k] = v < 0 ? 0.0f : v > 1 ? 1.0f : v;
+            }
+    }
+    lk_tensor_free(x);
+    if (st) lk_tensor_free(img);
+    else *out = img;
+    return st;
+}
+
+void lk_cam_caption(const lk_cam_result *r, char *buf, size_t n) {
+    size_t k = 0;
+    buf[0]   = 0;
+    k += (size_t)snprintf(buf + k, n - k, "Layer%s:", r->n_layers > 1 ? "s" : "");
+    for (int l = 0; l < r->n_layers && k < n; l++)
+        k += (size_t)snprintf(buf + k, n - k, " %s (%lldx%lld)", r->layer_names[l],
+                              (long long)r->layer_shapes[l][2], (long long)r->layer_shapes[l][3]);
+    if (k < n)
+        k += (size_t)snprintf(buf + k, n - k, "; target: %s of the class shown; ",
+                              lk_cam_target_name(r->p.target));
+    for (int j = 0; j < r->n_methods && k < n; j++) {
+        const lk_cam_map *m = &r->maps[j];
+        k += (size_t)snprintf(buf + k, n - k, "%s%s: ReLU %s, %s", j ? "; " : "",
+                              methods[m->method].name, m->relu ? "yes" : "no",
+                              m->symmetric ? "m/max|m| (bwr)" : "min-max");
+    }
+    if (k < n)
+        snprintf(buf + k, n - k, ". Resize: bilinear, half-pixel centres, clamp to edge%s; "
+                 "blend 0.5 heat + 0.5 image.", r->n_layers < 2 ? ""
+                 : r->p.fusion == LK_CAM_FUSE_MEAN ? "; layers fused by mean, then min-max"
+                                                   : "; layers fused by max of tanh(2m)");
+}
+
+void lk_cam_row_label(const lk_cam_result *r, int64_t i, const char *const *labels, char *buf,
+                      size_t n) {
+    if (labels) snprintf(buf, n, "%.100s, p=%.2f", labels[r->cls[i]], r->prob[i]);
+    else snprintf(buf, n, "class %lld, p=%.2f", (long long)r->cls[i], r->prob[i]);
+}

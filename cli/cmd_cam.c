@@ -369,113 +369,54 @@ static int resolve_classes(cam_cfg *g, int64_t n_images, int64_t ncls) {
 
 static const char *method_name(const lk_cam_map *m) { return lk_cam_method_get(m->method)->name; }
 
-/* Caption: the recorded stages (cam.md §3-§4). */
-static void caption(const cam_cfg *g, const lk_cam_result *r, char *buf, size_t n) {
-    size_t k = 0;
-    k += (size_t)snprintf(buf + k, n - k, "Layer%s:", r->n_layers > 1 ? "s" : "");
-    for (int l = 0; l < r->n_layers && k < n; l++)
-        k += (size_t)snprintf(buf + k, n - k, " %s (%lldx%lld)", r->layer_names[l],
-                              (long long)r->layer_shapes[l][2], (long long)r->layer_shapes[l][3]);
-    if (k < n)
-        k += (size_t)snprintf(buf + k, n - k, "; target: %s of the class shown; ",
-                              lk_cam_target_name(r->p.target));
-    for (int j = 0; j < r->n_methods && k < n; j++) {
-        const lk_cam_map *m = &r->maps[j];
-        k += (size_t)snprintf(buf + k, n - k, "%s%s: ReLU %s, %s", j ? "; " : "", method_name(m),
-                              m->relu ? "yes" : "no", m->symmetric ? "m/max|m|" : "min-max");
-    }
-    if (k < n)
-        snprintf(buf + k, n - k, ". Resize: bilinear, half-pixel centres, clamp to edge%s; "
-                 "blend 0.5 heat + 0.5 image%s.", r->n_layers > 1 ? (r->p.fusion ==
-                 LK_CAM_FUSE_MEAN ? "; layers fused by mean, then min-max" :
-                 "; layers fused by max of tanh(2m)") : "", g->p.signed_maps ?
-                 "; signed maps on a diverging scale (bwr)" : "");
-}
-
-/* The displayed image (3, H, W) in [0, 1]: the input de-normalised with mean/std. */
-static void display_image(const cam_cfg *g, const float *x, int64_t C, int64_t HW, float *img) {
-    for (int64_t ch = 0; ch < 3; ch++)
-        for (int64_t i = 0; i < HW; i++) {
-            int64_t s = C == 3 ? ch : 0;
-            float   v = x[s * HW + i] * g->in.std[ch] + g->in.mean[ch];
-            img[ch * HW + i] = v < 0 ? 0 : v > 1 ? 1 : v;
-        }
-}
-
-static lk_status draw_cells(const cam_cfg *g, lk_fig *fig, const lk_cam_result *r,
-                            lk_inputs *in, lk_error *err) {
-    int64_t    HW = r->h * r->w, s4[4] = {1, 0, r->h, r->w};
-    int64_t    s3[3] = {3, r->h, r->w}, s2[2] = {r->h, r->w};
-    lk_tensor *x = NULL, *img = NULL;
-    lk_status  st;
-    const lk_tensor *b = lk_inputs_batch(in);
-    s4[1]              = b ? b->shape[1] : 3;
-    if ((st = lk_tensor_alloc(LK_F32, 4, s4, &x, err)) ||
-        (st = lk_tensor_alloc(LK_F32, 3, s3, &img, err)))
-        goto done;
-    for (int64_t i = 0; i < r->n_images; i++) {
-        if ((st = lk_inputs_get(in, i, x, err))) goto done;
-        display_image(g, x->data, s4[1], HW, img->data);
-        char lab[160];
-        int64_t c = r->cls[i];
-        if (g->labels && c < g->n_labels)
-            snprintf(lab, sizeof lab, "%.120s, p=%.2f", g->labels[c], r->prob[i]);
-        else snprintf(lab, sizeof lab, "class %lld, p=%.2f", (long long)c, r->prob[i]);
-        lk_axes *ax = NULL;
-        lk_grid_opts go;
-        memset(&go, 0, sizeof go);
-        go.ncols = 1;
-        go.title = lab;
-        int64_t   s41[4] = {1, 3, r->h, r->w};
-        lk_tensor one    = lk_tensor_view(LK_F32, 4, s41, img->data);
-        if ((st = lk_fig_panel(fig, (int)i, 0, 1, 1, &ax, err)) ||
-            (st = lk_plot_image_grid(ax, &one, &go, err)))
-            goto done;
-        for (int j = 0; j < r->n_methods; j++) {
-            const lk_cam_map *m = &r->maps[j];
-            lk_overlay_opts   oo;
-            memset(&oo, 0, sizeof oo);
-            oo.alpha          = 0.5;
-            oo.heat.title     = i == 0 ? method_name(m) : NULL;
-            oo.heat.norm.vmin = m->symmetric ? -1 : 0;
-            oo.heat.norm.vmax = 1;
-            if (m->symmetric) oo.heat.cmap = LK_CMAP(LK_CMAP_BWR);
-            else if ((st = lk_cmap_from_name(g->cmap ? g->cmap : "jet", &oo.heat.cmap, err)))
-                goto done;
-            lk_tensor heat = lk_tensor_view(LK_F32, 2, s2, (float *)m->final->data + i * HW);
-            if ((st = lk_fig_panel(fig, (int)i, j + 1, 1, 1, &ax, err)) ||
-                (st = lk_plot_overlay(ax, img, &heat, &oo, err)))
-                goto done;
-        }
-    }
-done:
-    lk_tensor_free(x);
-    lk_tensor_free(img);
-    return st;
-}
-
 static int draw_figure(const cam_cfg *g, const lk_cam_result *r, lk_inputs *in) {
-    lk_fig  *fig = NULL;
-    lk_error err;
-    char     cap[4096];
-    int      rc = 1;
+    lk_fig          *fig = NULL;
+    lk_tensor       *img = NULL;
+    lk_error         err;
+    char             cap[4096];
+    char           (*rows)[160] = calloc((size_t)r->n_images, sizeof *rows);
+    const char     **rl  = calloc((size_t)r->n_images, sizeof *rl);
+    const char      *ct[LK_CAM_METHOD_COUNT];
+    const lk_tensor *maps[LK_CAM_METHOD_COUNT];
+    int              sg[LK_CAM_METHOD_COUNT], rc = 1;
     memset(&err, 0, sizeof err);
-    caption(g, r, cap, sizeof cap);
+    if (!rows || !rl) goto done;
+    lk_cam_caption(r, cap, sizeof cap);
+    for (int64_t i = 0; i < r->n_images; i++) {
+        lk_cam_row_label(r, i, (const char *const *)g->labels, rows[i], sizeof rows[i]);
+        rl[i] = rows[i];
+    }
+    for (int j = 0; j < r->n_methods; j++) {
+        ct[j]   = method_name(&r->maps[j]);
+        maps[j] = r->maps[j].final;
+        sg[j]   = r->maps[j].symmetric;
+    }
+    lk_attr_grid_opts ao;
+    memset(&ao, 0, sizeof ao);
+    ao.row_labels  = rl;
+    ao.col_titles  = ct;
+    ao.signed_maps = sg;
+    ao.label_size  = 7;
     double cell = 1.9, w = cell * (1 + r->n_methods) + 0.2;
     double h = cell * (double)r->n_images + 0.9 + 0.012 * (double)strlen(cap) / (1 + r->n_methods);
-    if (w > 100) w = 100;
-    if (h > 100) h = 100;
     lk_layout lay = {0};
     lay.nrows     = (int)r->n_images;
     lay.ncols     = 1 + r->n_methods;
     lay.suptitle  = g->title;
     lay.caption   = cap;
-    if (lk_fig_alloc(w, h, (double)g->dpi, &fig, &err) != LK_OK ||
-        lk_fig_grid(fig, &lay, &err) != LK_OK || draw_cells(g, fig, r, in, &err) != LK_OK ||
+    if (lk_cmap_from_name(g->cmap ? g->cmap : "jet", &ao.cmap, &err) != LK_OK ||
+        lk_cam_display_images(r, in, &img, &err) != LK_OK ||
+        lk_fig_alloc(w < 100 ? w : 100, h < 100 ? h : 100, (double)g->dpi, &fig, &err) != LK_OK ||
+        lk_fig_grid(fig, &lay, &err) != LK_OK ||
+        lk_plot_attribution_grid(fig, img, r->n_methods, maps, &ao, &err) != LK_OK ||
         lk_fig_save(fig, g->out, &err) != LK_OK)
         cli_error_lk(&err);
     else rc = 0;
+done:
     lk_fig_free(fig);
+    lk_tensor_free(img);
+    free(rows);
+    free(rl);
     return rc;
 }
 

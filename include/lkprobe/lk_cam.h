@@ -220,6 +220,20 @@ LK_API const lk_cam_result *lk_cam_get_result(const lk_cam *c);
 LK_API lk_status lk_cam_result_json(const lk_cam_result *r, const char *model,
                                     const char *const *labels, char **out, lk_error *err);
 
+/* ---- what the front ends draw --------------------------------------------------------------- */
+
+/* The inputs of the result as displayed images (N, 3, H, W) in [0, 1]: input i of in (the
+ * same inputs, in order) times the inputs' std plus their mean, clamped; a one-channel input
+ * is shown grey.  *out is owned by the caller (lk_tensor_free). */
+LK_API lk_status lk_cam_display_images(const lk_cam_result *r, lk_inputs *in, lk_tensor **out,
+                                       lk_error *err);
+/* The figure caption (cam.md §4): layers, target, and per method ReLU and normalisation, then
+ * the resize mode, fusion and blend.  Truncated to n bytes. */
+LK_API void      lk_cam_caption(const lk_cam_result *r, char *buf, size_t n);
+/* Row label "name, p=0.97" of image i (labels: NULL or n_classes names; else "class N"). */
+LK_API void      lk_cam_row_label(const lk_cam_result *r, int64_t i, const char *const *labels,
+                                  char *buf, size_t n);
+
 /* ---- post-processing stages (also used by front ends) ------------------------------------ */
 
 /* Bilinear resize of src (h, w) into dst (H, W): half-pixel centres, clamped at the edges
