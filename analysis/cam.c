@@ -947,9 +947,9 @@ int64_t lk_cam_units_per_image(const lk_cam *c) {
     return u;
 }
 
-lk_status lk_cam_add_inputs(lk_cam *c, lk_inputs *in, const int64_t *classes,
+lk_status lk_cam_add_inputs(lk_cam *c, lk_inputs *in, int64_t n, const int64_t *classes,
                             lk_cam_progress_fn cb, void *user, lk_error *err) {
-    int64_t    n  = lk_inputs_count(in);
+    if (n <= 0 || n > lk_inputs_count(in)) n = lk_inputs_count(in);
     int64_t    s4[4] = {1, c->C, c->H, c->W};
     lk_tensor *x  = NULL;
     lk_status  st = lk_tensor_alloc(LK_F32, 4, s4, &x, err);

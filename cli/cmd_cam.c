@@ -571,7 +571,7 @@ static int run(cam_cfg *g, lk_inputs *in) {
                 r0->layer_names[0]);
     cli_progress prog;
     cli_progress_start(&prog, "cam", lk_inputs_count(in) * lk_cam_units_per_image(c), g->quiet);
-    lk_status st = lk_cam_add_inputs(c, in, g->cls, progress_cb, &prog, &err);
+    lk_status st = lk_cam_add_inputs(c, in, 0, g->cls, progress_cb, &prog, &err);
     if (st != LK_OK && !g->quiet) fputc('\n', stderr);
     if (st != LK_OK) goto fail;
     cli_progress_end(&prog, prog.total);

@@ -8,7 +8,7 @@
  *     int64_t shape[4] = {1, 3, 224, 224};
  *     lk_cam *c = NULL;
  *     lk_cam_alloc(model, &p, shape, &c, &err);            // plans every exec it needs
- *     lk_cam_add_inputs(c, in, NULL, NULL, NULL, &err);    // arg-max class per image
+ *     lk_cam_add_inputs(c, in, 0, NULL, NULL, NULL, &err); // all inputs, arg-max class
  *     const lk_cam_result *r = lk_cam_get_result(c);       // maps per method (borrowed)
  *     char *json = NULL;  lk_cam_result_json(r, "model.onnx", NULL, &json, &err);
  *     lk_free(json);  lk_cam_free(c);
@@ -203,9 +203,9 @@ LK_API lk_status lk_cam_add(lk_cam *c, const lk_tensor *x, int64_t cls, const ch
  * unit is one forward pass. */
 typedef void (*lk_cam_progress_fn)(void *user, int64_t done, int64_t total);
 
-/* Every input of in, in order.  classes: NULL (arg-max each), or lk_inputs_count(in) entries
- * (-1 = arg-max). */
-LK_API lk_status lk_cam_add_inputs(lk_cam *c, lk_inputs *in, const int64_t *classes,
+/* Inputs 0 .. n-1 of in, in order (n <= 0 or more than there are: all).  classes: NULL
+ * (arg-max each), or one entry per input used (-1 = arg-max). */
+LK_API lk_status lk_cam_add_inputs(lk_cam *c, lk_inputs *in, int64_t n, const int64_t *classes,
                                    lk_cam_progress_fn cb, void *user, lk_error *err);
 /* Forward passes lk_cam_add will run per image (for progress totals). */
 LK_API int64_t   lk_cam_units_per_image(const lk_cam *c);
