@@ -309,7 +309,7 @@ static lk_status check_params(lk_cam *c, lk_error *err) {
                        "out of range");
     if (p->batch < 1 || p->ig_steps < 1 || p->ig_steps > 4096 || p->sg_samples < 1 ||
         p->rise_n < 1 || p->rise_s < 1 || p->rise_s > 64 || !(p->rise_p1 > 0 && p->rise_p1 <= 1) ||
-        !(p->sg_sigma >= 0))
+        !(p->sg_sigma >= 0) || p->max_channels < 0)
         return LK_FAIL(err, LK_EINVAL, "cam: batch %d, ig_steps %d (1..4096), sg_samples %d, "
                        "sg_sigma %g, rise n %d, s %d (1..64), p1 %g out of range", p->batch,
                        p->ig_steps, p->sg_samples, p->sg_sigma, p->rise_n, p->rise_s, p->rise_p1);
@@ -679,16 +679,21 @@ static lk_status grad_cam(lk_cam *c, lk_cam_method mt, int l, float *out, lk_err
     return st;
 }
 
+/* Channels ScoreCAM and AblationCAM perturb: all, or the first params.max_channels. */
+static int64_t used_channels(const lk_cam *c, int l) {
+    return c->p.max_channels > 0 && c->p.max_channels < c->K[l] ? c->p.max_channels : c->K[l];
+}
+
 /* ScoreCAM for layer l: K masked forwards in batches of B. */
 static lk_status score_cam(lk_cam *c, int l, float *out, lk_error *err) {
-    int64_t K = c->K[l], Z = c->Z[l], HW = c->H * c->W, CHW = c->C * HW;
-    double *s = lk_malloc(sizeof(double) * (size_t)K);
+    int64_t K = c->K[l], Z = c->Z[l], HW = c->H * c->W, CHW = c->C * HW, Kc = used_channels(c, l);
+    double *s = lk_calloc((size_t)K, sizeof(double));
     if (!s) return LK_FAIL(err, LK_ENOMEM, "cam: out of memory");
     lk_status    st = LK_OK;
     const float *x  = c->x->data;
     float       *xb = c->xb->data;
-    for (int64_t k0 = 0; k0 < K; k0 += c->B) {
-        int64_t nb = K - k0 < c->B ? K - k0 : c->B;
+    for (int64_t k0 = 0; k0 < Kc; k0 += c->B) {
+        int64_t nb = Kc - k0 < c->B ? Kc - k0 : c->B;
         for (int64_t r = 0; r < c->B; r++) {
             float *row = xb + r * CHW;
             if (r >= nb) {
@@ -714,9 +719,9 @@ static lk_status score_cam(lk_cam *c, int l, float *out, lk_error *err) {
         cam_progress(c, nb);
     }
     double mx = -INFINITY, sum = 0;
-    for (int64_t k = 0; k < K; k++) mx = s[k] > mx ? s[k] : mx;
-    for (int64_t k = 0; k < K; k++) sum += s[k] = exp(s[k] - mx);
-    for (int64_t k = 0; k < K; k++) s[k] /= sum;
+    for (int64_t k = 0; k < Kc; k++) mx = s[k] > mx ? s[k] : mx;
+    for (int64_t k = 0; k < Kc; k++) sum += s[k] = exp(s[k] - mx);
+    for (int64_t k = 0; k < Kc; k++) s[k] /= sum;
     weighted_sum(c->A[l], s, K, Z, out);
 done:
     lk_free(s);
@@ -730,12 +735,13 @@ static lk_status ablation_cam(lk_cam *c, int l, float *out, lk_error *err) {
     for (int64_t i = 0; i < KZ; i++) lo = c->A[l][i] < lo ? c->A[l][i] : lo;
     if (val != val) val = lo >= 0 ? 0.0 : lo - 1e7;
     c->r.ablation_value[l] = val;
-    double *w = lk_malloc(sizeof(double) * (size_t)K);
+    int64_t Kc = used_channels(c, l);
+    double *w  = lk_calloc((size_t)K, sizeof(double));
     if (!w) return LK_FAIL(err, LK_ENOMEM, "cam: out of memory");
     lk_status st = LK_OK;
     float    *ab = c->ab[l]->data;
-    for (int64_t k0 = 0; k0 < K; k0 += c->B) {
-        int64_t nb = K - k0 < c->B ? K - k0 : c->B;
+    for (int64_t k0 = 0; k0 < Kc; k0 += c->B) {
+        int64_t nb = Kc - k0 < c->B ? Kc - k0 : c->B;
         for (int64_t r = 0; r < c->B; r++) {
             memcpy(ab + r * KZ, c->A[l], sizeof(float) * (size_t)KZ);
             if (r < nb)
@@ -934,7 +940,7 @@ lk_status lk_cam_add(lk_cam *c, const lk_tensor *x, int64_t cls, const char *nam
 
 int64_t lk_cam_units_per_image(const lk_cam *c) {
     int64_t u = 0, K = 0;
-    for (int l = 0; l < c->n_layers; l++) K += c->K[l];
+    for (int l = 0; l < c->n_layers; l++) K += used_channels(c, l);
     for (int j = 0; j < c->p.n_methods; j++) switch (c->methods[j]) {
         case LK_CAM_SCORECAM:
         case LK_CAM_ABLATIONCAM: u += K; break;
@@ -1017,6 +1023,8 @@ static void json_conventions(lk_jw *w, const lk_cam_result *r) {
     lk_jw_key(w, "ablation_value");
     if (p->ablation_value == p->ablation_value) lk_jw_num(w, p->ablation_value, "%.9g");
     else lk_jw_str(w, "0 if min(A) >= 0 else min(A) - 1e7");
+    lk_jw_key(w, "max_channels");
+    lk_jw_int(w, p->max_channels);
     lk_jw_key(w, "eigencam_sign");
     lk_jw_str(w, "largest-|value| entry positive");
     lk_jw_key(w, "ig");

@@ -22,7 +22,7 @@
 enum {
     CAM_METHOD = OPT_COUNT + 1, CAM_CLASS, CAM_LABELS, CAM_TARGET, CAM_SIGNED, CAM_BATCH,
     CAM_FUSION, CAM_GPP, CAM_IG_STEPS, CAM_IG_RULE, CAM_IG_BASELINE, CAM_SG_SAMPLES,
-    CAM_SG_SIGMA, CAM_RISE_N, CAM_RISE_S, CAM_RISE_P1, CAM_SCORE_ALIGN
+    CAM_SG_SIGMA, CAM_RISE_N, CAM_RISE_S, CAM_RISE_P1, CAM_SCORE_ALIGN, CAM_MAX_CHANNELS
 };
 #define CAM_OPT(id) ((cli_opt_id)(id))
 
@@ -46,6 +46,7 @@ static const cli_opt cam_opts[] = {
     {"--rise-s", NULL, 1, CAM_OPT(CAM_RISE_S), "S: RISE grid cells per side (default 8)"},
     {"--rise-p1", NULL, 1, CAM_OPT(CAM_RISE_P1), "P: RISE keep probability (default 0.5)"},
     {"--batch", NULL, 1, CAM_OPT(CAM_BATCH), "B: rows per batched forward (default 16)"},
+    {"--max-channels", NULL, 1, CAM_OPT(CAM_MAX_CHANNELS), "N: ScoreCAM/AblationCAM perturb only the first N channels (timing; default all)"},
     {"--images", NULL, 1, OPT_IMAGES, "DIR: PNG/JPEG files of DIR in sorted name order"},
     {"--inputs", NULL, 1, OPT_INPUTS, "X.npy: preprocessed inputs (N, C, H, W) float"},
     {"--size", NULL, 1, OPT_SIZE, "S or HxW: input size (default: the model's, else 224)"},
@@ -191,6 +192,7 @@ static int apply_method_opt(cam_cfg *g, const cli_item *it) {
     case CAM_RISE_S: return apply_int("--rise-s", it->val, 1, 64, &g->p.rise_s);
     case CAM_RISE_P1: return parse_double("--rise-p1", it->val, 1e-6, 1, &g->p.rise_p1);
     case CAM_BATCH: return apply_int("--batch", it->val, 1, 4096, &g->p.batch);
+    case CAM_MAX_CHANNELS: return apply_int("--max-channels", it->val, 1, 1 << 30, &g->p.max_channels);
     default: cli_error("cam", "unexpected argument '%s'", it->val ? it->val : ""); return 0;
     }
 }

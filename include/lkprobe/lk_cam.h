@@ -135,6 +135,9 @@ typedef struct lk_cam_params {
     /* AblationCAM: the value an ablated channel takes.  NaN (default): 0 when the layer's
      * activations are all >= 0, else min(A) - 1e7 (pytorch-grad-cam's rule). */
     double               ablation_value;
+    /* ScoreCAM and AblationCAM perturb only channels 0 .. max_channels-1 (the others weigh
+     * 0): a cost cap for timing runs and quick looks.  0 (default): all channels. */
+    int                  max_channels;
     int                  ig_steps;    /* 50                                                 */
     lk_cam_ig_rule       ig_rule;     /* Gauss-Legendre                                     */
     const lk_tensor     *ig_baseline; /* (1, C, H, W) or NULL for zeros (the mean colour);
