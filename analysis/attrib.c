@@ -247,6 +247,72 @@ done:
     return st;
 }
 
+lk_status cam_fullgrad_plan(lk_cam *c, const unsigned char *anc, const unsigned char *dep,
+                            lk_error *err) {
+    const lk_model *m  = c->m;
+    int64_t         nn = lk_model_n_nodes(m), sh[LK_MAX_DIMS];
+    c->fg_vid          = lk_calloc((size_t)nn + 1, sizeof(int64_t));
+    c->fg_bias         = lk_calloc((size_t)nn + 1, sizeof(float *));
+    if (!c->fg_vid || !c->fg_bias) return LK_FAIL(err, LK_ENOMEM, "cam: out of memory");
+    for (int64_t i = 0; i < nn; i++) {
+        const lk_node *n = lk_model_node(m, i);
+        int64_t        v = n->out[0];
+        int conv = (n->op == LK_OP_CONV || n->op == LK_OP_CONV_TRANSPOSE) && n->n_in >= 3 &&
+                   n->in[2] >= 0 && lk_model_value_kind(m, n->in[2]) == LK_VALUE_PARAM;
+        int bn   = n->op == LK_OP_BATCHNORM && n->n_in == 5;
+        if ((!conv && !bn) || !anc[v] || !dep[v] || lk_model_value_shape(m, v, sh) != 4) continue;
+        for (int j = 1; bn && j < 5; j++)
+            if (lk_model_value_kind(m, n->in[j]) != LK_VALUE_PARAM) bn = 0;
+        if (!conv && !bn) continue;
+        float *b = lk_malloc(sizeof(float) * (size_t)sh[1]);
+        if (!b) return LK_FAIL(err, LK_ENOMEM, "cam: out of memory");
+        c->fg_bias[c->fg_n] = b;
+        c->fg_vid[c->fg_n++] = v;
+        if (conv) {
+            memcpy(b, lk_model_param(m, n->in[2])->data, sizeof(float) * (size_t)sh[1]);
+            continue;
+        }
+        /* The BatchNorm effective bias beta - mu gamma / sqrt(var + eps). */
+        const float *g  = lk_model_param(m, n->in[1])->data, *be = lk_model_param(m, n->in[2])->data;
+        const float *mu = lk_model_param(m, n->in[3])->data, *va = lk_model_param(m, n->in[4])->data;
+        for (int64_t k = 0; k < sh[1]; k++)
+            b[k] = (float)(be[k] - (double)mu[k] * g[k] / sqrt((double)va[k] + n->attrs.s.eps));
+    }
+    return LK_OK;
+}
+
+/* FullGrad (cam.md §2): the min-max normalised |x dy/dx| summed over channels, plus for each
+ * biased value the min-max normalised sum_k |b_k G_k| resized to the input. */
+static lk_status fullgrad(lk_cam *c, float *out, lk_error *err) {
+    int64_t      HW = c->H * c->W;
+    const float *x  = c->x->data;
+    lk_status    st = cam_input_grad(c, err);
+    if (st) return st;
+    for (int64_t i = 0; i < HW; i++) {
+        double s = 0;
+        for (int64_t ch = 0; ch < c->C; ch++) s += fabs((double)x[ch * HW + i] * c->gx[ch * HW + i]);
+        out[i] = (float)s;
+    }
+    lk_cam_normalize(out, HW, 0);
+    for (int64_t l = 0; l < c->fg_n; l++) {
+        const lk_tensor *g = lk_exec_grad(c->gfull, c->fg_vid[l]);
+        int64_t          K = g->shape[1], h = g->shape[2], w = g->shape[3], z = h * w;
+        float           *m = lk_malloc(sizeof(float) * (size_t)z);
+        if (!m) return LK_FAIL(err, LK_ENOMEM, "cam: out of memory");
+        const float *gv = g->data;
+        for (int64_t i = 0; i < z; i++) {
+            double s = 0;
+            for (int64_t k = 0; k < K; k++) s += fabs((double)c->fg_bias[l][k] * gv[k * z + i]);
+            m[i] = (float)s;
+        }
+        lk_cam_normalize(m, z, 0);
+        lk_cam_resize(m, h, w, c->tmp, c->H, c->W, 0);
+        lk_free(m);
+        for (int64_t i = 0; i < HW; i++) out[i] += c->tmp[i];
+    }
+    return LK_OK;
+}
+
 lk_status cam_attrib(lk_cam *c, lk_cam_method mt, float *out, double *delta, double *gap,
                      lk_error *err) {
     int64_t      HW = c->H * c->W;
@@ -280,6 +346,7 @@ lk_status cam_attrib(lk_cam *c, lk_cam_method mt, float *out, double *delta, dou
         }
         return LK_OK;
     case LK_CAM_RISE: return rise(c, out, err);
+    case LK_CAM_FULLGRAD: return fullgrad(c, out, err);
     default:
         return LK_FAIL(err, LK_EINVAL, "cam: method %d is not an input-resolution method",
                        (int)mt);

@@ -28,6 +28,9 @@ struct lk_cam {
     lk_exec        *ginb;              /* batch B, gradient, whole model                 */
     lk_exec        *fwdb;              /* batch B, forward only, whole model             */
     lk_exec        *tailb[LK_CAM_MAX_LAYERS]; /* batch B, forward only, from each layer  */
+    int64_t         fg_n;              /* FullGrad: values with a bias, their biases     */
+    int64_t        *fg_vid;
+    float         **fg_bias;
     lk_tensor      *seed1, *seedb;     /* output-shaped seeds (batch 1, batch B)         */
     lk_tensor      *xb;                /* (B, C, H, W) batch of perturbed inputs         */
     lk_tensor      *ab[LK_CAM_MAX_LAYERS]; /* (B, K, H', W') ablated layer batches       */
@@ -68,6 +71,10 @@ uint64_t cam_rng_state(uint64_t seed, uint64_t a, uint64_t b);
  * *delta / *gap for IG. */
 lk_status cam_attrib(lk_cam *c, lk_cam_method mt, float *out, double *delta, double *gap,
                      lk_error *err);
+/* attrib.c: FullGrad's biased values (conv outputs with a bias, BatchNorm outputs) among the
+ * marked ones (anc: the output depends on it; dep: computed from the input). */
+lk_status cam_fullgrad_plan(lk_cam *c, const unsigned char *anc, const unsigned char *dep,
+                            lk_error *err);
 /* attrib.c: the input gradient of the current image into c->gx (cached per image). */
 lk_status cam_input_grad(lk_cam *c, lk_error *err);
 

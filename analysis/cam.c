@@ -41,6 +41,8 @@ static const lk_cam_method_info methods[LK_CAM_METHOD_COUNT] = {
                             "max_c mean_n (dy/dx_c(x + e_n))^2"},
     [LK_CAM_RISE] = {"rise", LK_CAM_FAMILY_PERTURB, 0, 0, 0,
                      "S = 1/(N p1) sum_i softmax(f(x * M_i))_c M_i"},
+    [LK_CAM_FULLGRAD] = {"fullgrad", LK_CAM_FAMILY_INPUT_GRAD, 1, 0, 0,
+                         "norm|x dy/dx| + sum_layers norm(up(sum_k |b_k G_k|))"},
 };
 
 const lk_cam_method_info *lk_cam_method_get(lk_cam_method m) {
@@ -216,6 +218,9 @@ void lk_cam_free(lk_cam *c) {
         lk_free(c->A[l]);
         lk_free(c->G[l]);
     }
+    for (int64_t i = 0; i < c->fg_n; i++) lk_free(c->fg_bias[i]);
+    lk_free(c->fg_bias);
+    lk_free(c->fg_vid);
     lk_tensor_free(c->seed1);
     lk_tensor_free(c->seedb);
     lk_tensor_free(c->xb);
@@ -399,9 +404,27 @@ static lk_status plan_execs(lk_cam *c, lk_error *err) {
             if (!c->tail[l]) c->r.tail_only = 0;
         }
     if (!c->r.tail_only || ingrad) {
-        if ((st = plan(c, &c->gfull, LK_GRAD_INPUTS, 1, c->r.tail_only ? 0 : c->n_layers,
-                       c->r.tail_only ? NULL : c->layers, err)))
-            return st;
+        int64_t *keep = NULL;
+        int      nk   = 0;
+        if (wants_method(c, LK_CAM_FULLGRAD)) {
+            unsigned char *anc = NULL, *dep = NULL;
+            st = graph_marks(c->m, &anc, &dep, err);
+            if (!st) st = cam_fullgrad_plan(c, anc, dep, err);
+            lk_free(anc);
+            lk_free(dep);
+            if (st) return st;
+        }
+        keep = lk_malloc(sizeof(int64_t) * (size_t)(c->fg_n + c->n_layers + 1));
+        if (!keep) return LK_FAIL(err, LK_ENOMEM, "cam: out of memory");
+        for (int l = 0; !c->r.tail_only && l < c->n_layers; l++) keep[nk++] = c->layers[l];
+        for (int64_t i = 0; i < c->fg_n; i++) {
+            int dup = 0;
+            for (int j = 0; j < nk; j++) dup |= keep[j] == c->fg_vid[i];
+            if (!dup) keep[nk++] = c->fg_vid[i];
+        }
+        st = plan(c, &c->gfull, LK_GRAD_INPUTS, 1, nk, nk ? keep : NULL, err);
+        lk_free(keep);
+        if (st) return st;
     }
     if (wants_method(c, LK_CAM_IG) || wants_method(c, LK_CAM_SMOOTHGRAD) ||
         wants_method(c, LK_CAM_SMOOTHGRAD2))
@@ -740,15 +763,18 @@ static lk_status ablation_cam(lk_cam *c, int l, float *out, lk_error *err) {
     if (!w) return LK_FAIL(err, LK_ENOMEM, "cam: out of memory");
     lk_status st = LK_OK;
     float    *ab = c->ab[l]->data;
+    /* Every row holds A; each batch ablates one channel per row and restores it afterwards,
+     * so only B x H' x W' values change per batch. */
+    for (int64_t r = 0; r < c->B; r++) memcpy(ab + r * KZ, c->A[l], sizeof(float) * (size_t)KZ);
     for (int64_t k0 = 0; k0 < Kc; k0 += c->B) {
         int64_t nb = Kc - k0 < c->B ? Kc - k0 : c->B;
-        for (int64_t r = 0; r < c->B; r++) {
-            memcpy(ab + r * KZ, c->A[l], sizeof(float) * (size_t)KZ);
-            if (r < nb)
-                for (int64_t i = 0; i < Z; i++) ab[r * KZ + (k0 + r) * Z + i] = (float)val;
-        }
+        for (int64_t r = 0; r < nb; r++)
+            for (int64_t i = 0; i < Z; i++) ab[r * KZ + (k0 + r) * Z + i] = (float)val;
         const lk_tensor *ins[1] = {c->ab[l]};
-        if ((st = lk_exec_forward_unchecked(c->tailb[l], ins, err))) goto done;
+        st = lk_exec_forward_unchecked(c->tailb[l], ins, err);
+        for (int64_t r = 0; r < nb; r++)
+            memcpy(ab + r * KZ + (k0 + r) * Z, c->A[l] + (k0 + r) * Z, sizeof(float) * (size_t)Z);
+        if (st) goto done;
         const float *z = lk_exec_value(c->tailb[l], c->out_vid)->data;
         for (int64_t r = 0; r < nb; r++) {
             double yk = cam_readout(z + r * c->ncls, c->ncls, c->cls, c->p.target, NULL);

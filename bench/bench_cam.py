@@ -57,6 +57,8 @@ def torch_worker(name, inputs, threads, channels, out_npz):
     store = {}
     layer_of(name, m).register_forward_hook(lambda mod, i, o: store.__setitem__("A", o))
     res = {}
+    with torch.no_grad():
+        m(x)  # warm-up (allocator, oneDNN/ATen dispatch): lkprobe's planning is excluded too
     # GradCAM: forward + gradient at the layer.
     t0 = time.perf_counter()
     xg = x.clone().requires_grad_(True)  # so that the layer output carries a graph

@@ -66,7 +66,8 @@ static const cli_spec cam_spec = {
     "cam", "MODEL INPUT... [options]",
     "Class-activation maps (gradcam, hirescam, gradcam-elementwise, gradcam++, xgradcam,\n"
     "layercam, eigencam, eigengradcam, scorecam, ablationcam, randomcam), input-gradient\n"
-    "attributions (saliency, gradxinput, ig, smoothgrad, smoothgrad2) and rise, per image.\n"
+    "attributions (saliency, gradxinput, ig, smoothgrad, smoothgrad2, fullgrad) and rise,\n"
+    "per image.\n"
     "Inputs: image files, --images DIR or --inputs X.npy.",
     cam_opts, sizeof cam_opts / sizeof cam_opts[0],
 };
@@ -111,7 +112,7 @@ static int parse_methods(cam_cfg *g, const char *val) {
             cli_error("--method", "unknown method '%s' (known: gradcam, hirescam, "
                       "gradcam-elementwise, gradcam++, xgradcam, layercam, eigencam, "
                       "eigengradcam, scorecam, ablationcam, randomcam, saliency, gradxinput, "
-                      "ig, smoothgrad, smoothgrad2, rise, or all)", nm);
+                      "ig, smoothgrad, smoothgrad2, rise, fullgrad, or all)", nm);
             return 0;
         }
         for (int j = 0; j < g->p.n_methods; j++)

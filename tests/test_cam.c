@@ -295,13 +295,13 @@ START_TEST(input_parity) {
     lk_tensor *ref = tu_read_npy(tu_src_path(rel, path, sizeof path));
     ck_assert_ptr_nonnull(ref);
     int64_t       hw    = 64 * 64;
-    lk_cam_method ms[7] = {LK_CAM_SALIENCY, LK_CAM_GRADXINPUT, LK_CAM_IG, LK_CAM_SMOOTHGRAD,
-                           LK_CAM_SMOOTHGRAD2, LK_CAM_RISE, LK_CAM_GRADCAM};
-    const int     at[7] = {0, 1, 2, 4, 5, 6, 7};
+    lk_cam_method ms[8] = {LK_CAM_SALIENCY, LK_CAM_GRADXINPUT, LK_CAM_IG, LK_CAM_SMOOTHGRAD,
+                           LK_CAM_SMOOTHGRAD2, LK_CAM_RISE, LK_CAM_GRADCAM, LK_CAM_FULLGRAD};
+    const int     at[8] = {0, 1, 2, 4, 5, 6, 7, 8};
     for (int rule = 0; rule < 2; rule++) {
         lk_cam_params p = lk_cam_params_default();
         p.methods       = ms;
-        p.n_methods     = rule ? 1 : 7;
+        p.n_methods     = rule ? 1 : 8;
         if (rule) ms[0] = LK_CAM_IG;
         p.ig_steps   = 16;
         p.ig_rule    = rule ? LK_CAM_IG_RIEMANN : LK_CAM_IG_GAUSS;

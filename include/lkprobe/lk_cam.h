@@ -64,6 +64,7 @@ typedef enum lk_cam_method {
     LK_CAM_SMOOTHGRAD,
     LK_CAM_SMOOTHGRAD2,
     LK_CAM_RISE,
+    LK_CAM_FULLGRAD,
     LK_CAM_METHOD_COUNT
 } lk_cam_method;
 
