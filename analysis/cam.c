@@ -242,6 +242,9 @@ void lk_cam_free(lk_cam *c) {
     lk_free(c->r.cls);
     lk_free(c->r.logit);
     lk_free(c->r.prob);
+    lk_free(c->r.image_seconds);
+    for (int j = 0; j < LK_CAM_METHOD_COUNT; j++)
+        for (int k = 0; k < LK_CAM_MAX_SCORES; k++) lk_free(c->r.scores[j][k]);
     lk_free(c);
 }
 
@@ -758,6 +761,7 @@ static lk_status ablation_cam(lk_cam *c, int l, float *out, lk_error *err) {
     for (int64_t i = 0; i < KZ; i++) lo = c->A[l][i] < lo ? c->A[l][i] : lo;
     if (val != val) val = lo >= 0 ? 0.0 : lo - 1e7;
     c->r.ablation_value[l] = val;
+    if (fabs(c->y) < 1e-6 && l == 0) c->r.ablation_small_y++;
     int64_t Kc = used_channels(c, l);
     double *w  = lk_calloc((size_t)K, sizeof(double));
     if (!w) return LK_FAIL(err, LK_ENOMEM, "cam: out of memory");
@@ -832,7 +836,10 @@ static lk_status grow_images(lk_cam *c, lk_error *err) {
     if (p[2]) c->r.prob = p[2];
     p[3] = lk_realloc(c->r.names, cap * sizeof(char *));
     if (p[3]) c->r.names = p[3];
-    if (!p[0] || !p[1] || !p[2] || !p[3]) return LK_FAIL(err, LK_ENOMEM, "cam: out of memory");
+    void *q4 = lk_realloc(c->r.image_seconds, cap * sizeof(double));
+    if (q4) c->r.image_seconds = q4;
+    if (!p[0] || !p[1] || !p[2] || !p[3] || !q4)
+        return LK_FAIL(err, LK_ENOMEM, "cam: out of memory");
     for (int j = 0; j < c->p.n_methods; j++) {
         void *q[3] = {lk_realloc(c->zero[j], cap * sizeof(int64_t)), NULL, NULL};
         if (q[0]) c->zero[j] = q[0];
@@ -842,6 +849,14 @@ static lk_status grow_images(lk_cam *c, lk_error *err) {
         if (q[2]) c->gap[j] = q[2];
         if (!q[0] || !q[1] || !q[2]) return LK_FAIL(err, LK_ENOMEM, "cam: out of memory");
     }
+    for (int j = 0; j < c->p.n_methods; j++)
+        for (int k = 0; k < c->r.n_scores; k++) {
+            if (!c->r.scores[j][k]) continue;
+            double *q = lk_realloc(c->r.scores[j][k], cap * sizeof(double));
+            if (!q) return LK_FAIL(err, LK_ENOMEM, "cam: out of memory");
+            for (size_t i = c->img_cap; i < cap; i++) q[i] = NAN;
+            c->r.scores[j][k] = q;
+        }
     c->img_cap = cap;
     return LK_OK;
 }
@@ -951,6 +966,7 @@ static lk_status cam_add(lk_cam *c, const lk_tensor *x, int64_t cls, const char 
         c->r.maps[j].seconds += now_seconds() - t1;
         if (c->done == d0) cam_progress(c, 1);
     }
+    c->r.image_seconds[n] = now_seconds() - t0;
     c->x = NULL;
     return LK_OK;
 }
@@ -1022,6 +1038,31 @@ const lk_cam_result *lk_cam_get_result(const lk_cam *c) {
         m->ig_gap      = c->methods[j] == LK_CAM_IG ? c->gap[j] : NULL;
     }
     return &c->r;
+}
+
+lk_status lk_cam_set_score(lk_cam *c, int j, int64_t i, const char *name, double v,
+                           lk_error *err) {
+    if (j < 0 || j >= c->p.n_methods || i < 0 || i >= c->r.n_images)
+        return LK_FAIL(err, LK_EINVAL, "cam: score '%s' for method %d, image %lld: out of range "
+                       "(%d methods, %lld images)", name, j, (long long)i, c->p.n_methods,
+                       (long long)c->r.n_images);
+    int k = 0;
+    while (k < c->r.n_scores && strcmp(c->r.score_names[k], name)) k++;
+    if (k == c->r.n_scores) {
+        if (k == LK_CAM_MAX_SCORES || strlen(name) >= sizeof c->r.score_names[0])
+            return LK_FAIL(err, LK_EINVAL, "cam: score '%s': at most %d names of < 32 bytes",
+                           name, LK_CAM_MAX_SCORES);
+        snprintf(c->r.score_names[k], sizeof c->r.score_names[k], "%s", name);
+        c->r.n_scores++;
+    }
+    if (!c->r.scores[j][k]) {
+        double *q = lk_malloc(c->img_cap * sizeof(double));
+        if (!q) return LK_FAIL(err, LK_ENOMEM, "cam: out of memory");
+        for (size_t t = 0; t < c->img_cap; t++) q[t] = NAN;
+        c->r.scores[j][k] = q;
+    }
+    c->r.scores[j][k][i] = v;
+    return LK_OK;
 }
 
 /* ---------------------------------------------------------------- JSON */
@@ -1118,6 +1159,11 @@ static void json_images(lk_jw *w, const lk_cam_result *r, const char *const *lab
                 lk_jw_key(w, "ig_gap");
                 lk_jw_num(w, m->ig_gap[i], "%.9g");
             }
+            for (int k = 0; k < r->n_scores; k++)
+                if (r->scores[j][k]) {
+                    lk_jw_key(w, r->score_names[k]);
+                    lk_jw_num(w, r->scores[j][k][i], "%.9g");
+                }
             lk_jw_obj_end(w);
         }
         lk_jw_obj_end(w);
@@ -1157,11 +1203,31 @@ lk_status lk_cam_result_json(const lk_cam_result *r, const char *model,
     json_images(&w, r, labels);
     lk_jw_key(&w, "means");
     lk_jw_obj(&w);
+    for (int j = 0; j < r->n_methods && r->n_scores; j++) {
+        lk_jw_key(&w, methods[r->maps[j].method].name);
+        lk_jw_obj(&w);
+        for (int k = 0; k < r->n_scores; k++) {
+            if (!r->scores[j][k]) continue;
+            double  s = 0;
+            int64_t n = 0;
+            for (int64_t i = 0; i < r->n_images; i++)
+                if (r->scores[j][k][i] == r->scores[j][k][i]) s += r->scores[j][k][i], n++;
+            lk_jw_key(&w, r->score_names[k]);
+            lk_jw_num(&w, n ? s / (double)n : NAN, "%.9g");
+        }
+        lk_jw_obj_end(&w);
+    }
     lk_jw_obj_end(&w);
+    lk_jw_key(&w, "ablation_small_y");
+    lk_jw_int(&w, r->ablation_small_y);
     lk_jw_key(&w, "timings");
     lk_jw_obj(&w);
     lk_jw_key(&w, "forward_seconds");
     lk_jw_num(&w, r->forward_seconds, "%.6g");
+    lk_jw_key(&w, "image_seconds");
+    lk_jw_arr(&w);
+    for (int64_t i = 0; i < r->n_images; i++) lk_jw_num(&w, r->image_seconds[i], "%.6g");
+    lk_jw_arr_end(&w);
     for (int j = 0; j < r->n_methods; j++) {
         char k[64];
         snprintf(k, sizeof k, "%s_seconds", methods[r->maps[j].method].name);

@@ -578,9 +578,14 @@ static int run(cam_cfg *g, lk_inputs *in) {
     if (st != LK_OK && !g->quiet) fputc('\n', stderr);
     if (st != LK_OK) goto fail;
     cli_progress_end(&prog, prog.total);
-    /* The maps of every image are in r (final: (N, H, W) at input resolution, class r->cls[i]);
-     * per-image scores over (input i, map row i, class) go here, before the outputs. */
+    /* Every image's maps are in r: input i (lk_inputs_get(in, i, x)), class r->cls[i], final
+     * map row i of r->maps[j].final (N, H, W).  Scores of the maps (faithfulness metrics) are
+     * computed here and recorded with lk_cam_set_score(c, j, i, name, v); the JSON then
+     * carries them per image and as means. */
     const lk_cam_result *r = lk_cam_get_result(c);
+    if (r->ablation_small_y && !g->quiet)
+        fprintf(stderr, "lkprobe: warning: %lld image(s) have |y| < 1e-6: AblationCAM weights "
+                "(y - y_k) / y are unstable there\n", (long long)r->ablation_small_y);
     if (g->npy && write_npy(g, r)) goto done;
     if (g->out && draw_figure(g, r, in)) goto done;
     rc = g->json ? print_json(g, r) : (print_text(g, r), 0);

@@ -399,6 +399,51 @@ START_TEST(threads_invariance) {
 }
 END_TEST
 
+/* Two layers fused by the pytorch-grad-cam rule: per layer ReLU, min-max, resize; the mean;
+ * min-max again.  Scores recorded with lk_cam_set_score reach the JSON per image and as means. */
+START_TEST(fusion_and_scores) {
+    lk_tensor    *x = NULL;
+    lk_model     *m = load_zoo("resnet", &x);
+    lk_error      err;
+    int64_t       ls[2] = {lk_model_find_tensor(m, "/layers/layers.3/relu_1/Relu"),
+                           lk_model_find_tensor(m, "/layers/layers.4/relu_1/Relu")};
+    lk_cam_params p = lk_cam_params_default();
+    p.layers        = ls;
+    p.n_layers      = 2;
+    p.threads       = 1;
+    ck_assert(ls[0] >= 0 && ls[1] >= 0);
+    lk_cam              *c = run_one(m, &p, x, -1);
+    const lk_cam_result *r = lk_cam_get_result(c);
+    ck_assert_int_eq(r->n_layers, 2);
+    ck_assert_int_eq(r->tail_only, 1);
+    float acc[64 * 64] = {0}, up[64 * 64], lay[16];
+    for (int l = 0; l < 2; l++) {
+        const lk_tensor *raw = r->maps[0].raw[l];
+        int64_t          h = raw->shape[1], w = raw->shape[2];
+        ck_assert_int_eq(h, l ? 2 : 4);
+        for (int64_t i = 0; i < h * w; i++) {
+            float v = ((const float *)raw->data)[i];
+            lay[i]  = v > 0 ? v : 0;
+        }
+        lk_cam_normalize(lay, h * w, 0);
+        lk_cam_resize(lay, h, w, up, 64, 64, 0);
+        for (int i = 0; i < 64 * 64; i++) acc[i] += up[i] / 2;
+    }
+    lk_cam_normalize(acc, 64 * 64, 0);
+    ck_assert_double_le(tu_max_abs_diff(acc, r->maps[0].final->data, 64 * 64), 1e-6);
+    ck_assert_int_eq(lk_cam_set_score(c, 0, 0, "deletion", 0.25, &err), LK_OK);
+    ck_assert_int_eq(lk_cam_set_score(c, 0, 1, "deletion", 0.5, &err), LK_EINVAL);
+    char *js = NULL;
+    ck_assert_int_eq(lk_cam_result_json(lk_cam_get_result(c), "m", NULL, &js, &err), LK_OK);
+    ck_assert_ptr_nonnull(strstr(js, "\"methods\":{\"gradcam\":{\"all_zero\":false,\"deletion\":0.25}"));
+    ck_assert_ptr_nonnull(strstr(js, "\"means\":{\"gradcam\":{\"deletion\":0.25}}"));
+    lk_free(js);
+    lk_cam_free(c);
+    lk_tensor_free(x);
+    lk_model_free(m);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- pass and command refusals */
 
 START_TEST(pass_refusals) {
@@ -486,6 +531,7 @@ static Suite *cam_suite(void) {
     tcase_add_loop_test(t, input_parity, 0, 2);
     tcase_add_test(t, ig_completeness);
     tcase_add_test(t, threads_invariance);
+    tcase_add_test(t, fusion_and_scores);
     tcase_add_test(t, pass_refusals);
     tcase_add_test(t, cli_refusals);
     suite_add_tcase(s, t);

@@ -118,6 +118,7 @@ typedef enum lk_cam_ig_rule {
 } lk_cam_ig_rule;
 
 #define LK_CAM_MAX_LAYERS 8
+#define LK_CAM_MAX_SCORES 16
 
 typedef struct lk_cam_params {
     int                  n_methods;   /* 0: gradcam alone                                   */
@@ -185,6 +186,14 @@ typedef struct lk_cam_result {
     double        *logit, *prob; /* (N) of that class on the image                           */
     char         **names;        /* (N) input file names or NULL (owned)                     */
     double         forward_seconds; /* the per-image forwards                                */
+    double        *image_seconds;   /* (N) wall time of each image (forward and all methods)  */
+    int64_t        ablation_small_y;   /* images whose readout |y| < 1e-6 (AblationCAM weights
+                                          (y - y_k) / y are then unstable)                    */
+    /* Per-image scores of the maps recorded with lk_cam_set_score (faithfulness metrics):
+     * scores[j][s] is NULL or (N) values of score_names[s] for method j (NaN: not set). */
+    int            n_scores;
+    char           score_names[LK_CAM_MAX_SCORES][32];
+    double        *scores[LK_CAM_METHOD_COUNT][LK_CAM_MAX_SCORES];
     lk_cam_params  p;            /* conventions in use (methods/layers point into the result) */
 } lk_cam_result;
 
@@ -211,6 +220,13 @@ typedef void (*lk_cam_progress_fn)(void *user, int64_t done, int64_t total);
  * (arg-max each), or one entry per input used (-1 = arg-max). */
 LK_API lk_status lk_cam_add_inputs(lk_cam *c, lk_inputs *in, int64_t n, const int64_t *classes,
                                    lk_cam_progress_fn cb, void *user, lk_error *err);
+/* Records score `name` (e.g. "deletion") = v for method j (index into the result's maps) on
+ * image i (< n_images), e.g. a faithfulness metric of that image's final map.
+ * lk_cam_result_json writes it under images[i].methods[METHOD][name] and the mean over the
+ * images that have it under means[METHOD][name].  At most LK_CAM_MAX_SCORES names. */
+LK_API lk_status lk_cam_set_score(lk_cam *c, int j, int64_t i, const char *name, double v,
+                                  lk_error *err);
+
 /* Forward passes lk_cam_add will run per image (for progress totals). */
 LK_API int64_t   lk_cam_units_per_image(const lk_cam *c);
 
