@@ -586,8 +586,12 @@ static int run(cam_cfg *g, lk_inputs *in) {
     if (r->ablation_small_y && !g->quiet)
         fprintf(stderr, "lkprobe: warning: %lld image(s) have |y| < 1e-6: AblationCAM weights "
                 "(y - y_k) / y are unstable there\n", (long long)r->ablation_small_y);
-    if (g->npy && write_npy(g, r)) goto done;
+    /* Outputs all or none: the figure (atomic), then the maps; a failure removes the figure. */
     if (g->out && draw_figure(g, r, in)) goto done;
+    if (g->npy && write_npy(g, r)) {
+        if (g->out) unlink(g->out);
+        goto done;
+    }
     rc = g->json ? print_json(g, r) : (print_text(g, r), 0);
     goto done;
 fail:
