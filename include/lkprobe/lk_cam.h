@@ -34,7 +34,12 @@
  * Colour mapping and blending are the front ends' (render/).
  *
  * Ownership: the pass borrows the model (it must outlive the pass), owns its execs and the
- * result.  Tensors in the result are valid until lk_cam_free.
+ * result.  The result and its tensors are valid until the next lk_cam_add or lk_cam_free.
+ *
+ * FullGrad sums, besides |x dy/dx|, one term per convolution output with a bias and per
+ * BatchNorm output (effective bias beta - mu gamma / sqrt(var + eps)); a BatchNorm folded into
+ * the convolution before it at load time is that convolution's bias, so the terms match the
+ * unfolded network's whenever the convolution itself had no bias.
  */
 #ifndef LKPROBE_LK_CAM_H
 #define LKPROBE_LK_CAM_H
@@ -161,9 +166,9 @@ LK_API int64_t lk_cam_default_layer(const lk_model *m);
 typedef struct lk_cam_map {
     lk_cam_method method;
     /* (N, H', W') raw signed map per layer (the first n_layers entries; input-resolution
-     * methods fill raw[0] only, shaped (N, H, W)).  Owned. */
+     * methods fill raw[0] only, shaped (N, H, W)).  Borrowed from the pass. */
     lk_tensor *raw[LK_CAM_MAX_LAYERS];
-    lk_tensor *final;      /* (N, H, W) after ReLU, normalisation, resize, fusion; owned     */
+    lk_tensor *final;      /* (N, H, W) after ReLU, normalisation, resize, fusion; borrowed  */
     int        relu;       /* 1 when stage 2 was applied                                    */
     int        symmetric;  /* 1: normalised by max|M| into [-1, 1]; 0: min-max into [0, 1]  */
     int64_t   *all_zero;   /* (N): 1 when the final map is all zero (a blank map)           */
@@ -200,8 +205,8 @@ typedef struct lk_cam_result {
 typedef struct lk_cam lk_cam;
 
 /* Plans for inputs of in_shape (1, C, H, W).  Fails naming the layer when it is not a 4-D
- * value computed from the input (and so an ancestor of nothing), or when the model does not
- * have one input and one output. */
+ * value computed from the input that output 0 depends on, or when the model does not have one
+ * input and an output. */
 LK_API lk_status lk_cam_alloc(const lk_model *m, const lk_cam_params *p, const int64_t *in_shape,
                               lk_cam **out, lk_error *err);
 LK_API void      lk_cam_free(lk_cam *c);
