@@ -71,12 +71,14 @@ def torch_worker(name, inputs, threads, channels, out_npz):
     gc = torch.einsum("k,khw->hw", w, A[0].detach())
     res["gradcam_s"] = time.perf_counter() - t0
     res["gradcam"] = gc.numpy()
-    A = A.detach()
     K = A.shape[1]
-    # ScoreCAM over the first `channels` channels.
+    # ScoreCAM over the first `channels` channels (the forward that gives A is timed too, as
+    # lkprobe's image time includes it).
     Kc = min(K, channels) if channels > 0 else K
     with torch.no_grad():
         t0 = time.perf_counter()
+        z = m(x)
+        A = store["A"]
         up = F.interpolate(A[:, :Kc], size=(SIZE, SIZE), mode="bilinear", align_corners=True)[0]
         s = torch.zeros(Kc, dtype=torch.float64)
         for k0 in range(0, Kc, BATCH):
@@ -89,15 +91,19 @@ def torch_worker(name, inputs, threads, channels, out_npz):
         sc = torch.einsum("k,khw->hw", wts, A[0, :Kc])
         res["scorecam_s"] = time.perf_counter() - t0
         res["scorecam"] = sc.numpy()
-        # AblationCAM over all channels: only the head runs.
+        # AblationCAM over all channels: only the head runs.  Ablation value: 0 when A >= 0,
+        # else min(A) - 1e7 (pytorch-grad-cam's rule, lkprobe's default).
         head = head_of(name, m)
         t0 = time.perf_counter()
-        y = float(head(A)[0, c])
+        z = m(x)
+        A = store["A"]
+        y = float(z[0, c])
+        val = 0.0 if float(A.min()) >= 0 else float(A.min()) - 1e7
         wa = torch.zeros(K, dtype=torch.float64)
         for k0 in range(0, K, BATCH):
             nb = min(BATCH, K - k0)
             Ab = A.repeat(nb, 1, 1, 1)
-            Ab[torch.arange(nb), torch.arange(k0, k0 + nb)] = 0
+            Ab[torch.arange(nb), torch.arange(k0, k0 + nb)] = val
             wa[k0:k0 + nb] = (y - head(Ab)[:, c].double()) / y
         ab = torch.einsum("k,khw->hw", wa.float(), A[0])
         res["ablationcam_s"] = time.perf_counter() - t0
