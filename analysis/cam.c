@@ -160,6 +160,35 @@ int lk_cam_normalize(float *m, int64_t n, int symmetric) {
     return zero;
 }
 
+static int cmp_float_asc(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+int lk_cam_normalize_clip(float *m, int64_t n, int symmetric, double mass) {
+    float *v = lk_malloc(sizeof(float) * (size_t)(n ? n : 1));
+    double total = 0, t = 0, run = 0;
+    if (!v) return lk_cam_normalize(m, n, symmetric);
+    for (int64_t i = 0; i < n; i++) total += v[i] = fabsf(m[i]);
+    qsort(v, (size_t)n, sizeof(float), cmp_float_asc);
+    /* Captum's _cumulative_sum_threshold(|m|, 100 - mass): the first sorted |value| at which
+     * the ascending cumulative sum reaches (100 - mass) % of the total. */
+    for (int64_t i = 0; i < n; i++) {
+        run += v[i];
+        t = v[i];
+        if (run >= total * 0.01 * (100 - mass)) break;
+    }
+    lk_free(v);
+    int zero = 1;
+    for (int64_t i = 0; i < n; i++) {
+        double x = t > 0 ? m[i] / t : 0;
+        x        = x > 1 ? 1 : x < (symmetric ? -1 : 0) ? (symmetric ? -1 : 0) : x;
+        m[i]     = (float)x;
+        if (m[i] != 0.0f) zero = 0;
+    }
+    return zero;
+}
+
 /* ---------------------------------------------------------------- target layer */
 
 /* anc[v] = 1 for values output 0 depends on; dep[v] = 1 for values computed from the input. */
@@ -317,7 +346,7 @@ static lk_status check_params(lk_cam *c, lk_error *err) {
                        "out of range");
     if (p->batch < 1 || p->ig_steps < 1 || p->ig_steps > 4096 || p->sg_samples < 1 ||
         p->rise_n < 1 || p->rise_s < 1 || p->rise_s > 64 || !(p->rise_p1 > 0 && p->rise_p1 <= 1) ||
-        !(p->sg_sigma >= 0) || p->max_channels < 0)
+        !(p->sg_sigma >= 0) || p->max_channels < 0 || !(p->clip_mass >= 0 && p->clip_mass < 100))
         return LK_FAIL(err, LK_EINVAL, "cam: batch %d, ig_steps %d (1..4096), sg_samples %d, "
                        "sg_sigma %g, rise n %d, s %d (1..64), p1 %g out of range", p->batch,
                        p->ig_steps, p->sg_samples, p->sg_sigma, p->rise_n, p->rise_s, p->rise_p1);
@@ -875,7 +904,8 @@ static void post_process(lk_cam *c, int j, int64_t n) {
         memcpy(m, s->p + n * z, sizeof(float) * (size_t)z);
         if (relu)
             for (int64_t i = 0; i < z; i++) m[i] = m[i] > 0 ? m[i] : 0.0f;
-        lk_cam_normalize(m, z, !relu);
+        if (c->p.clip_mass > 0) lk_cam_normalize_clip(m, z, !relu, c->p.clip_mass);
+        else lk_cam_normalize(m, z, !relu);
         if (mi->layer_res) lk_cam_resize(m, s->h, s->w, c->tmp2, c->H, c->W, 0);
         for (int64_t i = 0; i < HW; i++) {
             float v = c->tmp2[i];
@@ -1074,8 +1104,15 @@ static void json_conventions(lk_jw *w, const lk_cam_result *r) {
     lk_jw_key(w, "relu");
     lk_jw_str(w, p->signed_maps ? "off (--signed)" : "on for CAM methods");
     lk_jw_key(w, "normalisation");
-    lk_jw_str(w, p->signed_maps ? "per image m / max|m|"
-                                : "per image (m - min) / (max - min + 1e-7), before resizing");
+    if (p->clip_mass > 0) {
+        char t[160];
+        snprintf(t, sizeof t, "per image m / t clipped, t: the top |values| holding %g %% of "
+                 "the total mass removed (Captum), before resizing", p->clip_mass);
+        lk_jw_str(w, t);
+    } else
+        lk_jw_str(w, p->signed_maps ? "per image m / max|m| (signed methods always)"
+                                    : "per image (m - min) / (max - min + 1e-7) for rectified "
+                                      "maps, m / max|m| for signed ones, before resizing");
     lk_jw_key(w, "resize");
     lk_jw_str(w, "bilinear, half-pixel centres, clamp to edge");
     lk_jw_key(w, "fusion");

@@ -22,7 +22,7 @@
 enum {
     CAM_METHOD = OPT_COUNT + 1, CAM_CLASS, CAM_LABELS, CAM_TARGET, CAM_SIGNED, CAM_BATCH,
     CAM_FUSION, CAM_GPP, CAM_IG_STEPS, CAM_IG_RULE, CAM_IG_BASELINE, CAM_SG_SAMPLES,
-    CAM_SG_SIGMA, CAM_RISE_N, CAM_RISE_S, CAM_RISE_P1, CAM_SCORE_ALIGN, CAM_MAX_CHANNELS
+    CAM_SG_SIGMA, CAM_RISE_N, CAM_RISE_S, CAM_RISE_P1, CAM_SCORE_ALIGN, CAM_MAX_CHANNELS, CAM_CLIP_MASS
 };
 #define CAM_OPT(id) ((cli_opt_id)(id))
 
@@ -35,6 +35,7 @@ static const cli_opt cam_opts[] = {
     {"--layer", NULL, 1, OPT_LAYER, "NAME: target layer (repeatable; default: last spatial map)"},
     {"--signed", NULL, 0, CAM_OPT(CAM_SIGNED), "no ReLU: signed maps, symmetric scale, diverging colours"},
     {"--fusion", NULL, 1, CAM_OPT(CAM_FUSION), "mean|max-tanh: several layers (default mean)"},
+    {"--clip-mass", NULL, 1, CAM_OPT(CAM_CLIP_MASS), "P: scale by the value above which P % of |mass| lies, clip (Captum; 0 = off)"},
     {"--gpp-denom", NULL, 1, CAM_OPT(CAM_GPP), "sumA|sumAG3: Grad-CAM++ denominator (default sumA)"},
     {"--scorecam-align", NULL, 1, CAM_OPT(CAM_SCORE_ALIGN), "1|0: ScoreCAM upsampling align_corners (default 1)"},
     {"--ig-steps", NULL, 1, CAM_OPT(CAM_IG_STEPS), "N: integrated-gradients points (default 50)"},
@@ -193,6 +194,7 @@ static int apply_method_opt(cam_cfg *g, const cli_item *it) {
     case CAM_RISE_S: return apply_int("--rise-s", it->val, 1, 64, &g->p.rise_s);
     case CAM_RISE_P1: return parse_double("--rise-p1", it->val, 1e-6, 1, &g->p.rise_p1);
     case CAM_BATCH: return apply_int("--batch", it->val, 1, 4096, &g->p.batch);
+    case CAM_CLIP_MASS: return parse_double("--clip-mass", it->val, 0, 99.999, &g->p.clip_mass);
     case CAM_MAX_CHANNELS: return apply_int("--max-channels", it->val, 1, 1 << 30, &g->p.max_channels);
     default: cli_error("cam", "unexpected argument '%s'", it->val ? it->val : ""); return 0;
     }

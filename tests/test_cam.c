@@ -444,6 +444,21 @@ START_TEST(fusion_and_scores) {
 }
 END_TEST
 
+/* Captum's cumulative-mass threshold: ascending |m| 10, 20, 30, 40 reach 50 % of 100 at 30. */
+START_TEST(clip_mass_threshold) {
+    float a[4] = {10, 20, 30, 40}, b[4] = {-40, 10, 20, 30};
+    ck_assert_int_eq(lk_cam_normalize_clip(a, 4, 0, 50), 0);
+    ck_assert_float_eq_tol(a[0], 1.0f / 3, 1e-6f);
+    ck_assert_float_eq_tol(a[1], 2.0f / 3, 1e-6f);
+    ck_assert_float_eq(a[2], 1.0f);
+    ck_assert_float_eq(a[3], 1.0f);
+    lk_cam_normalize_clip(b, 4, 1, 50);
+    ck_assert_float_eq(b[0], -1.0f);
+    ck_assert_float_eq_tol(b[1], 1.0f / 3, 1e-6f);
+    ck_assert_float_eq(b[3], 1.0f);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- pass and command refusals */
 
 START_TEST(pass_refusals) {
@@ -497,8 +512,10 @@ START_TEST(cli_refusals) {
         ck_assert_msg(strstr(errb, cases[i].expect), "case %zu: stderr: %s", i, errb);
         ck_assert_msg(access(npy, F_OK) != 0, "case %zu left %s behind", i, npy);
     }
+    char fig[96];
+    snprintf(fig, sizeof fig, "%s.png", npy);
     const char *ok[] = {"cam", model, "--inputs", inputs, "--method", "gradcam,scorecam",
-                        "--class", "1", "--npy", npy, "--json", "-q", NULL};
+                        "--class", "1", "--npy", npy, "--json", "-q", "-o", fig, NULL};
     char out[16384];
     ck_assert_int_eq(tu_lkprobe(ok, out, sizeof out, errb, sizeof errb), 0);
     ck_assert_ptr_nonnull(strstr(out, "\"layers\":[\"/layers/layers.4/relu_1/Relu_output_0\"]"));
@@ -514,6 +531,11 @@ START_TEST(cli_refusals) {
     ck_assert_ptr_nonnull(t);
     ck_assert_int_eq(t->shape[2], 64);
     lk_tensor_free(t);
+    lk_image *png = NULL;
+    ck_assert_int_eq(lk_image_read(fig, &png, NULL), LK_OK);
+    ck_assert_int_gt(png->width, 300);
+    lk_image_free(png);
+    unlink(fig);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf %s", npy);
     ck_assert_int_eq(system(cmd), 0);
@@ -532,6 +554,7 @@ static Suite *cam_suite(void) {
     tcase_add_test(t, ig_completeness);
     tcase_add_test(t, threads_invariance);
     tcase_add_test(t, fusion_and_scores);
+    tcase_add_test(t, clip_mass_threshold);
     tcase_add_test(t, pass_refusals);
     tcase_add_test(t, cli_refusals);
     suite_add_tcase(s, t);

@@ -145,6 +145,11 @@ typedef struct lk_cam_params {
     /* ScoreCAM and AblationCAM perturb only channels 0 .. max_channels-1 (the others weigh
      * 0): a cost cap for timing runs and quick looks.  0 (default): all channels. */
     int                  max_channels;
+    /* > 0: stage 3 divides by the threshold t above which about clip_mass % of the total
+     * |mass| lies (lk_cam_normalize_clip) and clips to [0, 1] ([-1, 1] signed), instead of
+     * min-max / max|m| (Captum's visualisation for heavy-tailed gradient maps; its default
+     * is 2).  0 (default): off. */
+    double               clip_mass;
     int                  ig_steps;    /* 50                                                 */
     lk_cam_ig_rule       ig_rule;     /* Gauss-Legendre                                     */
     const lk_tensor     *ig_baseline; /* (1, C, H, W) or NULL for zeros (the mean colour);
@@ -268,6 +273,11 @@ LK_API void lk_cam_resize(const float *src, int64_t h, int64_t w, float *dst, in
 /* Stage 3 in place over n values: min-max with eps 1e-7 (symmetric = 0) or m / max|m|
  * (symmetric = 1).  Returns 1 when the result is all zero. */
 LK_API int  lk_cam_normalize(float *m, int64_t n, int symmetric);
+
+/* Stage 3 with Captum's mass clipping: m / t clipped to [0, 1] (or [-1, 1] when symmetric),
+ * t the first ascending |value| whose cumulative sum reaches (100 - mass) % of sum |m|.
+ * Returns 1 when the result is all zero. */
+LK_API int  lk_cam_normalize_clip(float *m, int64_t n, int symmetric, double mass);
 
 /* RISE mask i (H, W) in [0, 1] (cam.md §6): the seeded s x s grid of cells kept with
  * probability p1, bilinear upsampling to (s+1)*cell with mirror borders, a random shift. */
