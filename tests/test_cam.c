@@ -531,6 +531,22 @@ START_TEST(cli_refusals) {
     ck_assert_ptr_nonnull(t);
     ck_assert_int_eq(t->shape[2], 64);
     lk_tensor_free(t);
+    /* Class names from --labels, one class for all images. */
+    char lab[96];
+    snprintf(lab, sizeof lab, "%s.labels", npy);
+    FILE *lf = fopen(lab, "w");
+    ck_assert_ptr_nonnull(lf);
+    for (int i = 0; i < 10; i++) fprintf(lf, "thing %d\n", i);
+    fclose(lf);
+    const char *named[] = {"cam", model, "--inputs", inputs, "--class", "thing 7", "--labels",
+                           lab, "--json", "-q", NULL};
+    ck_assert_int_eq(tu_lkprobe(named, out, sizeof out, errb, sizeof errb), 0);
+    ck_assert_ptr_nonnull(strstr(out, "\"class\":7,\"label\":\"thing 7\""));
+    const char *unknown[] = {"cam", model, "--inputs", inputs, "--class", "thing 12", "--labels",
+                             lab, "-q", NULL};
+    ck_assert_int_eq(tu_lkprobe(unknown, out, sizeof out, errb, sizeof errb), 1);
+    ck_assert_ptr_nonnull(strstr(errb, "'thing 12' is not a class number nor a name"));
+    unlink(lab);
     lk_image *png = NULL;
     ck_assert_int_eq(lk_image_read(fig, &png, NULL), LK_OK);
     ck_assert_int_gt(png->width, 300);
