@@ -485,6 +485,45 @@ START_TEST(pass_refusals) {
 }
 END_TEST
 
+/* A 4-D value that the output does not depend on is refused, naming it. */
+START_TEST(layer_not_ancestor) {
+    lk_model *m = NULL;
+    lk_error  err;
+    lk_cam   *c = NULL;
+    ck_assert_int_eq(lk_model_alloc(&m, NULL), LK_OK);
+    int64_t xs[4] = {1, 3, 6, 6}, x, w, dead, cv, g, f, ws[4] = {2, 3, 1, 1};
+    float   wd[6] = {0.5f, -1.25f, 2.0f, 0.75f, 1.5f, -0.5f};
+    ck_assert_int_eq(lk_model_add_input(m, "x", 4, xs, &x, NULL), LK_OK);
+    ck_assert_int_eq(lk_model_add_param(m, "w", 4, ws, wd, 1, &w, NULL), LK_OK);
+    const char *n1[1] = {"dead"}, *n2[1] = {"conv"}, *n3[1] = {"gap"}, *n4[1] = {"flat"};
+    ck_assert_int_eq(lk_model_add_node(m, LK_OP_RELU, "dead", 1, &x, 1, n1, NULL, &dead, &err),
+                     LK_OK);
+    lk_attrs a;
+    conv_attrs(&a, 1);
+    int64_t in2[2] = {x, w};
+    ck_assert_int_eq(lk_model_add_node(m, LK_OP_CONV, "conv", 2, in2, 1, n2, &a, &cv, &err), LK_OK);
+    ck_assert_int_eq(lk_model_add_node(m, LK_OP_GLOBAL_AVG_POOL, "gap", 1, &cv, 1, n3, NULL, &g,
+                                       &err), LK_OK);
+    lk_attrs ra         = lk_attrs_default(LK_OP_RESHAPE);
+    ra.reshape.ndim     = 2;
+    ra.reshape.shape[0] = 1;
+    ra.reshape.shape[1] = -1;
+    ck_assert_int_eq(lk_model_add_node(m, LK_OP_RESHAPE, "flat", 1, &g, 1, n4, &ra, &f, &err),
+                     LK_OK);
+    ck_assert_int_eq(lk_model_set_outputs(m, 1, &f, NULL), LK_OK);
+    ck_assert_msg(lk_model_finalize(m, &err) == LK_OK, "%s", err.msg);
+    lk_cam_params p = lk_cam_params_default();
+    p.layers        = &dead;
+    p.n_layers      = 1;
+    p.threads       = 1;
+    ck_assert_int_eq(lk_cam_alloc(m, &p, xs, &c, &err), LK_EINVAL);
+    ck_assert_ptr_null(c);
+    ck_assert_msg(strstr(err.msg, "'dead' is not an ancestor of the output"), "%s", err.msg);
+    ck_assert_int_eq(lk_cam_default_layer(m), cv);
+    lk_model_free(m);
+}
+END_TEST
+
 static int run_cli(const char *const *args, char *errb) {
     char out[8192];
     return tu_lkprobe(args, out, sizeof out, errb, 8192);
@@ -572,6 +611,7 @@ static Suite *cam_suite(void) {
     tcase_add_test(t, fusion_and_scores);
     tcase_add_test(t, clip_mass_threshold);
     tcase_add_test(t, pass_refusals);
+    tcase_add_test(t, layer_not_ancestor);
     tcase_add_test(t, cli_refusals);
     suite_add_tcase(s, t);
     return s;
