@@ -1,6 +1,6 @@
 """Benchmark model definitions (PyTorch), shared by the bench scripts.
 
-- resnet18 / resnet101: torchvision definitions (random weights; speed does not depend on them).
+- resnet18 / resnet50 / resnet101: torchvision definitions (random weights; speed does not depend on them).
 - replknet31b: the RepLKNet-31B shape in its deployed (re-parameterised) form: channels
   128/256/512/1024, depths 2/2/18/2, depthwise kernels 31/29/27/13 (one conv with bias after
   merging the parallel 5x5 branch and BN), ConvFFN with 4x expansion and GELU, BN before each
@@ -86,6 +86,8 @@ def build(name, features_only=False):
     torch.manual_seed(0)
     if name == "resnet18":
         m = torchvision.models.resnet18()
+    elif name == "resnet50":
+        m = torchvision.models.resnet50()
     elif name == "resnet101":
         m = torchvision.models.resnet101()
         if features_only:

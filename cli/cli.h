@@ -210,4 +210,12 @@ void cli_rf_compute(const lk_model *m, cli_rf *rf);
 int cli_node_window(const lk_model *m, const lk_node *n, int64_t kernel[2], int64_t stride[2],
                     int64_t dilation[2], int64_t *groups);
 
+/* ---- input options shared by the commands that take images (cmd_cam.c) ------------------- */
+
+int cmd_cam(int argc, char **argv);
+/* "S" or "HxW" into size (H, W); 0 after printing an error naming opt. */
+int cli_parse_size(const char *opt, const char *val, int64_t size[2]);
+/* 1 or 3 comma-separated values (std: positive) into out; 0 after printing an error. */
+int cli_parse_norm(const char *opt, const char *val, int is_std, float out[3]);
+
 #endif

@@ -334,3 +334,41 @@ void cli_progress_end(cli_progress *p, int64_t done) {
     }
     if (p->tty) fputc('\n', stderr);
 }
+
+int cli_parse_size(const char *opt, const char *val, int64_t size[2]) {
+    long long   v[2];
+    const char *x = strchr(val, 'x');
+    char        hb[32];
+    if (x && (size_t)(x - val) >= sizeof hb) {
+        cli_error(opt, "'%s' is not S or HxW", val);
+        return 0;
+    }
+    if (x) {
+        memcpy(hb, val, (size_t)(x - val));
+        hb[x - val] = 0;
+    }
+    if (!cli_parse_int(opt, x ? hb : val, 1, 65536, &v[0])) return 0;
+    if (x && !cli_parse_int(opt, x + 1, 1, 65536, &v[1])) return 0;
+    size[0] = v[0];
+    size[1] = x ? v[1] : v[0];
+    return 1;
+}
+
+int cli_parse_norm(const char *opt, const char *val, int is_std, float out[3]) {
+    double d[3];
+    int    k = cli_parse_doubles(opt, val, d, 3);
+    if (k < 0) return 0;
+    if (k == 1) d[1] = d[2] = d[0];
+    else if (k != 3) {
+        cli_error(opt, "give 1 or 3 values, got %d", k);
+        return 0;
+    }
+    for (int j = 0; j < 3; j++) {
+        if (is_std && !(d[j] > 0)) {
+            cli_error(opt, "std must be positive");
+            return 0;
+        }
+        out[j] = (float)d[j];
+    }
+    return 1;
+}

@@ -362,6 +362,24 @@ LK_API lk_status lk_plot_hist(lk_axes *ax, const lk_tensor *edges, const lk_tens
 LK_API lk_status lk_plot_hist_data(lk_axes *ax, const lk_tensor *data, int nbins,
                                    const lk_hist_opts *opts, lk_error *err);
 
+/* ---------------------------------------------------------------- attribution grids */
+
+typedef struct lk_attr_grid_opts {
+    const char *const *row_labels;  /* N labels above the input cells ("cat, p=0.97"), or NULL */
+    const char *const *col_titles;  /* n_maps column headers (method names), or NULL           */
+    const int         *signed_maps; /* n_maps flags: 1 = values in [-1, 1] on bwr; else [0, 1] */
+    lk_cmap            cmap;        /* colour map of the [0, 1] maps ({0} = viridis)           */
+    double             alpha;       /* heat weight of the blend: 0 -> 0.5                      */
+    double             label_size;  /* row label size in points: 0 -> 0.8 x the font size      */
+} lk_attr_grid_opts;
+
+/* Fills a figure laid out as N rows x (1 + n_maps) columns (lk_fig_grid): column 0 shows the
+ * images (N, 3, H, W) in [0, 1], column j + 1 blends maps[j] (N, H, W), already normalised,
+ * over them. */
+LK_API lk_status lk_plot_attribution_grid(lk_fig *fig, const lk_tensor *images, int n_maps,
+                                          const lk_tensor *const *maps,
+                                          const lk_attr_grid_opts *opts, lk_error *err);
+
 #ifdef __cplusplus
 }
 #endif
