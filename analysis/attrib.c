@@ -257,9 +257,9 @@ lk_status cam_fullgrad_plan(lk_cam *c, const unsigned char *anc, const unsigned 
     for (int64_t i = 0; i < nn; i++) {
         const lk_node *n = lk_model_node(m, i);
         int64_t        v = n->out[0];
-        int conv = (n->op == LK_OP_CONV || n->op == LK_OP_CONV_TRANSPOSE) && n->n_in >= 3 &&
+        int conv = (lk_op_roles(n->op) & (LK_ROLE_CONV | LK_ROLE_CONV_TRANSPOSE)) && n->n_in >= 3 &&
                    n->in[2] >= 0 && lk_model_value_kind(m, n->in[2]) == LK_VALUE_PARAM;
-        int bn   = n->op == LK_OP_BATCHNORM && n->n_in == 5;
+        int bn   = (lk_op_roles(n->op) & LK_ROLE_BATCH_STATS) && n->n_in == 5;
         if ((!conv && !bn) || !anc[v] || !dep[v] || lk_model_value_shape(m, v, sh) != 4) continue;
         for (int j = 1; bn && j < 5; j++)
             if (lk_model_value_kind(m, n->in[j]) != LK_VALUE_PARAM) bn = 0;
