@@ -1,7 +1,7 @@
 /* bench_faith.c: times lkprobe's deletion + insertion (RISE protocol, batched forwards) for one
  * map.  Usage: bench_faith MODEL X.npy MAP.npy [--threads N] [--batch B] [--step S]
  * Prints one JSON line: {"threads","batch","step","n_steps","seconds","plan_s","deletion",
- * "insertion","class"}. */
+ * "insertion","road","road_iters","class"} (NaN metrics print as null). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +26,13 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i], "--threads")) p.threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--batch")) p.batch = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--step")) p.step = atoll(argv[i + 1]);
+        else if (!strcmp(argv[i], "--metrics")) {
+            lk_error e;
+            if (lk_faith_metrics_parse(argv[i + 1], &p.metrics, &e)) {
+                fprintf(stderr, "bench_faith: %s\n", e.msg);
+                return 1;
+            }
+        }
         else {
             fprintf(stderr, "bench_faith: unknown option %s\n", argv[i]);
             return 1;
@@ -46,10 +53,12 @@ int main(int argc, char **argv) {
     if (lk_faith_add(f, 0, &in, &err)) goto fail;
     double                t2 = now();
     const lk_faith_image *r  = lk_faith_last(f);
+    char  *js = NULL;
+    if (lk_faith_image_json(f, r, 0, &js, &err)) goto fail;
     printf("{\"threads\":%d,\"batch\":%d,\"step\":%lld,\"n_steps\":%lld,\"seconds\":%.3f,"
-           "\"plan_s\":%.3f,\"deletion\":%.6f,\"insertion\":%.6f,\"class\":%lld}\n",
-           p.threads, lk_faith_batch(f), (long long)p.step, (long long)r->n_steps, t2 - t1,
-           t1 - t0, r->deletion, r->insertion, (long long)r->cls);
+           "\"plan_s\":%.3f,\"road_iters\":%lld,\"metrics\":%s}\n", p.threads, lk_faith_batch(f),
+           (long long)p.step, (long long)r->n_steps, t2 - t1, t1 - t0, (long long)r->road_iters, js);
+    lk_free(js);
     rc = 0;
 fail:
     if (rc) fprintf(stderr, "bench_faith: %s\n", err.msg);

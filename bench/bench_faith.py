@@ -163,8 +163,9 @@ def main():
                         "--batch", str(a.batch), "--step", str(a.step)],
                        check=True, capture_output=True, text=True)
     r = json.loads(p.stdout)
+    mt = r["metrics"]
     print("lkprobe (batch %d): %.2f s  class %d  deletion %.6f  insertion %.6f  (plan %.2f s)" %
-          (r["batch"], r["seconds"], r["class"], r["deletion"], r["insertion"], r["plan_s"]))
+          (r["batch"], r["seconds"], mt["class"], mt["deletion"], mt["insertion"], r["plan_s"]))
     for name in res:
         print("speed-up vs pytorch %s: %.2fx" % (name, res[name][0] / r["seconds"]))
     print("OPENBLAS_CORETYPE=%s threads=%d" % (os.environ.get("OPENBLAS_CORETYPE", "(unset)"),
