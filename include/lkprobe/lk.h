@@ -22,6 +22,7 @@
 #include "lk_render.h"
 #include "lk_cpu.h"
 #include "lk_cam.h"
+#include "lk_faith.h"
 
 #define LK_VERSION "0.1.0"
 
