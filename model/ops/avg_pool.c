@@ -81,4 +81,5 @@ const lk_op_def lk_op_def_AVG_POOL = {
     .name = "avg_pool", .n_in_min = 1, .n_in_max = 1, .n_out_min = 1, .n_out_max = 1,
     .flags = LK_OPF_LINEAR_IN0, .infer = lk_pool_infer, .forward = avgpool_forward,
     .backward = avgpool_backward, .jvp = avgpool_jvp,
+    .interp = LK_INTERP_JACOBIAN,
 };

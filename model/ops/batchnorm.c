@@ -189,4 +189,5 @@ const lk_op_def lk_op_def_BATCHNORM = {
     .forward   = bn_forward,
     .backward  = bn_backward,
     .jvp       = bn_jvp,
+    .interp = LK_INTERP_AFFINE, .interp_frozen = lk_interp_freeze_rest,
 };

@@ -216,4 +216,5 @@ const lk_op_def lk_op_def_CONV = {
     .backward  = conv_backward,
     .jvp       = conv_jvp,
     .pack      = conv_pack,
+    .interp = LK_INTERP_AFFINE, .interp_frozen = lk_interp_freeze_rest,
 };

@@ -129,4 +129,5 @@ const lk_op_def lk_op_def_CONV_TRANSPOSE = {
     .forward   = convt_forward,
     .backward  = convt_backward,
     .jvp       = convt_jvp,
+    .interp = LK_INTERP_AFFINE, .interp_frozen = lk_interp_freeze_rest,
 };

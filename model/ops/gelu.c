@@ -143,4 +143,5 @@ const lk_op_def lk_op_def_GELU = {
     .name = "gelu", .n_in_min = 1, .n_in_max = 1, .n_out_min = 1, .n_out_max = 1,
     .flags = LK_OPF_ELEMENTWISE, .infer = lk_unary_infer, .forward = gelu_forward,
     .backward = gelu_backward, .jvp = gelu_jvp,
+    .interp = LK_INTERP_POINTWISE,
 };

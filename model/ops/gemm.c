@@ -161,4 +161,5 @@ const lk_op_def lk_op_def_GEMM = {
     .forward   = gemm_forward,
     .backward  = gemm_backward,
     .jvp       = gemm_jvp,
+    .interp = LK_INTERP_AFFINE, .interp_frozen = lk_interp_freeze_rest,
 };

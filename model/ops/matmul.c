@@ -164,4 +164,5 @@ const lk_op_def lk_op_def_MATMUL = {
     .forward   = matmul_forward,
     .backward  = matmul_backward,
     .jvp       = matmul_jvp,
+    .interp = LK_INTERP_AFFINE, .interp_frozen = lk_interp_freeze_rest,
 };

@@ -132,4 +132,5 @@ const lk_op_def lk_op_def_MAX_POOL = {
     .name = "max_pool", .n_in_min = 1, .n_in_max = 1, .n_out_min = 1, .n_out_max = 1,
     .flags = LK_OPF_PIECEWISE_LINEAR, .infer = lk_pool_infer,
     .forward = maxpool_forward, .backward = maxpool_backward, .jvp = maxpool_jvp,
+    .interp = LK_INTERP_JACOBIAN,
 };

@@ -125,4 +125,5 @@ const lk_op_def lk_op_def_PAD = {
     .name = "pad", .n_in_min = 1, .n_in_max = 1, .n_out_min = 1, .n_out_max = 1,
     .flags = LK_OPF_SHAPE_ONLY, .infer = pad_infer, .forward = pad_forward,
     .backward = pad_backward, .jvp = pad_jvp,
+    .interp = LK_INTERP_AFFINE, .interp_frozen = lk_interp_freeze_rest,
 };

@@ -130,4 +130,5 @@ const lk_op_def lk_op_def_POW = {
     .forward   = pow_forward,
     .backward  = pow_backward,
     .jvp       = POW_jvp_op,
+    .interp = LK_INTERP_POINTWISE,
 };

@@ -256,7 +256,7 @@ static inline void lk_red_run(lk_pool *pool, const lk_red_plan *p, lk_red_kind k
     const lk_op_def lk_op_def_##E = {                                                          \
         .name = NAME, .n_in_min = 1, .n_in_max = 1, .n_out_min = 1, .n_out_max = 1,            \
         .flags = (FLAGS), .infer = lk_reduce_infer, .forward = E##_forward,                    \
-        .backward = E##_backward, .jvp = E##_jvp,                                              \
+        .backward = E##_backward, .jvp = E##_jvp, .interp = LK_INTERP_JACOBIAN,                \
     };
 
 #endif

@@ -229,4 +229,5 @@ const lk_op_def lk_op_def_RESIZE = {
     .name = "resize", .n_in_min = 1, .n_in_max = 1, .n_out_min = 1, .n_out_max = 1,
     .flags = LK_OPF_LINEAR_IN0, .infer = resize_infer, .scratch = resize_scratch,
     .forward = resize_forward, .backward = resize_backward, .jvp = resize_jvp,
+    .interp = LK_INTERP_JACOBIAN,
 };

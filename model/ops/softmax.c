@@ -86,4 +86,5 @@ const lk_op_def lk_op_def_SOFTMAX = {
     .name = "softmax", .n_in_min = 1, .n_in_max = 1, .n_out_min = 1, .n_out_max = 1,
     .flags = 0, .infer = softmax_infer, .forward = softmax_forward,
     .backward = softmax_backward, .jvp = softmax_jvp,
+    .interp = LK_INTERP_TANGENT,
 };

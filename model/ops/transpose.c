@@ -60,4 +60,5 @@ const lk_op_def lk_op_def_TRANSPOSE = {
     .name = "transpose", .n_in_min = 1, .n_in_max = 1, .n_out_min = 1, .n_out_max = 1,
     .flags = LK_OPF_LINEAR_IN0 | LK_OPF_SHAPE_ONLY, .infer = transpose_infer,
     .forward = transpose_forward, .backward = transpose_backward, .jvp = transpose_jvp,
+    .interp = LK_INTERP_JACOBIAN,
 };

@@ -79,7 +79,7 @@ typedef struct lk_unary_args {
     const lk_op_def lk_op_def_##E = {                                                          \
         .name = NAME, .n_in_min = 1, .n_in_max = 1, .n_out_min = 1, .n_out_max = 1,            \
         .flags = (FLAGS), .infer = lk_unary_infer, .forward = E##_forward,                     \
-        .backward = E##_backward, .jvp = E##_jvp,                                              \
+        .backward = E##_backward, .jvp = E##_jvp, .interp = LK_INTERP_POINTWISE,               \
     };
 
 #endif
