@@ -16,6 +16,7 @@
 
 #include <gsl/gsl_linalg.h>
 
+#include "lkprobe/lk_inputs.h"
 #include "lkprobe/lk_interp.h"
 #include "lkprobe/lk_linscope.h"
 #include "testutil.h"
@@ -406,6 +407,139 @@ START_TEST(bad_input) {
 }
 END_TEST
 
+/* Real models in float: properties 1, 3, 4 and, for piecewise-linear nets (ReLU / leaky ReLU,
+ * max-pool, folded BN, GAP), rows equal to the backward pass.  Seeded noise input. */
+static void real_model(const char *path, const char *shape_opt, int pwl) {
+    lk_model    *m = NULL;
+    lk_load_opts lo;
+    memset(&lo, 0, sizeof lo);
+    if (shape_opt) {
+        int64_t sh[4] = {1, 3, 24, 24};
+        lo.n_input_shape = 4;
+        memcpy(lo.input_shape, sh, sizeof sh);
+    }
+    lk_error err;
+    ck_assert_msg(lk_model_load(path, &lo, &m, &err) == LK_OK, "%s", err.msg);
+    int64_t sh[LK_MAX_DIMS];
+    ck_assert_int_eq(lk_model_input_shape(m, 0, sh), 4);
+    if (shape_opt) sh[2] = sh[3] = 24;
+    lk_tensor *x = NULL;
+    ck_assert_int_eq(lk_tensor_alloc(LK_F32, 4, sh, &x, NULL), LK_OK);
+    lk_inputs_noise_fill(x->data, lk_tensor_numel(x), 7, 0);
+    lk_linscope_pos rows[2];
+    lk_linscope_params p = lk_linscope_params_default();
+    lk_linscope_result *r = NULL;
+    if (!shape_opt) {
+        rows[0] = (lk_linscope_pos){.cls = 1, .c = 0};
+        rows[1] = (lk_linscope_pos){.cls = 1, .c = 3};
+    } else {
+        rows[0] = (lk_linscope_pos){.c = 0, .y = 10, .x = 11};
+        rows[1] = (lk_linscope_pos){.c = 2, .y = 3, .x = 40};
+    }
+    p.rows = rows, p.n_rows = 2, p.threads = 2, p.batch = 2;
+    ck_assert_msg(lk_linscope_run(m, &p, x, x, &r, &err) == LK_OK, "%s", err.msg);
+    const int64_t n_out = lk_tensor_numel(r->y0), n_in = lk_tensor_numel(x);
+    double        e1 = rel(r->y1->data, r->y0->data, n_out);
+    fprintf(stderr, "linscope %s: self %.2e decomp %.2e adjoint %.2e bias share %.3g\n", path, e1,
+            r->recon_err, r->adjoint_err, r->bias_norm_share);
+    ck_assert_msg(e1 < 1e-4 && r->recon_err < 1e-4 && r->adjoint_err < 1e-5,
+                  "%s: self %.3g decomposition %.3g adjoint %.3g", path, e1, r->recon_err,
+                  r->adjoint_err);
+    for (int i = 0; i < 2; i++) ck_assert_msg(r->vote_err[i] < 1e-4, "votes %d: %.3g", i, r->vote_err[i]);
+    if (pwl) {
+        lk_exec_opts eo = lk_exec_opts_default();
+        eo.grad = LK_GRAD_INPUTS, eo.threads = 2;
+        lk_exec *ex = NULL;
+        lk_tensor *seed = NULL;
+        ck_assert_int_eq(lk_exec_alloc(m, &eo, 1, (const lk_tensor *const[]){x}, &ex, NULL), LK_OK);
+        ck_assert_int_eq(lk_tensor_calloc(LK_F32, r->y0->ndim, r->y0->shape, &seed, NULL), LK_OK);
+        const lk_tensor *ins[1] = {x}, *sd[1] = {seed};
+        int64_t          vo = lk_model_output(m, 0);
+        ck_assert_int_eq(lk_exec_forward(ex, ins, NULL), LK_OK);
+        for (int i = 0; i < 2; i++) {
+            const int64_t *osh = r->y0->shape;
+            int64_t idx = rows[i].cls ? rows[i].c : (rows[i].c * osh[2] + rows[i].y) * osh[3] + rows[i].x;
+            memset(seed->data, 0, sizeof(float) * (size_t)n_out);
+            ((float *)seed->data)[idx] = 1.0f;
+            ck_assert_int_eq(lk_exec_backward(ex, 1, &vo, sd, NULL), LK_OK);
+            const float *g = lk_exec_grad(ex, lk_model_input(m, 0))->data;
+            double e = rel((const float *)r->row->data + i * n_in, g, n_in);
+            fprintf(stderr, "linscope %s: row %d vs backward %.2e\n", path, i, e);
+            ck_assert_msg(e < 1e-5, "%s row %d vs backward %.3g", path, i, e);
+        }
+        lk_tensor_free(seed);
+        lk_exec_free(ex);
+    }
+    lk_linscope_result_free(r);
+    lk_tensor_free(x);
+    lk_model_free(m);
+}
+
+START_TEST(example_classifier) {
+    char p[4096];
+    real_model(tu_src_path("examples/resnet-fmnist.onnx", p, sizeof p), NULL, 1);
+}
+END_TEST
+
+START_TEST(darknet_tiny) {
+    char p[4096];
+    if (!tu_shared_path("models/darknet-tiny/model.json", p, sizeof p)) {
+        printf("SKIP darknet-tiny: ../shared is absent\n");
+        return;
+    }
+    real_model(p, NULL, 1);
+}
+END_TEST
+
+START_TEST(esrgan_slim) {
+    char  p[4096];
+    FILE *f = fopen(tu_src_path("data/npm/esrgan-slim/models/x2/model.json", p, sizeof p), "r");
+    if (!f) {
+        printf("SKIP esrgan-slim: %s is absent (run tools/fetch-npm-models.sh)\n", p);
+        return;
+    }
+    fclose(f);
+    real_model(p, "24x24", 0);
+}
+END_TEST
+
+/* The command: arrays and JSON on success; bad input is one message, exit 1, no output. */
+START_TEST(cli) {
+    char m[4096], img[4096], out[8192], errb[4096];
+    tu_src_path("examples/resnet-fmnist.onnx", m, sizeof m);
+    tu_src_path("examples/images/fmnist-test-00-t-shirt.png", img, sizeof img);
+    const char *dir = "linscope-cli-out", *fig = "linscope-cli.png";
+    remove("linscope-cli-out/y0.npy"), remove("linscope-cli-out/rows.npy"), remove(fig);
+    const char *bad1[] = {"linscope", m, img, "--rows", "class:10", "--npy", dir, "-o", fig, NULL};
+    ck_assert_int_eq(tu_lkprobe(bad1, out, sizeof out, errb, sizeof errb), 1);
+    ck_assert_msg(strstr(errb, "class:10") && strstr(errb, "out of range"), "%s", errb);
+    FILE *f = fopen("linscope-cli-out/y0.npy", "rb");
+    ck_assert_msg(!f, "partial output after an error");
+    const char *bad2[] = {"linscope", m, img, img, "--json", NULL};
+    ck_assert_int_eq(tu_lkprobe(bad2, out, sizeof out, errb, sizeof errb), 1);
+    ck_assert_msg(strstr(errb, "exactly one input"), "%s", errb);
+    const char *ok[] = {"linscope", m, img, "--rows", "class:0", "--svd", "2", "--npy", dir,
+                        "-o", fig, "--json", "-q", NULL};
+    ck_assert_msg(tu_lkprobe(ok, out, sizeof out, errb, sizeof errb) == 0, "%s", errb);
+    ck_assert_msg(strstr(out, "\"reconstruction_error\"") && strstr(out, "\"mode\":\"secant\""), "%s", out);
+    lk_tensor *rows = tu_read_npy("linscope-cli-out/rows.npy");
+    ck_assert_ptr_nonnull(rows);
+    ck_assert_int_eq(rows->shape[0], 1);
+    ck_assert_int_eq(rows->shape[1], 3);
+    lk_tensor_free(rows);
+    f = fopen(fig, "rb");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    static const char *const names[] = {"y0", "bias", "rows", "sv", "u", "v"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "%s/%s.npy", dir, names[i]);
+        remove(path);
+    }
+    remove(dir), remove(fig);
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("linscope");
     TCase *t = tcase_create("props");
@@ -417,6 +551,12 @@ static Suite *suite(void) {
     tcase_add_test(t, views);
     tcase_add_test(t, bad_input);
     suite_add_tcase(s, t);
+    TCase *z = tcase_create("models");
+    tcase_add_test(z, example_classifier);
+    tcase_add_test(z, darknet_tiny);
+    tcase_add_test(z, esrgan_slim);
+    tcase_add_test(z, cli);
+    suite_add_tcase(s, z);
     return s;
 }
 
