@@ -43,8 +43,9 @@ static lk_status panel(lk_fig *fig, int row, int col, const lk_tensor *t, int si
     return s;
 }
 
-lk_status lk_linscope_figure(const lk_linscope_result *r, const char *path,
-                             const lk_linscope_figure_opts *o, lk_error *err) {
+lk_status lk_linscope_figure_draw(const lk_linscope_result *r, const lk_linscope_figure_opts *o,
+                                  lk_fig **out, lk_error *err) {
+    *out = NULL;
     const int    maxp = o && o->max_panels > 0 ? o->max_panels : 6;
     const double dpi  = o && o->dpi > 0 ? o->dpi : 100;
     const int    nr = r->n_rows < maxp ? r->n_rows : maxp, nc = r->n_cols < maxp ? r->n_cols : maxp;
@@ -95,6 +96,18 @@ lk_status lk_linscope_figure(const lk_linscope_result *r, const char *path,
         if (!s) s = panel(fig, row, i, t, 1, title, err);
         lk_tensor_free(t), t = NULL;
     }
+    if (s) {
+        lk_fig_free(fig);
+        return s;
+    }
+    *out = fig;
+    return LK_OK;
+}
+
+lk_status lk_linscope_figure(const lk_linscope_result *r, const char *path,
+                             const lk_linscope_figure_opts *o, lk_error *err) {
+    lk_fig   *fig = NULL;
+    lk_status s   = lk_linscope_figure_draw(r, o, &fig, err);
     if (!s) s = lk_fig_save(fig, path, err);
     lk_fig_free(fig);
     return s;

@@ -9,6 +9,7 @@
 #define LKPROBE_LK_LINSCOPE_FIGURE_H
 
 #include "lk_linscope.h"
+#include "lk_render.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -23,6 +24,11 @@ typedef struct lk_linscope_figure_opts {
 /* Draws the figure of r into path (atomically).  NULL opts = defaults. */
 LK_API lk_status lk_linscope_figure(const lk_linscope_result *r, const char *path,
                                     const lk_linscope_figure_opts *opts, lk_error *err);
+
+/* The same figure as an lk_fig (caller frees with lk_fig_free), e.g. for a report. */
+LK_API lk_status lk_linscope_figure_draw(const lk_linscope_result *r,
+                                         const lk_linscope_figure_opts *opts, lk_fig **out,
+                                         lk_error *err);
 
 #ifdef __cplusplus
 }
