@@ -306,7 +306,41 @@ static int unit_through_zero(const lk_op_def *d, const lk_op_ctx *c, float *df0)
     return y == 0.0f && isfinite(t);
 }
 
-/* Per-entry slope d and constant k of a pointwise unit at x0 (coef holds f'(x0) on entry). */
+/* Per-entry slope d and constant k of a pointwise unit: one chunk of entries. */
+typedef struct pw_args {
+    const float *x, *y, *co, *t, *gy;
+    float       *ty, *gx;
+    float        eps, df0;
+    int          tan, zero, bias, transpose;
+    int64_t      guarded;
+} pw_args;
+
+static void pw_body(void *arg, int64_t i0, int64_t i1, int tid) {
+    (void)tid;
+    pw_args *a       = arg;
+    int64_t  guarded = 0;
+    for (int64_t i = i0; i < i1; i++) {
+        const float x = a->x[i], y = a->y[i];
+        float       s = a->co[i], k = y - s * x;
+        if (!a->tan) {
+            if (fabsf(x) >= a->eps) {
+                s = y / x;
+                k = 0.0f;
+            } else {
+                guarded++;
+                if (a->zero) {
+                    s = a->df0;
+                    k = 0.0f;
+                }
+            }
+        }
+        if (a->transpose) a->gx[i] += a->gy[i] * s;
+        else a->ty[i] = (a->t ? s * a->t[i] : 0.0f) + (a->bias ? k : 0.0f);
+    }
+    if (guarded) __atomic_fetch_add(&a->guarded, guarded, __ATOMIC_RELAXED);
+}
+
+/* Pointwise units: coef gets f'(x0) from the op's jvp, then the rule per entry. */
 static void rule_pointwise(lk_interp_ctx *ic, const float *ones_buf, float *coef_buf,
                            const lk_op_def *d, lk_op_ctx *c, int transpose) {
     const lk_tensor *x0 = c->in[0];
@@ -320,44 +354,23 @@ static void rule_pointwise(lk_interp_ctx *ic, const float *ones_buf, float *coef
     c2.tin       = tin;
     c2.tout      = tout;
     d->jvp(&c2);
-    const int     tan  = ic->tangent || (d->flags & LK_OPF_PIECEWISE_LINEAR);
-    float         df0  = 0.0f;
-    const int     zero = !tan && unit_through_zero(d, c, &df0);
-    const float   eps  = (float)ic->eps;
-    const int64_t n    = lk_tensor_numel(c->out[0]);
-    const float  *x = x0->data, *y = c->out[0]->data;
-    float        *co = coef_buf;
-    const float  *t  = NULL;
-    float        *ty = NULL, *gx = NULL;
-    const float  *gy = NULL;
-    int64_t       guarded = 0;
-    const int     bias    = !transpose && ic->bias;
+    if (transpose && !c->gin[0]) return;
+    pw_args a = {.x = x0->data, .y = c->out[0]->data, .co = coef_buf, .eps = (float)ic->eps,
+                 .tan = ic->tangent || (d->flags & LK_OPF_PIECEWISE_LINEAR),
+                 .bias = !transpose && ic->bias, .transpose = transpose};
+    a.zero = !a.tan && unit_through_zero(d, c, &a.df0);
     if (transpose) {
-        if (!c->gin[0]) return;
-        gx = c->gin[0]->data;
-        gy = c->gout[0]->data;
+        a.gx = c->gin[0]->data;
+        a.gy = c->gout[0]->data;
     } else {
-        ty = c->tout[0]->data;
-        t  = c->tin[0] ? c->tin[0]->data : bias ? x : NULL;
+        a.ty = c->tout[0]->data;
+        /* Without batch 1 on input 0, x1 = x0 there in a biased pass. */
+        a.t = c->tin[0] ? c->tin[0]->data : a.bias ? a.x : NULL;
     }
-    for (int64_t i = 0; i < n; i++) {
-        float s = co[i], k = y[i] - s * x[i];
-        if (!tan) {
-            if (fabsf(x[i]) >= eps) {
-                s = y[i] / x[i];
-                k = 0.0f;
-            } else {
-                guarded++;
-                if (zero) {
-                    s = df0;
-                    k = 0.0f;
-                }
-            }
-        }
-        if (transpose) gx[i] += gy[i] * s;
-        else ty[i] = (t ? s * t[i] : 0.0f) + (bias ? k : 0.0f);
-    }
-    if (!transpose) ic->guarded += guarded;
+    const int64_t n = lk_tensor_numel(c->out[0]);
+    if (n < 65536 || !c->pool) pw_body(&a, 0, n, 0);
+    else lk_parallel_for(c->pool, n, pw_body, &a);
+    if (!transpose) ic->guarded += a.guarded;
 }
 
 /* Smooth non-pointwise units: the tangent rule, k = y0 - J x0. */
