@@ -503,6 +503,48 @@ START_TEST(esrgan_slim) {
 }
 END_TEST
 
+/* Against a hand-written two-batch interpreter in PyTorch (double precision; fixtures from
+ * tests/fixtures/gen_linscope.py): F_lin(x0; x1) in secant and tangent mode and the bias c. */
+START_TEST(fixture_torch) {
+    char        p[4096];
+    const char *dir = "tests/fixtures/linscope/";
+    lk_tensor  *t[6] = {0};
+    const char *names[6] = {"x0", "x1", "y0", "y1_secant", "y1_tangent", "c_secant"};
+    for (int i = 0; i < 6; i++) {
+        char rel_path[256];
+        snprintf(rel_path, sizeof rel_path, "%s%s.npy", dir, names[i]);
+        t[i] = tu_read_npy(tu_src_path(rel_path, p, sizeof p));
+        ck_assert_msg(t[i] != NULL, "%s", p);
+    }
+    lk_model *m = NULL;
+    lk_error  err;
+    ck_assert_msg(lk_model_load(tu_src_path("tests/fixtures/linscope/toy.onnx", p, sizeof p), NULL,
+                                &m, &err) == LK_OK, "%s", err.msg);
+    const int64_t n = lk_tensor_numel(t[2]);
+    lk_tensor    *y = NULL;
+    ck_assert_int_eq(lk_tensor_alloc_like(t[2], &y, NULL), LK_OK);
+    for (int mode = 0; mode < 2; mode++) {
+        lk_interp_opts o = lk_interp_opts_default();
+        o.smooth = mode ? LK_SMOOTH_TANGENT : LK_SMOOTH_SECANT, o.threads = 1;
+        lk_interp *ip = NULL;
+        ck_assert_msg(lk_interp_alloc(m, &o, t[0], &ip, &err) == LK_OK, "%s", err.msg);
+        ck_assert_msg(lk_interp_set_point(ip, t[0], &err) == LK_OK, "%s", err.msg);
+        double e0 = rel(lk_interp_output(ip)->data, t[2]->data, n);
+        ck_assert_msg(lk_interp_apply(ip, t[1], 1, y, &err) == LK_OK, "%s", err.msg);
+        double e1 = rel(y->data, t[mode ? 4 : 3]->data, n);
+        double ec = mode ? 0 : rel(lk_interp_bias(ip)->data, t[5]->data, n);
+        fprintf(stderr, "linscope vs torch (%s): F %.2e, F_lin(x0; x1) %.2e, c %.2e\n",
+                mode ? "tangent" : "secant", e0, e1, ec);
+        ck_assert_msg(e0 < 1e-5 && e1 < 1e-5 && ec < 1e-5, "vs torch: F %.3g F_lin %.3g c %.3g",
+                      e0, e1, ec);
+        lk_interp_free(ip);
+    }
+    lk_tensor_free(y);
+    for (int i = 0; i < 6; i++) lk_tensor_free(t[i]);
+    lk_model_free(m);
+}
+END_TEST
+
 /* The command: arrays and JSON on success; bad input is one message, exit 1, no output. */
 START_TEST(cli) {
     char m[4096], img[4096], out[8192], errb[4096];
@@ -556,6 +598,7 @@ static Suite *suite(void) {
     tcase_add_test(z, darknet_tiny);
     tcase_add_test(z, esrgan_slim);
     tcase_add_test(z, cli);
+    tcase_add_test(z, fixture_torch);
     suite_add_tcase(s, z);
     return s;
 }
