@@ -3,6 +3,7 @@
  * input (../shared/docs/linearscope.md): F(x0) = A(x0) x0 + c(x0), rows, columns, bias,
  * singular triplets, arrays, JSON and a figure.  Parses options and calls lk_linscope_run.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -263,9 +264,12 @@ static void print_text(const ls_cfg *g, const lk_linscope_result *r) {
            "||c||/||F|| %.4g, %lld guarded entries\n",
            g->model, lk_smooth_mode_name(r->smooth), r->recon_err, r->adjoint_err,
            r->bias_norm_share, (long long)r->guarded);
-    for (int i = 0; i < r->n_rows; i++)
-        printf("  row %d: bias share c/F %.4g, votes + c - F %.3g, copy-move %.3g px\n", i,
-               r->bias_share[i], r->vote_err[i], r->copy_move[i]);
+    for (int i = 0; i < r->n_rows; i++) {
+        printf("  row %d: bias share c/F %.4g, |votes + c - F| / |F| %.3g", i, r->bias_share[i],
+               r->vote_err[i]);
+        if (isfinite(r->copy_move[i])) printf(", copy-move %.3g px", r->copy_move[i]);
+        printf("\n");
+    }
     for (int i = 0; i < r->svd_k; i++)
         printf("  sigma_%d = %.6g (Ritz residual %.2g)\n", i + 1,
                (double)((const float *)r->sv->data)[i], r->sv_resid[i]);

@@ -1,6 +1,6 @@
 /*
  * fig_linscope.c: the LinearScope figure (lk_linscope_figure.h).  Every panel is a channel sum
- * (H x W) of one row, column or singular vector, in RdBu (blue negative, red positive) with
+ * (H x W) of one row, vote map (classifier rows), column or singular vector, in RdBu (blue negative, red positive) with
  * limits symmetric about 0; the energy maps use viridis.
  */
 #include <stdio.h>
@@ -50,9 +50,11 @@ lk_status lk_linscope_figure_draw(const lk_linscope_result *r, const lk_linscope
     const double dpi  = o && o->dpi > 0 ? o->dpi : 100;
     const int    nr = r->n_rows < maxp ? r->n_rows : maxp, nc = r->n_cols < maxp ? r->n_cols : maxp;
     const int    nk = r->svd_k < maxp ? r->svd_k : maxp, ne = r->energy_bias ? 2 : 0;
+    /* Classifier rows also get their vote maps row * x0 (sum + c_k = F_k). */
+    const int    nv = nr > 0 && r->rows[0].cls && r->votes ? nr : 0;
     int          ncols = ne, nrows = 0;
-    int          rr[4] = {ne, nr, nc, nk};
-    for (int i = 0; i < 4; i++) {
+    int          rr[5] = {ne, nr, nv, nc, nk};
+    for (int i = 0; i < 5; i++) {
         if (rr[i] > ncols) ncols = rr[i];
         nrows += rr[i] > 0;
     }
@@ -83,6 +85,14 @@ lk_status lk_linscope_figure_draw(const lk_linscope_result *r, const lk_linscope
         lk_tensor_free(t), t = NULL;
     }
     row += nr > 0;
+    for (int i = 0; i < nv && !s; i++) {
+        snprintf(title, sizeof title, "votes class %lld, c/F %.2g", (long long)r->rows[i].c,
+                 r->bias_share[i]);
+        s = channel_sum(r->votes, i, &t, err);
+        if (!s) s = panel(fig, row, i, t, 1, title, err);
+        lk_tensor_free(t), t = NULL;
+    }
+    row += nv > 0;
     for (int i = 0; i < nc && !s; i++) {
         pos_label(&r->cols[i], "column", title, sizeof title);
         s = channel_sum(r->col, i, &t, err);
