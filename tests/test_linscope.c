@@ -560,6 +560,13 @@ START_TEST(cli) {
     const char *bad2[] = {"linscope", m, img, img, "--json", NULL};
     ck_assert_int_eq(tu_lkprobe(bad2, out, sizeof out, errb, sizeof errb), 1);
     ck_assert_msg(strstr(errb, "exactly one input"), "%s", errb);
+    char x1[4096];
+    tu_src_path("tests/fixtures/linscope/x1.npy", x1, sizeof x1);
+    const char *bad3[] = {"linscope", m, img, "--x1", x1, "--npy", dir, NULL};
+    ck_assert_int_eq(tu_lkprobe(bad3, out, sizeof out, errb, sizeof errb), 1);
+    ck_assert_msg(strstr(errb, "x1 has shape [1, 3, 8, 8]"), "%s", errb);
+    f = fopen("linscope-cli-out/y0.npy", "rb");
+    ck_assert_msg(!f, "partial output after an error");
     const char *ok[] = {"linscope", m, img, "--rows", "class:0", "--svd", "2", "--npy", dir,
                         "-o", fig, "--json", "-q", NULL};
     ck_assert_msg(tu_lkprobe(ok, out, sizeof out, errb, sizeof errb) == 0, "%s", errb);
