@@ -320,20 +320,9 @@ static void pw_body(void *arg, int64_t i0, int64_t i1, int tid) {
     pw_args *a       = arg;
     int64_t  guarded = 0;
     for (int64_t i = i0; i < i1; i++) {
-        const float x = a->x[i], y = a->y[i];
-        float       s = a->co[i], k = y - s * x;
-        if (!a->tan) {
-            if (fabsf(x) >= a->eps) {
-                s = y / x;
-                k = 0.0f;
-            } else {
-                guarded++;
-                if (a->zero) {
-                    s = a->df0;
-                    k = 0.0f;
-                }
-            }
-        }
+        float s, k;
+        guarded += lk_interp_pointwise(a->x[i], a->y[i], a->co[i], a->tan, a->zero, a->df0, a->eps,
+                                       &s, &k);
         if (a->transpose) a->gx[i] += a->gy[i] * s;
         else a->ty[i] = (a->t ? s * a->t[i] : 0.0f) + (a->bias ? k : 0.0f);
     }
@@ -374,7 +363,7 @@ static void rule_pointwise(lk_interp_ctx *ic, const float *ones_buf, float *coef
 }
 
 /* Smooth non-pointwise units: the tangent rule, k = y0 - J x0. */
-static void rule_tangent(const lk_interp_ctx *ic, float *coef_buf, const lk_op_def *d,
+static void rule_tangent(lk_interp_ctx *ic, float *coef_buf, const lk_op_def *d,
                          lk_op_ctx *c, int transpose) {
     if (transpose) {
         d->backward(c);

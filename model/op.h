@@ -54,8 +54,29 @@ typedef struct lk_interp_ctx {
     int      bias;     /* 1: batch-1 pass with the constant part k; 0: the linear part L only */
     int      tangent;  /* smooth units: 1 tangent rule, 0 secant rule                        */
     double   eps;      /* secant guard: |x0| < eps takes the guarded rule                     */
-    int64_t  guarded;  /* counter of guarded entries (written by the driver)                  */
+    int64_t  guarded;  /* counter of guarded entries (driver and hooks, atomic adds)          */
 } lk_interp_ctx;
+
+/* The pointwise rule of a unit f at one entry (x0, y0 = f(x0), dt = f'(x0)): slope *s and
+ * constant *k.  Piecewise-linear units and tangent mode: the local affine piece.  Secant: y0/x0,
+ * and where |x0| < eps (guarded, returns 1) f'(0) when f(0) = 0 with f'(0) finite (zero = 1,
+ * df0), else the tangent piece. */
+static inline int lk_interp_pointwise(float x, float y, float dt, int tan, int zero, float df0,
+                                      float eps, float *s, float *k) {
+    *s = dt;
+    *k = y - dt * x;
+    if (tan) return 0;
+    if (x >= eps || x <= -eps) {
+        *s = y / x;
+        *k = 0.0f;
+        return 0;
+    }
+    if (zero) {
+        *s = df0;
+        *k = 0.0f;
+    }
+    return 1;
+}
 
 typedef struct lk_op_ctx {
     const lk_node          *node;
@@ -75,7 +96,9 @@ typedef struct lk_op_ctx {
     int                     fuse_relu;
     lk_pool                *pool;
     int                     nthreads;
-    const lk_interp_ctx    *interp;  /* interpreter passes only (see LK_INTERP_HOOK)          */
+    lk_interp_ctx          *interp;  /* interpreter passes only (see LK_INTERP_HOOK); hooks
+                                        add secant-guarded entries to interp->guarded
+                                        atomically                                          */
 } lk_op_ctx;
 
 typedef struct lk_op_def {
