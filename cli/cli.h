@@ -29,6 +29,7 @@ int cmd_report(int argc, char **argv);
 int cmd_reparam(int argc, char **argv);
 int cmd_kernels(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_linscope(int argc, char **argv);
 
 /* ---- options ------------------------------------------------------------------------------ */
 

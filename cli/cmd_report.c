@@ -27,6 +27,7 @@ static const cli_opt report_opts[] = {
     {"--dpi", NULL, 1, OPT_DPI, "D: resolution of raster layers in figures (default 100)"},
     {"--quiet", "-q", 0, OPT_QUIET, "no progress lines"},
     {"--json", NULL, 0, OPT_JSON, "print the numbers each section computed as JSON on stdout"},
+    {"--linscope", NULL, 0, (cli_opt_id)(OPT_COUNT + 1), "add the LinearScope section (first input)"},
 };
 static const cli_spec report_spec = {
     "report", "MODEL [IMAGE...] -o REPORT.html [options]",
@@ -46,6 +47,7 @@ typedef struct report_cfg {
     int64_t      size[2];
     int          quiet, noise_given, norm_given, json;
     float        mean[3], std[3];
+    int          linscope;
 } report_cfg;
 
 static int parse_size(const char *s, int64_t size[2]) {
@@ -80,6 +82,10 @@ static int parse_cfg(report_cfg *g, int argc, char **argv, cli_item *items) {
         int             a  = cli_common_apply(&g->c, it);
         if (a < 0) return 0;
         if (a) continue;
+        if ((int)it->id == OPT_COUNT + 1) {
+            g->linscope = 1;
+            continue;
+        }
         switch (it->id) {
         case OPT_POSITIONAL:
             if (!g->model) g->model = it->val;
@@ -299,6 +305,7 @@ int cmd_report(int argc, char **argv) {
     ctx.size[1]       = g.size[1];
     ctx.threads       = g.c.threads;
     ctx.max_mem       = cli_max_mem(&g.c);
+    ctx.linscope      = g.linscope;
     size_t                       ns;
     const lk_report_section_def *sec = lk_report_sections(&ns);
     for (size_t i = 0; i < ns; i++) {

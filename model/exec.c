@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "interp-impl.h"
 #include "model-impl.h"
 #include "op.h"
 #include "lkprobe/lk_exec.h"
@@ -50,6 +51,7 @@ struct lk_exec {
     int             dry;       /* lk_exec_estimate: plan sizes only, allocate no buffers   */
     uint64_t        bytes;     /* buffer bytes the plan needs                               */
     int             forwarded;
+    lk_interp      *interp;    /* jvp/backward run LinearScope rules (model/interp.c)      */
 };
 
 lk_exec_opts lk_exec_opts_default(void) {
@@ -935,7 +937,8 @@ lk_status lk_exec_backward(lk_exec *x, int n_seeds, const int64_t *vids,
         }
         c.gin  = gin;
         c.gout = gout;
-        d->backward(&c);
+        if (x->interp) lk_interp_node(x->interp, d, &c, 1);
+        else d->backward(&c);
     }
     return LK_OK;
 }
@@ -1066,7 +1069,8 @@ lk_status lk_exec_jvp(lk_exec *x, int n, const int64_t *vids, const lk_tensor *c
         }
         c.tin  = tin;
         c.tout = tout;
-        d->jvp(&c);
+        if (x->interp) lk_interp_node(x->interp, d, &c, 0);
+        else d->jvp(&c);
     }
     /* The caller's tangents are borrowed for this call only; kept zero tangents read as 0. */
     for (int i = 0; i < n; i++) x->tans[vids[i]].data = NULL;
@@ -1081,3 +1085,5 @@ const lk_tensor *lk_exec_tangent(const lk_exec *x, int64_t vid) {
         return NULL;
     return &x->tans[vid];
 }
+
+void lk_exec_set_interp(lk_exec *x, lk_interp *ip) { x->interp = ip; }

@@ -16,6 +16,9 @@
  *             needs (0 = none, e.g. when the weight is not a parameter) and, when dst is
  *             non-NULL, writes them.  Run-time calls see it as ctx->packed (NULL if none).
  *             Parameters are immutable once an exec is planned.
+ *  - interp:  the op's LinearScope rule (model/interp.c, lk_interp.h): how batch 1 reads the
+ *             unit with coefficients frozen at the forward point x0.  LK_INTERP_NONE (0) makes
+ *             an interpreter plan fail naming the op.  See the LK_INTERP_* kinds below.
  * Activations and inputs are contiguous float32; gradients share their value's shape.
  */
 #ifndef LKPROBE_MODEL_OP_H
@@ -37,6 +40,50 @@ enum {
     LK_OPF_STORE_ADD        = 1u << 6
 };
 
+/* LinearScope rule kinds (lk_op_def.interp).  Every rule is affine in batch 1 with coefficients
+ * from x0 and gives y1 = y0 when x1 = x0; L is its linear part, k its constant (bias) part. */
+enum {
+    LK_INTERP_NONE = 0,  /* no rule: planning an interpreter fails naming the op              */
+    LK_INTERP_JACOBIAN,  /* L = J (jvp, transpose = backward), k = 0: linear ops, selections
+                            (max-pool argmax, PReLU mask) and 1-homogeneous units (ReduceL2)    */
+    LK_INTERP_AFFINE,    /* the op itself on batch 1 (biases included; forward on the batch-1
+                            inputs), L = J in the inputs not frozen by interp_frozen (gates)    */
+    LK_INTERP_POINTWISE, /* elementwise unit of input 0 (others frozen): piecewise-linear ones
+                            use their mask + constant, smooth ones the secant or tangent rule   */
+    LK_INTERP_TANGENT,   /* smooth, not pointwise (softmax): L = J, k = y0 - J x0 in both modes */
+    LK_INTERP_HOOK,      /* interp_apply / interp_transpose (frozen normalisation statistics)  */
+    LK_INTERP_KIND_COUNT
+};
+
+/* What an interpreter pass tells an op (ctx->interp; NULL outside interpreter passes). */
+typedef struct lk_interp_ctx {
+    int      bias;     /* 1: batch-1 pass with the constant part k; 0: the linear part L only */
+    int      tangent;  /* smooth units: 1 tangent rule, 0 secant rule                        */
+    double   eps;      /* secant guard: |x0| < eps takes the guarded rule                     */
+    int64_t  guarded;  /* counter of guarded entries (driver and hooks, atomic adds)          */
+} lk_interp_ctx;
+
+/* The pointwise rule of a unit f at one entry (x0, y0 = f(x0), dt = f'(x0)): slope *s and
+ * constant *k.  Piecewise-linear units and tangent mode: the local affine piece.  Secant: y0/x0,
+ * and where |x0| < eps (guarded, returns 1) f'(0) when f(0) = 0 with f'(0) finite (zero = 1,
+ * df0), else the tangent piece. */
+static inline int lk_interp_pointwise(float x, float y, float dt, int tan, int zero, float df0,
+                                      float eps, float *s, float *k) {
+    *s = dt;
+    *k = y - dt * x;
+    if (tan) return 0;
+    if (x >= eps || x <= -eps) {
+        *s = y / x;
+        *k = 0.0f;
+        return 0;
+    }
+    if (zero) {
+        *s = df0;
+        *k = 0.0f;
+    }
+    return 1;
+}
+
 typedef struct lk_op_ctx {
     const lk_node          *node;
     int                     n_in, n_out;
@@ -55,6 +102,9 @@ typedef struct lk_op_ctx {
     int                     fuse_relu;
     lk_pool                *pool;
     int                     nthreads;
+    lk_interp_ctx          *interp;  /* interpreter passes only (see LK_INTERP_HOOK); hooks
+                                        add secant-guarded entries to interp->guarded
+                                        atomically                                          */
 } lk_op_ctx;
 
 typedef struct lk_op_def {
@@ -74,6 +124,14 @@ typedef struct lk_op_def {
     unsigned   roles;                          /* LK_ROLE_* (lk_op_roles)                  */
     void      (*defaults)(lk_attrs *a);        /* ONNX attribute defaults; optional        */
     int64_t   (*axis)(const lk_node *n);       /* its axis attribute; optional             */
+    /* LinearScope rule (LK_INTERP_*).  interp_frozen (AFFINE, optional): bitmask of inputs
+     * whose batch-1 value is frozen at x0 when several inputs carry batch 1 (gates, weights,
+     * denominators).  interp_apply (HOOK): tout = L tin (+ k when ctx->interp->bias), tin NULL
+     * = 0.  interp_transpose (HOOK): gin[0] += L^T gout. */
+    int         interp;
+    unsigned  (*interp_frozen)(const lk_op_ctx *ctx);
+    void      (*interp_apply)(const lk_op_ctx *ctx);
+    void      (*interp_transpose)(const lk_op_ctx *ctx);
 } lk_op_def;
 
 /* One descriptor per op, defined in model/ops/<file>.c as lk_op_def_<ENUM>. */
@@ -95,6 +153,13 @@ int64_t lk_scalar_axis(const lk_node *n);
 /* Numpy-style broadcast of a and b shapes into out; fails naming the node. */
 lk_status lk_broadcast_shape(const lk_node *n, const lk_tensor *a, const lk_tensor *b,
                              lk_tensor *out, lk_error *err);
+/* interp_frozen for ops linear in input 0 only (conv weights, MatMul's second operand,
+ * denominators): every input but 0 is frozen at x0. */
+unsigned lk_interp_freeze_rest(const lk_op_ctx *ctx);
+/* interp_frozen for products: when both operands carry batch 1 (tin, or gin in transposed
+ * passes), the gate (the operand with
+ * fewer elements, input 1 on a tie) is frozen at x0. */
+unsigned lk_interp_freeze_gate(const lk_op_ctx *ctx);
 /* Normalises axis against ndim (negative allowed); returns -1 when out of range. */
 int lk_norm_axis(int64_t axis, int ndim);
 

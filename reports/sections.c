@@ -19,6 +19,7 @@ static const lk_report_section_def sections[] = {
     {"kernels", "Large kernels", rp_kernels_applies, rp_kernels_run},
     {"layers", "Layers", rp_summary_applies, rp_layers_run},
     {"cam", "Attribution", rp_cam_applies, rp_cam_run},
+    {"linscope", "LinearScope", rp_linscope_applies, rp_linscope_run},
 };
 
 const lk_report_section_def *lk_report_sections(size_t *n) {

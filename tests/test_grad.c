@@ -12,6 +12,9 @@
  *       directly through its descriptor (once with tangents on all operands, once on input 0
  *       only), and J v against finite differences along v; the executor's lk_exec_jvp with
  *       the same input and parameter tangents must give the op's J v.
+ *   (c) the op's LinearScope rule (model/interp.c) in secant and tangent mode: with batch 1
+ *       equal to x0 on the non-parameter operands the biased rule gives the forward output;
+ *       the rule minus its constant is linear in batch 1; and its transpose is its adjoint.
  * An op without a case row fails, and so does an op whose model cannot be built (for
  * instance a placeholder whose infer says "not implemented yet").  A registry test checks
  * every descriptor and that ops lacking backward or jvp are in the explicit allow-lists.
@@ -24,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/interp-impl.h"
 #include "model/op.h"
 #include "testutil.h"
 
@@ -685,6 +689,123 @@ done:
         free(tout[k]);
 }
 
+/* Runs the op's LinearScope rule at the forward point: batch 1 v on the non-parameter
+ * operands (NULL: zero), outputs into tout; or (transpose) the reverse rule from w into gv. */
+static void call_rule(ginst *g, lk_interp_ctx *ic, float *const *v, float **tout,
+                      float *const *w, float **gv) {
+    const gcase     *gc = g->gc;
+    const lk_node   *nd = lk_model_node(g->m, 0);
+    const lk_op_def *d  = lk_op_get(gc->op);
+    const lk_tensor *in[GC_MAX_IN], *tin[GC_MAX_IN], *gout[LK_MAX_OUTPUTS];
+    lk_tensor       *out[LK_MAX_OUTPUTS], *tot[LK_MAX_OUTPUTS], *gin[GC_MAX_IN];
+    lk_tensor        tv[GC_MAX_IN], to[LK_MAX_OUTPUTS];
+    int64_t          big = 1;
+    for (int i = 0; i < gc->n_in; i++) {
+        in[i]  = lk_exec_value(g->x, nd->in[i]);
+        tv[i]  = lk_tensor_view(LK_F32, in[i]->ndim, in[i]->shape, w ? gv[i] : v[i]);
+        tin[i] = !w && v[i] ? &tv[i] : NULL;
+        gin[i] = w && gv[i] ? &tv[i] : NULL;
+        if (g->cnt[i] > big) big = g->cnt[i];
+    }
+    for (int k = 0; k < gc->n_out; k++) {
+        out[k] = (lk_tensor *)lk_exec_value(g->x, nd->out[k]);
+        to[k]  = lk_tensor_view(LK_F32, out[k]->ndim, out[k]->shape, w ? w[k] : tout[k]);
+        tot[k] = &to[k];
+        gout[k] = &to[k];
+        if (g->ocnt[k] > big) big = g->ocnt[k];
+    }
+    lk_op_ctx c = {.node = nd, .n_in = gc->n_in, .n_out = gc->n_out, .in = in, .out = out,
+                   .tin = w ? NULL : tin, .tout = tot, .gin = w ? gin : NULL,
+                   .gout = w ? gout : NULL, .nthreads = 1};
+    size_t    need = d->scratch ? d->scratch(&c) : 0;
+    float    *scr = need ? calloc(need, sizeof(float)) : NULL;
+    float    *ones = malloc(sizeof(float) * (size_t)big), *coef = malloc(sizeof(float) * (size_t)big);
+    for (int64_t j = 0; j < big; j++) ones[j] = 1.0f;
+    c.scratch        = scr;
+    c.scratch_floats = need;
+    lk_interp_rule(ic, ones, coef, d, &c, w != NULL);
+    free(scr);
+    free(ones);
+    free(coef);
+}
+
+static int close_rel(const float *a, const float *b, int64_t n, double tol, int64_t *bad) {
+    double m = 1.0;
+    for (int64_t j = 0; j < n; j++) m = fmax(m, fabs((double)b[j]));
+    for (int64_t j = 0; j < n; j++)
+        if (!(fabs((double)a[j] - (double)b[j]) <= tol * m)) {
+            *bad = j;
+            return 0;
+        }
+    return 1;
+}
+
+/* (c) */
+static void check_interp(ginst *g, const char *tag, report *r) {
+    const gcase *gc = g->gc;
+    float       *x0[GC_MAX_IN] = {0}, *u[GC_MAX_IN] = {0}, *zero[GC_MAX_IN] = {0}, *gu[GC_MAX_IN] = {0};
+    float       *y1[LK_MAX_OUTPUTS] = {0}, *c[LK_MAX_OUTPUTS] = {0}, *yu[LK_MAX_OUTPUTS] = {0},
+          *lu[LK_MAX_OUTPUTS] = {0}, *w[LK_MAX_OUTPUTS] = {0};
+    for (int i = 0; i < gc->n_in; i++) {
+        if (gc->params >> i & 1u) continue;
+        size_t nb = sizeof(float) * (size_t)(g->cnt[i] ? g->cnt[i] : 1);
+        x0[i] = g->buf[i];
+        u[i] = malloc(nb);
+        zero[i] = calloc(1, nb);
+        gu[i] = malloc(nb);
+        tu_fill_uniform(u[i], g->cnt[i], 0xAB1Du + (uint64_t)i, -1.9f, 2.3f);
+    }
+    for (int k = 0; k < gc->n_out; k++) {
+        size_t nb = sizeof(float) * (size_t)(g->ocnt[k] ? g->ocnt[k] : 1);
+        y1[k] = malloc(nb), c[k] = malloc(nb), yu[k] = malloc(nb), lu[k] = malloc(nb);
+        w[k]  = malloc(nb);
+        tu_fill_uniform(w[k], g->ocnt[k], 0xC0DEu + (uint64_t)k, -1.3f, 1.7f);
+    }
+    for (int mode = 0; mode < 2; mode++) {
+        lk_interp_ctx ic = {.bias = 1, .tangent = mode, .eps = 1e-6};
+        int64_t       bad;
+        const char   *mn = mode ? "tangent" : "secant";
+        call_rule(g, &ic, x0, y1, NULL, NULL);
+        call_rule(g, &ic, zero, c, NULL, NULL);
+        call_rule(g, &ic, u, yu, NULL, NULL);
+        ic.bias = 0;
+        call_rule(g, &ic, u, lu, NULL, NULL);
+        double lw = 0, ug = 0;
+        for (int i = 0; i < gc->n_in; i++)
+            if (gu[i]) memset(gu[i], 0, sizeof(float) * (size_t)(g->cnt[i] ? g->cnt[i] : 1));
+        call_rule(g, &ic, NULL, NULL, w, gu);
+        for (int k = 0; k < gc->n_out; k++) {
+            const float *y = lk_exec_value(g->x, g->out[k])->data;
+            if (!close_rel(y1[k], y, g->ocnt[k], 1e-5, &bad)) {
+                report_add(r, "%s: %s rule at x1 = x0, output %d element %lld: %.7g, forward %.7g\n",
+                           tag, mn, k, (long long)bad, (double)y1[k][bad], (double)y[bad]);
+                break;
+            }
+            for (int64_t j = 0; j < g->ocnt[k]; j++) yu[k][j] -= c[k][j];
+            if (!close_rel(yu[k], lu[k], g->ocnt[k], 1e-5, &bad)) {
+                report_add(r, "%s: %s rule not affine, output %d element %lld: %.7g - c = %.7g, "
+                           "linear part %.7g\n", tag, mn, k, (long long)bad,
+                           (double)(yu[k][bad] + c[k][bad]), (double)yu[k][bad], (double)lu[k][bad]);
+                break;
+            }
+            for (int64_t j = 0; j < g->ocnt[k]; j++) lw += (double)lu[k][j] * w[k][j];
+        }
+        double sc = 1.0;
+        for (int i = 0; i < gc->n_in; i++)
+            if (gu[i])
+                for (int64_t j = 0; j < g->cnt[i]; j++) {
+                    ug += (double)u[i][j] * gu[i][j];
+                    sc += fabs((double)u[i][j] * gu[i][j]);
+                }
+        if (!(fabs(lw - ug) <= 1e-5 * sc))
+            report_add(r, "%s: %s rule transpose is not its adjoint: <L u, w> %.9g, <u, L^T w> %.9g\n",
+                       tag, mn, lw, ug);
+    }
+    for (int i = 0; i < GC_MAX_IN; i++) free(u[i]), free(zero[i]), free(gu[i]);
+    for (int k = 0; k < LK_MAX_OUTPUTS; k++)
+        free(y1[k]), free(c[k]), free(yu[k]), free(lu[k]), free(w[k]);
+}
+
 static int op_selected(lk_op op) {
     const char *env = getenv("LK_GRAD_OPS");
     if (!env || !*env) return 1;
@@ -724,6 +845,10 @@ START_TEST(op_grad) {
                 report_add(&r, "%s: no jvp\n", tag);
             else if (d->backward)
                 check_jvp(&g, tag, &r);
+            if (!d->interp)
+                report_add(&r, "%s: no LinearScope rule\n", tag);
+            else if (d->jvp && d->backward)
+                check_interp(&g, tag, &r);
         }
         ginst_free(&g);
     }

@@ -43,5 +43,5 @@ const lk_op_def lk_op_def_EXAMPLE = {
     .name = "example", .n_in_min = 1, .n_in_max = 1, .n_out_min = 1, .n_out_max = 1,
     .flags = LK_OPF_ELEMENTWISE | LK_OPF_LINEAR_IN0,
     .infer = example_infer, .forward = example_forward, .backward = example_backward,
-    .jvp = example_jvp,
+    .jvp = example_jvp, .interp = LK_INTERP_JACOBIAN,
 };

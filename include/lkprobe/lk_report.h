@@ -130,6 +130,7 @@ typedef struct lk_report_ctx {
     int64_t                    size[2];    /* input H, W; 0 = lk_report_default_size */
     int                        threads;    /* 0 = all cores */
     uint64_t                   max_mem;    /* bytes an analysis may plan for; 0 = no bound */
+    int                        linscope;   /* 1: run the LinearScope section (--linscope) */
 } lk_report_ctx;
 
 /* No inputs, n = 8, automatic size. */

@@ -194,4 +194,5 @@ const lk_op_def lk_op_def_BATCHNORM = {
     .rf        = LK_RF_POINT,
     .roles     = LK_ROLE_NORM | LK_ROLE_BATCH_STATS,
     .defaults  = batchnorm_defaults,
+    .interp = LK_INTERP_AFFINE, .interp_frozen = lk_interp_freeze_rest,
 };

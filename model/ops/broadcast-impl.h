@@ -217,7 +217,8 @@ size_t    lk_binary_scratch(const lk_op_ctx *c);
         E##_jvp(c, c->in[0], c->in[1]);                                                            \
     }
 
-#define LK_BINARY_OP(E, NAME, F, DA, DB, FLAGS)                                                    \
+/* INTERP, FROZEN: the op's LinearScope rule kind and interp_frozen (NULL: none). */
+#define LK_BINARY_OP(E, NAME, F, DA, DB, FLAGS, INTERP, FROZEN)                                    \
     LK_BINARY_KERNELS(E, F, DA, DB)                                                                \
     const lk_op_def lk_op_def_##E = {                                                              \
         .name      = NAME,                                                                         \
@@ -232,6 +233,8 @@ size_t    lk_binary_scratch(const lk_op_ctx *c);
         .backward  = E##_backward,                                                                 \
         .jvp       = E##_jvp_op,                                                                   \
         .rf        = LK_RF_POINT,                                                                  \
+        .interp        = (INTERP),                                                                 \
+        .interp_frozen = (FROZEN),                                                                 \
     };
 
 #endif

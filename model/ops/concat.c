@@ -84,4 +84,5 @@ const lk_op_def lk_op_def_CONCAT = {
     .forward = concat_forward, .backward = concat_backward, .jvp = concat_jvp,
     .rf   = LK_RF_AXIS,
     .axis = lk_scalar_axis,
+    .interp = LK_INTERP_AFFINE,
 };

@@ -226,4 +226,5 @@ const lk_op_def lk_op_def_CONV = {
     .rf        = LK_RF_WINDOW,
     .roles     = LK_ROLE_CONV,
     .defaults  = lk_window_defaults,
+    .interp = LK_INTERP_AFFINE, .interp_frozen = lk_interp_freeze_rest,
 };

@@ -132,4 +132,5 @@ const lk_op_def lk_op_def_CONV_TRANSPOSE = {
     .rf        = LK_RF_TWINDOW,
     .roles     = LK_ROLE_CONV_TRANSPOSE,
     .defaults  = lk_window_defaults,
+    .interp = LK_INTERP_AFFINE, .interp_frozen = lk_interp_freeze_rest,
 };

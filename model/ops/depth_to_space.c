@@ -72,4 +72,5 @@ const lk_op_def lk_op_def_DEPTH_TO_SPACE = {
     .forward = d2s_forward, .backward = d2s_backward, .jvp = d2s_jvp,
     .rf   = LK_RF_D2S,
     .defaults= d2s_defaults,
+    .interp = LK_INTERP_JACOBIAN,
 };

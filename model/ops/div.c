@@ -16,4 +16,4 @@ static inline float div_db(float a, float b, float y) {
     return -y / b;
 }
 
-LK_BINARY_OP(DIV, "div", div_f, div_da, div_db, LK_OPF_LINEAR_IN0)
+LK_BINARY_OP(DIV, "div", div_f, div_da, div_db, LK_OPF_LINEAR_IN0, LK_INTERP_AFFINE, lk_interp_freeze_rest)

@@ -144,4 +144,5 @@ const lk_op_def lk_op_def_GELU = {
     .flags = LK_OPF_ELEMENTWISE, .infer = lk_unary_infer, .forward = gelu_forward,
     .backward = gelu_backward, .jvp = gelu_jvp,
     .rf   = LK_RF_POINT,
+    .interp = LK_INTERP_POINTWISE,
 };

@@ -169,4 +169,5 @@ const lk_op_def lk_op_def_GEMM = {
     .rf        = LK_RF_NONE,
     .roles     = LK_ROLE_DENSE,
     .defaults  = gemm_defaults,
+    .interp = LK_INTERP_AFFINE, .interp_frozen = lk_interp_freeze_rest,
 };

@@ -55,4 +55,5 @@ const lk_op_def lk_op_def_GLOBAL_AVG_POOL = {
     .backward = gap_backward, .jvp = gap_jvp,
     .rf   = LK_RF_NONE,
     .roles= LK_ROLE_GLOBAL_POOL,
+    .interp = LK_INTERP_JACOBIAN,
 };

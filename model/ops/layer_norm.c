@@ -246,6 +246,58 @@ static void layer_norm_defaults(lk_attrs *a) {
     a->s.axis = -1;
 }
 
+/* LinearScope rule: statistics frozen from x0 with the mean removal kept in the linear part,
+ * y1 = (x1 - mean(x1)) rstd0 * scale + bias: linear through 0 (bias alone goes to the constant),
+ * y1 = y0 at x1 = x0.  Its transpose scales by rstd0 * scale and then removes the mean (the
+ * adjoint of mean removal).  Scale and bias are frozen at x0 when they carry batch 1. */
+static void ln_interp_apply(const lk_op_ctx *c) {
+    ln_args a;
+    ln_setup(c, &a, 0);
+    if (a.D == 0) return;
+    const float  *sc   = c->n_in > 1 && c->in[1] ? c->in[1]->data : NULL;
+    const float  *bi   = c->n_in > 2 && c->in[2] && c->interp->bias ? c->in[2]->data : NULL;
+    /* Without batch 1 on x (only frozen inputs carry it), x1 = x0 in a biased pass. */
+    const float  *t    = c->tin[0] ? c->tin[0]->data : c->interp->bias ? c->in[0]->data : NULL;
+    const float   eps  = c->node->attrs.s.eps;
+    const int64_t rows = lk_tensor_numel(c->in[0]) / a.D;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *x = (const float *)c->in[0]->data + r * a.D;
+        float       *y = (float *)c->tout[0]->data + r * a.D;
+        float        mean, rstd, tm = 0.0f;
+        ln_row_stats(x, a.D, eps, &mean, &rstd);
+        if (t) {
+            double s = 0.0;
+            for (int64_t j = 0; j < a.D; j++) s += t[r * a.D + j];
+            tm = (float)(s / (double)a.D);
+        }
+        for (int64_t j = 0; j < a.D; j++) {
+            const float h = t ? (t[r * a.D + j] - tm) * rstd : 0.0f;
+            y[j]          = (sc ? h * sc[ln_bidx(&a.bs, j)] : h) + (bi ? bi[ln_bidx(&a.bb, j)] : 0.0f);
+        }
+    }
+}
+
+static void ln_interp_transpose(const lk_op_ctx *c) {
+    ln_args a;
+    ln_setup(c, &a, 0);
+    if (a.D == 0 || !c->gin[0]) return;
+    const float  *sc   = c->n_in > 1 && c->in[1] ? c->in[1]->data : NULL;
+    const float   eps  = c->node->attrs.s.eps;
+    const int64_t rows = lk_tensor_numel(c->in[0]) / a.D;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *x  = (const float *)c->in[0]->data + r * a.D;
+        const float *gy = (const float *)c->gout[0]->data + r * a.D;
+        float       *gx = (float *)c->gin[0]->data + r * a.D;
+        float        mean, rstd;
+        double       s = 0.0;
+        ln_row_stats(x, a.D, eps, &mean, &rstd);
+        for (int64_t j = 0; j < a.D; j++) s += (sc ? gy[j] * sc[ln_bidx(&a.bs, j)] : gy[j]) * rstd;
+        const float m = (float)(s / (double)a.D);
+        for (int64_t j = 0; j < a.D; j++)
+            gx[j] += (sc ? gy[j] * sc[ln_bidx(&a.bs, j)] : gy[j]) * rstd - m;
+    }
+}
+
 const lk_op_def lk_op_def_LAYER_NORM = {
     .name = "layer_norm", .n_in_min = 1, .n_in_max = 3, .n_out_min = 1, .n_out_max = 1,
     .flags = 0, .infer = ln_infer, .scratch = ln_scratch, .forward = ln_forward,
@@ -254,4 +306,6 @@ const lk_op_def lk_op_def_LAYER_NORM = {
     .roles= LK_ROLE_NORM,
     .defaults= layer_norm_defaults,
     .axis = lk_scalar_axis,
+    .interp = LK_INTERP_HOOK,
+    .interp_apply = ln_interp_apply, .interp_transpose = ln_interp_transpose,
 };

@@ -166,4 +166,5 @@ const lk_op_def lk_op_def_MATMUL = {
     .jvp       = matmul_jvp,
     .rf        = LK_RF_NONE,
     .roles     = LK_ROLE_DENSE,
+    .interp = LK_INTERP_AFFINE, .interp_frozen = lk_interp_freeze_rest,
 };

@@ -135,4 +135,5 @@ const lk_op_def lk_op_def_MAX_POOL = {
     .rf   = LK_RF_WINDOW,
     .roles= LK_ROLE_WINDOW_POOL,
     .defaults= lk_window_defaults,
+    .interp = LK_INTERP_JACOBIAN,
 };

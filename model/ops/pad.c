@@ -126,4 +126,5 @@ const lk_op_def lk_op_def_PAD = {
     .flags = LK_OPF_SHAPE_ONLY, .infer = pad_infer, .forward = pad_forward,
     .backward = pad_backward, .jvp = pad_jvp,
     .rf   = LK_RF_PAD,
+    .interp = LK_INTERP_AFFINE, .interp_frozen = lk_interp_freeze_rest,
 };

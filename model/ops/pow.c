@@ -131,4 +131,5 @@ const lk_op_def lk_op_def_POW = {
     .backward  = pow_backward,
     .jvp       = POW_jvp_op,
     .rf        = LK_RF_POINT,
+    .interp = LK_INTERP_POINTWISE,
 };

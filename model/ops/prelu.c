@@ -90,4 +90,5 @@ const lk_op_def lk_op_def_PRELU = {
     .backward  = prelu_backward,
     .jvp       = prelu_jvp,
     .rf        = LK_RF_POINT,
+    .interp = LK_INTERP_JACOBIAN,
 };

@@ -260,6 +260,7 @@ static inline void lk_reduce_defaults(lk_attrs *a) { a->axes.keepdims = 1; }
         .flags = (FLAGS), .infer = lk_reduce_infer, .forward = E##_forward,                    \
         .backward = E##_backward, .jvp = E##_jvp, .rf = LK_RF_REDUCE,                          \
         .roles = LK_ROLE_AXES_REDUCE, .defaults = lk_reduce_defaults,                          \
+        .interp = LK_INTERP_JACOBIAN,                                                          \
     };
 
 #endif

@@ -80,3 +80,17 @@ lk_status lk_broadcast_shape(const lk_node *n, const lk_tensor *a, const lk_tens
     lk_tensor_set_shape(out, nd, sh);
     return LK_OK;
 }
+
+unsigned lk_interp_freeze_rest(const lk_op_ctx *ctx) {
+    unsigned m = 0;
+    for (int j = 1; j < ctx->n_in && j < 32; j++) m |= 1u << j;
+    return m;
+}
+
+unsigned lk_interp_freeze_gate(const lk_op_ctx *ctx) {
+    /* Operands carrying batch 1: tangents in forward passes, gradients in transposed ones. */
+    const int a = ctx->tin ? ctx->tin[0] != NULL : ctx->gin && ctx->gin[0] != NULL;
+    const int b = ctx->tin ? ctx->tin[1] != NULL : ctx->gin && ctx->gin[1] != NULL;
+    if (!a || !b) return 0;
+    return lk_tensor_numel(ctx->in[0]) < lk_tensor_numel(ctx->in[1]) ? 1u : 2u;
+}

@@ -85,4 +85,5 @@ const lk_op_def lk_op_def_RESHAPE = {
     .forward = reshape_forward, .backward = reshape_backward, .jvp = reshape_jvp,
     .rf   = LK_RF_NONE,
     .roles= LK_ROLE_RESHAPE,
+    .interp = LK_INTERP_JACOBIAN,
 };

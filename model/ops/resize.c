@@ -233,4 +233,5 @@ const lk_op_def lk_op_def_RESIZE = {
     .forward = resize_forward, .backward = resize_backward, .jvp = resize_jvp,
     .rf   = LK_RF_RESIZE,
     .defaults= resize_defaults,
+    .interp = LK_INTERP_JACOBIAN,
 };

@@ -97,4 +97,5 @@ const lk_op_def lk_op_def_SLICE = {
     .flags = LK_OPF_LINEAR_IN0 | LK_OPF_SHAPE_ONLY, .infer = slice_infer,
     .forward = slice_forward, .backward = slice_backward, .jvp = slice_jvp,
     .rf   = LK_RF_SLICE,
+    .interp = LK_INTERP_JACOBIAN,
 };

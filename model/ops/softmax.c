@@ -91,4 +91,5 @@ const lk_op_def lk_op_def_SOFTMAX = {
     .rf   = LK_RF_AXIS,
     .defaults= softmax_defaults,
     .axis = lk_scalar_axis,
+    .interp = LK_INTERP_TANGENT,
 };

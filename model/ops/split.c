@@ -84,4 +84,5 @@ const lk_op_def lk_op_def_SPLIT = {
     .forward = split_forward, .backward = split_backward, .jvp = split_jvp,
     .rf   = LK_RF_AXIS,
     .axis = split_axis,
+    .interp = LK_INTERP_JACOBIAN,
 };

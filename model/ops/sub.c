@@ -16,4 +16,4 @@ static inline float sub_db(float a, float b, float y) {
     return -1.0f;
 }
 
-LK_BINARY_OP(SUB, "sub", sub_f, sub_da, sub_db, LK_OPF_LINEAR_IN0)
+LK_BINARY_OP(SUB, "sub", sub_f, sub_da, sub_db, LK_OPF_LINEAR_IN0, LK_INTERP_AFFINE, NULL)

@@ -61,4 +61,5 @@ const lk_op_def lk_op_def_TRANSPOSE = {
     .flags = LK_OPF_LINEAR_IN0 | LK_OPF_SHAPE_ONLY, .infer = transpose_infer,
     .forward = transpose_forward, .backward = transpose_backward, .jvp = transpose_jvp,
     .rf   = LK_RF_NONE,
+    .interp = LK_INTERP_JACOBIAN,
 };

@@ -10,6 +10,8 @@
 #ifndef LKPROBE_UNARY_IMPL_H
 #define LKPROBE_UNARY_IMPL_H
 
+#include <math.h>
+
 #include "../op.h"
 
 static inline lk_status lk_unary_infer(const lk_node *n, const lk_tensor *const *in,
@@ -78,10 +80,41 @@ typedef struct lk_unary_args {
         if (n < 65536) E##_jvp_body(&args, 0, n, 0);                                           \
         else lk_parallel_for(c->pool, n, E##_jvp_body, &args);                                 \
     }                                                                                          \
+    /* LinearScope rule in one pass: slope and constant from F and DF at x0 (op.h). */        \
+    static void E##_interp_body(void *arg, int64_t i0, int64_t i1, int tid) {                 \
+        (void)tid;                                                                             \
+        const lk_op_ctx     *c  = ((lk_unary_args *)arg)->c;                                   \
+        const lk_interp_ctx *ic = c->interp;                                                   \
+        const lk_attrs      *a  = &c->node->attrs;                                             \
+        const float         *x = c->in[0]->data, *y = c->out[0]->data;                         \
+        const int tan  = ic->tangent || ((FLAGS) & LK_OPF_PIECEWISE_LINEAR);                   \
+        const float f0 = F(0.0f, a), df0 = DF(0.0f, f0, a), eps = (float)ic->eps;              \
+        const int zero = f0 == 0.0f && isfinite(df0);                                          \
+        const int tr = c->gin != NULL, bias = !tr && ic->bias;                                 \
+        const float *t = tr ? NULL : c->tin[0] ? c->tin[0]->data : bias ? x : NULL;            \
+        int64_t      guarded = 0;                                                              \
+        for (int64_t i = i0; i < i1; i++) {                                                    \
+            float s, k;                                                                        \
+            guarded += lk_interp_pointwise(x[i], y[i], DF(x[i], y[i], a), tan, zero, df0, eps, \
+                                           &s, &k);                                            \
+            if (tr) ((float *)c->gin[0]->data)[i] += ((const float *)c->gout[0]->data)[i] * s; \
+            else ((float *)c->tout[0]->data)[i] = (t ? s * t[i] : 0.0f) + (bias ? k : 0.0f);   \
+        }                                                                                      \
+        if (guarded && !tr) __atomic_fetch_add(&c->interp->guarded, guarded, __ATOMIC_RELAXED); \
+    }                                                                                          \
+    static void E##_interp(const lk_op_ctx *c) {                                              \
+        if (c->gin && !c->gin[0]) return;                                                      \
+        lk_unary_args args = {c};                                                              \
+        int64_t       n    = lk_tensor_numel(c->in[0]);                                        \
+        if (n < 65536) E##_interp_body(&args, 0, n, 0);                                        \
+        else lk_parallel_for(c->pool, n, E##_interp_body, &args);                              \
+    }                                                                                          \
     const lk_op_def lk_op_def_##E = {                                                          \
         .name = NAME, .n_in_min = 1, .n_in_max = 1, .n_out_min = 1, .n_out_max = 1,            \
         .flags = (FLAGS), .infer = lk_unary_infer, .forward = E##_forward,                     \
         .backward = E##_backward, .jvp = E##_jvp, .rf = LK_RF_POINT, .defaults = (DEFAULTS),   \
+        .interp = LK_INTERP_HOOK,                                                              \
+        .interp_apply = E##_interp, .interp_transpose = E##_interp,                            \
     };
 
 #endif
