@@ -643,6 +643,10 @@ lk_status lk_filters_compute(lk_filters *f, lk_error *err) {
         if (L->c_out * L->c_in * D > max_rows) max_rows = L->c_out * L->c_in * D;
         if (L->c_out > max_co) max_co = L->c_out;
     }
+    /* Layers run in parallel; BLAS/LAPACK inside a layer stays on one thread (OpenBLAS's own
+     * threads would oversubscribe, and its sums depend on their count, which varies with the
+     * process's CPU binding: equal numbers under mpirun and without it). */
+    if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
     lk_status   st  = LK_OK;
     worker_ctx *ctx = lk_calloc((size_t)nt, sizeof *ctx);
     if (!ctx) return LK_FAIL(err, LK_ENOMEM, "filters: out of memory");
@@ -652,12 +656,14 @@ lk_status lk_filters_compute(lk_filters *f, lk_error *err) {
         c->ps1        = lk_calloc((size_t)D, sizeof *c->ps1);
         c->ps2        = lk_calloc((size_t)(D * D), sizeof *c->ps2);
         c->inf        = lk_malloc(sizeof *c->inf * (size_t)max_n);
-        c->rows       = lk_malloc(sizeof *c->rows * (size_t)(max_rows > 0 ? max_rows : 1));
-        c->gram       = lk_malloc(sizeof *c->gram * (size_t)(max_co * max_co > 0 ? max_co * max_co : 1));
-        c->work       = lk_malloc(sizeof *c->work * (size_t)eig_lwork(D));
-        c->S          = lk_malloc(sizeof *c->S * (size_t)(2 * D * D));
-        c->w          = lk_malloc(sizeof *c->w * (size_t)D);
-        c->iwork      = lk_malloc(sizeof *c->iwork * (size_t)eig_liwork(D));
+        /* LAPACK/BLAS operands 64-byte aligned: OpenBLAS picks its code path by alignment, so
+         * heap placement would otherwise change the last bits between runs and processes. */
+        c->rows       = lk_aligned_alloc(sizeof *c->rows * (size_t)(max_rows > 0 ? max_rows : 1));
+        c->gram       = lk_aligned_alloc(sizeof *c->gram * (size_t)(max_co * max_co > 0 ? max_co * max_co : 1));
+        c->work       = lk_aligned_alloc(sizeof *c->work * (size_t)eig_lwork(D));
+        c->S          = lk_aligned_alloc(sizeof *c->S * (size_t)(2 * D * D));
+        c->w          = lk_aligned_alloc(sizeof *c->w * (size_t)D);
+        c->iwork      = lk_aligned_alloc(sizeof *c->iwork * (size_t)eig_liwork(D));
         c->cmin       = INFINITY;
         c->cmax       = -INFINITY;
         if (!c->ps1 || !c->ps2 || !c->inf || !c->rows || !c->gram || !c->work || !c->S || !c->w ||

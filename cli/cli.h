@@ -81,6 +81,7 @@ typedef enum cli_opt_id {
     OPT_BATCH,
     OPT_REPS,
     OPT_BACKWARD,
+    OPT_MODELS,
     OPT_COUNT
 } cli_opt_id;
 
