@@ -537,6 +537,8 @@ lk_status lk_erf_result_json(const lk_erf_result *r, const char *model, char **o
         lk_jw_int(&w, r->ranks);
         lk_jw_key(&w, "threads");
         lk_jw_int(&w, r->threads);
+        lk_jw_key(&w, "reduce_seconds");
+        lk_jw_num(&w, r->reduce_seconds, "%.4f");
     }
     const char  *tk[3] = {"seconds", "image_seconds", "peak_rss_mb"};
     const double tv[3] = {r->seconds, r->image_seconds, r->peak_rss_mb};

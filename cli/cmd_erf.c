@@ -390,7 +390,9 @@ setup:
     cli_progress_start(&prog, label, z - b, g->quiet);
     if (run_rounds(g, j, path, e, in, &prog)) goto done;
     cli_progress_end(&prog, lk_erf_n_used(e));
+    double tr = cli_now();
     if (reduce_partials(j, e)) goto done;
+    tr = cli_now() - tr;
     if (j->rank == 0) {
         failed = 1;
         if (lk_erf_n_used(e) == 0)
@@ -403,6 +405,7 @@ setup:
             res->r->seconds = cli_now() - t0;
             res->r->ranks   = j->size;
             res->r->threads = cli_dist_threads(j, p.threads);
+            res->r->reduce_seconds = tr;
             failed          = 0;
         }
     } else failed = 0;

@@ -169,6 +169,7 @@ typedef struct lk_erf_result {
     lk_tensor   *a;                /* (H, W) A per mode; owned                            */
     int          ranks, threads;   /* processes and engine threads per process of the run
                                       (0: not printed; set by the caller)                 */
+    double       reduce_seconds;   /* time merging the processes' partials (with ranks)  */
 } lk_erf_result;
 
 /* Computes A and the area ratios for thresholds t[0..n_thr) (n_thr = 0: the defaults).
@@ -178,7 +179,7 @@ LK_API lk_status lk_erf_get_result(const lk_erf *e, lk_erf_mode mode, int n_thr,
 LK_API void      lk_erf_result_free(lk_erf_result *r);
 /* One JSON object (no newline) with model (may be NULL), layer, feature_shape, images,
  * skipped, zero, degenerate, size, mode, grad_sign, ratios and sides (null: not reached),
- * ranks and threads (when set).
+ * ranks, threads and reduce_seconds (when ranks is set).
  * *out is a heap string (lk_free). */
 LK_API lk_status lk_erf_result_json(const lk_erf_result *r, const char *model, char **out,
                                     lk_error *err);
