@@ -14,7 +14,9 @@ struct lk_erf {
     int64_t         layer;
     lk_tensor      *seed;  /* shaped like the layer value                       */
     lk_tensor      *mean;  /* (H, W) float32 view of the running mean          */
-    double         *acc;   /* running mean in double                            */
+    double         *acc;   /* running mean in double: sum / n_used              */
+    double         *sum;   /* sum of the used maps in double (exact for float32 maps within
+                              2^29 of each other, so partial sums merge bit for bit)     */
     float          *img;   /* (H, W) per-image map                              */
     int64_t         n_used, n_skipped, n_zero;
     double          seconds; /* in lk_erf_add */
@@ -80,6 +82,7 @@ void lk_erf_free(lk_erf *e) {
     lk_tensor_free(e->seed);
     lk_tensor_free(e->mean);
     lk_free(e->acc);
+    lk_free(e->sum);
     lk_free(e->img);
     lk_free(e);
 }
@@ -194,8 +197,9 @@ lk_status lk_erf_alloc(const lk_model *m, const lk_erf_params *p, const int64_t 
     st = lk_tensor_calloc(LK_F32, 2, hw, &e->mean, err);
     if (st) goto fail;
     e->acc = lk_calloc((size_t)(e->h * e->w), sizeof(double));
+    e->sum = lk_calloc((size_t)(e->h * e->w), sizeof(double));
     e->img = lk_malloc(sizeof(float) * (size_t)(e->h * e->w));
-    if (!e->acc || !e->img) {
+    if (!e->acc || !e->sum || !e->img) {
         st = LK_FAIL(err, LK_ENOMEM, "erf: out of memory for the %lldx%lld map", (long long)e->h,
                      (long long)e->w);
         goto fail;
@@ -276,11 +280,12 @@ static lk_status erf_add(lk_erf *e, const lk_tensor *x, lk_erf_outcome *outcome,
     if (nz == hw) any = 0;
     e->n_used++;
     if (!any) e->n_zero++;
-    double inv = 1.0 / (double)e->n_used;
+    double cnt = (double)e->n_used; /* sum / cnt as in partial_set and merge */
     float *mv  = e->mean->data;
     for (int64_t i = 0; i < hw; i++) {
-        e->acc[i] += ((double)e->img[i] - e->acc[i]) * inv;
-        mv[i] = (float)e->acc[i];
+        e->sum[i] += (double)e->img[i];
+        e->acc[i] = e->sum[i] / cnt;
+        mv[i]     = (float)e->acc[i];
     }
     if (outcome) *outcome = any ? LK_ERF_USED : LK_ERF_USED_ZERO;
     return LK_OK;
@@ -379,11 +384,12 @@ lk_status lk_erf_merge(lk_erf *a, const lk_erf *b, lk_error *err) {
                        (long long)a->layer, (long long)b->h, (long long)b->w, (long long)b->layer);
     int64_t n = a->n_used + b->n_used;
     if (b->n_used > 0) {
-        double wb = (double)b->n_used / (double)n;
-        float *mv = a->mean->data;
+        double cnt = (double)n;
+        float *mv  = a->mean->data;
         for (int64_t i = 0; i < a->h * a->w; i++) {
-            a->acc[i] += (b->acc[i] - a->acc[i]) * wb;
-            mv[i] = (float)a->acc[i];
+            a->sum[i] += b->sum[i];
+            a->acc[i] = a->sum[i] / cnt;
+            mv[i]     = (float)a->acc[i];
         }
     }
     a->n_used = n;
@@ -405,6 +411,54 @@ lk_status lk_erf_add_inputs(lk_erf *e, lk_inputs *in, int64_t n, lk_erf_progress
     }
     lk_tensor_free(x);
     return st;
+}
+
+lk_status lk_erf_add_range(lk_erf *e, lk_inputs *in, int64_t begin, int64_t end,
+                           lk_erf_progress_fn cb, void *user, lk_error *err) {
+    if (begin < 0 || end > lk_inputs_count(in) || begin > end)
+        return LK_FAIL(err, LK_EINVAL, "erf: input range [%lld, %lld) outside the %lld inputs",
+                       (long long)begin, (long long)end, (long long)lk_inputs_count(in));
+    int64_t    shape[4] = {1, e->c, e->h, e->w};
+    lk_tensor *x        = NULL;
+    lk_status  st       = lk_tensor_alloc(LK_F32, 4, shape, &x, err);
+    for (int64_t i = begin; st == LK_OK && i < end; i++) {
+        st = lk_inputs_get(in, i, x, err);
+        if (st == LK_OK) st = lk_erf_add(e, x, NULL, err);
+        if (st == LK_OK && cb) cb(user, e->n_used);
+    }
+    lk_tensor_free(x);
+    return st;
+}
+
+size_t lk_erf_partial_size(const lk_erf *e) {
+    return LK_ERF_PARTIAL_HEADER + (size_t)(e->h * e->w);
+}
+
+void lk_erf_partial_get(const lk_erf *e, double *out) {
+    out[0]     = (double)e->n_used;
+    out[1]     = (double)e->n_skipped;
+    out[2]     = (double)e->n_zero;
+    out[3]     = e->seconds;
+    memcpy(out + LK_ERF_PARTIAL_HEADER, e->sum, sizeof(double) * (size_t)(e->h * e->w));
+}
+
+lk_status lk_erf_partial_set(lk_erf *e, const double *in, lk_error *err) {
+    if (!(in[0] >= 0 && in[1] >= 0 && in[2] >= 0 && in[2] <= in[0]))
+        return LK_FAIL(err, LK_EINVAL, "erf: bad partial (counts %g, %g, %g)", in[0], in[1],
+                       in[2]);
+    e->n_used    = (int64_t)in[0];
+    e->n_skipped = (int64_t)in[1];
+    e->n_zero    = (int64_t)in[2];
+    e->seconds   = in[3];
+    double        cnt = e->n_used ? in[0] : 1.0;
+    const double *s  = in + LK_ERF_PARTIAL_HEADER;
+    float        *mv = e->mean->data;
+    for (int64_t i = 0; i < e->h * e->w; i++) {
+        e->sum[i] = s[i];
+        e->acc[i] = s[i] / cnt;
+        mv[i]     = (float)e->acc[i];
+    }
+    return LK_OK;
 }
 
 const char *lk_erf_mode_name(lk_erf_mode m) { return m == LK_ERF_REPLKNET ? "replknet" : "raw"; }
@@ -529,6 +583,14 @@ lk_status lk_erf_result_json(const lk_erf_result *r, const char *model, char **o
     json_ratios(&w, r, 0);
     lk_jw_key(&w, "sides");
     json_ratios(&w, r, 1);
+    if (r->ranks > 0) {
+        lk_jw_key(&w, "ranks");
+        lk_jw_int(&w, r->ranks);
+        lk_jw_key(&w, "threads");
+        lk_jw_int(&w, r->threads);
+        lk_jw_key(&w, "reduce_seconds");
+        lk_jw_num(&w, r->reduce_seconds, "%.4f");
+    }
     const char  *tk[3] = {"seconds", "image_seconds", "peak_rss_mb"};
     const double tv[3] = {r->seconds, r->image_seconds, r->peak_rss_mb};
     for (int i = 0; i < 3; i++)

@@ -371,11 +371,15 @@ static lk_status write_meta(lk_filterdb *db, lk_error *err) {
         hid_t file = ok ? H5Fcreate(af.tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT) : -1;
         ok = file >= 0;
         if (ok) {
+            /* No modification times in the object headers: the same DB gives the same bytes
+             * (a distributed build is compared with a single-process one byte for byte). */
+            hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+            ok         = dcpl >= 0 && H5Pset_obj_track_times(dcpl, 0) >= 0;
             hsize_t dims[2] = {(hsize_t)db->rows, DB_DIM};
             hid_t   sp      = H5Screate_simple(2, dims, NULL);
             hid_t   ds      = H5Dcreate2(file, "filters", H5T_IEEE_F32LE, sp, H5P_DEFAULT,
-                                         H5P_DEFAULT, H5P_DEFAULT);
-            ok = sp >= 0 && ds >= 0 &&
+                                         dcpl, H5P_DEFAULT);
+            ok = ok && sp >= 0 && ds >= 0 &&
                  (db->rows == 0 || H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
                                             fm.base + DB_HEADER) >= 0);
             if (ds >= 0) H5Dclose(ds);
@@ -383,11 +387,12 @@ static lk_status write_meta(lk_filterdb *db, lk_error *err) {
             hsize_t mdim[1] = {(hsize_t)b.n};
             hid_t   msp     = H5Screate_simple(1, mdim, NULL);
             hid_t   mds     = H5Dcreate2(file, "meta_csv", H5T_NATIVE_UCHAR, msp, H5P_DEFAULT,
-                                         H5P_DEFAULT, H5P_DEFAULT);
+                                         dcpl, H5P_DEFAULT);
             ok = ok && msp >= 0 && mds >= 0 &&
                  (b.n == 0 || H5Dwrite(mds, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, b.p) >= 0);
             if (mds >= 0) H5Dclose(mds);
             if (msp >= 0) H5Sclose(msp);
+            if (dcpl >= 0) H5Pclose(dcpl);
             if (H5Fclose(file) < 0) ok = 0;
         }
         lk_file_map_release((void *)fm.base, fm.len);

@@ -402,8 +402,10 @@ typedef struct worker_ctx {
     atomic_llong   *next;
     int             phase;
     /* per-thread outputs */
-    double         *ps1, *ps2;   /* PCA moments of scaled filters (dim, dim x dim) */
-    int64_t         pn;
+    double         *lm;          /* per-layer PCA moments of the scaled filters: layer i at
+                                    i * (dim + dim * dim), sums (dim) then products
+                                    (dim x dim); summed in layer order afterwards, so the
+                                    result does not depend on the threads (shared)    */
     double          cmin, cmax;
     /* scratch */
     float          *inf;         /* per-filter infinity norms of the current layer */
@@ -421,6 +423,7 @@ static void layer_stats(worker_ctx *c, int64_t li) {
     const int64_t     n   = L->n;
     double            s1[LK_FILTERS_MAX_DIM], sh[LK_FILTERS_MAX_DIM];
     double           *s2  = c->S + D * D; /* second D*D block of S scratch */
+    double           *ps1 = c->lm + li * (D + D * D), *ps2 = ps1 + D;
     double            amax = 0, sum = 0, sumsq = 0, suml1 = 0;
     for (int j = 0; j < D; j++) {
         s1[j] = 0;
@@ -448,12 +451,11 @@ static void layer_stats(worker_ctx *c, int64_t li) {
         double scale = m > 0 ? m : 1.0;
         for (int j = 0; j < D; j++) {
             g[j] = (double)x[j] / scale;
-            c->ps1[j] += g[j];
+            ps1[j] += g[j];
         }
         for (int j = 0; j < D; j++)
-            for (int k = j; k < D; k++) c->ps2[j * D + k] += g[j] * g[k];
+            for (int k = j; k < D; k++) ps2[j * D + k] += g[j] * g[k];
     }
-    c->pn += n;
     /* Sparsity (§4.1). */
     double  t  = amax > 0 ? f->p.sparsity_eps * amax : 1.0;
     int64_t ns = 0;
@@ -643,24 +645,33 @@ lk_status lk_filters_compute(lk_filters *f, lk_error *err) {
         if (L->c_out * L->c_in * D > max_rows) max_rows = L->c_out * L->c_in * D;
         if (L->c_out > max_co) max_co = L->c_out;
     }
+    /* Layers run in parallel; BLAS/LAPACK inside a layer stays on one thread (OpenBLAS's own
+     * threads would oversubscribe, and its sums depend on their count, which varies with the
+     * process's CPU binding: equal numbers under mpirun and without it). */
+    if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
     lk_status   st  = LK_OK;
     worker_ctx *ctx = lk_calloc((size_t)nt, sizeof *ctx);
-    if (!ctx) return LK_FAIL(err, LK_ENOMEM, "filters: out of memory");
+    double     *lm  = lk_calloc((size_t)(f->n_layers * (D + D * D)), sizeof *lm);
+    if (!ctx) {
+        lk_free(lm);
+        return LK_FAIL(err, LK_ENOMEM, "filters: out of memory");
+    }
     for (int t = 0; t < nt; t++) {
         worker_ctx *c = &ctx[t];
         c->f          = f;
-        c->ps1        = lk_calloc((size_t)D, sizeof *c->ps1);
-        c->ps2        = lk_calloc((size_t)(D * D), sizeof *c->ps2);
+        c->lm         = lm;
         c->inf        = lk_malloc(sizeof *c->inf * (size_t)max_n);
-        c->rows       = lk_malloc(sizeof *c->rows * (size_t)(max_rows > 0 ? max_rows : 1));
-        c->gram       = lk_malloc(sizeof *c->gram * (size_t)(max_co * max_co > 0 ? max_co * max_co : 1));
-        c->work       = lk_malloc(sizeof *c->work * (size_t)eig_lwork(D));
-        c->S          = lk_malloc(sizeof *c->S * (size_t)(2 * D * D));
-        c->w          = lk_malloc(sizeof *c->w * (size_t)D);
-        c->iwork      = lk_malloc(sizeof *c->iwork * (size_t)eig_liwork(D));
+        /* LAPACK/BLAS operands 64-byte aligned: OpenBLAS picks its code path by alignment, so
+         * heap placement would otherwise change the last bits between runs and processes. */
+        c->rows       = lk_aligned_alloc(sizeof *c->rows * (size_t)(max_rows > 0 ? max_rows : 1));
+        c->gram       = lk_aligned_alloc(sizeof *c->gram * (size_t)(max_co * max_co > 0 ? max_co * max_co : 1));
+        c->work       = lk_aligned_alloc(sizeof *c->work * (size_t)eig_lwork(D));
+        c->S          = lk_aligned_alloc(sizeof *c->S * (size_t)(2 * D * D));
+        c->w          = lk_aligned_alloc(sizeof *c->w * (size_t)D);
+        c->iwork      = lk_aligned_alloc(sizeof *c->iwork * (size_t)eig_liwork(D));
         c->cmin       = INFINITY;
         c->cmax       = -INFINITY;
-        if (!c->ps1 || !c->ps2 || !c->inf || !c->rows || !c->gram || !c->work || !c->S || !c->w ||
+        if (!lm || !c->inf || !c->rows || !c->gram || !c->work || !c->S || !c->w ||
             !c->iwork) {
             st = LK_FAIL(err, LK_ENOMEM, "filters: out of memory for the scratch of %d threads "
                          "(largest layer %lld filters)", nt, (long long)max_n);
@@ -691,11 +702,12 @@ lk_status lk_filters_compute(lk_filters *f, lk_error *err) {
     double  *S   = ctx[0].S, s1[LK_FILTERS_MAX_DIM] = {0};
     int64_t  N   = 0;
     memset(S, 0, sizeof *S * (size_t)(D * D));
-    for (int t = 0; t < nt; t++) {
-        N += ctx[t].pn;
-        for (int j = 0; j < D; j++) s1[j] += ctx[t].ps1[j];
+    for (int64_t li = 0; li < f->n_layers; li++) {
+        const double *l1 = lm + li * (D + D * D), *l2 = l1 + D;
+        N += f->layers[li].n;
+        for (int j = 0; j < D; j++) s1[j] += l1[j];
         for (int j = 0; j < D; j++)
-            for (int k = j; k < D; k++) S[j * D + k] += ctx[t].ps2[j * D + k];
+            for (int k = j; k < D; k++) S[j * D + k] += l2[j * D + k];
     }
     P->n_filters = N;
     for (int j = 0; j < D; j++) P->mean[j] = s1[j] / (double)N;
@@ -742,8 +754,6 @@ lk_status lk_filters_compute(lk_filters *f, lk_error *err) {
 done:
     for (int t = 0; t < nt; t++) {
         worker_ctx *c = &ctx[t];
-        lk_free(c->ps1);
-        lk_free(c->ps2);
         lk_free(c->inf);
         lk_free(c->rows);
         lk_free(c->gram);
@@ -753,6 +763,7 @@ done:
         lk_free(c->iwork);
     }
     lk_free(ctx);
+    lk_free(lm);
     if (st != LK_OK) f->computed = 0;
     return st;
 }

@@ -83,6 +83,7 @@ typedef enum cli_opt_id {
     OPT_REPS,
     OPT_BACKWARD,
     OPT_MAX_MEM,
+    OPT_MODELS,
     OPT_COUNT
 } cli_opt_id;
 
@@ -218,5 +219,32 @@ int cmd_cam(int argc, char **argv);
 int cli_parse_size(const char *opt, const char *val, int64_t size[2]);
 /* 1 or 3 comma-separated values (std: positive) into out; 0 after printing an error. */
 int cli_parse_norm(const char *opt, const char *val, int is_std, float out[3]);
+
+/* ---- distributed runs (dist.c over lk_dist.h) ----------------------------------------------- */
+
+typedef struct lk_dist lk_dist;
+
+/* While buf is set (n > 0), cli_error and cli_error_lk keep the first message (without
+ * "lkprobe: ") in buf instead of printing it; n = 0 prints again. */
+void cli_error_capture(char *buf, size_t n);
+
+/* A command's share of a distributed job: the dist handle and the captured reason. */
+typedef struct cli_dist {
+    lk_dist *d;
+    int      rank, size;
+    char     why[512];
+} cli_dist;
+
+/* Joins the job (one process without a launcher); with several ranks every rank captures its
+ * error messages (cli_error_capture).  Returns 0, or 1 after printing an error. */
+int  cli_dist_begin(cli_dist *j);
+/* Collective failure agreement: failed is this rank's outcome (its message captured).  With
+ * one rank it returns failed (the message was printed already); with several, rank 0 prints
+ * "lkprobe: rank R of P: <reason>" for the lowest failing rank R and every rank returns 1. */
+int  cli_dist_agree(cli_dist *j, int failed);
+void cli_dist_end(cli_dist *j);
+/* Engine threads of this rank: --threads when given, else the node's cores split between its
+ * ranks (lk_dist_default_threads; one rank: every online core, the engine's default). */
+int  cli_dist_threads(const cli_dist *j, int given);
 
 #endif

@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "util/lk_util.h"
+#include "lkprobe/lk_dist.h"
 #include "lkprobe/lk_erf.h"
 #include "lkprobe/lk_inputs.h"
 #include "lkprobe/lk_render.h"
@@ -284,57 +285,125 @@ static void result_notes(const erf_cfg *g, const char *path, const lk_erf_result
                 "left/right borders as the reference does\n", path);
 }
 
-/* Runs the pass for one model over the inputs. */
-static int run_model(const erf_cfg *g, const char *path, lk_inputs *in, erf_result *res) {
+/* The protocol's loop over ranks: rounds over the next (n - used) inputs, each round split
+ * by lk_dist_partition, until n maps were used or the inputs run out.  One rank visits
+ * exactly the inputs lk_erf_add_inputs would (a NaN map pulls in one more input per round).
+ * Returns 0, or 1 after the agreed error was printed. */
+static int run_rounds(const erf_cfg *g, cli_dist *j, const char *path, lk_erf *e,
+                      lk_inputs *in, cli_progress *prog) {
+    int64_t  count = lk_inputs_count(in), start = 0, used = 0;
+    lk_error err;
+    memset(&err, 0, sizeof err);
+    while (used < g->n && start < count) {
+        int64_t end = start + (g->n - used) < count ? start + (g->n - used) : count, b, z;
+        lk_dist_partition(end - start, j->rank, j->size, &b, &z);
+        lk_status st = lk_erf_add_range(e, in, start + b, start + z, progress_cb, prog, &err);
+        if (st != LK_OK) {
+            if (!g->quiet) fputc('\n', stderr);
+            if (lk_inputs_get_kind(in) != LK_INPUTS_FILES) lk_error_prefix(&err, "%s: ", path);
+            cli_error_lk(&err);
+        }
+        if (cli_dist_agree(j, st != LK_OK)) return 1;
+        double u = (double)lk_erf_n_used(e);
+        if (lk_dist_allreduce_sum_f64(j->d, &u, 1, &err) != LK_OK) {
+            cli_error_lk(&err);
+            return cli_dist_agree(j, 1) | 1;
+        }
+        used  = (int64_t)u;
+        start = end;
+    }
+    return 0;
+}
+
+/* Sums the ranks' partial maps into rank 0's pass (lk_erf_partial_*). */
+static int reduce_partials(cli_dist *j, lk_erf *e) {
+    if (j->size == 1) return 0;
+    lk_error err;
+    memset(&err, 0, sizeof err);
+    size_t  n  = lk_erf_partial_size(e);
+    double *pv = malloc(sizeof *pv * n);
+    int     failed = !pv;
+    if (!pv) cli_error("erf", "out of memory for the partial map (%zu doubles)", n);
+    if (cli_dist_agree(j, failed)) {
+        free(pv);
+        return 1;
+    }
+    lk_erf_partial_get(e, pv);
+    lk_status st = lk_dist_reduce_sum_f64(j->d, pv, n, 0, &err);
+    if (st == LK_OK && j->rank == 0) st = lk_erf_partial_set(e, pv, &err);
+    if (st != LK_OK) cli_error_lk(&err);
+    free(pv);
+    return cli_dist_agree(j, st != LK_OK);
+}
+
+/* Runs the pass for one model over the inputs (its share on every rank; the merged result on
+ * rank 0 only). */
+static int run_model(const erf_cfg *g, cli_dist *j, const char *path, lk_inputs *in,
+                     erf_result *res) {
     lk_model *m = NULL;
     lk_erf   *e = NULL;
     lk_error  err;
-    int       rc = 1;
+    int       rc = 1, failed = 1;
     double    t0 = cli_now();
     int64_t   shape[4];
+    lk_erf_params p = lk_erf_params_default();
     memset(&err, 0, sizeof err);
     res->path = path;
-    if (cli_refuse_overwrite(path, 2, (const char *const[]){g->npy, g->out})) return 1;
-    if (cli_load_model(path, &g->c, &m)) return 1;
-    if (!input_shape(g, in, path, m, shape)) goto done;
-    lk_erf_params p = lk_erf_params_default();
-    p.threads       = g->c.threads;
+    if (cli_refuse_overwrite(path, 2, (const char *const[]){g->npy, g->out})) goto setup;
+    if (cli_load_model(path, &g->c, &m)) goto setup;
+    if (!input_shape(g, in, path, m, shape)) goto setup;
+    p.threads       = j->size > 1 ? cli_dist_threads(j, g->c.threads) : g->c.threads;
     p.sign          = g->sign;
     /* A shape-bound model is reloaded for the shape it will run at (its shape subgraphs were
      * folded for the loaded one). */
     if (lk_model_for_shape(&m, &g->c.load, 4, shape, &err) != LK_OK) goto fail;
     if (g->layer && (p.layer = lk_model_find_value(m, g->layer)) < 0) {
         cli_error(g->layer, "no tensor of that name in %s (see lkprobe info %s)", path, path);
-        goto done;
+        goto setup;
     }
     uint64_t need = 0;
     if (lk_erf_estimate(m, &p, shape, &need, &err) != LK_OK) goto fail;
     char what[96];
     snprintf(what, sizeof what, "the ERF at %lldx%lld", (long long)shape[2], (long long)shape[3]);
-    if (cli_check_mem(&g->c, path, what, need)) goto done;
+    if (cli_check_mem(&g->c, path, what, need)) goto setup;
     if (lk_erf_alloc(m, &p, shape, &e, &err) != LK_OK) goto fail;
-    int64_t avail = lk_inputs_count(in), want = g->n < avail ? g->n : avail;
-    char    label[96];
-    snprintf(label, sizeof label, "erf %s", lk_base_name(path));
-    cli_progress prog;
-    cli_progress_start(&prog, label, want, g->quiet);
-    lk_status st = lk_erf_add_inputs(e, in, want, progress_cb, &prog, &err);
-    if (st != LK_OK && !g->quiet) fputc('\n', stderr);
-    if (st != LK_OK) goto fail;
-    cli_progress_end(&prog, lk_erf_n_used(e));
-    if (lk_erf_n_used(e) == 0) {
-        cli_error(path, "no usable image: all %lld maps contained NaN",
-                  (long long)lk_erf_n_skipped(e));
-        goto done;
-    }
-    if (lk_erf_get_result(e, g->mode, g->n_thr, g->thr, &res->r, &err) != LK_OK) goto fail;
-    result_notes(g, path, res->r);
-    res->r->seconds = cli_now() - t0;
-    rc              = 0;
-    goto done;
-fail:
+    failed = 0;
+    goto setup;
+fail: /* an engine error: name the model unless the inputs' file names say it already */
     if (lk_inputs_get_kind(in) != LK_INPUTS_FILES) lk_error_prefix(&err, "%s: ", path);
     cli_error_lk(&err);
+setup:
+    if (cli_dist_agree(j, failed)) goto done;
+    int64_t avail = lk_inputs_count(in), want = g->n < avail ? g->n : avail, b, z;
+    lk_dist_partition(want, j->rank, j->size, &b, &z);
+    char label[96];
+    if (j->size > 1)
+        snprintf(label, sizeof label, "erf %s (rank 0 of %d)", lk_base_name(path), j->size);
+    else snprintf(label, sizeof label, "erf %s", lk_base_name(path));
+    cli_progress prog;
+    cli_progress_start(&prog, label, z - b, g->quiet);
+    if (run_rounds(g, j, path, e, in, &prog)) goto done;
+    cli_progress_end(&prog, lk_erf_n_used(e));
+    double tr = cli_now();
+    if (reduce_partials(j, e)) goto done;
+    tr = cli_now() - tr;
+    if (j->rank == 0) {
+        failed = 1;
+        if (lk_erf_n_used(e) == 0)
+            cli_error(path, "no usable image: all %lld maps contained NaN",
+                      (long long)lk_erf_n_skipped(e));
+        else if (lk_erf_get_result(e, g->mode, g->n_thr, g->thr, &res->r, &err) != LK_OK)
+            cli_error_lk(&err);
+        else {
+            result_notes(g, path, res->r);
+            res->r->seconds = cli_now() - t0;
+            res->r->ranks   = j->size;
+            res->r->threads = cli_dist_threads(j, p.threads);
+            res->r->reduce_seconds = tr;
+            failed          = 0;
+        }
+    } else failed = 0;
+    rc = cli_dist_agree(j, failed);
 done:
     lk_erf_free(e);
     lk_model_free(m);
@@ -443,7 +512,32 @@ static int same_sizes(const erf_cfg *g, const erf_result *res) {
     return 1;
 }
 
+/* Rank 0's outputs: the map, the figure, then JSON or text. */
+static int write_outputs(const erf_cfg *g, erf_result *res) {
+    if (!same_sizes(g, res)) return 1;
+    /* Outputs: npy first, then the figure; on a failure remove what was written. */
+    if (g->npy && write_map(g, res)) return 1;
+    if (g->out && draw_figure(g, res, g->n_models)) {
+        if (g->npy) unlink(g->npy);
+        return 1;
+    }
+    if (g->json) return print_json(g, res);
+    print_text(g, res);
+    return 0;
+}
+
+/* The command on one rank (every rank parses the same arguments). */
+static int erf_job(cli_dist *j, int argc, char **argv);
+
 int cmd_erf(int argc, char **argv) {
+    cli_dist j;
+    if (cli_dist_begin(&j)) return 1;
+    int rc = erf_job(&j, argc, argv);
+    cli_dist_end(&j);
+    return rc;
+}
+
+static int erf_job(cli_dist *j, int argc, char **argv) {
     erf_cfg g;
     memset(&g, 0, sizeof g);
     g.in      = lk_inputs_params_default();
@@ -462,30 +556,22 @@ int cmd_erf(int argc, char **argv) {
     if (!g.files) goto done;
     g.in.files = g.files;
     pr         = parse_cfg(&g, argc, argv);
-    if (pr != 1) {
-        rc = pr == 2 ? 0 : 1;
-        goto done;
-    }
-    g.c.quiet_dims = 1; /* input_shape names the size the pass runs at */
-    if (!check_cfg(&g) || !input_size(&g)) goto done;
-    if (lk_inputs_alloc(&g.in, &in, &err) != LK_OK) {
-        cli_error_lk(&err);
-        goto done;
-    }
-    for (int i = 0; i < g.n_models; i++)
-        if (run_model(&g, g.models[i], in, &res[i])) goto done;
-    if (!same_sizes(&g, res)) goto done;
-    /* Outputs: npy first, then the figure; on a failure remove what was written. */
-    if (g.npy && write_map(&g, res)) goto done;
-    if (g.out && draw_figure(&g, res, g.n_models)) {
-        if (g.npy) unlink(g.npy);
-        goto done;
-    }
-    if (g.json) rc = print_json(&g, res);
-    else {
-        print_text(&g, res);
+    if (pr == 2) {
         rc = 0;
+        goto done;
     }
+    if (j->rank > 0) g.quiet = 1; /* progress and notes from rank 0 only */
+    g.c.quiet_dims = 1;              /* input_shape names the size the pass runs at */
+    int ok = pr == 1 && check_cfg(&g) && input_size(&g);
+    if (ok && lk_inputs_alloc(&g.in, &in, &err) != LK_OK) {
+        cli_error_lk(&err);
+        ok = 0;
+    }
+    if (cli_dist_agree(j, !ok)) goto done;
+    for (int i = 0; i < g.n_models; i++)
+        if (run_model(&g, j, g.models[i], in, &res[i])) goto done;
+    rc = j->rank == 0 ? write_outputs(&g, res) : 0;
+    rc = cli_dist_agree(j, rc);
 done:
     for (int i = 0; i < g.n_models; i++) lk_erf_result_free(res[i].r);
     lk_inputs_free(in);

@@ -3,6 +3,7 @@
  * global PCA drift between groups, the filter database (--db / --from-db) and WeightWatcher
  * spectra (--spectra).  Models are loaded without BatchNorm folding (weights as stored).
  */
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 
 #include "cli.h"
 #include "util/lk_util.h"
+#include "lkprobe/lk_dist.h"
 #include "lkprobe/lk_filters.h"
 #include "lkprobe/lk_render.h"
 #include "lkprobe/lk_spectra.h"
@@ -30,12 +32,15 @@ static const cli_opt filt_opts[] = {
     {"--spectra", NULL, 0, OPT_SPECTRA, "WeightWatcher-style layer spectra"},
     {"--group-by", NULL, 1, OPT_GROUP_BY, "model|depth|META=FILE: drift grouping (repeatable)"},
     {"--quiet", "-q", 0, OPT_QUIET, "no notes on stderr"},
+    {"--models", NULL, 1, OPT_MODELS, "LIST.txt: more models, one path a line (after MODEL...)"},
 };
 static const cli_spec filt_spec = {
     "filters", "MODEL... [options] | --from-db DIR [options]",
     "Per-layer filter statistics (sparsity, variance entropy, orthogonality), the global PCA\n"
     "of the peak-scaled filters, 70-bin coefficient histograms and the explained-variance-\n"
-    "weighted symmetric KL drift between groups; a filter database; weight spectra.",
+    "weighted symmetric KL drift between groups; a filter database; weight spectra.\n"
+    "Under mpirun/srun the models are split over the ranks (contiguous blocks in model\n"
+    "order); rank 0 writes the database and every output, the same as one process.",
     filt_opts, sizeof filt_opts / sizeof filt_opts[0],
 };
 
@@ -57,7 +62,44 @@ typedef struct filt_cfg {
     const char *csv, *out, *db, *from_db;
     const char *group_by[8];
     int         n_group_by;
+    const char *list;        /* --models LIST.txt                                       */
+    char       *list_text;   /* its contents; g->models points into it (owned)          */
 } filt_cfg;
+
+/* --models: one path a line (blank lines skipped) appended to the models; 0 after an error. */
+static int read_model_list(filt_cfg *g) {
+    FILE *fp = fopen(g->list, "rb");
+    if (!fp) {
+        cli_error(g->list, "cannot open the --models list: %s", strerror(errno));
+        return 0;
+    }
+    lk_sb b = {0};
+    char  buf[4096];
+    size_t k;
+    while ((k = fread(buf, 1, sizeof buf, fp)) > 0) lk_sb_put(&b, buf, k);
+    int rd_err = ferror(fp);
+    fclose(fp);
+    if (rd_err || b.oom) {
+        cli_error(g->list, "cannot read the --models list");
+        lk_sb_free(&b);
+        return 0;
+    }
+    g->list_text = b.p;
+    long long line = 0;
+    for (char *p = g->list_text, *nl; p && *p; p = nl ? nl + 1 : NULL) {
+        nl = strchr(p, '\n');
+        if (nl) *nl = 0;
+        line++;
+        p[strcspn(p, "\r")] = 0;
+        if (!*p) continue;
+        if (g->n_models == MAX_MODELS) {
+            cli_error(g->list, "line %lld: at most %d models in one call", line, MAX_MODELS);
+            return 0;
+        }
+        g->models[g->n_models++] = p;
+    }
+    return 1;
+}
 
 static int apply_item(void *user, const cli_item *it) {
     filt_cfg *g = user;
@@ -79,6 +121,7 @@ static int apply_item(void *user, const cli_item *it) {
     case OPT_FROM_DB: g->from_db = it->val; break;
     case OPT_SPECTRA: g->spectra = 1; break;
     case OPT_QUIET: g->quiet = 1; break;
+    case OPT_MODELS: g->list = it->val; break;
     case OPT_GROUP_BY:
         if (g->n_group_by == 8) {
             cli_error("--group-by", "at most 8 groupings");
@@ -96,7 +139,9 @@ static int apply_item(void *user, const cli_item *it) {
 }
 
 static int parse_cfg(filt_cfg *g, int argc, char **argv) {
-    return cli_parse_apply(&filt_spec, argc, argv, &g->c, apply_item, g);
+    int pr = cli_parse_apply(&filt_spec, argc, argv, &g->c, apply_item, g);
+    if (pr == 1 && g->list && !read_model_list(g)) return 0;
+    return pr;
 }
 
 /* META=FILE: lines "model,group" (model = path or file name); layers of unlisted models are
@@ -707,103 +752,126 @@ static int print_json(const filt_cfg *g, const lk_filters *f, const grouping *G,
 
 /* ---------------------------------------------------------------- main */
 
-int cmd_filters(int argc, char **argv) {
-    filt_cfg g;
-    memset(&g, 0, sizeof g);
-    g.kernel = 3;
+/* Loads models [b, e) on this rank, packs each extracted model into one blob (model order)
+ * and frees it; 0 after an error (captured for the agreement). */
+static int extract_share(const filt_cfg *g, const lk_filters_params *p, int64_t b, int64_t e,
+                         lk_sb *blob) {
+    lk_filters *f = NULL;
+    lk_error    err;
+    memset(&err, 0, sizeof err);
+    if (lk_filters_alloc(p, &f, &err) != LK_OK) {
+        cli_error_lk(&err);
+        return 0;
+    }
+    int ok = 1;
+    for (int64_t i = b; ok && i < e; i++) {
+        lk_model *m   = NULL;
+        void     *pk  = NULL;
+        size_t    len = 0;
+        int64_t   mi  = -1;
+        ok = !cli_load_model(g->models[i], &g->c, &m);
+        if (ok && (lk_filters_add_model(f, m, g->models[i], &mi, &err) != LK_OK ||
+                   lk_filters_pack_model(f, mi, &pk, &len, &err) != LK_OK)) {
+            cli_error_lk(&err);
+            ok = 0;
+        }
+        if (ok) lk_sb_put(blob, pk, len);
+        lk_free(pk);
+        /* The packed copy replaces the model: start a fresh collection for the next one. */
+        lk_filters_free(f);
+        f = NULL;
+        lk_model_free(m);
+        if (ok && lk_filters_alloc(p, &f, &err) != LK_OK) {
+            cli_error_lk(&err);
+            ok = 0;
+        }
+    }
+    lk_filters_free(f);
+    if (ok && blob->oom) {
+        cli_error("filters", "out of memory for the extracted filters of models %lld..%lld",
+                  (long long)b, (long long)e - 1);
+        ok = 0;
+    }
+    return ok;
+}
+
+/* Distributed extraction: each rank extracts its block of models; rank 0 receives the blobs
+ * (in rank order, i.e. model order) and adds every model to f, borrowing the filters from
+ * *gathered (kept by the caller).  Returns 0, or 1 after the agreed error was printed. */
+static int extract_distributed(const filt_cfg *g, cli_dist *j, const lk_filters_params *p,
+                               lk_filters *f, void **gathered) {
+    int64_t b, e;
+    lk_dist_partition(g->n_models, j->rank, j->size, &b, &e);
+    lk_sb    blob = {0};
+    lk_error err;
+    memset(&err, 0, sizeof err);
+    int ok = extract_share(g, p, b, e, &blob);
+    if (cli_dist_agree(j, !ok)) {
+        lk_sb_free(&blob);
+        return 1;
+    }
+    size_t   *lens = calloc((size_t)j->size, sizeof *lens);
+    lk_status st   = lens ? lk_dist_gather(j->d, blob.p, blob.n, 0, gathered, lens, &err)
+                          : LK_FAIL(&err, LK_ENOMEM, "filters: out of memory");
+    lk_sb_free(&blob);
+    size_t total = 0;
+    for (int r = 0; st == LK_OK && j->rank == 0 && r < j->size; r++) total += lens[r];
+    for (size_t off = 0; st == LK_OK && off < total;) {
+        size_t used = 0;
+        st          = lk_filters_unpack_model(f, (const char *)*gathered + off, total - off, &used,
+                                              NULL, &err);
+        off += used;
+    }
+    if (st == LK_OK && j->rank == 0 && lk_filters_n_models(f) != g->n_models)
+        st = LK_FAIL(&err, LK_EFORMAT, "filters: rank 0 received %lld of %d models",
+                     (long long)lk_filters_n_models(f), g->n_models);
+    if (st != LK_OK) cli_error_lk(&err);
+    free(lens);
+    return cli_dist_agree(j, st != LK_OK);
+}
+
+/* The database, the analyses and every output (one process, or rank 0). */
+static int analyse(const filt_cfg *g, lk_filters *f, lk_spectra *sp) {
     int          rc = 1, ng = 0, nw = 0;
-    lk_model   **models = NULL;
-    int          n_loaded = 0;
-    lk_filters  *f  = NULL;
-    lk_spectra  *sp = NULL;
-    lk_filterdb *db = NULL, *src = NULL;
+    lk_filterdb *db = NULL;
     grouping     G[8];
     char        *written[64];
     lk_error     err;
     memset(&err, 0, sizeof err);
-    int pr = parse_cfg(&g, argc, argv);
-    if (pr != 1) return pr == 2 ? 0 : 1;
-    g.c.load.keep_bn = 1; /* weights as stored (filterdb.md §1) */
-    g.c.quiet_dims = 1;  /* any input shape will do: dynamic dims take the defaults */
-    if (!g.n_models && !g.from_db) {
-        cli_error("filters", "no model given (usage: lkprobe filters %s)", filt_spec.usage);
-        return 1;
-    }
-    if (g.from_db && g.n_models) {
-        cli_error("filters", "give models or --from-db, not both");
-        return 1;
-    }
-    if ((g.db || g.from_db) && g.kernel != 3) {
-        cli_error("filters", "the filter database holds 3x3 filters only (--kernel %lld)", g.kernel);
-        return 1;
-    }
-    if (g.db && !lk_filterdb_has_hdf5()) {
-        cli_error("--db", "this lkprobe was built without HDF5 (libhdf5-dev; meson option "
-                  "-Dhdf5=enabled), so dataset.h5 cannot be written");
-        return 1;
-    }
-    if (g.spectra && g.from_db) {
-        cli_error("--spectra", "needs models (a filter database holds 3x3 slices only)");
-        return 1;
-    }
-    lk_filters_params p = lk_filters_params_default();
-    p.kernel            = (int)g.kernel;
-    p.threads           = g.c.threads;
-    if (lk_filters_alloc(&p, &f, &err) != LK_OK) goto fail;
-    if (g.spectra) {
-        lk_spectra_params sq = lk_spectra_params_default();
-        sq.threads           = g.c.threads;
-        if (lk_spectra_alloc(&sq, &sp, &err) != LK_OK) goto fail;
-    }
-    if (g.from_db) {
-        if (lk_filterdb_open(g.from_db, 0, &src, &err) != LK_OK || lk_filterdb_load(src, f, &err) != LK_OK)
-            goto fail;
-    }
-    models = calloc((size_t)g.n_models + 1, sizeof *models);
-    if (!models) goto done;
-    for (int i = 0; i < g.n_models; i++) {
-        if (cli_load_model(g.models[i], &g.c, &models[i])) goto done;
-        n_loaded = i + 1;
-        if (lk_filters_add_model(f, models[i], g.models[i], NULL, &err) != LK_OK) goto fail;
-        if (sp && lk_spectra_add_model(sp, models[i], &err) != LK_OK) {
-            lk_error_prefix(&err, "%s: ", g.models[i]);
-            goto fail;
-        }
-    }
     /* Database first (it is committed per model); then the analyses and outputs. */
-    if (g.db) {
-        if (lk_filterdb_open(g.db, 1, &db, &err) != LK_OK) goto fail;
-        for (int i = 0; i < g.n_models; i++) {
+    if (g->db) {
+        if (lk_filterdb_open(g->db, 1, &db, &err) != LK_OK) goto fail;
+        for (int i = 0; i < g->n_models; i++) {
             int skipped = 0;
-            if (lk_filterdb_append(db, f, i, g.models[i], NULL, &skipped, &err) != LK_OK) goto fail;
-            if (!g.quiet)
-                fprintf(stderr, "lkprobe: %s: %s\n", g.models[i],
+            if (lk_filterdb_append(db, f, i, g->models[i], NULL, &skipped, &err) != LK_OK) goto fail;
+            if (!g->quiet)
+                fprintf(stderr, "lkprobe: %s: %s\n", g->models[i],
                         skipped ? "already in the DB, skipped" : "added to the DB");
         }
-        if (!g.quiet)
-            fprintf(stderr, "lkprobe: %s: %lld models, %lld filters\n", g.db,
+        if (!g->quiet)
+            fprintf(stderr, "lkprobe: %s: %lld models, %lld filters\n", g->db,
                     (long long)lk_filterdb_n_models(db), (long long)lk_filterdb_n_filters(db));
     }
     if (lk_filters_compute(f, &err) != LK_OK) goto fail;
-    if (!build_groupings(&g, f, G, &ng)) goto done;
-    if (g.csv && !write_csv(g.csv, f)) goto done;
-    if (g.out) {
+    if (!build_groupings(g, f, G, &ng)) goto done;
+    if (g->csv && !write_csv(g->csv, f)) goto done;
+    if (g->out) {
         struct stat sb;
-        const char *d = strrchr(g.out, '.');
+        const char *d = strrchr(g->out, '.');
         int is_fig = d && (!strcasecmp(d, ".png") || !strcasecmp(d, ".svg") || !strcasecmp(d, ".pdf"));
-        if (!is_fig && (stat(g.out, &sb) != 0 || !S_ISDIR(sb.st_mode))) {
-            cli_error(g.out, "-o must be an existing directory or a PREFIX.png|svg|pdf");
-            if (g.csv) unlink(g.csv);
+        if (!is_fig && (stat(g->out, &sb) != 0 || !S_ISDIR(sb.st_mode))) {
+            cli_error(g->out, "-o must be an existing directory or a PREFIX.png|svg|pdf");
+            if (g->csv) unlink(g->csv);
             goto done;
         }
-        if (!draw_figures(&g, f, G, ng, sp, written, &nw)) {
+        if (!draw_figures(g, f, G, ng, sp, written, &nw)) {
             for (int i = 0; i < nw; i++) unlink(written[i]);
-            if (g.csv) unlink(g.csv);
+            if (g->csv) unlink(g->csv);
             goto done;
         }
     }
-    if (g.json) {
-        if (print_json(&g, f, G, ng, sp)) goto done;
+    if (g->json) {
+        if (print_json(g, f, G, ng, sp)) goto done;
     } else {
         printf("%-40s %8s %6s %9s %8s %8s %8s\n", "layer", "n", "depth", "sparsity", "H", "H/θ", "ortho");
         for (int64_t i = 0; i < lk_filters_n_layers(f); i++) {
@@ -825,11 +893,118 @@ fail:
 done:
     free_groupings(G, ng);
     for (int i = 0; i < nw; i++) free(written[i]);
+    lk_filterdb_close(db);
+    return rc;
+}
+
+/* Checks the command line after parsing; 0 after printing an error. */
+static int check_cfg(const filt_cfg *g, const cli_dist *j) {
+    if (!g->n_models && !g->from_db) {
+        cli_error("filters", "no model given (usage: lkprobe filters %s)", filt_spec.usage);
+        return 0;
+    }
+    if (g->from_db && g->n_models) {
+        cli_error("filters", "give models or --from-db, not both");
+        return 0;
+    }
+    if ((g->db || g->from_db) && g->kernel != 3) {
+        cli_error("filters", "the filter database holds 3x3 filters only (--kernel %lld)", g->kernel);
+        return 0;
+    }
+    if (g->db && !lk_filterdb_has_hdf5()) {
+        cli_error("--db", "this lkprobe was built without HDF5 (libhdf5-dev; meson option "
+                  "-Dhdf5=enabled), so dataset.h5 cannot be written");
+        return 0;
+    }
+    if (g->spectra && g->from_db) {
+        cli_error("--spectra", "needs models (a filter database holds 3x3 slices only)");
+        return 0;
+    }
+    if (j->size > 1 && (g->spectra || g->from_db)) {
+        cli_error(g->spectra ? "--spectra" : "--from-db", "runs on one process only (the %d "
+                  "ranks of this job split models for extraction and --db); run it without "
+                  "mpirun", j->size);
+        return 0;
+    }
+    return 1;
+}
+
+static int filters_job(cli_dist *j, int argc, char **argv);
+
+int cmd_filters(int argc, char **argv) {
+    cli_dist j;
+    if (cli_dist_begin(&j)) return 1;
+    int rc = filters_job(&j, argc, argv);
+    cli_dist_end(&j);
+    return rc;
+}
+
+static int filters_job(cli_dist *j, int argc, char **argv) {
+    filt_cfg g;
+    memset(&g, 0, sizeof g);
+    g.kernel = 3;
+    int          rc = 1;
+    lk_model   **models = NULL;
+    int          n_loaded = 0;
+    lk_filters  *f  = NULL;
+    lk_spectra  *sp = NULL;
+    lk_filterdb *src = NULL;
+    void        *gathered = NULL;
+    lk_error     err;
+    memset(&err, 0, sizeof err);
+    int pr = parse_cfg(&g, argc, argv);
+    if (pr == 2) {
+        rc = 0;
+        goto done;
+    }
+    g.c.load.keep_bn = 1; /* weights as stored (filterdb.md §1) */
+    g.c.quiet_dims   = 1; /* any input shape will do: dynamic dims take the defaults */
+    if (j->rank > 0) g.quiet = 1;
+    if (cli_dist_agree(j, pr != 1 || !check_cfg(&g, j))) goto done;
+    lk_filters_params p = lk_filters_params_default();
+    p.kernel            = (int)g.kernel;
+    p.threads           = j->size > 1 ? cli_dist_threads(j, g.c.threads) : g.c.threads;
+    if (lk_filters_alloc(&p, &f, &err) != LK_OK) {
+        cli_error_lk(&err);
+        goto done;
+    }
+    if (j->size > 1) {
+        if (extract_distributed(&g, j, &p, f, &gathered)) goto done;
+        rc = j->rank == 0 ? analyse(&g, f, NULL) : 0;
+        rc = cli_dist_agree(j, rc);
+        goto done;
+    }
+    if (g.spectra) {
+        lk_spectra_params sq = lk_spectra_params_default();
+        sq.threads           = g.c.threads;
+        if (lk_spectra_alloc(&sq, &sp, &err) != LK_OK) goto fail;
+    }
+    if (g.from_db) {
+        if (lk_filterdb_open(g.from_db, 0, &src, &err) != LK_OK || lk_filterdb_load(src, f, &err) != LK_OK)
+            goto fail;
+    }
+    models = calloc((size_t)g.n_models + 1, sizeof *models);
+    if (!models) goto done;
+    for (int i = 0; i < g.n_models; i++) {
+        if (cli_load_model(g.models[i], &g.c, &models[i])) goto done;
+        n_loaded = i + 1;
+        if (lk_filters_add_model(f, models[i], g.models[i], NULL, &err) != LK_OK) goto fail;
+        if (sp && lk_spectra_add_model(sp, models[i], &err) != LK_OK) {
+            lk_error_prefix(&err, "%s: ", g.models[i]);
+            goto fail;
+        }
+    }
+    rc = analyse(&g, f, sp);
+    goto done;
+fail:
+    cli_error_lk(&err);
+done:
     lk_filters_free(f);
     lk_spectra_free(sp);
-    lk_filterdb_close(db);
     lk_filterdb_close(src);
+    lk_free(gathered);
     for (int i = 0; i < n_loaded; i++) lk_model_free(models[i]);
     free(models);
+    free(g.list_text);
     return rc;
 }

@@ -10,16 +10,40 @@
 #include "cli.h"
 #include "util/lk_util.h"
 
+/* The capture buffer of a distributed run (cli_error_capture); the CLI is single-threaded. */
+static char  *err_cap;
+static size_t err_cap_n;
+
+void cli_error_capture(char *buf, size_t n) {
+    err_cap   = n ? buf : NULL;
+    err_cap_n = n;
+    if (err_cap) err_cap[0] = 0;
+}
+
 void cli_error(const char *what, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
+    if (err_cap) {
+        if (!err_cap[0]) {
+            int k = snprintf(err_cap, err_cap_n, "%s: ", what);
+            if (k >= 0 && (size_t)k < err_cap_n) vsnprintf(err_cap + k, err_cap_n - (size_t)k, fmt, ap);
+        }
+        va_end(ap);
+        return;
+    }
     fprintf(stderr, "lkprobe: %s: ", what);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
 }
 
-void cli_error_lk(const lk_error *err) { fprintf(stderr, "lkprobe: %s\n", err->msg); }
+void cli_error_lk(const lk_error *err) {
+    if (err_cap) {
+        if (!err_cap[0]) snprintf(err_cap, err_cap_n, "%s", err->msg);
+        return;
+    }
+    fprintf(stderr, "lkprobe: %s\n", err->msg);
+}
 
 static void print_help(const cli_spec *sp) {
     printf("usage: lkprobe %s %s\n\n%s\n\noptions:\n", sp->cmd, sp->usage, sp->summary);

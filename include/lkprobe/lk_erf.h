@@ -29,9 +29,11 @@
  *     char *json = NULL;  lk_erf_result_json(r, &json, &err);   // the numbers, as JSON
  *     lk_free(json);  lk_erf_result_free(r);
  *
- * Merging (several processes each add a share of the inputs): the running mean is kept in
- * double with its count, so lk_erf_merge(a, b) gives the mean over both shares; it equals a
- * single pass over all inputs to rounding (about 1e-16 relative).
+ * Merging (several processes each add a share of the inputs): the pass keeps the sum of the
+ * maps in double with its count (the mean is sum / count), so lk_erf_merge(a, b) gives the
+ * mean over both shares.  It equals a single pass over all inputs to rounding (about 1e-16
+ * relative), and bit for bit when the float32 maps of a pixel lie within 2^29 of each other
+ * (then every double sum is exact): the usual case.
  */
 #ifndef LKPROBE_LK_ERF_H
 #define LKPROBE_LK_ERF_H
@@ -125,6 +127,23 @@ typedef void (*lk_erf_progress_fn)(void *user, int64_t used);
 LK_API lk_status lk_erf_add_inputs(lk_erf *e, lk_inputs *in, int64_t n, lk_erf_progress_fn cb,
                                    void *user, lk_error *err);
 
+/* Inputs begin .. end-1 of in, every one of them (the share of one process in a distributed
+ * run; the driver decides the range).  cb as for lk_erf_add_inputs. */
+LK_API lk_status lk_erf_add_range(lk_erf *e, lk_inputs *in, int64_t begin, int64_t end,
+                                  lk_erf_progress_fn cb, void *user, lk_error *err);
+
+/* The partial result of a process as additive sufficient statistics, so that partials merge by
+ * an element-wise sum of double arrays (what an MPI reduction does):
+ *   [0] maps used, [1] skipped (NaN), [2] all-zero maps, [3] seconds in lk_erf_add,
+ *   [4 + i] sum over the used maps of m_i (i over the H x W map, row-major).
+ * lk_erf_partial_size gives the length; lk_erf_partial_get writes e's partial into out;
+ * lk_erf_partial_set replaces e's state by a (summed) partial: counts, seconds, the sums and
+ * the mean sum / used (equal to one pass over all the inputs as for lk_erf_merge). */
+#define LK_ERF_PARTIAL_HEADER 4
+LK_API size_t    lk_erf_partial_size(const lk_erf *e);
+LK_API void      lk_erf_partial_get(const lk_erf *e, double *out);
+LK_API lk_status lk_erf_partial_set(lk_erf *e, const double *in, lk_error *err);
+
 /* A from the mean map per mode; caller owns *out.  An all-zero map gives all zeros. */
 LK_API lk_status lk_erf_transform(const lk_tensor *mean, lk_erf_mode mode, lk_tensor **out,
                                   lk_error *err);
@@ -160,6 +179,9 @@ typedef struct lk_erf_result {
                                       is the time spent in lk_erf_add / add_inputs        */
     lk_tensor   *mean;             /* (H, W) float32 mean map; owned                      */
     lk_tensor   *a;                /* (H, W) A per mode; owned                            */
+    int          ranks, threads;   /* processes and engine threads per process of the run
+                                      (0: not printed; set by the caller)                 */
+    double       reduce_seconds;   /* time merging the processes' partials (with ranks)  */
 } lk_erf_result;
 
 /* Computes A and the area ratios for thresholds t[0..n_thr) (n_thr = 0: the defaults).
@@ -168,7 +190,8 @@ LK_API lk_status lk_erf_get_result(const lk_erf *e, lk_erf_mode mode, int n_thr,
                                    lk_erf_result **out, lk_error *err);
 LK_API void      lk_erf_result_free(lk_erf_result *r);
 /* One JSON object (no newline) with model (may be NULL), layer, feature_shape, images,
- * skipped, zero, degenerate, size, mode, grad_sign, ratios and sides (null: not reached).
+ * skipped, zero, degenerate, size, mode, grad_sign, ratios and sides (null: not reached),
+ * ranks, threads and reduce_seconds (when ranks is set).
  * *out is a heap string (lk_free). */
 LK_API lk_status lk_erf_result_json(const lk_erf_result *r, const char *model, char **out,
                                     lk_error *err);

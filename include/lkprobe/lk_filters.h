@@ -181,6 +181,19 @@ LK_API lk_status lk_filters_drift(const lk_filters *f, lk_group_kind kind,
                                   const int64_t *layer_group, int64_t n_groups, double *D,
                                   lk_error *err);
 
+/* ---- partial results (moving extracted models between processes) ------------------------ */
+
+/* Serialises model model_idx of f (its record, its layers and their filters) into a heap blob
+ * *out of *len bytes (lk_free).  Call before lk_filters_compute (extraction results only). */
+LK_API lk_status lk_filters_pack_model(const lk_filters *f, int64_t model_idx, void **out,
+                                       size_t *len, lk_error *err);
+/* Adds a model packed by lk_filters_pack_model (same build) to f: the record and its layers,
+ * in their order.  The filters are borrowed from blob: keep it while f is used.  *used (may be
+ * NULL) receives the bytes read, so blobs can be concatenated; *model_idx may be NULL.  A
+ * truncated or foreign blob gives LK_EFORMAT; a failure can leave the model record added. */
+LK_API lk_status lk_filters_unpack_model(lk_filters *f, const void *blob, size_t len, size_t *used,
+                                         int64_t *model_idx, lk_error *err);
+
 /* ---- pure helpers (exposed for tests) --------------------------------------------------- */
 
 /* θ(n) of §4.2. */

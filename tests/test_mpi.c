@@ -1,0 +1,286 @@
+/* test_mpi.c: distributed runs under `mpirun --oversubscribe -np 2` and `-np 3` against the
+ * single-process run: ERF maps and ratios (1e-12 relative), the filter database byte for byte
+ * and the filters JSON, one message and exit 1 when a rank fails (no outputs, the DB left
+ * valid), and a killed job that resumes to the same database.  Built only with -Dmpi; needs
+ * $LK_MPIRUN (meson passes the mpirun it found). */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+static char out[1 << 18], errb[1 << 16], dir[256];
+
+static const char *tmp(const char *name) {
+    static char buf[16][512];
+    static int  k;
+    char       *b = buf[k++ % 16];
+    snprintf(b, 512, "%s/%s", dir, name);
+    return b;
+}
+
+static const char *src(const char *rel) {
+    static char buf[16][512];
+    static int  k;
+    return tu_src_path(rel, buf[k++ % 16], 512);
+}
+
+static void setup(void) {
+    snprintf(dir, sizeof dir, "/tmp/lkprobe-mpi-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    /* Open MPI refuses root without these (CI containers run as root). */
+    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+    setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 1);
+}
+
+static void teardown(void) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static void slurp(const char *path, char *buf, size_t n) {
+    FILE  *f = fopen(path, "rb");
+    size_t k = f ? fread(buf, 1, n - 1, f) : 0;
+    buf[k]   = 0;
+    if (f) fclose(f);
+}
+
+/* Runs lkprobe with args (NULL-terminated) under mpirun -np np (np = 0: directly); stdout and
+ * stderr into out and errb; the exit status. */
+static int run(int np, const char *const *args) {
+    char cmd[8192], exe[512];
+    int  k = 0;
+    tu_lkprobe_path(exe, sizeof exe);
+    const char *mpirun = getenv("LK_MPIRUN");
+    ck_assert_msg(mpirun != NULL, "LK_MPIRUN is not set");
+    if (np) k += snprintf(cmd + k, sizeof cmd - (size_t)k, "'%s' --oversubscribe -np %d ", mpirun, np);
+    k += snprintf(cmd + k, sizeof cmd - (size_t)k, "'%s'", exe);
+    for (int i = 0; args[i]; i++) k += snprintf(cmd + k, sizeof cmd - (size_t)k, " '%s'", args[i]);
+    snprintf(cmd + k, sizeof cmd - (size_t)k, " >'%s' 2>'%s'", tmp("stdout"), tmp("stderr"));
+    int st = system(cmd);
+    slurp(tmp("stdout"), out, sizeof out);
+    slurp(tmp("stderr"), errb, sizeof errb);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The object after key ("\"ratios\":{...}") of a JSON text. */
+static void object_of(const char *js, const char *key, char *buf, size_t n) {
+    const char *a = strstr(js, key);
+    ck_assert_msg(a != NULL, "no %s in %s", key, js);
+    const char *b = strchr(a, '}');
+    ck_assert_ptr_nonnull(b);
+    snprintf(buf, n, "%.*s", (int)(b - a + 1), a);
+}
+
+static int same_file(const char *a, const char *b) {
+    char cmd[1300];
+    snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", a, b);
+    return system(cmd) == 0;
+}
+
+/* ERF: noise inputs, then image files; -np 2 and 3 against one process at the same threads. */
+START_TEST(erf_equal) {
+    const char *model = src("tests/fixtures/zoo/resnet.onnx");
+    char        r1[1024], r2[1024], s1[1024], s2[1024];
+    for (int kind = 0; kind < 2; kind++) {
+        const char *a[] = {"erf", model, "--size", "64", "--threads", "1", "-q", "--json",
+                           "--npy", tmp("one.npy"), kind ? "--images" : "--noise",
+                           kind ? src("examples/images") : "7", "--n", "10", NULL};
+        int rc = run(0, a);
+        ck_assert_msg(rc == 0, "one process: rc %d: %s", rc, errb);
+        object_of(out, "\"ratios\":{", r1, sizeof r1);
+        object_of(out, "\"sides\":{", s1, sizeof s1);
+        ck_assert_ptr_nonnull(strstr(out, "\"ranks\":1,\"threads\":1"));
+        lk_tensor *m1 = tu_read_npy(tmp("one.npy"));
+        ck_assert_ptr_nonnull(m1);
+        for (int np = 2; np <= 3; np++) {
+            a[9] = tmp("dist.npy");
+            rc   = run(np, a);
+            ck_assert_msg(rc == 0, "-np %d: rc %d: %s", np, rc, errb);
+            char want[64];
+            snprintf(want, sizeof want, "\"ranks\":%d,\"threads\":1", np);
+            ck_assert_msg(strstr(out, want) != NULL, "-np %d: JSON lacks %s: %s", np, want, out);
+            ck_assert_msg(strstr(out, kind ? "\"images\":10," : "\"images\":7,") != NULL, "%s", out);
+            object_of(out, "\"ratios\":{", r2, sizeof r2);
+            object_of(out, "\"sides\":{", s2, sizeof s2);
+            ck_assert_str_eq(r1, r2);
+            ck_assert_str_eq(s1, s2);
+            lk_tensor *m2 = tu_read_npy(tmp("dist.npy"));
+            ck_assert_ptr_nonnull(m2);
+            ck_assert_int_eq(lk_tensor_numel(m1), lk_tensor_numel(m2));
+            const float *x = m1->data, *y = m2->data;
+            double       worst = 0;
+            for (int64_t i = 0; i < lk_tensor_numel(m1); i++) {
+                double d = fabs((double)x[i] - (double)y[i]) / fmax(fabs((double)x[i]), 1e-300);
+                if (x[i] != y[i] && d > worst) worst = d;
+            }
+            ck_assert_msg(worst <= 1e-12, "-np %d: map differs by %g relative", np, worst);
+            ck_assert_double_gt(tu_max_abs(x, lk_tensor_numel(m1)), 0);
+            lk_tensor_free(m2);
+        }
+        lk_tensor_free(m1);
+    }
+}
+END_TEST
+
+static const char *const zoo[] = {"resnet", "mobilenetv2", "eca", "van", "replknet", "espcn",
+                                  "inceptionnext"};
+#define N_ZOO 7
+
+/* A --models list of the zoo models (and an extra line, when given). */
+static const char *write_list(const char *name, const char *extra) {
+    const char *p = tmp(name);
+    FILE       *f = fopen(p, "w");
+    ck_assert_ptr_nonnull(f);
+    for (int i = 0; i < N_ZOO; i++) {
+        char rel[128];
+        snprintf(rel, sizeof rel, "tests/fixtures/zoo/%s.onnx", zoo[i]);
+        fprintf(f, "%s\n", src(rel));
+    }
+    if (extra) fprintf(f, "\n%s\n", extra);
+    fclose(f);
+    return p;
+}
+
+static void db_files_equal(const char *a, const char *b) {
+    const char *files[] = {"filters.npy", "lkprobe-db.tsv", "meta.csv", "dataset.h5"};
+    for (int i = 0; i < 4; i++) {
+        char pa[600], pb[600];
+        snprintf(pa, sizeof pa, "%s/%s", a, files[i]);
+        snprintf(pb, sizeof pb, "%s/%s", b, files[i]);
+        ck_assert_msg(same_file(pa, pb), "%s differs between %s and %s", files[i], a, b);
+    }
+}
+
+/* The single-process database and JSON (reference for the next tests). */
+static void reference_db(char *json, size_t n) {
+    const char *a[] = {"filters", "--models", write_list("list.txt", NULL), "--db", tmp("db1"),
+                       "--json", "-q", NULL};
+    int rc = run(0, a);
+    ck_assert_msg(rc == 0, "one process: rc %d: %s", rc, errb);
+    snprintf(json, n, "%s", out);
+}
+
+START_TEST(filterdb_equal) {
+    static char ref[1 << 18];
+    reference_db(ref, sizeof ref);
+    for (int np = 2; np <= 3; np++) {
+        char db[32];
+        snprintf(db, sizeof db, "db%d", np);
+        const char *a[] = {"filters", "--models", tmp("list.txt"), "--db", tmp(db), "--json",
+                           "-q", NULL};
+        int rc = run(np, a);
+        ck_assert_msg(rc == 0, "-np %d: rc %d: %s", np, rc, errb);
+        db_files_equal(tmp("db1"), tmp(db));
+        ck_assert_msg(strcmp(ref, out) == 0, "-np %d: the filters JSON differs", np);
+    }
+}
+END_TEST
+
+/* Counts the lines of s that contain needle. */
+static int count_lines(const char *s, const char *needle) {
+    int n = 0;
+    for (const char *p = s; (p = strstr(p, needle)); p++) n++;
+    return n;
+}
+
+START_TEST(failing_rank) {
+    /* A bad checkpoint last in the list: the last rank's share. */
+    FILE *f = fopen(tmp("bad.onnx"), "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("this is not a model\n", f);
+    fclose(f);
+    static char ref[1 << 18];
+    reference_db(ref, sizeof ref);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", tmp("db1"), tmp("before"));
+    ck_assert_int_eq(system(cmd), 0);
+    const char *a[] = {"filters", "--models", write_list("bad.txt", tmp("bad.onnx")), "--db",
+                       tmp("db1"), "--csv", tmp("t.csv"), "--json", NULL};
+    int rc = run(3, a);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(count_lines(errb, "lkprobe: ") == 1, "not one message: %s", errb);
+    ck_assert_msg(strstr(errb, "lkprobe: rank 2 of 3: ") && strstr(errb, "bad.onnx"), "%s", errb);
+    ck_assert_msg(out[0] == 0, "output on a failure: %s", out);
+    ck_assert_int_ne(access(tmp("t.csv"), F_OK), 0);
+    db_files_equal(tmp("before"), tmp("db1"));
+    /* ERF: a corrupt image in rank 1's share (of 3 inputs over 2 ranks: [0,1) and [1,3)). */
+    f = fopen(tmp("bad.png"), "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("\x89PNG\r\n\x1a\n truncated", f);
+    fclose(f);
+    const char *e[] = {"erf", src("tests/fixtures/zoo/resnet.onnx"),
+                       src("examples/images/fmnist-test-00-t-shirt.png"), tmp("bad.png"),
+                       src("examples/images/fmnist-test-01-trouser.png"), "--size", "32",
+                       "--npy", tmp("m.npy"), "--json", NULL};
+    rc = run(2, e);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(count_lines(errb, "lkprobe: ") == 1, "not one message: %s", errb);
+    ck_assert_msg(strstr(errb, "lkprobe: rank 1 of 2: ") && strstr(errb, "bad.png"), "%s", errb);
+    ck_assert_int_ne(access(tmp("m.npy"), F_OK), 0);
+}
+END_TEST
+
+/* A job killed at some point (after a delay), then an uncommitted tail as a crash leaves it:
+ * the next distributed run completes the database, equal to the single-process one. */
+START_TEST(killed_job_resumes) {
+    static char ref[1 << 18];
+    reference_db(ref, sizeof ref);
+    const char *a[] = {"filters", "--models", tmp("list.txt"), "--db", tmp("dbk"), "-q", NULL};
+    char        exe[512], np[] = "2";
+    tu_lkprobe_path(exe, sizeof exe);
+    const int delays_ms[2] = {400, 1200};
+    for (int t = 0; t < 2; t++) {
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            freopen("/dev/null", "w", stdout);
+            freopen("/dev/null", "w", stderr);
+            execl(getenv("LK_MPIRUN"), "mpirun", "--oversubscribe", "-np", np, exe, a[0], a[1],
+                  a[2], a[3], a[4], a[5], (char *)NULL);
+            _exit(127);
+        }
+        struct timespec ts = {0, delays_ms[t] * 1000000L};
+        while (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        nanosleep(&ts, NULL);
+        kill(pid, SIGTERM);  /* mpirun forwards it and ends every rank */
+        int st;
+        waitpid(pid, &st, 0);
+    }
+    /* A crash after rows were written but before the commit: garbage past the committed rows. */
+    FILE *f = fopen(tmp("dbk/filters.npy"), "ab");
+    if (f) {
+        fputs("uncommitted rows of a crashed append", f);
+        fclose(f);
+    }
+    int rc = run(3, a);
+    ck_assert_msg(rc == 0, "resume: rc %d: %s", rc, errb);
+    db_files_equal(tmp("db1"), tmp("dbk"));
+}
+END_TEST
+
+static Suite *suite(void) {
+    Suite *s = suite_create("mpi");
+    TCase *t = tcase_create("mpi");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_set_timeout(t, 300);
+    tcase_add_test(t, erf_equal);
+    tcase_add_test(t, filterdb_equal);
+    tcase_add_test(t, failing_rank);
+    tcase_add_test(t, killed_job_resumes);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void) { return tu_run(suite()); }
