@@ -2,7 +2,9 @@
 """ERF benchmark: `lkprobe erf` vs a PyTorch script of the same protocol (erf.md §2: per image
 s = sum_c relu(F[:, c, H'/2, W'/2]); g = ds/dx; relu; sum over channels; running mean), on the
 same inputs and thread count, in one run.  Each engine runs in its own process so that its
-peak memory (max RSS) is measured separately.  Also checks the two maps agree.
+peak memory (max RSS) is measured separately.  Also checks the two maps agree, and that the
+ERF area ratios (erf.md: side of the smallest centred square holding > t of the transformed
+map) computed from the PyTorch map with the same definition equal lkprobe's.
 
 Usage: /usr/bin/python3 bench/bench_erf.py [--threads N] [--cases replknet31b:512:3,...]
 """
@@ -43,6 +45,28 @@ def torch_worker(name, inputs, threads, out_npy):
     np.save(out_npy, mean.astype(np.float32))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(json.dumps({"seconds": dt, "peak_rss_mb": rss}))
+
+
+def area_sides(mean, mode, thresholds):
+    """The centred-square sides of lk_erf_area_ratios for a mean map (None: not reached)."""
+    a = mean.astype(np.float32)
+    if mode == "replknet":
+        a = np.log10(a + np.float32(1.0))
+    if a.max() > 0:
+        a = a / a.max()
+    h, w = a.shape
+    total = float(a.astype(np.float64).sum())
+    sides = []
+    for t in thresholds:
+        side = None
+        for i in range(1, h // 2):
+            y0, y1 = h // 2 - i, h // 2 + i + 1
+            x0, x1 = max(w // 2 - i, 0), min(w // 2 + i + 1, w)
+            if total > 0 and float(a[y0:y1, x0:x1].astype(np.float64).sum()) / total > t:
+                side = 2 * i + 1
+                break
+        sides.append(side)
+    return sides
 
 
 def main():
@@ -91,17 +115,23 @@ def main():
         l_rss = int(r.stderr.strip().split("maxrss_kb=")[-1]) / 1024.0
         a_t, a_l = np.load(tmap), np.load(lmap)
         rel = float(np.abs(a_t - a_l).max() / max(np.abs(a_t).max(), 1e-30))
+        thr = list(lj["sides"].keys())
+        t_sides = area_sides(a_t, lj["mode"], [float(t) for t in thr])
+        l_sides = [lj["sides"][t] for t in thr]
+        agree = "same" if t_sides == l_sides else "DIFFER"
+        sides = " ".join(f"{t}:{s_}" for t, s_ in zip(thr, l_sides))
         rows.append((name, size, n, tj["seconds"] / n, lt / n, tj["seconds"] / lt,
-                     t_rss, l_rss, rel))
+                     t_rss, l_rss, rel, f"{sides} ({agree})"))
         print(f"{name} {size}: torch {tj['seconds'] / n:.2f} s/img, lkprobe {lt / n:.2f} s/img, "
-              f"speed-up {tj['seconds'] / lt:.2f}x, max rel diff {rel:.2e}", file=sys.stderr)
+              f"speed-up {tj['seconds'] / lt:.2f}x, max rel diff {rel:.2e}, area sides lkprobe "
+              f"{l_sides} torch {t_sides}", file=sys.stderr)
     print(f"\nThreads: {a.threads}; torch {torch.__version__}; both times cover the image loop only "
           f"(model loading excluded); peak RSS of each process from /usr/bin/time\n")
-    print("| model | input | images | PyTorch (s/img) | lkprobe (s/img) | speed-up | PyTorch peak RSS (MiB) | lkprobe peak RSS (MiB) | max rel. diff of maps |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| model | input | images | PyTorch (s/img) | lkprobe (s/img) | speed-up | PyTorch peak RSS (MiB) | lkprobe peak RSS (MiB) | max rel. diff of maps | ERF square sides t:side (vs PyTorch) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r_ in rows:
         print(f"| {r_[0]} | {r_[1]}x{r_[1]} | {r_[2]} | {r_[3]:.2f} | {r_[4]:.2f} | {r_[5]:.2f}x | "
-              f"{r_[6]:.0f} | {r_[7]:.0f} | {r_[8]:.1e} |")
+              f"{r_[6]:.0f} | {r_[7]:.0f} | {r_[8]:.1e} | {r_[9]} |")
 
 
 if __name__ == "__main__":

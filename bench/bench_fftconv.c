@@ -2,11 +2,13 @@
  * bench_fftconv.c: FFT vs direct depthwise convolution through the engine (one Conv node):
  * forward and input gradient, best of R runs each.
  *
- *     bench_fftconv 2d SIZE K CHANNELS THREADS [RUNS]   # SIZE x SIZE input, K x K same-padded
- *     bench_fftconv 1d LEN K CHANNELS THREADS [RUNS]    # causal 1-D, kernel K
+ *     bench_fftconv 2d SIZE K CHANNELS THREADS [RUNS [TILE]]  # SIZE x SIZE, K x K same-padded
+ *     bench_fftconv 1d LEN K CHANNELS THREADS [RUNS [TILE]]   # causal 1-D, kernel K
  *
  * Prints one line per path (direct, fft, chosen) with seconds and the direct / path ratio,
- * and the cost model's choice.  Timings also calibrate lk_fftconv_params (bench/RESULTS.md).
+ * and the cost model's choice with its tiling.  TILE > 0 forces the FFT side of the "fft"
+ * path (lk_fftconv_params.tile; 0 = the cost model's tiling); TILE < 0 runs only the "fft"
+ * path, with the side -TILE (-1: the model's; for calibration runs).  Timings also calibrate lk_fftconv_params (bench/RESULTS.md).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +37,7 @@ int main(int argc, char **argv) {
     int     one_d = strcmp(argv[1], "1d") == 0;
     int64_t S = atoll(argv[2]), K = atoll(argv[3]), C = atoll(argv[4]);
     int     T = atoi(argv[5]), R = argc > 6 ? atoi(argv[6]) : 3;
+    int64_t tile = argc > 7 ? atoll(argv[7]) : 0;
     lk_error err;
     lk_model *m = NULL;
     if (lk_model_alloc(&m, &err)) die(&err);
@@ -70,11 +73,15 @@ int main(int argc, char **argv) {
     for (int64_t i = 0; i < lk_tensor_numel(x); i++) ((float *)x->data)[i] = (float)(i % 13) * 0.1f;
     lk_dwconv_geom g = {1, C, one_d ? 1 : S, S, one_d ? 1 : S, S, one_d ? 1 : K, K, 1, 1,
                         one_d ? 0 : K / 2, one_d ? K - 1 : K / 2};
-    int    chooses = lk_fftconv_chooses(&g);
-    double tf[3], tb[3];
+    int64_t fs[2] = {0, 0}, ts[2] = {0, 0};
+    int     chooses = lk_fftconv_tiling(&g, fs, ts);
+    double  tf[3], tb[3];
     for (int path = 0; path < 3; path++) { /* 0 direct, 1 fft, 2 chosen (cost model) */
         lk_fftconv_params p = lk_fftconv_params_default();
         p.force             = path == 0 ? -1 : path == 1 ? 1 : 0;
+        p.tile              = path == 1 && (tile > 1 || tile < -1) ? llabs(tile) : 0;
+        tf[path] = tb[path] = 1e30;
+        if (tile < 0 && path != 1) continue;
         lk_fftconv_register(&p);
         lk_exec     *ex = NULL;
         lk_exec_opts o  = lk_exec_opts_default();
@@ -84,7 +91,6 @@ int main(int argc, char **argv) {
         if (!seed && lk_tensor_alloc_like(lk_exec_value(ex, yid), &seed, &err)) die(&err);
         for (int64_t i = 0; i < lk_tensor_numel(seed); i++) ((float *)seed->data)[i] = (float)(i % 7) * 0.1f;
         const lk_tensor *xin[1] = {x}, *sd[1] = {seed};
-        tf[path] = tb[path] = 1e30;
         for (int r = 0; r < R; r++) {
             double t0 = now();
             if (lk_exec_forward(ex, xin, &err)) die(&err);
@@ -98,8 +104,13 @@ int main(int argc, char **argv) {
         lk_fftconv_unregister();
     }
     const char *names[3] = {"direct", "fft", "chosen"};
-    printf("%s size %lld kernel %lld channels %lld threads %d: cost model picks %s\n", argv[1],
+    printf("%s size %lld kernel %lld channels %lld threads %d: cost model picks %s", argv[1],
            (long long)S, (long long)K, (long long)C, T, chooses ? "fft" : "direct");
+    if (chooses)
+        printf(" (FFT %lldx%lld, tiles of %lldx%lld)", (long long)fs[0], (long long)fs[1],
+               (long long)ts[0], (long long)ts[1]);
+    if (tile > 1 || tile < -1) printf("; fft path forced to side %lld", (long long)llabs(tile));
+    printf("\n");
     for (int p = 0; p < 3; p++)
         printf("  %-7s forward %9.4f s (%6.2fx)   input grad %9.4f s (%6.2fx)\n", names[p], tf[p],
                tf[0] / tf[p], tb[p], tb[0] / tb[p]);

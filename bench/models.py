@@ -5,6 +5,16 @@
   128/256/512/1024, depths 2/2/18/2, depthwise kernels 31/29/27/13 (one conv with bias after
   merging the parallel 5x5 branch and BN), ConvFFN with 4x expansion and GELU, BN before each
   block, stem and transitions as in the RepLKNet paper.
+- slak51: a small SLaK-style network (Liu et al., SLaK, ICLR 2023) in SLaK's own form: a
+  ConvNeXt macro design (4x4 stride-4 stem, 2x2 stride-2 downsampling) whose depthwise
+  kernels are 51/49/47/13 per stage, each decomposed as SLaK does (`Decom=True` in SLaK's
+  ReparamLargeKernelConv): two parallel rectangular depthwise convs K x 5 and 5 x K plus a
+  5 x 5 depthwise conv, each followed by BN, summed; then BN, a pointwise MLP (4x, GELU) and a
+  residual.  BN stands in for LayerNorm (the engine folds it); channels 32/64/128/256 and
+  depths 1/1/2/1 keep a 1024x1024 run at a few seconds per image.
+- slak51m: the same network deployed: the three parallel branches of each large kernel (and
+  their BN) merged into one K x K depthwise conv with bias, as RepLKNet-style
+  re-parameterisation builds it (random weights: the speed does not depend on them).
 """
 import torch
 import torch.nn as nn
@@ -73,6 +83,63 @@ class RepLKNet(nn.Module):
         return self.head(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
 
+class SLaKConv(nn.Module):
+    """SLaK's decomposed large kernel: K x s, s x K and s x s depthwise branches, BN each
+    (merged = True: the deployed single K x K depthwise conv with bias)."""
+
+    def __init__(self, c, k, small=5, merged=False):
+        super().__init__()
+        self.merged = merged
+        if merged:
+            self.conv = nn.Conv2d(c, c, k, 1, k // 2, groups=c, bias=True)
+            return
+
+        def dw_bn(kh, kw):
+            return nn.Sequential(nn.Conv2d(c, c, (kh, kw), 1, (kh // 2, kw // 2), groups=c,
+                                           bias=False), nn.BatchNorm2d(c))
+        self.lora1 = dw_bn(k, small)
+        self.lora2 = dw_bn(small, k)
+        self.small = dw_bn(small, small)
+
+    def forward(self, x):
+        if self.merged:
+            return self.conv(x)
+        return self.lora1(x) + self.lora2(x) + self.small(x)
+
+
+class SLaKBlock(nn.Module):
+    def __init__(self, c, k, merged=False):
+        super().__init__()
+        self.large = SLaKConv(c, k, merged=merged)
+        self.norm = nn.BatchNorm2d(c)
+        self.pw1 = nn.Conv2d(c, 4 * c, 1)
+        self.act = nn.GELU()
+        self.pw2 = nn.Conv2d(4 * c, c, 1)
+
+    def forward(self, x):
+        return x + self.pw2(self.act(self.pw1(self.norm(self.large(x)))))
+
+
+class SLaK(nn.Module):
+    def __init__(self, channels=(32, 64, 128, 256), depths=(1, 1, 2, 1), kernels=(51, 49, 47, 13),
+                 num_classes=1000, features_only=False, merged=False):
+        super().__init__()
+        layers = [nn.Conv2d(3, channels[0], 4, 4), nn.BatchNorm2d(channels[0])]
+        for i, (c, d, k) in enumerate(zip(channels, depths, kernels)):
+            if i > 0:
+                layers += [nn.BatchNorm2d(channels[i - 1]), nn.Conv2d(channels[i - 1], c, 2, 2)]
+            layers += [SLaKBlock(c, k, merged) for _ in range(d)]
+        self.features = nn.Sequential(*layers)
+        self.features_only = features_only
+        self.head = nn.Linear(channels[-1], num_classes)
+
+    def forward(self, x):
+        x = self.features(x)
+        if self.features_only:
+            return x
+        return self.head(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
 def randomise_bn(model, seed=0):
     g = torch.Generator().manual_seed(seed)
     for m in model.modules():
@@ -94,6 +161,10 @@ def build(name, features_only=False):
             m = nn.Sequential(*list(m.children())[:-2])
     elif name == "replknet31b":
         m = RepLKNet(features_only=features_only)
+    elif name == "slak51":
+        m = SLaK(features_only=features_only)
+    elif name == "slak51m":
+        m = SLaK(features_only=features_only, merged=True)
     else:
         raise ValueError(name)
     return randomise_bn(m).eval()

@@ -16,19 +16,28 @@
 typedef struct geo {
     int     nsp;
     int64_t n, c, h, w, kh, kw, dh, dw, pt, pl, pb, pr;
+    int64_t tile; /* forced FFT tile side (lk_fftconv_params.tile); 0: the cost model's */
 } geo;
 
 static const geo rows[] = {
-    /* nsp n  c   h   w  kh kw dh dw pt pl pb pr */
-    {2, 1, 3, 16, 16, 7, 7, 1, 1, 3, 3, 3, 3},   /* same padding                   */
-    {2, 2, 4, 13, 11, 5, 3, 1, 1, 2, 1, 2, 1},   /* batch, rectangular kernel      */
-    {2, 1, 2, 20, 18, 5, 5, 2, 3, 4, 6, 4, 6},   /* dilation                       */
-    {2, 1, 3, 17, 19, 9, 9, 1, 1, 0, 0, 0, 0},   /* no padding                     */
-    {2, 1, 2, 12, 12, 7, 7, 1, 1, 5, 1, 0, 2},   /* asymmetric padding             */
-    {2, 1, 2, 10, 10, 13, 13, 1, 1, 6, 6, 6, 6}, /* kernel larger than the input   */
-    {1, 2, 3, 1, 64, 1, 31, 1, 1, 0, 15, 0, 15}, /* 1-D, long kernel               */
-    {1, 1, 2, 1, 50, 1, 50, 1, 1, 0, 49, 0, 0},  /* 1-D causal, kernel = input     */
-    {1, 1, 2, 1, 40, 1, 9, 1, 3, 0, 0, 0, 24},   /* 1-D dilated                    */
+    /* nsp n  c   h   w  kh kw dh dw pt pl pb pr tile */
+    {2, 1, 3, 16, 16, 7, 7, 1, 1, 3, 3, 3, 3, 0},        /* same padding                   */
+    {2, 2, 4, 13, 11, 5, 3, 1, 1, 2, 1, 2, 1, 0},        /* batch, rectangular kernel      */
+    {2, 1, 2, 20, 18, 5, 5, 2, 3, 4, 6, 4, 6, 0},        /* dilation                       */
+    {2, 1, 3, 17, 19, 9, 9, 1, 1, 0, 0, 0, 0, 0},        /* no padding                     */
+    {2, 1, 2, 12, 12, 7, 7, 1, 1, 5, 1, 0, 2, 0},        /* asymmetric padding             */
+    {2, 1, 2, 10, 10, 13, 13, 1, 1, 6, 6, 6, 6, 0},      /* kernel larger than the input   */
+    {1, 2, 3, 1, 64, 1, 31, 1, 1, 0, 15, 0, 15, 0},      /* 1-D, long kernel               */
+    {1, 1, 2, 1, 50, 1, 50, 1, 1, 0, 49, 0, 0, 0},       /* 1-D causal, kernel = input     */
+    {1, 1, 2, 1, 40, 1, 9, 1, 3, 0, 0, 0, 24, 0},        /* 1-D dilated                    */
+    /* overlap-save: planes of several tiles, ragged last tiles */
+    {2, 1, 2, 40, 37, 7, 7, 1, 1, 3, 3, 3, 3, 18},       /* 4 x 4 tiles of 12, ragged    */
+    {2, 2, 3, 23, 26, 5, 5, 1, 1, 6, 1, 4, 7, 12},       /* padding larger than K/2      */
+    {2, 1, 2, 29, 31, 9, 9, 1, 1, 0, 1, 2, 0, 16},       /* padding smaller than K/2     */
+    {2, 1, 2, 30, 28, 5, 3, 2, 3, 4, 3, 4, 3, 16},       /* dilated, rectangular kernel  */
+    {2, 1, 2, 17, 64, 1, 9, 1, 1, 0, 4, 0, 4, 16},       /* 1-row kernel on a 2-D plane  */
+    {1, 2, 3, 1, 500, 1, 31, 1, 1, 0, 15, 0, 15, 64},    /* 1-D long input, tiled        */
+    {1, 1, 2, 1, 301, 1, 9, 1, 2, 0, 16, 0, 0, 32},      /* 1-D causal dilated, tiled    */
 };
 
 typedef struct result {
@@ -140,6 +149,7 @@ START_TEST(fft_matches_direct) {
     result            d = run(m, g, xid, wid, yid);
     lk_fftconv_params p = lk_fftconv_params_default();
     p.force             = 1;
+    p.tile              = g->tile;
     lk_fftconv_register(&p);
     result f = run(m, g, xid, wid, yid);
     lk_fftconv_unregister();
@@ -194,6 +204,16 @@ START_TEST(cost_model) {
     ck_assert_int_eq(lk_fftconv_chooses(&big), 1);
     ck_assert_int_eq(lk_fftconv_chooses(&small), 0);
     ck_assert_int_eq(lk_fftconv_chooses(&long1), 1);
+    /* Large planes are tiled (a whole 1024 plane leaves the cache); a long 1-D kernel as long
+     * as its input is one tile. */
+    lk_dwconv_geom huge = {1, 128, 1024, 1024, 1024, 1024, 31, 31, 1, 1, 15, 15};
+    int64_t        n[2], t[2];
+    ck_assert_int_eq(lk_fftconv_tiling(&huge, n, t), 1);
+    ck_assert_int_lt(n[0], 1024);
+    ck_assert_int_eq(n[0] - t[0], 30);
+    ck_assert_int_eq(lk_fftconv_tiling(&long1, n, t), 1);
+    ck_assert_int_eq(n[0], 1);
+    ck_assert_int_ge(t[1], 16384);
 }
 END_TEST
 

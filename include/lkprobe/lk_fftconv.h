@@ -8,18 +8,25 @@
  *                                     // FFT is cheaper now run as FFT convolutions
  *     lk_fftconv_unregister();        // after every exec that used it was freed
  *
- * Per (image, channel) plane: the input is placed at its padding offset in an Nh x Nw
- * buffer (Nh, Nw: the smallest 2^a 3^b 5^c 7^d sizes holding the padded extent, so circular
- * wrap-around never reaches an output), the dilated kernel at the origin; forward is
- * IFFT(X conj(K)), the input gradient IFFT(G K) read back at the padding offset, the weight
- * gradient IFFT(sum_n X_n conj(G_n)) sampled at the dilated taps.  Plans are made at exec
+ * Overlap-save: each (image, channel) plane is cut into output tiles of Th x Tw; a tile's
+ * padded input (Nh x Nw = (Th + Eh - 1) x (Tw + Ew - 1), E the dilated kernel extent, N a
+ * 2^a 3^b 5^c 7^d size) is transformed once, multiplied by the kernel's spectrum (transformed
+ * once per channel and thread), inverse-transformed, and its valid Th x Tw corner kept, so
+ * circular wrap-around never reaches an output.  Forward is IFFT(X conj(K)), the input
+ * gradient IFFT(G K) over input tiles, the weight gradient IFFT(sum over images and tiles of
+ * X conj(G)) sampled at the dilated taps (one inverse per channel).  A whole plane is the
+ * one-tile case.  Work is parallel over (channel, image, tile) items.  Plans are made at exec
  * planning and cached per (Nh, Nw) for the process; with measure = 1 (FFTW_MEASURE, 2-3x
  * faster transforms than FFTW_ESTIMATE here) planning times candidate algorithms, so two
  * processes may pick different ones and agree only to float rounding (<= 1e-6 relative).
  *
- * Cost model, per plane: direct = direct_ns_per_mac * oh ow kh kw; FFT = fft_ns_per_point *
- * Nh Nw log2(Nh Nw) * 3 transforms + pointwise_ns * Nh Nw.  FFT is used when it is cheaper
- * by the factor margin.  Defaults were measured with bench/bench_fftconv.c (bench/RESULTS.md).
+ * Cost model, per plane: direct = direct_ns_per_mac * oh ow kh kw; FFT with tile sizes
+ * (Nh, Nw) = tiles * (2 transforms + pointwise_ns * Nh Nw) + 1 kernel transform, a transform
+ * costing fft_ns_per_point * Nh Nw log2(Nh Nw), times big_factor when a thread's buffers
+ * (16 bytes per point) exceed cache_bytes.  The cheapest (Nh, Nw) over all smooth sizes
+ * from E + 1 to the one-tile size is taken, and FFT is used when it is cheaper than direct
+ * by the factor margin.  Defaults were measured with bench/bench_fftconv.c
+ * (bench/RESULTS.md).
  */
 #ifndef LKPROBE_LK_FFTCONV_H
 #define LKPROBE_LK_FFTCONV_H
@@ -34,6 +41,9 @@ typedef struct lk_fftconv_params {
     double direct_ns_per_mac;  /* time of one multiply-add in the direct depthwise kernels    */
     double fft_ns_per_point;   /* time per point and per log2(points) of one real transform  */
     double pointwise_ns;       /* time per point of the spectrum product and copies         */
+    int64_t cache_bytes;       /* per-thread buffers above this run out of cache (1 MiB)    */
+    double big_factor;         /* transform cost factor out of cache (2.5)                  */
+    int64_t tile;              /* > 0: FFT side forced to good_size(tile) (tests); 0: model */
     double margin;             /* FFT only when cost_fft * margin < cost_direct (1.2)         */
     int    force;              /* 1: every eligible geometry runs on FFT (tests); -1: none   */
     int64_t max_points;        /* planes larger than this stay direct (1 << 24)              */
@@ -49,6 +59,9 @@ LK_API void lk_fftconv_register(const lk_fftconv_params *p);
 LK_API void lk_fftconv_unregister(void);
 /* The backend's decision for a geometry: 1 FFT, 0 direct (the cost model, without planning). */
 LK_API int  lk_fftconv_chooses(const lk_dwconv_geom *g);
+/* The same decision with its tiling: when FFT, fft_size = (Nh, Nw) and tile = (Th, Tw), the
+ * outputs per tile (Nh = Th = 1 for 1-D); returns 1 FFT, 0 direct. */
+LK_API int  lk_fftconv_tiling(const lk_dwconv_geom *g, int64_t fft_size[2], int64_t tile[2]);
 
 #ifdef __cplusplus
 }
