@@ -7,6 +7,7 @@ ERF area ratios (erf.md: side of the smallest centred square holding > t of the 
 map) computed from the PyTorch map with the same definition equal lkprobe's.
 
 Usage: /usr/bin/python3 bench/bench_erf.py [--threads N] [--cases replknet31b:512:3,...]
+(a case name:size:n:reparam runs `lkprobe erf --reparam`: parallel branches merged first)
 """
 import argparse
 import json
@@ -87,8 +88,11 @@ def main():
     lk = os.path.join(a.build, "cli", "lkprobe")
     rows = []
     for case in a.cases.split(","):
-        name, size, n = case.split(":")
+        # name:size:n[:reparam] -- reparam: lkprobe erf --reparam (merged branches; PyTorch
+        # runs the network as built)
+        name, size, n, *flags = case.split(":")
         size, n = int(size), int(n)
+        extra = ["--reparam"] if "reparam" in flags else []
         onnx = os.path.join(out, f"{name}_features_{size}.onnx")
         binf = onnx[:-5] + ".bin"
         if not os.path.exists(binf):
@@ -108,7 +112,7 @@ def main():
         lmap = os.path.join(out, f"lk_{name}_{size}.npy")
         r = subprocess.run(["/usr/bin/time", "-f", "maxrss_kb=%M", lk, "erf", binf, "--inputs",
                             inputs, "--n", str(n), "--threads", str(a.threads), "--npy", lmap,
-                            "--json", "-q"],
+                            "--json", "-q"] + extra,
                            check=True, capture_output=True, text=True)
         lj = json.loads(r.stdout)
         lt = lj["image_seconds"]
@@ -120,7 +124,7 @@ def main():
         l_sides = [lj["sides"][t] for t in thr]
         agree = "same" if t_sides == l_sides else "DIFFER"
         sides = " ".join(f"{t}:{s_}" for t, s_ in zip(thr, l_sides))
-        rows.append((name, size, n, tj["seconds"] / n, lt / n, tj["seconds"] / lt,
+        rows.append((name + (" --reparam" if extra else ""), size, n, tj["seconds"] / n, lt / n, tj["seconds"] / lt,
                      t_rss, l_rss, rel, f"{sides} ({agree})"))
         print(f"{name} {size}: torch {tj['seconds'] / n:.2f} s/img, lkprobe {lt / n:.2f} s/img, "
               f"speed-up {tj['seconds'] / lt:.2f}x, max rel diff {rel:.2e}, area sides lkprobe "

@@ -282,6 +282,35 @@ START_TEST(input_shape_sets_the_size) {
 }
 END_TEST
 
+/* --reparam runs the merged network: the same map, the merge reported on stderr. */
+START_TEST(reparam_same_map) {
+    const char *model = src("tests/fixtures/zoo/replknet.onnx");
+    const char *a1[]  = {"erf", model, "--noise", "2", "--size", "64", "--npy", tmp("a.npy"), NULL};
+    int         rc    = tu_lkprobe(a1, out, sizeof out, errb, sizeof errb);
+    ck_assert_msg(rc == 0, "rc %d: %s", rc, errb);
+    ck_assert_ptr_null(strstr(errb, "--reparam merged"));
+    const char *a2[] = {"erf", model, "--noise", "2", "--size", "64", "--npy", tmp("b.npy"),
+                        "--reparam", NULL};
+    rc = tu_lkprobe(a2, out, sizeof out, errb, sizeof errb);
+    ck_assert_msg(rc == 0, "rc %d: %s", rc, errb);
+    ck_assert_msg(strstr(errb, "--reparam merged 2 branch group(s)") != NULL, "%s", errb);
+    lk_tensor *a = tu_read_npy(tmp("a.npy")), *b = tu_read_npy(tmp("b.npy"));
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_int_eq(lk_tensor_numel(a), lk_tensor_numel(b));
+    const float *x = a->data, *y = b->data;
+    double       mx = 0.0, d = 0.0;
+    for (int64_t i = 0; i < lk_tensor_numel(a); i++) {
+        mx = fmax(mx, fabs(x[i]));
+        d  = fmax(d, fabs((double)x[i] - y[i]));
+    }
+    ck_assert_double_gt(mx, 0.0);
+    ck_assert_msg(d <= 1e-5 * mx, "maps differ by %g (max %g)", d, mx);
+    lk_tensor_free(a);
+    lk_tensor_free(b);
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("cli-erf");
     TCase *t = tcase_create("cli-erf");
@@ -292,6 +321,7 @@ static Suite *suite(void) {
     tcase_add_test(t, bad_inputs);
     tcase_add_test(t, erf_and_report_agree);
     tcase_add_test(t, input_shape_sets_the_size);
+    tcase_add_test(t, reparam_same_map);
     tcase_add_test(t, bundled_examples_match_pytorch);
     suite_add_tcase(s, t);
     return s;
