@@ -75,45 +75,7 @@ typedef struct erf_result {
     lk_erf_result *r;
 } erf_result;
 
-/* Parses "S" or "HxW" into size (H, W); 0 after printing an error. */
-static int parse_size(const char *val, int64_t size[2]) {
-    long long   v[2];
-    const char *x = strchr(val, 'x');
-    char        hb[32];
-    if (x && (size_t)(x - val) >= sizeof hb) {
-        cli_error("--size", "'%s' is not S or HxW", val);
-        return 0;
-    }
-    if (x) {
-        memcpy(hb, val, (size_t)(x - val));
-        hb[x - val] = 0;
-    }
-    if (!cli_parse_int("--size", x ? hb : val, 1, 65536, &v[0])) return 0;
-    if (x && !cli_parse_int("--size", x + 1, 1, 65536, &v[1])) return 0;
-    size[0] = v[0];
-    size[1] = x ? v[1] : v[0];
-    return 1;
-}
 
-/* --mean / --std: 1 or 3 values (std positive) into out; 0 after printing an error. */
-static int parse_norm(const char *nm, const char *val, int is_std, float out[3]) {
-    double d[3];
-    int    k = cli_parse_doubles(nm, val, d, 3);
-    if (k < 0) return 0;
-    if (k == 1) d[1] = d[2] = d[0];
-    else if (k != 3) {
-        cli_error(nm, "give 1 or 3 values, got %d", k);
-        return 0;
-    }
-    for (int j = 0; j < 3; j++) {
-        if (is_std && !(d[j] > 0)) {
-            cli_error(nm, "std must be positive");
-            return 0;
-        }
-        out[j] = (float)d[j];
-    }
-    return 1;
-}
 
 /* Looks val up in names (n entries); the index or -1 after printing an error. */
 static int parse_choice(const char *opt, const char *val, const char *const *names, int n) {
@@ -171,10 +133,10 @@ static int apply_item(erf_cfg *g, const cli_item *it) {
         g->in.seed = (uint64_t)v;
         return 1;
     case OPT_SHUFFLE: g->in.shuffle = 1; return 1;
-    case OPT_SIZE: g->size_given = 1; return parse_size(it->val, g->size);
+    case OPT_SIZE: g->size_given = 1; return cli_parse_size("--size", it->val, g->size);
     case OPT_N: return cli_parse_int("--n", it->val, 1, 100000000, &g->n);
-    case OPT_MEAN: return parse_norm("--mean", it->val, 0, g->in.mean);
-    case OPT_STD: return parse_norm("--std", it->val, 1, g->in.std);
+    case OPT_MEAN: return cli_parse_norm("--mean", it->val, 0, g->in.mean);
+    case OPT_STD: return cli_parse_norm("--std", it->val, 1, g->in.std);
     case OPT_RESAMPLE:
         if ((k = parse_choice("--resample", it->val, resample, 3)) < 0) return 0;
         g->in.resample = (lk_resample)k;

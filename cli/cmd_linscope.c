@@ -94,24 +94,6 @@ static int parse_positions(const char *opt, const char *val, lk_linscope_pos **l
     return 1;
 }
 
-static int parse_norm3(const char *nm, const char *val, int is_std, float out[3]) {
-    double d[3];
-    int    k = cli_parse_doubles(nm, val, d, 3);
-    if (k < 0) return 0;
-    if (k == 1) d[1] = d[2] = d[0];
-    else if (k != 3) {
-        cli_error(nm, "give 1 or 3 values, got %d", k);
-        return 0;
-    }
-    for (int j = 0; j < 3; j++) {
-        if (is_std && !(d[j] > 0)) {
-            cli_error(nm, "std must be positive");
-            return 0;
-        }
-        out[j] = (float)d[j];
-    }
-    return 1;
-}
 
 static int apply_item(ls_cfg *g, const cli_item *it) {
     long long v;
@@ -155,8 +137,8 @@ static int apply_item(ls_cfg *g, const cli_item *it) {
         g->size[1] = x ? s[1] : s[0];
         return 1;
     }
-    case OPT_MEAN: return parse_norm3("--mean", it->val, 0, g->in.mean);
-    case OPT_STD: return parse_norm3("--std", it->val, 1, g->in.std);
+    case OPT_MEAN: return cli_parse_norm("--mean", it->val, 0, g->in.mean);
+    case OPT_STD: return cli_parse_norm("--std", it->val, 1, g->in.std);
     case OPT_BATCH:
         if (!cli_parse_int("--batch", it->val, 1, 1024, &v)) return 0;
         g->p.batch = (int)v;
@@ -171,23 +153,10 @@ static int apply_item(ls_cfg *g, const cli_item *it) {
     }
 }
 
+static int apply_cb(void *user, const cli_item *it) { return apply_item(user, it); }
+
 static int parse_cfg(ls_cfg *g, int argc, char **argv) {
-    cli_item *items = calloc((size_t)argc + 1, sizeof *items);
-    int       n = 0, ok = 0;
-    if (!items) return 0;
-    int pr = cli_parse(&ls_spec, argc, argv, items, &n);
-    if (pr) {
-        free(items);
-        return pr == 2 ? 2 : 0;
-    }
-    for (int i = 0; i < n; i++) {
-        int a = cli_common_apply(&g->c, &items[i]);
-        if (a < 0 || (!a && !apply_item(g, &items[i]))) goto done;
-    }
-    ok = 1;
-done:
-    free(items);
-    return ok;
+    return cli_parse_apply(&ls_spec, argc, argv, &g->c, apply_cb, g);
 }
 
 static int check_cfg(const ls_cfg *g) {

@@ -50,25 +50,13 @@ typedef struct report_cfg {
     int          linscope;
 } report_cfg;
 
+/* --size: S or HxW, each side 8..8192. */
 static int parse_size(const char *s, int64_t size[2]) {
-    long long   h, w;
-    const char *x = strchr(s, 'x');
-    if (!x) {
-        if (!cli_parse_int("--size", s, 8, 8192, &h)) return 0;
-        size[0] = size[1] = h;
-        return 1;
-    }
-    char hb[32];
-    if ((size_t)(x - s) >= sizeof hb) {
-        cli_error("--size", "'%s': expected S or HxW", s);
+    if (!cli_parse_size("--size", s, size)) return 0;
+    if (size[0] < 8 || size[1] < 8 || size[0] > 8192 || size[1] > 8192) {
+        cli_error("--size", "'%s': each side must be 8..8192", s);
         return 0;
     }
-    memcpy(hb, s, (size_t)(x - s));
-    hb[x - s] = 0;
-    if (!cli_parse_int("--size", hb, 8, 8192, &h) || !cli_parse_int("--size", x + 1, 8, 8192, &w))
-        return 0;
-    size[0] = h;
-    size[1] = w;
     return 1;
 }
 
