@@ -22,6 +22,7 @@
 #define LKPROBE_MODEL_OP_H
 
 #include "lkprobe/lk_model.h"
+#include "lkprobe/lk_params.h"
 #include "pool.h"
 
 enum {
@@ -30,6 +31,9 @@ enum {
     LK_OPF_LINEAR_IN0       = 1u << 2, /* linear in input 0 for fixed other inputs          */
     LK_OPF_SHAPE_ONLY       = 1u << 3  /* data movement only (reshape, transpose, ...)      */
 };
+
+/* Inputs an op can declare a parameter role for (lk_op_def.param_role). */
+#define LK_OP_MAX_PARAM_INPUTS 5
 
 typedef struct lk_op_ctx {
     const lk_node          *node;
@@ -64,6 +68,12 @@ typedef struct lk_op_def {
     void      (*backward)(const lk_op_ctx *ctx);
     void      (*jvp)(const lk_op_ctx *ctx);
     size_t    (*pack)(const lk_op_ctx *ctx, float *dst); /* plan time; optional            */
+    /* Trainable parameters (lk_params.h): the role input i plays when it is a parameter
+     * (zero = LK_PARAM_NONE: BN running statistics, shapes, exponents, epsilons). */
+    unsigned char param_role[LK_OP_MAX_PARAM_INPUTS];
+    /* Fan-in of weight input i (inputs summed per output unit) for the NTK parameterisation;
+     * optional: numel / shape[0] when NULL. */
+    int64_t   (*fan_in)(const lk_node *n, int i, const lk_tensor *w);
 } lk_op_def;
 
 /* One descriptor per op, defined in model/ops/<file>.c as lk_op_def_<ENUM>. */

@@ -21,6 +21,7 @@
 #include "lk_erf.h"
 #include "lk_render.h"
 #include "lk_cpu.h"
+#include "lk_params.h"
 
 #define LK_VERSION "0.1.0"
 

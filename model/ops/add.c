@@ -16,4 +16,4 @@ static inline float add_db(float a, float b, float y) {
     return 1.0f;
 }
 
-LK_BINARY_OP(ADD, "add", add_f, add_da, add_db, LK_OPF_LINEAR_IN0)
+LK_BINARY_OP_ROLE(ADD, "add", add_f, add_da, add_db, LK_OPF_LINEAR_IN0, LK_PARAM_ELEM_BIAS)

@@ -189,4 +189,5 @@ const lk_op_def lk_op_def_BATCHNORM = {
     .forward   = bn_forward,
     .backward  = bn_backward,
     .jvp       = bn_jvp,
+    .param_role = {[1] = LK_PARAM_NORM_SCALE, [2] = LK_PARAM_NORM_BIAS},
 };

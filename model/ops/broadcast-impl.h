@@ -217,7 +217,8 @@ size_t    lk_binary_scratch(const lk_op_ctx *c);
         E##_jvp(c, c->in[0], c->in[1]);                                                            \
     }
 
-#define LK_BINARY_OP(E, NAME, F, DA, DB, FLAGS)                                                    \
+/* ROLE: the lk_param_role of a parameter operand (either side), LK_PARAM_NONE for none. */
+#define LK_BINARY_OP_ROLE(E, NAME, F, DA, DB, FLAGS, ROLE)                                         \
     LK_BINARY_KERNELS(E, F, DA, DB)                                                                \
     const lk_op_def lk_op_def_##E = {                                                              \
         .name      = NAME,                                                                         \
@@ -231,6 +232,10 @@ size_t    lk_binary_scratch(const lk_op_ctx *c);
         .forward   = E##_forward,                                                                  \
         .backward  = E##_backward,                                                                 \
         .jvp       = E##_jvp_op,                                                                   \
+        .param_role = {(ROLE), (ROLE)},                                                            \
     };
+
+#define LK_BINARY_OP(E, NAME, F, DA, DB, FLAGS)                                                    \
+    LK_BINARY_OP_ROLE(E, NAME, F, DA, DB, FLAGS, LK_PARAM_NONE)
 
 #endif

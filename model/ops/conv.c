@@ -216,4 +216,5 @@ const lk_op_def lk_op_def_CONV = {
     .backward  = conv_backward,
     .jvp       = conv_jvp,
     .pack      = conv_pack,
+    .param_role = {[1] = LK_PARAM_WEIGHT, [2] = LK_PARAM_BIAS},
 };

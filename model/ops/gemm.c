@@ -149,6 +149,12 @@ static void gemm_jvp(const lk_op_ctx *ctx) {
                  d.lda, tb->data, d.ldb, 1.0f, ty, d.n);
 }
 
+/* B is (K, N), or (N, K) with trans_b: an output unit sums over K. */
+static int64_t gemm_fan_in(const lk_node *n, int i, const lk_tensor *w) {
+    (void)i;
+    return n->attrs.s.trans_b ? w->shape[1] : w->shape[0];
+}
+
 const lk_op_def lk_op_def_GEMM = {
     .name      = "gemm",
     .n_in_min  = 2,
@@ -161,4 +167,6 @@ const lk_op_def lk_op_def_GEMM = {
     .forward   = gemm_forward,
     .backward  = gemm_backward,
     .jvp       = gemm_jvp,
+    .param_role = {[1] = LK_PARAM_WEIGHT, [2] = LK_PARAM_BIAS},
+    .fan_in     = gemm_fan_in,
 };

@@ -245,4 +245,5 @@ const lk_op_def lk_op_def_LAYER_NORM = {
     .name = "layer_norm", .n_in_min = 1, .n_in_max = 3, .n_out_min = 1, .n_out_max = 1,
     .flags = 0, .infer = ln_infer, .scratch = ln_scratch, .forward = ln_forward,
     .backward = ln_backward, .jvp = ln_jvp,
+    .param_role = {[1] = LK_PARAM_NORM_SCALE, [2] = LK_PARAM_NORM_BIAS},
 };

@@ -89,4 +89,5 @@ const lk_op_def lk_op_def_PRELU = {
     .forward   = prelu_forward,
     .backward  = prelu_backward,
     .jvp       = prelu_jvp,
+    .param_role = {[1] = LK_PARAM_SLOPE},
 };
