@@ -15,6 +15,7 @@ static const cli_cmd commands[] = {
     {"kernels", cmd_kernels, "large-kernel anatomy: mean |w| maps, radial energy, effective size, FFT spectra"},
     {"bench", cmd_bench, "time load, plan, first and warm forward (and backward); GFLOP/s vs sgemm peak"},
     {"reparam", cmd_reparam, "structural re-parameterisation: fold BN, merge parallel conv branches into one kernel"},
+    {"ntk", cmd_ntk, "empirical neural tangent kernel: kernel, eigen-spectrum, power-law alpha"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

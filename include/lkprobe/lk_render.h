@@ -362,6 +362,22 @@ LK_API lk_status lk_plot_hist(lk_axes *ax, const lk_tensor *edges, const lk_tens
 LK_API lk_status lk_plot_hist_data(lk_axes *ax, const lk_tensor *data, int nbins,
                                    const lk_hist_opts *opts, lk_error *err);
 
+/* ---------------------------------------------------------------- rank plots */
+
+/* A power law coef * rank^-exponent fitted over ranks [lo, hi] (1-based). */
+typedef struct lk_rank_fit {
+    double      coef, exponent;
+    int64_t     lo, hi;
+    const char *label;        /* legend of the fitted line, e.g. "alpha = 1.12, R2 0.99" */
+    const char *values_label; /* legend of the values (used when label is set)          */
+} lk_rank_fit;
+
+/* values (1-D, float32 or float64) against rank 1..n on log-log axes (markers; values <= 0
+ * are skipped), with the fitted power law as a dashed line over its window (fit may be
+ * NULL).  The axes in opts are forced to log scale. */
+LK_API lk_status lk_plot_rank_powerlaw(lk_axes *ax, const lk_tensor *values, const lk_rank_fit *fit,
+                                       const lk_xy_opts *opts, lk_error *err);
+
 #ifdef __cplusplus
 }
 #endif
