@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lkprobe/lk_ntk.h"
 #include "testutil.h"
@@ -483,6 +484,133 @@ START_TEST(oracle_error_slope) {
 }
 END_TEST
 
+/* ---- PyTorch references (tests/fixtures/gen_ntk.py) ---------------------------------------- */
+
+static const struct {
+    const char *name;
+    int64_t     P;
+} zoo[] = {{"resnet", 3874}, {"replknet", 1010}, {"convnext", 1186}};
+
+static lk_model *load_zoo(int i, lk_tensor **inputs) {
+    char        path[4096], rel[256];
+    lk_model   *m = NULL;
+    lk_error    err;
+    lk_load_opts lo = {0};
+    lo.keep_bn      = 1;
+    snprintf(rel, sizeof rel, "tests/fixtures/ntk/%s.onnx", zoo[i].name);
+    ck_assert_msg(lk_model_load(tu_src_path(rel, path, sizeof path), &lo, &m, &err) == LK_OK,
+                  "%s", err.msg);
+    snprintf(rel, sizeof rel, "tests/fixtures/ntk/%s.inputs.npy", zoo[i].name);
+    *inputs = tu_read_npy(tu_src_path(rel, path, sizeof path));
+    ck_assert_ptr_nonnull(*inputs);
+    return m;
+}
+
+static lk_ntk *zoo_ntk(const lk_model *m, const lk_tensor *X, const lk_ntk_params *p) {
+    lk_ntk  *k = NULL;
+    lk_error err;
+    int64_t  sh[4] = {1, X->shape[1], X->shape[2], X->shape[3]}, per = sh[1] * sh[2] * sh[3];
+    ck_assert_msg(lk_ntk_alloc(m, p, sh, &k, &err) == LK_OK, "%s", err.msg);
+    for (int64_t n = 0; n < X->shape[0]; n++) {
+        lk_tensor x = lk_tensor_view(LK_F32, 4, sh, (float *)X->data + n * per);
+        ck_assert_int_eq(lk_ntk_add(k, 0, &x, &err), LK_OK);
+    }
+    return k;
+}
+
+/* Full and mean kernels equal the float64 autograd reference to 1e-5 (relative Frobenius);
+ * the parameter count equals model.parameters(); matrix-free products agree to 1e-6. */
+START_TEST(zoo_parity_with_pytorch) {
+    int        i = _i;
+    lk_tensor *X = NULL;
+    lk_model  *m = load_zoo(i, &X);
+    char       path[4096], rel[256];
+    snprintf(rel, sizeof rel, "tests/fixtures/ntk/%s.full.npy", zoo[i].name);
+    lk_tensor *ref = tu_read_npy(tu_src_path(rel, path, sizeof path));
+    ck_assert_ptr_nonnull(ref);
+    int64_t       N = X->shape[0], O = 10, d = N * O;
+    double       *R = malloc(sizeof(double) * (size_t)(d * d)), Rm[16];
+    for (int64_t j = 0; j < d * d; j++) R[j] = ((const float *)ref->data)[j];
+    for (int a = 0; a < N; a++)
+        for (int b = 0; b < N; b++) {
+            double s = 0;
+            for (int o = 0; o < O; o++) s += R[(a * O + o) * d + b * O + o];
+            Rm[a * N + b] = s / (double)O;
+        }
+    lk_ntk_params p = lk_ntk_params_default();
+    p.trace         = LK_NTK_FULL;
+    lk_ntk        *k = zoo_ntk(m, X, &p);
+    lk_ntk_result *r = run(k, NULL);
+    ck_assert_int_eq(r->P, zoo[i].P);
+    double ef = rel_frob(r->kernel->data, R, d * d);
+    lk_ntk_params pm = lk_ntk_params_default();
+    lk_ntk        *km = zoo_ntk(m, X, &pm);
+    lk_ntk_result *rm = run(km, NULL);
+    double         em = rel_frob(rm->kernel->data, Rm, N * N);
+    fprintf(stderr, "%s: full kernel rel. error %.3g, mean %.3g vs PyTorch\n", zoo[i].name, ef,
+            em);
+    ck_assert_msg(ef < 1e-5 && em < 1e-5, "%s: relative errors %g (full), %g (mean)",
+                  zoo[i].name, ef, em);
+    double   v[4] = {0.7, -1.3, 0.4, 2.1}, y[4], ky[4];
+    lk_error err;
+    ck_assert_msg(lk_ntk_matvec(km, v, y, &err) == LK_OK, "%s", err.msg);
+    const double *K = rm->kernel->data;
+    for (int a = 0; a < N; a++) {
+        ky[a] = 0;
+        for (int b = 0; b < N; b++) ky[a] += K[a * N + b] * v[b];
+    }
+    double ev = rel_frob(y, ky, N);
+    fprintf(stderr, "%s: matrix-free vs Jacobian %.3g\n", zoo[i].name, ev);
+    ck_assert_msg(ev < 1e-6, "%s: matrix-free vs Jacobian %g", zoo[i].name, ev);
+    free(R);
+    lk_tensor_free(ref);
+    lk_tensor_free(X);
+    lk_ntk_result_free(r);
+    lk_ntk_result_free(rm);
+    lk_ntk_free(k);
+    lk_ntk_free(km);
+    lk_model_free(m);
+}
+END_TEST
+
+/* Bad input through the command: one message, exit 1, no output file. */
+START_TEST(cli_bad_input_no_output) {
+    char model[4096], inputs[4096], dir[] = "/tmp/lk_ntk_cli_XXXXXX", npy[4200], fig[4200],
+         lab[4200], out[8192], errb[8192];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    tu_src_path("tests/fixtures/ntk/replknet.onnx", model, sizeof model);
+    tu_src_path("tests/fixtures/ntk/replknet.inputs.npy", inputs, sizeof inputs);
+    snprintf(npy, sizeof npy, "%s/npy", dir);
+    snprintf(fig, sizeof fig, "%s/fig.png", dir);
+    snprintf(lab, sizeof lab, "%s/labels.npy", dir);
+    float     l3[3] = {0, 1, 2};
+    int64_t   s3[1] = {3};
+    lk_tensor lt    = lk_tensor_view(LK_F32, 1, s3, l3);
+    ck_assert_int_eq(lk_npy_write(lab, &lt, NULL), LK_OK);
+    const char *cases[4][8] = {
+        {"ntk", model, "--inputs", inputs, "--params", "nothing*", NULL},
+        {"ntk", model, "--inputs", inputs, "--labels", lab, NULL},
+        {"ntk", model, "--inputs", inputs, "--max-mem", "0.01", "--method", "jac"},
+        {"ntk", model, "--inputs", lab, NULL},
+    };
+    const char *expect[4] = {"nothing*", "3 labels for 4 inputs", "--max-mem", "labels.npy"};
+    for (int c = 0; c < 4; c++) {
+        const char *args[16];
+        int         n = 0;
+        for (int j = 0; j < 8 && cases[c][j]; j++) args[n++] = cases[c][j];
+        const char *tail[6] = {"--npy", npy, "-o", fig, "-q", NULL};
+        for (int j = 0; j < 6; j++) args[n++] = tail[j];
+        int rc = tu_lkprobe(args, out, sizeof out, errb, sizeof errb);
+        ck_assert_msg(rc == 1, "case %d: exit %d (%s)", c, rc, errb);
+        ck_assert_msg(strstr(errb, expect[c]), "case %d: message '%s'", c, errb);
+        ck_assert_msg(access(npy, F_OK) != 0 && access(fig, F_OK) != 0,
+                      "case %d left output files", c);
+    }
+    unlink(lab);
+    rmdir(dir);
+}
+END_TEST
+
 static Suite *ntk_suite(void) {
     Suite *s = suite_create("ntk");
     TCase *t = tcase_create("ntk");
@@ -495,6 +623,8 @@ static Suite *ntk_suite(void) {
     tcase_add_test(t, oracle_diagonal_identity);
     tcase_add_test(t, oracle_wide_mlp_width_4096);
     tcase_add_test(t, oracle_error_slope);
+    tcase_add_loop_test(t, zoo_parity_with_pytorch, 0, (int)(sizeof zoo / sizeof zoo[0]));
+    tcase_add_test(t, cli_bad_input_no_output);
     suite_add_tcase(s, t);
     return s;
 }
