@@ -95,6 +95,7 @@ typedef enum cli_opt_id {
     OPT_SUBSETS,
     OPT_MAX_MEM,
     OPT_HEATMAP,
+    OPT_NTK,
     OPT_COUNT
 } cli_opt_id;
 

@@ -189,7 +189,7 @@ static int apply_item(ntk_cfg *g, const cli_item *it) {
     case OPT_SIGMA_B: return parse_real("--sigma-b", it->val, 0, &g->p.sigma_b);
     case OPT_SUBSETS: return parse_subsets(g, it->val);
     case OPT_MAX_MEM:
-        if (!parse_real("--max-mem", it->val, 1, &d)) return 0;
+        if (!parse_real("--max-mem", it->val, 1e-3, &d)) return 0;
         g->p.max_mem = (uint64_t)(d * 1e6);
         return 1;
     case OPT_NPY: g->npy = it->val; return 1;
@@ -529,7 +529,7 @@ static int write_outputs(const ntk_cfg *g, ntk_run *x, lk_error *err) {
     }
     if (g->json) {
         char *js = NULL;
-        if (lk_ntk_result_json(x->r, g->model, 0, &js, err) != LK_OK) {
+        if (lk_ntk_result_json(x->r, g->model, g->p.n_eig, &js, err) != LK_OK) {
             cli_error_lk(err);
             return 1;
         }

@@ -27,6 +27,7 @@ static const cli_opt report_opts[] = {
     {"--dpi", NULL, 1, OPT_DPI, "D: resolution of raster layers in figures (default 100)"},
     {"--quiet", "-q", 0, OPT_QUIET, "no progress lines"},
     {"--json", NULL, 0, OPT_JSON, "print the numbers each section computed as JSON on stdout"},
+    {"--ntk", NULL, 1, OPT_NTK, "N: add the NTK spectrum section on the first N inputs"},
 };
 static const cli_spec report_spec = {
     "report", "MODEL [IMAGE...] -o REPORT.html [options]",
@@ -46,6 +47,7 @@ typedef struct report_cfg {
     int64_t      size[2];
     int          quiet, noise_given, norm_given, json;
     float        mean[3], std[3];
+    long long    ntk;
 } report_cfg;
 
 static int parse_size(const char *s, int64_t size[2]) {
@@ -125,6 +127,9 @@ static int parse_cfg(report_cfg *g, int argc, char **argv, cli_item *items) {
             break;
         case OPT_QUIET: g->quiet = 1; break;
         case OPT_JSON: g->json = 1; break;
+        case OPT_NTK:
+            if (!cli_parse_int("--ntk", it->val, 2, 100000, &g->ntk)) return 0;
+            break;
         default:
             cli_error("report", "unexpected argument '%s'", it->val ? it->val : "");
             return 0;
@@ -298,6 +303,7 @@ int cmd_report(int argc, char **argv) {
     ctx.size[0]       = g.size[0];
     ctx.size[1]       = g.size[1];
     ctx.threads       = g.c.threads;
+    ctx.ntk           = g.ntk;
     size_t                       ns;
     const lk_report_section_def *sec = lk_report_sections(&ns);
     for (size_t i = 0; i < ns; i++) {

@@ -18,6 +18,7 @@ static const lk_report_section_def sections[] = {
     {"filters", "Filter statistics", rp_filters_applies, rp_filters_run},
     {"kernels", "Large kernels", rp_kernels_applies, rp_kernels_run},
     {"layers", "Layers", rp_summary_applies, rp_layers_run},
+    {"ntk", "NTK spectrum", rp_ntk_applies, rp_ntk_run},
 };
 
 const lk_report_section_def *lk_report_sections(size_t *n) {

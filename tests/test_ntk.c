@@ -611,6 +611,32 @@ START_TEST(cli_bad_input_no_output) {
 }
 END_TEST
 
+/* `lkprobe report --ntk N` runs the same pass as `lkprobe ntk`: the same trace and alpha. */
+START_TEST(report_section_matches_command) {
+    char model[4096], out[65536], errb[8192], html[] = "/tmp/lk_ntk_rep_XXXXXX.html";
+    int  fd = mkstemps(html, 5);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    unlink(html);
+    tu_src_path("tests/fixtures/ntk/resnet.onnx", model, sizeof model);
+    const char *a1[] = {"ntk", model, "--noise", "6", "--json", "-q", NULL};
+    ck_assert_int_eq(tu_lkprobe(a1, out, sizeof out, errb, sizeof errb), 0);
+    const char *p1 = strstr(out, "\"trace_value\":"), *q1 = strstr(out, "\"alpha\":");
+    ck_assert_ptr_nonnull(p1);
+    ck_assert_ptr_nonnull(q1);
+    char tv[64], al[96];
+    snprintf(tv, sizeof tv, "%.*s", (int)strcspn(p1, ","), p1);
+    snprintf(al, sizeof al, "%.*s", (int)strcspn(q1, "}"), q1);
+    const char *a2[] = {"report", model, "--keep-bn", "--noise", "6", "--ntk", "6", "-o", html,
+                        "--json", "-q", NULL};
+    ck_assert_int_eq(tu_lkprobe(a2, out, sizeof out, errb, sizeof errb), 0);
+    const char *sec = strstr(out, "\"ntk\":");
+    ck_assert_ptr_nonnull(sec);
+    ck_assert_msg(strstr(sec, tv) && strstr(sec, al), "report %s lacks %s / %s", sec, tv, al);
+    unlink(html);
+}
+END_TEST
+
 static Suite *ntk_suite(void) {
     Suite *s = suite_create("ntk");
     TCase *t = tcase_create("ntk");
@@ -625,6 +651,7 @@ static Suite *ntk_suite(void) {
     tcase_add_test(t, oracle_error_slope);
     tcase_add_loop_test(t, zoo_parity_with_pytorch, 0, (int)(sizeof zoo / sizeof zoo[0]));
     tcase_add_test(t, cli_bad_input_no_output);
+    tcase_add_test(t, report_section_matches_command);
     suite_add_tcase(s, t);
     return s;
 }

@@ -129,6 +129,7 @@ typedef struct lk_report_ctx {
     int64_t                    n;          /* at most n inputs are used */
     int64_t                    size[2];    /* input H, W; 0 = lk_report_default_size */
     int                        threads;    /* 0 = all cores */
+    int64_t                    ntk;        /* inputs of the NTK section; 0 = not run */
 } lk_report_ctx;
 
 /* No inputs, n = 8, automatic size. */
