@@ -296,10 +296,10 @@ lk_status lk_ntk_estimate(lk_ntk *k, uint64_t *bytes, lk_ntk_method *method, lk_
     while (gb > 1 && jac_bytes(k, e1, gb, b) > lim) gb = (gb + 1) / 2;
     while (b > 1 && jac_bytes(k, e1, gb, b) > lim) b = (b + 1) / 2;
     uint64_t jb = jac_bytes(k, e1, gb, b);
-    int      jac_fits = jb <= lim, jac_whole = jac_fits && b >= nmax;
+    int      jac_fits = jb <= lim;
     lk_ntk_method m = k->p.method;
     int           square = k->n[1] == 0 && k->p.trace != LK_NTK_DIAGONAL;
-    if (m == LK_NTK_AUTO) m = jac_whole || !square ? LK_NTK_JAC : LK_NTK_NTVP;
+    if (m == LK_NTK_AUTO) m = jac_fits || !square ? LK_NTK_JAC : LK_NTK_NTVP;
     if (m == LK_NTK_NTVP && !square)
         return LK_FAIL(err, LK_EUNSUPPORTED, "ntk: the matrix-free method needs a square kernel "
                        "(no --inputs2, trace not diagonal)");

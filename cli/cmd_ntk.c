@@ -237,6 +237,14 @@ static int check_cfg(const ntk_cfg *g) {
         return 0;
     }
     if (!check_fig(g->out) || !check_fig(g->heatmap)) return 0;
+    if (g->heatmap && g->p.trace == LK_NTK_FULL) {
+        cli_error("--heatmap", "draws an N x N kernel: use --trace mean, sum or logit:K");
+        return 0;
+    }
+    if (g->n_sub && g->p.method == LK_NTK_NTVP) {
+        cli_error("--subsets", "the kappa proxy needs the kernel: use --method jac or auto");
+        return 0;
+    }
     if (g->heatmap && !g->labels) {
         cli_error("--heatmap", "needs --labels (inputs are sorted by class)");
         return 0;

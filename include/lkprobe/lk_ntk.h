@@ -62,7 +62,7 @@ typedef enum lk_ntk_trace {
 } lk_ntk_trace;
 
 typedef enum lk_ntk_method {
-    LK_NTK_AUTO = 0, /* JAC when the Jacobian blocks fit max_mem and no X2 ... see alloc   */
+    LK_NTK_AUTO = 0, /* JAC when its blocks fit max_mem (or the kernel is not square)     */
     LK_NTK_JAC,
     LK_NTK_NTVP,
     LK_NTK_METHOD_COUNT
