@@ -1,11 +1,12 @@
 #!/usr/bin/python3
 """Empirical-NTK benchmark: `lkprobe ntk` vs PyTorch 1.13 per-sample autograd (functorch vmap
-over samples of grad/jacrev, Jacobian blocks contracted in float64 per parameter tensor), trace
+of jacrev over samples, or the per-sample loop, Jacobian blocks contracted in float64 per parameter tensor), trace
 mean over the 10 outputs, 64 inputs, same threads, one run.  Each engine runs in its own
 process so that its peak RSS is measured separately; the kernels are compared.
 
-Memory: one output at a time (n x P float32 rows), vmap over chunks of 16 samples, when all
-outputs at once would exceed 4 GB (ResNet-18: vmap over all 64 samples went past 15 GB).
+Memory: when all outputs at once would exceed 4 GB (ResNet-18), one output at a time with a
+per-sample autograd loop (n x P float32 rows): functorch's vmap over the 64 samples went past
+15 GB and vmap over chunks of 16 was killed for memory on this 23 GB machine.
 
 Cases:
   replknet  the bundled RepLKNet-style Fashion-MNIST model (examples/replknet-fmnist.onnx,
@@ -14,6 +15,8 @@ Cases:
   resnet18  a ResNet-18-shaped net (torchvision layout, 10 classes, BN kept), 64x64 noise inputs
 
 Usage: /usr/bin/python3 bench/bench_ntk.py [--threads 2] [--cases replknet,resnet18]
+Process CPU seconds (user + system, /usr/bin/time, including loading) are printed too: on a
+shared machine they are steadier than wall times.
 Times cover the kernel computation only (model loading excluded): PyTorch from the first
 per-sample gradient to the contracted kernel, lkprobe its JSON "seconds" (rows, contraction,
 spectrum).
@@ -112,7 +115,7 @@ def torch_model(name):
 
 def torch_worker(name, inputs, threads, out_npy):
     import torch
-    from functorch import grad, jacrev, vmap
+    from functorch import jacrev, vmap
     torch.set_num_threads(threads)
     f, params = torch_model(name)
     x = torch.from_numpy(np.load(inputs))
@@ -126,15 +129,14 @@ def torch_worker(name, inputs, threads, out_npy):
                 b = v[:, o].reshape(n, -1).double()
                 K += b @ b.T
         del J
-    else:                      # one output at a time: n x params, vmap over chunks of 16
+    else:                      # one output at a time, per-sample loop: n x params rows
+        plist = {k: v.detach().requires_grad_(True) for k, v in params.items()}
         for o in range(10):
-            go = vmap(grad(lambda p, xi: f(p, xi)[o]), in_dims=(None, 0))
             J = {k: torch.empty(n, v.numel()) for k, v in params.items()}
-            for c in range(0, n, 16):
-                G = go(params, x[c:c + 16])
-                for k, v in G.items():
-                    J[k][c:c + 16] = v.reshape(v.shape[0], -1)
-                del G
+            for i in range(n):
+                g = torch.autograd.grad(f(plist, x[i])[o], list(plist.values()))
+                for (k, _), gi in zip(plist.items(), g):
+                    J[k][i] = gi.reshape(-1)
             for v in J.values():
                 b = v.double()
                 K += b @ b.T
@@ -187,23 +189,25 @@ def main():
     for name in a.cases.split(","):
         model, inputs, what = prepare(name, out)
         tk = os.path.join(out, f"ntk_torch_{name}.npy")
-        r = subprocess.run(["/usr/bin/time", "-f", "maxrss_kb=%M", sys.executable, __file__,
+        r = subprocess.run(["/usr/bin/time", "-f", "cpu_s=%U+%S maxrss_kb=%M", sys.executable, __file__,
                             "--worker", name, inputs, str(a.threads), tk],
                            check=True, capture_output=True, text=True)
         tj = json.loads(r.stdout.strip().splitlines()[-1])
         t_rss = int(r.stderr.strip().split("maxrss_kb=")[-1]) / 1024.0
+        t_cpu = eval(r.stderr.strip().split("cpu_s=")[-1].split()[0])
         lkdir = os.path.join(out, f"ntk_lk_{name}")
-        r = subprocess.run(["/usr/bin/time", "-f", "maxrss_kb=%M", lk, "ntk", model, "--inputs",
+        r = subprocess.run(["/usr/bin/time", "-f", "cpu_s=%U+%S maxrss_kb=%M", lk, "ntk", model, "--inputs",
                             inputs, "--threads", str(a.threads), "--max-mem", a.max_mem,
                             "--npy", lkdir, "--json", "-q"],
                            check=True, capture_output=True, text=True)
         lj = json.loads(r.stdout)
         l_rss = int(r.stderr.strip().split("maxrss_kb=")[-1]) / 1024.0
+        l_cpu = eval(r.stderr.strip().split("cpu_s=")[-1].split()[0])
         kt, kl = np.load(tk), np.load(os.path.join(lkdir, "kernel.npy"))
         rel = float(np.linalg.norm(kt - kl) / np.linalg.norm(kt))
         rows.append((name, what, lj["P"], tj["seconds"], lj["seconds"], lj["seconds_rows"],
                      lj["seconds_contract"], tj["seconds"] / lj["seconds"], t_rss, l_rss, rel,
-                     lj["method"]))
+                     lj["method"], t_cpu, l_cpu))
         print(f"{name}: torch {tj['seconds']:.1f} s, lkprobe {lj['seconds']:.1f} s, "
               f"speed-up {tj['seconds'] / lj['seconds']:.2f}x, kernel rel. diff {rel:.1e}",
               file=sys.stderr)
@@ -211,11 +215,13 @@ def main():
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}; "
           f"{N} inputs, trace mean over 10 outputs\n")
     print("| model | inputs | P | PyTorch (s) | lkprobe (s): rows + contraction | speed-up | "
-          "PyTorch peak RSS (MiB) | lkprobe peak RSS (MiB) | kernel rel. diff |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "process CPU s, PyTorch / lkprobe | PyTorch peak RSS (MiB) | lkprobe peak RSS (MiB) | "
+          "kernel rel. diff |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r_ in rows:
         print(f"| {r_[0]} | {r_[1]} | {r_[2]:,} | {r_[3]:.1f} | {r_[4]:.1f}: {r_[5]:.1f} + "
-              f"{r_[6]:.1f} | {r_[7]:.2f}x | {r_[8]:.0f} | {r_[9]:.0f} | {r_[10]:.1e} |")
+              f"{r_[6]:.1f} | {r_[7]:.2f}x | {r_[12]:.0f} / {r_[13]:.0f} | {r_[8]:.0f} | {r_[9]:.0f} | "
+              f"{r_[10]:.1e} |")
 
 
 if __name__ == "__main__":
