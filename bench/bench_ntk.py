@@ -74,7 +74,13 @@ def resnet18(nc=10):
 
 
 def resnet18_eval():
-    """The seeded ResNet-18 with non-trivial BN statistics, in eval mode."""
+    """The seeded ResNet-18 with non-trivial BN statistics, scales and shifts, in eval mode.
+
+    The scales and shifts must be distinct tensors: torch.onnx.export in eval mode merges
+    initializers with identical values, so default-initialised BN layers (all ones, all
+    zeros) of one width would become ONE tied parameter in the ONNX file (the stem BN's
+    weight and bias feeding the four layer-1 BNs through Identity nodes), whose NTK is not
+    the untied PyTorch model's."""
     import torch
     torch.manual_seed(0)
     m = resnet18()
@@ -85,6 +91,8 @@ def resnet18_eval():
                 c = mod.num_features
                 mod.running_mean.copy_(0.1 * torch.randn(c, generator=gen))
                 mod.running_var.copy_(0.5 + torch.rand(c, generator=gen))
+                mod.weight.copy_(0.8 + 0.4 * torch.rand(c, generator=gen))
+                mod.bias.copy_(0.1 * torch.randn(c, generator=gen))
     return m.eval()
 
 
@@ -158,11 +166,10 @@ def prepare(name, out):
         what = "Fashion-MNIST test images" if os.path.exists(src) else "uniform noise"
     else:
         model = os.path.join(out, "resnet18_64.onnx")
-        if not os.path.exists(model):
-            m = resnet18_eval()
-            torch.onnx.export(m, torch.randn(1, 3, 64, 64), model, opset_version=14,
-                              training=torch.onnx.TrainingMode.PRESERVE,
-                              do_constant_folding=False)
+        m = resnet18_eval()
+        torch.onnx.export(m, torch.randn(1, 3, 64, 64), model, opset_version=14,
+                          training=torch.onnx.TrainingMode.PRESERVE,
+                          do_constant_folding=False)
         x = np.random.default_rng(0).standard_normal((N, 3, 64, 64)).astype(np.float32)
         what = "standard-normal noise"
     inputs = os.path.join(out, f"ntk_inputs_{name}.npy")
@@ -201,6 +208,10 @@ def main():
                             "--npy", lkdir, "--json", "-q"],
                            check=True, capture_output=True, text=True)
         lj = json.loads(r.stdout)
+        if lj["P"] != tj["P"]:
+            sys.exit(f"{name}: lkprobe sees P = {lj['P']:,} parameters, PyTorch {tj['P']:,}: "
+                     "the exported ONNX file ties parameters (merged identical initializers), "
+                     "so the kernels are not comparable")
         l_rss = int(r.stderr.strip().split("maxrss_kb=")[-1]) / 1024.0
         l_cpu = eval(r.stderr.strip().split("cpu_s=")[-1].split()[0])
         kt, kl = np.load(tk), np.load(os.path.join(lkdir, "kernel.npy"))
