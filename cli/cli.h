@@ -30,6 +30,7 @@ int cmd_reparam(int argc, char **argv);
 int cmd_kernels(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_linscope(int argc, char **argv);
+int cmd_ntk(int argc, char **argv);
 
 /* ---- options ------------------------------------------------------------------------------ */
 
@@ -84,6 +85,19 @@ typedef enum cli_opt_id {
     OPT_BACKWARD,
     OPT_MAX_MEM,
     OPT_MODELS,
+    OPT_INPUTS2,
+    OPT_LABELS,
+    OPT_TRACE,
+    OPT_PARAMS,
+    OPT_LIST_PARAMS,
+    OPT_EIG,
+    OPT_METHOD,
+    OPT_NTK_PARAM,
+    OPT_SIGMA_W,
+    OPT_SIGMA_B,
+    OPT_SUBSETS,
+    OPT_HEATMAP,
+    OPT_NTK,
     OPT_COUNT
 } cli_opt_id;
 

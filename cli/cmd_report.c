@@ -28,6 +28,7 @@ static const cli_opt report_opts[] = {
     {"--quiet", "-q", 0, OPT_QUIET, "no progress lines"},
     {"--json", NULL, 0, OPT_JSON, "print the numbers each section computed as JSON on stdout"},
     {"--linscope", NULL, 0, (cli_opt_id)(OPT_COUNT + 1), "add the LinearScope section (first input)"},
+    {"--ntk", NULL, 1, OPT_NTK, "N: add the NTK spectrum section on the first N inputs"},
 };
 static const cli_spec report_spec = {
     "report", "MODEL [IMAGE...] -o REPORT.html [options]",
@@ -48,6 +49,7 @@ typedef struct report_cfg {
     int          quiet, noise_given, norm_given, json;
     float        mean[3], std[3];
     int          linscope;
+    long long    ntk;
 } report_cfg;
 
 /* --size: S or HxW, each side 8..8192. */
@@ -119,6 +121,9 @@ static int parse_cfg(report_cfg *g, int argc, char **argv, cli_item *items) {
             break;
         case OPT_QUIET: g->quiet = 1; break;
         case OPT_JSON: g->json = 1; break;
+        case OPT_NTK:
+            if (!cli_parse_int("--ntk", it->val, 2, 100000, &g->ntk)) return 0;
+            break;
         default:
             cli_error("report", "unexpected argument '%s'", it->val ? it->val : "");
             return 0;
@@ -294,6 +299,7 @@ int cmd_report(int argc, char **argv) {
     ctx.threads       = g.c.threads;
     ctx.max_mem       = cli_max_mem(&g.c);
     ctx.linscope      = g.linscope;
+    ctx.ntk           = g.ntk;
     size_t                       ns;
     const lk_report_section_def *sec = lk_report_sections(&ns);
     for (size_t i = 0; i < ns; i++) {

@@ -17,6 +17,7 @@ static const cli_cmd commands[] = {
     {"reparam", cmd_reparam, "structural re-parameterisation: fold BN, merge parallel conv branches into one kernel"},
     {"cam", cmd_cam, "class-activation maps (Grad-CAM family), input-gradient attributions and RISE"},
     {"linscope", cmd_linscope, "LinearScope: F(x0) = A(x0) x0 + c(x0); bias, rows, columns, singular vectors"},
+    {"ntk", cmd_ntk, "empirical neural tangent kernel: kernel, eigen-spectrum, power-law alpha"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -357,14 +357,16 @@ fail:
 /* ---- writing ------------------------------------------------------------------------------ */
 
 lk_status lk_npy_write(const char *path, const lk_tensor *t, lk_error *err) {
-    if (t->dtype != LK_F32)
-        return LK_FAIL(err, LK_EUNSUPPORTED, "%s: only float32 tensors can be written (got %s)",
-                       path, lk_dtype_name(t->dtype));
+    int f64 = t->dtype == LK_F64 && lk_tensor_is_contiguous(t);
+    if (t->dtype != LK_F32 && !f64)
+        return LK_FAIL(err, LK_EUNSUPPORTED, "%s: only float32 and contiguous float64 tensors "
+                       "can be written (got %s)", path, lk_dtype_name(t->dtype));
     if (t->ndim < 0 || t->ndim > LK_MAX_DIMS)
         return LK_FAIL(err, LK_EINVAL, "%s: tensor rank %d out of range", path, t->ndim);
     char   hdr[256];
     size_t n = (size_t)snprintf(hdr + 10, sizeof hdr - 10,
-                                "{'descr': '<f4', 'fortran_order': False, 'shape': (");
+                                "{'descr': '%s', 'fortran_order': False, 'shape': (",
+                                f64 ? "<f8" : "<f4");
     for (int i = 0; i < t->ndim; i++)
         n += (size_t)snprintf(hdr + 10 + n, sizeof hdr - 10 - n, "%lld%s",
                               (long long)t->shape[i],
@@ -386,7 +388,8 @@ lk_status lk_npy_write(const char *path, const lk_tensor *t, lk_error *err) {
     if (s) goto fail;
     int64_t numel = lk_tensor_numel(t);
     if (lk_tensor_is_contiguous(t)) {
-        s = lk_afile_write(&a, t->data, (size_t)numel * sizeof(float), err);
+        s = lk_afile_write(&a, t->data, (size_t)numel * (f64 ? sizeof(double) : sizeof(float)),
+                           err);
         if (s) goto fail;
     } else {
         /* Strided: gather in C order, one element at a time (stdio buffers the writes). */

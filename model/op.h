@@ -25,6 +25,7 @@
 #define LKPROBE_MODEL_OP_H
 
 #include "lkprobe/lk_model.h"
+#include "lkprobe/lk_params.h"
 #include "pool.h"
 
 enum {
@@ -84,6 +85,9 @@ static inline int lk_interp_pointwise(float x, float y, float dt, int tan, int z
     return 1;
 }
 
+/* Inputs an op can declare a parameter role for (lk_op_def.param_role). */
+#define LK_MAX_PARAM_INPUTS 5
+
 typedef struct lk_op_ctx {
     const lk_node          *node;
     int                     n_in, n_out;
@@ -132,6 +136,12 @@ typedef struct lk_op_def {
     unsigned  (*interp_frozen)(const lk_op_ctx *ctx);
     void      (*interp_apply)(const lk_op_ctx *ctx);
     void      (*interp_transpose)(const lk_op_ctx *ctx);
+    /* Trainable parameters (lk_params.h): the role input i plays when it is a parameter
+     * (zero = LK_PARAM_NONE: BN running statistics, shapes, exponents, epsilons). */
+    unsigned char param_role[LK_MAX_PARAM_INPUTS];
+    /* Fan-in of weight input i (inputs summed per output unit) for the NTK parameterisation;
+     * optional: numel / shape[0] when NULL. */
+    int64_t   (*fan_in)(const lk_node *n, int i, const lk_tensor *w);
 } lk_op_def;
 
 /* One descriptor per op, defined in model/ops/<file>.c as lk_op_def_<ENUM>. */

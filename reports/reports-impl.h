@@ -26,6 +26,8 @@ int       rp_cam_applies(const lk_report_ctx *c, char *why, size_t n);
 lk_status rp_cam_run(lk_report *r, const lk_report_ctx *c, lk_error *err);
 int       rp_linscope_applies(const lk_report_ctx *c, char *why, size_t n);
 lk_status rp_linscope_run(lk_report *r, const lk_report_ctx *c, lk_error *err);
+int       rp_ntk_applies(const lk_report_ctx *c, char *why, size_t n);
+lk_status rp_ntk_run(lk_report *r, const lk_report_ctx *c, lk_error *err);
 
 /* "12.3 M" style count. */
 const char *rp_human(double v, char *buf, size_t n);

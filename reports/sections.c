@@ -20,6 +20,7 @@ static const lk_report_section_def sections[] = {
     {"layers", "Layers", rp_summary_applies, rp_layers_run},
     {"cam", "Attribution", rp_cam_applies, rp_cam_run},
     {"linscope", "LinearScope", rp_linscope_applies, rp_linscope_run},
+    {"ntk", "NTK spectrum", rp_ntk_applies, rp_ntk_run},
 };
 
 const lk_report_section_def *lk_report_sections(size_t *n) {

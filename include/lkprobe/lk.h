@@ -23,6 +23,7 @@
 #include "lk_cpu.h"
 #include "lk_cam.h"
 #include "lk_faith.h"
+#include "lk_params.h"
 
 #define LK_VERSION "0.1.0"
 

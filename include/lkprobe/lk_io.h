@@ -30,8 +30,8 @@ extern "C" {
  * key or byte offset.  Big-endian and structured dtypes fail with LK_EUNSUPPORTED. */
 LK_API lk_status lk_npy_read(const char *path, lk_tensor **out, lk_error *err);
 
-/* Writes a float32 tensor (any strides) as a version 1.0 .npy file in C order, atomically.
- * Other dtypes fail with LK_EUNSUPPORTED. */
+/* Writes a float32 tensor (any strides) or a contiguous float64 tensor as a version 1.0 .npy
+ * file in C order, atomically.  Other dtypes fail with LK_EUNSUPPORTED. */
 LK_API lk_status lk_npy_write(const char *path, const lk_tensor *t, lk_error *err);
 
 /* Writes m (finalized) in the native model.bin format (doc/model-bin.md), atomically.

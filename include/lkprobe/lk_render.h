@@ -380,6 +380,22 @@ LK_API lk_status lk_plot_attribution_grid(lk_fig *fig, const lk_tensor *images, 
                                           const lk_tensor *const *maps,
                                           const lk_attr_grid_opts *opts, lk_error *err);
 
+/* ---------------------------------------------------------------- rank plots */
+
+/* A power law coef * rank^-exponent fitted over ranks [lo, hi] (1-based). */
+typedef struct lk_rank_fit {
+    double      coef, exponent;
+    int64_t     lo, hi;
+    const char *label;        /* legend of the fitted line, e.g. "alpha = 1.12, R2 0.99" */
+    const char *values_label; /* legend of the values (used when label is set)          */
+} lk_rank_fit;
+
+/* values (1-D, float32 or float64) against rank 1..n on log-log axes (markers; values <= 0
+ * are skipped), with the fitted power law as a dashed line over its window (fit may be
+ * NULL).  The axes in opts are forced to log scale. */
+LK_API lk_status lk_plot_rank_powerlaw(lk_axes *ax, const lk_tensor *values, const lk_rank_fit *fit,
+                                       const lk_xy_opts *opts, lk_error *err);
+
 #ifdef __cplusplus
 }
 #endif

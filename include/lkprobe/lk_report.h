@@ -131,6 +131,7 @@ typedef struct lk_report_ctx {
     int                        threads;    /* 0 = all cores */
     uint64_t                   max_mem;    /* bytes an analysis may plan for; 0 = no bound */
     int                        linscope;   /* 1: run the LinearScope section (--linscope) */
+    int64_t                    ntk;        /* inputs of the NTK section; 0 = not run */
 } lk_report_ctx;
 
 /* No inputs, n = 8, automatic size. */

@@ -16,5 +16,5 @@ static inline float add_db(float a, float b, float y) {
     return 1.0f;
 }
 
-LK_BINARY_OP(ADD, "add", add_f, add_da, add_db, LK_OPF_LINEAR_IN0 | LK_OPF_STORE_ADD, LK_INTERP_AFFINE,
-             NULL)
+LK_BINARY_OP_ROLE(ADD, "add", add_f, add_da, add_db, LK_OPF_LINEAR_IN0 | LK_OPF_STORE_ADD,
+                  LK_INTERP_AFFINE, NULL, LK_PARAM_ELEM_BIAS)

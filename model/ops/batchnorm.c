@@ -195,4 +195,5 @@ const lk_op_def lk_op_def_BATCHNORM = {
     .roles     = LK_ROLE_NORM | LK_ROLE_BATCH_STATS,
     .defaults  = batchnorm_defaults,
     .interp = LK_INTERP_AFFINE, .interp_frozen = lk_interp_freeze_rest,
+    .param_role = {[1] = LK_PARAM_NORM_SCALE, [2] = LK_PARAM_NORM_BIAS},
 };

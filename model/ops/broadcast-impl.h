@@ -217,8 +217,9 @@ size_t    lk_binary_scratch(const lk_op_ctx *c);
         E##_jvp(c, c->in[0], c->in[1]);                                                            \
     }
 
-/* INTERP, FROZEN: the op's LinearScope rule kind and interp_frozen (NULL: none). */
-#define LK_BINARY_OP(E, NAME, F, DA, DB, FLAGS, INTERP, FROZEN)                                    \
+/* INTERP, FROZEN: the op's LinearScope rule kind and interp_frozen (NULL: none); ROLE: the
+ * lk_param_role of a parameter operand (either side), LK_PARAM_NONE for none. */
+#define LK_BINARY_OP_ROLE(E, NAME, F, DA, DB, FLAGS, INTERP, FROZEN, ROLE)                        \
     LK_BINARY_KERNELS(E, F, DA, DB)                                                                \
     const lk_op_def lk_op_def_##E = {                                                              \
         .name      = NAME,                                                                         \
@@ -235,6 +236,10 @@ size_t    lk_binary_scratch(const lk_op_ctx *c);
         .rf        = LK_RF_POINT,                                                                  \
         .interp        = (INTERP),                                                                 \
         .interp_frozen = (FROZEN),                                                                 \
+        .param_role = {(ROLE), (ROLE)},                                                            \
     };
+
+#define LK_BINARY_OP(E, NAME, F, DA, DB, FLAGS, INTERP, FROZEN)                                    \
+    LK_BINARY_OP_ROLE(E, NAME, F, DA, DB, FLAGS, INTERP, FROZEN, LK_PARAM_NONE)
 
 #endif

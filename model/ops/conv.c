@@ -227,4 +227,5 @@ const lk_op_def lk_op_def_CONV = {
     .roles     = LK_ROLE_CONV,
     .defaults  = lk_window_defaults,
     .interp = LK_INTERP_AFFINE, .interp_frozen = lk_interp_freeze_rest,
+    .param_role = {[1] = LK_PARAM_WEIGHT, [2] = LK_PARAM_BIAS},
 };

@@ -116,6 +116,13 @@ static void convt_jvp(const lk_op_ctx *ctx) {
     if (tw) lk_conv_backward_data(&g, ctx->in[0]->data, tw->data, ty, ctx);
 }
 
+/* Weight (C_in, C_out / group, kh, kw): an output unit sums over C_in / group channels. */
+static int64_t convt_fan_in(const lk_node *n, int i, const lk_tensor *w) {
+    (void)i;
+    int64_t g = n->attrs.conv.group > 0 ? n->attrs.conv.group : 1;
+    return w->shape[0] / g * (w->ndim > 2 ? lk_shape_numel(w->ndim - 2, w->shape + 2) : 1);
+}
+
 const lk_op_def lk_op_def_CONV_TRANSPOSE = {
     .name      = "conv_transpose",
     .n_in_min  = 2,
@@ -133,4 +140,6 @@ const lk_op_def lk_op_def_CONV_TRANSPOSE = {
     .roles     = LK_ROLE_CONV_TRANSPOSE,
     .defaults  = lk_window_defaults,
     .interp = LK_INTERP_AFFINE, .interp_frozen = lk_interp_freeze_rest,
+    .param_role = {[1] = LK_PARAM_WEIGHT, [2] = LK_PARAM_BIAS},
+    .fan_in     = convt_fan_in,
 };

@@ -154,6 +154,12 @@ static void gemm_defaults(lk_attrs *a) {
     a->s.beta  = 1.0f;
 }
 
+/* B is (K, N), or (N, K) with trans_b: an output unit sums over K. */
+static int64_t gemm_fan_in(const lk_node *n, int i, const lk_tensor *w) {
+    (void)i;
+    return n->attrs.s.trans_b ? w->shape[1] : w->shape[0];
+}
+
 const lk_op_def lk_op_def_GEMM = {
     .name      = "gemm",
     .n_in_min  = 2,
@@ -170,4 +176,6 @@ const lk_op_def lk_op_def_GEMM = {
     .roles     = LK_ROLE_DENSE,
     .defaults  = gemm_defaults,
     .interp = LK_INTERP_AFFINE, .interp_frozen = lk_interp_freeze_rest,
+    .param_role = {[1] = LK_PARAM_WEIGHT, [2] = LK_PARAM_BIAS},
+    .fan_in     = gemm_fan_in,
 };

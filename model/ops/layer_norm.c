@@ -308,4 +308,5 @@ const lk_op_def lk_op_def_LAYER_NORM = {
     .axis = lk_scalar_axis,
     .interp = LK_INTERP_HOOK,
     .interp_apply = ln_interp_apply, .interp_transpose = ln_interp_transpose,
+    .param_role = {[1] = LK_PARAM_NORM_SCALE, [2] = LK_PARAM_NORM_BIAS},
 };

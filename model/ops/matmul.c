@@ -152,6 +152,12 @@ static void matmul_jvp(const lk_op_ctx *ctx) {
     if (tb) mm_apply(&p, ctx->pool, ctx->in[0]->data, tb->data, ta ? 1.0f : 0.0f, ty);
 }
 
+/* W is (..., K, N): an output unit sums over K. */
+static int64_t matmul_fan_in(const lk_node *n, int i, const lk_tensor *w) {
+    (void)n, (void)i;
+    return w->ndim >= 2 ? w->shape[w->ndim - 2] : w->shape[0];
+}
+
 const lk_op_def lk_op_def_MATMUL = {
     .name      = "matmul",
     .n_in_min  = 2,
@@ -167,4 +173,6 @@ const lk_op_def lk_op_def_MATMUL = {
     .rf        = LK_RF_NONE,
     .roles     = LK_ROLE_DENSE,
     .interp = LK_INTERP_AFFINE, .interp_frozen = lk_interp_freeze_rest,
+    .param_role = {[1] = LK_PARAM_WEIGHT},
+    .fan_in     = matmul_fan_in,
 };

@@ -91,4 +91,5 @@ const lk_op_def lk_op_def_PRELU = {
     .jvp       = prelu_jvp,
     .rf        = LK_RF_POINT,
     .interp = LK_INTERP_JACOBIAN,
+    .param_role = {[1] = LK_PARAM_SLOPE},
 };
