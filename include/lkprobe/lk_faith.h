@@ -222,6 +222,12 @@ LK_API void lk_faith_blur_taps(double k[11]);
  * [0, 1.05] for probabilities, shaded area, AUC in the legend), one series per entry of
  * r[0..n) labelled labels[i] (e.g. the method).  PNG, SVG or PDF by path's extension,
  * written atomically. */
+/* The same figure, drawn and returned in *out (the caller frees it with lk_fig_free), e.g. for
+ * a report page. */
+typedef struct lk_fig lk_fig;
+LK_API lk_status lk_faith_curves_draw(const lk_faith_image *const *r, const char *const *labels,
+                                      int n, lk_faith_readout readout, const char *title,
+                                      double dpi, lk_fig **out, lk_error *err);
 LK_API lk_status lk_faith_curves_figure(const lk_faith_image *const *r,
                                         const char *const *labels, int n,
                                         lk_faith_readout readout, const char *title,

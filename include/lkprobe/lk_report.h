@@ -130,6 +130,9 @@ typedef struct lk_report_ctx {
     int64_t                    size[2];    /* input H, W; 0 = lk_report_default_size */
     int                        threads;    /* 0 = all cores */
     uint64_t                   max_mem;    /* bytes an analysis may plan for; 0 = no bound */
+    unsigned                   cam_metrics; /* lk_faith_metric bits of the Attribution
+                                               section's metrics table; 0 = none */
+    const struct lk_faith_boxes *cam_boxes; /* pointing-game boxes (lk_faith.h) or NULL */
 } lk_report_ctx;
 
 /* No inputs, n = 8, automatic size. */
