@@ -272,8 +272,10 @@ void lk_cam_free(lk_cam *c) {
     lk_free(c->r.logit);
     lk_free(c->r.prob);
     lk_free(c->r.image_seconds);
-    for (int j = 0; j < LK_CAM_METHOD_COUNT; j++)
+    for (int j = 0; j < LK_CAM_METHOD_COUNT; j++) {
         for (int k = 0; k < LK_CAM_MAX_SCORES; k++) lk_free(c->r.scores[j][k]);
+        lk_free(c->r.summary_json[j]);
+    }
     lk_free(c);
 }
 
@@ -1255,6 +1257,18 @@ lk_status lk_cam_result_json(const lk_cam_result *r, const char *model,
         lk_jw_obj_end(&w);
     }
     lk_jw_obj_end(&w);
+    int any_summary = 0;
+    for (int j = 0; j < r->n_methods; j++) any_summary |= r->summary_json[j] != NULL;
+    if (any_summary) {
+        lk_jw_key(&w, "faithfulness");
+        lk_jw_obj(&w);
+        for (int j = 0; j < r->n_methods; j++)
+            if (r->summary_json[j]) {
+                lk_jw_key(&w, methods[r->maps[j].method].name);
+                lk_jw_raw(&w, r->summary_json[j]);
+            }
+        lk_jw_obj_end(&w);
+    }
     lk_jw_key(&w, "ablation_small_y");
     lk_jw_int(&w, r->ablation_small_y);
     lk_jw_key(&w, "timings");
@@ -1336,4 +1350,118 @@ void lk_cam_row_label(const lk_cam_result *r, int64_t i, const char *const *labe
                       size_t n) {
     if (labels) snprintf(buf, n, "%.100s, p=%.2f", labels[r->cls[i]], r->prob[i]);
     else snprintf(buf, n, "class %lld, p=%.2f", (long long)r->cls[i], r->prob[i]);
+}
+
+/* ---------------------------------------------------------------- faithfulness of the maps */
+
+lk_status lk_cam_set_summary_json(lk_cam *c, int j, const char *json, lk_error *err) {
+    if (j < 0 || j >= c->p.n_methods)
+        return LK_FAIL(err, LK_EINVAL, "cam: summary for method %d out of range (%d methods)", j,
+                       c->p.n_methods);
+    char *s = lk_strdup(json);
+    if (!s) return LK_FAIL(err, LK_ENOMEM, "cam: out of memory");
+    lk_free(c->r.summary_json[j]);
+    c->r.summary_json[j] = s;
+    return LK_OK;
+}
+
+/* Records the metrics f computed for image i, method j. */
+static lk_status faith_scores(lk_cam *c, int j, int64_t i, unsigned mt, const lk_faith_image *q,
+                              lk_error *err) {
+    struct {
+        unsigned    bit;
+        const char *name;
+        double      v;
+    } s[] = {
+        {LK_FAITH_DELETION, "deletion", q->deletion},
+        {LK_FAITH_INSERTION, "insertion", q->insertion},
+        {LK_FAITH_ROAD, "road", q->road},
+        {LK_FAITH_ROAD, "morf_avg", q->morf_avg},
+        {LK_FAITH_ROAD, "lerf_avg", q->lerf_avg},
+        {LK_FAITH_DROP, "drop", q->drop},
+        {LK_FAITH_DROP, "increase", q->increase},
+        {LK_FAITH_DROP, "abs_drop", q->abs_drop},
+        {LK_FAITH_POINTING, "pointing", q->pointing < 0 ? NAN : (double)q->pointing},
+    };
+    lk_status st = LK_OK;
+    for (size_t k = 0; st == LK_OK && k < sizeof s / sizeof s[0]; k++)
+        if (mt & s[k].bit) st = lk_cam_set_score(c, j, i, s[k].name, s[k].v, err);
+    return st;
+}
+
+/* The names the boxes are matched against: the files, else the row index. */
+static char **faith_names(const lk_cam_result *r) {
+    char **nm = lk_calloc((size_t)r->n_images + 1, sizeof *nm);
+    if (!nm) return NULL;
+    for (int64_t i = 0; i < r->n_images; i++) {
+        char idx[32];
+        snprintf(idx, sizeof idx, "%lld", (long long)i);
+        if (!(nm[i] = lk_strdup(r->names[i] ? r->names[i] : idx))) {
+            for (int64_t k = 0; k < i; k++) lk_free(nm[k]);
+            lk_free(nm);
+            return NULL;
+        }
+    }
+    return nm;
+}
+
+lk_status lk_cam_score_faith(lk_cam *c, lk_inputs *in, lk_faith *f,
+                             const lk_faith_boxes *boxes, lk_faith_image **curves,
+                             lk_cam_progress_fn cb, void *user, lk_error *err) {
+    const lk_cam_result *r  = &c->r;
+    unsigned             mt = lk_faith_metrics(f);
+    lk_tensor           *x  = NULL;
+    char               **nm = NULL;
+    lk_status            st = LK_OK;
+    if (curves)
+        for (int j = 0; j < r->n_methods; j++) curves[j] = NULL;
+    if (mt & LK_FAITH_DROP)
+        for (int j = 0; j < r->n_methods; j++)
+            if (r->maps[j].symmetric)
+                return LK_FAIL(err, LK_EINVAL, "cam: Average Drop (metric drop) needs maps in "
+                               "[0, 1], but method '%s' gives signed maps in [-1, 1]; leave drop "
+                               "out of the metrics, or the method (or --signed) out",
+                               methods[r->maps[j].method].name);
+    if (!(nm = faith_names(r))) return LK_FAIL(err, LK_ENOMEM, "cam: out of memory");
+    if (boxes) st = lk_faith_boxes_check(boxes, r->n_images, (const char *const *)nm, err);
+    if (!st && boxes) st = lk_faith_boxes_check_bounds(boxes, r->h, r->w, err);
+    int64_t shape[4] = {1, 0, r->h, r->w};
+    shape[1]         = c->C;
+    if (!st) st = lk_tensor_alloc(LK_F32, 4, shape, &x, err);
+    int64_t total = r->n_images * r->n_methods, done = 0;
+    for (int64_t i = 0; !st && i < r->n_images; i++) {
+        st = lk_inputs_get(in, i, x, err);
+        for (int j = 0; !st && j < r->n_methods; j++) {
+            int64_t         msh[2] = {r->h, r->w};
+            lk_tensor       map    = lk_tensor_view(LK_F32, 2, msh,
+                                                    (float *)r->maps[j].final->data + i * r->h * r->w);
+            lk_faith_input  fi     = {.x = x, .map = &map, .cls = r->cls[i], .file = nm[i]};
+            st = lk_faith_add(f, j, &fi, err);
+            if (st) {
+                lk_error_prefix(err, "%s, method %s: ", nm[i], methods[r->maps[j].method].name);
+                break;
+            }
+            const lk_faith_image *q = lk_faith_last(f);
+            st = faith_scores(c, j, i, mt, q, err);
+            if (!st && curves && i == 0) st = lk_faith_image_copy(q, &curves[j], err);
+            if (cb) cb(user, ++done, total);
+        }
+    }
+    for (int j = 0; !st && j < r->n_methods; j++) {
+        lk_faith_summary s;
+        char            *js = NULL;
+        st = lk_faith_get_summary(f, j, &s, err);
+        if (!st) st = lk_faith_summary_json(f, &s, &js, err);
+        if (!st) st = lk_cam_set_summary_json(c, j, js, err);
+        lk_free(js);
+    }
+    for (int64_t i = 0; i < r->n_images; i++) lk_free(nm[i]);
+    lk_free(nm);
+    lk_tensor_free(x);
+    if (st && curves)
+        for (int j = 0; j < r->n_methods; j++) {
+            lk_faith_image_free(curves[j]);
+            curves[j] = NULL;
+        }
+    return st;
 }

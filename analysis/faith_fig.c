@@ -43,9 +43,10 @@ static lk_status panel(lk_axes *ax, const lk_faith_image *const *r, const char *
     return lk_plot_lines(ax, s, (size_t)ns, &o, err);
 }
 
-lk_status lk_faith_curves_figure(const lk_faith_image *const *r, const char *const *labels,
-                                 int n, lk_faith_readout readout, const char *title,
-                                 const char *path, double dpi, lk_error *err) {
+lk_status lk_faith_curves_draw(const lk_faith_image *const *r, const char *const *labels,
+                               int n, lk_faith_readout readout, const char *title, double dpi,
+                               lk_fig **out, lk_error *err) {
+    *out = NULL;
     if (n < 1 || n > FIG_MAX_SERIES)
         return LK_FAIL(err, LK_EINVAL, "faith: %d curves for the figure (1..%d)", n,
                        FIG_MAX_SERIES);
@@ -72,11 +73,21 @@ lk_status lk_faith_curves_figure(const lk_faith_image *const *r, const char *con
                        ys + p * FIG_MAX_SERIES, lab + p * FIG_MAX_SERIES, err);
         col++;
     }
-    if (st == LK_OK) st = lk_fig_save(fig, path, err);
     for (int i = 0; i < 2 * FIG_MAX_SERIES; i++) {
         lk_tensor_free(xs[i]);
         lk_tensor_free(ys[i]);
     }
+    if (st == LK_OK) *out = fig;
+    else lk_fig_free(fig);
+    return st;
+}
+
+lk_status lk_faith_curves_figure(const lk_faith_image *const *r, const char *const *labels,
+                                 int n, lk_faith_readout readout, const char *title,
+                                 const char *path, double dpi, lk_error *err) {
+    lk_fig   *fig = NULL;
+    lk_status st  = lk_faith_curves_draw(r, labels, n, readout, title, dpi, &fig, err);
+    if (st == LK_OK) st = lk_fig_save(fig, path, err);
     lk_fig_free(fig);
     return st;
 }

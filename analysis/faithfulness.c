@@ -1110,3 +1110,20 @@ lk_status lk_faith_boxes_check(const lk_faith_boxes *b, int64_t n, const char *c
     }
     return LK_OK;
 }
+
+lk_status lk_faith_boxes_check_bounds(const lk_faith_boxes *b, int64_t h, int64_t w,
+                                      lk_error *err) {
+    for (size_t i = 0; b && i < b->n; i++) {
+        const lk_faith_box *x = &b->b[i];
+        if (x->x0 < 0 || x->y0 < 0 || x->x1 > (double)(w - 1) || x->y1 > (double)(h - 1))
+            return LK_FAIL(err, LK_EINVAL, "%s:%d: box (%g, %g)-(%g, %g) of image '%s' is not "
+                           "inside the %lldx%lld input (x in [0, %lld], y in [0, %lld])",
+                           b->path, x->line, x->x0, x->y0, x->x1, x->y1, x->file, (long long)h,
+                           (long long)w, (long long)(w - 1), (long long)(h - 1));
+    }
+    return LK_OK;
+}
+
+unsigned lk_faith_metrics(const lk_faith *f) { return f->p.metrics; }
+
+const lk_faith_params *lk_faith_params_of(const lk_faith *f) { return &f->p; }

@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "util/lk_util.h"
 #include "lkprobe/lk_cam.h"
+#include "lkprobe/lk_faith.h"
 #include "lkprobe/lk_inputs.h"
 #include "lkprobe/lk_render.h"
 
@@ -22,7 +23,8 @@
 enum {
     CAM_METHOD = OPT_COUNT + 1, CAM_CLASS, CAM_LABELS, CAM_TARGET, CAM_SIGNED, CAM_BATCH,
     CAM_FUSION, CAM_GPP, CAM_IG_STEPS, CAM_IG_RULE, CAM_IG_BASELINE, CAM_SG_SAMPLES,
-    CAM_SG_SIGMA, CAM_RISE_N, CAM_RISE_S, CAM_RISE_P1, CAM_SCORE_ALIGN, CAM_MAX_CHANNELS, CAM_CLIP_MASS
+    CAM_SG_SIGMA, CAM_RISE_N, CAM_RISE_S, CAM_RISE_P1, CAM_SCORE_ALIGN, CAM_MAX_CHANNELS, CAM_CLIP_MASS,
+    CAM_METRICS, CAM_BOXES, CAM_CURVES
 };
 #define CAM_OPT(id) ((cli_opt_id)(id))
 
@@ -48,6 +50,9 @@ static const cli_opt cam_opts[] = {
     {"--rise-p1", NULL, 1, CAM_OPT(CAM_RISE_P1), "P: RISE keep probability (default 0.5)"},
     {"--batch", NULL, 1, CAM_OPT(CAM_BATCH), "B: rows per batched forward (default 16)"},
     {"--max-channels", NULL, 1, CAM_OPT(CAM_MAX_CHANNELS), "N: ScoreCAM/AblationCAM perturb only the first N channels (timing; default all)"},
+    {"--metrics", NULL, 1, CAM_OPT(CAM_METRICS), "LIST|all: faithfulness metrics of the maps: deletion, insertion, road, drop, pointing"},
+    {"--boxes", NULL, 1, CAM_OPT(CAM_BOXES), "FILE: CSV file,x0,y0,x1,y1[,class] in input pixels (pointing game; file = row index for --inputs)"},
+    {"--curves", NULL, 1, CAM_OPT(CAM_CURVES), "FIG.png|svg|pdf: deletion/insertion curves of the first image (default: beside -o)"},
     {"--images", NULL, 1, OPT_IMAGES, "DIR: PNG/JPEG files of DIR in sorted name order"},
     {"--inputs", NULL, 1, OPT_INPUTS, "X.npy: preprocessed inputs (N, C, H, W) float"},
     {"--size", NULL, 1, OPT_SIZE, "S or HxW: input size (default: the model's, else 224)"},
@@ -69,7 +74,9 @@ static const cli_spec cam_spec = {
     "layercam, eigencam, eigengradcam, scorecam, ablationcam, randomcam), input-gradient\n"
     "attributions (saliency, gradxinput, ig, smoothgrad, smoothgrad2, fullgrad) and rise,\n"
     "per image.\n"
-    "Inputs: image files, --images DIR or --inputs X.npy.",
+    "Inputs: image files, --images DIR or --inputs X.npy.\n"
+    "--metrics scores every map (cam.md section 7, doc/cam-metrics.md): per image and method in\n"
+    "--json, means per method, and the deletion/insertion curves figure.",
     cam_opts, sizeof cam_opts / sizeof cam_opts[0],
 };
 
@@ -83,6 +90,9 @@ typedef struct cam_cfg {
     const char      *layers[LK_CAM_MAX_LAYERS];
     int              n_layer_names;
     const char      *classes, *labels_path, *baseline, *out, *npy, *cmap, *title;
+    const char      *metrics_list, *boxes_path, *curves;
+    unsigned         metrics;   /* lk_faith_metric bits; 0: no metrics */
+    char            *curves_buf; /* derived curves path (owned) */
     long long        dpi;
     int              json, quiet, size_given;
     int64_t          size[2];
@@ -196,6 +206,9 @@ static int apply_method_opt(cam_cfg *g, const cli_item *it) {
     case CAM_BATCH: return apply_int("--batch", it->val, 1, 4096, &g->p.batch);
     case CAM_CLIP_MASS: return parse_double("--clip-mass", it->val, 0, 99.999, &g->p.clip_mass);
     case CAM_MAX_CHANNELS: return apply_int("--max-channels", it->val, 1, 1 << 30, &g->p.max_channels);
+    case CAM_METRICS: g->metrics_list = it->val; return 1;
+    case CAM_BOXES: g->boxes_path = it->val; return 1;
+    case CAM_CURVES: g->curves = it->val; return 1;
     default: cli_error("cam", "unexpected argument '%s'", it->val ? it->val : ""); return 0;
     }
 }
@@ -263,7 +276,57 @@ done:
     return ok;
 }
 
-static int check_cfg(const cam_cfg *g) {
+static int has_ext(const char *path) {
+    const char *d = strrchr(path, '.');
+    return d && (!strcasecmp(d, ".png") || !strcasecmp(d, ".svg") || !strcasecmp(d, ".pdf"));
+}
+
+/* --metrics, --boxes and --curves: the metric bits, and the curves path (given, beside -o as
+ * STEM.curves.EXT, else DIR/curves.png beside --npy maps, else none). */
+static int check_metrics(cam_cfg *g) {
+    lk_error err;
+    if (!g->metrics_list) {
+        const char *o = g->boxes_path ? "--boxes" : g->curves ? "--curves" : NULL;
+        if (o) cli_error(o, "needs --metrics (e.g. --metrics all)");
+        return o == NULL;
+    }
+    if (lk_faith_metrics_parse(g->metrics_list, &g->metrics, &err) != LK_OK) {
+        cli_error("--metrics", "%s", err.msg);
+        return 0;
+    }
+    if ((g->metrics & LK_FAITH_POINTING) && !g->boxes_path) {
+        cli_error("--metrics", "the pointing game needs ground-truth boxes: give --boxes FILE "
+                  "(CSV file,x0,y0,x1,y1[,class]), or leave pointing out of the list");
+        return 0;
+    }
+    if (g->boxes_path && !(g->metrics & LK_FAITH_POINTING)) {
+        cli_error("--boxes", "only the pointing game uses boxes; add pointing to --metrics");
+        return 0;
+    }
+    int curves = (g->metrics & (LK_FAITH_DELETION | LK_FAITH_INSERTION)) != 0;
+    if (g->curves && !curves) {
+        cli_error("--curves", "the curves are those of deletion and insertion; add them to "
+                  "--metrics");
+        return 0;
+    }
+    if (g->curves && !has_ext(g->curves)) {
+        cli_error(g->curves, "figure must end in .png, .svg or .pdf");
+        return 0;
+    }
+    if (!g->curves && curves && (g->out || g->npy)) {
+        const char *base = g->out ? g->out : g->npy;
+        const char *dot  = g->out ? strrchr(base, '.') : NULL;
+        size_t      stem = dot ? (size_t)(dot - base) : strlen(base);
+        size_t      n    = strlen(base) + 32;
+        if (!(g->curves_buf = malloc(n))) return 0;
+        if (g->out) snprintf(g->curves_buf, n, "%.*s.curves%s", (int)stem, base, dot);
+        else snprintf(g->curves_buf, n, "%s/curves.png", base);
+        g->curves = g->curves_buf;
+    }
+    return 1;
+}
+
+static int check_cfg(cam_cfg *g) {
     if (!g->model) {
         cli_error("cam", "no model given (usage: lkprobe cam %s)", cam_spec.usage);
         return 0;
@@ -279,6 +342,7 @@ static int check_cfg(const cam_cfg *g) {
             return 0;
         }
     }
+    if (!check_metrics(g)) return 0;
     if (g->cmap) {
         lk_cmap  cm;
         lk_error err;
@@ -425,6 +489,26 @@ done:
     return rc;
 }
 
+/* The file of layer l of map m (l == nl: the final map). */
+static void npy_path(const cam_cfg *g, const lk_cam_map *m, int l, int nl, char *p, size_t n) {
+    if (l == nl) snprintf(p, n, "%s/%s.npy", g->npy, method_name(m));
+    else if (l == 0) snprintf(p, n, "%s/%s.raw.npy", g->npy, method_name(m));
+    else snprintf(p, n, "%s/%s.raw.%d.npy", g->npy, method_name(m), l);
+}
+
+/* Removes the files write_npy wrote (after a later output failed). */
+static void remove_npy(const cam_cfg *g, const lk_cam_result *r) {
+    for (int j = 0; j < r->n_methods; j++) {
+        const lk_cam_map *m  = &r->maps[j];
+        int               nl = lk_cam_method_get(m->method)->layer_res ? r->n_layers : 1;
+        for (int l = 0; l <= nl; l++) {
+            char p[4096];
+            npy_path(g, m, l, nl, p, sizeof p);
+            unlink(p);
+        }
+    }
+}
+
 /* DIR/<method>.raw.npy (first layer; DIR/<method>.raw.<l>.npy for the others) and
  * DIR/<method>.npy; all or nothing. */
 static int write_npy(const cam_cfg *g, const lk_cam_result *r) {
@@ -441,9 +525,7 @@ static int write_npy(const cam_cfg *g, const lk_cam_result *r) {
         int               nl = lk_cam_method_get(m->method)->layer_res ? r->n_layers : 1;
         for (int l = 0; l <= nl; l++) {
             char p[4096];
-            if (l == nl) snprintf(p, sizeof p, "%s/%s.npy", g->npy, method_name(m));
-            else if (l == 0) snprintf(p, sizeof p, "%s/%s.raw.npy", g->npy, method_name(m));
-            else snprintf(p, sizeof p, "%s/%s.raw.%d.npy", g->npy, method_name(m), l);
+            npy_path(g, m, l, nl, p, sizeof p);
             if (lk_npy_write(p, l == nl ? m->final : m->raw[l], &err) != LK_OK) {
                 cli_error_lk(&err);
                 goto out;
@@ -461,7 +543,7 @@ out:
     return rc;
 }
 
-static void print_text(const cam_cfg *g, const lk_cam_result *r) {
+static void print_text(const cam_cfg *g, const lk_cam_result *r, const lk_faith *f) {
     printf("layer%s:", r->n_layers > 1 ? "s" : "");
     for (int l = 0; l < r->n_layers; l++)
         printf(" %s (%lld, %lld, %lld)", r->layer_names[l], (long long)r->layer_shapes[l][1],
@@ -482,8 +564,29 @@ static void print_text(const cam_cfg *g, const lk_cam_result *r) {
     }
     for (int j = 0; j < r->n_methods; j++)
         printf("  %-20s %.3f s\n", method_name(&r->maps[j]), r->maps[j].seconds);
+    if (f) {
+        printf("faithfulness (%s; means over %lld image(s)):\n",
+               lk_faith_readout_name(lk_faith_params_of(f)->readout), (long long)r->n_images);
+        for (int j = 0; j < r->n_methods; j++) {
+            lk_faith_summary s;
+            lk_error         err;
+            if (lk_faith_get_summary(f, j, &s, &err) != LK_OK) continue;
+            printf("  %-20s", method_name(&r->maps[j]));
+            if (g->metrics & LK_FAITH_DELETION) printf(" deletion %.4f", s.deletion);
+            if (g->metrics & LK_FAITH_INSERTION) printf(" insertion %.4f", s.insertion);
+            if (g->metrics & LK_FAITH_ROAD) printf(" road %.4f", s.road);
+            if (g->metrics & LK_FAITH_DROP)
+                printf(" avg-drop %.2f%% increase %.2f%%", s.avg_drop, s.increase);
+            if (g->metrics & LK_FAITH_POINTING)
+                printf(" pointing %.4f (%lld hit, %lld miss, %lld skipped)", s.pointing,
+                       (long long)s.pointing_hits, (long long)s.pointing_misses,
+                       (long long)s.pointing_skipped);
+            printf("\n");
+        }
+    }
     if (g->out) printf("figure: %s\n", g->out);
     if (g->npy) printf("maps: %s/\n", g->npy);
+    if (f && g->curves) printf("curves: %s\n", g->curves);
 }
 
 static int print_json(const cam_cfg *g, const lk_cam_result *r) {
@@ -498,12 +601,58 @@ static int print_json(const cam_cfg *g, const lk_cam_result *r) {
     return 0;
 }
 
-/* ---------------------------------------------------------------- the run */
-
 static void progress_cb(void *user, int64_t done, int64_t total) {
     (void)total;
     cli_progress_update(user, done);
 }
+
+/* The deletion/insertion curves of the first image, one series per method. */
+static int draw_curves(const cam_cfg *g, const lk_cam_result *r, const lk_faith *f,
+                       lk_faith_image *const *curves) {
+    const char *labels[LK_CAM_METHOD_COUNT];
+    char        title[512];
+    lk_error    err;
+    for (int j = 0; j < r->n_methods; j++) labels[j] = method_name(&r->maps[j]);
+    snprintf(title, sizeof title, "%s, class %lld", r->names[0] ? lk_base_name(r->names[0])
+                                                                : "input 0",
+             (long long)r->cls[0]);
+    if (lk_faith_curves_figure((const lk_faith_image *const *)curves, labels, r->n_methods,
+                               lk_faith_params_of(f)->readout, g->title ? g->title : title,
+                               g->curves, (double)g->dpi, &err) != LK_OK) {
+        cli_error_lk(&err);
+        return 1;
+    }
+    return 0;
+}
+
+/* The metrics of every map (lk_cam_score_faith), recorded in the result. */
+static int score_maps(const cam_cfg *g, const lk_model *m, lk_cam *c, lk_inputs *in,
+                      const lk_faith_boxes *bx, const int64_t shape[4], lk_faith **f,
+                      lk_faith_image **curves) {
+    const lk_cam_result *r  = lk_cam_get_result(c);
+    lk_faith_params      fp = lk_faith_params_default();
+    lk_error             err;
+    fp.metrics              = g->metrics;
+    fp.threads              = g->c.threads;
+    fp.batch                = g->p.batch;
+    if (lk_faith_alloc(m, &fp, shape, r->n_methods, bx, f, &err) != LK_OK) {
+        cli_error_lk(&err);
+        return 0;
+    }
+    cli_progress prog;
+    cli_progress_start(&prog, "metrics", r->n_images * r->n_methods, g->quiet);
+    lk_status st = lk_cam_score_faith(c, in, *f, bx, g->curves ? curves : NULL, progress_cb,
+                                      &prog, &err);
+    if (st != LK_OK) {
+        if (!g->quiet) fputc('\n', stderr);
+        cli_error_lk(&err);
+        return 0;
+    }
+    cli_progress_end(&prog, prog.total);
+    return 1;
+}
+
+/* ---------------------------------------------------------------- the run */
 
 /* (1, C, H, W): C from the model; H, W from the .npy batch, --size, the model's declared
  * input, else 224. */
@@ -546,16 +695,38 @@ static int resolve_layers(cam_cfg *g, const lk_model *m, int64_t *vids) {
     return 1;
 }
 
+/* Refuses outputs that are an input file, or two outputs on one path. */
+static int refuse_overwrite(const cam_cfg *g) {
+    const char *const outs[3] = {g->out, g->npy, g->curves};
+    const char *const ins[5]  = {g->model, g->boxes_path, g->labels_path, g->baseline, g->in.npy};
+    for (int k = 0; k < 5; k++)
+        if (cli_refuse_overwrite(ins[k], 3, outs)) return 1;
+    for (int64_t k = 0; k < g->in.n_files; k++)
+        if (cli_refuse_overwrite(g->files[k], 3, outs)) return 1;
+    if (g->out && g->curves && !strcmp(g->out, g->curves)) {
+        cli_error(g->curves, "the curves figure and the grid figure (-o) are the same file");
+        return 1;
+    }
+    return 0;
+}
+
 static int run(cam_cfg *g, lk_inputs *in) {
-    lk_model  *m = NULL;
-    lk_cam    *c = NULL;
-    lk_tensor *base = NULL;
-    lk_error   err;
-    int        rc = 1;
-    int64_t    shape[4], vids[LK_CAM_MAX_LAYERS];
+    lk_model       *m = NULL;
+    lk_cam         *c = NULL;
+    lk_tensor      *base = NULL;
+    lk_faith_boxes *bx = NULL;
+    lk_faith       *f  = NULL;
+    lk_faith_image *curves[LK_CAM_METHOD_COUNT] = {0};
+    lk_error        err;
+    int             rc = 1;
+    int64_t         shape[4], vids[LK_CAM_MAX_LAYERS];
     memset(&err, 0, sizeof err);
-    if (cli_refuse_overwrite(g->model, 2, (const char *const[]){g->out, g->npy})) return 1;
-    if (cli_load_model(g->model, &g->c, &m)) return 1;
+    if (refuse_overwrite(g)) return 1;
+    if (g->boxes_path && lk_faith_boxes_load(g->boxes_path, &bx, &err) != LK_OK) {
+        cli_error_lk(&err);
+        return 1;
+    }
+    if (cli_load_model(g->model, &g->c, &m)) goto done;
     if (!input_shape(g, in, m, shape) || !resolve_layers(g, m, vids)) goto done;
     if (g->baseline) {
         if (lk_npy_read(g->baseline, &base, &err) != LK_OK) goto fail;
@@ -580,25 +751,33 @@ static int run(cam_cfg *g, lk_inputs *in) {
     if (st != LK_OK && !g->quiet) fputc('\n', stderr);
     if (st != LK_OK) goto fail;
     cli_progress_end(&prog, prog.total);
-    /* Every image's maps are in r: input i (lk_inputs_get(in, i, x)), class r->cls[i], final
-     * map row i of r->maps[j].final (N, H, W).  Scores of the maps (faithfulness metrics) are
-     * computed here and recorded with lk_cam_set_score(c, j, i, name, v); the JSON then
-     * carries them per image and as means. */
+    /* Faithfulness metrics of every map, recorded in the result (per image and method, and
+     * a summary per method, in the JSON). */
+    if (g->metrics && !score_maps(g, m, c, in, bx, shape, &f, curves)) goto done;
     const lk_cam_result *r = lk_cam_get_result(c);
     if (r->ablation_small_y && !g->quiet)
         fprintf(stderr, "lkprobe: warning: %lld image(s) have |y| < 1e-6: AblationCAM weights "
                 "(y - y_k) / y are unstable there\n", (long long)r->ablation_small_y);
-    /* Outputs all or none: the figure (atomic), then the maps; a failure removes the figure. */
+    /* Outputs all or none: the figure (atomic), then the maps, then the curves; a failure
+     * removes what was written before. */
     if (g->out && draw_figure(g, r, in)) goto done;
     if (g->npy && write_npy(g, r)) {
         if (g->out) unlink(g->out);
         goto done;
     }
-    rc = g->json ? print_json(g, r) : (print_text(g, r), 0);
+    if (f && g->curves && draw_curves(g, r, f, curves)) {
+        if (g->out) unlink(g->out);
+        if (g->npy) remove_npy(g, r);
+        goto done;
+    }
+    rc = g->json ? print_json(g, r) : (print_text(g, r, f), 0);
     goto done;
 fail:
     cli_error_lk(&err);
 done:
+    for (int j = 0; j < LK_CAM_METHOD_COUNT; j++) lk_faith_image_free(curves[j]);
+    lk_faith_free(f);
+    lk_faith_boxes_free(bx);
     lk_cam_free(c);
     lk_tensor_free(base);
     lk_model_free(m);
@@ -634,5 +813,6 @@ done:
     lk_free(g.labels);
     free(g.cls);
     free(g.files);
+    free(g.curves_buf);
     return rc;
 }

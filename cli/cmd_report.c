@@ -11,7 +11,11 @@
 
 #include "cli.h"
 #include "util/lk_util.h"
+#include "lkprobe/lk_faith.h"
 #include "lkprobe/lk_report.h"
+
+/* Option ids of this command only (after the shared ones). */
+enum { REPORT_LINSCOPE = OPT_COUNT + 1, REPORT_CAM_METRICS, REPORT_CAM_BOXES };
 
 static const cli_opt report_opts[] = {
     CLI_COMMON_OPTS,
@@ -27,8 +31,10 @@ static const cli_opt report_opts[] = {
     {"--dpi", NULL, 1, OPT_DPI, "D: resolution of raster layers in figures (default 100)"},
     {"--quiet", "-q", 0, OPT_QUIET, "no progress lines"},
     {"--json", NULL, 0, OPT_JSON, "print the numbers each section computed as JSON on stdout"},
-    {"--linscope", NULL, 0, (cli_opt_id)(OPT_COUNT + 1), "add the LinearScope section (first input)"},
+    {"--linscope", NULL, 0, (cli_opt_id)REPORT_LINSCOPE, "add the LinearScope section (first input)"},
     {"--ntk", NULL, 1, OPT_NTK, "N: add the NTK spectrum section on the first N inputs"},
+    {"--cam-metrics", NULL, 1, (cli_opt_id)REPORT_CAM_METRICS, "LIST|all: faithfulness metrics table in the Attribution section (as lkprobe cam --metrics)"},
+    {"--cam-boxes", NULL, 1, (cli_opt_id)REPORT_CAM_BOXES, "FILE: pointing-game boxes for --cam-metrics (as lkprobe cam --boxes)"},
 };
 static const cli_spec report_spec = {
     "report", "MODEL [IMAGE...] -o REPORT.html [options]",
@@ -41,7 +47,7 @@ static const cli_spec report_spec = {
 
 typedef struct report_cfg {
     cli_common   c;
-    const char  *model, *out, *latex, *title;
+    const char  *model, *out, *latex, *title, *cam_metrics, *cam_boxes;
     const char **images;
     int64_t      n_images;
     long long    noise, seed, n, dpi;
@@ -72,11 +78,7 @@ static int parse_cfg(report_cfg *g, int argc, char **argv, cli_item *items) {
         int             a  = cli_common_apply(&g->c, it);
         if (a < 0) return 0;
         if (a) continue;
-        if ((int)it->id == OPT_COUNT + 1) {
-            g->linscope = 1;
-            continue;
-        }
-        switch (it->id) {
+        switch ((int)it->id) {
         case OPT_POSITIONAL:
             if (!g->model) g->model = it->val;
             else g->images[g->n_images++] = it->val;
@@ -121,13 +123,52 @@ static int parse_cfg(report_cfg *g, int argc, char **argv, cli_item *items) {
             break;
         case OPT_QUIET: g->quiet = 1; break;
         case OPT_JSON: g->json = 1; break;
+        case REPORT_LINSCOPE: g->linscope = 1; break;
         case OPT_NTK:
             if (!cli_parse_int("--ntk", it->val, 2, 100000, &g->ntk)) return 0;
             break;
+        case REPORT_CAM_METRICS: g->cam_metrics = it->val; break;
+        case REPORT_CAM_BOXES: g->cam_boxes = it->val; break;
         default:
             cli_error("report", "unexpected argument '%s'", it->val ? it->val : "");
             return 0;
         }
+    }
+    return 1;
+}
+
+/* --cam-metrics and --cam-boxes, checked as `lkprobe cam` checks --metrics and --boxes; the
+ * boxes must name given images.  0 after printing an error. */
+static int cam_options(const report_cfg *g, unsigned *metrics, lk_faith_boxes **boxes) {
+    lk_error err;
+    if (!g->cam_metrics) {
+        if (g->cam_boxes) cli_error("--cam-boxes", "needs --cam-metrics (e.g. --cam-metrics all)");
+        return g->cam_boxes == NULL;
+    }
+    if (!g->n_images) {
+        cli_error("--cam-metrics", "the Attribution section needs image files");
+        return 0;
+    }
+    if (lk_faith_metrics_parse(g->cam_metrics, metrics, &err) != LK_OK) {
+        cli_error("--cam-metrics", "%s", err.msg);
+        return 0;
+    }
+    if ((*metrics & LK_FAITH_POINTING) && !g->cam_boxes) {
+        cli_error("--cam-metrics", "the pointing game needs ground-truth boxes: give --cam-boxes "
+                  "FILE (CSV file,x0,y0,x1,y1[,class]), or leave pointing out of the list");
+        return 0;
+    }
+    if (g->cam_boxes && !(*metrics & LK_FAITH_POINTING)) {
+        cli_error("--cam-boxes", "only the pointing game uses boxes; add pointing to "
+                  "--cam-metrics");
+        return 0;
+    }
+    int64_t used = g->n > 0 && g->n < g->n_images ? g->n : g->n_images; /* images the section uses */
+    if (g->cam_boxes && (lk_faith_boxes_load(g->cam_boxes, boxes, &err) != LK_OK ||
+                         lk_faith_boxes_check(*boxes, used, (const char *const *)g->images,
+                                              &err) != LK_OK)) {
+        cli_error_lk(&err);
+        return 0;
     }
     return 1;
 }
@@ -228,6 +269,8 @@ int cmd_report(int argc, char **argv) {
     lk_model            *m     = NULL;
     lk_report           *r     = NULL;
     lk_report_node_info *ni    = NULL;
+    lk_faith_boxes      *boxes = NULL;
+    unsigned             cam_metrics = 0;
     lk_error             err;
     int                  rc = 1;
     memset(&err, 0, sizeof err);
@@ -258,6 +301,12 @@ int cmd_report(int argc, char **argv) {
         cli_error("report", "give images or --noise, not both");
         goto done;
     }
+    if (!cam_options(&g, &cam_metrics, &boxes)) goto done;
+    const char *const outs[2] = {g.out, g.latex};
+    if (cli_refuse_overwrite(g.model, 2, outs) || cli_refuse_overwrite(g.cam_boxes, 2, outs))
+        goto done;
+    for (int64_t i = 0; i < g.n_images; i++)
+        if (cli_refuse_overwrite(g.images[i], 2, outs)) goto done;
     double t0 = cli_now();
     char   sha[65];
     if (lk_sha256_file(g.model, sha, &err) != LK_OK) {
@@ -300,6 +349,8 @@ int cmd_report(int argc, char **argv) {
     ctx.max_mem       = cli_max_mem(&g.c);
     ctx.linscope      = g.linscope;
     ctx.ntk           = g.ntk;
+    ctx.cam_metrics   = cam_metrics;
+    ctx.cam_boxes     = boxes;
     size_t                       ns;
     const lk_report_section_def *sec = lk_report_sections(&ns);
     for (size_t i = 0; i < ns; i++) {
@@ -337,6 +388,7 @@ int cmd_report(int argc, char **argv) {
     rc = 0;
 done:
     lk_inputs_free(inputs);
+    lk_faith_boxes_free(boxes);
     lk_report_free(r);
     free(ni);
     lk_model_free(m);

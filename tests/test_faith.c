@@ -468,6 +468,207 @@ START_TEST(bad_maps_classes_and_options) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------- `lkprobe cam --metrics` */
+
+static char cli_dir[256];
+
+static const char *cli_tmp(const char *name) {
+    static char buf[8][512];
+    static int  k;
+    char       *b = buf[k++ % 8];
+    snprintf(b, 512, "%s/%s", cli_dir, name);
+    return b;
+}
+
+static void cli_setup(void) {
+    snprintf(cli_dir, sizeof cli_dir, "/tmp/lkprobe-faith-cli-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(cli_dir));
+}
+
+static void cli_teardown(void) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", cli_dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static void write_text(const char *path, const char *text) {
+    FILE *fp = fopen(path, "w");
+    ck_assert_ptr_nonnull(fp);
+    ck_assert_int_ge(fputs(text, fp), 0);
+    ck_assert_int_eq(fclose(fp), 0);
+}
+
+/* The number after "key": inside the object "section":{..."method":{ of the JSON. */
+static double json_num(const char *js, const char *section, const char *method, const char *key) {
+    char pat[96];
+    snprintf(pat, sizeof pat, "\"%s\":{", section);
+    const char *p = strstr(js, pat);
+    ck_assert_msg(p != NULL, "JSON lacks %s", pat);
+    snprintf(pat, sizeof pat, "\"%s\":{", method);
+    p = strstr(p, pat);
+    ck_assert_msg(p != NULL, "JSON lacks %s in %s", pat, section);
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *end = p + strlen(method) + 4; /* the method's closing brace */
+    for (int depth = 1; *end && depth; end++) depth += (*end == '{') - (*end == '}');
+    p = strstr(p, pat);
+    ck_assert_msg(p != NULL && p < end, "JSON lacks %s.%s.%s", section, method, key);
+    return strtod(p + strlen(pat), NULL);
+}
+
+static void same(double json, double direct, const char *what) {
+    ck_assert_msg(fabs(json - direct) <= 1e-8 * (1 + fabs(direct)),
+                  "%s: command %.9g, lk_faith %.9g", what, json, direct);
+}
+
+/* The command's scores of its own maps equal lk_faith on the maps it wrote (--npy). */
+START_TEST(cam_metrics_end_to_end) {
+    char        model[1024], x[1024];
+    static char out[1 << 17], errb[1 << 14];
+    tu_src_path("tests/fixtures/faith/tiny.onnx", model, sizeof model);
+    tu_src_path("tests/fixtures/faith/x.npy", x, sizeof x);
+    /* For .npy inputs the boxes name the row index; this box holds gradcam's arg-max on the
+     * fixture model, the second one is of another class (not counted). */
+    write_text(cli_tmp("boxes.csv"), "file,x0,y0,x1,y1,class\n0,0,0,31,31,\n0,0,0,3,3,7\n");
+    const char *args[] = {"cam", model, "--inputs", x, "--method", "gradcam,saliency",
+                          "--metrics", "all", "--boxes", cli_tmp("boxes.csv"), "--npy",
+                          cli_tmp("maps"), "-o", cli_tmp("grid.svg"), "--json", "-q", NULL};
+    int rc = tu_lkprobe(args, out, sizeof out, errb, sizeof errb);
+    ck_assert_msg(rc == 0, "rc %d: %s", rc, errb);
+    ck_assert_msg(access(cli_tmp("grid.curves.svg"), F_OK) == 0, "no curves figure beside -o");
+    lk_model  *m  = load_tiny();
+    lk_tensor *xt = load_npy("tests/fixtures/faith/x.npy");
+    lk_faith_boxes *bx = NULL;
+    lk_error        err;
+    ck_assert_int_eq(lk_faith_boxes_load(cli_tmp("boxes.csv"), &bx, &err), LK_OK);
+    /* One lk_faith with a group per method, maps added in the command's order: the ROAD
+     * noise is one seeded stream over the adds. */
+    const char     *meth[2] = {"gradcam", "saliency"};
+    lk_faith_params p       = lk_faith_params_default();
+    lk_faith       *f       = NULL;
+    ck_assert_msg(lk_faith_alloc(m, &p, xt->shape, 2, bx, &f, &err) == LK_OK, "%s", err.msg);
+    for (int k = 0; k < 2; k++) {
+        char path[600];
+        snprintf(path, sizeof path, "%s/%s.npy", cli_tmp("maps"), meth[k]);
+        lk_tensor *maps = tu_read_npy(path);
+        ck_assert_ptr_nonnull(maps);
+        ck_assert_int_eq(maps->shape[0], 1);
+        lk_tensor      mv = map_view(maps, 0);
+        lk_faith_input in = {.x = xt, .map = &mv, .cls = -1, .file = "0"};
+        ck_assert_msg(lk_faith_add(f, k, &in, &err) == LK_OK, "%s", err.msg);
+        const lk_faith_image *r = lk_faith_last(f);
+        same(json_num(out, "means", meth[k], "deletion"), r->deletion, "deletion");
+        same(json_num(out, "means", meth[k], "insertion"), r->insertion, "insertion");
+        same(json_num(out, "means", meth[k], "road"), r->road, "road");
+        same(json_num(out, "means", meth[k], "drop"), r->drop, "drop");
+        same(json_num(out, "faithfulness", meth[k], "deletion"), r->deletion, "summary deletion");
+        same(json_num(out, "faithfulness", meth[k], "avg_drop"), r->drop, "summary avg_drop");
+        same(json_num(out, "faithfulness", meth[k], "pointing"), r->pointing, "pointing");
+        ck_assert_int_eq(r->pointing, 1);
+        ck_assert(r->deletion > 0 && r->deletion < 1 && r->insertion > 0);
+        lk_tensor_free(maps);
+    }
+    lk_faith_free(f);
+    lk_faith_boxes_free(bx);
+    lk_tensor_free(xt);
+    lk_model_free(m);
+}
+END_TEST
+
+/* Bad metric options and boxes: exit 1, one message, no output. */
+START_TEST(cam_metrics_refusals) {
+    char        model[1024], x[1024];
+    static char out[1 << 16], errb[1 << 14];
+    tu_src_path("tests/fixtures/faith/tiny.onnx", model, sizeof model);
+    tu_src_path("tests/fixtures/faith/x.npy", x, sizeof x);
+    write_text(cli_tmp("bad.csv"), "file,x0,y0,x1,y1\n0,1,2,x,4\n");
+    write_text(cli_tmp("outside.csv"), "file,x0,y0,x1,y1\n0,1,2,40,4\n");
+    write_text(cli_tmp("unknown.csv"), "file,x0,y0,x1,y1\n5,1,2,3,4\n");
+    write_text(cli_tmp("ok.csv"), "file,x0,y0,x1,y1\n0,1,2,3,4\n");
+    struct {
+        const char *method, *metrics, *boxes, *expect;
+    } cases[] = {
+        {"gradcam", "deletion,nosuch", NULL, "unknown metric 'nosuch'"},
+        {"gradcam", "all", NULL, "the pointing game needs ground-truth boxes"},
+        {"gradcam", "pointing", "bad.csv", "bad.csv:2: field 4 (x1) 'x' is not a number"},
+        {"gradcam", "pointing", "outside.csv", "outside.csv:2: box (1, 2)-(40, 4) of image '0' "
+                                               "is not inside the 32x32 input"},
+        {"gradcam", "pointing", "unknown.csv", "unknown.csv:2: image '5' is not among"},
+        {"gradcam", "deletion", "ok.csv", "only the pointing game uses boxes"},
+        {"gradxinput", "drop", NULL, "method 'gradxinput' gives signed maps"},
+        {"gradcam", NULL, "ok.csv", "--boxes: needs --metrics"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *args[16] = {"cam", model, "--inputs", x, "--method", cases[i].method,
+                                "--npy", cli_tmp("maps"), "-o", cli_tmp("grid.png"), "-q"};
+        int         n        = 11;
+        if (cases[i].metrics) {
+            args[n++] = "--metrics";
+            args[n++] = cases[i].metrics;
+        }
+        if (cases[i].boxes) {
+            args[n++] = "--boxes";
+            args[n++] = cli_tmp(cases[i].boxes);
+        }
+        args[n] = NULL;
+        ck_assert_int_eq(tu_lkprobe(args, out, sizeof out, errb, sizeof errb), 1);
+        ck_assert_msg(strstr(errb, cases[i].expect), "case %zu: stderr: %s", i, errb);
+        const char *outs[3] = {"maps", "grid.png", "grid.curves.png"};
+        for (int k = 0; k < 3; k++)
+            ck_assert_msg(access(cli_tmp(outs[k]), F_OK) != 0, "case %zu left %s", i, outs[k]);
+    }
+    /* The curves figure may not be an input. */
+    const char *over[] = {"cam", model, "--inputs", x, "--metrics", "deletion", "--curves",
+                          cli_tmp("ok.csv"), "-q", NULL};
+    ck_assert_int_eq(tu_lkprobe(over, out, sizeof out, errb, sizeof errb), 1);
+    ck_assert_msg(strstr(errb, "must end in .png, .svg or .pdf"), "%s", errb);
+}
+END_TEST
+
+/* `lkprobe report --cam-metrics`: the metrics table (HTML and LaTeX) and the curves, with the
+ * same deletion / insertion AUCs as `lkprobe cam --metrics` on the same image and method. */
+START_TEST(report_cam_metrics) {
+    char        model[1024], img[1024];
+    static char out[1 << 18], errb[1 << 14], cam_out[1 << 16];
+    tu_src_path("tests/fixtures/faith/tiny.onnx", model, sizeof model);
+    tu_src_path("tests/data/images/rgb.png", img, sizeof img);
+    const char *args[] = {"report", model, img, "--cam-metrics", "deletion,insertion,road,drop",
+                          "-o", cli_tmp("r.html"), "--latex", cli_tmp("tex"), "--json", "-q",
+                          NULL};
+    int rc = tu_lkprobe(args, out, sizeof out, errb, sizeof errb);
+    ck_assert_msg(rc == 0, "rc %d: %s", rc, errb);
+    ck_assert_msg(access(cli_tmp("tex/cam-metrics.tex"), F_OK) == 0, "no LaTeX metrics table");
+    ck_assert_msg(access(cli_tmp("tex/cam-curves.pdf"), F_OK) == 0, "no curves PDF");
+    FILE *fp = fopen(cli_tmp("r.html"), "r");
+    ck_assert_ptr_nonnull(fp);
+    static char html[1 << 22];
+    size_t      n = fread(html, 1, sizeof html - 1, fp);
+    fclose(fp);
+    html[n] = 0;
+    ck_assert_ptr_nonnull(strstr(html, "deletion AUC (lower is better)"));
+    ck_assert_ptr_nonnull(strstr(html, "average drop %"));
+    ck_assert_ptr_nonnull(strstr(html, "Deletion and insertion curves"));
+    const char *cam[] = {"cam", model, img, "--method", "gradcam", "--metrics",
+                         "deletion,insertion", "--json", "-q", NULL};
+    rc = tu_lkprobe(cam, cam_out, sizeof cam_out, errb, sizeof errb);
+    ck_assert_msg(rc == 0, "rc %d: %s", rc, errb);
+    same(json_num(out, "faithfulness", "gradcam", "deletion"),
+         json_num(cam_out, "faithfulness", "gradcam", "deletion"), "report vs cam deletion");
+    same(json_num(out, "faithfulness", "gradcam", "insertion"),
+         json_num(cam_out, "faithfulness", "gradcam", "insertion"), "report vs cam insertion");
+    /* Boxes without pointing, and boxes naming an image not given: exit 1, no page. */
+    write_text(cli_tmp("b.csv"), "file,x0,y0,x1,y1\nother.png,1,2,3,4\n");
+    const char *bad[] = {"report", model, img, "--cam-metrics", "pointing", "--cam-boxes",
+                         cli_tmp("b.csv"), "-o", cli_tmp("bad.html"), "-q", NULL};
+    ck_assert_int_eq(tu_lkprobe(bad, out, sizeof out, errb, sizeof errb), 1);
+    ck_assert_msg(strstr(errb, "image 'other.png' is not among"), "%s", errb);
+    const char *bad2[] = {"report", model, img, "--cam-metrics", "pointing", "-o",
+                          cli_tmp("bad.html"), "-q", NULL};
+    ck_assert_int_eq(tu_lkprobe(bad2, out, sizeof out, errb, sizeof errb), 1);
+    ck_assert_msg(strstr(errb, "--cam-boxes"), "%s", errb);
+    ck_assert(access(cli_tmp("bad.html"), F_OK) != 0);
+}
+END_TEST
+
 static Suite *faith_suite(void) {
     Suite *s = suite_create("faith");
     TCase *t = tcase_create("faith");
@@ -481,6 +682,13 @@ static Suite *faith_suite(void) {
     tcase_add_test(t, bad_boxes_files);
     tcase_add_test(t, bad_maps_classes_and_options);
     suite_add_tcase(s, t);
+    TCase *c = tcase_create("cli");
+    tcase_set_timeout(c, 120);
+    tcase_add_checked_fixture(c, cli_setup, cli_teardown);
+    tcase_add_test(c, cam_metrics_end_to_end);
+    tcase_add_test(c, cam_metrics_refusals);
+    tcase_add_test(c, report_cam_metrics);
+    suite_add_tcase(s, c);
     return s;
 }
 

@@ -138,6 +138,11 @@ void lk_jw_str(lk_jw *w, const char *s) {
     else lk_sb_str(w->sb, "null");
 }
 
+void lk_jw_raw(lk_jw *w, const char *json) {
+    jw_sep(w);
+    lk_sb_str(w->sb, json);
+}
+
 void lk_jw_int(lk_jw *w, long long v) {
     jw_sep(w);
     lk_sb_printf(w->sb, "%lld", v);

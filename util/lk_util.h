@@ -82,6 +82,8 @@ void lk_jw_num(lk_jw *w, double v, const char *fmt); /* fmt: one printf double c
 void lk_jw_bool(lk_jw *w, int v);
 void lk_jw_null(lk_jw *w);
 void lk_jw_shape(lk_jw *w, int ndim, const int64_t *shape); /* [d0,d1,...] */
+/* A value that is already JSON text (e.g. another writer's object), copied as is. */
+void lk_jw_raw(lk_jw *w, const char *json);
 /* The escaped string literal of s (quotes included) appended to b; for JSON outside a writer. */
 void lk_json_escape(lk_sb *b, const char *s);
 

@@ -45,6 +45,7 @@
 #define LKPROBE_LK_CAM_H
 
 #include "lk_exec.h"
+#include "lk_faith.h"
 #include "lk_inputs.h"
 
 #ifdef __cplusplus
@@ -204,6 +205,9 @@ typedef struct lk_cam_result {
     int            n_scores;
     char           score_names[LK_CAM_MAX_SCORES][32];
     double        *scores[LK_CAM_METHOD_COUNT][LK_CAM_MAX_SCORES];
+    /* Per-method summary of those scores (lk_cam_set_summary_json): NULL or a JSON object,
+     * written under faithfulness[METHOD]; owned by the pass. */
+    char          *summary_json[LK_CAM_METHOD_COUNT];
     lk_cam_params  p;            /* conventions in use (methods/layers point into the result) */
 } lk_cam_result;
 
@@ -236,6 +240,29 @@ LK_API lk_status lk_cam_add_inputs(lk_cam *c, lk_inputs *in, int64_t n, const in
  * images that have it under means[METHOD][name].  At most LK_CAM_MAX_SCORES names. */
 LK_API lk_status lk_cam_set_score(lk_cam *c, int j, int64_t i, const char *name, double v,
                                   lk_error *err);
+
+/* Stores json (a JSON object, copied) as method j's summary: lk_cam_result_json writes it
+ * under faithfulness[METHOD].  A later call for j replaces it. */
+LK_API lk_status lk_cam_set_summary_json(lk_cam *c, int j, const char *json, lk_error *err);
+
+/* Faithfulness metrics (lk_faith.h, cam.md §7) of every final map, recorded in the result.
+ * For image i of the result (input i of in: the same inputs, in order) and method j it calls
+ * lk_faith_add(f, j, ...) with x = input i, map = row i of maps[j].final, cls = cls[i] and
+ * the file names[i] (for .npy rows and noise, the decimal row index "i", which is what a
+ * boxes file names then); every metric f computes is recorded with lk_cam_set_score under
+ * deletion, insertion, road, morf_avg, lerf_avg, drop, increase, abs_drop, pointing (1 hit,
+ * 0 miss, NaN no box), and each method's lk_faith_summary_json with lk_cam_set_summary_json.
+ * f: planned for the result's input shape with n_groups >= n_methods, fresh (no add yet).
+ * boxes: those f was planned with (may be NULL); checked first (every file named is an input,
+ * every box inside the input) with lk_faith_boxes_check and lk_faith_boxes_check_bounds.
+ * Average Drop needs maps in [0, 1]: a symmetric (signed) map with LK_FAITH_DROP fails with
+ * LK_EINVAL naming the method, before any metric is computed.
+ * curves: NULL, or n_methods entries set to copies of image 0's metrics with their curves
+ * (for lk_faith_curves_figure; the caller frees each with lk_faith_image_free; all NULL on
+ * failure).  cb (may be NULL) is called after each lk_faith_add with (adds done, adds). */
+LK_API lk_status lk_cam_score_faith(lk_cam *c, lk_inputs *in, lk_faith *f,
+                                    const lk_faith_boxes *boxes, lk_faith_image **curves,
+                                    lk_cam_progress_fn cb, void *user, lk_error *err);
 
 /* Forward passes lk_cam_add will run per image (for progress totals). */
 LK_API int64_t   lk_cam_units_per_image(const lk_cam *c);

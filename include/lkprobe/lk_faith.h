@@ -127,6 +127,10 @@ LK_API const lk_faith_box *lk_faith_boxes_get(const lk_faith_boxes *b, int64_t i
  * otherwise LK_ENOTFOUND naming the boxes file, line and image. */
 LK_API lk_status lk_faith_boxes_check(const lk_faith_boxes *b, int64_t n,
                                       const char *const *names, lk_error *err);
+/* Checks that every box lies inside an h x w image (0 <= x0, x1 <= w - 1, same for y);
+ * otherwise LK_EINVAL naming the boxes file, line and image.  b may be NULL. */
+LK_API lk_status lk_faith_boxes_check_bounds(const lk_faith_boxes *b, int64_t h, int64_t w,
+                                             lk_error *err);
 
 /* ---------------------------------------------------------------- the pass */
 
@@ -140,6 +144,9 @@ LK_API lk_status lk_faith_alloc(const lk_model *m, const lk_faith_params *p,
 LK_API void      lk_faith_free(lk_faith *f);
 /* The batch actually planned (params.batch, or 1 for a batch-bound model). */
 LK_API int       lk_faith_batch(const lk_faith *f);
+/* The metrics computed (lk_faith_params.metrics) and all parameters in use (borrowed). */
+LK_API unsigned  lk_faith_metrics(const lk_faith *f);
+LK_API const lk_faith_params *lk_faith_params_of(const lk_faith *f);
 
 /* Optional progress: called after every batched forward with the forwards done and the
  * forwards one lk_faith_add call needs. */
@@ -215,6 +222,12 @@ LK_API void lk_faith_blur_taps(double k[11]);
  * [0, 1.05] for probabilities, shaded area, AUC in the legend), one series per entry of
  * r[0..n) labelled labels[i] (e.g. the method).  PNG, SVG or PDF by path's extension,
  * written atomically. */
+/* The same figure, drawn and returned in *out (the caller frees it with lk_fig_free), e.g. for
+ * a report page. */
+typedef struct lk_fig lk_fig;
+LK_API lk_status lk_faith_curves_draw(const lk_faith_image *const *r, const char *const *labels,
+                                      int n, lk_faith_readout readout, const char *title,
+                                      double dpi, lk_fig **out, lk_error *err);
 LK_API lk_status lk_faith_curves_figure(const lk_faith_image *const *r,
                                         const char *const *labels, int n,
                                         lk_faith_readout readout, const char *title,

@@ -132,6 +132,9 @@ typedef struct lk_report_ctx {
     uint64_t                   max_mem;    /* bytes an analysis may plan for; 0 = no bound */
     int                        linscope;   /* 1: run the LinearScope section (--linscope) */
     int64_t                    ntk;        /* inputs of the NTK section; 0 = not run */
+    unsigned                   cam_metrics; /* lk_faith_metric bits of the Attribution
+                                               section's metrics table; 0 = none */
+    const struct lk_faith_boxes *cam_boxes; /* pointing-game boxes (lk_faith.h) or NULL */
 } lk_report_ctx;
 
 /* No inputs, n = 8, automatic size. */
