@@ -3,6 +3,7 @@
  * protocol (../shared/docs/erf.md), a heatmap figure, the raw mean map and the area ratios.
  * Several models share the inputs and are drawn side by side with one colour scale.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -102,6 +103,14 @@ static int add_positional(erf_cfg *g, const char *val) {
     if (lk_inputs_is_image_file(val)) {
         g->files[g->in.n_files++] = val;
         return 1;
+    }
+    /* A name that says image but is not one: name the file, not the missing inputs. */
+    const char *dot = strrchr(val, '.');
+    if (dot && (!strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") ||
+                !strcasecmp(dot, ".jpeg"))) {
+        if (access(val, R_OK) != 0) cli_error(val, "cannot read the image: %s", strerror(errno));
+        else cli_error(val, "not a PNG or JPEG image (the content does not match the name)");
+        return 0;
     }
     if (g->n_models == MAX_MODELS) {
         cli_error("erf", "at most %d models in one call", MAX_MODELS);
@@ -315,6 +324,9 @@ static int run_model(const erf_cfg *g, cli_dist *j, const char *path, lk_inputs 
     memset(&err, 0, sizeof err);
     res->path = path;
     if (cli_refuse_overwrite(path, 2, (const char *const[]){g->npy, g->out})) goto setup;
+    if (cli_refuse_overwrite(g->in.npy, 2, (const char *const[]){g->npy, g->out})) goto setup;
+    for (int64_t i = 0; i < g->in.n_files; i++)
+        if (cli_refuse_overwrite(g->files[i], 2, (const char *const[]){g->npy, g->out})) goto setup;
     if (cli_load_model(path, &g->c, &m)) goto setup;
     if (!input_shape(g, in, path, m, shape)) goto setup;
     p.threads       = j->size > 1 ? cli_dist_threads(j, g->c.threads) : g->c.threads;

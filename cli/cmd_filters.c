@@ -277,8 +277,10 @@ static void fig_path(const char *out, const char *what, char *buf, size_t n) {
     else snprintf(buf, n, "%s/filters_%s.png", out, what);
 }
 
-static int save(lk_fig *fig, const char *path, char **written, int *nw) {
+static int save(const filt_cfg *g, lk_fig *fig, const char *path, char **written, int *nw) {
     lk_error err;
+    for (int i = 0; i < g->n_models; i++)
+        if (cli_refuse_overwrite(g->models[i], 1, &path)) return 0;
     if (lk_fig_save(fig, path, &err) != LK_OK) {
         cli_error_lk(&err);
         return 0;
@@ -312,7 +314,7 @@ static int fig_layers(const filt_cfg *g, const lk_filters *f, char **written, in
         lk_plot_lines(a2, &s2, 1, &o2, &err))
         goto fail;
     fig_path(g->out, "layers", path, sizeof path);
-    ok = save(fig, path, written, nw);
+    ok = save(g, fig, path, written, nw);
     goto done;
 fail:
     cli_error_lk(&err);
@@ -349,7 +351,7 @@ static int fig_eigen(const filt_cfg *g, const lk_filters *f, char **written, int
         lk_plot_image_grid(ax, tiles, &go, &err))
         goto fail;
     fig_path(g->out, "eigenfilters", path, sizeof path);
-    ok = save(fig, path, written, nw);
+    ok = save(g, fig, path, written, nw);
     goto done;
 fail:
     cli_error_lk(&err);
@@ -415,7 +417,7 @@ static int fig_hist(const filt_cfg *g, const lk_filters *f, const grouping *G, c
     }
     free(h);
     fig_path(g->out, "hist", path, sizeof path);
-    ok = save(fig, path, written, nw);
+    ok = save(g, fig, path, written, nw);
     goto done;
 fail:
     cli_error_lk(&err);
@@ -449,7 +451,7 @@ static int fig_drift(const filt_cfg *g, const grouping *G, int ng, char **writte
         char what[96];
         snprintf(what, sizeof what, "drift_%.60s", G[i].name);
         fig_path(g->out, what, path, sizeof path);
-        if (!save(fig, path, written, nw)) goto done;
+        if (!save(g, fig, path, written, nw)) goto done;
         lk_fig_free(fig);
         fig = NULL;
     }
@@ -523,7 +525,7 @@ static int fig_esd(const filt_cfg *g, const lk_spectra *sp, char **written, int 
                 p++;
             }
             fig_path(g->out, "esd", path, sizeof path);
-            if (!save(fig, path, written, nw)) goto done;
+            if (!save(g, fig, path, written, nw)) goto done;
         }
     }
     ok = 1;
@@ -854,6 +856,8 @@ static int analyse(const filt_cfg *g, lk_filters *f, lk_spectra *sp) {
     }
     if (lk_filters_compute(f, &err) != LK_OK) goto fail;
     if (!build_groupings(g, f, G, &ng)) goto done;
+    for (int i = 0; g->csv && i < g->n_models; i++)
+        if (cli_refuse_overwrite(g->models[i], 1, &g->csv)) goto done;
     if (g->csv && !write_csv(g->csv, f)) goto done;
     if (g->out) {
         struct stat sb;
@@ -876,7 +880,9 @@ static int analyse(const filt_cfg *g, lk_filters *f, lk_spectra *sp) {
         printf("%-40s %8s %6s %9s %8s %8s %8s\n", "layer", "n", "depth", "sparsity", "H", "H/θ", "ortho");
         for (int64_t i = 0; i < lk_filters_n_layers(f); i++) {
             const lk_filters_layer *L = lk_filters_get_layer(f, i);
-            printf("%-40.40s %8lld %6.3f %9.4f %8.4f %8.4f %8.4f\n", L->name, (long long)L->n,
+            char                    e[256];
+            printf("%-40.40s %8lld %6.3f %9.4f %8.4f %8.4f %8.4f\n",
+                   lk_str_escape(e, sizeof e, L->name), (long long)L->n,
                    L->conv_depth_norm, L->sparsity, L->variance_entropy, L->variance_entropy_norm,
                    L->orthogonality);
         }

@@ -83,9 +83,12 @@ static void unknown_tensor(const lk_model *m, const char *name) {
             dist[k] = d;
         }
     }
-    fprintf(stderr, "lkprobe: --tensor '%s': no such value or node in the model; closest values:", name);
+    char e[256];
+    fprintf(stderr, "lkprobe: --tensor '%s': no such value or node in the model; closest values:",
+            lk_str_escape(e, sizeof e, name));
     for (int i = 0; i < nb; i++)
-        fprintf(stderr, "%s '%s'", i ? "," : "", lk_model_value_name(m, best[i]));
+        fprintf(stderr, "%s '%s'", i ? "," : "",
+                lk_str_escape(e, sizeof e, lk_model_value_name(m, best[i])));
     fputc('\n', stderr);
 }
 
@@ -155,6 +158,11 @@ static int collect(const lk_model *m, target *t, const lk_tensor *v, int64_t bat
         }
         memset(&err, 0, sizeof err);
         if (lk_tensor_alloc(LK_F32, v->ndim, sh, &t->all, &err) != LK_OK) {
+            char s[128];
+            lk_error_prefix(&err, "%s: value '%s' %s for %s: ", lk_model_get_meta(m)->source_path
+                                ? lk_model_get_meta(m)->source_path : "model",
+                            lk_model_value_name(m, t->vid), lk_shape_str(v->ndim, sh, s, sizeof s),
+                            t->file ? t->file : "the summary");
             cli_error_lk(&err);
             return 1;
         }
@@ -260,9 +268,11 @@ static int write_profile(const char *file, const lk_model *m, const lk_exec *x, 
             (long long)runs, 1e3 * total / (double)(runs ? runs : 1));
     for (int64_t r = 0; r < nr && r < 12; r++) {
         const lk_node *n = lk_model_node(m, rows[r].node);
+        char           e[256];
         fprintf(stderr, "  %8.3f ms  %5.1f%%  %-16s %s\n",
                 1e3 * rows[r].s / (double)(runs ? runs : 1),
-                total > 0 ? 100.0 * rows[r].s / total : 0.0, lk_op_name(n->op), n->name);
+                total > 0 ? 100.0 * rows[r].s / total : 0.0, lk_op_name(n->op),
+                lk_str_escape(e, sizeof e, n->name));
     }
     free(rows);
     return 0;
@@ -404,6 +414,7 @@ static int run_chunks(const fwd_cfg *g, const lk_model *m, lk_exec *x, const lk_
             if (nchunks > 1)
                 lk_error_prefix(&err, "chunk %lld (samples %lld..%lld): ", (long long)ci,
                                 (long long)r0, (long long)(r0 + rows - 1));
+            lk_error_prefix(&err, "%s: %s: ", g->path, g->in_path);
             cli_error_lk(&err);
             goto done;
         }

@@ -186,9 +186,9 @@ static void print_io(const lk_model *m, int outputs) {
     printf("%-10s", outputs ? "outputs:" : "inputs:");
     for (int64_t i = 0; i < n; i++) {
         int64_t v = outputs ? lk_model_output(m, i) : lk_model_input(m, i), sh[LK_MAX_DIMS];
-        char    s[128];
+        char    s[128], e[256];
         int     nd = lk_model_value_shape(m, v, sh);
-        printf("%s%s %s", i ? ", " : "", lk_model_value_name(m, v),
+        printf("%s%s %s", i ? ", " : "", lk_str_escape(e, sizeof e, lk_model_value_name(m, v)),
                nd >= 0 ? lk_shape_str(nd, sh, s, sizeof s) : "[?]");
     }
     putchar('\n');
@@ -196,11 +196,15 @@ static void print_io(const lk_model *m, int outputs) {
 
 static void print_text(const char *path, const lk_model *m, const cli_rf *rf, uint64_t macs) {
     const lk_model_meta *mt = lk_model_get_meta(m);
-    char                 h1[32], h2[32];
-    printf("model:    %s\nformat:   %s\nproducer: %s\nir:       %lld\nopset:    %lld\n", path,
-           mt->format, mt->producer[0] ? mt->producer : "-", (long long)mt->ir_version,
-           (long long)mt->opset);
-    printf("notes:    %s\n", mt->notes && mt->notes[0] ? mt->notes : "-");
+    char                 h1[32], h2[32], e[512];
+    printf("model:    %s\n", lk_str_escape(e, sizeof e, path));
+    printf("format:   %s\n", lk_str_escape(e, sizeof e, mt->format));
+    printf("producer: %s\nir:       %lld\nopset:    %lld\n",
+           mt->producer[0] ? lk_str_escape(e, sizeof e, mt->producer) : "-",
+           (long long)mt->ir_version, (long long)mt->opset);
+    char notes[4096];
+    printf("notes:    %s\n",
+           mt->notes && mt->notes[0] ? lk_str_escape(notes, sizeof notes, mt->notes) : "-");
     print_io(m, 0);
     print_io(m, 1);
     printf("\n%4s  %-28s %-15s %-7s %-6s %-5s %-6s %-20s %10s %12s  %s\n", "#", "name", "op",
@@ -222,7 +226,8 @@ static void print_text(const char *path, const lk_model *m, const cli_rf *rf, ui
         else snprintf(os, sizeof os, "?");
         fmt_rf(rs, sizeof rs, &rf[n->out[0]]);
         printf("%4lld  %-28.28s %-15s %-7s %-6s %-5s %-6s %-20s %10lld %12llu  %s\n",
-               (long long)i, n->name, lk_op_name(n->op), ks, ss, ds, gs, os,
+               (long long)i, lk_str_escape(e, sizeof e, n->name), lk_op_name(n->op), ks, ss, ds,
+               gs, os,
                (long long)node_params(m, n), (unsigned long long)lk_model_node_macs(m, i), rs);
         if (win) {
             int64_t ke = (d[0] * (k[0] - 1) + 1) * (d[1] * (k[1] - 1) + 1);
@@ -239,7 +244,7 @@ static void print_text(const char *path, const lk_model *m, const cli_rf *rf, ui
            cli_human((double)macs, h2, sizeof h2));
     if (best_node >= 0)
         printf("largest kernel: %lldx%lld (node '%s')\n", (long long)kbest[0],
-               (long long)kbest[1], lk_model_node(m, best_node)->name);
+               (long long)kbest[1], lk_str_escape(e, sizeof e, lk_model_node(m, best_node)->name));
     else
         printf("largest kernel: -\n");
     /* The receptive field of the last 4-D map in node order (the model's deepest spatial
@@ -251,8 +256,8 @@ static void print_text(const char *path, const lk_model *m, const cli_rf *rf, ui
         char rs[96];
         if (rf[n->out[0]].defined) fmt_rf(rs, sizeof rs, &rf[n->out[0]]);
         else snprintf(rs, sizeof rs, "none (not a local window of the input)");
-        printf("receptive field (last 4-D map, '%s'): %s\n", lk_model_value_name(m, n->out[0]),
-               rs);
+        printf("receptive field (last 4-D map, '%s'): %s\n",
+               lk_str_escape(e, sizeof e, lk_model_value_name(m, n->out[0])), rs);
         break;
     }
 }
@@ -269,7 +274,9 @@ static void print_notes(const char *notes) {
     printf("notes:\n");
     while (*notes) {
         size_t k = strcspn(notes, ";");
-        if (k) printf("  %.*s\n", (int)k, notes);
+        char   raw[512], e[1024];
+        snprintf(raw, sizeof raw, "%.*s", (int)k, notes);
+        if (k) printf("  %s\n", lk_str_escape(e, sizeof e, raw));
         notes += k;
         if (*notes) notes++;
     }
@@ -277,17 +284,19 @@ static void print_notes(const char *notes) {
 
 static void print_weights(const char *path, const lk_model *m) {
     const lk_model_meta *mt = lk_model_get_meta(m);
-    char                 h[32];
+    char                 h[32], e[512];
     int64_t              n  = 0;
-    printf("model:    %s\nformat:   %s (weights only, no graph)\nproducer: %s\n", path,
-           mt->format, mt->producer && mt->producer[0] ? mt->producer : "-");
+    printf("model:    %s\n", lk_str_escape(e, sizeof e, path));
+    printf("format:   %s (weights only, no graph)\nproducer: %s\n", mt->format,
+           mt->producer && mt->producer[0] ? lk_str_escape(e, sizeof e, mt->producer) : "-");
     print_notes(mt->notes);
     printf("\n%5s  %-48s %-8s %-22s %12s\n", "#", "name", "dtype", "shape", "elements");
     for (int64_t v = 0; v < lk_model_n_values(m); v++) {
         const lk_tensor *t = lk_model_param(m, v);
         char             sh[96];
         if (!t) continue;
-        printf("%5lld  %-48s %-8s %-22s %12lld\n", (long long)n++, lk_model_value_name(m, v),
+        printf("%5lld  %-48s %-8s %-22s %12lld\n", (long long)n++,
+               lk_str_escape(e, sizeof e, lk_model_value_name(m, v)),
                lk_dtype_name(t->dtype), lk_shape_str(t->ndim, t->shape, sh, sizeof sh),
                (long long)lk_tensor_numel(t));
     }

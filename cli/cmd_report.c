@@ -297,6 +297,9 @@ int cmd_report(int argc, char **argv) {
         cli_error(g.out, "the report must end in .html");
         goto done;
     }
+    if (cli_refuse_overwrite(g.model, 1, &g.out)) goto done;
+    for (int64_t i = 0; i < g.n_images; i++)
+        if (cli_refuse_overwrite(g.images[i], 1, &g.out)) goto done;
     if (g.n_images && g.noise_given) {
         cli_error("report", "give images or --noise, not both");
         goto done;

@@ -20,29 +20,31 @@ void cli_error_capture(char *buf, size_t n) {
     if (err_cap) err_cap[0] = 0;
 }
 
+/* Messages carry paths and names from files: both parts go through lk_str_escape, so one
+ * message is one printable line. */
 void cli_error(const char *what, const char *fmt, ...) {
+    char    raw[1024], w[512], m[1024];
     va_list ap;
     va_start(ap, fmt);
+    vsnprintf(raw, sizeof raw, fmt, ap);
+    va_end(ap);
+    lk_str_escape(w, sizeof w, what);
+    lk_str_escape(m, sizeof m, raw);
     if (err_cap) {
-        if (!err_cap[0]) {
-            int k = snprintf(err_cap, err_cap_n, "%s: ", what);
-            if (k >= 0 && (size_t)k < err_cap_n) vsnprintf(err_cap + k, err_cap_n - (size_t)k, fmt, ap);
-        }
-        va_end(ap);
+        if (!err_cap[0]) snprintf(err_cap, err_cap_n, "%s: %s", w, m);
         return;
     }
-    fprintf(stderr, "lkprobe: %s: ", what);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
+    fprintf(stderr, "lkprobe: %s: %s\n", w, m);
 }
 
 void cli_error_lk(const lk_error *err) {
+    char m[sizeof err->msg];
+    lk_str_escape(m, sizeof m, err->msg);
     if (err_cap) {
-        if (!err_cap[0]) snprintf(err_cap, err_cap_n, "%s", err->msg);
+        if (!err_cap[0]) snprintf(err_cap, err_cap_n, "%s", m);
         return;
     }
-    fprintf(stderr, "lkprobe: %s\n", err->msg);
+    fprintf(stderr, "lkprobe: %s\n", m);
 }
 
 static void print_help(const cli_spec *sp) {
@@ -207,6 +209,22 @@ int cli_refuse_overwrite(const char *input, int n, const char *const *outputs) {
     return 0;
 }
 
+/* A loader that skipped entries of the file (pth: a "skipped=" note) says so on stderr, so a
+ * state dict with foreign pickle entries never loads silently.  Notes are already escaped. */
+static void warn_skipped(const char *path, const lk_model *m) {
+    const char *notes = lk_model_get_meta(m)->notes;
+    for (const char *p = notes; p && *p;) {
+        size_t k = strcspn(p, ";");
+        if (k > 8 && strncmp(p, "skipped=", 8) == 0) {
+            char e[512];
+            fprintf(stderr, "lkprobe: warning: %s: skipped %.*s\n",
+                    lk_str_escape(e, sizeof e, path), (int)(k - 8), p + 8);
+        }
+        p += k;
+        if (*p) p++;
+    }
+}
+
 int cli_load_model(const char *path, const cli_common *c, lk_model **out) {
     lk_error     err;
     lk_load_opts o = c->load;
@@ -219,6 +237,7 @@ int cli_load_model(const char *path, const cli_common *c, lk_model **out) {
         cli_error_lk(&err);
         return 1;
     }
+    warn_skipped(path, *out);
     int64_t decl[LK_MAX_DIMS], sh[LK_MAX_DIMS];
     for (int64_t i = 0; !c->quiet_dims && c->load.n_input_shape == 0 &&
                         i < lk_model_n_inputs(*out); i++) {
@@ -226,10 +245,10 @@ int cli_load_model(const char *path, const cli_common *c, lk_model **out) {
         lk_model_input_shape(*out, i, sh);
         for (int d = 1; d < nd; d++) dyn |= decl[d] < 0;
         if (!dyn) continue;
-        char a[96], b[96];
+        char a[96], b[96], e[256];
         fprintf(stderr, "lkprobe: note: %s: input '%s' has dynamic dims %s; using %s (batch 1, "
                 "other free dims %d; give --input-shape to change)\n", path,
-                lk_model_value_name(*out, lk_model_input(*out, i)),
+                lk_str_escape(e, sizeof e, lk_model_value_name(*out, lk_model_input(*out, i))),
                 lk_shape_str(nd, decl, a, sizeof a), lk_shape_str(nd, sh, b, sizeof b),
                 LK_DYN_DEFAULT_DIM);
     }

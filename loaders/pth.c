@@ -10,6 +10,9 @@
  *  3. the value graph is walked for every dict path holding tensors (dicts, lists, opaque
  *     object states; whole nn.Modules through _modules/_parameters/_buffers), and one is
  *     chosen: --key, the only one, or params_ema > params > state_dict > model;
+ *     Entries of the chosen dict that are neither tensors nor None (opaque objects such as
+ *     posix.system calls, numbers, strings) are skipped and listed in a "skipped=" note,
+ *     which the command line prints as a warning;
  *  4. each tensor becomes a float32 parameter: zero-copy from the mapping when it is float32,
  *     contiguous and 4-byte aligned, otherwise gathered through its strides and converted
  *     into one arena that the model keeps.
@@ -63,6 +66,8 @@ typedef struct pth {
     item                *items;
     size_t               n_items, cap_items;
     unsigned             walk_mark;
+    size_t               n_skipped;     /* entries of the chosen dict that are not tensors */
+    lk_sb                skipped;       /* the first MAX_PATH_LIST of them, escaped */
 } pth;
 
 /* "a" + "." + "b" (or just "b" when a is empty) as a new string. */
@@ -381,12 +386,35 @@ static lk_status add_item(pth *P, const char *prefix, const char *k, const lk_pv
     return LK_OK;
 }
 
+/* Records a skipped entry: "prefix.key (what it is)", escaped, ';' (the note separator)
+ * written as \x3b. */
+static void note_skipped(pth *P, const char *prefix, const char *k, const lk_pv *key,
+                         const lk_pv *v) {
+    if (P->n_skipped++ >= MAX_PATH_LIST) return;
+    char what[128], raw[256], e[512];
+    if (v->kind == LK_PV_OBJECT || v->kind == LK_PV_GLOBAL) lk_pv_class_name(v, what, sizeof what);
+    else snprintf(what, sizeof what, "%s", lk_pv_kind_name(v->kind));
+    if (k) snprintf(raw, sizeof raw, "%s%s%s (%s)", prefix, prefix[0] ? "." : "", k, what);
+    else snprintf(raw, sizeof raw, "%s%s<%s key> (%s)", prefix, prefix[0] ? "." : "",
+                  lk_pv_kind_name(key->kind), what);
+    lk_str_escape(e, sizeof e, raw);
+    if (P->skipped.n) lk_sb_str(&P->skipped, ", ");
+    for (const char *c = e; *c; c++) {
+        if (*c == ';') lk_sb_str(&P->skipped, "\\x3b");
+        else lk_sb_char(&P->skipped, *c);
+    }
+}
+
 static lk_status collect_dict(pth *P, const lk_pv *d, const char *prefix, lk_error *err) {
     char buf[32];
     if (!d || d->kind != LK_PV_DICT) return LK_OK;
     for (size_t i = 0; i < d->u.dict.n; i++) {
-        const char *k = key_str(d->u.dict.k[i], buf, sizeof buf);
-        if (!k || d->u.dict.v[i]->kind != LK_PV_TENSOR) continue;
+        const char  *k = key_str(d->u.dict.k[i], buf, sizeof buf);
+        const lk_pv *v = d->u.dict.v[i];
+        if (!k || v->kind != LK_PV_TENSOR) {
+            if (v->kind != LK_PV_NONE) note_skipped(P, prefix, k, d->u.dict.k[i], v);
+            continue;
+        }
         lk_status s = add_item(P, prefix, k, d->u.dict.v[i], err);
         if (s) return s;
     }
@@ -647,6 +675,7 @@ static void pth_clear(pth *P) {
     lk_free(P->cands);
     for (size_t i = 0; i < P->n_items; i++) lk_free(P->items[i].name);
     lk_free(P->items);
+    lk_sb_free(&P->skipped);
 }
 
 static lk_status add_notes(pth *P, lk_model *m, const cand *c, int stripped, lk_error *err) {
@@ -669,6 +698,16 @@ static lk_status add_notes(pth *P, lk_model *m, const cand *c, int stripped, lk_
     }
     s = lk_model_add_note(m, buf, err);
     if (!s && stripped) s = lk_model_add_note(m, "stripped=module.", err);
+    if (!s && P->n_skipped) {
+        lk_sb n = {0};
+        lk_sb_printf(&n, "skipped=%zu entr%s that are not tensors: %s%s", P->n_skipped,
+                     P->n_skipped == 1 ? "y" : "ies", lk_sb_text(&P->skipped),
+                     P->n_skipped > MAX_PATH_LIST ? ", ..." : "");
+        s = n.oom || P->skipped.oom
+                ? LK_FAIL(err, LK_ENOMEM, "out of memory listing skipped entries")
+                : lk_model_add_note(m, n.p, err);
+        lk_sb_free(&n);
+    }
     return s;
 }
 

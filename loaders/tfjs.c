@@ -19,6 +19,7 @@
  * and bilinear uses resizeBilinear with alignCorners = halfPixelCenters = false, i.e. the
  * ONNX 'asymmetric' transform.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,6 +100,32 @@ static int path_ok(const char *p) {
     return 1;
 }
 
+/* Resolves the shard path fp (symlinks included) and checks that it stays inside the model's
+ * directory dir: a shard that is a symlink to /etc/shadow or ../../secret is refused.  On
+ * success *real is the resolved path (malloc'ed by realpath; free it), which is what gets
+ * mapped. */
+static lk_status shard_inside(const char *dir, const char *fp, size_t gi, size_t k, char **real,
+                              lk_error *err) {
+    char     *rd = realpath(dir[0] ? dir : ".", NULL);
+    char     *rf = rd ? realpath(fp, NULL) : NULL;
+    lk_status s  = LK_OK;
+    *real        = NULL;
+    if (!rd) s = LK_FAIL(err, LK_EIO, "%s: cannot resolve the model's directory", dir);
+    else if (!rf)
+        s = LK_FAIL(err, LK_EIO, "weightsManifest group %zu: shard '%s': %s", gi, fp,
+                    strerror(errno));
+    else {
+        size_t n = strlen(rd);
+        if (!(strncmp(rf, rd, n) == 0 && (rf[n] == '/' || (n == 1 && rd[0] == '/'))))
+            s = LK_FAIL(err, LK_EFORMAT, "weightsManifest group %zu: path %zu ('%s') resolves to "
+                        "'%s', outside the model's directory '%s'", gi, k, fp, rf, rd);
+    }
+    free(rd);
+    if (s) free(rf);
+    else *real = rf;
+    return s;
+}
+
 typedef enum wkind { WK_F32 = 0, WK_I32, WK_U8, WK_U16, WK_F16 } wkind;
 
 /* Reads one group: the shards into one buffer, then each weight converted. */
@@ -172,7 +199,10 @@ static lk_status read_group(tl *L, const lk_json *g, size_t gi, lk_error *err) {
             goto done;
         }
         snprintf(fp, pl, "%s%s%s", L->dir, L->dir[0] ? "/" : "", p);
-        s = lk_file_map_open(fp, &maps[k], err);
+        char *real = NULL;
+        s = shard_inside(L->dir, fp, gi, k, &real, err);
+        if (!s) s = lk_file_map_open(real, &maps[k], err);
+        free(real);
         if (s) goto done;
         n_maps = k + 1;
         have += maps[k].len;

@@ -100,6 +100,10 @@ lk_status lk_zip_open(const unsigned char *b, size_t len, lk_zip *z, lk_error *e
     uint64_t n_ent = rd16(b + eo + 10), cd_size = rd32(b + eo + 12), cd_off = rd32(b + eo + 16);
     if (rd16(b + eo + 4) != 0 || rd16(b + eo + 6) != 0)
         return LK_FAIL(err, LK_EUNSUPPORTED, "zip: multi-disk archives are not supported");
+    if (rd16(b + eo + 8) != n_ent)
+        return LK_FAIL(err, LK_EFORMAT, "zip: the end record claims %u entries on this disk but "
+                       "%llu in total (offset %zu)", (unsigned)rd16(b + eo + 8),
+                       (unsigned long long)n_ent, eo);
     if (n_ent == 0xffff || cd_size == 0xffffffffu || cd_off == 0xffffffffu) {
         /* ZIP64: the locator sits right before the EOCD and points at the ZIP64 record. */
         if (eo < 20 || rd32(b + eo - 20) != SIG_LOC64)
@@ -134,6 +138,11 @@ lk_status lk_zip_open(const unsigned char *b, size_t len, lk_zip *z, lk_error *e
     const unsigned char *p = b + cd_off, *end = b + cd_off + cd_size;
     for (size_t i = 0; i < n_ent; i++) {
         lk_zip_entry *e = &ents[i];
+        if (p == end) {
+            s = LK_FAIL(err, LK_EFORMAT, "zip: the end record claims %llu entries but the "
+                        "central directory holds only %zu", (unsigned long long)n_ent, i);
+            goto fail;
+        }
         if (end - p < 46 || rd32(p) != SIG_CENTRAL) {
             s = LK_FAIL(err, LK_EFORMAT, "zip: central record %zu at offset %zu is truncated or "
                         "has a bad signature", i, (size_t)(p - b));
@@ -185,6 +194,13 @@ lk_status lk_zip_open(const unsigned char *b, size_t len, lk_zip *z, lk_error *e
         }
         ord[i] = e;
         p += 46 + nn + xn + cn;
+    }
+    /* Records the end record does not count would be entries nobody checked. */
+    if (p != end) {
+        s = LK_FAIL(err, LK_EFORMAT, "zip: the end record claims %llu entries but the central "
+                    "directory holds %zu more bytes after them (offset %zu)",
+                    (unsigned long long)n_ent, (size_t)(end - p), (size_t)(p - b));
+        goto fail;
     }
     /* Entries must not overlap: each one ends before the next local header starts. */
     if (n_ent > 1) {

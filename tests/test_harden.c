@@ -9,6 +9,7 @@
 
 #include "lkprobe/lk.h"
 #include "loaders/onnx-impl.h"
+#include "util/lk_util.h"
 #include "testutil.h"
 
 /* ---- a minimal protobuf writer ------------------------------------------------------------- */
@@ -486,6 +487,200 @@ START_TEST(test_conv_huge_stride) {
 }
 END_TEST
 
+/* ---- 12. names from files, skipped pickle entries, zip counts, TF.js symlinks ------------- */
+
+/* 1 when s holds no control byte (what a terminal would act on). */
+static int no_controls(const char *s) {
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < 0x20 || *p == 0x7f) return 0;
+    return 1;
+}
+
+START_TEST(test_escape_helper) {
+    char e[128], e2[128];
+    lk_str_escape(e, sizeof e, "a\nlkprobe: x\x1b[31m\xff\xc2\x9b\xe2\x80\xae|\xc3\xa9\xe0\x80\x80");
+    ck_assert_str_eq(e, "a\\x0alkprobe: x\\x1b[31m\\xff\\xc2\\x9b\\xe2\\x80\\xae|\xc3\xa9"
+                        "\\xe0\\x80\\x80");
+    lk_str_escape(e2, sizeof e2, e);
+    ck_assert_str_eq(e2, e);                                   /* idempotent */
+    lk_str_escape(e, 6, "ab\ncd");                              /* truncated at a whole escape */
+    ck_assert_str_eq(e, "ab");
+    lk_error err;
+    LK_FAIL(&err, LK_EFORMAT, "node '%s' bad", "n\n\x1b[2Jlkprobe: fake");
+    ck_assert_str_eq(err.msg, "node 'n\\x0a\\x1b[2Jlkprobe: fake' bad");
+}
+END_TEST
+
+START_TEST(test_escape_names) {
+    static const char evil[] = "r\n\x1b[31mlkprobe: fake\xff";
+    int64_t           sh[4]  = {1, 1, 2, 3};
+    lk_error          err;
+    lk_model         *m = NULL;
+    /* An error that names the node: one printable line. */
+    pbuf g = {0};
+    node(&g, "NoSuchOp", evil, L("x"), L("y"), NULL);
+    value_info(&g, 11, "x", 4, sh);
+    value_info(&g, 12, "y", 4, sh);
+    pbuf mb = model_of(&g);
+    ck_assert_int_ne(lk_onnx_load_buffer(mb.p, mb.n, NULL, &m, &err), LK_OK);
+    ck_assert_msg(no_controls(err.msg) && strstr(err.msg, "r\\x0a\\x1b[31mlkprobe: fake\\xff"),
+                  "%s", err.msg);
+    free(mb.p);
+    /* info prints node and value names escaped. */
+    pbuf g2 = {0};
+    node(&g2, "Relu", evil, L(evil), L("y"), NULL);
+    value_info(&g2, 11, evil, 4, sh);
+    value_info(&g2, 12, "y", 4, sh);
+    pbuf        mb2  = model_of(&g2);
+    char       *path = write_tmp(&mb2, "evil");
+    static char out[1 << 14], errb[1 << 14];
+    const char *a[]  = {"info", path, NULL};
+    int         rc   = tu_lkprobe(a, out, sizeof out, errb, sizeof errb);
+    ck_assert_msg(rc == 0, "rc %d: %s", rc, errb);
+    ck_assert_msg(!strchr(out, '\x1b') && !strstr(out, "\nlkprobe: fake") &&
+                  strstr(out, "r\\x0a\\x1b[31mlkprobe: fake\\xff"), "%s", out);
+    unlink(path);
+    free(path);
+    free(mb2.p);
+}
+END_TEST
+
+/* A state dict with an os.system entry loads its tensors and says what it skipped. */
+START_TEST(test_pth_skipped_warning) {
+    char        src[512];
+    static char out[1 << 14], errb[1 << 14];
+    const char *a[] = {"info", tu_src_path("tests/data/pth/hostile/os_system.pth", src, sizeof src),
+                       NULL};
+    int         rc  = tu_lkprobe(a, out, sizeof out, errb, sizeof errb);
+    ck_assert_msg(rc == 0, "rc %d: %s", rc, errb);
+    ck_assert_msg(strstr(errb, "warning:") && strstr(errb, "skipped 1 entry that are not tensors") &&
+                  strstr(errb, "evil (os.system)"), "%s", errb);
+}
+END_TEST
+
+static unsigned char *read_all(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+    long len = ftell(f);
+    ck_assert_int_ge(len, 22);
+    rewind(f);
+    unsigned char *b = malloc((size_t)len);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_uint_eq(fread(b, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    *n = (size_t)len;
+    return b;
+}
+
+/* The end record's entry counts must match the central directory exactly. */
+START_TEST(test_zip_count_mismatch) {
+    static const struct {
+        int         d8, d10;
+        const char *msg;
+    } cases[] = {
+        {0, 1, "on this disk"},                   /* disk count != total */
+        {-1, -1, "more bytes after them"},        /* a record the count hides */
+        {1, 1, "entries"},                        /* more than the directory holds */
+    };
+    char   src[512];
+    size_t n;
+    unsigned char *b = read_all(tu_src_path("tests/data/pth/basic_zip.pth", src, sizeof src), &n);
+    size_t eo = n - 22;
+    while (eo > 0 && memcmp(b + eo, "PK\x05\x06", 4) != 0) eo--;
+    ck_assert_uint_gt(eo, 0);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        unsigned char *f  = malloc(n);
+        ck_assert_ptr_nonnull(f);
+        memcpy(f, b, n);
+        unsigned d8 = (unsigned)(b[eo + 8] | b[eo + 9] << 8) + (unsigned)cases[c].d8;
+        unsigned d10 = (unsigned)(b[eo + 10] | b[eo + 11] << 8) + (unsigned)cases[c].d10;
+        f[eo + 8]  = (unsigned char)d8, f[eo + 9] = (unsigned char)(d8 >> 8);
+        f[eo + 10] = (unsigned char)d10, f[eo + 11] = (unsigned char)(d10 >> 8);
+        pbuf      pb = {f, n, n};
+        char     *path = write_tmp(&pb, "count");
+        lk_error  err;
+        lk_model *m = NULL;
+        lk_status s = lk_model_load(path, NULL, &m, &err);
+        ck_assert_msg(s == LK_EFORMAT && strstr(err.msg, cases[c].msg), "case %zu: %s", c,
+                      err.msg);
+        unlink(path);
+        free(path);
+        free(f);
+    }
+    free(b);
+}
+END_TEST
+
+/* A TF.js shard that is a symlink out of the model's folder is refused. */
+START_TEST(test_tfjs_symlink_out) {
+    char d[128], outside[160], link[256], mj[256], src[512], cmd[2048];
+    snprintf(d, sizeof d, "/tmp/lk-harden-%ld-tfjs", (long)getpid());
+    snprintf(outside, sizeof outside, "%s-secret.bin", d);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s' && cp '%s'/model.json '%s'/ && "
+             "cp '%s'/group1-shard1of1.bin '%s'", d, d,
+             tu_src_path("tests/data/tfjs/seq", src, sizeof src), d, src, outside);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(link, sizeof link, "%s/group1-shard1of1.bin", d);
+    ck_assert_int_eq(symlink(outside, link), 0);
+    snprintf(mj, sizeof mj, "%s/model.json", d);
+    lk_error  err;
+    lk_model *m = NULL;
+    lk_status s = lk_model_load(mj, NULL, &m, &err);
+    ck_assert_msg(s == LK_EFORMAT && strstr(err.msg, "outside the model's directory"), "%s",
+                  err.msg);
+    /* The same shard as a regular file inside the folder loads. */
+    ck_assert_int_eq(unlink(link), 0);
+    ck_assert_int_eq(rename(outside, link), 0);
+    s = lk_model_load(mj, NULL, &m, &err);
+    ck_assert_msg(s == LK_OK, "%s", err.msg);
+    lk_model_free(m);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+/* Messages name the file; report and filters outputs never replace an input. */
+START_TEST(test_cli_names_file_and_refuses) {
+    pbuf        mb;
+    char       *path = partial_model(&mb);
+    static char out[1 << 14], errb[1 << 14];
+    char        png[256], cp[512];
+    snprintf(png, sizeof png, "/tmp/lk-harden-%ld-nosuch.png", (long)getpid());
+    unlink(png);
+    const char *a1[] = {"erf", path, png, "-o", "/tmp/lk-harden-unused.png", NULL};
+    int         rc   = tu_lkprobe(a1, out, sizeof out, errb, sizeof errb);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(errb, png) && strstr(errb, "cannot read the image"), "%s", errb);
+    /* report -o onto the model (a model named .html), filters --csv onto the model. */
+    snprintf(cp, sizeof cp, "/tmp/lk-harden-%ld-model.html", (long)getpid());
+    ck_assert_int_eq(rename(path, cp), 0);
+    const char *a2[] = {"report", cp, "-o", cp, "--format", "onnx", NULL};
+    rc = tu_lkprobe(a2, out, sizeof out, errb, sizeof errb);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(errb, "refusing to overwrite the input"), "%s", errb);
+    char src[512];
+    const char *pth = tu_src_path("tests/data/pth/basic_zip.pth", src, sizeof src);
+    char        cpth[256];
+    snprintf(cpth, sizeof cpth, "/tmp/lk-harden-%ld-copy.pth", (long)getpid());
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", pth, cpth);
+    ck_assert_int_eq(system(cmd), 0);
+    const char *a3[] = {"filters", cpth, "--csv", cpth, NULL};
+    rc = tu_lkprobe(a3, out, sizeof out, errb, sizeof errb);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(errb, "refusing to overwrite the input"), "%s", errb);
+    lk_model *m = NULL;
+    lk_error  err;
+    ck_assert_msg(lk_model_load(cpth, NULL, &m, &err) == LK_OK, "input damaged: %s", err.msg);
+    lk_model_free(m);
+    unlink(cpth);
+    unlink(cp);
+    free(path);
+    free(mb.p);
+}
+END_TEST
+
 static Suite *harden_suite(void) {
     Suite *s  = suite_create("harden");
     TCase *tc = tcase_create("onnx");
@@ -499,6 +694,12 @@ static Suite *harden_suite(void) {
     tcase_add_test(tc, test_erf_static_model_any_size);
     tcase_add_test(tc, test_cli_dyn_and_mem);
     tcase_add_test(tc, test_conv_huge_stride);
+    tcase_add_test(tc, test_escape_helper);
+    tcase_add_test(tc, test_escape_names);
+    tcase_add_test(tc, test_pth_skipped_warning);
+    tcase_add_test(tc, test_zip_count_mismatch);
+    tcase_add_test(tc, test_tfjs_symlink_out);
+    tcase_add_test(tc, test_cli_names_file_and_refuses);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,4 +1,5 @@
-/* error.c: the single error funnel and the allocator hook. */
+/* error.c: the single error funnel and the allocator hook.  Messages carry names read from
+ * files, so the funnel escapes them (lk_str_escape): a message is one printable line. */
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -7,14 +8,17 @@
 #include <sys/mman.h>
 
 #include "lkprobe/lk_error.h"
+#include "util/lk_util.h"
 
 lk_status lk_error_set(lk_error *err, lk_status code, const char *file, int line,
                        const char *fmt, ...) {
     if (err) {
+        char    raw[sizeof err->msg];
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        vsnprintf(raw, sizeof raw, fmt, ap);
         va_end(ap);
+        lk_str_escape(err->msg, sizeof err->msg, raw);
         err->code = code;
         err->file = file;
         err->line = line;
@@ -24,11 +28,12 @@ lk_status lk_error_set(lk_error *err, lk_status code, const char *file, int line
 
 void lk_error_prefix(lk_error *err, const char *fmt, ...) {
     if (!err) return;
-    char    pre[256];
+    char    raw[256], pre[256];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(pre, sizeof pre, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    lk_str_escape(pre, sizeof pre, raw);
     size_t lp = strlen(pre), lm = strlen(err->msg);
     if (lp >= sizeof err->msg) lp = sizeof err->msg - 1;
     if (lp + lm >= sizeof err->msg) lm = sizeof err->msg - 1 - lp;

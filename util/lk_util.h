@@ -131,4 +131,14 @@ void      lk_file_map_release(void *base, size_t len);
 /* The part of path after its last '/' (borrowed from path). */
 const char *lk_base_name(const char *path);
 
+/* ---------------------------------------------------------------- names from files */
+
+/* Text from a file made safe to print: printable ASCII and printable UTF-8 are kept; control
+ * characters (newline, ESC, C1), bidirectional overrides and invalid UTF-8 become \xNN per byte.
+ * Writes into dst (cap bytes with the NUL, truncated at a whole character; NULL src is "") and
+ * returns dst.  Idempotent: escaped text escapes to itself. */
+const char *lk_str_escape(char *dst, size_t cap, const char *src);
+/* lk_str_escape of s (up to 1023 bytes of output) appended to b. */
+void lk_sb_escape(lk_sb *b, const char *s);
+
 #endif
