@@ -927,11 +927,14 @@ static int analyse(const filt_cfg *g, lk_filters *f, int computed, lk_spectra *s
         if (lk_filterdb_open(g->db, 1, &db, &err) != LK_OK) goto fail;
         for (int i = 0; i < g->n_models; i++) {
             int skipped = 0;
-            if (lk_filterdb_append(db, f, i, g->models[i], NULL, &skipped, &err) != LK_OK) goto fail;
+            if (lk_filterdb_append_nosync(db, f, i, g->models[i], NULL, &skipped, &err) != LK_OK)
+                goto fail;
             if (!g->quiet)
                 fprintf(stderr, "lkprobe: %s: %s\n", g->models[i],
                         skipped ? "already in the DB, skipped" : "added to the DB");
         }
+        /* The derived files once per run (also after a run killed before this point). */
+        if (lk_filterdb_sync(db, &err) != LK_OK) goto fail;
         if (!g->quiet)
             fprintf(stderr, "lkprobe: %s: %lld models, %lld filters\n", g->db,
                     (long long)lk_filterdb_n_models(db), (long long)lk_filterdb_n_filters(db));

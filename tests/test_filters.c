@@ -390,6 +390,67 @@ START_TEST(database) {
 }
 END_TEST
 
+static int same_bytes(const char *dir_a, const char *dir_b, const char *name) {
+    char  pa[600], pb[600];
+    snprintf(pa, sizeof pa, "%s/%s", dir_a, name);
+    snprintf(pb, sizeof pb, "%s/%s", dir_b, name);
+    FILE *a = fopen(pa, "rb"), *b = fopen(pb, "rb");
+    int   same = a && b, ca, cb;
+    while (same && ((ca = fgetc(a)) != EOF) | ((cb = fgetc(b)) != EOF)) same = ca == cb;
+    if (a) fclose(a);
+    if (b) fclose(b);
+    return same;
+}
+
+/* A batch with lk_filterdb_append_nosync and one lk_filterdb_sync gives the database of
+ * lk_filterdb_append per model, byte for byte; before the sync meta.csv is the old one. */
+START_TEST(database_batch) {
+    if (!lk_filterdb_has_hdf5()) return;
+    char dir[] = "/tmp/lk_filterdb_batch_XXXXXX";
+    ck_assert(mkdtemp(dir) != NULL);
+    const char *files[] = {"resnet.onnx", "van.onnx", "eca.onnx"};
+    lk_model   *ms[3];
+    lk_filters *f = NULL;
+    lk_error    err;
+    ck_assert(lk_filters_alloc(NULL, &f, &err) == LK_OK);
+    char paths[3][1100], zoo[1024], da[600], db[600];
+    tu_src_path("tests/fixtures/zoo", zoo, sizeof zoo);
+    for (int i = 0; i < 3; i++) {
+        ms[i] = load_zoo(files[i]);
+        snprintf(paths[i], sizeof paths[i], "%s/%s", zoo, files[i]);
+        ck_assert(lk_filters_add_model(f, ms[i], paths[i], NULL, &err) == LK_OK);
+    }
+    snprintf(da, sizeof da, "%s/one", dir);
+    snprintf(db, sizeof db, "%s/batch", dir);
+    lk_filterdb *a = NULL, *b = NULL;
+    ck_assert(lk_filterdb_open(da, 1, &a, &err) == LK_OK);
+    ck_assert(lk_filterdb_open(db, 1, &b, &err) == LK_OK);
+    int skipped = 0;
+    ck_assert(lk_filterdb_append(a, f, 0, paths[0], NULL, &skipped, &err) == LK_OK && !skipped);
+    ck_assert(lk_filterdb_append_nosync(b, f, 0, paths[0], NULL, &skipped, &err) == LK_OK);
+    ck_assert(lk_filterdb_sync(b, &err) == LK_OK);
+    ck_assert(same_bytes(da, db, "meta.csv") && same_bytes(da, db, "dataset.h5"));
+    for (int i = 1; i < 3; i++) {
+        ck_assert(lk_filterdb_append(a, f, i, paths[i], NULL, &skipped, &err) == LK_OK && !skipped);
+        ck_assert(lk_filterdb_append_nosync(b, f, i, paths[i], NULL, &skipped, &err) == LK_OK &&
+                  !skipped);
+    }
+    ck_assert(!same_bytes(da, db, "meta.csv") && !same_bytes(da, db, "dataset.h5"));
+    ck_assert(same_bytes(da, db, "filters.npy"));
+    ck_assert(lk_filterdb_n_models(b) == 3);
+    ck_assert(lk_filterdb_sync(b, &err) == LK_OK);
+    const char *names[] = {"filters.npy", "meta.csv", "dataset.h5", "lkprobe-db.tsv"};
+    for (int k = 0; k < 4; k++) ck_assert_msg(same_bytes(da, db, names[k]), "%s differs", names[k]);
+    lk_filterdb_close(a);
+    lk_filterdb_close(b);
+    lk_filters_free(f);
+    for (int i = 0; i < 3; i++) lk_model_free(ms[i]);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert(system(cmd) == 0);
+}
+END_TEST
+
 /* Stages 1-4 on the models [b, e) of ms as one process of a split run would: extract, pack
  * each model into one blob (appended to *blob), run the stages that need the merged results
  * through the callbacks of partial_merge below. */
@@ -556,6 +617,7 @@ Suite *filters_suite(void) {
     tcase_add_test(tc, zoo_oracle);
     tcase_add_test(tc, database);
     tcase_add_test(tc, partial_merge);
+    tcase_add_test(tc, database_batch);
     suite_add_tcase(s, tc);
     return s;
 }

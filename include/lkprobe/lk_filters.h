@@ -277,6 +277,17 @@ LK_API int       lk_filterdb_contains(lk_filterdb *db, const char *path, lk_erro
 LK_API lk_status lk_filterdb_append(lk_filterdb *db, const lk_filters *f, int64_t model_idx,
                                     const char *path, const lk_filterdb_meta *meta, int *skipped,
                                     lk_error *err);
+/* lk_filterdb_append without the derived files: filters.npy and the manifest are committed
+ * (an interrupted batch resumes from them), while meta.csv and dataset.h5, which hold every
+ * model and are rewritten whole, wait for one lk_filterdb_sync after the batch (a batch of n
+ * models then writes the filters once, not n times).  Until the sync they describe the
+ * models before the batch. */
+LK_API lk_status lk_filterdb_append_nosync(lk_filterdb *db, const lk_filters *f,
+                                           int64_t model_idx, const char *path,
+                                           const lk_filterdb_meta *meta, int *skipped,
+                                           lk_error *err);
+/* Rewrites meta.csv and dataset.h5 from the committed models (atomically, each). */
+LK_API lk_status lk_filterdb_sync(lk_filterdb *db, lk_error *err);
 LK_API int64_t   lk_filterdb_n_models(const lk_filterdb *db);
 LK_API int64_t   lk_filterdb_n_filters(const lk_filterdb *db);
 /* Adds every model and layer of the DB to f (data borrowed from the DB's mapping: keep db open
