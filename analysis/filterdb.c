@@ -408,9 +408,9 @@ static lk_status write_meta(lk_filterdb *db, lk_error *err) {
 
 /* ---------------------------------------------------------------- append and load */
 
-lk_status lk_filterdb_append(lk_filterdb *db, const lk_filters *f, int64_t model_idx,
-                             const char *path, const lk_filterdb_meta *meta, int *skipped,
-                             lk_error *err) {
+lk_status lk_filterdb_append_nosync(lk_filterdb *db, const lk_filters *f, int64_t model_idx,
+                                    const char *path, const lk_filterdb_meta *meta, int *skipped,
+                                    lk_error *err) {
     *skipped = 0;
     if (lk_filters_get_params(f)->kernel != 3)
         return LK_FAIL(err, LK_EUNSUPPORTED, "filterdb: the database stores 3x3 filters only "
@@ -489,9 +489,17 @@ lk_status lk_filterdb_append(lk_filterdb *db, const lk_filters *f, int64_t model
     }
     close(fd);
     lk_free(b.p);
-    if (st == LK_OK) st = write_meta(db, err);
     (void)meta;
     return st;
+}
+
+lk_status lk_filterdb_sync(lk_filterdb *db, lk_error *err) { return write_meta(db, err); }
+
+lk_status lk_filterdb_append(lk_filterdb *db, const lk_filters *f, int64_t model_idx,
+                             const char *path, const lk_filterdb_meta *meta, int *skipped,
+                             lk_error *err) {
+    lk_status st = lk_filterdb_append_nosync(db, f, model_idx, path, meta, skipped, err);
+    return st == LK_OK && !*skipped ? write_meta(db, err) : st;
 }
 
 lk_status lk_filterdb_load(lk_filterdb *db, lk_filters *f, lk_error *err) {

@@ -6,6 +6,9 @@
  *      norms and orthogonality; per thread: moments of the peak-scaled filters (global PCA);
  *   2. global coefficient range of the PCA projection;
  *   3. per-layer 70-bin coefficient histograms (any grouping is a sum of layer histograms).
+ * The global PCA sits between passes 1 and 2; each pass and the PCA is a public
+ * lk_filters_partial_* stage, so a distributed run does the passes where the filters are and
+ * merges per-layer results (moments, counts) and the range.
  */
 #include <math.h>
 #include <pthread.h>
@@ -36,8 +39,14 @@ struct lk_filters {
     lk_filters_pca    pca;
     int64_t          *hist;       /* n_layers x dim x n_bins counts */
     double           *edges;      /* n_bins + 1 */
-    int               computed;
+    double           *lm;         /* per-layer moments of the scaled filters: layer i at
+                                     i * (dim + dim * dim), sums then products (upper
+                                     triangle); summed in layer order for the PCA        */
+    int               stage;      /* STAGE_*: what the results hold                      */
 };
+
+/* Results present: none, per-layer statistics and moments, the PCA basis, everything. */
+enum { STAGE_NONE = 0, STAGE_LAYERS, STAGE_PCA, STAGE_DONE };
 
 lk_filters_params lk_filters_params_default(void) {
     lk_filters_params p;
@@ -98,6 +107,7 @@ void lk_filters_free(lk_filters *f) {
     lk_free(f->models);
     lk_free(f->hist);
     lk_free(f->edges);
+    lk_free(f->lm);
     lk_free(f);
 }
 
@@ -109,7 +119,9 @@ int64_t lk_filters_n_models(const lk_filters *f) { return f->n_models; }
 const lk_filters_model *lk_filters_model_info(const lk_filters *f, int64_t i) {
     return i >= 0 && i < f->n_models ? &f->models[i] : NULL;
 }
-const lk_filters_pca *lk_filters_get_pca(const lk_filters *f) { return f->computed ? &f->pca : NULL; }
+const lk_filters_pca *lk_filters_get_pca(const lk_filters *f) {
+    return f->stage >= STAGE_PCA ? &f->pca : NULL;
+}
 const lk_filters_params *lk_filters_get_params(const lk_filters *f) { return &f->p; }
 const float *lk_filters_layer_data(const lk_filters *f, int64_t i) {
     return i >= 0 && i < f->n_layers ? f->data[i] : NULL;
@@ -142,7 +154,7 @@ lk_status lk_filters_add_model_info(lk_filters *f, const lk_filters_model *info,
     }
     if (model_idx) *model_idx = f->n_models;
     f->n_models++;
-    f->computed = 0;
+    f->stage = STAGE_NONE;
     return LK_OK;
 }
 
@@ -188,7 +200,7 @@ lk_status lk_filters_add_layer(lk_filters *f, const lk_filters_layer_desc *d, lk
     f->n_filters += L->n;
     M->n_layers++;
     M->n_filters += L->n;
-    f->computed = 0;
+    f->stage = STAGE_NONE;
     return LK_OK;
 }
 
@@ -402,10 +414,8 @@ typedef struct worker_ctx {
     atomic_llong   *next;
     int             phase;
     /* per-thread outputs */
-    double         *lm;          /* per-layer PCA moments of the scaled filters: layer i at
-                                    i * (dim + dim * dim), sums (dim) then products
-                                    (dim x dim); summed in layer order afterwards, so the
-                                    result does not depend on the threads (shared)    */
+    double         *lm;          /* f->lm (shared; each layer written by one thread), so
+                                    the PCA does not depend on the threads            */
     double          cmin, cmax;
     /* scratch */
     float          *inf;         /* per-filter infinity norms of the current layer */
@@ -630,14 +640,14 @@ static void run_phase(worker_ctx *ctx, int nt, int phase) {
     for (int t = 1; t <= started; t++) pthread_join(tid[t], NULL);
 }
 
-lk_status lk_filters_compute(lk_filters *f, lk_error *err) {
-    if (f->n_layers == 0)
-        return LK_FAIL(err, LK_EINVAL, "filters: no %dx%d layer to analyse", f->p.kernel,
-                       f->p.kernel);
+/* Threads for a stage over f's layers, with scratch for the largest layer (*out to ctx_free
+ * also after a failure). */
+static lk_status ctx_alloc(lk_filters *f, worker_ctx **out, int *n_out, lk_error *err) {
     const int D  = f->dim;
     int       nt = n_threads(f->p.threads);
     if (nt > 256) nt = 256;
     if (nt > f->n_layers) nt = (int)f->n_layers;
+    if (nt < 1) nt = 1;
     int64_t max_n = 0, max_rows = 0, max_co = 0;
     for (int64_t i = 0; i < f->n_layers; i++) {
         const lk_filters_layer *L = &f->layers[i];
@@ -645,22 +655,17 @@ lk_status lk_filters_compute(lk_filters *f, lk_error *err) {
         if (L->c_out * L->c_in * D > max_rows) max_rows = L->c_out * L->c_in * D;
         if (L->c_out > max_co) max_co = L->c_out;
     }
-    /* Layers run in parallel; BLAS/LAPACK inside a layer stays on one thread (OpenBLAS's own
-     * threads would oversubscribe, and its sums depend on their count, which varies with the
-     * process's CPU binding: equal numbers under mpirun and without it). */
-    if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
-    lk_status   st  = LK_OK;
+    *out            = NULL;
+    *n_out          = 0;
     worker_ctx *ctx = lk_calloc((size_t)nt, sizeof *ctx);
-    double     *lm  = lk_calloc((size_t)(f->n_layers * (D + D * D)), sizeof *lm);
-    if (!ctx) {
-        lk_free(lm);
-        return LK_FAIL(err, LK_ENOMEM, "filters: out of memory");
-    }
+    if (!ctx) return LK_FAIL(err, LK_ENOMEM, "filters: out of memory");
+    *out   = ctx;
+    *n_out = nt;
     for (int t = 0; t < nt; t++) {
         worker_ctx *c = &ctx[t];
         c->f          = f;
-        c->lm         = lm;
-        c->inf        = lk_malloc(sizeof *c->inf * (size_t)max_n);
+        c->lm         = f->lm;
+        c->inf        = lk_malloc(sizeof *c->inf * (size_t)(max_n > 0 ? max_n : 1));
         /* LAPACK/BLAS operands 64-byte aligned: OpenBLAS picks its code path by alignment, so
          * heap placement would otherwise change the last bits between runs and processes. */
         c->rows       = lk_aligned_alloc(sizeof *c->rows * (size_t)(max_rows > 0 ? max_rows : 1));
@@ -671,39 +676,145 @@ lk_status lk_filters_compute(lk_filters *f, lk_error *err) {
         c->iwork      = lk_aligned_alloc(sizeof *c->iwork * (size_t)eig_liwork(D));
         c->cmin       = INFINITY;
         c->cmax       = -INFINITY;
-        if (!lm || !c->inf || !c->rows || !c->gram || !c->work || !c->S || !c->w ||
-            !c->iwork) {
-            st = LK_FAIL(err, LK_ENOMEM, "filters: out of memory for the scratch of %d threads "
-                         "(largest layer %lld filters)", nt, (long long)max_n);
-            goto done;
+        if (!c->inf || !c->rows || !c->gram || !c->work || !c->S || !c->w || !c->iwork) {
+            return LK_FAIL(err, LK_ENOMEM, "filters: out of memory for the scratch of %d "
+                           "threads (largest layer %lld filters)", nt, (long long)max_n);
         }
     }
-    lk_free(f->hist);
-    lk_free(f->edges);
-    f->hist  = lk_calloc((size_t)(f->n_layers * D * f->p.n_bins), sizeof *f->hist);
-    f->edges = lk_malloc(sizeof *f->edges * (size_t)(f->p.n_bins + 1));
-    if (!f->hist || !f->edges) {
-        st = LK_FAIL(err, LK_ENOMEM, "filters: out of memory for %lld layer histograms",
-                     (long long)f->n_layers);
-        goto done;
+    return LK_OK;
+}
+
+static void ctx_free(worker_ctx *ctx, int nt) {
+    for (int t = 0; ctx && t < nt; t++) {
+        worker_ctx *c = &ctx[t];
+        lk_free(c->inf);
+        lk_free(c->rows);
+        lk_free(c->gram);
+        lk_free(c->work);
+        lk_free(c->S);
+        lk_free(c->w);
+        lk_free(c->iwork);
     }
-    run_phase(ctx, nt, 0);
-    /* Per-model aggregates. */
+    lk_free(ctx);
+}
+
+/* Per-model sparsity from the layers' counts. */
+static void model_sparsity(lk_filters *f) {
     for (int64_t i = 0; i < f->n_models; i++) f->models[i].n_sparse = 0;
     for (int64_t i = 0; i < f->n_layers; i++) f->models[f->layers[i].model].n_sparse += f->layers[i].n_sparse;
     for (int64_t i = 0; i < f->n_models; i++)
         f->models[i].sparsity = f->models[i].n_filters
                                     ? (double)f->models[i].n_sparse / (double)f->models[i].n_filters
                                     : NAN;
-    /* Global PCA (§5.1) from the summed moments of the scaled filters. */
+}
+
+/* f->lm sized for the layers (zeroed). */
+static lk_status lm_alloc(lk_filters *f, lk_error *err) {
+    const int D = f->dim;
+    lk_free(f->lm);
+    f->lm = lk_calloc((size_t)(f->n_layers > 0 ? f->n_layers : 1) * (size_t)(D + D * D), sizeof *f->lm);
+    if (!f->lm) return LK_FAIL(err, LK_ENOMEM, "filters: out of memory for the moments of %lld "
+                               "layers", (long long)f->n_layers);
+    return LK_OK;
+}
+
+lk_status lk_filters_partial_layers(lk_filters *f, lk_error *err) {
+    worker_ctx *ctx = NULL;
+    int         nt  = 0;
+    f->stage        = STAGE_NONE;
+    lk_status st    = lm_alloc(f, err);
+    if (st == LK_OK) st = ctx_alloc(f, &ctx, &nt, err);
+    if (st != LK_OK) {
+        ctx_free(ctx, nt);
+        return st;
+    }
+    /* Layers run in parallel; BLAS/LAPACK inside a layer stays on one thread (OpenBLAS's own
+     * threads would oversubscribe, and its sums depend on their count, which varies with the
+     * process's CPU binding: equal numbers under mpirun and without it). */
+    if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
+    if (f->n_layers > 0) run_phase(ctx, nt, 0);
+    ctx_free(ctx, nt);
+    model_sparsity(f);
+    f->stage = STAGE_LAYERS;
+    return LK_OK;
+}
+
+size_t lk_filters_partial_layer_size(const lk_filters *f) {
+    return LK_FILTERS_PARTIAL_STATS + (size_t)(f->dim + f->dim * f->dim);
+}
+
+lk_status lk_filters_partial_layers_get(const lk_filters *f, double *out, lk_error *err) {
+    if (f->stage < STAGE_LAYERS)
+        return LK_FAIL(err, LK_EINVAL, "filters: lk_filters_partial_layers was not run");
+    const size_t per = lk_filters_partial_layer_size(f), nm = (size_t)(f->dim + f->dim * f->dim);
+    for (int64_t i = 0; i < f->n_layers; i++) {
+        const lk_filters_layer *L = &f->layers[i];
+        double                 *o = out + (size_t)i * per;
+        const double v[LK_FILTERS_PARTIAL_STATS] = {
+            (double)L->n_sparse, L->sparsity, L->variance_entropy, L->variance_entropy_norm,
+            L->variance_entropy_clean, L->variance_entropy_norm_clean, L->orthogonality,
+            L->norm_l1, L->norm_l2, L->norm_l1_norm, L->norm_l2_norm, (double)L->flags};
+        memcpy(o, v, sizeof v);
+        memcpy(o + LK_FILTERS_PARTIAL_STATS, f->lm + (size_t)i * nm, sizeof *o * nm);
+    }
+    return LK_OK;
+}
+
+lk_status lk_filters_partial_layers_set(lk_filters *f, const double *in, size_t n, lk_error *err) {
+    const size_t per = lk_filters_partial_layer_size(f), nm = (size_t)(f->dim + f->dim * f->dim);
+    if (n != per * (size_t)f->n_layers)
+        return LK_FAIL(err, LK_EINVAL, "filters: a layer partial of %zu values for %lld layers "
+                       "(%zu each)", n, (long long)f->n_layers, per);
+    lk_status st = lm_alloc(f, err);
+    if (st != LK_OK) return st;
+    for (int64_t i = 0; i < f->n_layers; i++) {
+        lk_filters_layer *L = &f->layers[i];
+        const double     *v = in + (size_t)i * per;
+        L->n_sparse                    = (int64_t)v[0];
+        L->sparsity                    = v[1];
+        L->variance_entropy            = v[2];
+        L->variance_entropy_norm       = v[3];
+        L->variance_entropy_clean      = v[4];
+        L->variance_entropy_norm_clean = v[5];
+        L->orthogonality               = v[6];
+        L->norm_l1                     = v[7];
+        L->norm_l2                     = v[8];
+        L->norm_l1_norm                = v[9];
+        L->norm_l2_norm                = v[10];
+        L->flags                       = (int)v[11];
+        memcpy(f->lm + (size_t)i * nm, v + LK_FILTERS_PARTIAL_STATS, sizeof *v * nm);
+    }
+    model_sparsity(f);
+    f->stage = STAGE_LAYERS;
+    return LK_OK;
+}
+
+lk_status lk_filters_partial_pca(lk_filters *f, lk_error *err) {
+    if (f->stage < STAGE_LAYERS)
+        return LK_FAIL(err, LK_EINVAL, "filters: lk_filters_partial_layers was not run");
+    if (f->n_filters == 0)
+        return LK_FAIL(err, LK_EINVAL, "filters: no %dx%d filter for the PCA", f->p.kernel,
+                       f->p.kernel);
+    const int D   = f->dim;
+    lk_status st  = LK_OK;
+    double   *S   = lk_aligned_alloc(sizeof *S * (size_t)(D * D));
+    double   *w   = lk_aligned_alloc(sizeof *w * (size_t)D);
+    double   *wk  = lk_aligned_alloc(sizeof *wk * (size_t)eig_lwork(D));
+    int      *iwk = lk_aligned_alloc(sizeof *iwk * (size_t)eig_liwork(D));
+    if (!S || !w || !wk || !iwk) {
+        st = LK_FAIL(err, LK_ENOMEM, "filters: out of memory");
+        goto done;
+    }
+    /* Global PCA (§5.1) from the moments of the scaled filters, summed in layer order (the
+     * same sums whichever processes computed the layers). */
     lk_filters_pca *P = &f->pca;
     memset(P, 0, sizeof *P);
-    P->dim       = D;
-    double  *S   = ctx[0].S, s1[LK_FILTERS_MAX_DIM] = {0};
-    int64_t  N   = 0;
+    P->dim      = D;
+    double  s1[LK_FILTERS_MAX_DIM] = {0};
+    int64_t N   = 0;
     memset(S, 0, sizeof *S * (size_t)(D * D));
     for (int64_t li = 0; li < f->n_layers; li++) {
-        const double *l1 = lm + li * (D + D * D), *l2 = l1 + D;
+        const double *l1 = f->lm + li * (D + D * D), *l2 = l1 + D;
         N += f->layers[li].n;
         for (int j = 0; j < D; j++) s1[j] += l1[j];
         for (int j = 0; j < D; j++)
@@ -714,8 +825,8 @@ lk_status lk_filters_compute(lk_filters *f, lk_error *err) {
     for (int j = 0; j < D; j++)
         for (int k = j; k < D; k++)
             S[j * D + k] = S[k * D + j] = S[j * D + k] - (double)N * P->mean[j] * P->mean[k];
-    double *w = ctx[0].w;
-    if (sym_eig(D, S, w, ctx[0].work, eig_lwork(D), ctx[0].iwork, eig_liwork(D)) != 0) {
+    if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
+    if (sym_eig(D, S, w, wk, eig_lwork(D), iwk, eig_liwork(D)) != 0) {
         st = LK_FAIL(err, LK_ENUMERIC, "filters: PCA eigen-decomposition failed (%lld filters)",
                      (long long)N);
         goto done;
@@ -734,37 +845,118 @@ lk_status lk_filters_compute(lk_filters *f, lk_error *err) {
         P->variance[i] = N > 1 ? ev / (double)(N - 1) : 0;
         P->ratio[i]    = tot > 0 ? ev / tot : 0;
     }
-    f->computed = 1;
-    run_phase(ctx, nt, 1);
-    P->lo = INFINITY;
-    P->hi = -INFINITY;
-    for (int t = 0; t < nt; t++) {
-        if (ctx[t].cmin < P->lo) P->lo = ctx[t].cmin;
-        if (ctx[t].cmax > P->hi) P->hi = ctx[t].cmax;
+    f->stage = STAGE_PCA;
+done:
+    lk_free(S);
+    lk_free(w);
+    lk_free(wk);
+    lk_free(iwk);
+    return st;
+}
+
+lk_status lk_filters_partial_set_pca(lk_filters *f, const lk_filters_pca *pca, lk_error *err) {
+    if (f->stage < STAGE_LAYERS)
+        return LK_FAIL(err, LK_EINVAL, "filters: lk_filters_partial_layers was not run");
+    if (pca->dim != f->dim)
+        return LK_FAIL(err, LK_EINVAL, "filters: a PCA basis of dimension %d for %dx%d filters",
+                       pca->dim, f->p.kernel, f->p.kernel);
+    f->pca   = *pca;
+    f->stage = STAGE_PCA;
+    return LK_OK;
+}
+
+lk_status lk_filters_partial_range(lk_filters *f, double *lo, double *hi, lk_error *err) {
+    *lo = INFINITY;
+    *hi = -INFINITY;
+    if (f->stage < STAGE_PCA)
+        return LK_FAIL(err, LK_EINVAL, "filters: no PCA basis (lk_filters_partial_pca or "
+                       "lk_filters_partial_set_pca)");
+    worker_ctx *ctx = NULL;
+    int         nt  = 0;
+    lk_status   st  = ctx_alloc(f, &ctx, &nt, err);
+    if (st == LK_OK && f->n_layers > 0) run_phase(ctx, nt, 1);
+    for (int t = 0; st == LK_OK && t < nt; t++) {
+        if (ctx[t].cmin < *lo) *lo = ctx[t].cmin;
+        if (ctx[t].cmax > *hi) *hi = ctx[t].cmax;
     }
+    ctx_free(ctx, nt);
+    return st;
+}
+
+/* Installs the global range [lo, hi] (numpy's widening of an empty range), its edges and
+ * zeroed histograms. */
+static lk_status set_range(lk_filters *f, double lo, double hi, lk_error *err) {
+    lk_filters_pca *P = &f->pca;
+    P->lo             = lo;
+    P->hi             = hi;
     if (!(P->hi > P->lo)) { /* numpy widens an empty range by 0.5 on each side */
         P->lo -= 0.5;
         P->hi += 0.5;
     }
     const int nb = f->p.n_bins;
-    double    step = (P->hi - P->lo) / nb;
+    lk_free(f->hist);
+    lk_free(f->edges);
+    f->hist  = lk_calloc((size_t)(f->n_layers > 0 ? f->n_layers : 1) * (size_t)(f->dim * nb),
+                         sizeof *f->hist);
+    f->edges = lk_malloc(sizeof *f->edges * (size_t)(nb + 1));
+    if (!f->hist || !f->edges)
+        return LK_FAIL(err, LK_ENOMEM, "filters: out of memory for %lld layer histograms",
+                       (long long)f->n_layers);
+    double step = (P->hi - P->lo) / nb;
     for (int b = 0; b <= nb; b++) f->edges[b] = (double)b * step + P->lo;
     f->edges[nb] = P->hi;
-    run_phase(ctx, nt, 2);
-done:
-    for (int t = 0; t < nt; t++) {
-        worker_ctx *c = &ctx[t];
-        lk_free(c->inf);
-        lk_free(c->rows);
-        lk_free(c->gram);
-        lk_free(c->work);
-        lk_free(c->S);
-        lk_free(c->w);
-        lk_free(c->iwork);
-    }
-    lk_free(ctx);
-    lk_free(lm);
-    if (st != LK_OK) f->computed = 0;
+    return LK_OK;
+}
+
+lk_status lk_filters_partial_hist(lk_filters *f, double lo, double hi, lk_error *err) {
+    if (f->stage < STAGE_PCA)
+        return LK_FAIL(err, LK_EINVAL, "filters: no PCA basis (lk_filters_partial_pca or "
+                       "lk_filters_partial_set_pca)");
+    worker_ctx *ctx = NULL;
+    int         nt  = 0;
+    lk_status   st  = set_range(f, lo, hi, err);
+    if (st == LK_OK) st = ctx_alloc(f, &ctx, &nt, err);
+    if (st == LK_OK && f->n_layers > 0) run_phase(ctx, nt, 2);
+    if (st == LK_OK) f->stage = STAGE_DONE;
+    ctx_free(ctx, nt);
+    return st;
+}
+
+size_t lk_filters_partial_hist_size(const lk_filters *f) { return (size_t)(f->dim * f->p.n_bins); }
+
+lk_status lk_filters_partial_hist_get(const lk_filters *f, int64_t *out, lk_error *err) {
+    if (f->stage != STAGE_DONE)
+        return LK_FAIL(err, LK_EINVAL, "filters: lk_filters_partial_hist was not run");
+    memcpy(out, f->hist, sizeof *out * lk_filters_partial_hist_size(f) * (size_t)f->n_layers);
+    return LK_OK;
+}
+
+lk_status lk_filters_partial_hist_set(lk_filters *f, double lo, double hi, const int64_t *in,
+                                      size_t n, lk_error *err) {
+    const size_t per = lk_filters_partial_hist_size(f);
+    if (f->stage < STAGE_PCA)
+        return LK_FAIL(err, LK_EINVAL, "filters: no PCA basis (lk_filters_partial_pca or "
+                       "lk_filters_partial_set_pca)");
+    if (n != per * (size_t)f->n_layers)
+        return LK_FAIL(err, LK_EINVAL, "filters: histogram counts of %zu values for %lld layers "
+                       "(%zu each)", n, (long long)f->n_layers, per);
+    lk_status st = set_range(f, lo, hi, err);
+    if (st != LK_OK) return st;
+    memcpy(f->hist, in, sizeof *in * n);
+    f->stage = STAGE_DONE;
+    return LK_OK;
+}
+
+lk_status lk_filters_compute(lk_filters *f, lk_error *err) {
+    if (f->n_layers == 0)
+        return LK_FAIL(err, LK_EINVAL, "filters: no %dx%d layer to analyse", f->p.kernel,
+                       f->p.kernel);
+    double    lo = 0, hi = 0;
+    lk_status st = lk_filters_partial_layers(f, err);
+    if (st == LK_OK) st = lk_filters_partial_pca(f, err);
+    if (st == LK_OK) st = lk_filters_partial_range(f, &lo, &hi, err);
+    if (st == LK_OK) st = lk_filters_partial_hist(f, lo, hi, err);
+    if (st != LK_OK) f->stage = STAGE_NONE;
     return st;
 }
 
@@ -792,7 +984,8 @@ int64_t lk_filters_layer_group(const lk_filters *f, lk_group_kind kind, const in
 
 lk_status lk_filters_group_hist(const lk_filters *f, lk_group_kind kind, const int64_t *layer_group,
                                 int64_t n_groups, double *out, int64_t *counts, lk_error *err) {
-    if (!f->computed) return LK_FAIL(err, LK_EINVAL, "filters: lk_filters_compute was not run");
+    if (f->stage != STAGE_DONE)
+        return LK_FAIL(err, LK_EINVAL, "filters: lk_filters_compute was not run");
     const int D = f->dim, nb = f->p.n_bins;
     int64_t  *cnt = lk_calloc((size_t)(n_groups > 0 ? n_groups : 1), sizeof *cnt);
     if (!cnt) return LK_FAIL(err, LK_ENOMEM, "filters: out of memory");

@@ -6,11 +6,15 @@ t(1 x T) / t(T x 1) printed (1.0 = the ranks lose nothing to the split and the m
   erf:     `lkprobe erf` on the RepLKNet-31B shape (deployed form, bench/models.py) at SIZE,
            N noise images;  the JSON's per-image time and reduce_seconds feed the 64-node model
            printed at the end (README "Running on a cluster").
-  filters: `lkprobe filters --db` over M checkpoints (copies of the bundled example models and
-           two test-zoo models under distinct names: every one is extracted and appended).
+  filters: `lkprobe filters --db` over M checkpoints: ResNet-50 and RepLKNet-31B (bench/models.py,
+           exported once to bench/out/) alternating, hard-linked under distinct names (every one
+           is extracted and appended); --small: copies of the bundled example models and two
+           test-zoo models instead.  Also timed without --db (extraction and statistics only),
+           so the time of rank 0 writing the database and the launch separate from the rest.
 
 Usage: /usr/bin/python3 bench/bench_dist.py [--build build] [--threads 2] [--size 512]
                                              [--images 16] [--checkpoints 40] [--skip-erf]
+                                             [--small]
 Needs an MPI build (meson -Dmpi=enabled) and mpirun; torch only to export the model once
 (bench/out/, not committed).
 """
@@ -92,34 +96,72 @@ def bench_erf(a, lk, T):
             "map_mb": a.size * a.size * 8 / 1e6}
 
 
+def export_checkpoints():
+    """ResNet-50 and RepLKNet-31B (full classifiers, BN kept) as ONNX, exported once."""
+    out = os.path.join(HERE, "out")
+    os.makedirs(out, exist_ok=True)
+    paths = []
+    for name in ["resnet50", "replknet31b"]:
+        p = os.path.join(out, f"ckpt_{name}.onnx")
+        if not os.path.exists(p):
+            import torch
+            sys.path.insert(0, HERE)
+            import models
+            torch.onnx.export(models.build(name), torch.randn(1, 3, 224, 224), p,
+                              opset_version=14)
+        paths.append(p)
+    return paths
+
+
+def same_files(a, b, names):
+    for n in names:
+        with open(os.path.join(a, n), "rb") as fa, open(os.path.join(b, n), "rb") as fb:
+            while True:
+                x, y = fa.read(1 << 24), fb.read(1 << 24)
+                if x != y:
+                    return False
+                if not x:
+                    break
+    return True
+
+
 def bench_filters(a, lk, T):
     tmp = tempfile.mkdtemp(prefix="lkprobe-bench-dist-")
     try:
+        srcs = [os.path.join(ROOT, z) for z in ZOO] if a.small else export_checkpoints()
         paths = []
         for i in range(a.checkpoints):
-            src = os.path.join(ROOT, ZOO[i % len(ZOO)])
+            src = srcs[i % len(srcs)]
             dst = os.path.join(tmp, f"ckpt{i:03d}_{os.path.basename(src)}")
-            shutil.copyfile(src, dst)
+            try:  # distinct paths are distinct checkpoints for the DB; no copy of 300 MB files
+                os.link(src, dst)
+            except OSError:
+                shutil.copyfile(src, dst)
             paths.append(dst)
         lst = os.path.join(tmp, "list.txt")
         with open(lst, "w") as f:
             f.write("\n".join(paths) + "\n")
         pre, env = mpirun(T)
-        t1, o1 = timed([lk, "filters", "--models", lst, "--db", os.path.join(tmp, "db1"),
-                        "--json", "-q", "--threads", str(T)])
-        tp, op = timed(pre + [lk, "filters", "--models", lst, "--db", os.path.join(tmp, "dbp"),
-                              "--json", "-q", "--threads", "1"], env)
-        same = all(open(os.path.join(tmp, "db1", n), "rb").read() ==
-                   open(os.path.join(tmp, "dbp", n), "rb").read()
-                   for n in ["filters.npy", "meta.csv", "lkprobe-db.tsv", "dataset.h5"])
-        print(f"filters --db, {a.checkpoints} checkpoints ({json.loads(o1)['pca']['n_filters']} "
-              f"3x3 filters):")
-        print(f"  1 rank x {T} threads: {t1:7.2f} s")
-        print(f"  {T} ranks x 1 thread: {tp:7.2f} s")
+        base = [lk, "filters", "--models", lst, "--json", "-q"]
+        # Extraction and statistics only, then the same with the database.
+        s1, _ = timed(base + ["--threads", str(T)])
+        sp, _ = timed(pre + base + ["--threads", "1"], env)
+        t1, o1 = timed(base + ["--db", os.path.join(tmp, "db1"), "--threads", str(T)])
+        tp, op = timed(pre + base + ["--db", os.path.join(tmp, "dbp"), "--threads", "1"], env)
+        same = same_files(os.path.join(tmp, "db1"), os.path.join(tmp, "dbp"),
+                          ["filters.npy", "meta.csv", "lkprobe-db.tsv", "dataset.h5"])
+        nfil = json.loads(o1)['pca']['n_filters']
+        print(f"filters --db, {a.checkpoints} checkpoints ({nfil} 3x3 filters, "
+              f"{nfil * 36 / 1e6:.0f} MB; {'small models' if a.small else 'ResNet-50 / RepLKNet-31B'}):")
+        print(f"  1 rank x {T} threads: {t1:7.2f} s   (without --db {s1:7.2f} s)")
+        print(f"  {T} ranks x 1 thread: {tp:7.2f} s   (without --db {sp:7.2f} s)")
         # The launch alone (mpirun starting T processes that join MPI and exit).
         t0 = launch_seconds(lk, T)
-        print(f"  efficiency t(1x{T}) / t({T}x1) = {t1 / tp:.3f}; without the {t0:.2f} s launch "
-              f"of {T} ranks: {t1 / max(tp - t0, 1e-9):.3f}; databases byte-identical: {same}")
+        print(f"  launch of {T} ranks {t0:.2f} s; writing the database (rank 0, serial) "
+              f"{t1 - s1:.2f} s in one process, {tp - sp:.2f} s under mpirun")
+        print(f"  efficiency t(1x{T}) / t({T}x1) = {t1 / tp:.3f} (without --db {s1 / sp:.3f}); "
+              f"without the launch: {t1 / max(tp - t0, 1e-9):.3f}; databases and JSON "
+              f"identical: {same and o1 == op}")
     finally:
         shutil.rmtree(tmp)
 
@@ -145,6 +187,7 @@ def main():
     ap.add_argument("--images", type=int, default=16)
     ap.add_argument("--checkpoints", type=int, default=40)
     ap.add_argument("--skip-erf", action="store_true")
+    ap.add_argument("--small", action="store_true")
     a = ap.parse_args()
     lk = os.path.join(a.build, "cli", "lkprobe")
     cpu = subprocess.run(["sh", "-c", "lscpu | grep 'Model name'"], capture_output=True,

@@ -754,8 +754,9 @@ static int print_json(const filt_cfg *g, const lk_filters *f, const grouping *G,
 
 /* ---------------------------------------------------------------- main */
 
-/* Loads models [b, e) on this rank, packs each extracted model into one blob (model order)
- * and frees it; 0 after an error (captured for the agreement). */
+/* Loads models [b, e) (this rank's, or all of one process), packs each extracted model into
+ * one blob (model order) and frees it; 0 after an error (printed, or captured for the
+ * agreement). */
 static int extract_share(const filt_cfg *g, const lk_filters_params *p, int64_t b, int64_t e,
                          lk_sb *blob) {
     lk_filters *f = NULL;
@@ -797,27 +798,63 @@ static int extract_share(const filt_cfg *g, const lk_filters_params *p, int64_t 
     return ok;
 }
 
-/* Distributed extraction: each rank extracts its block of models; rank 0 receives the blobs
- * (in rank order, i.e. model order) and adds every model to f, borrowing the filters from
+/* Rank 0's copy of the partials of every rank, in rank order (i.e. model order): *out
+ * (lk_free) with *n elements of size elem; other ranks get *out = NULL. */
+static lk_status gather_all(cli_dist *j, const void *buf, size_t n, size_t elem, void **out,
+                            size_t *n_out, lk_error *err) {
+    size_t   *lens = calloc((size_t)j->size, sizeof *lens);
+    lk_status st   = lens ? lk_dist_gather(j->d, buf, n * elem, 0, out, lens, err)
+                          : LK_FAIL(err, LK_ENOMEM, "filters: out of memory");
+    size_t total = 0;
+    for (int r = 0; st == LK_OK && j->rank == 0 && r < j->size; r++) total += lens[r];
+    *n_out = total / elem;
+    free(lens);
+    return st;
+}
+
+/* Distributed build: each rank extracts its block of models and runs the statistics stages
+ * on them (lk_filters_partial_*); rank 0 receives the extracted filters (for the database) and
+ * the partials, computes the PCA basis from the merged moments and every rank bins its own
+ * filters with it.  Rank 0's f then holds every model, computed, borrowing the filters from
  * *gathered (kept by the caller).  Returns 0, or 1 after the agreed error was printed. */
 static int extract_distributed(const filt_cfg *g, cli_dist *j, const lk_filters_params *p,
                                lk_filters *f, void **gathered) {
     int64_t b, e;
     lk_dist_partition(g->n_models, j->rank, j->size, &b, &e);
-    lk_sb    blob = {0};
-    lk_error err;
+    lk_sb       blob = {0};
+    lk_filters *loc  = NULL;
+    double     *lp = NULL, *all_lp = NULL, range[2] = {INFINITY, -INFINITY}, *ranges = NULL;
+    int64_t    *hc = NULL, *all_hc = NULL;
+    size_t      n_lp = 0, n_hc = 0, n_r = 0;
+    int         rc  = 1;
+    lk_error    err;
     memset(&err, 0, sizeof err);
-    int ok = extract_share(g, p, b, e, &blob);
-    if (cli_dist_agree(j, !ok)) {
-        lk_sb_free(&blob);
-        return 1;
+    /* Stage 1 here: extraction, then the per-layer statistics of this rank's models over the
+     * packed filters (the models are freed after packing). */
+    int       ok = extract_share(g, p, b, e, &blob);
+    lk_status st = ok ? lk_filters_alloc(p, &loc, &err) : LK_EINVAL;
+    for (size_t off = 0; ok && st == LK_OK && off < blob.n;) {
+        size_t used = 0;
+        st          = lk_filters_unpack_model(loc, blob.p + off, blob.n - off, &used, NULL, &err);
+        off += used;
     }
-    size_t   *lens = calloc((size_t)j->size, sizeof *lens);
-    lk_status st   = lens ? lk_dist_gather(j->d, blob.p, blob.n, 0, gathered, lens, &err)
-                          : LK_FAIL(&err, LK_ENOMEM, "filters: out of memory");
-    lk_sb_free(&blob);
-    size_t total = 0;
-    for (int r = 0; st == LK_OK && j->rank == 0 && r < j->size; r++) total += lens[r];
+    if (ok && st == LK_OK) st = lk_filters_partial_layers(loc, &err);
+    if (ok && st == LK_OK) {
+        n_lp = lk_filters_partial_layer_size(loc) * (size_t)lk_filters_n_layers(loc);
+        lp   = lk_malloc(sizeof *lp * (n_lp + 1));
+        st   = lp ? lk_filters_partial_layers_get(loc, lp, &err)
+                  : LK_FAIL(&err, LK_ENOMEM, "filters: out of memory");
+    }
+    if (ok && st != LK_OK) cli_error_lk(&err);
+    if (cli_dist_agree(j, !ok || st != LK_OK)) goto done;
+    /* Rank 0: every model's filters and layer partials; the PCA of the merged moments. */
+    size_t total = 0, n_all = 0;
+    {
+        void *tmp = NULL;
+        st        = gather_all(j, blob.p, blob.n, 1, gathered, &total, &err);
+        if (st == LK_OK) st = gather_all(j, lp, n_lp, sizeof *lp, &tmp, &n_all, &err);
+        all_lp = tmp;
+    }
     for (size_t off = 0; st == LK_OK && off < total;) {
         size_t used = 0;
         st          = lk_filters_unpack_model(f, (const char *)*gathered + off, total - off, &used,
@@ -827,13 +864,61 @@ static int extract_distributed(const filt_cfg *g, cli_dist *j, const lk_filters_
     if (st == LK_OK && j->rank == 0 && lk_filters_n_models(f) != g->n_models)
         st = LK_FAIL(&err, LK_EFORMAT, "filters: rank 0 received %lld of %d models",
                      (long long)lk_filters_n_models(f), g->n_models);
+    if (st == LK_OK && j->rank == 0) st = lk_filters_partial_layers_set(f, all_lp, n_all, &err);
+    if (st == LK_OK && j->rank == 0) st = lk_filters_partial_pca(f, &err);
     if (st != LK_OK) cli_error_lk(&err);
-    free(lens);
-    return cli_dist_agree(j, st != LK_OK);
+    if (cli_dist_agree(j, st != LK_OK)) goto done;
+    /* Every rank: the basis, its coefficient range, the global range, its histograms. */
+    lk_filters_pca pca;
+    if (j->rank == 0) pca = *lk_filters_get_pca(f);
+    st = lk_dist_bcast(j->d, &pca, sizeof pca, 0, &err);
+    if (st == LK_OK) st = lk_filters_partial_set_pca(loc, &pca, &err);
+    if (st == LK_OK) st = lk_filters_partial_range(loc, &range[0], &range[1], &err);
+    if (st != LK_OK) cli_error_lk(&err);
+    if (cli_dist_agree(j, st != LK_OK)) goto done;
+    {
+        void *tmp = NULL;
+        st        = gather_all(j, range, 2, sizeof *range, &tmp, &n_r, &err);
+        ranges    = tmp;
+    }
+    for (size_t r = 0; st == LK_OK && 2 * r + 1 < n_r; r++) {
+        if (ranges[2 * r] < range[0]) range[0] = ranges[2 * r];
+        if (ranges[2 * r + 1] > range[1]) range[1] = ranges[2 * r + 1];
+    }
+    if (st == LK_OK) st = lk_dist_bcast(j->d, range, sizeof range, 0, &err);
+    if (st == LK_OK) st = lk_filters_partial_hist(loc, range[0], range[1], &err);
+    if (st == LK_OK) {
+        n_hc = lk_filters_partial_hist_size(loc) * (size_t)lk_filters_n_layers(loc);
+        hc   = lk_malloc(sizeof *hc * (n_hc + 1));
+        st   = hc ? lk_filters_partial_hist_get(loc, hc, &err)
+                  : LK_FAIL(&err, LK_ENOMEM, "filters: out of memory");
+    }
+    if (st != LK_OK) cli_error_lk(&err);
+    if (cli_dist_agree(j, st != LK_OK)) goto done;
+    {
+        void  *tmp = NULL;
+        size_t n   = 0;
+        st         = gather_all(j, hc, n_hc, sizeof *hc, &tmp, &n, &err);
+        all_hc     = tmp;
+        if (st == LK_OK && j->rank == 0)
+            st = lk_filters_partial_hist_set(f, range[0], range[1], all_hc, n, &err);
+    }
+    if (st != LK_OK) cli_error_lk(&err);
+    rc = cli_dist_agree(j, st != LK_OK);
+done:
+    lk_filters_free(loc);
+    lk_sb_free(&blob);
+    lk_free(lp);
+    lk_free(all_lp);
+    lk_free(ranges);
+    lk_free(hc);
+    lk_free(all_hc);
+    return rc;
 }
 
-/* The database, the analyses and every output (one process, or rank 0). */
-static int analyse(const filt_cfg *g, lk_filters *f, lk_spectra *sp) {
+/* The database, the analyses and every output (one process, or rank 0); computed: f holds
+ * the merged statistics of a distributed build already. */
+static int analyse(const filt_cfg *g, lk_filters *f, int computed, lk_spectra *sp) {
     int          rc = 1, ng = 0, nw = 0;
     lk_filterdb *db = NULL;
     grouping     G[8];
@@ -845,16 +930,19 @@ static int analyse(const filt_cfg *g, lk_filters *f, lk_spectra *sp) {
         if (lk_filterdb_open(g->db, 1, &db, &err) != LK_OK) goto fail;
         for (int i = 0; i < g->n_models; i++) {
             int skipped = 0;
-            if (lk_filterdb_append(db, f, i, g->models[i], NULL, &skipped, &err) != LK_OK) goto fail;
+            if (lk_filterdb_append_nosync(db, f, i, g->models[i], NULL, &skipped, &err) != LK_OK)
+                goto fail;
             if (!g->quiet)
                 fprintf(stderr, "lkprobe: %s: %s\n", g->models[i],
                         skipped ? "already in the DB, skipped" : "added to the DB");
         }
+        /* The derived files once per run (also after a run killed before this point). */
+        if (lk_filterdb_sync(db, &err) != LK_OK) goto fail;
         if (!g->quiet)
             fprintf(stderr, "lkprobe: %s: %lld models, %lld filters\n", g->db,
                     (long long)lk_filterdb_n_models(db), (long long)lk_filterdb_n_filters(db));
     }
-    if (lk_filters_compute(f, &err) != LK_OK) goto fail;
+    if (!computed && lk_filters_compute(f, &err) != LK_OK) goto fail;
     if (!build_groupings(g, f, G, &ng)) goto done;
     for (int i = 0; g->csv && i < g->n_models; i++)
         if (cli_refuse_overwrite(g->models[i], 1, &g->csv)) goto done;
@@ -976,8 +1064,24 @@ static int filters_job(cli_dist *j, int argc, char **argv) {
     }
     if (j->size > 1) {
         if (extract_distributed(&g, j, &p, f, &gathered)) goto done;
-        rc = j->rank == 0 ? analyse(&g, f, NULL) : 0;
+        rc = j->rank == 0 ? analyse(&g, f, 1, NULL) : 0;
         rc = cli_dist_agree(j, rc);
+        goto done;
+    }
+    if (!g.spectra && !g.from_db) {
+        /* As on the ranks: each checkpoint is freed once its filters are packed, so memory
+         * holds the 3x3 filters, not every model (RepLKNet-31B: 0.6 GB loaded, 0.1 MB of
+         * 3x3 filters). */
+        lk_sb blob = {0};
+        int   ok   = extract_share(&g, &p, 0, g.n_models, &blob);
+        gathered   = blob.p;
+        for (size_t off = 0; ok && off < blob.n;) {
+            size_t used = 0;
+            if (lk_filters_unpack_model(f, blob.p + off, blob.n - off, &used, NULL, &err) != LK_OK)
+                goto fail;
+            off += used;
+        }
+        if (ok) rc = analyse(&g, f, 0, NULL);
         goto done;
     }
     if (g.spectra) {
@@ -1000,7 +1104,7 @@ static int filters_job(cli_dist *j, int argc, char **argv) {
             goto fail;
         }
     }
-    rc = analyse(&g, f, sp);
+    rc = analyse(&g, f, 0, sp);
     goto done;
 fail:
     cli_error_lk(&err);

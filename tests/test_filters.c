@@ -11,6 +11,7 @@
 #include "loaders/json-impl.h"
 #include "lkprobe/lk_filters.h"
 #include "testutil.h"
+#include "util/lk_util.h"
 
 #define TOL 1e-6
 
@@ -389,6 +390,224 @@ START_TEST(database) {
 }
 END_TEST
 
+static int same_bytes(const char *dir_a, const char *dir_b, const char *name) {
+    char  pa[600], pb[600];
+    snprintf(pa, sizeof pa, "%s/%s", dir_a, name);
+    snprintf(pb, sizeof pb, "%s/%s", dir_b, name);
+    FILE *a = fopen(pa, "rb"), *b = fopen(pb, "rb");
+    int   same = a && b, ca, cb;
+    while (same && ((ca = fgetc(a)) != EOF) | ((cb = fgetc(b)) != EOF)) same = ca == cb;
+    if (a) fclose(a);
+    if (b) fclose(b);
+    return same;
+}
+
+/* A batch with lk_filterdb_append_nosync and one lk_filterdb_sync gives the database of
+ * lk_filterdb_append per model, byte for byte; before the sync meta.csv is the old one. */
+START_TEST(database_batch) {
+    if (!lk_filterdb_has_hdf5()) return;
+    char dir[] = "/tmp/lk_filterdb_batch_XXXXXX";
+    ck_assert(mkdtemp(dir) != NULL);
+    const char *files[] = {"resnet.onnx", "van.onnx", "eca.onnx"};
+    lk_model   *ms[3];
+    lk_filters *f = NULL;
+    lk_error    err;
+    ck_assert(lk_filters_alloc(NULL, &f, &err) == LK_OK);
+    char paths[3][1100], zoo[1024], da[600], db[600];
+    tu_src_path("tests/fixtures/zoo", zoo, sizeof zoo);
+    for (int i = 0; i < 3; i++) {
+        ms[i] = load_zoo(files[i]);
+        snprintf(paths[i], sizeof paths[i], "%s/%s", zoo, files[i]);
+        ck_assert(lk_filters_add_model(f, ms[i], paths[i], NULL, &err) == LK_OK);
+    }
+    snprintf(da, sizeof da, "%s/one", dir);
+    snprintf(db, sizeof db, "%s/batch", dir);
+    lk_filterdb *a = NULL, *b = NULL;
+    ck_assert(lk_filterdb_open(da, 1, &a, &err) == LK_OK);
+    ck_assert(lk_filterdb_open(db, 1, &b, &err) == LK_OK);
+    int skipped = 0;
+    ck_assert(lk_filterdb_append(a, f, 0, paths[0], NULL, &skipped, &err) == LK_OK && !skipped);
+    ck_assert(lk_filterdb_append_nosync(b, f, 0, paths[0], NULL, &skipped, &err) == LK_OK);
+    ck_assert(lk_filterdb_sync(b, &err) == LK_OK);
+    ck_assert(same_bytes(da, db, "meta.csv") && same_bytes(da, db, "dataset.h5"));
+    for (int i = 1; i < 3; i++) {
+        ck_assert(lk_filterdb_append(a, f, i, paths[i], NULL, &skipped, &err) == LK_OK && !skipped);
+        ck_assert(lk_filterdb_append_nosync(b, f, i, paths[i], NULL, &skipped, &err) == LK_OK &&
+                  !skipped);
+    }
+    ck_assert(!same_bytes(da, db, "meta.csv") && !same_bytes(da, db, "dataset.h5"));
+    ck_assert(same_bytes(da, db, "filters.npy"));
+    ck_assert(lk_filterdb_n_models(b) == 3);
+    ck_assert(lk_filterdb_sync(b, &err) == LK_OK);
+    const char *names[] = {"filters.npy", "meta.csv", "dataset.h5", "lkprobe-db.tsv"};
+    for (int k = 0; k < 4; k++) ck_assert_msg(same_bytes(da, db, names[k]), "%s differs", names[k]);
+    lk_filterdb_close(a);
+    lk_filterdb_close(b);
+    lk_filters_free(f);
+    for (int i = 0; i < 3; i++) lk_model_free(ms[i]);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert(system(cmd) == 0);
+}
+END_TEST
+
+/* Stages 1-4 on the models [b, e) of ms as one process of a split run would: extract, pack
+ * each model into one blob (appended to *blob), run the stages that need the merged results
+ * through the callbacks of partial_merge below. */
+typedef struct part {
+    lk_filters *f;
+    double     *layers;
+    int64_t    *hist;
+    size_t      n_layers, n_hist;
+    double      lo, hi;
+} part;
+
+static void part_extract(part *q, lk_model **ms, const char **names, int b, int e, lk_sb *blob) {
+    lk_error err;
+    ck_assert(lk_filters_alloc(NULL, &q->f, &err) == LK_OK);
+    for (int i = b; i < e; i++) {
+        int64_t mi  = -1;
+        void   *pk  = NULL;
+        size_t  len = 0;
+        ck_assert_msg(lk_filters_add_model(q->f, ms[i], names[i], &mi, &err) == LK_OK, "%s", err.msg);
+        ck_assert(lk_filters_pack_model(q->f, mi, &pk, &len, &err) == LK_OK);
+        lk_sb_put(blob, pk, len);
+        lk_free(pk);
+    }
+    ck_assert_msg(lk_filters_partial_layers(q->f, &err) == LK_OK, "%s", err.msg);
+    q->n_layers = lk_filters_partial_layer_size(q->f) * (size_t)lk_filters_n_layers(q->f);
+    q->layers   = malloc(sizeof *q->layers * (q->n_layers + 1));
+    ck_assert(lk_filters_partial_layers_get(q->f, q->layers, &err) == LK_OK);
+}
+
+/* The models split into 2 and 3 contiguous blocks (one of them empty), each block's stages run
+ * on its own collection and merged into a collection of every model unpacked from the blobs:
+ * per-layer statistics, PCA and histograms equal lk_filters_compute on one collection bit for
+ * bit, hence the drift too.  Also the stage-order and size errors. */
+START_TEST(partial_merge) {
+    lk_json_doc   *doc    = read_expected();
+    const lk_json *models = lk_json_get(lk_json_root(doc), "models");
+    lk_model      *ms[64];
+    const char    *names[64];
+    int            nm = 0;
+    lk_filters    *one = NULL;
+    lk_error       err;
+    ck_assert(lk_filters_alloc(NULL, &one, &err) == LK_OK);
+    for (size_t i = 0; i < models->n; i++) {
+        const lk_json *M = &models->items[i];
+        if (lk_json_get(M, "no_conv")) continue;
+        names[nm] = lk_json_str(lk_json_get(M, "file"));
+        ms[nm]    = load_zoo(names[nm]);
+        ck_assert(lk_filters_add_model(one, ms[nm], names[nm], NULL, &err) == LK_OK);
+        nm++;
+    }
+    ck_assert(nm >= 3);
+    ck_assert_msg(lk_filters_compute(one, &err) == LK_OK, "%s", err.msg);
+    const int cuts[2][4] = {{0, nm / 2, nm, nm}, {0, 1, 1, nm}};
+    const int n_parts[2] = {2, 3};
+    for (int s = 0; s < 2; s++) {
+        part        q[3];
+        lk_sb       blob = {0};
+        lk_filters *g    = NULL;
+        memset(q, 0, sizeof q);
+        ck_assert(lk_filters_alloc(NULL, &g, &err) == LK_OK);
+        for (int r = 0; r < n_parts[s]; r++) part_extract(&q[r], ms, names, cuts[s][r], cuts[s][r + 1], &blob);
+        for (size_t off = 0; off < blob.n;) {
+            size_t used = 0;
+            ck_assert(lk_filters_unpack_model(g, blob.p + off, blob.n - off, &used, NULL, &err) == LK_OK);
+            off += used;
+        }
+        /* Stage 1 merged: the layer partials concatenated in model order. */
+        size_t  nl = 0;
+        for (int r = 0; r < n_parts[s]; r++) nl += q[r].n_layers;
+        double *cat = malloc(sizeof *cat * (nl + 1));
+        nl          = 0;
+        for (int r = 0; r < n_parts[s]; r++) {
+            memcpy(cat + nl, q[r].layers, sizeof *cat * q[r].n_layers);
+            nl += q[r].n_layers;
+        }
+        ck_assert(lk_filters_partial_layers_set(g, cat, nl + 1, &err) == LK_EINVAL);
+        ck_assert_msg(strstr(err.msg, "layer partial"), "%s", err.msg);
+        ck_assert(lk_filters_partial_layers_set(g, cat, nl, &err) == LK_OK);
+        ck_assert_msg(lk_filters_partial_pca(g, &err) == LK_OK, "%s", err.msg);
+        /* Stages 3 and 4 on the parts with the merged basis. */
+        double lo = INFINITY, hi = -INFINITY;
+        for (int r = 0; r < n_parts[s]; r++) {
+            ck_assert(lk_filters_partial_range(q[r].f, &q[r].lo, &q[r].hi, &err) == LK_EINVAL);
+            ck_assert(lk_filters_partial_set_pca(q[r].f, lk_filters_get_pca(g), &err) == LK_OK);
+            ck_assert(lk_filters_partial_range(q[r].f, &q[r].lo, &q[r].hi, &err) == LK_OK);
+            if (lk_filters_n_layers(q[r].f) == 0) ck_assert(q[r].lo == INFINITY && q[r].hi == -INFINITY);
+            if (q[r].lo < lo) lo = q[r].lo;
+            if (q[r].hi > hi) hi = q[r].hi;
+        }
+        size_t nh = 0;
+        for (int r = 0; r < n_parts[s]; r++) {
+            ck_assert(lk_filters_partial_hist_get(q[r].f, NULL, &err) == LK_EINVAL);
+            ck_assert(lk_filters_partial_hist(q[r].f, lo, hi, &err) == LK_OK);
+            q[r].n_hist = lk_filters_partial_hist_size(q[r].f) * (size_t)lk_filters_n_layers(q[r].f);
+            nh += q[r].n_hist;
+        }
+        int64_t *hc = malloc(sizeof *hc * (nh + 1));
+        nh          = 0;
+        for (int r = 0; r < n_parts[s]; r++) {
+            ck_assert(lk_filters_partial_hist_get(q[r].f, hc + nh, &err) == LK_OK);
+            nh += q[r].n_hist;
+        }
+        ck_assert(lk_filters_partial_hist_set(g, lo, hi, hc, nh, &err) == LK_OK);
+        /* Equal to the one-collection run, bit for bit. */
+        ck_assert(lk_filters_n_layers(g) == lk_filters_n_layers(one));
+        for (int64_t i = 0; i < lk_filters_n_layers(g); i++) {
+            const lk_filters_layer *a = lk_filters_get_layer(g, i), *b = lk_filters_get_layer(one, i);
+            const double va[] = {a->sparsity, a->variance_entropy, a->variance_entropy_norm_clean,
+                                 a->orthogonality, a->norm_l1_norm, a->norm_l2};
+            const double vb[] = {b->sparsity, b->variance_entropy, b->variance_entropy_norm_clean,
+                                 b->orthogonality, b->norm_l1_norm, b->norm_l2};
+            ck_assert_msg(memcmp(va, vb, sizeof va) == 0 && a->flags == b->flags &&
+                          a->n_sparse == b->n_sparse, "%d parts: layer %lld differs", n_parts[s],
+                          (long long)i);
+        }
+        for (int64_t i = 0; i < lk_filters_n_models(g); i++)
+            ck_assert(lk_filters_model_info(g, i)->sparsity == lk_filters_model_info(one, i)->sparsity);
+        const lk_filters_pca *Pa = lk_filters_get_pca(g), *Pb = lk_filters_get_pca(one);
+        ck_assert_msg(memcmp(Pa, Pb, sizeof *Pa) == 0, "%d parts: the PCA differs", n_parts[s]);
+        ck_assert(Pa->variance[0] > Pa->variance[8] && Pa->hi > Pa->lo);
+        double *ha = malloc(sizeof *ha * 10 * 9 * 70), *hb = malloc(sizeof *hb * 10 * 9 * 70);
+        int64_t ca[10], cb[10];
+        ck_assert(lk_filters_group_hist(g, LK_GROUP_DECILE, NULL, 10, ha, ca, &err) == LK_OK);
+        ck_assert(lk_filters_group_hist(one, LK_GROUP_DECILE, NULL, 10, hb, cb, &err) == LK_OK);
+        ck_assert(memcmp(ca, cb, sizeof ca) == 0);
+        for (int k = 0; k < 10 * 9 * 70; k++)
+            ck_assert_msg(ha[k] == hb[k] || (isnan(ha[k]) && isnan(hb[k])), "%d parts: hist %d",
+                          n_parts[s], k);
+        int64_t ng = lk_filters_n_models(g);
+        double  Da[64 * 64], Db[64 * 64];
+        ck_assert(lk_filters_drift(g, LK_GROUP_MODEL, NULL, ng, Da, &err) == LK_OK);
+        ck_assert(lk_filters_drift(one, LK_GROUP_MODEL, NULL, ng, Db, &err) == LK_OK);
+        ck_assert(memcmp(Da, Db, sizeof *Da * (size_t)(ng * ng)) == 0);
+        free(ha);
+        free(hb);
+        free(hc);
+        free(cat);
+        for (int r = 0; r < n_parts[s]; r++) {
+            lk_filters_free(q[r].f);
+            free(q[r].layers);
+        }
+        lk_filters_free(g);
+        lk_sb_free(&blob);
+    }
+    /* Stage order: no PCA before stage 1. */
+    lk_filters *e = NULL;
+    ck_assert(lk_filters_alloc(NULL, &e, &err) == LK_OK);
+    ck_assert(lk_filters_add_model(e, ms[0], names[0], NULL, &err) == LK_OK);
+    ck_assert(lk_filters_partial_pca(e, &err) == LK_EINVAL);
+    ck_assert_msg(strstr(err.msg, "partial_layers"), "%s", err.msg);
+    lk_filters_free(e);
+    lk_filters_free(one);
+    for (int i = 0; i < nm; i++) lk_model_free(ms[i]);
+    lk_json_free(doc);
+}
+END_TEST
+
 Suite *filters_suite(void);
 Suite *filters_suite(void) {
     Suite *s  = suite_create("filters");
@@ -397,6 +616,8 @@ Suite *filters_suite(void) {
     tcase_add_test(tc, closed_forms);
     tcase_add_test(tc, zoo_oracle);
     tcase_add_test(tc, database);
+    tcase_add_test(tc, partial_merge);
+    tcase_add_test(tc, database_batch);
     suite_add_tcase(s, tc);
     return s;
 }

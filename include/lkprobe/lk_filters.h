@@ -147,7 +147,8 @@ LK_API lk_status lk_filters_add_model_info(lk_filters *f, const lk_filters_model
 LK_API lk_status lk_filters_add_layer(lk_filters *f, const lk_filters_layer_desc *d, lk_error *err);
 
 /* Computes the per-layer statistics, the global PCA and the per-layer coefficient histograms,
- * multithreaded.  LK_EINVAL when no layer was added. */
+ * multithreaded (the four lk_filters_partial_* stages below).  LK_EINVAL when no layer was
+ * added. */
 LK_API lk_status lk_filters_compute(lk_filters *f, lk_error *err);
 
 LK_API int64_t                 lk_filters_n_layers(const lk_filters *f);
@@ -194,6 +195,56 @@ LK_API lk_status lk_filters_pack_model(const lk_filters *f, int64_t model_idx, v
 LK_API lk_status lk_filters_unpack_model(lk_filters *f, const void *blob, size_t len, size_t *used,
                                          int64_t *model_idx, lk_error *err);
 
+/* ---- partial results: statistics computed where the filters are, merged -----------------
+ *
+ * lk_filters_compute runs four stages.  A distributed run splits the models over processes
+ * (f_r: the models of process r; g: every model, in model order, e.g. unpacked from the
+ * blobs above) and runs each stage where the filters are; the merged results in g equal those
+ * of lk_filters_compute on one process bit for bit (the PCA moments are summed per layer in
+ * layer order, the range is a min/max, the histograms are integer counts):
+ *
+ *     lk_filters_partial_layers(f_r)                          // §4 per layer + PCA moments
+ *     lk_filters_partial_layers_get(f_r, buf_r)  -> g: lk_filters_partial_layers_set(g, cat(buf_r))
+ *     g: lk_filters_partial_pca(g)        -> every f_r: lk_filters_partial_set_pca(f_r, pca(g))
+ *     lk_filters_partial_range(f_r, &lo_r, &hi_r)             // lo = min lo_r, hi = max hi_r
+ *     lk_filters_partial_hist(f_r, lo, hi)                    // per-layer counts, global edges
+ *     lk_filters_partial_hist_get(f_r, cnt_r)    -> g: lk_filters_partial_hist_set(g, lo, hi, cat(cnt_r))
+ *
+ * The analysis stays unaware of how partials move.  An f_r without layers takes part in every
+ * stage (its range is [+inf, -inf]).  Adding a layer or model discards the stages done. */
+
+/* Values per layer in a layer partial: LK_FILTERS_PARTIAL_STATS statistics (n_sparse,
+ * sparsity, the 4 variance entropies, orthogonality, the 4 norms, flags, in lk_filters_layer
+ * order) then the moments of its peak-scaled filters (dim sums, dim x dim products, upper
+ * triangle filled). */
+#define LK_FILTERS_PARTIAL_STATS 12
+LK_API size_t    lk_filters_partial_layer_size(const lk_filters *f);
+/* Stage 1: per-layer statistics (§4) and moments, multithreaded (any number of layers). */
+LK_API lk_status lk_filters_partial_layers(lk_filters *f, lk_error *err);
+/* Writes the layer partial of every layer of f (n_layers x layer_size doubles) to out. */
+LK_API lk_status lk_filters_partial_layers_get(const lk_filters *f, double *out, lk_error *err);
+/* Replaces stage 1 of f by n values (its layers' partials in layer order); LK_EINVAL when n is
+ * not n_layers x layer_size. */
+LK_API lk_status lk_filters_partial_layers_set(lk_filters *f, const double *in, size_t n,
+                                               lk_error *err);
+/* Stage 2: the global PCA (§5.1) of f's layers, then lk_filters_get_pca returns it. */
+LK_API lk_status lk_filters_partial_pca(lk_filters *f, lk_error *err);
+/* Installs a basis computed elsewhere (copied; after stage 1). */
+LK_API lk_status lk_filters_partial_set_pca(lk_filters *f, const lk_filters_pca *pca,
+                                            lk_error *err);
+/* Stage 3: min and max of every PCA coefficient of f's filters (+inf, -inf without filters). */
+LK_API lk_status lk_filters_partial_range(lk_filters *f, double *lo, double *hi, lk_error *err);
+/* Stage 4: per-layer histograms over the global range [lo, hi] (an empty range is widened by
+ * 0.5 each side, as numpy does); f is then computed. */
+LK_API lk_status lk_filters_partial_hist(lk_filters *f, double lo, double hi, lk_error *err);
+/* Histogram counts per layer (dim x n_bins int64). */
+LK_API size_t    lk_filters_partial_hist_size(const lk_filters *f);
+LK_API lk_status lk_filters_partial_hist_get(const lk_filters *f, int64_t *out, lk_error *err);
+/* Installs the global range and the counts of every layer (n = n_layers x hist_size, layer
+ * order) after stage 2; f is then computed. */
+LK_API lk_status lk_filters_partial_hist_set(lk_filters *f, double lo, double hi,
+                                             const int64_t *in, size_t n, lk_error *err);
+
 /* ---- pure helpers (exposed for tests) --------------------------------------------------- */
 
 /* θ(n) of §4.2. */
@@ -226,6 +277,17 @@ LK_API int       lk_filterdb_contains(lk_filterdb *db, const char *path, lk_erro
 LK_API lk_status lk_filterdb_append(lk_filterdb *db, const lk_filters *f, int64_t model_idx,
                                     const char *path, const lk_filterdb_meta *meta, int *skipped,
                                     lk_error *err);
+/* lk_filterdb_append without the derived files: filters.npy and the manifest are committed
+ * (an interrupted batch resumes from them), while meta.csv and dataset.h5, which hold every
+ * model and are rewritten whole, wait for one lk_filterdb_sync after the batch (a batch of n
+ * models then writes the filters once, not n times).  Until the sync they describe the
+ * models before the batch. */
+LK_API lk_status lk_filterdb_append_nosync(lk_filterdb *db, const lk_filters *f,
+                                           int64_t model_idx, const char *path,
+                                           const lk_filterdb_meta *meta, int *skipped,
+                                           lk_error *err);
+/* Rewrites meta.csv and dataset.h5 from the committed models (atomically, each). */
+LK_API lk_status lk_filterdb_sync(lk_filterdb *db, lk_error *err);
 LK_API int64_t   lk_filterdb_n_models(const lk_filterdb *db);
 LK_API int64_t   lk_filterdb_n_filters(const lk_filterdb *db);
 /* Adds every model and layer of the DB to f (data borrowed from the DB's mapping: keep db open
