@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "fuse_chain-impl.h"
 #include "interp-impl.h"
 #include "model-impl.h"
 #include "op.h"
@@ -52,6 +53,7 @@ struct lk_exec {
     uint64_t        bytes;     /* buffer bytes the plan needs                               */
     int             forwarded;
     lk_interp      *interp;    /* jvp/backward run LinearScope rules (model/interp.c)      */
+    lk_chains      *chains;    /* fusion: elementwise chains (model/fuse_chain.c)          */
 };
 
 lk_exec_opts lk_exec_opts_default(void) {
@@ -95,6 +97,7 @@ void lk_exec_free(lk_exec *x) {
     lk_free(x->fed);
     lk_free(x->mark);
     lk_free(x->feed);
+    lk_chains_free(x->chains);
     lk_free(x);
 }
 
@@ -212,6 +215,7 @@ static lk_status plan_pool(lk_exec *x, int tangent, size_t **offsets, size_t *to
             if (m->nodes[i].in[j] >= 0) last[m->nodes[i].in[j]] = i;
         if (x->fuse_add && x->fuse_add[i] >= 0) last[x->fuse_add[i]] = i;
     }
+    if (x->chains) lk_chains_last_use(x->chains, last);
     for (int64_t v = 0; v < nv; v++) {
         int64_t p = m->values[v].producer, c = last[v] > p ? last[v] : p;
         if (tangent == POOL_VALUE) {
@@ -726,6 +730,8 @@ static lk_status exec_plan(const lk_model *m, const lk_exec_opts *o, int n_shape
         x->o.n_sources == 0)
         s = plan_fusion(x, err);
     if (!s) s = plan_requires(x, keep, err);
+    if (!s && x->fuse_out)
+        s = lk_chains_plan(m, x->vals, x->fuse_add, x->keep, x->active, x->live, &x->chains, err);
     if (!s && x->fuse_out) s = plan_share(x, err);
     if (!s) s = plan_buffers(x, err);
     if (!s) s = plan_scratch(x, scratch, err);
@@ -785,6 +791,11 @@ static int all_finite(const lk_tensor *t) {
     return ok;
 }
 
+/* Node i's forward, or the elementwise chain it ends. */
+static void node_forward(lk_exec *x, int64_t i, const lk_op_ctx *c) {
+    if (!lk_chains_run(x->chains, i, x->vals, x->pool)) lk_op_get(c->node->op)->forward(c);
+}
+
 /* Runs node i's forward (timed when profiling). */
 static void run_node(lk_exec *x, int64_t i) {
     const lk_node   *n = &x->m->nodes[i];
@@ -793,12 +804,12 @@ static void run_node(lk_exec *x, int64_t i) {
     lk_op_ctx        c;
     fill_ctx(x, n, &c, in, outp);
     if (!x->node_s) {
-        lk_op_get(n->op)->forward(&c);
+        node_forward(x, i, &c);
         return;
     }
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
-    lk_op_get(n->op)->forward(&c);
+    node_forward(x, i, &c);
     clock_gettime(CLOCK_MONOTONIC, &b);
     x->node_s[i] += (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
 }

@@ -142,6 +142,14 @@ typedef struct lk_op_def {
     /* Fan-in of weight input i (inputs summed per output unit) for the NTK parameterisation;
      * optional: numel / shape[0] when NULL. */
     int64_t   (*fan_in)(const lk_node *n, int i, const lk_tensor *w);
+    /* Elementwise chains of forward-only fused execs (model/fuse_chain.c): the op's forward
+     * arithmetic over n elements of a tile, element by element as forward computes them (same
+     * bits).  map1 (unary ops): y[j] = f(x[j]).  map2 (broadcasting binary ops):
+     * y[j] = f(a[j * sa], b[j * sb]) with sa, sb in {0, 1}.  NULL: the op never joins a
+     * chain. */
+    void      (*map1)(float *restrict y, const float *restrict x, int64_t n, const lk_attrs *a);
+    void      (*map2)(float *restrict y, const float *restrict a, const float *restrict b,
+                      int64_t n, int sa, int sb);
 } lk_op_def;
 
 /* One descriptor per op, defined in model/ops/<file>.c as lk_op_def_<ENUM>. */

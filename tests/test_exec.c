@@ -342,6 +342,156 @@ START_TEST(fused_exec_shares_values) {
 }
 END_TEST
 
+/* Elementwise chains (model/fuse_chain.c).  x (N,3,45,70) -> conv1 (c1, read three times) ->
+ *   Add(c1, 3) -> Clip[0,6] = a2 (a model output: the chain ends there)
+ *   Mul(c1, a2) -> Div(., 6) -> Mul(., gate (N,4,1,1)) -> Sub(bias (4,1,1), .) -> LeakyRelu = a7
+ *     with gate = HardSigmoid(GlobalAveragePool(c1)); a7 is read twice:
+ *   conv2(a7) -> Relu -> GlobalAveragePool = y1;  Tanh(a7) -> Mul(., 0.75) -> Sigmoid = y2;
+ *   e1 = Sigmoid(c1) -> Mul(e1, e1) = y4 (e1 read twice by one node: no chain).
+ * The rows of the gated ops (45*70 = 3150) take several tiles with a partial one. */
+typedef struct chain_net {
+    lk_model *m;
+    int64_t   x, y[4];
+    int64_t   node[16]; /* node indices in creation order (see chain_net_build) */
+} chain_net;
+
+static int64_t add_param1(lk_model *m, const char *name, int ndim, const int64_t *sh,
+                          const float *v) {
+    int64_t vid;
+    ck_assert_int_eq(lk_model_add_param(m, name, ndim, sh, v, 1, &vid, NULL), LK_OK);
+    return vid;
+}
+
+static int64_t add_op(lk_model *m, lk_op op, const char *name, int n_in, int64_t a, int64_t b,
+                      const lk_attrs *at) {
+    int64_t     out, ins[2] = {a, b};
+    const char *on[1] = {name};
+    ck_assert_int_eq(lk_model_add_node(m, op, name, n_in, ins, 1, on, at, &out, NULL), LK_OK);
+    return out;
+}
+
+static chain_net chain_net_build(void) {
+    chain_net n;
+    lk_error  err;
+    memset(&n, 0, sizeof n);
+    ck_assert_int_eq(lk_model_alloc(&n.m, NULL), LK_OK);
+    int64_t sh[4] = {1, 3, 45, 70}, one[1] = {1}, per_c[3] = {4, 1, 1};
+    float   three = 3.0f, six = 6.0f, scale = 0.75f, bias[4] = {0.125f, -0.375f, 0.5f, -0.0625f};
+    ck_assert_int_eq(lk_model_add_input(n.m, "x", 4, sh, &n.x, NULL), LK_OK);
+    int64_t  p3 = add_param1(n.m, "three", 1, one, &three), p6 = add_param1(n.m, "six", 1, one, &six);
+    int64_t  ps = add_param1(n.m, "scale", 1, one, &scale);
+    int64_t  pb = add_param1(n.m, "bias", 3, per_c, bias);
+    int64_t  c1 = add_conv(n.m, "conv1", n.x, 3, 4, 303, NULL);
+    lk_attrs clip = lk_attrs_default(LK_OP_CLIP);
+    clip.s.alpha  = 0.0f;
+    clip.s.beta   = 6.0f;
+    int64_t a1 = add_op(n.m, LK_OP_ADD, "a1", 2, c1, p3, NULL);
+    int64_t a2 = add_op(n.m, LK_OP_CLIP, "a2", 1, a1, -1, &clip);
+    int64_t g0 = add_op(n.m, LK_OP_GLOBAL_AVG_POOL, "g0", 1, c1, -1, NULL);
+    int64_t g  = add_op(n.m, LK_OP_HARD_SIGMOID, "g", 1, g0, -1, NULL);
+    int64_t a3 = add_op(n.m, LK_OP_MUL, "a3", 2, c1, a2, NULL);
+    int64_t a4 = add_op(n.m, LK_OP_DIV, "a4", 2, a3, p6, NULL);
+    int64_t a5 = add_op(n.m, LK_OP_MUL, "a5", 2, a4, g, NULL);
+    int64_t a6 = add_op(n.m, LK_OP_SUB, "a6", 2, pb, a5, NULL);
+    int64_t a7 = add_op(n.m, LK_OP_LEAKY_RELU, "a7", 1, a6, -1, NULL);
+    int64_t c2 = add_conv(n.m, "conv2", a7, 4, 4, 404, NULL);
+    int64_t r2 = add_op(n.m, LK_OP_RELU, "r2", 1, c2, -1, NULL);
+    n.y[0]     = add_op(n.m, LK_OP_GLOBAL_AVG_POOL, "y1", 1, r2, -1, NULL);
+    int64_t b1 = add_op(n.m, LK_OP_TANH, "b1", 1, a7, -1, NULL);
+    int64_t b2 = add_op(n.m, LK_OP_MUL, "b2", 2, b1, ps, NULL);
+    n.y[1]     = add_op(n.m, LK_OP_SIGMOID, "y2", 1, b2, -1, NULL);
+    n.y[2]     = a2;
+    int64_t e1 = add_op(n.m, LK_OP_SIGMOID, "e1", 1, c1, -1, NULL);
+    n.y[3]     = add_op(n.m, LK_OP_MUL, "y4", 2, e1, e1, NULL);
+    ck_assert_int_eq(lk_model_set_outputs(n.m, 4, n.y, NULL), LK_OK);
+    ck_assert_msg(lk_model_finalize(n.m, &err) == LK_OK, "%s", err.msg);
+    return n;
+}
+
+static int64_t node_named(const lk_model *m, const char *name) {
+    for (int64_t i = 0; i < lk_model_n_nodes(m); i++)
+        if (strcmp(lk_model_node(m, i)->name, name) == 0) return i;
+    ck_abort_msg("no node %s", name);
+    return -1;
+}
+
+/* Fused chains give the unfused forward's bits on every output, at batch 1 (one thread) and
+ * batch 5 (over 65536 elements: tiles split over 2 threads), and only the intended nodes are
+ * fused away. */
+START_TEST(elementwise_chains_same_bits) {
+    chain_net n = chain_net_build();
+    lk_error  err;
+    for (int batch = 1; batch <= 5; batch += 4) {
+        lk_tensor   *x = tensor4(batch, 3, 45, 70, 7 + (uint64_t)batch);
+        lk_exec_opts o = lk_exec_opts_default();
+        o.threads      = batch == 1 ? 1 : 2;
+        lk_exec_opts of = o;
+        of.fuse         = 1;
+        const lk_tensor *in = x;
+        lk_exec         *a = NULL, *f = NULL;
+        ck_assert_msg(lk_exec_alloc(n.m, &o, 1, &in, &a, &err) == LK_OK, "%s", err.msg);
+        ck_assert_msg(lk_exec_alloc(n.m, &of, 1, &in, &f, &err) == LK_OK, "%s", err.msg);
+        for (int rep = 0; rep < 2; rep++) {
+            ck_assert_int_eq(lk_exec_forward(a, &in, &err), LK_OK);
+            ck_assert_int_eq(lk_exec_forward(f, &in, &err), LK_OK);
+            for (int k = 0; k < 4; k++) {
+                const lk_tensor *ya = lk_exec_value(a, n.y[k]), *yf = lk_exec_value(f, n.y[k]);
+                ck_assert_ptr_nonnull(yf);
+                int64_t cnt = lk_tensor_numel(ya), bad = -1;
+                for (int64_t i = 0; i < cnt && bad < 0; i++)
+                    if (memcmp((float *)ya->data + i, (float *)yf->data + i, sizeof(float)))
+                        bad = i;
+                ck_assert_msg(bad < 0, "batch %d output %d element %lld: unfused %.9g, fused %.9g",
+                              batch, k, (long long)bad, (double)((float *)ya->data)[bad],
+                              (double)((float *)yf->data)[bad]);
+            }
+            tu_fill_uniform(x->data, lk_tensor_numel(x), 55 + (uint64_t)rep, -2, 2);
+        }
+        /* Fused away: chain nodes but the last.  Run: chain ends, nodes whose value is read
+         * twice or is an output, single ops. */
+        const char *gone[] = {"a1", "a3", "a4", "a5", "a6", "b1", "b2"};
+        const char *run[]  = {"a2", "a7", "y2", "g", "e1", "y4", "conv1"};
+        for (size_t k = 0; k < sizeof gone / sizeof *gone; k++) {
+            ck_assert_msg(!lk_exec_node_active(f, node_named(n.m, gone[k])), "%s", gone[k]);
+            ck_assert(lk_exec_node_active(a, node_named(n.m, gone[k])));
+            ck_assert_msg(lk_exec_node_active(f, node_named(n.m, run[k])), "%s", run[k]);
+        }
+        lk_exec_free(a);
+        lk_exec_free(f);
+        lk_tensor_free(x);
+    }
+    lk_model_free(n.m);
+}
+END_TEST
+
+/* A kept value is never inside a chain: the chain stops there and the value is readable. */
+START_TEST(elementwise_chain_stops_at_kept) {
+    chain_net n = chain_net_build();
+    lk_error  err;
+    lk_tensor   *x = tensor4(1, 3, 45, 70, 3);
+    lk_exec_opts o = lk_exec_opts_default();
+    o.threads      = 1;
+    o.fuse         = 1;
+    int64_t kept   = lk_model_node(n.m, node_named(n.m, "a4"))->out[0];
+    o.n_keep       = 1;
+    o.keep_vids    = &kept;
+    const lk_tensor *in = x;
+    lk_exec         *f  = NULL;
+    ck_assert_msg(lk_exec_alloc(n.m, &o, 1, &in, &f, &err) == LK_OK, "%s", err.msg);
+    ck_assert_int_eq(lk_exec_forward(f, &in, &err), LK_OK);
+    ck_assert(lk_exec_node_active(f, node_named(n.m, "a4")));
+    ck_assert(!lk_exec_node_active(f, node_named(n.m, "a3")));
+    ck_assert(!lk_exec_node_active(f, node_named(n.m, "a5")));
+    const lk_tensor *v = lk_exec_value(f, kept);
+    ck_assert_ptr_nonnull(v);
+    /* a4 = c1 * clip(c1 + 3, 0, 6) / 6 is a hard-swish: never below -3/8. */
+    for (int64_t i = 0; i < lk_tensor_numel(v); i++) ck_assert(((float *)v->data)[i] >= -0.375f);
+    lk_exec_free(f);
+    lk_tensor_free(x);
+    lk_model_free(n.m);
+}
+END_TEST
+
 int main(void) {
     Suite *s  = suite_create("exec");
     TCase *tc = tcase_create("core");
@@ -351,6 +501,8 @@ int main(void) {
     tcase_add_test(tc, estimate_and_option_errors);
     tcase_add_test(tc, parameter_tangent);
     tcase_add_test(tc, fused_exec_shares_values);
+    tcase_add_test(tc, elementwise_chains_same_bits);
+    tcase_add_test(tc, elementwise_chain_stops_at_kept);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

@@ -68,6 +68,9 @@ typedef struct lk_exec_opts {
     /* 1 (forward-only execs without targets): a convolution whose output feeds only a Relu,
      * or only an Add (same shape) optionally followed by a Relu, computes them in its store;
      * the intermediate values are then not kept (lk_exec_value returns NULL for them).
+     * Chains of elementwise ops (activations, gates, bias adds, clip, scale) whose
+     * intermediates are read once run as one pass, at the chain's last node; the others
+     * count as fused away (lk_exec_node_active 0; profiles time the chain at its last node).
      * Every other intermediate value that is not an output (nor in keep_vids) shares its
      * buffer by liveness, so after forward only inputs, outputs and kept values are readable
      * (lk_exec_value returns NULL for the rest, lk_exec_forward_from is refused); the arena

@@ -218,9 +218,14 @@ size_t    lk_binary_scratch(const lk_op_ctx *c);
     }
 
 /* INTERP, FROZEN: the op's LinearScope rule kind and interp_frozen (NULL: none); ROLE: the
- * lk_param_role of a parameter operand (either side), LK_PARAM_NONE for none. */
+ * lk_param_role of a parameter operand (either side), LK_PARAM_NONE for none.  map2 is the
+ * forward row on one tile of an elementwise chain (op.h, model/fuse_chain.c). */
 #define LK_BINARY_OP_ROLE(E, NAME, F, DA, DB, FLAGS, INTERP, FROZEN, ROLE)                        \
     LK_BINARY_KERNELS(E, F, DA, DB)                                                                \
+    static void E##_map2(float *restrict y, const float *restrict a, const float *restrict b,      \
+                         int64_t n, int sa, int sb) {                                              \
+        LK_BC_SPECIALISE(sa, sb, for (int64_t j = 0; j < n; j++) y[j] = F(a[j * SA], b[j * SB])); \
+    }                                                                                              \
     const lk_op_def lk_op_def_##E = {                                                              \
         .name      = NAME,                                                                         \
         .n_in_min  = 2,                                                                            \
@@ -237,6 +242,7 @@ size_t    lk_binary_scratch(const lk_op_ctx *c);
         .interp        = (INTERP),                                                                 \
         .interp_frozen = (FROZEN),                                                                 \
         .param_role = {(ROLE), (ROLE)},                                                            \
+        .map2          = E##_map2,                                                                 \
     };
 
 #define LK_BINARY_OP(E, NAME, F, DA, DB, FLAGS, INTERP, FROZEN)                                    \

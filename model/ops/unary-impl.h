@@ -3,7 +3,8 @@
  *     static inline float NAME_f(float x, const lk_attrs *a);             (value)
  *     static inline float NAME_df(float x, float y, const lk_attrs *a);   (derivative)
  * and instantiates LK_UNARY_OP(ENUM, "name", f, df, flags), which defines infer, forward
- * (parallel, vectorisable loop), backward (gin += gout * df) and jvp (tout = tin * df).
+ * (parallel, vectorisable loop), backward (gin += gout * df), jvp (tout = tin * df) and map1
+ * (the forward loop on one tile of an elementwise chain, model/fuse_chain.c).
  * df gets both x and y so that derivatives like sigmoid's y (1 - y) reuse the output.
  * Inputs above 65536 elements are split over the pool.
  */
@@ -109,12 +110,17 @@ typedef struct lk_unary_args {
         if (n < 65536) E##_interp_body(&args, 0, n, 0);                                        \
         else lk_parallel_for(c->pool, n, E##_interp_body, &args);                              \
     }                                                                                          \
+    /* The forward loop over one tile of an elementwise chain (op.h map1). */                 \
+    static void E##_map1(float *restrict y, const float *restrict x, int64_t n,                \
+                         const lk_attrs *a) {                                                  \
+        for (int64_t i = 0; i < n; i++) y[i] = F(x[i], a);                                     \
+    }                                                                                          \
     const lk_op_def lk_op_def_##E = {                                                          \
         .name = NAME, .n_in_min = 1, .n_in_max = 1, .n_out_min = 1, .n_out_max = 1,            \
         .flags = (FLAGS), .infer = lk_unary_infer, .forward = E##_forward,                     \
         .backward = E##_backward, .jvp = E##_jvp, .rf = LK_RF_POINT, .defaults = (DEFAULTS),   \
         .interp = LK_INTERP_HOOK,                                                              \
-        .interp_apply = E##_interp, .interp_transpose = E##_interp,                            \
+        .interp_apply = E##_interp, .interp_transpose = E##_interp, .map1 = E##_map1,          \
     };
 
 #endif
