@@ -95,6 +95,23 @@ typedef struct dp_layout {
     int64_t xp_floats;       /* all n * c * nph phase planes, plus read slack             */
 } dp_layout;
 
+/* How the tiles read the input of a 1x1, stride-1, unpadded conv, whose planes already are
+ * its phase planes: DP_IN_PLACE reads x itself (its planes are whole vectors, so no tile reads
+ * past x's end); DP_FLAT copies x in one piece, with read slack after it.  Both keep the
+ * plane stride h w only where dp_layout_set's rule would (off the 2 KiB cache-set multiples,
+ * or planes shorter than 64 floats, which a tile reads as one contiguous run).  DP_PLANES:
+ * the general copy into padded phase planes (dp_pad), many small copies per plane. */
+enum { DP_PLANES, DP_IN_PLACE, DP_FLAT };
+
+static int dp_mode(const lk_conv_geom *g) {
+    int64_t hw = g->h * g->w;
+    if (g->kh != 1 || g->kw != 1 || g->sh != 1 || g->sw != 1 || g->ph != 0 || g->pw != 0 ||
+        g->oh != g->h || g->ow != g->w)
+        return DP_PLANES;
+    if (hw >= 64 && (hw % 512 < 64 || hw % 512 > 448)) return DP_PLANES;
+    return hw % VL == 0 ? DP_IN_PLACE : DP_FLAT;
+}
+
 static void dp_layout_set(const lk_conv_geom *g, dp_layout *L) {
     L->nph   = g->sh * g->sw;
     L->hp    = g->oh + (g->kh - 1) * g->dh / g->sh;
@@ -104,6 +121,12 @@ static void dp_layout_set(const lk_conv_geom *g, dp_layout *L) {
     L->plane = (L->hp * L->wp + 15) & ~(int64_t)15;
     while (L->plane % 512 < 64 || L->plane % 512 > 448) L->plane += 16;
     L->grid  = g->oh * L->wp;
+    int mode = dp_mode(g);
+    if (mode != DP_PLANES) { /* hp = h, wp = w: planes h w apart, as in x */
+        L->plane     = g->h * g->w;
+        L->xp_floats = mode == DP_IN_PLACE ? 0 : (g->n * g->c * L->plane + NR + 15) & ~(int64_t)15;
+        return;
+    }
     /* A tile reads up to NR - 1 columns past the grid's end, plus the largest tap offset:
      * past the last plane by at most NR + (kw-1)*dw/sw floats. */
     L->xp_floats =
@@ -391,15 +414,25 @@ void lk_conv_forward_packed(const lk_conv_geom *g, const float *x, const float *
     a.nthreads   = nt;
     a.split_rows = split_rows(g, L.grid, nt);
 
-    float   *xp     = ctx->scratch;
-    int64_t *off    = (int64_t *)(void *)(xp + L.xp_floats);
-    int64_t  planes = g->n * g->c, used = planes * L.nph * L.plane;
+    float   *xp  = ctx->scratch;
+    int64_t *off = (int64_t *)(void *)(xp + L.xp_floats);
     dp_offsets(g, &L, off);
-    memset(xp + used, 0, sizeof(float) * (size_t)(L.xp_floats - used));
-    pad_args pa = {g, &L, x, xp};
-    if (nt == 1) pad_body(&pa, 0, planes, 0);
-    else lk_parallel_for(ctx->pool, planes, pad_body, &pa);
-    a.xp  = xp;
+    int mode = dp_mode(g);
+    if (mode == DP_IN_PLACE) {
+        a.xp = x;
+    } else if (mode == DP_FLAT) {
+        int64_t used = g->n * g->c * L.plane;
+        memcpy(xp, x, sizeof(float) * (size_t)used);
+        memset(xp + used, 0, sizeof(float) * (size_t)(L.xp_floats - used));
+        a.xp = xp;
+    } else {
+        int64_t planes = g->n * g->c, used = planes * L.nph * L.plane;
+        memset(xp + used, 0, sizeof(float) * (size_t)(L.xp_floats - used));
+        pad_args pa = {g, &L, x, xp};
+        if (nt == 1) pad_body(&pa, 0, planes, 0);
+        else lk_parallel_for(ctx->pool, planes, pad_body, &pa);
+        a.xp = xp;
+    }
     a.off = off;
     a.acc = (float *)(void *)(off + a.kdim);
     if (nt == 1) pk_body(&a, 0, 1, 0);
