@@ -598,6 +598,10 @@ typedef struct dw_layout {
     int64_t hz, wz;  /* zero-stuffed, padded output gradient (data gradient)               */
     int64_t ldg;     /* row stride of the output gradient copy (weight gradient)           */
     size_t  off_g, off_t, off_w, off_o, off_a, per_thread;
+    /* Small planes (dw_small): the forward reads the output grid flat (see dw_small_body). */
+    int     small;
+    int64_t hq, wq, sp; /* phase plane rows, row length, stride (floats)                  */
+    size_t  off_sg, off_so;
 } dw_layout;
 
 static void dw_layout_set(const lk_conv_geom *g, dw_layout *L) {
@@ -617,6 +621,18 @@ static void dw_layout_set(const lk_conv_geom *g, dw_layout *L) {
     L->off_o      = L->off_w + kk;
     L->off_a      = L->off_o + up16((size_t)g->kw * sizeof(int64_t) / sizeof(float));
     L->per_thread = L->off_a + (size_t)(g->kh * g->kw) * VL;
+    /* Outputs narrower than a vector: the row kernels would compute a whole vector per row. */
+    L->small = g->ow < VL;
+    L->hq    = g->oh + (g->kh - 1) * g->dh / g->sh;
+    L->wq    = g->ow + (g->kw - 1) * g->dw / g->sw;
+    L->sp    = L->hq * L->wq;
+    if (L->small) {
+        /* Phase planes plus a vector of read slack, the flat grid, the tap offsets. */
+        L->off_sg    = up16((size_t)(g->sh * g->sw * L->sp + VL));
+        L->off_so    = L->off_sg + up16((size_t)(g->oh * L->wq + VL));
+        size_t total = L->off_so + up16((size_t)(g->kh * g->kw) * sizeof(int64_t) / sizeof(float));
+        if (total > L->per_thread) L->per_thread = total;
+    }
 }
 
 /* Tap offsets of the phase planes (see dw_layout); NULL for sw = 1 (taps kx * dw apart). */
@@ -687,6 +703,82 @@ static void dw_forward_body(void *arg, int64_t t0, int64_t t1, int tid) {
             dw_plane(xp, L->wph, g->sh, a->w + oc * kk, g->kh, g->kw, g->dh, g->dw, toff, g->oh,
                      g->ow, tmp, a->y + (n * g->m + oc) * g->oh * g->ow, a->b ? a->b[oc] : 0.0f,
                      a->accumulate);
+        }
+    }
+}
+
+/* Forward on small planes.  The padded input of a channel is split into sh x sw phase planes
+ * of hq x wq floats (phase (py, px) holds padded rows py, py + sh, ... and columns px,
+ * px + sw, ...), so that output (oy, ox) of tap (ky, kx) reads phase ((ky dh) % sh,
+ * (kx dw) % sw) at row oy + (ky dh) / sh, column ox + (kx dw) / sw.  Over the flat grid
+ * j = oy wq + ox every tap is then one contiguous run at its own offset, and a few vectors
+ * cover the whole plane (columns ox >= ow are junk, dropped on the store).  Per output the
+ * arithmetic is dw_block's: the bias, then the taps in (ky, kx) order. */
+static void dw_small_pad(const lk_conv_geom *g, const dw_layout *L, const float *src, float *xq) {
+    memset(xq, 0, sizeof(float) * (size_t)(g->sh * g->sw * L->sp + VL));
+    for (int64_t py = 0; py < g->sh; py++)
+        for (int64_t px = 0; px < g->sw; px++) {
+            float  *dst = xq + (py * g->sw + px) * L->sp;
+            int64_t lo, hi;
+            lk_conv_valid_range(L->wq, g->w, g->sw, g->pw, px, &lo, &hi);
+            for (int64_t r = 0; r < L->hq; r++) {
+                int64_t ih = r * g->sh + py - g->ph;
+                if (ih < 0 || ih >= g->h) continue;
+                const float *s = src + ih * g->w + (lo * g->sw + px - g->pw);
+                float       *d = dst + r * L->wq;
+                for (int64_t q = lo; q < hi; q++)
+                    d[q] = s[(q - lo) * g->sw];
+            }
+        }
+}
+
+static void dw_small_body(void *arg, int64_t t0, int64_t t1, int tid) {
+    const dw_args      *a    = arg;
+    const lk_conv_geom *g    = a->g;
+    const dw_layout    *L    = a->L;
+    float              *base = a->scratch + (size_t)tid * L->per_thread;
+    float              *xq = base, *grid = base + L->off_sg;
+    int64_t            *off  = (int64_t *)(void *)(base + L->off_so);
+    int64_t             mult = g->m / g->c, kk = g->kh * g->kw;
+    int64_t             nvec = (g->oh * L->wq + VL - 1) / VL;
+    for (int64_t ky = 0; ky < g->kh; ky++)
+        for (int64_t kx = 0; kx < g->kw; kx++) {
+            int64_t yy = ky * g->dh, xx = kx * g->dw;
+            off[ky * g->kw + kx] =
+                ((yy % g->sh) * g->sw + xx % g->sw) * L->sp + yy / g->sh * L->wq + xx / g->sw;
+        }
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t n = t / g->c, ci = t % g->c;
+        dw_small_pad(g, L, a->x + t * g->h * g->w, xq);
+        for (int64_t j = 0; j < mult; j++) {
+            int64_t      oc = ci * mult + j;
+            const float *wk = a->w + oc * kk;
+            float        bias = a->b ? a->b[oc] : 0.0f;
+            for (int64_t v0 = 0; v0 < nvec; v0 += 8) {
+                int64_t nv = nvec - v0 < 8 ? nvec - v0 : 8;
+                v16     acc[8];
+                for (int64_t v = 0; v < nv; v++)
+                    acc[v] = bias - (v16){0};
+                for (int64_t k = 0; k < kk; k++) {
+                    v16          wv = wk[k] - (v16){0};
+                    const float *p  = xq + off[k] + v0 * VL;
+                    for (int64_t v = 0; v < nv; v++)
+                        acc[v] += wv * vload(p + v * VL);
+                }
+                for (int64_t v = 0; v < nv; v++)
+                    memcpy(grid + (v0 + v) * VL, &acc[v], sizeof(v16));
+            }
+            float *y = a->y + (n * g->m + oc) * g->oh * g->ow;
+            for (int64_t oy = 0; oy < g->oh; oy++) {
+                float *restrict o       = y + oy * g->ow;
+                const float *restrict r = grid + oy * L->wq;
+                if (a->accumulate)
+                    for (int64_t x = 0; x < g->ow; x++)
+                        o[x] += r[x];
+                else
+                    for (int64_t x = 0; x < g->ow; x++)
+                        o[x] = r[x];
+            }
         }
     }
 }
@@ -810,7 +902,9 @@ void lk_conv_forward(const lk_conv_geom *g, const float *x, const float *w, cons
         dw_args a;
         memset(&a, 0, sizeof a);
         a.x = x, a.w = w, a.b = b, a.y = y, a.accumulate = accumulate;
-        dw_run(g, &a, ctx, dw_forward_body, g->n * g->c);
+        dw_layout L;
+        dw_layout_set(g, &L);
+        dw_run(g, &a, ctx, L.small ? dw_small_body : dw_forward_body, g->n * g->c);
         return;
     }
     LK_ASSERT(ctx->scratch_floats >= gemm_scratch(g));
