@@ -486,15 +486,23 @@ static size_t dw_tmp_floats(int64_t nx) {
     return row > 128 ? row : 128;
 }
 
+/* ceil(a / b) for b > 0, and 0 when a <= 0. */
+static int64_t ceil_div_nonneg(int64_t a, int64_t b) {
+    return a <= 0 ? 0 : (a + b - 1) / b;
+}
+
 /* out (nr x nx, contiguous) = (accumulate ? out : 0) + bias + correlation of in with wk, where
  * in points at the first tap of output (0, 0), rows sr apart and ldi floats long; taps are
  * kx * dw apart, or at toff[kx] when toff is non-NULL.  Rows of in must be readable up to nx
- * rounded up to 16 past the last tap.  When rows are whole vectors
+ * rounded up to 16 past the last tap.  Only rows [vr0, vr1) of in (counted from
+ * its first row) may be nonzero: kernel rows that reach none of them from a block of output
+ * rows are skipped (their products are zeros; the sums keep their order).  When rows are whole vectors
  * and nothing is accumulated the blocks store straight into out; otherwise they go through
  * the row buffer tmp. */
 static void dw_plane(const float *in, int64_t ldi, int64_t sr, const float *wk, int64_t kh,
                      int64_t kw, int64_t dh, int64_t dw, const int64_t *toff, int64_t nr,
-                     int64_t nx, float *tmp, float *out, float bias, int accumulate) {
+                     int64_t nx, float *tmp, float *out, float bias, int accumulate,
+                     int64_t vr0, int64_t vr1) {
     int64_t     nvec   = (nx + VL - 1) / VL;
     int         direct = !accumulate && nx % VL == 0;
     int64_t     ldt    = direct ? nx : nvec * VL;
@@ -503,17 +511,22 @@ static void dw_plane(const float *in, int64_t ldi, int64_t sr, const float *wk, 
     int         ph = toff != NULL;
     dw_block_shape(nvec, ph, &R, &V, &full);
     for (int64_t r0 = 0; r0 < nr; r0 += R) {
-        int64_t      rr = nr - r0 < R ? nr - r0 : R;
-        const float *ib = in + r0 * sr * ldi;
+        int64_t rr = nr - r0 < R ? nr - r0 : R;
+        /* Kernel rows [k0, k1) that reach a row of [vr0, vr1) from some row of the block. */
+        int64_t k0 = ceil_div_nonneg(vr0 - (r0 + rr - 1) * sr, dh);
+        int64_t k1 = ceil_div_nonneg(vr1 - r0 * sr, dh);
+        if (k1 > kh) k1 = kh;
+        if (k1 < k0) k1 = k0;
+        const float *ib = in + (r0 * sr + k0 * dh) * ldi, *wb = wk + k0 * kw;
         float       *ob = direct ? out + r0 * nx : tmp;
         for (int64_t v0 = 0; v0 < nvec; v0 += V) {
             int64_t vv = nvec - v0 < V ? nvec - v0 : V;
             if (rr == R && vv == V)
-                full(ib + v0 * VL, ldi, sr, wk, kh, kw, dh, dw, toff, bias, ob + v0 * VL, ldt);
+                full(ib + v0 * VL, ldi, sr, wb, k1 - k0, kw, dh, dw, toff, bias, ob + v0 * VL, ldt);
             else
                 for (int64_t r = 0; r < rr; r++)
-                    dw_row_fns[ph][vv](ib + r * sr * ldi + v0 * VL, ldi, sr, wk, kh, kw, dh, dw,
-                                       toff, bias, ob + r * ldt + v0 * VL, ldt);
+                    dw_row_fns[ph][vv](ib + r * sr * ldi + v0 * VL, ldi, sr, wb, k1 - k0, kw, dh,
+                                       dw, toff, bias, ob + r * ldt + v0 * VL, ldt);
         }
         if (direct) continue;
         for (int64_t r = 0; r < rr; r++) {
@@ -702,7 +715,7 @@ static void dw_forward_body(void *arg, int64_t t0, int64_t t1, int tid) {
             int64_t oc = ci * mult + j;
             dw_plane(xp, L->wph, g->sh, a->w + oc * kk, g->kh, g->kw, g->dh, g->dw, toff, g->oh,
                      g->ow, tmp, a->y + (n * g->m + oc) * g->oh * g->ow, a->b ? a->b[oc] : 0.0f,
-                     a->accumulate);
+                     a->accumulate, g->ph, g->ph + g->h);
         }
     }
 }
@@ -732,6 +745,45 @@ static void dw_small_pad(const lk_conv_geom *g, const dw_layout *L, const float 
         }
 }
 
+/* V vectors of the flat grid: out[v*16 + i] = bias + sum over taps k in [k0, k1) of
+ * wk[k] * xq[off[k] + v*16 + i], the taps in order (dw_block's arithmetic). */
+static inline __attribute__((always_inline)) void
+dw_flat(const float *restrict xq, const int64_t *restrict off, const float *restrict wk,
+        int64_t k0, int64_t k1, float bias, float *restrict out, const int V) {
+    v16 acc[8];
+#pragma GCC unroll 8
+    for (int v = 0; v < V; v++)
+        acc[v] = bias - (v16){0};
+    for (int64_t k = k0; k < k1; k++) {
+        v16          wv = wk[k] - (v16){0};
+        const float *p  = xq + off[k];
+#pragma GCC unroll 8
+        for (int v = 0; v < V; v++)
+            acc[v] += wv * vload(p + v * VL);
+    }
+#pragma GCC unroll 8
+    for (int v = 0; v < V; v++)
+        memcpy(out + v * VL, &acc[v], sizeof(v16));
+}
+
+typedef void (*dw_flat_fn)(const float *xq, const int64_t *off, const float *wk, int64_t k0,
+                           int64_t k1, float bias, float *out);
+#define DW_FLAT(V)                                                                                 \
+    static void dw_flat_##V(const float *xq, const int64_t *off, const float *wk, int64_t k0,      \
+                            int64_t k1, float bias, float *out) {                                  \
+        dw_flat(xq, off, wk, k0, k1, bias, out, V);                                                \
+    }
+DW_FLAT(1)
+DW_FLAT(2)
+DW_FLAT(3)
+DW_FLAT(4)
+DW_FLAT(5)
+DW_FLAT(6)
+DW_FLAT(7)
+DW_FLAT(8)
+static const dw_flat_fn dw_flat_fns[9] = {NULL,      dw_flat_1, dw_flat_2, dw_flat_3, dw_flat_4,
+                                          dw_flat_5, dw_flat_6, dw_flat_7, dw_flat_8};
+
 static void dw_small_body(void *arg, int64_t t0, int64_t t1, int tid) {
     const dw_args      *a    = arg;
     const lk_conv_geom *g    = a->g;
@@ -756,17 +808,16 @@ static void dw_small_body(void *arg, int64_t t0, int64_t t1, int tid) {
             float        bias = a->b ? a->b[oc] : 0.0f;
             for (int64_t v0 = 0; v0 < nvec; v0 += 8) {
                 int64_t nv = nvec - v0 < 8 ? nvec - v0 : 8;
-                v16     acc[8];
-                for (int64_t v = 0; v < nv; v++)
-                    acc[v] = bias - (v16){0};
-                for (int64_t k = 0; k < kk; k++) {
-                    v16          wv = wk[k] - (v16){0};
-                    const float *p  = xq + off[k] + v0 * VL;
-                    for (int64_t v = 0; v < nv; v++)
-                        acc[v] += wv * vload(p + v * VL);
-                }
-                for (int64_t v = 0; v < nv; v++)
-                    memcpy(grid + (v0 + v) * VL, &acc[v], sizeof(v16));
+                /* Output rows of these vectors; kernel rows reaching no input row of theirs
+                 * read padding only and are skipped (ky-major taps: a range of k). */
+                int64_t oy0 = v0 * VL / L->wq, oy1 = ((v0 + nv) * VL - 1) / L->wq;
+                if (oy1 > g->oh - 1) oy1 = g->oh - 1;
+                int64_t k0 = ceil_div_nonneg(g->ph - oy1 * g->sh, g->dh);
+                int64_t k1 = ceil_div_nonneg(g->ph + g->h - oy0 * g->sh, g->dh);
+                if (k1 > g->kh) k1 = g->kh;
+                if (k1 < k0) k1 = k0;
+                dw_flat_fns[nv](xq + v0 * VL, off, wk, k0 * g->kw, k1 * g->kw, bias,
+                                grid + v0 * VL);
             }
             float *y = a->y + (n * g->m + oc) * g->oh * g->ow;
             for (int64_t oy = 0; oy < g->oh; oy++) {
@@ -814,8 +865,9 @@ static void dw_backward_data_body(void *arg, int64_t t0, int64_t t1, int tid) {
             }
             for (int64_t i = 0; i < kk; i++)
                 wf[i] = wk[kk - 1 - i];
+            /* Rows of the stuffed gy, counted from the plane's first read row (ph). */
             dw_plane(zp + g->ph * L->wz + g->pw, L->wz, 1, wf, g->kh, g->kw, g->dh, g->dw, NULL,
-                     g->h, g->w, tmp, gxb, 0.0f, 1);
+                     g->h, g->w, tmp, gxb, 0.0f, 1, r0 - g->ph, r0 - g->ph + (g->oh - 1) * g->sh + 1);
         }
     }
 }
