@@ -613,6 +613,8 @@ typedef struct dw_layout {
     size_t  off_g, off_t, off_w, off_o, off_a, per_thread;
     /* Small planes (dw_small): the forward reads the output grid flat (see dw_small_body). */
     int     small;
+    int64_t qsh, qsw;   /* strides of the flat grid: sh, sw, or 1, 1 (stride-1 grid, subsampled) */
+    int64_t qoh, qow;   /* its rows and valid columns                                     */
     int64_t hq, wq, sp; /* phase plane rows, row length, stride (floats)                  */
     size_t  off_sg, off_so;
 } dw_layout;
@@ -635,14 +637,21 @@ static void dw_layout_set(const lk_conv_geom *g, dw_layout *L) {
     L->off_a      = L->off_o + up16((size_t)g->kw * sizeof(int64_t) / sizeof(float));
     L->per_thread = L->off_a + (size_t)(g->kh * g->kw) * VL;
     /* Outputs narrower than a vector: the row kernels would compute a whole vector per row. */
-    L->small = g->ow < VL;
-    L->hq    = g->oh + (g->kh - 1) * g->dh / g->sh;
-    L->wq    = g->ow + (g->kw - 1) * g->dw / g->sw;
+    /* Strided small kernels: the stride-1 grid, subsampled, costs a few times their own
+     * (tiny) arithmetic but no strided copies into phase planes. */
+    int sub  = (g->sh > 1 || g->sw > 1) && g->sh * g->sw * g->kh * g->kw <= 64;
+    L->small = g->ow < VL || sub;
+    L->qsh   = sub ? 1 : g->sh;
+    L->qsw   = sub ? 1 : g->sw;
+    L->qoh   = sub ? (g->oh - 1) * g->sh + 1 : g->oh;
+    L->qow   = sub ? (g->ow - 1) * g->sw + 1 : g->ow;
+    L->hq    = L->qoh + (g->kh - 1) * g->dh / L->qsh;
+    L->wq    = L->qow + (g->kw - 1) * g->dw / L->qsw;
     L->sp    = L->hq * L->wq;
     if (L->small) {
         /* Phase planes plus a vector of read slack, the flat grid, the tap offsets. */
-        L->off_sg    = up16((size_t)(g->sh * g->sw * L->sp + VL));
-        L->off_so    = L->off_sg + up16((size_t)(g->oh * L->wq + VL));
+        L->off_sg    = up16((size_t)(L->qsh * L->qsw * L->sp + VL));
+        L->off_so    = L->off_sg + up16((size_t)(L->qoh * L->wq + VL));
         size_t total = L->off_so + up16((size_t)(g->kh * g->kw) * sizeof(int64_t) / sizeof(float));
         if (total > L->per_thread) L->per_thread = total;
     }
@@ -725,22 +734,25 @@ static void dw_forward_body(void *arg, int64_t t0, int64_t t1, int tid) {
  * px + sw, ...), so that output (oy, ox) of tap (ky, kx) reads phase ((ky dh) % sh,
  * (kx dw) % sw) at row oy + (ky dh) / sh, column ox + (kx dw) / sw.  Over the flat grid
  * j = oy wq + ox every tap is then one contiguous run at its own offset, and a few vectors
- * cover the whole plane (columns ox >= ow are junk, dropped on the store).  Per output the
- * arithmetic is dw_block's: the bias, then the taps in (ky, kx) order. */
+ * cover the whole plane (columns ox >= ow are junk, dropped on the store).  Small strided
+ * kernels use strides (qsh, qsw) = (1, 1) instead: the stride-1 grid over one padded plane,
+ * of which the store keeps every sh-th row and sw-th column.  Per output the arithmetic is
+ * dw_block's: the bias, then the taps in (ky, kx) order. */
 static void dw_small_pad(const lk_conv_geom *g, const dw_layout *L, const float *src, float *xq) {
-    memset(xq, 0, sizeof(float) * (size_t)(g->sh * g->sw * L->sp + VL));
-    for (int64_t py = 0; py < g->sh; py++)
-        for (int64_t px = 0; px < g->sw; px++) {
-            float  *dst = xq + (py * g->sw + px) * L->sp;
+    int64_t sh = L->qsh, sw = L->qsw;
+    memset(xq, 0, sizeof(float) * (size_t)(sh * sw * L->sp + VL));
+    for (int64_t py = 0; py < sh; py++)
+        for (int64_t px = 0; px < sw; px++) {
+            float  *dst = xq + (py * sw + px) * L->sp;
             int64_t lo, hi;
-            lk_conv_valid_range(L->wq, g->w, g->sw, g->pw, px, &lo, &hi);
+            lk_conv_valid_range(L->wq, g->w, sw, g->pw, px, &lo, &hi);
             for (int64_t r = 0; r < L->hq; r++) {
-                int64_t ih = r * g->sh + py - g->ph;
+                int64_t ih = r * sh + py - g->ph;
                 if (ih < 0 || ih >= g->h) continue;
-                const float *s = src + ih * g->w + (lo * g->sw + px - g->pw);
+                const float *s = src + ih * g->w + (lo * sw + px - g->pw);
                 float       *d = dst + r * L->wq;
                 for (int64_t q = lo; q < hi; q++)
-                    d[q] = s[(q - lo) * g->sw];
+                    d[q] = s[(q - lo) * sw];
             }
         }
 }
@@ -792,12 +804,11 @@ static void dw_small_body(void *arg, int64_t t0, int64_t t1, int tid) {
     float              *xq = base, *grid = base + L->off_sg;
     int64_t            *off  = (int64_t *)(void *)(base + L->off_so);
     int64_t             mult = g->m / g->c, kk = g->kh * g->kw;
-    int64_t             nvec = (g->oh * L->wq + VL - 1) / VL;
+    int64_t             sh = L->qsh, sw = L->qsw, nvec = (L->qoh * L->wq + VL - 1) / VL;
     for (int64_t ky = 0; ky < g->kh; ky++)
         for (int64_t kx = 0; kx < g->kw; kx++) {
             int64_t yy = ky * g->dh, xx = kx * g->dw;
-            off[ky * g->kw + kx] =
-                ((yy % g->sh) * g->sw + xx % g->sw) * L->sp + yy / g->sh * L->wq + xx / g->sw;
+            off[ky * g->kw + kx] = ((yy % sh) * sw + xx % sw) * L->sp + yy / sh * L->wq + xx / sw;
         }
     for (int64_t t = t0; t < t1; t++) {
         int64_t n = t / g->c, ci = t % g->c;
@@ -811,24 +822,30 @@ static void dw_small_body(void *arg, int64_t t0, int64_t t1, int tid) {
                 /* Output rows of these vectors; kernel rows reaching no input row of theirs
                  * read padding only and are skipped (ky-major taps: a range of k). */
                 int64_t oy0 = v0 * VL / L->wq, oy1 = ((v0 + nv) * VL - 1) / L->wq;
-                if (oy1 > g->oh - 1) oy1 = g->oh - 1;
-                int64_t k0 = ceil_div_nonneg(g->ph - oy1 * g->sh, g->dh);
-                int64_t k1 = ceil_div_nonneg(g->ph + g->h - oy0 * g->sh, g->dh);
+                if (oy1 > L->qoh - 1) oy1 = L->qoh - 1;
+                int64_t k0 = ceil_div_nonneg(g->ph - oy1 * sh, g->dh);
+                int64_t k1 = ceil_div_nonneg(g->ph + g->h - oy0 * sh, g->dh);
                 if (k1 > g->kh) k1 = g->kh;
                 if (k1 < k0) k1 = k0;
                 dw_flat_fns[nv](xq + v0 * VL, off, wk, k0 * g->kw, k1 * g->kw, bias,
                                 grid + v0 * VL);
             }
             float *y = a->y + (n * g->m + oc) * g->oh * g->ow;
+            /* Output (oy, ox) is grid row oy * ry, column ox * rx (ry = rx = 1 unless the
+             * stride-1 grid is subsampled). */
+            int64_t ry = g->sh / sh, rx = g->sw / sw;
             for (int64_t oy = 0; oy < g->oh; oy++) {
                 float *restrict o       = y + oy * g->ow;
-                const float *restrict r = grid + oy * L->wq;
+                const float *restrict r = grid + oy * ry * L->wq;
                 if (a->accumulate)
                     for (int64_t x = 0; x < g->ow; x++)
-                        o[x] += r[x];
-                else
+                        o[x] += r[x * rx];
+                else if (rx == 1)
                     for (int64_t x = 0; x < g->ow; x++)
                         o[x] = r[x];
+                else
+                    for (int64_t x = 0; x < g->ow; x++)
+                        o[x] = r[x * rx];
             }
         }
     }
