@@ -535,8 +535,8 @@ static lk_status plan_shapes(lk_exec *x, int n_shapes, const lk_tensor *const *s
         if (need > (size_t)LK_MAX_NUMEL || pk > (size_t)LK_MAX_NUMEL ||
             *packed + round_up16(pk) > (size_t)LK_MAX_NUMEL)
             return LK_FAIL(err, LK_ESHAPE, "planning for the given input shape: node '%s' (%s): "
-                           "its working buffers would exceed 2^59 floats (stride, dilation, pads "
-                           "or sizes too large)", n->name, d->name);
+                           "its working buffers would be too large to allocate (stride, dilation, "
+                           "pads or sizes too large)", n->name, d->name);
         if (pk) {
             x->pack_off[i] = *packed;
             *packed += round_up16(pk);
