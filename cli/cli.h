@@ -205,6 +205,9 @@ void cli_json_str(FILE *f, const char *s);
 void cli_json_shape(FILE *f, int ndim, const int64_t *shape);
 /* "12.3 M" style human count into buf. */
 const char *cli_human(double v, char *buf, size_t n);
+/* A MAC count as digits, or "overflow (more than 2^64)" for UINT64_MAX, the saturated value
+ * lk_model_node_macs returns when the count does not fit. */
+const char *cli_macs(uint64_t macs, char *buf, size_t n);
 
 /* ---- receptive field (rf.c) --------------------------------------------------------------------- */
 

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "util/lk_util.h"
 
 static const cli_opt bench_opts[] = {
     CLI_COMMON_OPTS,
@@ -198,8 +199,10 @@ static int run_bench(const bench_cfg *cfg, const lk_model *m, bench_result *r) {
             memcpy(r->shape, sh, sizeof sh);
         }
     }
-    for (int64_t i = 0; i < lk_model_n_nodes(m); i++) r->macs += lk_model_node_macs(m, i);
-    if (cfg->batch > 0) r->macs = r->macs / (uint64_t)decl_batch * (uint64_t)cfg->batch;
+    for (int64_t i = 0; i < lk_model_n_nodes(m); i++)
+        r->macs = lk_add_sat_u64(r->macs, lk_model_node_macs(m, i));
+    if (cfg->batch > 0 && r->macs != UINT64_MAX)
+        r->macs = lk_mul_sat_u64(r->macs / (uint64_t)decl_batch, (uint64_t)cfg->batch);
 
     lk_exec_opts o = lk_exec_opts_default();
     o.threads      = cfg->c.threads;

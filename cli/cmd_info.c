@@ -111,8 +111,10 @@ static void json_node(lk_jw *w, const lk_model *m, int64_t i, const cli_rf *rf) 
     else lk_jw_null(w);
     lk_jw_key(w, "params");
     lk_jw_int(w, (long long)node_params(m, n));
-    lk_jw_key(w, "macs");
-    lk_jw_uint(w, (unsigned long long)lk_model_node_macs(m, i));
+    lk_jw_key(w, "macs"); /* null: more than 2^64 */
+    uint64_t macs = lk_model_node_macs(m, i);
+    if (macs == UINT64_MAX) lk_jw_null(w);
+    else lk_jw_uint(w, (unsigned long long)macs);
     lk_jw_key(w, "rf");
     json_rf(w, &rf[n->out[0]]);
     lk_jw_obj_end(w);
@@ -136,8 +138,9 @@ static void print_json(const lk_model *m, const cli_rf *rf, uint64_t macs) {
     json_io(&w, m, 1);
     lk_jw_key(&w, "params");
     lk_jw_int(&w, (long long)lk_model_n_params(m));
-    lk_jw_key(&w, "macs");
-    lk_jw_uint(&w, (unsigned long long)macs);
+    lk_jw_key(&w, "macs"); /* null: more than 2^64 */
+    if (macs == UINT64_MAX) lk_jw_null(&w);
+    else lk_jw_uint(&w, (unsigned long long)macs);
     lk_jw_key(&w, "nodes");
     lk_jw_arr(&w);
     for (int64_t i = 0; i < lk_model_n_nodes(m); i++) json_node(&w, m, i, rf);
@@ -210,13 +213,14 @@ static void print_text(const char *path, const lk_model *m, const cli_rf *rf, ui
     printf("\n%4s  %-28s %-15s %-7s %-6s %-5s %-6s %-20s %10s %12s  %s\n", "#", "name", "op",
            "kernel", "stride", "dil", "groups", "output", "params", "MACs",
            "rf size/jump/start");
-    int64_t best_k = 0, best_node = -1, kbest[2] = {0, 0};
+    int64_t best_node = -1, kbest[2] = {0, 0};
+    double  best_k    = 0;
     for (int64_t i = 0; i < lk_model_n_nodes(m); i++) {
         const lk_node *n = lk_model_node(m, i);
         int64_t        k[2], s[2], d[2], g, sh[LK_MAX_DIMS];
         int            win = cli_node_window(m, n, k, s, d, &g);
         int            nd  = lk_model_value_shape(m, n->out[0], sh);
-        char           ks[48], ss[48], ds[48], gs[24], os[64], rs[96];
+        char           ks[48], ss[48], ds[48], gs[24], os[64], rs[96], ms[32];
         fmt_pair(ks, sizeof ks, k, win);
         fmt_pair(ss, sizeof ss, s, win);
         fmt_pair(ds, sizeof ds, d, win);
@@ -225,12 +229,14 @@ static void print_text(const char *path, const lk_model *m, const cli_rf *rf, ui
         if (nd >= 0) lk_shape_str(nd, sh, os, sizeof os);
         else snprintf(os, sizeof os, "?");
         fmt_rf(rs, sizeof rs, &rf[n->out[0]]);
-        printf("%4lld  %-28.28s %-15s %-7s %-6s %-5s %-6s %-20s %10lld %12llu  %s\n",
+        printf("%4lld  %-28.28s %-15s %-7s %-6s %-5s %-6s %-20s %10lld %12s  %s\n",
                (long long)i, lk_str_escape(e, sizeof e, n->name), lk_op_name(n->op), ks, ss, ds,
-               gs, os,
-               (long long)node_params(m, n), (unsigned long long)lk_model_node_macs(m, i), rs);
+               gs, os, (long long)node_params(m, n),
+               cli_macs(lk_model_node_macs(m, i), ms, sizeof ms), rs);
         if (win) {
-            int64_t ke = (d[0] * (k[0] - 1) + 1) * (d[1] * (k[1] - 1) + 1);
+            /* In double: dilated extents of a forged file may reach 2^33 per axis. */
+            double ke = ((double)d[0] * (double)(k[0] - 1) + 1) *
+                        ((double)d[1] * (double)(k[1] - 1) + 1);
             if (ke > best_k) {
                 best_k    = ke;
                 best_node = i;
@@ -239,9 +245,15 @@ static void print_text(const char *path, const lk_model *m, const cli_rf *rf, ui
             }
         }
     }
-    printf("\nparams:   %lld (%s)\nMACs:     %llu (%s)\n", (long long)lk_model_n_params(m),
-           cli_human((double)lk_model_n_params(m), h1, sizeof h1), (unsigned long long)macs,
-           cli_human((double)macs, h2, sizeof h2));
+    char ms[32];
+    if (macs == UINT64_MAX)
+        printf("\nparams:   %lld (%s)\nMACs:     %s\n", (long long)lk_model_n_params(m),
+               cli_human((double)lk_model_n_params(m), h1, sizeof h1),
+               cli_macs(macs, ms, sizeof ms));
+    else
+        printf("\nparams:   %lld (%s)\nMACs:     %s (%s)\n", (long long)lk_model_n_params(m),
+               cli_human((double)lk_model_n_params(m), h1, sizeof h1),
+               cli_macs(macs, ms, sizeof ms), cli_human((double)macs, h2, sizeof h2));
     if (best_node >= 0)
         printf("largest kernel: %lldx%lld (node '%s')\n", (long long)kbest[0],
                (long long)kbest[1], lk_str_escape(e, sizeof e, lk_model_node(m, best_node)->name));
@@ -343,7 +355,8 @@ int cmd_info(int argc, char **argv) {
     }
     cli_rf_compute(m, rf);
     uint64_t macs = 0;
-    for (int64_t i = 0; i < lk_model_n_nodes(m); i++) macs += lk_model_node_macs(m, i);
+    for (int64_t i = 0; i < lk_model_n_nodes(m); i++)
+        macs = lk_add_sat_u64(macs, lk_model_node_macs(m, i));
     if (json) print_json(m, rf, macs);
     else if (lk_model_is_weights_only(m)) print_weights(path, m);
     else print_text(path, m, rf, macs);

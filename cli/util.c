@@ -284,6 +284,12 @@ void cli_json_shape(FILE *f, int ndim, const int64_t *shape) {
     fputc(']', f);
 }
 
+const char *cli_macs(uint64_t macs, char *buf, size_t n) {
+    if (macs == UINT64_MAX) snprintf(buf, n, "overflow (more than 2^64)");
+    else snprintf(buf, n, "%llu", (unsigned long long)macs);
+    return buf;
+}
+
 const char *cli_human(double v, char *buf, size_t n) {
     static const char *const units[] = {"", " k", " M", " G", " T", " P"};
     int                      u       = 0;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lkprobe/lk.h"
 #include "loaders/loaders-impl.h"
@@ -17,6 +18,14 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static char shard_dir[64];
+
+/* Removes the shard and its directory at exit (libFuzzer and the replay driver exit()). */
+static void remove_shard(void) {
+    char path[96];
+    snprintf(path, sizeof path, "%s/w.bin", shard_dir);
+    unlink(path);
+    rmdir(shard_dir);
+}
 
 static void make_shard(void) {
     char path[96];
@@ -30,6 +39,7 @@ static void make_shard(void) {
         if (fwrite(&v, 4, 1, f) != 1) __builtin_trap();
     }
     if (fclose(f) != 0) __builtin_trap();
+    atexit(remove_shard);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

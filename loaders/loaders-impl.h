@@ -22,6 +22,9 @@ lk_status lk_onnx_read_tensor_pb(const unsigned char *buf, size_t len, lk_tensor
 int       lk_native_sniff(const unsigned char *buf, size_t len);
 lk_status lk_native_load(const char *path, lk_file_map fm, const lk_load_opts *opts,
                          lk_model **out, lk_error *err);
+/* The format's 64-bit checksum (lk64 in doc/model-bin.md), for the fuzzer that reseals
+ * mutated files so that mutations reach the parser behind the checksums. */
+uint64_t  lk_native_checksum(const void *data, size_t n);
 
 /* safetensors (loaders/safetensors.c): a single file, or a sharded checkpoint through its
  * *.safetensors.index.json (shards in the same directory).  Weights-only model.  Takes

@@ -77,6 +77,8 @@ static uint64_t lk64(const void *data, size_t n) {
     return h;
 }
 
+uint64_t lk_native_checksum(const void *data, size_t n) { return lk64(data, n); }
+
 /* Fingerprint of the lk_attrs field layout: any change of a field's offset or of a member's
  * size changes it, and old files are then rejected rather than misread. */
 static uint64_t attrs_fingerprint(void) {

@@ -68,6 +68,7 @@ static int grid_worthwhile(const lk_conv_geom *g) {
 }
 
 size_t lk_conv_packed_floats(const lk_conv_geom *g) {
+    if (!lk_conv_geom_fits(g)) return SIZE_MAX;
     if (lk_conv_is_depthwise(g) || !grid_worthwhile(g)) return 0;
     return (size_t)(g->group * panels_of(g) * MR * kdim_of(g));
 }

@@ -493,6 +493,12 @@ static lk_status plan_shapes(lk_exec *x, int n_shapes, const lk_tensor *const *s
             if (sh->shape[k] <= 0)
                 return LK_FAIL(err, LK_ESHAPE, "'%s': dim %d is %lld", m->values[v].name, k,
                                (long long)sh->shape[k]);
+        int64_t numel;
+        if (!lk_shape_numel_checked(sh->ndim, sh->shape, &numel)) {
+            char b[160];
+            return LK_FAIL(err, LK_ESHAPE, "'%s': shape %s has more than 2^59 elements",
+                           m->values[v].name, lk_shape_str(sh->ndim, sh->shape, b, sizeof b));
+        }
         lk_tensor_set_shape(&x->vals[v], sh->ndim, sh->shape);
         x->vals[v].dtype = LK_F32;
     }
@@ -514,18 +520,23 @@ static lk_status plan_shapes(lk_exec *x, int n_shapes, const lk_tensor *const *s
             lk_error_prefix(err, "planning for the given input shape: ");
             return s;
         }
+        for (int k = 0; k < n->n_out && !s; k++) s = lk_check_output_numel(n, d, k, &outs[k], err);
+        if (s) return s;
         for (int k = 0; k < n->n_out; k++) {
             lk_tensor *t = &x->vals[n->out[k]];
             lk_tensor_set_shape(t, outs[k].ndim, outs[k].shape);
             t->dtype = LK_F32;
         }
-        if (d->scratch) {
-            size_t need = d->scratch(&c);
-            if (need > *scratch) *scratch = need;
-        }
+        size_t need = d->scratch ? d->scratch(&c) : 0;
+        if (need > *scratch) *scratch = need;
         /* Pack data is decided here, while activations still have no data: an op packs only
          * parameters. */
         size_t pk = d->pack ? d->pack(&c, NULL) : 0;
+        if (need > (size_t)LK_MAX_NUMEL || pk > (size_t)LK_MAX_NUMEL ||
+            *packed + round_up16(pk) > (size_t)LK_MAX_NUMEL)
+            return LK_FAIL(err, LK_ESHAPE, "planning for the given input shape: node '%s' (%s): "
+                           "its working buffers would be too large to allocate (stride, dilation, "
+                           "pads or sizes too large)", n->name, d->name);
         if (pk) {
             x->pack_off[i] = *packed;
             *packed += round_up16(pk);
@@ -610,6 +621,16 @@ static lk_status plan_buffers(lk_exec *x, lk_error *err) {
     const lk_model *m  = x->m;
     int64_t         nv = m->n_values;
     size_t act_total = 0, persist_total = 0, pool_total = 0, tpool_total = 0, vpool_total = 0;
+    /* Every live buffer is at most 2^59 floats, but their sum is checked too: with it below
+     * 2^59, each pool (a subset, at most 5 of them) and the arena's byte size fit in size_t. */
+    size_t all = 0;
+    for (int64_t v = 0; v < nv; v++) {
+        if (!x->live[v]) continue;
+        if (__builtin_add_overflow(all, round_up16((size_t)lk_tensor_numel(&x->vals[v])), &all) ||
+            all > (size_t)LK_MAX_NUMEL)
+            return LK_FAIL(err, LK_ENOMEM, "out of memory: the buffers for this input shape "
+                           "would exceed 2^59 floats (at value '%s')", m->values[v].name);
+    }
     for (int64_t v = 0; v < nv; v++) {
         if (!x->live[v]) continue;
         size_t numel = round_up16((size_t)lk_tensor_numel(&x->vals[v]));

@@ -941,8 +941,26 @@ static void dw_backward_weight_body(void *arg, int64_t c0, int64_t c1, int tid) 
 
 /* ---- entry points ----------------------------------------------------------------------- */
 
+int lk_conv_geom_fits(const lk_conv_geom *g) {
+    const double lim = 0x1p50;
+    const double kd  = (double)(g->c / g->group) * (double)g->kh * (double)g->kw;
+    const double eh = (double)(g->kh - 1) * (double)g->dh, ew = (double)(g->kw - 1) * (double)g->dw;
+    const double oh = (double)g->oh, ow = (double)g->ow, sh = (double)g->sh, sw = (double)g->sw;
+    const double t[] = {
+        kd * oh * ow,                                               /* im2col columns      */
+        sw * (oh * sh + eh + 1) * (ow + 64 + ew / sw + 1),          /* depthwise phases    */
+        ((double)g->ph + (double)g->h + eh) * ((double)g->pw + (double)g->w + 64 + ew),
+        (double)g->n * (double)g->c * sh * sw * (oh + eh / sh + 16) * (ow + ew / sw + 16),
+        ((double)g->m + 16 * (double)g->group) * kd,                /* packed weights      */
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        if (!(t[i] <= lim)) return 0;
+    return 1;
+}
+
 size_t lk_conv_scratch(const lk_conv_geom *g, int nthreads) {
     if (nthreads < 1) nthreads = 1;
+    if (!lk_conv_geom_fits(g)) return SIZE_MAX;
     if (!lk_conv_is_depthwise(g)) {
         size_t im2col = gemm_scratch(g) * (size_t)(use_rowpar(g, nthreads) ? nthreads : 1);
         size_t packed = lk_conv_packed_scratch(g, nthreads);

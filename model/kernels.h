@@ -55,6 +55,11 @@ int lk_conv_is_depthwise(const lk_conv_geom *g);
 
 /* Scratch floats that every lk_conv_* call below needs for nthreads threads. */
 size_t lk_conv_scratch(const lk_conv_geom *g, int nthreads);
+/* 1 when every buffer the conv kernels lay out for g (im2col columns, depthwise and packed
+ * phase planes, packed weights) stays below 2^50 floats.  Computed in double: a hostile
+ * geometry (2^31 strides and pads) would overflow the int64 layout arithmetic.  When it is 0,
+ * lk_conv_scratch and lk_conv_packed_floats return SIZE_MAX and the plan fails. */
+int    lk_conv_geom_fits(const lk_conv_geom *g);
 
 /* y = (accumulate ? y : 0) + conv(x, w) + b (b may be NULL). */
 void lk_conv_forward(const lk_conv_geom *g, const float *x, const float *w, const float *b,

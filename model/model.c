@@ -217,6 +217,12 @@ lk_status lk_model_add_input(lk_model *m, const char *name, int ndim, const int6
         if (shape[i] <= 0)
             return LK_FAIL(err, LK_ESHAPE, "input '%s': dim %d is %lld (give --input-shape)",
                            name, i, (long long)shape[i]);
+    int64_t numel;
+    if (!lk_shape_numel_checked(ndim, shape, &numel)) {
+        char b[160];
+        return LK_FAIL(err, LK_ESHAPE, "input '%s': shape %s has more than 2^59 elements", name,
+                       lk_shape_str(ndim, shape, b, sizeof b));
+    }
     if (name_taken(m, name))
         return LK_FAIL(err, LK_EFORMAT, "input '%s': name already used", name);
     int64_t   id;
@@ -246,6 +252,12 @@ lk_status lk_model_add_param(lk_model *m, const char *name, int ndim, const int6
     for (int i = 0; i < ndim; i++)
         if (shape[i] < 0)
             return LK_FAIL(err, LK_EFORMAT, "parameter '%s': negative dim", name);
+    int64_t numel;
+    if (!lk_shape_numel_checked(ndim, shape, &numel)) {
+        char b[160];
+        return LK_FAIL(err, LK_EFORMAT, "parameter '%s': shape %s has more than 2^59 elements",
+                       name, lk_shape_str(ndim, shape, b, sizeof b));
+    }
     if (name_taken(m, name))
         return LK_FAIL(err, LK_EFORMAT, "parameter '%s': name already used", name);
     if (!copy && ((uintptr_t)data & 3u))
@@ -411,6 +423,23 @@ done:
     return st;
 }
 
+lk_status lk_check_output_numel(const lk_node *n, const lk_op_def *d, int o, const lk_tensor *t,
+                                lk_error *err) {
+    int64_t numel;
+    if (t->ndim >= 0 && t->ndim <= LK_MAX_DIMS && lk_shape_numel_checked(t->ndim, t->shape, &numel))
+        return LK_OK;
+    if (t->ndim < 0 || t->ndim > LK_MAX_DIMS)
+        return LK_FAIL(err, LK_ESHAPE, "node '%s' (%s): output %d shape not inferred", n->name,
+                       d->name, o);
+    char b[160];
+    for (int k = 0; k < t->ndim; k++)
+        if (t->shape[k] < 0)
+            return LK_FAIL(err, LK_ESHAPE, "node '%s' (%s): output %d shape %s has a negative dim",
+                           n->name, d->name, o, lk_shape_str(t->ndim, t->shape, b, sizeof b));
+    return LK_FAIL(err, LK_ESHAPE, "node '%s' (%s): output %d shape %s has more than 2^59 "
+                   "elements", n->name, d->name, o, lk_shape_str(t->ndim, t->shape, b, sizeof b));
+}
+
 lk_status lk_model_infer_node(lk_model *m, int64_t i, lk_error *err) {
     if (i < 0 || i >= m->n_nodes) return LK_FAIL(err, LK_EINVAL, "node %lld does not exist", (long long)i);
     lk_node         *n = &m->nodes[i];
@@ -436,6 +465,8 @@ lk_status lk_model_infer_node(lk_model *m, int64_t i, lk_error *err) {
             if (out[o].shape[k] < 0)
                 return LK_FAIL(err, LK_ESHAPE, "node '%s' (%s): negative output dim", n->name,
                                d->name);
+        s = lk_check_output_numel(n, d, o, &out[o], err);
+        if (s) return s;
         lk_value *val = &m->values[n->out[o]];
         lk_tensor_set_shape(&val->t, out[o].ndim, out[o].shape);
         val->t.dtype = LK_F32;

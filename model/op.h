@@ -181,4 +181,9 @@ unsigned lk_interp_freeze_gate(const lk_op_ctx *ctx);
 /* Normalises axis against ndim (negative allowed); returns -1 when out of range. */
 int lk_norm_axis(int64_t axis, int ndim);
 
+/* LK_OK when output o of node n (op d) has at most LK_MAX_NUMEL elements, else LK_ESHAPE naming
+ * the node and the shape; model finalize and exec planning check every inferred output. */
+lk_status lk_check_output_numel(const lk_node *n, const lk_op_def *d, int o, const lk_tensor *t,
+                                lk_error *err);
+
 #endif

@@ -19,11 +19,24 @@ const char *lk_dtype_name(lk_dtype t) {
 
 int64_t lk_shape_numel(int ndim, const int64_t *shape) {
     int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
+    for (int i = 0; i < ndim; i++)
+        if (__builtin_mul_overflow(n, shape[i], &n)) return INT64_MAX;
     return n;
 }
 
 int64_t lk_tensor_numel(const lk_tensor *t) { return lk_shape_numel(t->ndim, t->shape); }
+
+int lk_shape_numel_checked(int ndim, const int64_t *shape, int64_t *n) {
+    int64_t c = 1;
+    *n        = -1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0 || __builtin_mul_overflow(c, shape[i], &c)) return 0;
+    }
+    /* (A partial product that overflows is refused even when a later dim is 0.) */
+    if (c > LK_MAX_NUMEL) return 0;
+    *n = c;
+    return 1;
+}
 
 void lk_tensor_set_shape(lk_tensor *t, int ndim, const int64_t *shape) {
     t->ndim = ndim;
@@ -32,7 +45,9 @@ void lk_tensor_set_shape(lk_tensor *t, int ndim, const int64_t *shape) {
         if (i < ndim) {
             t->shape[i]  = shape[i];
             t->stride[i] = s;
-            s *= shape[i];
+            /* Saturated: a shape over 2^59 elements is rejected by its caller, but its
+             * header is filled first and must not overflow. */
+            if (__builtin_mul_overflow(s, shape[i], &s)) s = INT64_MAX;
         } else {
             t->shape[i]  = 1;
             t->stride[i] = 1;
@@ -57,12 +72,11 @@ static lk_status tensor_alloc(lk_dtype dt, int ndim, const int64_t *shape, int z
         return LK_FAIL(err, LK_EINVAL, "tensor rank %d outside 0..%d", ndim, LK_MAX_DIMS);
     if ((unsigned)dt >= LK_DTYPE_COUNT)
         return LK_FAIL(err, LK_EINVAL, "unknown dtype %d", (int)dt);
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++) {
-        if (shape[i] < 0 || (shape[i] > 0 && n > INT64_MAX / 16 / shape[i]))
-            return LK_FAIL(err, LK_EINVAL, "tensor dim %d = %lld invalid or too large", i,
-                           (long long)shape[i]);
-        n *= shape[i];
+    int64_t n;
+    if (!lk_shape_numel_checked(ndim, shape, &n)) {
+        char b[160];
+        return LK_FAIL(err, LK_EINVAL, "tensor shape %s is invalid or has more than 2^59 "
+                       "elements", lk_shape_str(ndim, shape, b, sizeof b));
     }
     lk_tensor *t = lk_calloc(1, sizeof *t);
     if (!t) return LK_FAIL(err, LK_ENOMEM, "out of memory allocating a tensor header");

@@ -111,20 +111,22 @@ lk_status rp_summary_run(lk_report *r, const lk_report_ctx *c, lk_error *err) {
     strtab                     t  = {0};
     char                       b1[64], b2[64], b3[160];
     uint64_t                   macs = 0;
-    int64_t                    best_k = 0, best_node = -1, last_rf = -1;
+    int64_t                    best_node = -1, last_rf = -1;
+    double                     best_k = 0;
     op_stat                    ops[LK_OP_COUNT];
     lk_status                  st;
     memset(ops, 0, sizeof ops);
     for (int64_t i = 0; i < nn; i++) {
         const lk_node *n = lk_model_node(m, i);
         uint64_t       k = lk_model_node_macs(m, i);
-        macs += k;
+        macs = lk_add_sat_u64(macs, k);
         ops[n->op].count++;
         ops[n->op].params += node_params(m, n);
-        ops[n->op].macs += k;
+        ops[n->op].macs = lk_add_sat_u64(ops[n->op].macs, k);
         if (ni && ni[i].window) {
-            int64_t ke = (ni[i].dilation[0] * (ni[i].kernel[0] - 1) + 1) *
-                         (ni[i].dilation[1] * (ni[i].kernel[1] - 1) + 1);
+            /* In double: dilated extents of a forged file may reach 2^33 per axis. */
+            double ke = ((double)ni[i].dilation[0] * (double)(ni[i].kernel[0] - 1) + 1) *
+                        ((double)ni[i].dilation[1] * (double)(ni[i].kernel[1] - 1) + 1);
             if (ke > best_k) {
                 best_k    = ke;
                 best_node = i;
@@ -155,11 +157,12 @@ lk_status rp_summary_run(lk_report *r, const lk_report_ctx *c, lk_error *err) {
     tab_add(&t, b1);
     tab_add(&t, "parameters (rounded)");
     tab_add(&t, rp_human((double)lk_model_n_params(m), b2, sizeof b2));
-    snprintf(b1, sizeof b1, "%llu", (unsigned long long)macs);
+    if (macs == UINT64_MAX) snprintf(b1, sizeof b1, "overflow (more than 2^64)");
+    else snprintf(b1, sizeof b1, "%llu", (unsigned long long)macs);
     tab_add(&t, "MACs");
     tab_add(&t, b1);
     tab_add(&t, "MACs (rounded)");
-    tab_add(&t, rp_human((double)macs, b2, sizeof b2));
+    tab_add(&t, macs == UINT64_MAX ? "-" : rp_human((double)macs, b2, sizeof b2));
     tab_add(&t, "largest kernel");
     if (best_node >= 0) {
         fmt_pair(b1, sizeof b1, ni[best_node].kernel, 1);
@@ -195,7 +198,8 @@ lk_status rp_summary_run(lk_report *r, const lk_report_ctx *c, lk_error *err) {
         tab_add(&t, b1);
         snprintf(b1, sizeof b1, "%lld", (long long)ops[o].params);
         tab_add(&t, b1);
-        snprintf(b1, sizeof b1, "%llu", (unsigned long long)ops[o].macs);
+        if (ops[o].macs == UINT64_MAX) snprintf(b1, sizeof b1, "overflow");
+        else snprintf(b1, sizeof b1, "%llu", (unsigned long long)ops[o].macs);
         tab_add(&t, b1);
     }
     return add(r, &t, "operators", "Nodes, parameters and MACs per operator.", 4, op_head,

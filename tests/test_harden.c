@@ -487,6 +487,240 @@ START_TEST(test_conv_huge_stride) {
 }
 END_TEST
 
+/* ---- 10. checked arithmetic: element counts, MACs, hostile attributes ------------------- */
+
+#define P2(k) ((int64_t)1 << (k))
+
+/* A model whose inputs have the given shapes (input j is a parameter, zero-filled, when
+ * param[j]) feeding one node (op, attrs a, n_out outputs) whose outputs are the model's
+ * outputs.  Returns lk_model_finalize's status; *out is the model (freed by the caller). */
+static lk_status one_node(lk_op op, const lk_attrs *a, int n_in, const int *nd,
+                          const int64_t (*sh)[LK_MAX_DIMS], const int *param, int n_out,
+                          lk_model **out, lk_error *err) {
+    static const char *const in_names[] = {"x0", "x1", "x2", "x3", "x4", "x5"};
+    static const char *const out_names[] = {"y0", "y1", "y2", "y3"};
+    static float             zeros[64];
+    int64_t                  in[6], outs[4];
+    ck_assert_int_le(n_in, 6);
+    ck_assert_int_le(n_out, 4);
+    ck_assert_int_eq(lk_model_alloc(out, err), LK_OK);
+    for (int j = 0; j < n_in; j++) {
+        lk_status s = param && param[j]
+                          ? lk_model_add_param(*out, in_names[j], nd[j], sh[j], zeros, 1, &in[j], err)
+                          : lk_model_add_input(*out, in_names[j], nd[j], sh[j], &in[j], err);
+        ck_assert_msg(s == LK_OK, "%s", err->msg);
+    }
+    ck_assert_int_eq(lk_model_add_node(*out, op, "hostile", n_in, in, n_out, out_names, a, outs, err),
+                     LK_OK);
+    ck_assert_int_eq(lk_model_set_outputs(*out, n_out, outs, err), LK_OK);
+    return lk_model_finalize(*out, err);
+}
+
+/* Element counts are checked where shapes enter (inputs, parameters, plan shapes) and where
+ * they are inferred: over 2^59 is a clear error naming the value or node. */
+START_TEST(test_numel_limits) {
+    lk_error  err;
+    lk_model *m = NULL;
+    int64_t   big[2] = {P2(30), P2(30)}, v;
+    ck_assert_int_eq(lk_model_alloc(&m, &err), LK_OK);
+    ck_assert_int_eq(lk_model_add_input(m, "huge", 2, big, &v, &err), LK_ESHAPE);
+    ck_assert_msg(strstr(err.msg, "huge") && strstr(err.msg, "2^59"), "%s", err.msg);
+    static float one[4];
+    ck_assert_int_eq(lk_model_add_param(m, "hugew", 2, big, one, 0, &v, &err), LK_EFORMAT);
+    ck_assert_msg(strstr(err.msg, "hugew") && strstr(err.msg, "2^59"), "%s", err.msg);
+    lk_model_free(m);
+
+    /* Concat of four 2^58-element inputs: the output has 2^60. */
+    lk_attrs a   = lk_attrs_default(LK_OP_CONCAT);
+    a.s.axis     = 0;
+    int     nd[4] = {2, 2, 2, 2};
+    int64_t sh[4][LK_MAX_DIMS];
+    for (int j = 0; j < 4; j++) sh[j][0] = P2(29), sh[j][1] = P2(29);
+    lk_status s = one_node(LK_OP_CONCAT, &a, 4, nd, sh, NULL, 1, &m, &err);
+    ck_assert_msg(s == LK_ESHAPE && strstr(err.msg, "hostile") && strstr(err.msg, "2^59"),
+                  "%d: %s", (int)s, err.msg);
+    lk_model_free(m);
+
+    /* A plan shape over the limit. */
+    int64_t small[2][LK_MAX_DIMS] = {{1, 4}};
+    int     nd1[1]                = {2};
+    ck_assert_int_eq(one_node(LK_OP_RELU, NULL, 1, nd1, small, NULL, 1, &m, &err), LK_OK);
+    int64_t          ps[2] = {P2(40), P2(40)};
+    lk_tensor        t     = lk_tensor_view(LK_F32, 2, ps, NULL);
+    const lk_tensor *tp[1] = {&t};
+    lk_exec         *x     = NULL;
+    s = lk_exec_alloc(m, NULL, 1, tp, &x, &err);
+    ck_assert_msg(s == LK_ESHAPE && strstr(err.msg, "x0") && strstr(err.msg, "2^59"), "%d: %s",
+                  (int)s, err.msg);
+    ck_assert_ptr_null(x);
+    lk_model_free(m);
+}
+END_TEST
+
+/* A batched MatMul of two 2^58-element inputs has 2^79 MACs: lk_model_node_macs saturates
+ * and `info` says "overflow" instead of printing a wrapped number. */
+START_TEST(test_macs_overflow) {
+    lk_error  err;
+    lk_model *m     = NULL;
+    int       nd[2] = {3, 3};
+    int64_t   sh[2][LK_MAX_DIMS] = {{P2(16), P2(21), P2(21)}, {P2(16), P2(21), P2(21)}};
+    lk_status s = one_node(LK_OP_MATMUL, NULL, 2, nd, sh, NULL, 1, &m, &err);
+    ck_assert_msg(s == LK_OK, "%s", err.msg);
+    ck_assert_uint_eq(lk_model_node_macs(m, 0), UINT64_MAX);
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/lk-harden-%ld-macs.bin", (long)getpid());
+    ck_assert_msg(lk_model_save_native(m, path, &err) == LK_OK, "%s", err.msg);
+    lk_model_free(m);
+    static char out[1 << 14], errb[1 << 14];
+    const char *a1[] = {"info", path, NULL};
+    int         rc   = tu_lkprobe(a1, out, sizeof out, errb, sizeof errb);
+    ck_assert_msg(rc == 0, "rc %d: %s", rc, errb);
+    ck_assert_msg(strstr(out, "MACs:     overflow (more than 2^64)"), "%s", out);
+    ck_assert_msg(!strstr(out, "18446744073709551615") && !strstr(out, "13835058055292671232"),
+                  "%s", out);
+    const char *a2[] = {"info", path, "--json", NULL};
+    rc = tu_lkprobe(a2, out, sizeof out, errb, sizeof errb);
+    ck_assert_msg(rc == 0, "rc %d: %s", rc, errb);
+    ck_assert_msg(strstr(out, "\"macs\":null") && !strstr(out, "18446744073709551615"), "%s",
+                  out);
+    unlink(path);
+}
+END_TEST
+
+/* Attributes from a forged file whose arithmetic used to overflow (UBSan) now fail with a
+ * message naming the node; nothing overflows on the way. */
+START_TEST(test_hostile_attrs) {
+    lk_error  err;
+    lk_model *m = NULL;
+    lk_status s;
+    int64_t   sh[2][LK_MAX_DIMS];
+    int       nd[2];
+    lk_attrs  a;
+    int       wparam[2] = {0, 1};
+
+    /* max_pool dilation INT64_MAX: d * (k - 1) overflowed. */
+    a                  = lk_attrs_default(LK_OP_MAX_POOL);
+    a.conv.nsp         = 2;
+    a.conv.kernel[0]   = a.conv.kernel[1] = 3;
+    a.conv.stride[0]   = a.conv.stride[1] = 1;
+    a.conv.dilation[0] = INT64_MAX;
+    a.conv.dilation[1] = 1;
+    nd[0]              = 4;
+    memcpy(sh[0], (int64_t[4]){1, 1, 8, 8}, 4 * sizeof(int64_t));
+    s = one_node(LK_OP_MAX_POOL, &a, 1, nd, sh, NULL, 1, &m, &err);
+    ck_assert_msg(s == LK_ESHAPE && strstr(err.msg, "hostile") && strstr(err.msg, "2^31"),
+                  "%d: %s", (int)s, err.msg);
+    lk_model_free(m);
+
+    /* conv_transpose stride INT64_MAX, then a legal stride over a 2^33 input. */
+    a                = lk_attrs_default(LK_OP_CONV_TRANSPOSE);
+    a.conv.nsp       = 2;
+    a.conv.stride[0] = INT64_MAX;
+    nd[0] = nd[1] = 4;
+    memcpy(sh[0], (int64_t[4]){1, 1, 4, 4}, 4 * sizeof(int64_t));
+    memcpy(sh[1], (int64_t[4]){1, 1, 1, 1}, 4 * sizeof(int64_t));
+    s = one_node(LK_OP_CONV_TRANSPOSE, &a, 2, nd, sh, wparam, 1, &m, &err);
+    ck_assert_msg(s == LK_EFORMAT && strstr(err.msg, "hostile") &&
+                      strstr(err.msg, "stride 9223372036854775807"),
+                  "%d: %s", (int)s, err.msg);
+    lk_model_free(m);
+    a.conv.stride[0] = P2(31);
+    memcpy(sh[0], (int64_t[4]){1, 1, P2(33), 1}, 4 * sizeof(int64_t));
+    s = one_node(LK_OP_CONV_TRANSPOSE, &a, 2, nd, sh, wparam, 1, &m, &err);
+    ck_assert_msg(s == LK_ESHAPE && strstr(err.msg, "hostile") && strstr(err.msg, "overflows"),
+                  "%d: %s", (int)s, err.msg);
+    lk_model_free(m);
+
+    /* pad INT64_MIN: -begin overflowed. */
+    a              = lk_attrs_default(LK_OP_PAD);
+    a.pad.begin[1] = INT64_MIN;
+    nd[0]          = 2;
+    memcpy(sh[0], (int64_t[2]){2, 8}, 2 * sizeof(int64_t));
+    s = one_node(LK_OP_PAD, &a, 1, nd, sh, NULL, 1, &m, &err);
+    ck_assert_msg(s == LK_EFORMAT && strstr(err.msg, "hostile") && strstr(err.msg, "2^40"),
+                  "%d: %s", (int)s, err.msg);
+    lk_model_free(m);
+
+    /* slice steps INT64_MIN and INT64_MAX take one element. */
+    a                = lk_attrs_default(LK_OP_SLICE);
+    a.slice.n        = 2;
+    a.slice.axes[0]  = 0;
+    a.slice.starts[0] = 0;
+    a.slice.ends[0]   = INT64_MAX;
+    a.slice.steps[0]  = INT64_MAX;
+    a.slice.axes[1]   = 1;
+    a.slice.starts[1] = -1;
+    a.slice.ends[1]   = INT64_MIN;
+    a.slice.steps[1]  = INT64_MIN;
+    s = one_node(LK_OP_SLICE, &a, 1, nd, sh, NULL, 1, &m, &err);
+    ck_assert_msg(s == LK_OK, "%s", err.msg);
+    int64_t ysh[LK_MAX_DIMS];
+    ck_assert_int_eq(lk_model_value_shape(m, lk_model_output(m, 0), ysh), 2);
+    ck_assert_int_eq(ysh[0], 1);
+    ck_assert_int_eq(ysh[1], 1);
+    lk_model_free(m);
+
+    /* split sizes summing past INT64_MAX; reshape targets whose product overflows. */
+    a                = lk_attrs_default(LK_OP_SPLIT);
+    a.split.axis     = 1;
+    a.split.n        = 2;
+    a.split.sizes[0] = a.split.sizes[1] = INT64_MAX;
+    s = one_node(LK_OP_SPLIT, &a, 1, nd, sh, NULL, 2, &m, &err);
+    ck_assert_msg(s == LK_ESHAPE && strstr(err.msg, "hostile") && strstr(err.msg, "overflow"),
+                  "%d: %s", (int)s, err.msg);
+    lk_model_free(m);
+    a                  = lk_attrs_default(LK_OP_RESHAPE);
+    a.reshape.ndim     = 3;
+    a.reshape.shape[0] = P2(62);
+    a.reshape.shape[1] = 4;
+    a.reshape.shape[2] = -1;
+    s = one_node(LK_OP_RESHAPE, &a, 1, nd, sh, NULL, 1, &m, &err);
+    ck_assert_msg(s == LK_ESHAPE && strstr(err.msg, "hostile") && strstr(err.msg, "overflow"),
+                  "%d: %s", (int)s, err.msg);
+    lk_model_free(m);
+
+    /* depth_to_space: H * block overflowed. */
+    a             = lk_attrs_default(LK_OP_DEPTH_TO_SPACE);
+    a.d2s.block   = 1 << 30;
+    nd[0]         = 4;
+    memcpy(sh[0], (int64_t[4]){1, 1, P2(40), 1}, 4 * sizeof(int64_t));
+    s = one_node(LK_OP_DEPTH_TO_SPACE, &a, 1, nd, sh, NULL, 1, &m, &err);
+    ck_assert_msg(s == LK_ESHAPE && strstr(err.msg, "hostile") && strstr(err.msg, "blocksize"),
+                  "%d: %s", (int)s, err.msg);
+    lk_model_free(m);
+}
+END_TEST
+
+/* Strides and pads of 2^31 pass conv's attribute bounds with a tiny output, but the kernels'
+ * phase planes would need ~2^62 floats: the plan stops with one message (the layout
+ * arithmetic used to overflow and size a too-small buffer), depthwise and dense alike. */
+START_TEST(test_conv_huge_geometry) {
+    for (int dense = 0; dense < 2; dense++) {
+        lk_error  err;
+        lk_model *m = NULL;
+        lk_attrs  a = lk_attrs_default(LK_OP_CONV);
+        int       nd[2] = {4, 4}, wparam[2] = {0, 1};
+        int64_t   c     = dense ? 2 : 1;
+        int64_t   sh[2][LK_MAX_DIMS] = {{1, c, 1, 1}, {c, c, 1, 1}};
+        a.conv.nsp = 2;
+        for (int i = 0; i < 2; i++) {
+            a.conv.kernel[i]    = 1;
+            a.conv.stride[i]    = P2(31);
+            a.conv.pad_begin[i] = a.conv.pad_end[i] = P2(31);
+        }
+        lk_status s = one_node(LK_OP_CONV, &a, 2, nd, sh, wparam, 1, &m, &err);
+        ck_assert_msg(s == LK_OK, "%s", err.msg);
+        lk_exec *x = NULL;
+        s          = lk_exec_alloc(m, NULL, 0, NULL, &x, &err);
+        ck_assert_msg(s == LK_ESHAPE && strstr(err.msg, "hostile") &&
+                          strstr(err.msg, "working buffers"),
+                      "dense %d: %d: %s", dense, (int)s, err.msg);
+        ck_assert_ptr_null(x);
+        lk_model_free(m);
+    }
+}
+END_TEST
+
 /* ---- 12. names from files, skipped pickle entries, zip counts, TF.js symlinks ------------- */
 
 /* 1 when s holds no control byte (what a terminal would act on). */
@@ -694,6 +928,10 @@ static Suite *harden_suite(void) {
     tcase_add_test(tc, test_erf_static_model_any_size);
     tcase_add_test(tc, test_cli_dyn_and_mem);
     tcase_add_test(tc, test_conv_huge_stride);
+    tcase_add_test(tc, test_numel_limits);
+    tcase_add_test(tc, test_macs_overflow);
+    tcase_add_test(tc, test_hostile_attrs);
+    tcase_add_test(tc, test_conv_huge_geometry);
     tcase_add_test(tc, test_escape_helper);
     tcase_add_test(tc, test_escape_names);
     tcase_add_test(tc, test_pth_skipped_warning);

@@ -521,6 +521,55 @@ START_TEST(test_committed_bad_files) {
 }
 END_TEST
 
+START_TEST(test_fuzz_corpus) {
+    /* The forged seeds of fuzz_native (fuzz/corpus/native, written by gen_native_corpus):
+     * each loads or fails at the validation with a message naming the node or value, and a
+     * model that loads plans (dry run) or stops with one message; nothing overflows. */
+    static const struct {
+        const char *name;
+        lk_status   load, plan;
+        const char *needle; /* in the load or plan message */
+    } cases[] = {
+        {"tiny.bin", LK_OK, LK_OK, ""},
+        {"conv-stride-int64max.bin", LK_EFORMAT, LK_OK, "'conv1'"},
+        {"conv-dilation-int64max.bin", LK_EFORMAT, LK_OK, "'conv1'"},
+        {"conv-pads-int64max.bin", LK_EFORMAT, LK_OK, "'conv1'"},
+        {"conv-stride-pads-2e31.bin", LK_OK, LK_ESHAPE, "working buffers"},
+        {"maxpool-dilation-int64max.bin", LK_ESHAPE, LK_OK, "'pool1'"},
+        {"convt-stride-int64max.bin", LK_EFORMAT, LK_OK, "'up'"},
+        {"pad-int64min.bin", LK_EFORMAT, LK_OK, "'pad'"},
+        {"slice-step-int64min.bin", LK_OK, LK_OK, ""},
+        {"split-sizes-int64max.bin", LK_ESHAPE, LK_OK, "'split'"},
+        {"reshape-overflow.bin", LK_ESHAPE, LK_OK, "'flatten'"},
+        {"d2s-block-2e30.bin", LK_ESHAPE, LK_OK, "'d2s'"},
+        {"input-dims-2e30.bin", LK_ESHAPE, LK_OK, "2^59"},
+        {"matmul-macs-2e79.bin", LK_OK, LK_ENOMEM, "2^59"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char      rel[256], p[512];
+        lk_model *m = NULL;
+        lk_error  err;
+        snprintf(rel, sizeof rel, "fuzz/corpus/native/%s", cases[i].name);
+        tu_src_path(rel, p, sizeof p);
+        lk_status s = native_load(p, &m, &err);
+        ck_assert_msg(s == cases[i].load, "%s: %s (%s)", cases[i].name, lk_status_name(s),
+                      s ? err.msg : "");
+        if (s) {
+            ck_assert_msg(strstr(err.msg, cases[i].needle), "%s: %s", cases[i].name, err.msg);
+            ck_assert_ptr_null(m);
+            continue;
+        }
+        for (int64_t k = 0; k < lk_model_n_nodes(m); k++) (void)lk_model_node_macs(m, k);
+        uint64_t bytes = 0;
+        s              = lk_exec_estimate(m, NULL, 0, NULL, &bytes, &err);
+        ck_assert_msg(s == cases[i].plan, "%s: plan %s (%s)", cases[i].name, lk_status_name(s),
+                      s ? err.msg : "");
+        if (s) ck_assert_msg(strstr(err.msg, cases[i].needle), "%s: %s", cases[i].name, err.msg);
+        lk_model_free(m);
+    }
+}
+END_TEST
+
 START_TEST(test_alloc_failures) {
     char path[512];
     saved_model("af.bin", path, sizeof path);
@@ -791,6 +840,7 @@ static Suite *native_suite(void) {
     tcase_add_loop_test(tc, test_forged, 0, (int)(sizeof forges / sizeof forges[0]));
     tcase_add_test(tc, test_unknown_op);
     tcase_add_test(tc, test_committed_bad_files);
+    tcase_add_test(tc, test_fuzz_corpus);
     tcase_add_test(tc, test_alloc_failures);
     tcase_add_test(tc, test_input_shape_override);
     suite_add_tcase(s, tc);

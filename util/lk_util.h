@@ -37,6 +37,20 @@ int lk_grow(void **p, size_t *cap, size_t need, size_t elem);
 /* LK_GROW(arr, cap, need): lk_grow for a typed array with a size_t capacity. */
 #define LK_GROW(arr, cap, need) lk_grow((void **)&(arr), &(cap), (need), sizeof *(arr))
 
+/* ---------------------------------------------------------------- saturating counts */
+
+/* a * b and a + b, saturated at UINT64_MAX: for counts such as MACs that are reported, not
+ * allocated (UINT64_MAX reads as "overflow").  Sizes that are allocated use checked arithmetic
+ * that fails instead (lk_shape_numel_checked). */
+static inline uint64_t lk_mul_sat_u64(uint64_t a, uint64_t b) {
+    uint64_t r;
+    return __builtin_mul_overflow(a, b, &r) ? UINT64_MAX : r;
+}
+static inline uint64_t lk_add_sat_u64(uint64_t a, uint64_t b) {
+    uint64_t r;
+    return __builtin_add_overflow(a, b, &r) ? UINT64_MAX : r;
+}
+
 /* ---------------------------------------------------------------- string builder */
 
 typedef struct lk_sb {

@@ -104,7 +104,8 @@ LK_API int            lk_model_input_shape(const lk_model *m, int64_t i, int64_t
 /* Static shape of any value for the declared input shapes (filled by finalize); returns ndim,
  * or -1 when unknown. */
 LK_API int            lk_model_value_shape(const lk_model *m, int64_t v, int64_t *shape);
-/* Multiply-accumulate count of node i at the declared input shapes (0 for ops without MACs). */
+/* Multiply-accumulate count of node i at the declared input shapes (0 for ops without MACs);
+ * UINT64_MAX when the count does not fit in 64 bits (saturated, never wrapped). */
 LK_API uint64_t       lk_model_node_macs(const lk_model *m, int64_t i);
 /* 1 for a weights-only model (named parameters, no graph), e.g. a .pth or safetensors file. */
 LK_API int            lk_model_is_weights_only(const lk_model *m);

@@ -49,9 +49,18 @@ typedef struct lk_tensor {
 LK_API size_t      lk_dtype_size(lk_dtype t);
 LK_API const char *lk_dtype_name(lk_dtype t);
 
-/* Number of elements (1 for a 0-d tensor). */
+/* Number of elements (1 for a 0-d tensor).  For shapes the model has validated (every value
+ * of a finalized model or a planned exec has at most LK_MAX_NUMEL elements); an overflowing
+ * product saturates at INT64_MAX instead of wrapping. */
 LK_API int64_t lk_tensor_numel(const lk_tensor *t);
 LK_API int64_t lk_shape_numel(int ndim, const int64_t *shape);
+
+/* The largest element count of any tensor: 2^59, so its size in bytes (at most 8 per element)
+ * and sums of a few such sizes fit in int64 and size_t. */
+#define LK_MAX_NUMEL ((int64_t)1 << 59)
+/* The element count of shape into *n with checked arithmetic.  Returns 1, or 0 (with *n = -1)
+ * when a dim is negative or the count exceeds LK_MAX_NUMEL. */
+LK_API int lk_shape_numel_checked(int ndim, const int64_t *shape, int64_t *n);
 
 /* Fills ndim/shape/contiguous strides of a header without touching data/owner/name. */
 LK_API void lk_tensor_set_shape(lk_tensor *t, int ndim, const int64_t *shape);

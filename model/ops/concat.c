@@ -28,7 +28,9 @@ static lk_status concat_infer(const lk_node *n, const lk_tensor *const *in, lk_t
                            "%s outside axis %d",
                            n->name, i, lk_shape_str(in[i]->ndim, in[i]->shape, b1, sizeof b1),
                            lk_shape_str(nd, in[0]->shape, b2, sizeof b2), ax);
-        sh[ax] += in[i]->shape[ax];
+        if (__builtin_add_overflow(sh[ax], in[i]->shape[ax], &sh[ax]))
+            return LK_FAIL(err, LK_ESHAPE, "node '%s' (concat): axis %d size overflows at input %d",
+                           n->name, ax, i);
     }
     lk_tensor_set_shape(&out[0], nd, sh);
     return LK_OK;

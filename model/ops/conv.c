@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../kernels.h"
+#include "util/lk_util.h"
 #include "lkprobe/lk_convbackend.h"
 
 static const lk_tensor *conv_bias(const lk_node *n, const lk_tensor *const *in) {
@@ -109,6 +110,7 @@ static size_t conv_scratch(const lk_op_ctx *ctx) {
     conv_geom(ctx, &g);
     size_t                   need = lk_conv_scratch(&g, ctx->nthreads);
     const lk_dwconv_backend *b    = lk_dwconv_get_backend();
+    if (need == SIZE_MAX) return need; /* the geometry is too large: the plan fails */
     if (b && dw_geom(&g, &d)) {
         size_t nb = b->choose(&d, ctx->nthreads, 1);
         if (nb > need) need = nb;
@@ -119,7 +121,9 @@ static size_t conv_scratch(const lk_op_ctx *ctx) {
 static uint64_t conv_macs(const lk_op_ctx *ctx) {
     lk_conv_geom g;
     conv_geom(ctx, &g);
-    return (uint64_t)(g.n * g.m * g.oh * g.ow) * (uint64_t)(g.c / g.group * g.kh * g.kw);
+    /* Both factors are element counts of validated tensors (output, weight / M); only their
+     * product can overflow. */
+    return lk_mul_sat_u64((uint64_t)(g.n * g.m * g.oh * g.ow), (uint64_t)(g.c / g.group * g.kh * g.kw));
 }
 
 /* Dense and grouped convs with a parameter weight keep it packed for the GEMM kernel. */

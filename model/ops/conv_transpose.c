@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../kernels.h"
+#include "util/lk_util.h"
 
 static const lk_tensor *convt_bias(const lk_node *n, const lk_tensor *const *in) {
     return n->n_in > 2 ? in[2] : NULL;
@@ -39,7 +40,10 @@ static lk_status convt_infer(const lk_node *n, const lk_tensor *const *in, lk_te
         return LK_FAIL(err, LK_ESHAPE,
                        "node '%s' (conv_transpose): weight dim 0 is %lld, expected C_in=%lld",
                        n->name, (long long)w->shape[0], (long long)c);
-    int64_t m = w->shape[1] * a->group;
+    int64_t m;
+    if (__builtin_mul_overflow(w->shape[1], (int64_t)a->group, &m))
+        return LK_FAIL(err, LK_ESHAPE, "node '%s' (conv_transpose): C_out = %lld * group %d "
+                       "overflows", n->name, (long long)w->shape[1], a->group);
     if (b && (b->ndim != 1 || b->shape[0] != m))
         return LK_FAIL(err, LK_ESHAPE, "node '%s' (conv_transpose): bias must have shape [%lld]",
                        n->name, (long long)m);
@@ -51,13 +55,24 @@ static lk_status convt_infer(const lk_node *n, const lk_tensor *const *in, lk_te
                 err, LK_ESHAPE,
                 "node '%s' (conv_transpose): kernel_shape[%d]=%lld but the weight has %lld",
                 n->name, i, (long long)a->kernel[i], (long long)k);
+        /* Bounded as for conv; stride * (H - 1) can still exceed int64 (H < 2^59), so it is
+         * checked and capped at 2^61, which leaves room for the other terms (< 2^62). */
+        const int64_t lim = (int64_t)1 << 31;
         if (a->stride[i] < 1 || a->dilation[i] < 1 || a->pad_begin[i] < 0 || a->pad_end[i] < 0 ||
-            a->out_pad[i] < 0)
+            a->out_pad[i] < 0 || a->stride[i] > lim || a->dilation[i] > lim ||
+            a->pad_begin[i] > lim || a->pad_end[i] > lim || a->out_pad[i] > lim || k > lim)
             return LK_FAIL(err, LK_EFORMAT,
-                           "node '%s' (conv_transpose): bad stride/dilation/pads in spatial dim %d",
-                           n->name, i);
-        int64_t o = a->stride[i] * (x->shape[2 + i] - 1) + a->out_pad[i] +
-                    a->dilation[i] * (k - 1) + 1 - a->pad_begin[i] - a->pad_end[i];
+                           "node '%s' (conv_transpose): bad stride/dilation/pads in spatial dim %d "
+                           "(stride %lld, dilation %lld, pads %lld/%lld, output pad %lld; each in "
+                           "0..2^31)", n->name, i, (long long)a->stride[i],
+                           (long long)a->dilation[i], (long long)a->pad_begin[i],
+                           (long long)a->pad_end[i], (long long)a->out_pad[i]);
+        int64_t o;
+        if (__builtin_mul_overflow(a->stride[i], x->shape[2 + i] - 1, &o) || o > ((int64_t)1 << 61))
+            return LK_FAIL(err, LK_ESHAPE, "node '%s' (conv_transpose): output size overflows in "
+                           "spatial dim %d (stride %lld, input %lld)", n->name, i,
+                           (long long)a->stride[i], (long long)x->shape[2 + i]);
+        o += a->out_pad[i] + a->dilation[i] * (k - 1) + 1 - a->pad_begin[i] - a->pad_end[i];
         if (o < 1)
             return LK_FAIL(err, LK_ESHAPE,
                            "node '%s' (conv_transpose): output size %lld in spatial dim %d",
@@ -82,7 +97,7 @@ static size_t convt_scratch(const lk_op_ctx *ctx) {
 static uint64_t convt_macs(const lk_op_ctx *ctx) {
     lk_conv_geom g;
     convt_geom(ctx, &g);
-    return (uint64_t)(g.n * g.m * g.oh * g.ow) * (uint64_t)(g.c / g.group * g.kh * g.kw);
+    return lk_mul_sat_u64((uint64_t)(g.n * g.m * g.oh * g.ow), (uint64_t)(g.c / g.group * g.kh * g.kw));
 }
 
 static void convt_forward(const lk_op_ctx *ctx) {

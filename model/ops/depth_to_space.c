@@ -12,9 +12,13 @@ static lk_status d2s_infer(const lk_node *n, const lk_tensor *const *in, lk_tens
     if (x->ndim != 4)
         return LK_FAIL(err, LK_ESHAPE, "node '%s' (depth_to_space): input %s must be 4-D (NCHW)",
                        n->name, lk_shape_str(x->ndim, x->shape, buf, sizeof buf));
-    if (b < 1)
-        return LK_FAIL(err, LK_ESHAPE, "node '%s' (depth_to_space): blocksize %lld < 1", n->name,
-                       (long long)b);
+    /* b * b <= C and H * b, W * b are checked, so no product below overflows. */
+    int64_t hb, wb;
+    if (b < 1 || b > ((int64_t)1 << 31) || __builtin_mul_overflow(x->shape[2], b, &hb) ||
+        __builtin_mul_overflow(x->shape[3], b, &wb))
+        return LK_FAIL(err, LK_ESHAPE, "node '%s' (depth_to_space): blocksize %lld outside "
+                       "1..2^31 or too large for input %s", n->name, (long long)b,
+                       lk_shape_str(x->ndim, x->shape, buf, sizeof buf));
     if (n->attrs.d2s.crd != 0 && n->attrs.d2s.crd != 1)
         return LK_FAIL(err, LK_EUNSUPPORTED, "node '%s' (depth_to_space): mode %d is neither "
                        "DCR (0) nor CRD (1)", n->name, (int)n->attrs.d2s.crd);
@@ -23,7 +27,7 @@ static lk_status d2s_infer(const lk_node *n, const lk_tensor *const *in, lk_tens
                        "node '%s' (depth_to_space): channels %lld not divisible by blocksize^2 "
                        "= %lld",
                        n->name, (long long)x->shape[1], (long long)(b * b));
-    int64_t sh[4] = {x->shape[0], x->shape[1] / (b * b), x->shape[2] * b, x->shape[3] * b};
+    int64_t sh[4] = {x->shape[0], x->shape[1] / (b * b), hb, wb};
     lk_tensor_set_shape(&out[0], 4, sh);
     return LK_OK;
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../kernels.h"
+#include "util/lk_util.h"
 
 typedef struct gemm_dims {
     int64_t m, n, k;
@@ -63,7 +64,7 @@ static void gemm_ctx_dims(const lk_op_ctx *ctx, gemm_dims *d) {
 static uint64_t gemm_macs(const lk_op_ctx *ctx) {
     gemm_dims d;
     gemm_ctx_dims(ctx, &d);
-    return (uint64_t)d.m * (uint64_t)d.n * (uint64_t)d.k;
+    return lk_mul_sat_u64(lk_mul_sat_u64((uint64_t)d.m, (uint64_t)d.n), (uint64_t)d.k);
 }
 
 /* y = beta * broadcast(c), or zero when c is NULL. */

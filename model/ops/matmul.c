@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../kernels.h"
+#include "util/lk_util.h"
 
 typedef struct mm_plan {
     int64_t m, n, k, batch;
@@ -79,7 +80,8 @@ static void mm_ctx_plan(const lk_op_ctx *ctx, mm_plan *p) {
 static uint64_t matmul_macs(const lk_op_ctx *ctx) {
     mm_plan p;
     mm_ctx_plan(ctx, &p);
-    return (uint64_t)p.batch * (uint64_t)p.m * (uint64_t)p.n * (uint64_t)p.k;
+    return lk_mul_sat_u64(lk_mul_sat_u64((uint64_t)p.batch, (uint64_t)p.m),
+                          lk_mul_sat_u64((uint64_t)p.n, (uint64_t)p.k));
 }
 
 /* Offsets of A and B for output batch item t. */

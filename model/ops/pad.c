@@ -16,6 +16,12 @@ static lk_status pad_infer(const lk_node *n, const lk_tensor *const *in, lk_tens
                        (int)a->mode);
     int64_t sh[LK_MAX_DIMS];
     for (int d = 0; d < x->ndim; d++) {
+        /* Pads are bounded first, so that the sums below cannot overflow (forged files). */
+        const int64_t lim = (int64_t)1 << 40;
+        if (a->begin[d] < -lim || a->begin[d] > lim || a->end[d] < -lim || a->end[d] > lim)
+            return LK_FAIL(err, LK_EFORMAT, "node '%s' (pad): pads %lld/%lld on dim %d outside "
+                           "-2^40..2^40", n->name, (long long)a->begin[d], (long long)a->end[d],
+                           d);
         const int64_t crop = (a->begin[d] < 0 ? -a->begin[d] : 0) + (a->end[d] < 0 ? -a->end[d] : 0);
         const int64_t kept = x->shape[d] - crop;
         if (kept < 0 || (kept == 0 && a->mode != LK_PAD_CONSTANT))

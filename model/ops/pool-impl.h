@@ -62,11 +62,15 @@ static inline lk_status lk_pool_infer(const lk_node *n, const lk_tensor *const *
         return LK_FAIL(err, LK_ESHAPE, "node '%s' (%s): input %s is not (N, C, %s)", n->name, op,
                        lk_shape_str(x->ndim, x->shape, b, sizeof b), a->nsp == 2 ? "H, W" : "L");
     for (int i = 0; i < a->nsp; i++) {
+        /* Bounded like conv's, so that the window arithmetic cannot overflow (issue 11). */
+        const int64_t lim = (int64_t)1 << 31;
         if (a->kernel[i] < 1 || a->stride[i] < 1 || a->dilation[i] < 1 || a->pad_begin[i] < 0 ||
-            a->pad_end[i] < 0)
+            a->pad_end[i] < 0 || a->kernel[i] > lim || a->stride[i] > lim ||
+            a->dilation[i] > lim || a->pad_begin[i] > lim || a->pad_end[i] > lim)
             return LK_FAIL(err, LK_ESHAPE,
                            "node '%s' (%s): spatial dim %d has kernel %lld, stride %lld, "
-                           "dilation %lld, pads %lld/%lld (need k, s, d >= 1 and pads >= 0)",
+                           "dilation %lld, pads %lld/%lld (need k, s, d in 1..2^31 and pads in "
+                           "0..2^31)",
                            n->name, op, i, (long long)a->kernel[i], (long long)a->stride[i],
                            (long long)a->dilation[i], (long long)a->pad_begin[i],
                            (long long)a->pad_end[i]);

@@ -37,7 +37,9 @@ static lk_status reshape_infer(const lk_node *n, const lk_tensor *const *in, lk_
                            k, (long long)d);
         }
         sh[k] = d;
-        known *= d;
+        if (__builtin_mul_overflow(known, d, &known))
+            return LK_FAIL(err, LK_ESHAPE, "node '%s' (reshape): target shape overflows at dim "
+                           "%d (%lld)", n->name, k, (long long)d);
     }
     const int64_t numel = lk_tensor_numel(x);
     if (infer_at >= 0) {

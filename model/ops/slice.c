@@ -25,10 +25,15 @@ static lk_status slice_dims(const lk_node *n, const lk_tensor *x, int64_t *start
                            "node '%s' (slice): axis %lld is out of range or repeated (rank %d)",
                            n->name, (long long)a->axes[k], nd);
         seen[ax]        = 1;
-        const int64_t d = x->shape[ax], s = a->steps[k];
-        int64_t       b = a->starts[k], e = a->ends[k];
+        const int64_t d = x->shape[ax];
+        int64_t       s = a->steps[k], b = a->starts[k], e = a->ends[k];
         if (s == 0)
             return LK_FAIL(err, LK_ESHAPE, "node '%s' (slice): step 0 on axis %d", n->name, ax);
+        /* A step longer than the axis takes at most one element; clamping it keeps the count
+         * arithmetic below (and -s) free of overflow for any stored step. */
+        const int64_t smax = d > 1 ? d : 1;
+        if (s > smax) s = smax;
+        if (s < -smax) s = -smax;
         /* Only negative values get d added, so the INT64_MAX sentinel cannot overflow. */
         if (b < 0) b += d;
         if (e < 0) e += d;

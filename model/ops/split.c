@@ -21,7 +21,9 @@ static lk_status split_infer(const lk_node *n, const lk_tensor *const *in, lk_te
         if (a->sizes[i] < 0)
             return LK_FAIL(err, LK_ESHAPE, "node '%s' (split): size %d is %lld", n->name, i,
                            (long long)a->sizes[i]);
-        sum += a->sizes[i];
+        if (__builtin_add_overflow(sum, a->sizes[i], &sum))
+            return LK_FAIL(err, LK_ESHAPE, "node '%s' (split): sizes overflow at size %d",
+                           n->name, i);
     }
     if (sum != x->shape[ax])
         return LK_FAIL(err, LK_ESHAPE,
