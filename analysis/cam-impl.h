@@ -56,11 +56,21 @@ struct lk_cam {
     int64_t        *zero[LK_CAM_METHOD_COUNT];
     double         *delta[LK_CAM_METHOD_COUNT], *gap[LK_CAM_METHOD_COUNT];
     size_t          img_cap;
+    /* faithfulness records (lk_cam_score_faith, lk_cam_import): n_frec rows per method */
+    lk_faith_image *frec[LK_CAM_METHOD_COUNT];
+    int64_t         n_frec;
+    size_t          frec_cap;
     lk_cam_result   r;
 };
 
 /* y = readout of row z (ncls logits) for class c, and (when seed is not NULL) dy/dz. */
 double cam_readout(const float *z, int64_t ncls, int64_t c, lk_cam_target t, float *seed);
+/* Makes room for image r.n_images (the per-image arrays). */
+lk_status cam_grow_images(lk_cam *c, lk_error *err);
+/* Makes room for n rows of (h, w) in s. */
+lk_status cam_store_grow(cam_store *s, int64_t n, int64_t h, int64_t w, lk_error *err);
+/* Makes room for n faithfulness records per method. */
+lk_status cam_frec_grow(lk_cam *c, int64_t n, lk_error *err);
 /* Advances the progress by n units. */
 void   cam_progress(lk_cam *c, int64_t n);
 /* A uniform double in (0, 1) from a splitmix64 state. */

@@ -265,6 +265,7 @@ void lk_cam_free(lk_cam *c) {
         lk_free(c->zero[j]);
         lk_free(c->delta[j]);
         lk_free(c->gap[j]);
+        lk_free(c->frec[j]);
     }
     for (int64_t i = 0; i < c->r.n_images; i++) lk_free(c->r.names[i]);
     lk_free(c->r.names);
@@ -832,7 +833,8 @@ static lk_status layer_method(lk_cam *c, lk_cam_method mt, int l, float *out, lk
     case LK_CAM_ABLATIONCAM: return ablation_cam(c, l, out, err);
     case LK_CAM_RANDOMCAM: {
         double  *w = lk_malloc(sizeof(double) * (size_t)c->K[l]);
-        uint64_t s = cam_rng_state(c->p.seed, (uint64_t)(c->r.n_images - 1), (uint64_t)l);
+        uint64_t s = cam_rng_state(c->p.seed, (uint64_t)(c->r.first + c->r.n_images - 1),
+                                   (uint64_t)l);
         if (!w) return LK_FAIL(err, LK_ENOMEM, "cam: out of memory");
         for (int64_t k = 0; k < c->K[l]; k++) w[k] = 2 * cam_uniform(&s) - 1;
         weighted_sum(c->A[l], w, c->K[l], c->Z[l], out);
@@ -847,7 +849,7 @@ static lk_status layer_method(lk_cam *c, lk_cam_method mt, int l, float *out, lk
 
 /* ---------------------------------------------------------------- storage and the driver */
 
-static lk_status store_grow(cam_store *s, int64_t n, int64_t h, int64_t w, lk_error *err) {
+lk_status cam_store_grow(cam_store *s, int64_t n, int64_t h, int64_t w, lk_error *err) {
     size_t need = (size_t)(n * h * w);
     if (!LK_GROW(s->p, s->cap, need)) return LK_FAIL(err, LK_ENOMEM, "cam: out of memory");
     s->h = h;
@@ -855,7 +857,7 @@ static lk_status store_grow(cam_store *s, int64_t n, int64_t h, int64_t w, lk_er
     return LK_OK;
 }
 
-static lk_status grow_images(lk_cam *c, lk_error *err) {
+lk_status cam_grow_images(lk_cam *c, lk_error *err) {
     int64_t n = c->r.n_images + 1;
     if ((size_t)n <= c->img_cap) return LK_OK;
     size_t cap = c->img_cap ? 2 * c->img_cap : 16;
@@ -934,14 +936,14 @@ static lk_status run_method(lk_cam *c, int j, int64_t n, lk_error *err) {
     lk_status                 st;
     c->delta[j][n] = NAN;
     c->gap[j][n]   = NAN;
-    if ((st = store_grow(&c->fin[j], n + 1, c->H, c->W, err))) return st;
+    if ((st = cam_store_grow(&c->fin[j], n + 1, c->H, c->W, err))) return st;
     if (mi->layer_res) {
         for (int l = 0; l < c->n_layers; l++) {
-            if ((st = store_grow(&c->raw[j][l], n + 1, c->lh[l], c->lw[l], err))) return st;
+            if ((st = cam_store_grow(&c->raw[j][l], n + 1, c->lh[l], c->lw[l], err))) return st;
             if ((st = layer_method(c, mt, l, c->raw[j][l].p + n * c->Z[l], err))) return st;
         }
     } else {
-        if ((st = store_grow(&c->raw[j][0], n + 1, c->H, c->W, err))) return st;
+        if ((st = cam_store_grow(&c->raw[j][0], n + 1, c->H, c->W, err))) return st;
         if ((st = cam_attrib(c, mt, c->raw[j][0].p + n * c->H * c->W, &c->delta[j][n],
                              &c->gap[j][n], err)))
             return st;
@@ -954,7 +956,7 @@ static lk_status cam_add(lk_cam *c, const lk_tensor *x, int64_t cls, const char 
                          lk_error *err) {
     lk_status st;
     int64_t   n = c->r.n_images;
-    if ((st = grow_images(c, err))) return st;
+    if ((st = cam_grow_images(c, err))) return st;
     double           t0     = now_seconds();
     const lk_tensor *ins[1] = {x};
     if ((st = lk_exec_forward(c->base, ins, err))) return st;
@@ -1030,6 +1032,20 @@ int64_t lk_cam_units_per_image(const lk_cam *c) {
 lk_status lk_cam_add_inputs(lk_cam *c, lk_inputs *in, int64_t n, const int64_t *classes,
                             lk_cam_progress_fn cb, void *user, lk_error *err) {
     if (n <= 0 || n > lk_inputs_count(in)) n = lk_inputs_count(in);
+    return lk_cam_add_range(c, in, 0, n, classes, cb, user, err);
+}
+
+lk_status lk_cam_add_range(lk_cam *c, lk_inputs *in, int64_t begin, int64_t end,
+                           const int64_t *classes, lk_cam_progress_fn cb, void *user,
+                           lk_error *err) {
+    if (begin < 0 || end < begin || end > lk_inputs_count(in))
+        return LK_FAIL(err, LK_EINVAL, "cam: inputs [%lld, %lld) out of range (%lld inputs)",
+                       (long long)begin, (long long)end, (long long)lk_inputs_count(in));
+    if (c->r.n_images == 0) c->r.first = begin;
+    else if (begin != c->r.first + c->r.n_images)
+        return LK_FAIL(err, LK_EINVAL, "cam: inputs from %lld do not continue the result "
+                       "(inputs %lld .. %lld so far)", (long long)begin, (long long)c->r.first,
+                       (long long)(c->r.first + c->r.n_images - 1));
     int64_t    s4[4] = {1, c->C, c->H, c->W};
     lk_tensor *x  = NULL;
     lk_status  st = lk_tensor_alloc(LK_F32, 4, s4, &x, err);
@@ -1037,8 +1053,8 @@ lk_status lk_cam_add_inputs(lk_cam *c, lk_inputs *in, int64_t n, const int64_t *
     c->cb    = cb;
     c->user  = user;
     c->done  = 0;
-    c->total = n * lk_cam_units_per_image(c);
-    for (int64_t i = 0; i < n && !st; i++) {
+    c->total = (end - begin) * lk_cam_units_per_image(c);
+    for (int64_t i = begin; i < end && !st; i++) {
         st = lk_inputs_get(in, i, x, err);
         if (!st) st = cam_add(c, x, classes ? classes[i] : -1, lk_inputs_name(in, i), err);
         if (st && lk_inputs_name(in, i)) lk_error_prefix(err, "%s: ", lk_inputs_name(in, i));
@@ -1271,6 +1287,12 @@ lk_status lk_cam_result_json(const lk_cam_result *r, const char *model,
     }
     lk_jw_key(&w, "ablation_small_y");
     lk_jw_int(&w, r->ablation_small_y);
+    if (r->ranks > 0) {
+        lk_jw_key(&w, "ranks");
+        lk_jw_int(&w, r->ranks);
+        lk_jw_key(&w, "threads");
+        lk_jw_int(&w, r->threads);
+    }
     lk_jw_key(&w, "timings");
     lk_jw_obj(&w);
     lk_jw_key(&w, "forward_seconds");
@@ -1389,14 +1411,16 @@ static lk_status faith_scores(lk_cam *c, int j, int64_t i, unsigned mt, const lk
     return st;
 }
 
-/* The names the boxes are matched against: the files, else the row index. */
-static char **faith_names(const lk_cam_result *r) {
-    char **nm = lk_calloc((size_t)r->n_images + 1, sizeof *nm);
+/* The names the boxes are matched against: the files, else the row index in the run; for
+ * inputs [0, n) of in. */
+static char **faith_names(lk_inputs *in, int64_t n) {
+    char **nm = lk_calloc((size_t)n + 1, sizeof *nm);
     if (!nm) return NULL;
-    for (int64_t i = 0; i < r->n_images; i++) {
-        char idx[32];
+    for (int64_t i = 0; i < n; i++) {
+        char        idx[32];
+        const char *name = lk_inputs_name(in, i);
         snprintf(idx, sizeof idx, "%lld", (long long)i);
-        if (!(nm[i] = lk_strdup(r->names[i] ? r->names[i] : idx))) {
+        if (!(nm[i] = lk_strdup(name ? name : idx))) {
             for (int64_t k = 0; k < i; k++) lk_free(nm[k]);
             lk_free(nm);
             return NULL;
@@ -1405,12 +1429,97 @@ static char **faith_names(const lk_cam_result *r) {
     return nm;
 }
 
+static void free_names(char **nm, int64_t n) {
+    for (int64_t i = 0; nm && i < n; i++) lk_free(nm[i]);
+    lk_free(nm);
+}
+
+lk_status cam_frec_grow(lk_cam *c, int64_t n, lk_error *err) {
+    if ((size_t)n <= c->frec_cap) return LK_OK;
+    size_t cap = c->frec_cap ? 2 * c->frec_cap : 16;
+    while (cap < (size_t)n) cap *= 2;
+    for (int j = 0; j < c->p.n_methods; j++) {
+        lk_faith_image *q = lk_realloc(c->frec[j], cap * sizeof *q);
+        if (!q) return LK_FAIL(err, LK_ENOMEM, "cam: out of memory");
+        c->frec[j] = q;
+    }
+    c->frec_cap = cap;
+    return LK_OK;
+}
+
+/* Keeps image i's record of method j (without its curves). */
+static void keep_record(lk_cam *c, int j, int64_t i, const lk_faith_image *q) {
+    lk_faith_image *d = &c->frec[j][i];
+    *d                = *q;
+    d->del_curve      = NULL;
+    d->ins_curve      = NULL;
+}
+
+/* lk_faith_add for every image and method, records and scores kept. */
+static lk_status score_all(lk_cam *c, lk_inputs *in, lk_faith *f, char *const *nm,
+                           lk_faith_image **curves, lk_cam_progress_fn cb, void *user,
+                           lk_error *err) {
+    const lk_cam_result *r  = &c->r;
+    unsigned             mt = lk_faith_metrics(f);
+    lk_tensor           *x  = NULL;
+    int64_t shape[4] = {1, c->C, r->h, r->w};
+    lk_status st = lk_tensor_alloc(LK_F32, 4, shape, &x, err);
+    if (!st) st = cam_frec_grow(c, r->n_images, err);
+    int64_t total = r->n_images * r->n_methods, done = 0;
+    c->n_frec     = 0;
+    for (int64_t i = 0; !st && i < r->n_images; i++) {
+        int64_t k = r->first + i;
+        st        = lk_inputs_get(in, k, x, err);
+        for (int j = 0; !st && j < r->n_methods; j++) {
+            int64_t        msh[2] = {r->h, r->w};
+            lk_tensor      map    = lk_tensor_view(LK_F32, 2, msh,
+                                                   (float *)r->maps[j].final->data + i * r->h * r->w);
+            lk_faith_input fi     = {.x = x, .map = &map, .cls = r->cls[i], .file = nm[k],
+                                     .index = k};
+            st = lk_faith_add(f, j, &fi, err);
+            if (st) {
+                lk_error_prefix(err, "%s, method %s: ", nm[k], methods[r->maps[j].method].name);
+                break;
+            }
+            const lk_faith_image *q = lk_faith_last(f);
+            keep_record(c, j, i, q);
+            st = faith_scores(c, j, i, mt, q, err);
+            if (!st && curves && k == 0) st = lk_faith_image_copy(q, &curves[j], err);
+            if (cb) cb(user, ++done, total);
+        }
+        if (!st) c->n_frec = i + 1;
+    }
+    lk_tensor_free(x);
+    return st;
+}
+
+lk_status lk_cam_faith_summaries(lk_cam *c, lk_faith *f, lk_error *err) {
+    lk_status st = LK_OK;
+    if (c->n_frec != c->r.n_images)
+        return LK_FAIL(err, LK_EINVAL, "cam: faithfulness records for %lld of %lld images "
+                       "(score the maps first)", (long long)c->n_frec,
+                       (long long)c->r.n_images);
+    lk_faith_clear(f);
+    for (int64_t i = 0; !st && i < c->n_frec; i++)
+        for (int j = 0; !st && j < c->r.n_methods; j++)
+            st = lk_faith_add_image(f, j, &c->frec[j][i], err);
+    for (int j = 0; !st && j < c->r.n_methods; j++) {
+        lk_faith_summary s;
+        char            *js = NULL;
+        st = lk_faith_get_summary(f, j, &s, err);
+        if (!st) st = lk_faith_summary_json(f, &s, &js, err);
+        if (!st) st = lk_cam_set_summary_json(c, j, js, err);
+        lk_free(js);
+    }
+    return st;
+}
+
 lk_status lk_cam_score_faith(lk_cam *c, lk_inputs *in, lk_faith *f,
                              const lk_faith_boxes *boxes, lk_faith_image **curves,
                              lk_cam_progress_fn cb, void *user, lk_error *err) {
     const lk_cam_result *r  = &c->r;
     unsigned             mt = lk_faith_metrics(f);
-    lk_tensor           *x  = NULL;
+    int64_t              n  = lk_inputs_count(in);
     char               **nm = NULL;
     lk_status            st = LK_OK;
     if (curves)
@@ -1422,46 +1531,24 @@ lk_status lk_cam_score_faith(lk_cam *c, lk_inputs *in, lk_faith *f,
                                "[0, 1], but method '%s' gives signed maps in [-1, 1]; leave drop "
                                "out of the metrics, or the method (or --signed) out",
                                methods[r->maps[j].method].name);
-    if (!(nm = faith_names(r))) return LK_FAIL(err, LK_ENOMEM, "cam: out of memory");
-    if (boxes) st = lk_faith_boxes_check(boxes, r->n_images, (const char *const *)nm, err);
+    if (r->first + r->n_images > n)
+        return LK_FAIL(err, LK_EINVAL, "cam: the result has inputs up to %lld, the inputs given "
+                       "%lld", (long long)(r->first + r->n_images), (long long)n);
+    if (!(nm = faith_names(in, n))) return LK_FAIL(err, LK_ENOMEM, "cam: out of memory");
+    if (boxes) st = lk_faith_boxes_check(boxes, n, (const char *const *)nm, err);
     if (!st && boxes) st = lk_faith_boxes_check_bounds(boxes, r->h, r->w, err);
-    int64_t shape[4] = {1, 0, r->h, r->w};
-    shape[1]         = c->C;
-    if (!st) st = lk_tensor_alloc(LK_F32, 4, shape, &x, err);
-    int64_t total = r->n_images * r->n_methods, done = 0;
-    for (int64_t i = 0; !st && i < r->n_images; i++) {
-        st = lk_inputs_get(in, i, x, err);
-        for (int j = 0; !st && j < r->n_methods; j++) {
-            int64_t         msh[2] = {r->h, r->w};
-            lk_tensor       map    = lk_tensor_view(LK_F32, 2, msh,
-                                                    (float *)r->maps[j].final->data + i * r->h * r->w);
-            lk_faith_input  fi     = {.x = x, .map = &map, .cls = r->cls[i], .file = nm[i]};
-            st = lk_faith_add(f, j, &fi, err);
-            if (st) {
-                lk_error_prefix(err, "%s, method %s: ", nm[i], methods[r->maps[j].method].name);
-                break;
-            }
-            const lk_faith_image *q = lk_faith_last(f);
-            st = faith_scores(c, j, i, mt, q, err);
-            if (!st && curves && i == 0) st = lk_faith_image_copy(q, &curves[j], err);
-            if (cb) cb(user, ++done, total);
-        }
-    }
-    for (int j = 0; !st && j < r->n_methods; j++) {
-        lk_faith_summary s;
-        char            *js = NULL;
-        st = lk_faith_get_summary(f, j, &s, err);
-        if (!st) st = lk_faith_summary_json(f, &s, &js, err);
-        if (!st) st = lk_cam_set_summary_json(c, j, js, err);
-        lk_free(js);
-    }
-    for (int64_t i = 0; i < r->n_images; i++) lk_free(nm[i]);
-    lk_free(nm);
-    lk_tensor_free(x);
+    if (!st) st = score_all(c, in, f, nm, curves, cb, user, err);
+    if (!st) st = lk_cam_faith_summaries(c, f, err);
+    free_names(nm, n);
     if (st && curves)
         for (int j = 0; j < r->n_methods; j++) {
             lk_faith_image_free(curves[j]);
             curves[j] = NULL;
         }
     return st;
+}
+
+void lk_cam_set_job(lk_cam *c, int ranks, int threads) {
+    c->r.ranks   = ranks;
+    c->r.threads = threads;
 }

@@ -486,6 +486,18 @@ static double gauss(uint64_t *s) {
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586477 * u2);
 }
 
+/* The start of the ROAD noise stream of one add: a function of the seed, the image index and
+ * the group alone (splitmix64 finaliser of each), so an image draws the same noise whichever
+ * images a process added before it (a run split over processes repeats the single one).
+ * Index 0 of group 0 starts at the seed itself. */
+static uint64_t noise_stream(uint64_t seed, int64_t index, int g) {
+    uint64_t k = ((uint64_t)index << 20) ^ (uint64_t)g; /* groups are methods: < 2^20 */
+    if (!k) return seed;
+    k = (k ^ (k >> 30)) * 0xBF58476D1CE4E5B9ull;
+    k = (k ^ (k >> 27)) * 0x94D049BB133111EBull;
+    return seed ^ (k ^ (k >> 31));
+}
+
 /* Queues x with the pixels where v >= tau removed and imputed (noisy linear imputer). */
 static lk_status queue_road(lk_faith *f, const float *x, const float *v, double tau,
                             int64_t *iters, lk_error *err) {
@@ -684,10 +696,9 @@ static void collect(lk_faith *f, const lk_faith_input *in, int64_t c) {
     if (mt & LK_FAITH_POINTING) r->pointing = pointing(f, in, in->map->data, c, r->point);
 }
 
-static void accumulate(lk_faith *f, int g) {
-    faith_sums           *s = &f->g[g];
-    const lk_faith_image *r = &f->last;
-    unsigned              mt = f->p.metrics;
+static void accumulate(lk_faith *f, int g, const lk_faith_image *r) {
+    faith_sums *s  = &f->g[g];
+    unsigned    mt = f->p.metrics;
     s->images++;
     if (mt & LK_FAITH_DELETION) {
         s->n_del++;
@@ -735,6 +746,7 @@ lk_status lk_faith_add(lk_faith *f, int g, const lk_faith_input *in, lk_error *e
     nan_image(&f->last);
     f->last.n_steps = f->n_steps;
     f->last.n_pct   = f->p.n_pct;
+    f->rng          = noise_stream(f->p.seed, in->index, g);
     int64_t iters   = 0;
     st              = queue_all(f, in, &iters, err);
     if (st) return st;
@@ -748,8 +760,33 @@ lk_status lk_faith_add(lk_faith *f, int g, const lk_faith_input *in, lk_error *e
     f->last.cls        = c;
     f->last.road_iters = iters;
     collect(f, in, c);
-    accumulate(f, g);
+    accumulate(f, g, &f->last);
     return LK_OK;
+}
+
+lk_status lk_faith_add_image(lk_faith *f, int g, const lk_faith_image *r, lk_error *err) {
+    if (g < 0 || g >= f->n_groups)
+        return LK_FAIL(err, LK_EINVAL, "faith: group %d out of range [0, %d)", g, f->n_groups);
+    if ((f->p.metrics & LK_FAITH_POINTING) && r->pointing >= 0 && (r->cls < 0 || r->cls >= f->K))
+        return LK_FAIL(err, LK_EINVAL, "faith: recorded class %lld out of range [0, %lld)",
+                       (long long)r->cls, (long long)f->K);
+    if ((f->p.metrics & LK_FAITH_ROAD) && r->n_pct != f->p.n_pct)
+        return LK_FAIL(err, LK_EINVAL, "faith: recorded image has %d ROAD percentiles, the pass "
+                       "%d", r->n_pct, f->p.n_pct);
+    accumulate(f, g, r);
+    return LK_OK;
+}
+
+void lk_faith_clear(lk_faith *f) {
+    for (int i = 0; i < f->n_groups; i++) {
+        faith_sums *s = &f->g[i];
+        int64_t    *h = s->hits, *m = s->misses;
+        memset(s, 0, sizeof *s);
+        memset(h, 0, sizeof(int64_t) * (size_t)f->K);
+        memset(m, 0, sizeof(int64_t) * (size_t)f->K);
+        s->hits   = h;
+        s->misses = m;
+    }
 }
 
 /* ---------------------------------------------------------------- results */

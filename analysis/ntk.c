@@ -419,28 +419,47 @@ typedef struct jac_work {
 
 static int64_t nblocks(int64_t n, int64_t b) { return (n + b - 1) / b; }
 
-/* Rows the plan computes (for progress). */
-static int64_t jac_total(const lk_ntk *k) {
+/* The work units of the Jacobian plan: input-block pairs (bi, bj), bj <= bi for a square
+ * kernel (unit bi (bi + 1) / 2 + bj), every bj for a cross kernel (unit bi nb2 + bj); one
+ * input per unit for the diagonal trace. */
+static int64_t n_units(const lk_ntk *k) {
+    int64_t nb1 = nblocks(k->n[0], k->blk);
+    if (k->p.trace == LK_NTK_DIAGONAL) return k->n[0];
+    return k->n[1] ? nb1 * nblocks(k->n[1], k->blk) : nb1 * (nb1 + 1) / 2;
+}
+
+static int64_t unit_of(const lk_ntk *k, int64_t bi, int64_t bj) {
+    return k->n[1] ? bi * nblocks(k->n[1], k->blk) + bj : bi * (bi + 1) / 2 + bj;
+}
+
+/* Rows the plan computes for units [u0, u1) (for progress). */
+static int64_t jac_total(const lk_ntk *k, int64_t u0, int64_t u1) {
     int64_t G = n_groups(k), r = group_rows(k), b = k->blk, tot = 0;
     int64_t n1 = k->n[0], n2 = k->n[1];
-    if (k->p.trace == LK_NTK_DIAGONAL) return n1 * r;
+    if (k->p.trace == LK_NTK_DIAGONAL) return (u1 - u0) * r;
     for (int64_t g0 = 0; g0 < G; g0 += k->gb) {
         int64_t gbn = G - g0 < k->gb ? G - g0 : k->gb, per = gbn * r;
         int64_t nb1 = nblocks(n1, b);
         for (int64_t bi = 0; bi < nb1; bi++) {
-            int64_t si = (bi + 1) * b < n1 ? b : n1 - bi * b;
-            tot += si * per;
-            if (n2) tot += n2 * per;
-            else tot += bi * b * per;
+            int64_t si = (bi + 1) * b < n1 ? b : n1 - bi * b, any = 0;
+            int64_t nbj = n2 ? nblocks(n2, b) : bi + 1;
+            for (int64_t bj = 0; bj < nbj; bj++) {
+                int64_t u = unit_of(k, bi, bj);
+                if (u < u0 || u >= u1) continue;
+                any = 1;
+                if (!n2 && bj == bi) continue;
+                tot += ((bj + 1) * b < (n2 ? n2 : n1) ? b : (n2 ? n2 : n1) - bj * b) * per;
+            }
+            if (any) tot += si * per;
         }
     }
     return tot;
 }
 
-static lk_status jac_diagonal(lk_ntk *k, jac_work *w, lk_error *err) {
+static lk_status jac_diagonal(lk_ntk *k, jac_work *w, int64_t u0, int64_t u1, lk_error *err) {
     int64_t O = k->n_out;
     for (int64_t j = 0; j < O; j++) w->outs[j] = j;
-    for (int64_t n = 0; n < k->n[0]; n++) {
+    for (int64_t n = u0; n < u1; n++) {
         lk_status st = jac_rows(k, 0, n, n + 1, w->outs, O, w->A, err);
         if (st) return st;
         double t0 = now_s();
@@ -450,7 +469,9 @@ static lk_status jac_diagonal(lk_ntk *k, jac_work *w, lk_error *err) {
     return LK_OK;
 }
 
-static lk_status jac_run(lk_ntk *k, jac_work *w, lk_error *err) {
+/* Units [u0, u1) of the plan (unit_of); output groups outermost, so every kernel entry
+ * receives its group blocks in the same order whatever share of the units is computed. */
+static lk_status jac_run(lk_ntk *k, jac_work *w, int64_t u0, int64_t u1, lk_error *err) {
     int64_t G = n_groups(k), r = group_rows(k), b = k->blk, P = k->ps->numel;
     int64_t n1 = k->n[0], n2 = k->n[1], nb1 = nblocks(n1, b);
     int     cross = n2 > 0;
@@ -460,10 +481,12 @@ static lk_status jac_run(lk_ntk *k, jac_work *w, lk_error *err) {
             for (int64_t j = 0; j < r; j++) w->outs[g * r + j] = group_out(k, g0 + g, j);
         for (int64_t bi = 0; bi < nb1; bi++) {
             int64_t a0 = bi * b, na = a0 + b < n1 ? b : n1 - a0;
+            int64_t nbj = cross ? nblocks(n2, b) : bi + 1;
+            if (unit_of(k, bi, nbj - 1) < u0 || unit_of(k, bi, 0) >= u1) continue;
             lk_status st = jac_rows(k, 0, a0, a0 + na, w->outs, no, w->A, err);
             if (st) return st;
-            int64_t nbj = cross ? nblocks(n2, b) : bi + 1;
             for (int64_t bj = 0; bj < nbj; bj++) {
+                if (unit_of(k, bi, bj) < u0 || unit_of(k, bi, bj) >= u1) continue;
                 int64_t b0 = bj * b, nbn = cross ? (b0 + b < n2 ? b : n2 - b0) : (b0 + b < n1 ? b : n1 - b0);
                 int     diag = !cross && bj == bi;
                 if (!diag) {
@@ -484,7 +507,7 @@ static lk_status jac_run(lk_ntk *k, jac_work *w, lk_error *err) {
     return LK_OK;
 }
 
-static lk_status jac_compute(lk_ntk *k, lk_error *err) {
+static lk_status jac_compute(lk_ntk *k, int64_t u0, int64_t u1, lk_error *err) {
     int64_t   O = k->n_out, n1 = k->n[0], n2 = k->n[1] ? k->n[1] : k->n[0];
     int64_t   b = k->blk, r = group_rows(k), P = k->ps->numel;
     int64_t   rowsA, rowsB, gr;
@@ -515,8 +538,9 @@ static lk_status jac_compute(lk_ntk *k, lk_error *err) {
                      "%lld)", (long long)(rowsA + rowsB), (long long)P);
         goto done;
     }
-    k->total = jac_total(k);
-    st       = k->p.trace == LK_NTK_DIAGONAL ? jac_diagonal(k, &w, err) : jac_run(k, &w, err);
+    k->total = jac_total(k, u0, u1);
+    st       = k->p.trace == LK_NTK_DIAGONAL ? jac_diagonal(k, &w, u0, u1, err)
+                                             : jac_run(k, &w, u0, u1, err);
 done:
     lk_free(w.A);
     lk_free(w.B);
@@ -757,7 +781,7 @@ lk_status lk_ntk_compute(lk_ntk *k, lk_ntk_progress_fn cb, void *user, lk_error 
     k->user = user;
     k->done = 0;
     if (k->method == LK_NTK_JAC) {
-        st = jac_compute(k, err);
+        st = jac_compute(k, 0, n_units(k), err);
     } else {
         int64_t d  = k->p.trace == LK_NTK_FULL ? k->n[0] * k->n_out : k->n[0];
         int64_t kk = k->p.n_eig > 0 ? k->p.n_eig : 20;
@@ -774,6 +798,53 @@ lk_status lk_ntk_compute(lk_ntk *k, lk_ntk_progress_fn cb, void *user, lk_error 
     }
     if (!st) k->computed = 1;
     return st;
+}
+
+lk_status lk_ntk_plan_units(lk_ntk *k, int64_t min_blocks, int64_t *units, lk_error *err) {
+    uint64_t  bytes;
+    lk_status st = lk_ntk_estimate(k, &bytes, NULL, err);
+    if (st) return st;
+    if (k->method != LK_NTK_JAC)
+        return LK_FAIL(err, LK_EUNSUPPORTED, "ntk: only the Jacobian method (jac) splits into "
+                       "kernel blocks; the matrix-free method (ntvp) runs as one process");
+    int64_t nmax = k->n[0] > k->n[1] ? k->n[0] : k->n[1];
+    if (min_blocks > 1) {
+        int64_t b = (nmax + min_blocks - 1) / min_blocks;
+        if (b < k->blk) k->blk = b; /* smaller blocks: less memory, the same entries */
+    }
+    *units = n_units(k);
+    return LK_OK;
+}
+
+lk_status lk_ntk_compute_units(lk_ntk *k, int64_t begin, int64_t end, lk_ntk_progress_fn cb,
+                               void *user, lk_error *err) {
+    if (k->computed) return LK_FAIL(err, LK_EINVAL, "ntk: already computed");
+    if (k->method != LK_NTK_JAC || k->blk < 1)
+        return LK_FAIL(err, LK_EINVAL, "ntk: compute_units before plan_units");
+    int64_t nu = n_units(k);
+    if (begin < 0 || end < begin || end > nu)
+        return LK_FAIL(err, LK_EINVAL, "ntk: units [%lld, %lld) out of range (%lld units)",
+                       (long long)begin, (long long)end, (long long)nu);
+    k->cb      = cb;
+    k->user    = user;
+    k->done    = 0;
+    lk_status st = jac_compute(k, begin, end, err);
+    if (!st) k->computed = 1;
+    return st;
+}
+
+size_t lk_ntk_partial_size(const lk_ntk *k) {
+    return k->kernel ? (size_t)lk_tensor_numel(k->kernel) : 0;
+}
+
+void lk_ntk_partial_get(const lk_ntk *k, double *out) {
+    if (k->kernel) memcpy(out, k->kernel->data, sizeof(double) * lk_ntk_partial_size(k));
+}
+
+lk_status lk_ntk_partial_set(lk_ntk *k, const double *v, lk_error *err) {
+    if (!k->kernel) return LK_FAIL(err, LK_EINVAL, "ntk: partial_set before compute_units");
+    memcpy(k->kernel->data, v, sizeof(double) * lk_ntk_partial_size(k));
+    return LK_OK;
 }
 
 lk_status lk_ntk_merge(lk_ntk *a, const lk_ntk *b, lk_error *err) {
@@ -1197,6 +1268,12 @@ lk_status lk_ntk_result_json(const lk_ntk_result *r, const char *model, int64_t 
         lk_jw_arr_end(&w);
         json_doubles(&w, "kappa", r->kappa, r->n_sub);
         json_fit(&w, "alpha_kappa", &r->alpha_kappa);
+    }
+    if (r->ranks > 0) {
+        lk_jw_key(&w, "ranks");
+        lk_jw_int(&w, r->ranks);
+        lk_jw_key(&w, "threads");
+        lk_jw_int(&w, r->threads);
     }
     lk_jw_key(&w, "memory_estimate_mb");
     lk_jw_num(&w, (double)r->mem_estimate / 1e6, "%.1f");

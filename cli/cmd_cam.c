@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "util/lk_util.h"
 #include "lkprobe/lk_cam.h"
+#include "lkprobe/lk_dist.h"
 #include "lkprobe/lk_faith.h"
 #include "lkprobe/lk_inputs.h"
 #include "lkprobe/lk_render.h"
@@ -76,7 +77,8 @@ static const cli_spec cam_spec = {
     "per image.\n"
     "Inputs: image files, --images DIR or --inputs X.npy.\n"
     "--metrics scores every map (cam.md section 7, doc/cam-metrics.md): per image and method in\n"
-    "--json, means per method, and the deletion/insertion curves figure.",
+    "--json, means per method, and the deletion/insertion curves figure.\n"
+    "Under mpirun the inputs are split over the ranks; rank 0 writes every output.",
     cam_opts, sizeof cam_opts / sizeof cam_opts[0],
 };
 
@@ -625,33 +627,6 @@ static int draw_curves(const cam_cfg *g, const lk_cam_result *r, const lk_faith 
     return 0;
 }
 
-/* The metrics of every map (lk_cam_score_faith), recorded in the result. */
-static int score_maps(const cam_cfg *g, const lk_model *m, lk_cam *c, lk_inputs *in,
-                      const lk_faith_boxes *bx, const int64_t shape[4], lk_faith **f,
-                      lk_faith_image **curves) {
-    const lk_cam_result *r  = lk_cam_get_result(c);
-    lk_faith_params      fp = lk_faith_params_default();
-    lk_error             err;
-    fp.metrics              = g->metrics;
-    fp.threads              = g->c.threads;
-    fp.batch                = g->p.batch;
-    if (lk_faith_alloc(m, &fp, shape, r->n_methods, bx, f, &err) != LK_OK) {
-        cli_error_lk(&err);
-        return 0;
-    }
-    cli_progress prog;
-    cli_progress_start(&prog, "metrics", r->n_images * r->n_methods, g->quiet);
-    lk_status st = lk_cam_score_faith(c, in, *f, bx, g->curves ? curves : NULL, progress_cb,
-                                      &prog, &err);
-    if (st != LK_OK) {
-        if (!g->quiet) fputc('\n', stderr);
-        cli_error_lk(&err);
-        return 0;
-    }
-    cli_progress_end(&prog, prog.total);
-    return 1;
-}
-
 /* ---------------------------------------------------------------- the run */
 
 /* (1, C, H, W): C from the model; H, W from the .npy batch, --size, the model's declared
@@ -710,81 +685,191 @@ static int refuse_overwrite(const cam_cfg *g) {
     return 0;
 }
 
-static int run(cam_cfg *g, lk_inputs *in) {
-    lk_model       *m = NULL;
-    lk_cam         *c = NULL;
-    lk_tensor      *base = NULL;
-    lk_faith_boxes *bx = NULL;
-    lk_faith       *f  = NULL;
-    lk_faith_image *curves[LK_CAM_METHOD_COUNT] = {0};
-    lk_error        err;
-    int             rc = 1;
+/* The pass objects of one run (every rank has its own). */
+typedef struct cam_run {
+    lk_model       *m;
+    lk_cam         *c;
+    lk_tensor      *base;
+    lk_faith_boxes *bx;
+    lk_faith       *f;
+    lk_faith_image *curves[LK_CAM_METHOD_COUNT];
     int64_t         shape[4], vids[LK_CAM_MAX_LAYERS];
+    int             threads;
+} cam_run;
+
+static void run_free(cam_run *u) {
+    for (int j = 0; j < LK_CAM_METHOD_COUNT; j++) lk_faith_image_free(u->curves[j]);
+    lk_faith_free(u->f);
+    lk_faith_boxes_free(u->bx);
+    lk_cam_free(u->c);
+    lk_tensor_free(u->base);
+    lk_model_free(u->m);
+}
+
+/* The metrics of this rank's maps (lk_cam_score_faith); 0 after printing an error. */
+static int score_maps(const cam_cfg *g, cam_run *u, lk_inputs *in) {
+    const lk_cam_result *r  = lk_cam_get_result(u->c);
+    lk_faith_params      fp = lk_faith_params_default();
+    lk_error             err;
     memset(&err, 0, sizeof err);
-    if (refuse_overwrite(g)) return 1;
-    if (g->boxes_path && lk_faith_boxes_load(g->boxes_path, &bx, &err) != LK_OK) {
+    fp.metrics = g->metrics;
+    fp.threads = u->threads;
+    fp.batch   = g->p.batch;
+    if (lk_faith_alloc(u->m, &fp, u->shape, r->n_methods, u->bx, &u->f, &err) != LK_OK) {
         cli_error_lk(&err);
-        return 1;
+        return 0;
     }
-    if (cli_load_model(g->model, &g->c, &m)) goto done;
-    if (!input_shape(g, in, m, shape) || !resolve_layers(g, m, vids)) goto done;
+    cli_progress prog;
+    cli_progress_start(&prog, "metrics", r->n_images * r->n_methods, g->quiet);
+    lk_status st = lk_cam_score_faith(u->c, in, u->f, u->bx, g->curves ? u->curves : NULL,
+                                      progress_cb, &prog, &err);
+    if (st != LK_OK) {
+        if (!g->quiet) fputc('\n', stderr);
+        cli_error_lk(&err);
+        return 0;
+    }
+    cli_progress_end(&prog, prog.total);
+    return 1;
+}
+
+/* Loads the model and plans the pass; 0 after printing an error. */
+static int setup(cam_cfg *g, cli_dist *j, lk_inputs *in, cam_run *u) {
+    lk_error err;
+    memset(&err, 0, sizeof err);
+    if (refuse_overwrite(g)) return 0;
+    if (g->boxes_path && lk_faith_boxes_load(g->boxes_path, &u->bx, &err) != LK_OK) goto fail;
+    if (cli_load_model(g->model, &g->c, &u->m)) return 0;
+    if (!input_shape(g, in, u->m, u->shape) || !resolve_layers(g, u->m, u->vids)) return 0;
     if (g->baseline) {
-        if (lk_npy_read(g->baseline, &base, &err) != LK_OK) goto fail;
-        g->p.ig_baseline = base;
+        if (lk_npy_read(g->baseline, &u->base, &err) != LK_OK) goto fail;
+        g->p.ig_baseline = u->base;
     }
+    u->threads   = j->size > 1 ? cli_dist_threads(j, g->c.threads) : g->c.threads;
     g->p.methods = g->methods;
-    g->p.threads = g->c.threads;
-    if (lk_cam_alloc(m, &g->p, shape, &c, &err) != LK_OK) goto fail;
-    const lk_cam_result *r0 = lk_cam_get_result(c);
-    if (!resolve_classes(g, lk_inputs_count(in), r0->n_classes)) goto done;
+    g->p.threads = u->threads;
+    if (lk_cam_alloc(u->m, &g->p, u->shape, &u->c, &err) != LK_OK) goto fail;
+    const lk_cam_result *r0 = lk_cam_get_result(u->c);
+    if (!resolve_classes(g, lk_inputs_count(in), r0->n_classes)) return 0;
     if (g->labels && g->n_labels < r0->n_classes) {
         cli_error(g->labels_path, "%lld names for %lld classes", (long long)g->n_labels,
                   (long long)r0->n_classes);
-        goto done;
+        return 0;
     }
     if (!g->quiet && !g->json && !g->n_layer_names)
         fprintf(stderr, "lkprobe: note: target layer %s (automatic rule; --layer to change)\n",
                 r0->layer_names[0]);
+    return 1;
+fail:
+    cli_error_lk(&err);
+    return 0;
+}
+
+/* This rank's block of inputs [b, e) (lk_dist_partition): the maps, then the metrics. */
+static int compute(cam_cfg *g, cli_dist *j, lk_inputs *in, cam_run *u) {
+    lk_error err;
+    int64_t  b, e;
+    char     label[64];
+    memset(&err, 0, sizeof err);
+    lk_dist_partition(lk_inputs_count(in), j->rank, j->size, &b, &e);
+    if (j->size > 1) snprintf(label, sizeof label, "cam (rank 0 of %d)", j->size);
+    else snprintf(label, sizeof label, "cam");
     cli_progress prog;
-    cli_progress_start(&prog, "cam", lk_inputs_count(in) * lk_cam_units_per_image(c), g->quiet);
-    lk_status st = lk_cam_add_inputs(c, in, 0, g->cls, progress_cb, &prog, &err);
-    if (st != LK_OK && !g->quiet) fputc('\n', stderr);
-    if (st != LK_OK) goto fail;
+    cli_progress_start(&prog, label, (e - b) * lk_cam_units_per_image(u->c), g->quiet);
+    if (lk_cam_add_range(u->c, in, b, e, g->cls, progress_cb, &prog, &err) != LK_OK) {
+        if (!g->quiet) fputc('\n', stderr);
+        cli_error_lk(&err);
+        return 0;
+    }
     cli_progress_end(&prog, prog.total);
     /* Faithfulness metrics of every map, recorded in the result (per image and method, and
      * a summary per method, in the JSON). */
-    if (g->metrics && !score_maps(g, m, c, in, bx, shape, &f, curves)) goto done;
-    const lk_cam_result *r = lk_cam_get_result(c);
+    return !g->metrics || score_maps(g, u, in);
+}
+
+/* Rank 0 receives every rank's rows (lk_cam_export), in rank order = input order, and
+ * appends them to its own; the metric means are then taken over all the records. */
+static int merge_ranks(cli_dist *j, cam_run *u) {
+    lk_error err;
+    void    *blob = NULL, *all = NULL;
+    size_t   len = 0, *lens = calloc((size_t)j->size, sizeof *lens);
+    int      ok = 0;
+    memset(&err, 0, sizeof err);
+    if (!lens) cli_error("cam", "out of memory");
+    else if (lk_cam_export(u->c, &blob, &len, &err) != LK_OK) cli_error_lk(&err);
+    else ok = 1;
+    if (cli_dist_agree(j, !ok)) goto done;
+    ok = lk_dist_gather(j->d, blob, len, 0, &all, lens, &err) == LK_OK;
+    if (ok && j->rank == 0) {
+        size_t at = lens[0];
+        for (int r = 1; ok && r < j->size; r++) {
+            ok = lk_cam_import(u->c, (const char *)all + at, lens[r], &err) == LK_OK;
+            if (!ok) lk_error_prefix(&err, "rows of rank %d: ", r);
+            at += lens[r];
+        }
+        if (ok && u->f) ok = lk_cam_faith_summaries(u->c, u->f, &err) == LK_OK;
+    }
+    if (!ok) cli_error_lk(&err);
+    ok = !cli_dist_agree(j, !ok);
+done:
+    lk_free(blob);
+    lk_free(all);
+    free(lens);
+    return ok;
+}
+
+/* Rank 0's outputs, all or none: the figure (atomic), then the maps, then the curves; a
+ * failure removes what was written before.  Then JSON or text. */
+static int write_outputs(const cam_cfg *g, cli_dist *j, lk_inputs *in, cam_run *u) {
+    lk_cam_set_job(u->c, j->size, cli_dist_threads(j, u->threads));
+    const lk_cam_result *r = lk_cam_get_result(u->c);
     if (r->ablation_small_y && !g->quiet)
         fprintf(stderr, "lkprobe: warning: %lld image(s) have |y| < 1e-6: AblationCAM weights "
                 "(y - y_k) / y are unstable there\n", (long long)r->ablation_small_y);
-    /* Outputs all or none: the figure (atomic), then the maps, then the curves; a failure
-     * removes what was written before. */
-    if (g->out && draw_figure(g, r, in)) goto done;
+    if (g->out && draw_figure(g, r, in)) return 1;
     if (g->npy && write_npy(g, r)) {
         if (g->out) unlink(g->out);
-        goto done;
+        return 1;
     }
-    if (f && g->curves && draw_curves(g, r, f, curves)) {
+    if (u->f && g->curves && draw_curves(g, r, u->f, u->curves)) {
         if (g->out) unlink(g->out);
         if (g->npy) remove_npy(g, r);
-        goto done;
+        return 1;
     }
-    rc = g->json ? print_json(g, r) : (print_text(g, r, f), 0);
-    goto done;
-fail:
-    cli_error_lk(&err);
+    return g->json ? print_json(g, r) : (print_text(g, r, u->f), 0);
+}
+
+/* One run over the inputs.  Under mpirun the inputs are split by lk_dist_partition (each rank
+ * computes the maps and metrics of its block), rank 0 gathers the rows and alone writes the
+ * outputs; every step ends with an agreement, so a failing rank stops the job with one
+ * message and no output. */
+static int run(cam_cfg *g, cli_dist *j, lk_inputs *in) {
+    cam_run u;
+    int     rc = 1;
+    memset(&u, 0, sizeof u);
+    int ok = setup(g, j, in, &u);
+    if (cli_dist_agree(j, !ok)) goto done;
+    if (cli_dist_agree(j, !compute(g, j, in, &u))) goto done;
+    if (j->size > 1 && !merge_ranks(j, &u)) goto done;
+    rc = j->rank == 0 ? write_outputs(g, j, in, &u) : 0;
+    rc = cli_dist_agree(j, rc);
 done:
-    for (int j = 0; j < LK_CAM_METHOD_COUNT; j++) lk_faith_image_free(curves[j]);
-    lk_faith_free(f);
-    lk_faith_boxes_free(bx);
-    lk_cam_free(c);
-    lk_tensor_free(base);
-    lk_model_free(m);
+    run_free(&u);
     return rc;
 }
 
-int cmd_cam(int argc, char **argv) {
+/* Checks that every rank has inputs (the curves and the first rows come from rank 0). */
+static int check_ranks(const cli_dist *j, lk_inputs *in) {
+    int64_t n = lk_inputs_count(in);
+    if (j->size > 1 && n < j->size) {
+        cli_error("cam", "%lld input(s) for %d ranks: each rank needs at least one image; run "
+                  "with at most %lld ranks", (long long)n, j->size, (long long)n);
+        return 0;
+    }
+    return 1;
+}
+
+/* The command on one rank (every rank parses the same arguments). */
+static int cam_job(cli_dist *j, int argc, char **argv) {
     cam_cfg g;
     memset(&g, 0, sizeof g);
     g.in  = lk_inputs_params_default();
@@ -792,21 +877,23 @@ int cmd_cam(int argc, char **argv) {
     g.dpi = 100;
     lk_inputs *in = NULL;
     lk_error   err;
-    int        rc = 1, pr;
-    g.files       = calloc((size_t)argc + 1, sizeof *g.files);
+    int        rc = 1, pr, ok = 0;
+    memset(&err, 0, sizeof err);
+    g.files = calloc((size_t)argc + 1, sizeof *g.files);
     if (!g.files) goto done;
     g.in.files = g.files;
     pr         = parse_cfg(&g, argc, argv);
-    if (pr != 1) {
-        rc = pr == 2 ? 0 : 1;
+    if (pr == 2) {
+        rc = 0;
         goto done;
     }
-    if (!check_cfg(&g) || (g.labels_path && !read_labels(&g))) goto done;
-    if (lk_inputs_alloc(&g.in, &in, &err) != LK_OK) {
-        cli_error_lk(&err);
-        goto done;
+    if (j->rank > 0) g.quiet = 1; /* progress and notes from rank 0 only */
+    if (pr == 1 && check_cfg(&g) && (!g.labels_path || read_labels(&g))) {
+        if (lk_inputs_alloc(&g.in, &in, &err) != LK_OK) cli_error_lk(&err);
+        else ok = check_ranks(j, in);
     }
-    rc = run(&g, in);
+    if (cli_dist_agree(j, !ok)) goto done;
+    rc = run(&g, j, in);
 done:
     lk_inputs_free(in);
     for (int64_t i = 0; i < g.n_labels; i++) free(g.labels[i]);
@@ -814,5 +901,13 @@ done:
     free(g.cls);
     free(g.files);
     free(g.curves_buf);
+    return rc;
+}
+
+int cmd_cam(int argc, char **argv) {
+    cli_dist j;
+    if (cli_dist_begin(&j)) return 1;
+    int rc = cam_job(&j, argc, argv);
+    cli_dist_end(&j);
     return rc;
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "lkprobe/lk_dist.h"
 #include "lkprobe/lk_inputs.h"
 #include "lkprobe/lk_ntk.h"
 #include "lkprobe/lk_render.h"
@@ -54,7 +55,8 @@ static const cli_spec ntk_spec = {
     "parameters (eval mode), its eigen-spectrum (lambda_i = eig/n) and the power-law exponent\n"
     "alpha of lambda_i ~ i^-alpha (direct fit over a window, R^2).  Inputs: image files,\n"
     "--images DIR, --inputs X.npy or --noise N.  BatchNorm is kept (its scale and bias are\n"
-    "parameters).",
+    "parameters).  Under mpirun (method jac) the kernel's block pairs are split over the\n"
+    "ranks; rank 0 computes the spectrum and writes every output.",
     ntk_opts, sizeof ntk_opts / sizeof ntk_opts[0],
 };
 
@@ -472,34 +474,113 @@ static int open_inputs(const ntk_cfg *g, ntk_run *x, lk_error *err) {
     return 0;
 }
 
-static int compute(const ntk_cfg *g, ntk_run *x, lk_error *err) {
-    int64_t shape[4];
-    if (!input_shape(g, x->in, x->m, shape)) return 1;
-    if (lk_ntk_alloc(x->m, &g->p, shape, &x->k, err) != LK_OK) return 2;
-    int64_t n = g->n > 0 ? g->n : 0;
-    if (lk_ntk_add_inputs(x->k, x->in, 0, n, err) != LK_OK) return 2;
-    if (x->in2 && lk_ntk_add_inputs(x->k, x->in2, 1, n, err) != LK_OK) return 2;
-    int64_t n1 = n > 0 && n < lk_inputs_count(x->in) ? n : lk_inputs_count(x->in);
-    if (x->labels && x->labels->shape[0] != n1) {
-        cli_error(g->labels, "%lld labels for %lld inputs", (long long)x->labels->shape[0],
-                  (long long)n1);
+/* The matrix-free method does not split over ranks: one message naming the options. */
+static void ntvp_refused(const ntk_cfg *g, const cli_dist *j) {
+    if (g->p.method == LK_NTK_NTVP)
+        cli_error("--method", "ntvp (matrix-free Lanczos) runs as one process, not over %d "
+                  "ranks; use --method jac (the kernel's block pairs are split over the ranks) "
+                  "or run it without mpirun", j->size);
+    else
+        cli_error("--max-mem", "the Jacobian blocks do not fit, so --method auto chose ntvp "
+                  "(matrix-free Lanczos), which runs as one process, not over %d ranks; raise "
+                  "--max-mem, or run --method ntvp without mpirun", j->size);
+}
+
+/* The kernel over the ranks: the block pairs of the contraction (lk_ntk_plan_units, at
+ * least 2 blocks per rank) split by lk_dist_partition, each rank's share computed into a zero
+ * kernel, the kernels summed on rank 0 (each entry comes from one rank).  0 ok, 1 after the
+ * agreed error was printed. */
+static int compute_distributed(const ntk_cfg *g, cli_dist *j, ntk_run *x, prog_state *ps) {
+    lk_error err;
+    int64_t  units = 0, b, e;
+    double  *kv    = NULL;
+    int      ok;
+    memset(&err, 0, sizeof err);
+    lk_status st = lk_ntk_plan_units(x->k, 2 * (int64_t)j->size, &units, &err);
+    if (st == LK_EUNSUPPORTED) ntvp_refused(g, j);
+    else if (st != LK_OK) cli_error_lk(&err);
+    if (cli_dist_agree(j, st != LK_OK)) return 1;
+    lk_dist_partition(units, j->rank, j->size, &b, &e);
+    st = lk_ntk_compute_units(x->k, b, e, progress_cb, ps, &err);
+    if (ps->started) cli_progress_end(&ps->p, ps->p.total);
+    size_t n = lk_ntk_partial_size(x->k);
+    if (st == LK_OK && !(kv = malloc(sizeof *kv * (n ? n : 1))))
+        st = LK_FAIL(&err, LK_ENOMEM, "ntk: out of memory for the kernel (%zu doubles)", n);
+    if (st != LK_OK) {
+        lk_error_prefix(&err, "%s: ", g->model);
+        cli_error_lk(&err);
+    }
+    if (cli_dist_agree(j, st != LK_OK)) {
+        free(kv);
         return 1;
     }
-    uint64_t      bytes;
-    lk_ntk_method meth;
-    if (lk_ntk_estimate(x->k, &bytes, &meth, err) != LK_OK) return 2;
+    lk_ntk_partial_get(x->k, kv);
+    st = lk_dist_reduce_sum_f64(j->d, kv, n, 0, &err);
+    if (st == LK_OK && j->rank == 0) st = lk_ntk_partial_set(x->k, kv, &err);
+    if (st != LK_OK) cli_error_lk(&err);
+    free(kv);
+    ok = !cli_dist_agree(j, st != LK_OK);
+    return !ok;
+}
+
+/* The kernel (or operator) on every rank, then the spectrum on rank 0.  0 ok; 1 after the
+ * agreed error was printed. */
+static int compute(const ntk_cfg *g, cli_dist *j, ntk_run *x) {
+    lk_error err;
+    int64_t  shape[4];
+    int      bad = 0;
+    memset(&err, 0, sizeof err);
+    if (!input_shape(g, x->in, x->m, shape)) bad = 1;
+    else if (lk_ntk_alloc(x->m, &g->p, shape, &x->k, &err) != LK_OK) bad = 2;
+    int64_t n = g->n > 0 ? g->n : 0;
+    if (!bad && lk_ntk_add_inputs(x->k, x->in, 0, n, &err) != LK_OK) bad = 2;
+    if (!bad && x->in2 && lk_ntk_add_inputs(x->k, x->in2, 1, n, &err) != LK_OK) bad = 2;
+    int64_t n1 = n > 0 && n < lk_inputs_count(x->in) ? n : lk_inputs_count(x->in);
+    if (!bad && x->labels && x->labels->shape[0] != n1) {
+        cli_error(g->labels, "%lld labels for %lld inputs", (long long)x->labels->shape[0],
+                  (long long)n1);
+        bad = 1;
+    }
+    uint64_t      bytes = 0;
+    lk_ntk_method meth  = LK_NTK_JAC;
+    if (!bad && lk_ntk_estimate(x->k, &bytes, &meth, &err) != LK_OK) bad = 2;
+    if (bad == 2) {
+        lk_error_prefix(&err, "%s: ", g->model);
+        cli_error_lk(&err);
+    }
+    if (!bad && j->size > 1 && meth == LK_NTK_NTVP) { /* no silent single-rank fallback */
+        ntvp_refused(g, j);
+        bad = 1;
+    }
+    if (cli_dist_agree(j, bad != 0)) return 1;
     if (!g->quiet)
         fprintf(stderr, "lkprobe: ntk: %lld inputs, O = %lld, P = %lld; method %s; memory "
-                "estimate %.1f MB\n", (long long)n1, (long long)lk_ntk_n_outputs(x->k),
+                "estimate %.1f MB%s\n", (long long)n1, (long long)lk_ntk_n_outputs(x->k),
                 (long long)lk_ntk_param_set(x->k)->numel, lk_ntk_method_name(meth),
-                (double)bytes / 1e6);
+                (double)bytes / 1e6, j->size > 1 ? " per rank" : "");
     prog_state ps = {0};
     ps.quiet      = g->quiet;
     ps.label      = meth == LK_NTK_JAC ? "ntk rows" : "ntk products";
-    lk_status st  = lk_ntk_compute(x->k, progress_cb, &ps, err);
-    if (ps.started) cli_progress_end(&ps.p, ps.p.total);
-    if (st != LK_OK) return 2;
-    if (lk_ntk_get_result(x->k, x->labels, g->n_sub, g->sub, &x->r, err) != LK_OK) return 2;
+    if (j->size > 1) {
+        ps.label = "ntk rows (rank 0)";
+        if (compute_distributed(g, j, x, &ps)) return 1;
+    } else {
+        lk_status st = lk_ntk_compute(x->k, progress_cb, &ps, &err);
+        if (ps.started) cli_progress_end(&ps.p, ps.p.total);
+        if (st != LK_OK) {
+            lk_error_prefix(&err, "%s: ", g->model);
+            cli_error_lk(&err);
+            return 1;
+        }
+    }
+    if (j->rank > 0) return 0;
+    if (lk_ntk_get_result(x->k, x->labels, g->n_sub, g->sub, &x->r, &err) != LK_OK) {
+        lk_error_prefix(&err, "%s: ", g->model);
+        cli_error_lk(&err);
+        return 1;
+    }
+    x->r->ranks   = j->size;
+    x->r->threads = cli_dist_threads(j, g->p.threads);
     if (x->r->clipped && !g->quiet)
         fprintf(stderr, "lkprobe: note: %lld negative eigenvalues (rounding) clipped at 0\n",
                 (long long)x->r->clipped);
@@ -533,55 +614,68 @@ static int write_outputs(const ntk_cfg *g, ntk_run *x, lk_error *err) {
     return 0;
 }
 
-int cmd_ntk(int argc, char **argv) {
+/* Loads the model and the inputs (every rank); 0 after printing an error.  --list-params
+ * prints (rank 0) and sets *listed. */
+static int prepare(ntk_cfg *g, cli_dist *j, ntk_run *x, int *listed) {
+    lk_error err;
+    memset(&err, 0, sizeof err);
+    if (!check_cfg(g)) return 0;
+    const char *outs[3]  = {g->out, g->heatmap, g->npy};
+    const char *reads[4] = {g->model, g->in.npy, g->inputs2, g->labels};
+    for (int i = 0; i < 4; i++)
+        if (reads[i] && cli_refuse_overwrite(reads[i], 3, outs)) return 0;
+    if (cli_load_model(g->model, &g->c, &x->m)) return 0;
+    if (g->list) {
+        lk_param_set *ps = NULL;
+        if (lk_param_set_select(x->m, g->p.params, &ps, &err) != LK_OK) {
+            lk_error_prefix(&err, "%s: ", g->model);
+            cli_error_lk(&err);
+            return 0;
+        }
+        if (j->rank == 0) list_params(x->m, ps);
+        lk_param_set_free(ps);
+        *listed = 1;
+        return 1;
+    }
+    if (open_inputs(g, x, &err)) {
+        cli_error_lk(&err);
+        return 0;
+    }
+    return 1;
+}
+
+/* The command on one rank (every rank parses the same arguments; rank 0 writes). */
+static int ntk_job(cli_dist *j, int argc, char **argv) {
     ntk_cfg g;
     ntk_run x;
     memset(&g, 0, sizeof g);
     memset(&x, 0, sizeof x);
-    g.in          = lk_inputs_params_default();
-    g.p           = lk_ntk_params_default();
-    g.dpi         = 100;
+    g.in             = lk_inputs_params_default();
+    g.p              = lk_ntk_params_default();
+    g.dpi            = 100;
     g.c.load.keep_bn = 1;
     lk_error err;
     memset(&err, 0, sizeof err);
-    int rc = 1;
+    int rc = 1, listed = 0;
     g.files = calloc((size_t)argc + 1, sizeof *g.files);
     if (!g.files) return 1;
     g.in.files = g.files;
     int pr     = parse_cfg(&g, argc, argv);
-    if (pr != 1) {
-        rc = pr == 2 ? 0 : 1;
-        goto done;
-    }
-    if (!check_cfg(&g)) goto done;
-    const char *outs[3] = {g.out, g.heatmap, g.npy};
-    const char *reads[4] = {g.model, g.in.npy, g.inputs2, g.labels};
-    for (int i = 0; i < 4; i++)
-        if (reads[i] && cli_refuse_overwrite(reads[i], 3, outs)) goto done;
-    if (cli_load_model(g.model, &g.c, &x.m)) goto done;
-    if (g.list) {
-        lk_param_set *ps = NULL;
-        if (lk_param_set_select(x.m, g.p.params, &ps, &err) != LK_OK) {
-            lk_error_prefix(&err, "%s: ", g.model);
-            cli_error_lk(&err);
-            goto done;
-        }
-        list_params(x.m, ps);
-        lk_param_set_free(ps);
+    if (pr == 2) {
         rc = 0;
         goto done;
     }
-    if (open_inputs(&g, &x, &err)) {
-        cli_error_lk(&err);
+    if (j->rank > 0) g.quiet = 1; /* progress and notes from rank 0 only */
+    g.p.threads = j->size > 1 ? cli_dist_threads(j, g.c.threads) : g.c.threads;
+    int ok      = pr == 1 && prepare(&g, j, &x, &listed);
+    if (cli_dist_agree(j, !ok)) goto done;
+    if (listed) {
+        rc = 0;
         goto done;
     }
-    int c = compute(&g, &x, &err);
-    if (c == 2) {
-        lk_error_prefix(&err, "%s: ", g.model);
-        cli_error_lk(&err);
-    }
-    if (c) goto done;
-    rc = write_outputs(&g, &x, &err);
+    if (compute(&g, j, &x)) goto done;
+    rc = j->rank == 0 ? write_outputs(&g, &x, &err) : 0;
+    rc = cli_dist_agree(j, rc);
 done:
     lk_ntk_result_free(x.r);
     lk_ntk_free(x.k);
@@ -590,5 +684,13 @@ done:
     lk_inputs_free(x.in2);
     lk_model_free(x.m);
     free(g.files);
+    return rc;
+}
+
+int cmd_ntk(int argc, char **argv) {
+    cli_dist j;
+    if (cli_dist_begin(&j)) return 1;
+    int rc = ntk_job(&j, argc, argv);
+    cli_dist_end(&j);
     return rc;
 }

@@ -1,7 +1,8 @@
 /* test_mpi.c: distributed runs under `mpirun --oversubscribe -np 2` and `-np 3` against the
  * single-process run: ERF maps and ratios (1e-12 relative), the filter database byte for byte
  * and the filters JSON, one message and exit 1 when a rank fails (no outputs, the DB left
- * valid), and a killed job that resumes to the same database.  Built only with -Dmpi; needs
+ * valid), a killed job that resumes to the same database, cam --metrics (JSON and maps
+ * equal to the single-process run) and ntk (kernel and spectrum to 1e-12 relative).  Built only with -Dmpi; needs
  * $LK_MPIRUN (meson passes the mpirun it found). */
 #include <math.h>
 #include <signal.h>
@@ -131,6 +132,169 @@ START_TEST(erf_equal) {
 }
 END_TEST
 
+/* The cam JSON up to the job and the timings ("ranks", ... at the end), which differ. */
+static void cam_body(const char *js, char *buf, size_t n) {
+    const char *e = strstr(js, ",\"ranks\":");
+    ck_assert_msg(e != NULL, "no ranks in %s", js);
+    snprintf(buf, n, "%.*s", (int)(e - js), js);
+}
+
+/* cam --metrics: 7 inputs over -np 2 and 3 against one process (same threads): the JSON
+ * (every per-image map statistic and metric, the means and the faithfulness summaries) equal
+ * as text, i.e. bit-identical numbers at the printed precision, and the .npy maps and the
+ * figures' presence byte for byte. */
+START_TEST(cam_metrics_equal) {
+    static char one[1 << 18], dist[1 << 18];
+    FILE       *f = fopen(tmp("boxes.csv"), "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("file,x0,y0,x1,y1\n0,0,0,15,15\n5,10,10,31,31\n", f);
+    fclose(f);
+    /* 7 seeded inputs (rows; the boxes name rows 0 and 5). */
+    lk_tensor *x     = NULL;
+    int64_t    sh[4] = {7, 3, 32, 32};
+    ck_assert_int_eq(lk_tensor_alloc(LK_F32, 4, sh, &x, NULL), LK_OK);
+    float *xv = x->data;
+    for (int64_t i = 0; i < lk_tensor_numel(x); i++) xv[i] = (float)sin(0.37 * (double)i) * 1.7f;
+    ck_assert_int_eq(lk_npy_write(tmp("x.npy"), x, NULL), LK_OK);
+    lk_tensor_free(x);
+    char xp[512], bp[512], mp[512], gp[512]; /* tmp() reuses its buffers */
+    snprintf(xp, sizeof xp, "%s", tmp("x.npy"));
+    snprintf(bp, sizeof bp, "%s", tmp("boxes.csv"));
+    snprintf(mp, sizeof mp, "%s", tmp("m1"));
+    snprintf(gp, sizeof gp, "%s", tmp("g1.png"));
+    const char *a[] = {"cam", src("tests/fixtures/zoo/resnet.onnx"), "--inputs", xp,
+                       "--size", "32", "--method", "gradcam,saliency,randomcam", "--metrics",
+                       "all", "--boxes", bp, "--threads", "1", "-q", "--json",
+                       "--npy", mp, "-o", gp, NULL};
+    int rc = run(0, a);
+    ck_assert_msg(rc == 0, "one process: rc %d: %s", rc, errb);
+    ck_assert_ptr_nonnull(strstr(out, "\"ranks\":1,\"threads\":1"));
+    ck_assert_ptr_nonnull(strstr(out, "\"faithfulness\":{\"gradcam\":{\"images\":7,"));
+    cam_body(out, one, sizeof one);
+    for (int np = 2; np <= 3; np++) {
+        char mdir[16], fig[16], want[64];
+        snprintf(mdir, sizeof mdir, "m%d", np);
+        snprintf(fig, sizeof fig, "g%d.png", np);
+        snprintf(mp, sizeof mp, "%s", tmp(mdir));
+        snprintf(gp, sizeof gp, "%s", tmp(fig));
+        rc    = run(np, a);
+        ck_assert_msg(rc == 0, "-np %d: rc %d: %s", np, rc, errb);
+        snprintf(want, sizeof want, "\"ranks\":%d,\"threads\":1", np);
+        ck_assert_msg(strstr(out, want) != NULL, "-np %d: JSON lacks %s: %s", np, want, out);
+        cam_body(out, dist, sizeof dist);
+        ck_assert_str_eq(one, dist);
+        ck_assert_int_eq(access(tmp(fig), F_OK), 0);
+        char curves[32];
+        snprintf(curves, sizeof curves, "g%d.curves.png", np);
+        ck_assert_int_eq(access(tmp(curves), F_OK), 0);
+        const char *maps[] = {"gradcam.npy", "gradcam.raw.npy", "saliency.npy",
+                              "saliency.raw.npy", "randomcam.npy", "randomcam.raw.npy"};
+        for (int k = 0; k < 6; k++) {
+            char p1[64], p2[64];
+            snprintf(p1, sizeof p1, "m1/%s", maps[k]);
+            snprintf(p2, sizeof p2, "%s/%s", mdir, maps[k]);
+            ck_assert_msg(same_file(tmp(p1), tmp(p2)), "-np %d: %s differs", np, maps[k]);
+        }
+    }
+    /* Fewer images than ranks: refused by every rank, one message. */
+    const char *b[] = {"cam", src("tests/fixtures/zoo/resnet.onnx"),
+                       src("examples/images/fmnist-test-00-t-shirt.png"),
+                       src("examples/images/fmnist-test-01-trouser.png"), "--size", "32",
+                       "--metrics", "deletion", "--json", NULL};
+    rc = run(3, b);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(errb, "2 input(s) for 3 ranks") != NULL, "%s", errb);
+    ck_assert_msg(out[0] == 0, "output on a failure: %s", out);
+}
+END_TEST
+
+static int count_lines(const char *s, const char *needle);
+
+/* A float64 .npy (version 1 header) read as doubles; *n values.  NULL when unreadable. */
+static double *read_f64(const char *path, int64_t *n) {
+    static char buf[1 << 22];
+    FILE       *f = fopen(path, "rb");
+    size_t      k = f ? fread(buf, 1, sizeof buf, f) : 0;
+    if (f) fclose(f);
+    if (k < 10 || memcmp(buf, "\x93NUMPY", 6) || !strstr(buf + 10, "'<f8'")) return NULL;
+    size_t  hl = (size_t)(unsigned char)buf[8] | (size_t)(unsigned char)buf[9] << 8;
+    size_t  at = 10 + hl;
+    double *v  = malloc(k - at + 8);
+    ck_assert_ptr_nonnull(v);
+    memcpy(v, buf + at, k - at);
+    *n = (int64_t)((k - at) / 8);
+    return v;
+}
+
+/* max |a - b| / max |a| over n values (signs ignored when abs_vals: eigenvector columns). */
+static double rel_diff(const double *a, const double *b, int64_t n, int abs_vals) {
+    double d = 0, m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double x = abs_vals ? fabs(a[i]) : a[i], y = abs_vals ? fabs(b[i]) : b[i];
+        d        = fmax(d, fabs(x - y));
+        m        = fmax(m, fabs(x));
+    }
+    return m > 0 ? d / m : d;
+}
+
+/* ntk: the kernel, its eigenvalues and eigenvectors at -np 2 and 3 against one process, to
+ * 1e-12 relative (max difference over max value); a square kernel (mean trace, the lower
+ * triangle of block pairs) and a cross kernel (every pair); ntvp refused over ranks. */
+START_TEST(ntk_equal) {
+    lk_tensor *x     = NULL;
+    int64_t    sh[4] = {5, 3, 16, 16};
+    ck_assert_int_eq(lk_tensor_alloc(LK_F32, 4, sh, &x, NULL), LK_OK);
+    float *xv = x->data;
+    for (int64_t i = 0; i < lk_tensor_numel(x); i++) xv[i] = (float)cos(0.21 * (double)i) * 1.3f;
+    char x2[512], d1[512], dd[600];
+    snprintf(x2, sizeof x2, "%s", tmp("x2.npy"));
+    ck_assert_int_eq(lk_npy_write(x2, x, NULL), LK_OK);
+    lk_tensor_free(x);
+    const char *files[3] = {"kernel.npy", "eigenvalues.npy", "eigenvectors.npy"};
+    for (int cross = 0; cross < 2; cross++) {
+        snprintf(d1, sizeof d1, "%s", tmp(cross ? "c1" : "k1"));
+        const char *a[] = {"ntk", src("tests/fixtures/zoo/resnet.onnx"), "--noise", "13",
+                           "--size", "16", "--threads", "1", "-q", "--json", "--npy", d1,
+                           cross ? "--inputs2" : NULL, x2, NULL};
+        int rc = run(0, a);
+        ck_assert_msg(rc == 0, "one process: rc %d: %s", rc, errb);
+        ck_assert_ptr_nonnull(strstr(out, "\"ranks\":1,\"threads\":1"));
+        for (int np = 2; np <= 3; np++) {
+            char want[64];
+            snprintf(dd, sizeof dd, "%s%d", d1, np);
+            a[11] = dd;
+            rc    = run(np, a);
+            ck_assert_msg(rc == 0, "-np %d: rc %d: %s", np, rc, errb);
+            snprintf(want, sizeof want, "\"ranks\":%d,\"threads\":1", np);
+            ck_assert_msg(strstr(out, want) != NULL, "-np %d: JSON lacks %s: %s", np, want, out);
+            for (int f = 0; f < (cross ? 1 : 3); f++) {
+                char    p1[700], p2[700];
+                int64_t n1 = 0, n2 = 0;
+                snprintf(p1, sizeof p1, "%s/%s", d1, files[f]);
+                snprintf(p2, sizeof p2, "%s/%s", dd, files[f]);
+                double *v1 = read_f64(p1, &n1), *v2 = read_f64(p2, &n2);
+                ck_assert_msg(v1 && v2, "%s: not read", files[f]);
+                ck_assert_int_eq(n1, n2);
+                ck_assert_int_eq(n1, f == 1 ? 13 : f == 2 ? 13 * 13 : cross ? 13 * 5 : 13 * 13);
+                double d = rel_diff(v1, v2, n1, f == 2);
+                ck_assert_msg(d <= 1e-12, "-np %d %s %s: relative difference %g", np,
+                              cross ? "cross" : "square", files[f], d);
+                free(v1);
+                free(v2);
+            }
+        }
+        a[11] = d1;
+    }
+    const char *b[] = {"ntk", src("tests/fixtures/zoo/resnet.onnx"), "--noise", "6", "--size",
+                       "16", "--method", "ntvp", "--json", NULL};
+    int rc = run(2, b);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(count_lines(errb, "lkprobe: ") == 1, "not one message: %s", errb);
+    ck_assert_msg(strstr(errb, "--method") && strstr(errb, "ntvp"), "%s", errb);
+    ck_assert_msg(out[0] == 0, "output on a failure: %s", out);
+}
+END_TEST
+
 static const char *const zoo[] = {"resnet", "mobilenetv2", "eca", "van", "replknet", "espcn",
                                   "inceptionnext"};
 #define N_ZOO 7
@@ -247,6 +411,20 @@ START_TEST(failing_rank) {
     ck_assert_msg(count_lines(errb, "lkprobe: ") == 1, "not one message: %s", errb);
     ck_assert_msg(strstr(errb, "lkprobe: rank 1 of 2: ") && strstr(errb, "bad.png"), "%s", errb);
     ck_assert_int_ne(access(tmp("m.npy"), F_OK), 0);
+    /* cam --metrics: the same corrupt image, second of three over 2 ranks. */
+    const char *c[] = {"cam", src("tests/fixtures/zoo/resnet.onnx"),
+                       src("examples/images/fmnist-test-00-t-shirt.png"), tmp("bad.png"),
+                       src("examples/images/fmnist-test-01-trouser.png"), "--size", "32",
+                       "--metrics", "deletion,insertion", "--npy", tmp("cm"), "-o",
+                       tmp("cg.png"), "--json", NULL};
+    rc = run(2, c);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(count_lines(errb, "lkprobe: ") == 1, "not one message: %s", errb);
+    ck_assert_msg(strstr(errb, "lkprobe: rank 1 of 2: ") && strstr(errb, "bad.png"), "%s", errb);
+    ck_assert_msg(out[0] == 0, "output on a failure: %s", out);
+    ck_assert_int_ne(access(tmp("cg.png"), F_OK), 0);
+    ck_assert_int_ne(access(tmp("cg.curves.png"), F_OK), 0);
+    ck_assert_int_ne(access(tmp("cm"), F_OK), 0);
 }
 END_TEST
 
@@ -298,6 +476,8 @@ static Suite *suite(void) {
     tcase_set_timeout(t, 300);
     tcase_add_test(t, erf_equal);
     tcase_add_test(t, filterdb_equal);
+    tcase_add_test(t, cam_metrics_equal);
+    tcase_add_test(t, ntk_equal);
     tcase_add_test(t, failing_rank);
     tcase_add_test(t, killed_job_resumes);
     suite_add_tcase(s, t);

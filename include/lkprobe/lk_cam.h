@@ -208,6 +208,12 @@ typedef struct lk_cam_result {
     /* Per-method summary of those scores (lk_cam_set_summary_json): NULL or a JSON object,
      * written under faithfulness[METHOD]; owned by the pass. */
     char          *summary_json[LK_CAM_METHOD_COUNT];
+    /* Image i of the result is input first + i of the run (0 unless lk_cam_add_range began
+     * further on: one process's share of a distributed run). */
+    int64_t        first;
+    /* The job that computed the result (lk_cam_set_job): processes and engine threads per
+     * process; 0 when not recorded (then not in the JSON). */
+    int            ranks, threads;
     lk_cam_params  p;            /* conventions in use (methods/layers point into the result) */
 } lk_cam_result;
 
@@ -234,6 +240,15 @@ typedef void (*lk_cam_progress_fn)(void *user, int64_t done, int64_t total);
  * (arg-max each), or one entry per input used (-1 = arg-max). */
 LK_API lk_status lk_cam_add_inputs(lk_cam *c, lk_inputs *in, int64_t n, const int64_t *classes,
                                    lk_cam_progress_fn cb, void *user, lk_error *err);
+/* Inputs begin .. end-1 of in (a contiguous share of the run, e.g. one rank's block of
+ * lk_dist_partition).  The first call on a fresh pass sets result.first = begin; later calls
+ * must continue where the result ends (begin = first + n_images), else LK_EINVAL.  Every
+ * per-image quantity (RandomCAM's weights, the names) uses the input's index in the run, so a
+ * share gives the rows the whole run gives.  classes: NULL or indexed by input (classes[i] for
+ * input i, -1 = arg-max). */
+LK_API lk_status lk_cam_add_range(lk_cam *c, lk_inputs *in, int64_t begin, int64_t end,
+                                  const int64_t *classes, lk_cam_progress_fn cb, void *user,
+                                  lk_error *err);
 /* Records score `name` (e.g. "deletion") = v for method j (index into the result's maps) on
  * image i (< n_images), e.g. a faithfulness metric of that image's final map.
  * lk_cam_result_json writes it under images[i].methods[METHOD][name] and the mean over the
@@ -246,15 +261,17 @@ LK_API lk_status lk_cam_set_score(lk_cam *c, int j, int64_t i, const char *name,
 LK_API lk_status lk_cam_set_summary_json(lk_cam *c, int j, const char *json, lk_error *err);
 
 /* Faithfulness metrics (lk_faith.h, cam.md §7) of every final map, recorded in the result.
- * For image i of the result (input i of in: the same inputs, in order) and method j it calls
- * lk_faith_add(f, j, ...) with x = input i, map = row i of maps[j].final, cls = cls[i] and
- * the file names[i] (for .npy rows and noise, the decimal row index "i", which is what a
- * boxes file names then); every metric f computes is recorded with lk_cam_set_score under
+ * For image i of the result (input first + i of in) and method j it calls
+ * lk_faith_add(f, j, ...) with x = that input, map = row i of maps[j].final, cls = cls[i],
+ * index = first + i and the file names[i] (for .npy rows and noise, the decimal row index in
+ * the run, which is what a boxes file names then); the per-image metrics are kept (for
+ * lk_cam_export and lk_cam_faith_summaries) and every metric f computes is recorded with
+ * lk_cam_set_score under
  * deletion, insertion, road, morf_avg, lerf_avg, drop, increase, abs_drop, pointing (1 hit,
  * 0 miss, NaN no box), and each method's lk_faith_summary_json with lk_cam_set_summary_json.
  * f: planned for the result's input shape with n_groups >= n_methods, fresh (no add yet).
- * boxes: those f was planned with (may be NULL); checked first (every file named is an input,
- * every box inside the input) with lk_faith_boxes_check and lk_faith_boxes_check_bounds.
+ * boxes: those f was planned with (may be NULL); checked first (every file named is one of
+ * the inputs of in, every box inside the input) with lk_faith_boxes_check and lk_faith_boxes_check_bounds.
  * Average Drop needs maps in [0, 1]: a symmetric (signed) map with LK_FAITH_DROP fails with
  * LK_EINVAL naming the method, before any metric is computed.
  * curves: NULL, or n_methods entries set to copies of image 0's metrics with their curves
@@ -263,6 +280,29 @@ LK_API lk_status lk_cam_set_summary_json(lk_cam *c, int j, const char *json, lk_
 LK_API lk_status lk_cam_score_faith(lk_cam *c, lk_inputs *in, lk_faith *f,
                                     const lk_faith_boxes *boxes, lk_faith_image **curves,
                                     lk_cam_progress_fn cb, void *user, lk_error *err);
+
+/* Means of the faithfulness metrics per method from the per-image records lk_cam_score_faith
+ * (or lk_cam_import) stored, added in image order to f (cleared first; planned as for
+ * lk_cam_score_faith) with lk_faith_add_image; sets each method's summary JSON.  The records
+ * of one run give the same means bit for bit however the images were shared out. */
+LK_API lk_status lk_cam_faith_summaries(lk_cam *c, lk_faith *f, lk_error *err);
+
+/* ---- partial results (a run split over processes) ------------------------------------------
+ * A process that computed inputs [b, e) (lk_cam_add_range, then lk_cam_score_faith) exports
+ * its rows as a byte blob; the process that writes the outputs imports the blobs in input
+ * order onto its own rows, then calls lk_cam_faith_summaries.  The blob holds, per image,
+ * everything the result and the JSON show (class, logit, prob, name, raw and final maps,
+ * all-zero flags, IG delta and gap, scores, faithfulness records) and the pass's timings; it
+ * is in the host's byte order, for processes running the same build. */
+LK_API lk_status lk_cam_export(const lk_cam *c, void **out, size_t *len, lk_error *err);
+/* Appends the rows of blob (len bytes from lk_cam_export of a pass with the same methods,
+ * layers and input size) after this pass's rows; they must continue them (the blob's first
+ * image = first + n_images; an empty blob is a no-op).  Timings are added; ablation_small_y
+ * is added; ablation_value becomes the blob's (its last image's).  LK_EFORMAT names the
+ * mismatch of a blob that does not fit; on failure the result keeps its former rows. */
+LK_API lk_status lk_cam_import(lk_cam *c, const void *blob, size_t len, lk_error *err);
+/* Records the job in the result (and its JSON: "ranks", "threads"). */
+LK_API void      lk_cam_set_job(lk_cam *c, int ranks, int threads);
 
 /* Forward passes lk_cam_add will run per image (for progress totals). */
 LK_API int64_t   lk_cam_units_per_image(const lk_cam *c);

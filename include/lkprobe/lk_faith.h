@@ -55,7 +55,9 @@
  *
  * An lk_faith owns its exec and buffers and borrows the model and the boxes (both must outlive
  * it).  Means are kept as double sums with counts per group (method), so lk_faith_merge of the
- * partial results of several processes gives the same means as one pass.
+ * partial results of several processes gives the same means as one pass (up to the order of
+ * the additions); replaying the per-image records with lk_faith_add_image in image order
+ * gives the same sums bit for bit.
  */
 #ifndef LKPROBE_LK_FAITH_H
 #define LKPROBE_LK_FAITH_H
@@ -159,6 +161,9 @@ typedef struct lk_faith_input {
     int64_t          cls;   /* target class; -1 = arg-max of f(x)                         */
     const char      *file;  /* image name for the boxes (base name compared), may be NULL */
     double           box_scale[2]; /* map x = sx * box x, y = sy * box y; 0 = 1           */
+    int64_t          index; /* the image's index in the run: ROAD's noise for this add is a
+                               function of (seed, index, group) alone, so a run split over
+                               processes draws the same noise per image; 0 by default      */
 } lk_faith_input;
 
 /* The metrics of one (image, map) pair.  NaN for metrics not computed. */
@@ -201,6 +206,13 @@ typedef struct lk_faith_summary {
 
 LK_API lk_status lk_faith_get_summary(const lk_faith *f, int g, lk_faith_summary *out,
                                       lk_error *err);
+/* Adds metrics computed before (by lk_faith_add here or in another process, e.g. records
+ * moved between the processes of a distributed run) to group g's means, exactly as the add
+ * that computed them did: adding the same records in the same order gives the same sums, bit
+ * for bit.  A recorded class out of range (pointing) fails with LK_EINVAL. */
+LK_API lk_status lk_faith_add_image(lk_faith *f, int g, const lk_faith_image *r, lk_error *err);
+/* Zeroes every group's sums and counts (the plan is kept). */
+LK_API void      lk_faith_clear(lk_faith *f);
 /* Adds b's sums and counts to a (same shape, groups, metrics and classes); b unchanged. */
 LK_API lk_status lk_faith_merge(lk_faith *a, const lk_faith *b, lk_error *err);
 

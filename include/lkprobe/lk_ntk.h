@@ -39,7 +39,9 @@
  * kappa proxy kappa(n) = 1 / Tr(K_n^+) (pseudo-inverse, zero ridge) ~ n^-alpha.
  *
  * Merging: kernels are sums over parameter tensors, so runs over disjoint parameter sets on
- * the same inputs merge exactly by lk_ntk_merge (a later MPI scale-out splits the tensors).
+ * the same inputs merge exactly by lk_ntk_merge.  A distributed run splits the kernel's
+ * input-block pairs instead (lk_ntk_plan_units below): every rank runs the whole backward
+ * for its inputs, none for the others'.
  * An lk_ntk owns its executors, inputs and kernel; the model must outlive it.
  */
 #ifndef LKPROBE_LK_NTK_H
@@ -129,6 +131,30 @@ LK_API const lk_tensor *lk_ntk_kernel(const lk_ntk *k);
 /* Adds b's kernel to a's: same inputs, convention and model, disjoint parameter sets. */
 LK_API lk_status lk_ntk_merge(lk_ntk *a, const lk_ntk *b, lk_error *err);
 
+/* ---- a share of the kernel (a run split over processes) ---------------------------------
+ * With the Jacobian method the kernel is a list of work units that each write their own
+ * entries: the input-block pairs (bi, bj) of the contraction, bj <= bi for a square kernel
+ * (unit bi (bi + 1) / 2 + bj, the lower triangle row by row; the mirror is written with it),
+ * every bj for a cross kernel (unit bi nb2 + bj), and one input per unit for the diagonal
+ * trace.  A process computes a contiguous range of units into a zero kernel; the kernels of
+ * all the ranges summed (lk_ntk_partial_*) are the whole kernel, each entry computed by one
+ * process exactly as one process computes it with the same blocks (the sum adds zeros).
+ * Blocks are of equal size except the last; rows of a block are recomputed per unit. */
+
+/* Plans the Jacobian method (lk_ntk_estimate) with at least min_blocks input blocks (the
+ * blocks of params.max_mem, split further when fewer) and sets *units.  The matrix-free
+ * method (ntvp, chosen or the only one that fits max_mem) fails with LK_EUNSUPPORTED. */
+LK_API lk_status lk_ntk_plan_units(lk_ntk *k, int64_t min_blocks, int64_t *units,
+                                   lk_error *err);
+/* Computes units [begin, end) into the kernel (the other entries stay 0); afterwards the pass
+ * counts as computed (lk_ntk_get_result sees this share until lk_ntk_partial_set). */
+LK_API lk_status lk_ntk_compute_units(lk_ntk *k, int64_t begin, int64_t end,
+                                      lk_ntk_progress_fn cb, void *user, lk_error *err);
+/* The kernel as a partial result: its doubles (additive over disjoint unit ranges). */
+LK_API size_t    lk_ntk_partial_size(const lk_ntk *k);
+LK_API void      lk_ntk_partial_get(const lk_ntk *k, double *out);
+LK_API lk_status lk_ntk_partial_set(lk_ntk *k, const double *v, lk_error *err);
+
 /* y = Theta v (matrix-free, X1 x X1; d = N, or N O for full): one backward and one
  * parameter-tangent JVP per traced output.  Used by NTVP; exposed for tests. */
 LK_API lk_status lk_ntk_matvec(lk_ntk *k, const double *v, double *y, lk_error *err);
@@ -178,6 +204,7 @@ typedef struct lk_ntk_result {
     uint64_t      mem_estimate;
     double        seconds_rows, seconds_contract, seconds_eig, seconds_total;
     double        peak_rss_mb;    /* < 0: not recorded                                    */
+    int           ranks, threads; /* the job (set by the caller); 0: not in the JSON      */
 } lk_ntk_result;
 
 /* Spectrum and fits from the computed kernel or operator.  labels: NULL, class indices (N)
