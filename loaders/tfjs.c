@@ -128,16 +128,8 @@ static lk_status shard_inside(const char *dir, const char *fp, size_t gi, size_t
 
 typedef enum wkind { WK_F32 = 0, WK_I32, WK_U8, WK_U16, WK_F16 } wkind;
 
-/* Reads one group: the shards into one buffer, then each weight converted. */
-static lk_status read_group(tl *L, const lk_json *g, size_t gi, lk_error *err) {
-    const lk_json *paths = lk_json_get(g, "paths"), *ws = lk_json_get(g, "weights");
-    unsigned char *buf   = NULL;
-    char          *fp    = NULL;
-    lk_status      s     = LK_OK;
-    if (!paths || paths->type != LK_JSON_ARR || !ws || ws->type != LK_JSON_ARR)
-        return LK_FAIL(err, LK_EFORMAT,
-                       "weightsManifest group %zu: \"paths\" and \"weights\" must be arrays", gi);
-    /* Sizes first: the byte count each weight needs. */
+/* The bytes the weights of group gi need (each checked: name, shape, dtype). */
+static lk_status group_bytes(const lk_json *ws, size_t gi, uint64_t *out, lk_error *err) {
     uint64_t need = 0;
     for (size_t k = 0; k < ws->n; k++) {
         const lk_json *e = &ws->items[k], *sh = lk_json_get(e, "shape");
@@ -179,7 +171,17 @@ static lk_status read_group(tl *L, const lk_json *g, size_t gi, lk_error *err) {
         }
         need += numel * bpv;
     }
-    /* The shards, mapped, sized, then concatenated. */
+    *out = need;
+    return LK_OK;
+}
+
+/* The group's shards, mapped, checked against the need, then concatenated into *out
+ * (lk_free). */
+static lk_status read_shards(tl *L, const lk_json *paths, size_t gi, uint64_t need,
+                             unsigned char **out, lk_error *err) {
+    unsigned char *buf = NULL;
+    char          *fp  = NULL;
+    lk_status      s   = LK_OK;
     uint64_t     have = 0;
     size_t       n_maps = 0;
     lk_file_map *maps   = lk_calloc(paths->n ? paths->n : 1, sizeof *maps);
@@ -225,7 +227,28 @@ static lk_status read_group(tl *L, const lk_json *g, size_t gi, lk_error *err) {
         if (maps[k].len) memcpy(buf + have, maps[k].base, maps[k].len);
         have += maps[k].len;
     }
-    /* Convert. */
+    *out = buf;
+    buf  = NULL;
+done:
+    for (size_t k = 0; k < n_maps; k++)
+        lk_file_map_release((void *)(uintptr_t)maps[k].base, maps[k].len);
+    lk_free(maps);
+    lk_free(fp);
+    lk_free(buf);
+    return s;
+}
+
+/* Reads one group: the shards into one buffer, then each weight converted. */
+static lk_status read_group(tl *L, const lk_json *g, size_t gi, lk_error *err) {
+    const lk_json *paths = lk_json_get(g, "paths"), *ws = lk_json_get(g, "weights");
+    unsigned char *buf   = NULL;
+    uint64_t       need  = 0;
+    if (!paths || paths->type != LK_JSON_ARR || !ws || ws->type != LK_JSON_ARR)
+        return LK_FAIL(err, LK_EFORMAT,
+                       "weightsManifest group %zu: \"paths\" and \"weights\" must be arrays", gi);
+    lk_status s = group_bytes(ws, gi, &need, err);
+    if (!s) s = read_shards(L, paths, gi, need, &buf, err);
+    if (s) return s;
     uint64_t at = 0;
     for (size_t k = 0; k < ws->n; k++) {
         const lk_json *e = &ws->items[k], *sh = lk_json_get(e, "shape");
@@ -281,10 +304,6 @@ static lk_status read_group(tl *L, const lk_json *g, size_t gi, lk_error *err) {
         L->w[L->n_w++] = w;
     }
 done:
-    for (size_t k = 0; k < n_maps; k++)
-        lk_file_map_release((void *)(uintptr_t)maps[k].base, maps[k].len);
-    lk_free(maps);
-    lk_free(fp);
     lk_free(buf);
     return s;
 }
