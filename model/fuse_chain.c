@@ -155,11 +155,13 @@ static void count_uses(const lk_model *m, const int64_t *fuse_add, const unsigne
 }
 
 /* Grows the chain that node i starts into steps st (room for every node), following values
- * read once by a node that can continue it.  Returns the number of steps; seq gets the
- * nodes. */
+ * read once by a node that can continue it and that no earlier chain holds (inactive: inside
+ * one; tail: ending one; several chains may start from one value).  Returns the number of
+ * steps; seq gets the nodes. */
 static int64_t chain_grow(const lk_model *m, const lk_tensor *vals, const unsigned char *keep,
-                          const int64_t *uses, const int64_t *user, int64_t i, chain_step *st,
-                          int64_t *seq, int64_t *in) {
+                          const unsigned char *active, const int64_t *tail, const int64_t *uses,
+                          const int64_t *user, int64_t i, chain_step *st, int64_t *seq,
+                          int64_t *in) {
     *in = step_fill(m, vals, i, -1, &st[0]);
     if (*in < 0) return 0;
     seq[0]    = i;
@@ -167,6 +169,7 @@ static int64_t chain_grow(const lk_model *m, const lk_tensor *vals, const unsign
     for (;;) {
         int64_t v = m->nodes[seq[k - 1]].out[0];
         if (uses[v] != 1 || (keep && keep[v])) break;
+        if (!active[user[v]] || tail[user[v]] >= 0) break;
         if (step_fill(m, vals, user[v], v, &st[k]) < 0) break;
         seq[k++] = user[v];
     }
@@ -207,7 +210,8 @@ lk_status lk_chains_plan(const lk_model *m, const lk_tensor *vals, const int64_t
     count_uses(m, fuse_add, active, uses, user);
     for (int64_t i = 0; i < nn; i++) {
         if (!active[i] || c->tail[i] >= 0) continue;
-        int64_t in, k = chain_grow(m, vals, keep, uses, user, i, c->st + c->n_st, seq, &in);
+        int64_t in, k = chain_grow(m, vals, keep, active, c->tail, uses, user, i, c->st + c->n_st,
+                                seq, &in);
         if (k < 2) continue;
         chain *ch   = &c->ch[c->n_ch];
         ch->in      = in;
