@@ -98,6 +98,7 @@ typedef enum cli_opt_id {
     OPT_SUBSETS,
     OPT_HEATMAP,
     OPT_NTK,
+    OPT_NO_PACK,
     OPT_COUNT
 } cli_opt_id;
 

@@ -2,8 +2,9 @@
  *
  * Every section and tensor of a model.bin carries a checksum, so a mutated file almost always
  * stops at the first checksum check.  The target therefore reseals each input before loading
- * it: the file-size field, the per-tensor checksums in section 'values', the 'data' checksum
- * (over the per-tensor ones), the checksums of sections 1-5 and the header checksum are
+ * it: the file-size field, the per-tensor checksums in section 'values' and of the packed
+ * weights in section 'packed' (version 2), the 'data' checksum (over the per-tensor ones),
+ * the checksums of the other sections and the header checksum are
  * recomputed, as far as the mutated directory and records allow.  Mutations then reach the
  * graph parser, the model validation (finalize) and, for a model that loads, the MAC counts
  * and the exec planner (a dry run: sizes only, nothing is allocated for activations).
@@ -22,8 +23,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-enum { HDR_FIXED = 40, DIR_ENTRY = 32, N_SEC = 6, HDR_SIZE = HDR_FIXED + DIR_ENTRY * N_SEC + 8,
-       VAL_REC = 96, SEC_VALS = 3, SEC_DATA = 6, MAX_PARAMS = 4096 };
+enum { HDR_FIXED = 40, DIR_ENTRY = 32, N_SEC = 7, VAL_REC = 96, PACK_REC = 48, SEC_VALS = 3,
+       SEC_DATA = 6, SEC_PACK = 7, MAX_PARAMS = 4096 };
 
 static uint64_t get64(const unsigned char *p) {
     uint64_t v;
@@ -45,11 +46,14 @@ static int inside(uint64_t off, uint64_t size, size_t len) {
 /* Recomputes what the format checksums (see the file comment); b has len bytes. */
 static void reseal(unsigned char *b, size_t len) {
     static uint64_t sums[MAX_PARAMS];
-    if (len < HDR_SIZE) return;
+    if (len < HDR_FIXED) return;
+    int    nsec     = get32(b + 8) == 2 ? 7 : 6; /* by the version: 2 has section 'packed' */
+    size_t hdr_size = HDR_FIXED + DIR_ENTRY * (size_t)nsec + 8;
+    if (len < hdr_size) return;
     put64(b + 16, (uint64_t)len);
     uint64_t off[N_SEC + 1] = {0}, size[N_SEC + 1] = {0};
     int      ok[N_SEC + 1]  = {0};
-    for (int i = 0; i < N_SEC; i++) {
+    for (int i = 0; i < nsec; i++) {
         const unsigned char *e  = b + HDR_FIXED + DIR_ENTRY * i;
         uint32_t             id = get32(e);
         if (id < 1 || id > N_SEC || ok[id]) continue;
@@ -72,7 +76,19 @@ static void reseal(unsigned char *b, size_t len) {
             sums[nsum++] = ck;
         }
     }
-    for (int i = 0; i < N_SEC; i++) {
+    if (ok[SEC_PACK] && size[SEC_PACK] >= 16) {
+        unsigned char *pk = b + off[SEC_PACK];
+        uint64_t       np = get64(pk);
+        for (uint64_t k = 0; k < np && 16 + (k + 1) * PACK_REC <= size[SEC_PACK]; k++) {
+            unsigned char *r    = pk + 16 + k * PACK_REC;
+            uint64_t       doff = get64(r + 16), nb = get64(r + 24);
+            if (!inside(doff, nb, len) || nsum == MAX_PARAMS) continue;
+            uint64_t ck = lk_native_checksum(b + doff, (size_t)nb);
+            put64(r + 32, ck);
+            sums[nsum++] = ck;
+        }
+    }
+    for (int i = 0; i < nsec; i++) {
         unsigned char *e  = b + HDR_FIXED + DIR_ENTRY * i;
         uint32_t       id = get32(e);
         if (id < 1 || id > N_SEC || !ok[id]) continue;
@@ -80,7 +96,7 @@ static void reseal(unsigned char *b, size_t len) {
                                      : lk_native_checksum(b + off[id], (size_t)size[id]);
         put64(e + 24, ck);
     }
-    put64(b + HDR_SIZE - 8, lk_native_checksum(b, HDR_SIZE - 8));
+    put64(b + hdr_size - 8, lk_native_checksum(b, hdr_size - 8));
 }
 
 /* A model that loaded: MAC counts and a dry-run plan at the declared shapes must not

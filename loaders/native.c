@@ -25,7 +25,8 @@
 #endif
 
 #define NAT_MAGIC       "LKPROBE\0"
-#define NAT_VERSION     1u
+#define NAT_VERSION     2u  /* written when the model has packed weights; else version 1 */
+#define NAT_PACK_REC    48u
 #define NAT_HDR_FIXED   40u
 #define NAT_DIR_ENTRY   32u
 #define NAT_VAL_REC     96u
@@ -34,11 +35,12 @@
 #define NAT_NODE_FIXED  16u
 #define NAT_MAX_NODE_IN (LK_MAX_OUTPUTS + 8)
 
-enum { SEC_STRS = 1, SEC_META, SEC_VALS, SEC_NODE, SEC_OUTS, SEC_DATA, SEC_COUNT };
+enum { SEC_STRS = 1, SEC_META, SEC_VALS, SEC_NODE, SEC_OUTS, SEC_DATA, SEC_PACK, SEC_COUNT };
 static const char *const sec_names[SEC_COUNT] = {
-    NULL, "strings", "meta", "values", "graph", "outputs", "data",
+    NULL, "strings", "meta", "values", "graph", "outputs", "data", "packed",
 };
-#define NAT_N_SECTIONS (SEC_COUNT - 1)
+/* Sections of a version 1 file (no 'packed') and of a version 2 file. */
+#define NAT_N_SECTIONS(ver) ((ver) == 1u ? SEC_DATA : SEC_PACK)
 
 /* ---- checksum ------------------------------------------------------------------------------
  * lk64: 8 bytes per step, h = mix((h ^ word) * K).  Every step is a bijection of h for a fixed
@@ -197,6 +199,33 @@ static lk_status save_values(buf *sec, const lk_model *m, const char *path, size
     return LK_OK;
 }
 
+/* Save: the PACK section, after save_values: one record per parameter with packed weights,
+ * their data following the parameters in section 'data'. */
+static void save_packs(buf *sec, const lk_model *m, size_t *data_rel) {
+    buf    *pk = &sec[SEC_PACK], *dsum = &sec[SEC_DATA];
+    int64_t nv = lk_model_n_values(m), count = 0;
+    for (int64_t v = 0; v < nv; v++) count += lk_model_param_packed(m, v, NULL, NULL) != NULL;
+    buf_u64(pk, (uint64_t)count);
+    buf_u64(pk, 0);
+    for (int64_t v = 0; v < nv; v++) {
+        uint64_t     key;
+        size_t       floats;
+        const float *p = lk_model_param_packed(m, v, &key, &floats);
+        if (!p) continue;
+        size_t   nb = floats * sizeof(float);
+        uint64_t ck = lk64(p, nb);
+        *data_rel   = align_up(*data_rel, NAT_DATA_ALIGN);
+        buf_u64(pk, (uint64_t)v);
+        buf_u64(pk, key);
+        buf_u64(pk, *data_rel); /* made absolute once the DATA offset is known */
+        buf_u64(pk, nb);
+        buf_u64(pk, ck);
+        buf_u64(pk, 0);
+        buf_u64(dsum, ck);
+        *data_rel += nb;
+    }
+}
+
 /* Save: the NODE and OUTS sections. */
 static void save_graph(buf *sec, const lk_model *m) {
     buf    *st = &sec[SEC_STRS], *ne = &sec[SEC_NODE], *ou = &sec[SEC_OUTS];
@@ -233,6 +262,7 @@ lk_status lk_model_save_native(const lk_model *m, const char *path, lk_error *er
     save_meta(sec, m);
     s = save_values(sec, m, path, &data_rel, err);
     if (s) goto fail;
+    save_packs(sec, m, &data_rel);
     save_graph(sec, m);
 
     for (int i = 1; i < SEC_COUNT; i++)
@@ -242,11 +272,20 @@ lk_status lk_model_save_native(const lk_model *m, const char *path, lk_error *er
             goto fail;
         }
 
+    /* Version 1 unless there are packed weights, so that such files stay readable by older
+     * builds. */
+    uint32_t ver   = rd64(sec[SEC_PACK].p) ? 2u : 1u;
+    int      n_sec = NAT_N_SECTIONS(ver);
+
     /* Section placement. */
     uint64_t off[SEC_COUNT], size[SEC_COUNT], ck[SEC_COUNT];
-    size_t   hsize = NAT_HDR_FIXED + NAT_DIR_ENTRY * NAT_N_SECTIONS + 8;
+    size_t   hsize = NAT_HDR_FIXED + NAT_DIR_ENTRY * (size_t)n_sec + 8;
     size_t   pos   = hsize;
-    for (int i = SEC_STRS; i < SEC_DATA; i++) {
+    /* Metadata sections in file order: 1-5, then 'packed' (version 2), then 'data'. */
+    static const int meta_order[] = {SEC_STRS, SEC_META, SEC_VALS, SEC_NODE, SEC_OUTS, SEC_PACK};
+    int              n_meta       = ver == 1u ? 5 : 6;
+    for (int k = 0; k < n_meta; k++) {
+        int i   = meta_order[k];
         pos     = align_up(pos, 8);
         off[i]  = pos;
         size[i] = sec[i].n;
@@ -262,19 +301,23 @@ lk_status lk_model_save_native(const lk_model *m, const char *path, lk_error *er
         uint64_t a = rd64(rec + 72) + off[SEC_DATA];
         memcpy(rec + 72, &a, 8);
     }
-    for (int i = SEC_STRS; i < SEC_DATA; i++) ck[i] = lk64(sec[i].p, sec[i].n);
-    ck[SEC_DATA] = lk64(sec[SEC_DATA].p, sec[SEC_DATA].n);
+    for (uint64_t k = 0; k < rd64(sec[SEC_PACK].p); k++) {
+        unsigned char *rec = sec[SEC_PACK].p + 16 + k * NAT_PACK_REC;
+        uint64_t       a   = rd64(rec + 16) + off[SEC_DATA];
+        memcpy(rec + 16, &a, 8);
+    }
+    for (int i = SEC_STRS; i < SEC_COUNT; i++) ck[i] = lk64(sec[i].p, sec[i].n);
 
     buf hd;
     memset(&hd, 0, sizeof hd);
     buf_put(&hd, NAT_MAGIC, 8);
-    buf_u32(&hd, NAT_VERSION);
+    buf_u32(&hd, ver);
     buf_u32(&hd, 0);
     buf_u64(&hd, fsize);
-    buf_u32(&hd, NAT_N_SECTIONS);
+    buf_u32(&hd, (uint32_t)n_sec);
     buf_u32(&hd, (uint32_t)hsize);
     buf_u64(&hd, 0);
-    for (int i = 1; i < SEC_COUNT; i++) {
+    for (int i = 1; i <= n_sec; i++) {
         buf_u32(&hd, (uint32_t)i);
         buf_u32(&hd, 0);
         buf_u64(&hd, off[i]);
@@ -297,9 +340,9 @@ lk_status lk_model_save_native(const lk_model *m, const char *path, lk_error *er
     af_open = 1;
     s       = lk_afile_write(&af, hd.p, hd.n, err);
     lk_free(hd.p);
-    for (int i = SEC_STRS; i < SEC_DATA && !s; i++) {
+    for (int k = 0; k < n_meta && !s; k++) {
         s = lk_afile_pad(&af, 8, err);
-        if (!s) s = lk_afile_write(&af, sec[i].p, sec[i].n, err);
+        if (!s) s = lk_afile_write(&af, sec[meta_order[k]].p, sec[meta_order[k]].n, err);
     }
     if (!s) s = lk_afile_pad(&af, NAT_DATA_ALIGN, err);
     for (int64_t v = 0; v < nv && !s; v++) {
@@ -307,6 +350,13 @@ lk_status lk_model_save_native(const lk_model *m, const char *path, lk_error *er
         if (!t) continue;
         s = lk_afile_pad(&af, NAT_DATA_ALIGN, err);
         if (!s) s = lk_afile_write(&af, t->data, (size_t)lk_tensor_numel(t) * sizeof(float), err);
+    }
+    for (int64_t v = 0; v < nv && !s; v++) {
+        size_t       floats;
+        const float *p = lk_model_param_packed(m, v, NULL, &floats);
+        if (!p) continue;
+        s = lk_afile_pad(&af, NAT_DATA_ALIGN, err);
+        if (!s) s = lk_afile_write(&af, p, floats * sizeof(float), err);
     }
     if (!s) s = lk_afile_pad(&af, NAT_DATA_ALIGN, err);
     if (s) goto fail;
@@ -346,7 +396,8 @@ typedef struct nat_ctx {
     const char          *path;
     const unsigned char *base;
     size_t               len;
-    nat_sec              sec[SEC_COUNT];
+    nat_sec              sec[SEC_COUNT]; /* a version 1 file has no 'packed': all zero */
+    uint32_t             version;
     const unsigned char *strs;
     size_t               strs_len;
 } nat_ctx;
@@ -368,9 +419,9 @@ static lk_status parse_header(nat_ctx *c, lk_error *err) {
     if (memcmp(b, NAT_MAGIC, 8) != 0)
         return LK_FAIL(err, LK_EFORMAT, "%s: bad magic (not an lkprobe model.bin)", c->path);
     uint32_t ver = rd32(b + 8), flags = rd32(b + 12);
-    if (ver != NAT_VERSION)
+    if (ver < 1 || ver > NAT_VERSION)
         return LK_FAIL(err, LK_EUNSUPPORTED, "%s: model.bin version %u not supported (this "
-                       "build reads version %u)", c->path, ver, NAT_VERSION);
+                       "build reads versions 1 to %u)", c->path, ver, NAT_VERSION);
     if (flags != 0)
         return LK_FAIL(err, LK_EUNSUPPORTED, "%s: unknown header flags 0x%x", c->path, flags);
     uint64_t fsize = rd64(b + 16);
@@ -378,10 +429,11 @@ static lk_status parse_header(nat_ctx *c, lk_error *err) {
         return LK_FAIL(err, LK_EFORMAT, "%s: file is %zu bytes but its header records %llu "
                        "(truncated or extended)", c->path, c->len, (unsigned long long)fsize);
     uint32_t nsec = rd32(b + 24), hsize = rd32(b + 28);
-    if (nsec != NAT_N_SECTIONS || hsize != NAT_HDR_FIXED + NAT_DIR_ENTRY * nsec + 8 ||
-        hsize > c->len)
+    if (nsec != (uint32_t)NAT_N_SECTIONS(ver) ||
+        hsize != NAT_HDR_FIXED + NAT_DIR_ENTRY * nsec + 8 || hsize > c->len)
         return LK_FAIL(err, LK_EFORMAT, "%s: header: %u sections / header size %u (expected %d "
-                       "sections)", c->path, nsec, hsize, NAT_N_SECTIONS);
+                       "sections)", c->path, nsec, hsize, NAT_N_SECTIONS(ver));
+    c->version = ver;
     if (rd64(b + 32) != 0)
         return LK_FAIL(err, LK_EFORMAT, "%s: header: reserved field at offset 32 is not zero",
                        c->path);
@@ -392,7 +444,7 @@ static lk_status parse_header(nat_ctx *c, lk_error *err) {
     for (uint32_t i = 0; i < nsec; i++) {
         const unsigned char *e  = b + NAT_HDR_FIXED + NAT_DIR_ENTRY * i;
         uint32_t             id = rd32(e);
-        if (id < 1 || id >= SEC_COUNT || seen[id] || rd32(e + 4) != 0)
+        if (id < 1 || id > nsec || seen[id] || rd32(e + 4) != 0)
             return LK_FAIL(err, LK_EFORMAT, "%s: section directory entry %u: bad id %u", c->path,
                            i, id);
         seen[id]       = 1;
@@ -433,8 +485,8 @@ static lk_status parse_header(nat_ctx *c, lk_error *err) {
                 return LK_FAIL(err, LK_EFORMAT, "%s: non-zero byte at offset %zu between "
                                "sections (corrupted file)", c->path, pos);
     }
-    for (int i = SEC_STRS; i < SEC_DATA; i++)
-        if (lk64(b + c->sec[i].off, c->sec[i].size) != c->sec[i].ck)
+    for (int i = SEC_STRS; i <= (int)nsec; i++)
+        if (i != SEC_DATA && lk64(b + c->sec[i].off, c->sec[i].size) != c->sec[i].ck)
             return LK_FAIL(err, LK_EFORMAT, "%s: section '%s' (offset %llu): checksum mismatch "
                            "(corrupted file)", c->path, sec_names[i],
                            (unsigned long long)c->sec[i].off);
@@ -620,6 +672,55 @@ static lk_status read_param(const nat_ctx *c, const unsigned char *r, const char
     return lk_model_add_param(m, name, nd, shape, (const float *)(c->base + doff), 0, vid, err);
 }
 
+/* Load: the PACK section (version 2): each record names a parameter and its packed data,
+ * which follows the parameters in section 'data' in record order (checked like a
+ * parameter's), attached to the model's parameter borrowing the mapped data. */
+static lk_status read_packs(const nat_ctx *c, const unsigned char *vals, uint64_t nv,
+                            const int64_t *remap, uint64_t *data_pos, buf *dsum, lk_model *m,
+                            lk_error *err) {
+    const nat_sec       *ps   = &c->sec[SEC_PACK], *ds = &c->sec[SEC_DATA];
+    const unsigned char *p    = c->base + ps->off;
+    const char          *path = c->path;
+    if (c->version < 2) return LK_OK;
+    uint64_t count = ps->size >= 16 ? rd64(p) : 0;
+    if (ps->size < 16 || rd64(p + 8) != 0 || count > (ps->size - 16) / NAT_PACK_REC ||
+        16 + count * NAT_PACK_REC != ps->size)
+        return LK_FAIL(err, LK_EFORMAT, "%s: section 'packed': %llu bytes do not hold its "
+                       "records", path, (unsigned long long)ps->size);
+    int64_t last = -1;
+    for (uint64_t k = 0; k < count; k++) {
+        const unsigned char *r   = p + 16 + k * NAT_PACK_REC;
+        uint64_t             vid = rd64(r), key = rd64(r + 8), doff = rd64(r + 16);
+        uint64_t             nb = rd64(r + 24), ck = rd64(r + 32);
+        if (vid >= nv || (int64_t)vid <= last || vals[8 + vid * NAT_VAL_REC + 4] != LK_VALUE_PARAM ||
+            rd64(r + 40) != 0)
+            return LK_FAIL(err, LK_EFORMAT, "%s: section 'packed': record %llu names value %llu, "
+                           "not a parameter after the previous record's", path,
+                           (unsigned long long)k, (unsigned long long)vid);
+        last = (int64_t)vid;
+        if (nb == 0 || nb % 4 || doff % NAT_DATA_ALIGN || doff < *data_pos ||
+            doff > ds->off + ds->size || nb > ds->off + ds->size - doff)
+            return LK_FAIL(err, LK_EFORMAT, "%s: packed weights of value %llu: data at offset "
+                           "%llu, %llu bytes is outside section 'data' or misaligned", path,
+                           (unsigned long long)vid, (unsigned long long)doff,
+                           (unsigned long long)nb);
+        if (!zero_gap(c->base + *data_pos, doff - *data_pos))
+            return LK_FAIL(err, LK_EFORMAT, "%s: section 'data': non-zero padding before the "
+                           "packed weights of value %llu (offset %llu; corrupted file)", path,
+                           (unsigned long long)vid, (unsigned long long)*data_pos);
+        if (lk64(c->base + doff, nb) != ck)
+            return LK_FAIL(err, LK_EFORMAT, "%s: section 'data': packed weights of value %llu "
+                           "(offset %llu): checksum mismatch (corrupted file)", path,
+                           (unsigned long long)vid, (unsigned long long)doff);
+        buf_u64(dsum, ck);
+        *data_pos = doff + nb;
+        lk_status s = lk_model_set_param_packed(m, remap[vid], key,
+                                                (const float *)(c->base + doff), nb / 4, err);
+        if (s) return s;
+    }
+    return LK_OK;
+}
+
 /* Load: the OUTS section, as model outputs through remap. */
 static lk_status read_outputs(const nat_ctx *c, lk_model *m, uint64_t nv, const int64_t *remap,
                               lk_error *err) {
@@ -758,6 +859,8 @@ lk_status lk_native_load(const char *path, lk_file_map fm, const lk_load_opts *o
             if (s) goto fail_dsum;
         }
     }
+    s = read_packs(&c, vals, nv, remap, &data_pos, &dsum, m, err);
+    if (s) goto fail_dsum;
     if (dsum.oom) {
         s = LK_FAIL(err, LK_ENOMEM, "%s: out of memory verifying section 'data'", path);
         goto fail_dsum;

@@ -28,7 +28,11 @@ struct lk_exec {
     float          *scratch;
     size_t          scratch_floats;
     float          *packed;    /* ops' pack data (packed weights), one block             */
+    size_t          packed_floats; /* its size                                             */
     size_t         *pack_off;  /* per node: offset into packed, or SIZE_MAX for none     */
+    size_t         *pack_n;    /* per node: floats of its pack data (0: none)              */
+    const float   **pack_ext;  /* per node: pack data packed ahead of time, borrowed from
+                                  the model (lk_exec_prepack, model.bin), or NULL          */
     double         *node_s;    /* profile: per node forward seconds (NULL: not profiled) */
     int64_t        *fuse_out;  /* fusion: per node, value its output 0 is written to (-1) */
     int64_t        *fuse_add;  /* fusion: per node, value added in the store (-1)        */
@@ -79,6 +83,8 @@ void lk_exec_free(lk_exec *x) {
     lk_free(x->scratch);
     lk_free(x->packed);
     lk_free(x->pack_off);
+    lk_free(x->pack_n);
+    lk_free(x->pack_ext);
     lk_free(x->node_s);
     lk_free(x->fuse_out);
     lk_free(x->fuse_add);
@@ -122,14 +128,18 @@ static void fill_ctx(lk_exec *x, const lk_node *n, lk_op_ctx *c, const lk_tensor
     c->pool           = x->pool;
     c->nthreads       = lk_pool_threads(x->pool);
     if (x->pack_off) {
-        size_t off = x->pack_off[n - x->m->nodes];
-        c->packed  = off != SIZE_MAX && x->packed ? x->packed + off : NULL;
+        int64_t i  = n - x->m->nodes;
+        size_t  off = x->pack_off[i];
+        c->packed   = off != SIZE_MAX && x->packed ? x->packed + off : NULL;
+        if (x->pack_ext[i]) c->packed = x->pack_ext[i];
     }
 }
 
-void lk_exec_params_changed(lk_exec *x) {
-    if (!x->packed) return;
-    for (int64_t i = 0; i < x->m->n_nodes; i++) {
+static size_t round_up16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+/* Packs the nodes that pack into the exec's own block. */
+static void pack_own(lk_exec *x) {
+    for (int64_t i = 0; i < x->m->n_nodes && x->packed; i++) {
         if (x->pack_off[i] == SIZE_MAX) continue;
         const lk_node   *n = &x->m->nodes[i];
         const lk_tensor *in[MAX_IO];
@@ -140,7 +150,63 @@ void lk_exec_params_changed(lk_exec *x) {
     }
 }
 
-static size_t round_up16(size_t n) { return (n + 15) & ~(size_t)15; }
+/* Parameters changed in place: packs made ahead of time are stale too, so every node packs
+ * into the exec's own block from now on (grown to hold them). */
+lk_status lk_exec_params_changed(lk_exec *x, lk_error *err) {
+    size_t total = x->packed_floats;
+    for (int64_t i = 0; i < x->m->n_nodes; i++)
+        if (x->pack_ext[i]) total += round_up16(x->pack_n[i]);
+    if (total > x->packed_floats) {
+        float *p = lk_aligned_alloc(total * sizeof(float));
+        if (!p)
+            return LK_FAIL(err, LK_ENOMEM, "out of memory: packed weights need %zu MiB",
+                           total * sizeof(float) >> 20);
+        lk_free(x->packed);
+        x->packed = p;
+        x->bytes += (uint64_t)(total - x->packed_floats) * sizeof(float);
+        for (int64_t i = 0; i < x->m->n_nodes; i++) {
+            if (!x->pack_ext[i]) continue;
+            x->pack_off[i] = x->packed_floats;
+            x->packed_floats += round_up16(x->pack_n[i]);
+            x->pack_ext[i] = NULL;
+        }
+    }
+    pack_own(x);
+    return LK_OK;
+}
+
+/* Key of the data node n packs (pk floats): what the pack may depend on (op.h: the op, its
+ * layout version, the packed input, the attributes and the parameter shapes), hashed
+ * (FNV-1a, 64 bits) so that a pack made ahead of time is used only for the same geometry. */
+static uint64_t pack_key(const lk_model *m, const lk_node *n, size_t pk) {
+    uint64_t h = 0xcbf29ce484222325ull;
+#define MIX(p, len)                                                                            \
+    for (size_t b_ = 0; b_ < (len); b_++) h = (h ^ ((const unsigned char *)(p))[b_]) * 0x100000001b3ull
+    const lk_op_def *d   = lk_op_get(n->op);
+    uint64_t         hdr[4] = {LK_PACK_LAYOUT, (uint64_t)d->pack_from, (uint64_t)n->n_in, pk};
+    MIX(hdr, sizeof hdr);
+    MIX(d->name, strlen(d->name) + 1);
+    MIX(&n->attrs, sizeof n->attrs);
+    for (int j = 0; j < n->n_in; j++) {
+        const lk_value *v  = n->in[j] >= 0 ? &m->values[n->in[j]] : NULL;
+        int64_t         nd = v && v->kind == LK_VALUE_PARAM ? v->t.ndim : -1;
+        MIX(&nd, sizeof nd);
+        if (nd > 0) MIX(v->t.shape, sizeof(int64_t) * (size_t)nd);
+    }
+#undef MIX
+    return h;
+}
+
+/* The model's pack of node n's parameter made ahead of time for this geometry, or NULL. */
+static const float *prepacked(const lk_model *m, const lk_node *n, size_t pk) {
+    int j = lk_op_get(n->op)->pack_from;
+    if (j < 0 || j >= n->n_in || n->in[j] < 0) return NULL;
+    const lk_value *v = &m->values[n->in[j]];
+    if (v->kind != LK_VALUE_PARAM || !v->packed || v->packed_floats != pk ||
+        v->pack_key != pack_key(m, n, pk))
+        return NULL;
+    return v->packed;
+}
 
 /* A buffer that lives over steps [t0, t1] (inclusive) of a run; the pool gives each one an
  * offset so that buffers whose intervals overlap never share memory. */
@@ -339,10 +405,12 @@ static lk_status plan_init(lk_exec *x, lk_error *err) {
     x->mark     = lk_calloc(nv, 1);
     x->seedp    = lk_calloc(nv, sizeof *x->seedp);
     x->pack_off = lk_malloc(sizeof *x->pack_off * nn);
+    x->pack_n   = lk_calloc(nn, sizeof *x->pack_n);
+    x->pack_ext = lk_calloc(nn, sizeof *x->pack_ext);
     if (x->o.profile) x->node_s = lk_calloc(nn, sizeof(double));
     if (!x->vals || !x->grads || !x->tans || !x->req || !x->touched || !x->active || !x->live ||
         !x->persist || !x->zeroed || !x->tzero || !x->tkeep || !x->keep || !x->fed ||
-        !x->mark || !x->seedp || !x->pack_off || (x->o.profile && !x->node_s))
+        !x->mark || !x->seedp || !x->pack_off || !x->pack_n || !x->pack_ext || (x->o.profile && !x->node_s))
         return LK_FAIL(err, LK_ENOMEM, "out of memory allocating an executor");
     return LK_OK;
 }
@@ -537,7 +605,9 @@ static lk_status plan_shapes(lk_exec *x, int n_shapes, const lk_tensor *const *s
             return LK_FAIL(err, LK_ESHAPE, "planning for the given input shape: node '%s' (%s): "
                            "its working buffers would be too large to allocate (stride, dilation, "
                            "pads or sizes too large)", n->name, d->name);
-        if (pk) {
+        x->pack_n[i]   = pk;
+        x->pack_ext[i] = pk ? prepacked(m, n, pk) : NULL;
+        if (pk && !x->pack_ext[i]) {
             x->pack_off[i] = *packed;
             *packed += round_up16(pk);
         }
@@ -708,7 +778,8 @@ static lk_status plan_pack(lk_exec *x, size_t packed, lk_error *err) {
     if (!x->packed)
         return LK_FAIL(err, LK_ENOMEM, "out of memory: packed weights need %zu MiB",
                        packed * sizeof(float) >> 20);
-    lk_exec_params_changed(x);
+    x->packed_floats = packed;
+    pack_own(x);
     return LK_OK;
 }
 
@@ -774,6 +845,61 @@ lk_status lk_exec_estimate(const lk_model *m, const lk_exec_opts *o, int n_shape
     lk_exec  *x = NULL;
     lk_status s = exec_plan(m, o, n_shapes, shapes, 1, &x, err);
     *bytes      = s ? 0 : x->bytes;
+    lk_exec_free(x);
+    return s;
+}
+
+static void release_block(void *base, size_t len) {
+    (void)len;
+    lk_free(base);
+}
+
+lk_status lk_exec_prepack(lk_model *m, int n_shapes, const lk_tensor *const *shapes,
+                          int64_t *n_packed, lk_error *err) {
+    lk_exec     *x = NULL;
+    lk_exec_opts o = lk_exec_opts_default();
+    if (n_packed) *n_packed = 0;
+    lk_status s = exec_plan(m, &o, n_shapes, shapes, 1, &x, err);
+    if (s) return s;
+    /* One block for every parameter not packed yet (a weight two nodes share is packed once,
+     * for the first). */
+    size_t total = 0;
+    for (int64_t i = 0; i < m->n_nodes; i++) {
+        const lk_node *n = &m->nodes[i];
+        int            j = lk_op_get(n->op)->pack_from;
+        if (!x->pack_n[i] || x->pack_ext[i]) continue;
+        lk_value *v = j < n->n_in && n->in[j] >= 0 ? &m->values[n->in[j]] : NULL;
+        if (!v || v->kind != LK_VALUE_PARAM || v->packed) {
+            x->pack_n[i] = 0;
+            continue;
+        }
+        v->packed = (const float *)v; /* claimed; set below */
+        total += round_up16(x->pack_n[i]);
+    }
+    float *blk = total ? lk_aligned_alloc(total * sizeof(float)) : NULL;
+    if (total && !blk)
+        s = LK_FAIL(err, LK_ENOMEM, "out of memory: packed weights need %zu MiB",
+                    total * sizeof(float) >> 20);
+    if (blk && !s) s = lk_model_hold_mapping(m, blk, total * sizeof(float), release_block, err);
+    if (s) lk_free(blk);
+    size_t off = 0;
+    for (int64_t i = 0; i < m->n_nodes; i++) {
+        const lk_node *n = &m->nodes[i];
+        if (!x->pack_n[i] || x->pack_ext[i]) continue;
+        lk_value *v = &m->values[n->in[lk_op_get(n->op)->pack_from]];
+        v->packed   = NULL;
+        if (s) continue; /* release the claims */
+        const lk_tensor *in[MAX_IO];
+        lk_tensor       *outp[LK_MAX_OUTPUTS];
+        lk_op_ctx        c;
+        fill_ctx(x, n, &c, in, outp);
+        lk_op_get(n->op)->pack(&c, blk + off);
+        v->packed        = blk + off;
+        v->packed_floats = x->pack_n[i];
+        v->pack_key      = pack_key(m, n, x->pack_n[i]);
+        off += round_up16(x->pack_n[i]);
+        if (n_packed) (*n_packed)++;
+    }
     lk_exec_free(x);
     return s;
 }

@@ -15,6 +15,12 @@ typedef struct lk_value {
                                 inputs/acts: static shape (ndim = -1 when unknown)      */
     int64_t       decl[LK_MAX_DIMS]; /* inputs: dims as the file declares them, -1 where
                                 dynamic (lk_model_input_declared)                         */
+    /* params: the parameter packed ahead of time for the op that reads it (lk_exec_prepack,
+     * model.bin), borrowed like mapped data; pack_key says for which node geometry
+     * (exec.c pack_key).  NULL when none; dropped when the data is replaced. */
+    const float  *packed;
+    size_t        packed_floats;
+    uint64_t      pack_key;
 } lk_value;
 
 typedef struct lk_mapping {

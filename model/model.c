@@ -364,6 +364,9 @@ void lk_model_replace_param(lk_model *m, int64_t v, int ndim, const int64_t *sha
     lk_value *val = &m->values[v];
     LK_ASSERT(val->kind == LK_VALUE_PARAM);
     if (val->t.owner) lk_free(val->t.data);
+    val->packed        = NULL; /* packed from the old data */
+    val->packed_floats = 0;
+    val->pack_key      = 0;
     val->t       = lk_tensor_view(LK_F32, ndim, shape, data);
     val->t.owner = 1;
     val->t.name  = val->name;
@@ -473,6 +476,24 @@ lk_status lk_model_infer_node(lk_model *m, int64_t i, lk_error *err) {
         val->t.name  = val->name;
     }
     return LK_OK;
+}
+
+lk_status lk_model_set_param_packed(lk_model *m, int64_t v, uint64_t key, const float *data,
+                                    size_t floats, lk_error *err) {
+    if (v < 0 || v >= m->n_values || m->values[v].kind != LK_VALUE_PARAM || !data || !floats)
+        return LK_FAIL(err, LK_EINVAL, "packed weights: value %lld is not a parameter, or no data",
+                       (long long)v);
+    m->values[v].packed        = data;
+    m->values[v].packed_floats = floats;
+    m->values[v].pack_key      = key;
+    return LK_OK;
+}
+
+const float *lk_model_param_packed(const lk_model *m, int64_t v, uint64_t *key, size_t *floats) {
+    if (v < 0 || v >= m->n_values || !m->values[v].packed) return NULL;
+    if (key) *key = m->values[v].pack_key;
+    if (floats) *floats = m->values[v].packed_floats;
+    return m->values[v].packed;
 }
 
 const lk_tensor *lk_model_value_tensor(const lk_model *m, int64_t v) {

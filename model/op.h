@@ -88,6 +88,9 @@ static inline int lk_interp_pointwise(float x, float y, float dt, int tan, int z
 /* Inputs an op can declare a parameter role for (lk_op_def.param_role). */
 #define LK_MAX_PARAM_INPUTS 5
 
+/* Version of the ops' pack layouts (see pack above): part of every packed-weight key. */
+#define LK_PACK_LAYOUT 1u
+
 typedef struct lk_op_ctx {
     const lk_node          *node;
     int                     n_in, n_out;
@@ -124,6 +127,7 @@ typedef struct lk_op_def {
     void      (*backward)(const lk_op_ctx *ctx);
     void      (*jvp)(const lk_op_ctx *ctx);
     size_t    (*pack)(const lk_op_ctx *ctx, float *dst); /* plan time; optional            */
+    int         pack_from;                     /* the parameter input pack data comes from */
     lk_rf_kind rf;                             /* receptive-field kind (lk_op_rf_kind)     */
     unsigned   roles;                          /* LK_ROLE_* (lk_op_roles)                  */
     void      (*defaults)(lk_attrs *a);        /* ONNX attribute defaults; optional        */

@@ -141,14 +141,24 @@ static lk_model *test_model(int batch) {
     return build_simple(batch);
 }
 
-/* Saves the test model to name in the temp dir and returns the path. */
-static const char *saved_model(const char *name, char *buf, size_t n) {
+/* Saves the test model to name in the temp dir and returns the path; with packed, the
+ * conv weight packed ahead of time (a version 2 file with section 'packed'). */
+static const char *saved_model_as(const char *name, int packed, char *buf, size_t n) {
     lk_model *m = test_model(1);
     lk_error  err;
+    int64_t   np = 0;
     tmp_path(name, buf, n);
+    if (packed) {
+        ck_assert_msg(lk_exec_prepack(m, 0, NULL, &np, &err) == LK_OK, "%s", err.msg);
+        ck_assert_int_eq(np, 1);
+    }
     ck_assert_msg(lk_model_save_native(m, buf, &err) == LK_OK, "%s", err.msg);
     lk_model_free(m);
     return buf;
+}
+
+static const char *saved_model(const char *name, char *buf, size_t n) {
+    return saved_model_as(name, 0, buf, n);
 }
 
 static void assert_same_model(const lk_model *a, const lk_model *b) {
@@ -297,7 +307,7 @@ END_TEST
 START_TEST(test_truncations) {
     char           path[512], cut[512];
     size_t         len;
-    unsigned char *b = read_all(saved_model("tr.bin", path, sizeof path), &len);
+    unsigned char *b = read_all(saved_model_as("tr.bin", _i, path, sizeof path), &len);
     tmp_path("cut.bin", cut, sizeof cut);
     for (size_t l = 0; l < len; l++) {
         lk_model *m = NULL;
@@ -312,9 +322,16 @@ START_TEST(test_truncations) {
 }
 END_TEST
 
+/* Sections in the file's directory (6, or 7 with 'packed'). */
+static int n_sections(const unsigned char *b) {
+    uint32_t n;
+    memcpy(&n, b + 24, 4);
+    return n == 7 ? 7 : 6;
+}
+
 /* Section directory entry i (1-based id order as written): offset and size. */
 static void section(const unsigned char *b, int id, uint64_t *off, uint64_t *size) {
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < n_sections(b); i++) {
         const unsigned char *e = b + 40 + 32 * i;
         uint32_t             eid;
         memcpy(&eid, e, 4);
@@ -328,10 +345,11 @@ static void section(const unsigned char *b, int id, uint64_t *off, uint64_t *siz
 
 START_TEST(test_bitflips) {
     static const char *const names[] = {"", "strings", "meta", "values", "graph", "outputs",
-                                        "data"};
+                                        "data", "packed"};
     char           path[512], bad[512];
     size_t         len;
-    unsigned char *b = read_all(saved_model("bf.bin", path, sizeof path), &len);
+    unsigned char *b = read_all(saved_model_as("bf.bin", _i, path, sizeof path), &len);
+    ck_assert_int_eq(n_sections(b), _i ? 7 : 6);
     tmp_path("flip.bin", bad, sizeof bad);
     for (size_t pos = 0; pos < len; pos++) {
         int bit = (int)(pos * 7 % 8);
@@ -344,8 +362,9 @@ START_TEST(test_bitflips) {
                       lk_status_name(s));
         ck_assert_ptr_null(m);
         /* Inside a section the message names it (or the corrupted tensor). */
-        for (int id = 1; id <= 5; id++) {
+        for (int id = 1; id <= n_sections(b); id++) {
             uint64_t off, size;
+            if (id == 6) continue;
             section(b, id, &off, &size);
             if (pos >= off && pos < off + size)
                 ck_assert_msg(strstr(err.msg, names[id]) && strstr(err.msg, "checksum"),
@@ -383,22 +402,23 @@ static uint64_t lk64(const unsigned char *p, size_t n) {
     return h;
 }
 
-/* Recomputes the checksums of sections 1..5 and of the header. */
+/* Recomputes the checksums of every section but 'data' and of the header. */
 static void reseal(unsigned char *b, size_t len) {
-    for (int i = 0; i < 6; i++) {
+    int ns = n_sections(b);
+    for (int i = 0; i < ns; i++) {
         unsigned char *e = b + 40 + 32 * i;
         uint32_t       id;
         uint64_t       off, size;
         memcpy(&id, e, 4);
         memcpy(&off, e + 8, 8);
         memcpy(&size, e + 16, 8);
-        if (id >= 1 && id <= 5 && off <= len && size <= len - off) {
+        if (id >= 1 && id <= 7 && id != 6 && off <= len && size <= len - off) {
             uint64_t c = lk64(b + off, size);
             memcpy(e + 24, &c, 8);
         }
     }
-    uint64_t c = lk64(b, 40 + 32 * 6);
-    memcpy(b + 40 + 32 * 6, &c, 8);
+    uint64_t c = lk64(b, 40 + 32 * (size_t)ns);
+    memcpy(b + 40 + 32 * (size_t)ns, &c, 8);
 }
 
 typedef struct forge {
@@ -417,7 +437,8 @@ typedef struct forge {
 static const forge forges[] = {
     {"file size field", 0, 16, 8, 1u << 30, LK_EFORMAT, "header records"},
     {"section count", 0, 24, 4, 99, LK_EFORMAT, "sections"},
-    {"format version", 0, 8, 4, 2, LK_EUNSUPPORTED, "version 2"},
+    {"format version", 0, 8, 4, 3, LK_EUNSUPPORTED, "version 3"},
+    {"version 2 with 6 sections", 0, 8, 4, 2, LK_EFORMAT, "sections"},
     {"header flags", 0, 12, 4, 4, LK_EUNSUPPORTED, "flags"},
     {"section offset past the end", 0, 40 + 8, 8, (uint64_t)1 << 40, LK_EFORMAT, "outside"},
     {"section size past the end", 0, 40 + 16, 8, (uint64_t)-8, LK_EFORMAT, "outside"},
@@ -445,11 +466,28 @@ static const forge forges[] = {
     {"meta string offset", 2, 4, 4, 0xffffff, LK_EFORMAT, "meta producer"},
 };
 
-START_TEST(test_forged) {
-    const forge   *f = &forges[_i];
+/* Forged on the version 2 file (section 7, 'packed': u64 count, u64 0, then 48-byte records
+ * {value id, key, data offset, bytes, checksum, 0}; value 1 is conv.weight). */
+static const forge pack_forges[] = {
+    {"version 1 with 7 sections", 0, 8, 4, 1, LK_EFORMAT, "sections"},
+    {"pack count huge", 7, 0, 8, (uint64_t)1 << 60, LK_EFORMAT, "'packed'"},
+    {"pack count zero", 7, 0, 8, 0, LK_EFORMAT, "'packed'"},
+    {"pack reserved", 7, 8, 8, 1, LK_EFORMAT, "'packed'"},
+    {"pack of the input", 7, 16, 8, 0, LK_EFORMAT, "not a parameter"},
+    {"pack of a value past the end", 7, 16, 8, 1000, LK_EFORMAT, "not a parameter"},
+    {"pack data past the end", 7, 16 + 16, 8, (uint64_t)1 << 50, LK_EFORMAT, "outside"},
+    {"pack data misaligned", 7, 16 + 16, 8, 4, LK_EFORMAT, "outside"},
+    {"pack data over the parameters", 7, 16 + 16, 8, 0, LK_EFORMAT, "outside"},
+    {"pack bytes odd", 7, 16 + 24, 8, 6, LK_EFORMAT, "outside"},
+    {"pack bytes huge", 7, 16 + 24, 8, (uint64_t)-64, LK_EFORMAT, "outside"},
+    {"pack checksum", 7, 16 + 32, 8, 12345, LK_EFORMAT, "checksum"},
+    {"pack record reserved", 7, 16 + 40, 8, 1, LK_EFORMAT, "not a parameter"},
+};
+
+static void run_forge(const forge *f, int packed) {
     char           path[512], bad[512];
     size_t         len;
-    unsigned char *b = read_all(saved_model("fg.bin", path, sizeof path), &len);
+    unsigned char *b = read_all(saved_model_as("fg.bin", packed, path, sizeof path), &len);
     uint64_t       off = 0, size = 0;
     if (f->section) section(b, f->section, &off, &size);
     size_t at = (size_t)off + f->at;
@@ -470,6 +508,118 @@ START_TEST(test_forged) {
                   lk_status_name(s), s ? err.msg : "");
     ck_assert_ptr_null(m);
     free(b);
+}
+
+START_TEST(test_forged) { run_forge(&forges[_i], 0); }
+END_TEST
+
+START_TEST(test_forged_packed) { run_forge(&pack_forges[_i], 1); }
+END_TEST
+
+/* Bytes an exec planned on m with default options would hold (packed weights included). */
+static uint64_t plan_bytes(const lk_model *m) {
+    uint64_t bytes = 0;
+    lk_error err;
+    ck_assert_msg(lk_exec_estimate(m, NULL, 0, NULL, &bytes, &err) == LK_OK, "%s", err.msg);
+    return bytes;
+}
+
+START_TEST(test_packed) {
+    /* Weights packed ahead of time: stored in a version 2 file, mapped zero-copy, used by
+     * the exec instead of its own packing (fewer bytes planned), with outputs bit for bit
+     * those of the model packed at planning; a forged key makes the exec pack its own. */
+    char      path[512], path2[512], bad[512];
+    lk_error  err;
+    lk_model *a = test_model(1), *ref = test_model(1), *b = NULL, *c = NULL;
+    int64_t   np = -1, vw = lk_model_find_value(a, "conv.weight");
+    ck_assert_ptr_null(lk_model_param_packed(a, vw, NULL, NULL));
+    ck_assert_msg(lk_exec_prepack(a, 0, NULL, &np, &err) == LK_OK, "%s", err.msg);
+    ck_assert_int_eq(np, 1);
+    size_t       fa = 0;
+    uint64_t     ka = 0;
+    const float *pa = lk_model_param_packed(a, vw, &ka, &fa);
+    ck_assert_ptr_nonnull(pa);
+    ck_assert_uint_gt(fa, 0);
+    ck_assert_int_eq(lk_exec_prepack(a, 0, NULL, &np, &err), LK_OK); /* already packed */
+    ck_assert_int_eq(np, 0);
+    uint64_t own = plan_bytes(ref);
+    ck_assert_uint_lt(plan_bytes(a), own);
+    ck_assert_uint_le(own - plan_bytes(a), fa * 4 + 64);
+    tmp_path("packed.bin", path, sizeof path);
+    ck_assert_msg(lk_model_save_native(a, path, &err) == LK_OK, "%s", err.msg);
+    ck_assert_msg(lk_model_load(path, NULL, &b, &err) == LK_OK, "%s", err.msg);
+    assert_same_model(a, b);
+    size_t       fb = 0;
+    uint64_t     kb = 0;
+    const float *pb = lk_model_param_packed(b, lk_model_find_value(b, "conv.weight"), &kb, &fb);
+    ck_assert_ptr_nonnull(pb);
+    ck_assert_uint_eq((uintptr_t)pb % 64, 0);
+    ck_assert_uint_eq(fb, fa);
+    ck_assert_uint_eq(kb, ka);
+    ck_assert(memcmp(pa, pb, fa * 4) == 0);
+    ck_assert_uint_eq(plan_bytes(b), plan_bytes(a));
+    for (int o = 0; o < 2; o++) {
+        int64_t na, nb, nr;
+        float  *ya = forward_copy(a, o, &na), *yb = forward_copy(b, o, &nb),
+               *yr = forward_copy(ref, o, &nr);
+        ck_assert_int_eq(na, nr);
+        ck_assert_int_eq(nb, nr);
+        ck_assert(memcmp(ya, yr, sizeof(float) * (size_t)na) == 0);
+        ck_assert(memcmp(yb, yr, sizeof(float) * (size_t)na) == 0);
+        free(ya);
+        free(yb);
+        free(yr);
+    }
+    /* Re-saved: the packs travel with the model. */
+    tmp_path("packed2.bin", path2, sizeof path2);
+    ck_assert_msg(lk_model_save_native(b, path2, &err) == LK_OK, "%s", err.msg);
+    ck_assert_msg(lk_model_load(path2, NULL, &c, &err) == LK_OK, "%s", err.msg);
+    ck_assert_ptr_nonnull(lk_model_param_packed(c, lk_model_find_value(c, "conv.weight"), NULL, NULL));
+    lk_model_free(c);
+    c = NULL;
+    /* A key for another geometry: the file loads, the exec ignores the pack. */
+    size_t         len;
+    unsigned char *raw = read_all(path, &len);
+    uint64_t       off, size, key = ka ^ 1;
+    section(raw, 7, &off, &size);
+    memcpy(raw + off + 16 + 8, &key, 8);
+    reseal(raw, len);
+    tmp_path("packed-key.bin", bad, sizeof bad);
+    write_all(bad, raw, len);
+    free(raw);
+    ck_assert_msg(lk_model_load(bad, NULL, &c, &err) == LK_OK, "%s", err.msg);
+    ck_assert_uint_eq(plan_bytes(c), own);
+    int64_t nc, nr;
+    float  *yc = forward_copy(c, 0, &nc), *yr = forward_copy(ref, 0, &nr);
+    ck_assert(memcmp(yc, yr, sizeof(float) * (size_t)nr) == 0);
+    free(yc);
+    free(yr);
+    /* Parameters changed in place: the exec stops using the (stale) packs. */
+    lk_tensor *wa = (lk_tensor *)lk_model_param(a, vw),
+              *wr = (lk_tensor *)lk_model_param(ref, lk_model_find_value(ref, "conv.weight"));
+    lk_exec   *x  = NULL;
+    int64_t    sh[LK_MAX_DIMS];
+    int        nd = lk_model_input_shape(a, 0, sh);
+    lk_tensor *in = NULL;
+    ck_assert_int_eq(lk_tensor_alloc(LK_F32, nd, sh, &in, &err), LK_OK);
+    tu_fill_uniform(in->data, lk_tensor_numel(in), 77, -2.385f, 2.385f);
+    ck_assert_msg(lk_exec_alloc(a, NULL, 0, NULL, &x, &err) == LK_OK, "%s", err.msg);
+    for (int64_t i = 0; i < lk_tensor_numel(wa); i++) {
+        ((float *)wa->data)[i] *= -2.0f;
+        ((float *)wr->data)[i] *= -2.0f;
+    }
+    ck_assert_int_eq(lk_exec_params_changed(x, &err), LK_OK);
+    const lk_tensor *ins[1] = {in};
+    ck_assert_msg(lk_exec_forward(x, ins, &err) == LK_OK, "%s", err.msg);
+    float *yw = forward_copy(ref, 0, &nr);
+    ck_assert(memcmp(lk_exec_value(x, lk_model_output(a, 0))->data, yw, sizeof(float) * (size_t)nr) == 0);
+    free(yw);
+    lk_exec_free(x);
+    lk_tensor_free(in);
+    lk_model_free(a);
+    lk_model_free(b);
+    lk_model_free(c);
+    lk_model_free(ref);
 }
 END_TEST
 
@@ -531,6 +681,7 @@ START_TEST(test_fuzz_corpus) {
         const char *needle; /* in the load or plan message */
     } cases[] = {
         {"tiny.bin", LK_OK, LK_OK, ""},
+        {"tiny-packed.bin", LK_OK, LK_OK, ""},
         {"conv-stride-int64max.bin", LK_EFORMAT, LK_OK, "'conv1'"},
         {"conv-dilation-int64max.bin", LK_EFORMAT, LK_OK, "'conv1'"},
         {"conv-pads-int64max.bin", LK_EFORMAT, LK_OK, "'conv1'"},
@@ -835,9 +986,12 @@ static Suite *native_suite(void) {
     TCase *tc = tcase_create("model-bin");
     tcase_add_test(tc, test_roundtrip);
     tcase_add_test(tc, test_save_atomic);
-    tcase_add_test(tc, test_truncations);
-    tcase_add_test(tc, test_bitflips);
+    tcase_add_loop_test(tc, test_truncations, 0, 2);
+    tcase_add_loop_test(tc, test_bitflips, 0, 2);
     tcase_add_loop_test(tc, test_forged, 0, (int)(sizeof forges / sizeof forges[0]));
+    tcase_add_loop_test(tc, test_forged_packed, 0,
+                        (int)(sizeof pack_forges / sizeof pack_forges[0]));
+    tcase_add_test(tc, test_packed);
     tcase_add_test(tc, test_unknown_op);
     tcase_add_test(tc, test_committed_bad_files);
     tcase_add_test(tc, test_fuzz_corpus);

@@ -164,6 +164,14 @@ LK_API lk_status lk_model_hold_mapping(lk_model *m, void *base, size_t len,
  * from lk_aligned_alloc) and releases the old data when it owned it. */
 LK_API void      lk_model_replace_param(lk_model *m, int64_t v, int ndim, const int64_t *shape,
                                         float *data);
+/* Packed weights (lk_exec_prepack, model.bin): the data of parameter v laid out ahead of time
+ * for the op that reads it; key identifies the node geometry it was packed for (an exec uses
+ * it only when its own key for the node matches).  Borrowed like lk_model_add_param's copy = 0
+ * data; replacing the parameter drops it.  The getter returns NULL when v has none. */
+LK_API lk_status    lk_model_set_param_packed(lk_model *m, int64_t v, uint64_t key,
+                                              const float *data, size_t floats, lk_error *err);
+LK_API const float *lk_model_param_packed(const lk_model *m, int64_t v, uint64_t *key,
+                                          size_t *floats);
 /* Infers the output shapes of node i from the current shapes of its inputs with the op's own
  * shape rule (the one lk_model_finalize applies to every node), so that a loader can read
  * the shapes of what it has built so far (lk_model_value_tensor).  Errors name the node. */

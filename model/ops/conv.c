@@ -227,6 +227,7 @@ const lk_op_def lk_op_def_CONV = {
     .backward  = conv_backward,
     .jvp       = conv_jvp,
     .pack      = conv_pack,
+    .pack_from = 1,
     .rf        = LK_RF_WINDOW,
     .roles     = LK_ROLE_CONV,
     .defaults  = lk_window_defaults,
