@@ -1,6 +1,8 @@
 /* main.c: the lkprobe command: dispatches to the subcommand table and owns the exit code. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "lkprobe/lk_fftconv.h"
@@ -28,6 +30,26 @@ static void usage(FILE *f) {
     fprintf(f, "\nRun 'lkprobe COMMAND --help' for the options of a command.\n");
 }
 
+/* The FFTW wisdom file (lk_fftconv.h) in buf, or NULL for none: $LKPROBE_FFTW_WISDOM ("off"
+ * or empty: none), else fftwf-wisdom-<host> in $XDG_CACHE_HOME/lkprobe or ~/.cache/lkprobe.
+ * The host name keeps nodes sharing one home directory from mixing wisdom of different CPUs. */
+static const char *wisdom_file(char *buf, size_t n) {
+    const char *env = getenv("LKPROBE_FFTW_WISDOM");
+    if (env) return *env && strcmp(env, "off") != 0 ? env : NULL;
+    char host[256] = "unknown";
+    int  r         = gethostname(host, sizeof host);
+    host[sizeof host - 1] = 0;
+    if (r != 0 || !*host) strcpy(host, "unknown");
+    for (char *c = host; *c; c++)
+        if (*c == '/') *c = '_';
+    const char *xdg  = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME");
+    int         w    = -1;
+    if (xdg && *xdg) w = snprintf(buf, n, "%s/lkprobe/fftwf-wisdom-%s", xdg, host);
+    else if (home && *home) w = snprintf(buf, n, "%s/.cache/lkprobe/fftwf-wisdom-%s", home, host);
+    return w > 0 && (size_t)w < n ? buf : NULL;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
@@ -43,9 +65,16 @@ int main(int argc, char **argv) {
         return EXIT_SUCCESS;
     }
     /* Large depthwise and long 1-D convolutions run as FFT convolutions where the cost model
-     * says so (fftconv/, lk_fftconv.h); LKPROBE_NO_FFTCONV=1 keeps every conv direct. */
+     * says so (fftconv/, lk_fftconv.h); LKPROBE_NO_FFTCONV=1 keeps every conv direct.  FFTW's
+     * measured plans persist in a per-host wisdom file, so only a machine's first run pays
+     * for the measurement. */
     const char *no_fft = getenv("LKPROBE_NO_FFTCONV");
-    if (!no_fft || strcmp(no_fft, "1") != 0) lk_fftconv_register(NULL);
+    if (!no_fft || strcmp(no_fft, "1") != 0) {
+        char              wbuf[4096];
+        lk_fftconv_params fp = lk_fftconv_params_default();
+        fp.wisdom_path       = wisdom_file(wbuf, sizeof wbuf);
+        lk_fftconv_register(&fp);
+    }
     for (size_t i = 0; i < N_COMMANDS; i++)
         if (strcmp(commands[i].name, a) == 0)
             return commands[i].run(argc - 2, argv + 2) ? EXIT_FAILURE : EXIT_SUCCESS;

@@ -17,14 +17,23 @@
  *   tile zero beyond its T rows), one inverse per channel, sampled at the dilated taps.
  * A whole plane is the one-tile case.  Work items are ordered channel-major so that a thread
  * transforms each channel's kernel once per contiguous range of items it gets.
+ *
+ * Wisdom (params.wisdom_path): FFTW_MEASURE planning of a large-kernel net costs a good part
+ * of a whole short run, so the planner's wisdom is imported at registration and written back
+ * (atomically, through util/'s lk_file_write_atomic) whenever planning added to it.  The file
+ * is a cache: every failure to read or write it is silent and only costs the measurement.
  */
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <fftw3.h>
 
 #include "lkprobe/lk_fftconv.h"
+#include "util/lk_util.h"
 
 #define MAX_PLANS  64
 #define MAX_TILED  128
@@ -52,6 +61,9 @@ static plan_pair         plans[MAX_PLANS];
 static int               n_plans;
 static tiled_geom        tiled[MAX_TILED];
 static int               n_tiled;
+static char             *wisdom_path;  /* owned copy of params.wisdom_path, or NULL       */
+static char             *wisdom_saved; /* the wisdom last read from or written to it (FFTW's
+                                        * malloc'd export string), NULL: file not known good */
 
 lk_fftconv_params lk_fftconv_params_default(void) {
     lk_fftconv_params p;
@@ -68,6 +80,7 @@ lk_fftconv_params lk_fftconv_params_default(void) {
     p.max_points        = (int64_t)1 << 24;
     p.measure           = 1;
     p.plan_seconds      = 2.0;
+    p.wisdom_path       = NULL;
     return p;
 }
 
@@ -161,6 +174,46 @@ static int decide(const lk_fftconv_params *p, const lk_dwconv_geom *g, tiling *t
     return p->force > 0 || fft * p->margin < direct_cost(p, g);
 }
 
+/* mkdir of path's directory and, when that is missing too, of its parent (a first run with no
+ * ~/.cache); errors are left to the write that follows. */
+static void make_parent(const char *path) {
+    char *dir = lk_strdup(path);
+    char *cut = dir ? strrchr(dir, '/') : NULL;
+    if (cut && cut != dir) {
+        *cut  = 0;
+        int r = mkdir(dir, 0755);
+        if (r != 0 && errno == ENOENT) {
+            char *up = strrchr(dir, '/');
+            if (up && up != dir) {
+                *up = 0;
+                mkdir(dir, 0755);
+                *up = '/';
+            }
+            mkdir(dir, 0755);
+        }
+    }
+    lk_free(dir);
+}
+
+/* Writes the planner's wisdom to wisdom_path when it differs from what the file is known to
+ * hold: a run whose plans all came from the file writes nothing.  Called under the lock (the
+ * FFTW planner, wisdom included, is not thread-safe).  A failed write is ignored: the next
+ * run measures again, and lk_file_write_atomic never leaves a partial file or its temp. */
+static void save_wisdom(void) {
+    char *now = fftwf_export_wisdom_to_string();
+    if (!now) return;
+    if (wisdom_saved && strcmp(now, wisdom_saved) == 0) {
+        free(now);
+        return;
+    }
+    make_parent(wisdom_path);
+    (void)lk_file_write_atomic(wisdom_path, now, strlen(now), NULL);
+    /* Recorded even after a failure, so that an unwritable path is retried only when the
+     * wisdom grows again, not after every plan. */
+    free(wisdom_saved);
+    wisdom_saved = now;
+}
+
 /* The cached plans for (nh, nw), or NULL; with make, plans them when missing. */
 static const plan_pair *find_plans(int64_t nh, int64_t nw, int make) {
     for (int i = 0; i < n_plans; i++)
@@ -183,6 +236,7 @@ static const plan_pair *find_plans(int64_t nh, int64_t nw, int make) {
         if (pp.inv) fftwf_destroy_plan(pp.inv);
         return NULL;
     }
+    if (params.measure && wisdom_path) save_wisdom();
     plans[n_plans] = pp;
     return &plans[n_plans++];
 }
@@ -440,11 +494,31 @@ static const lk_dwconv_backend fft_backend = {
     .backward_weight = fft_backward_weight,
 };
 
+/* Drops the wisdom file's name and what it was known to hold (under the lock). */
+static void forget_wisdom_path(void) {
+    lk_free(wisdom_path);
+    free(wisdom_saved);
+    wisdom_path        = NULL;
+    wisdom_saved       = NULL;
+    params.wisdom_path = NULL;
+}
+
 void lk_fftconv_register(const lk_fftconv_params *p) {
+    /* The caller's string may not outlive the registration: keep a copy (none when out of
+     * memory: the run then only loses persistence). */
+    const char *wp   = p ? p->wisdom_path : NULL;
+    char       *path = wp && *wp ? lk_strdup(wp) : NULL;
     pthread_mutex_lock(&lock);
-    params      = p ? *p : lk_fftconv_params_default();
-    have_params = 1;
-    n_tiled     = 0;
+    forget_wisdom_path();
+    params             = p ? *p : lk_fftconv_params_default();
+    params.wisdom_path = path;
+    wisdom_path        = path;
+    have_params        = 1;
+    n_tiled            = 0;
+    /* A missing, unreadable or corrupt file makes the import return 0 (FFTW prints nothing):
+     * wisdom_saved stays NULL so the first measured plan rewrites the file. */
+    if (path && params.measure && fftwf_import_wisdom_from_filename(path))
+        wisdom_saved = fftwf_export_wisdom_to_string();
     pthread_mutex_unlock(&lock);
     lk_dwconv_set_backend(&fft_backend);
 }
@@ -459,5 +533,6 @@ void lk_fftconv_unregister(void) {
     n_plans     = 0;
     n_tiled     = 0;
     have_params = 0;
+    forget_wisdom_path();
     pthread_mutex_unlock(&lock);
 }

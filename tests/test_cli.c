@@ -3,16 +3,19 @@
  *
  * Covers help/version, info --json (validated as JSON, keys checked), forward on a batch of 3
  * against per-sample runs in this process, convert round trips, and the error contract:
- * exit status 1, a message naming what failed, and no output file left behind.
+ * exit status 1, a message naming what failed, and no output file left behind; the FFTW
+ * wisdom file of a large-kernel forward ($LKPROBE_FFTW_WISDOM, ~/.cache default, off).
  */
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "lkprobe/lk_fftconv.h"
 #include "lkprobe/lk_io.h"
 #include "testutil.h"
 
@@ -470,6 +473,91 @@ START_TEST(test_bench) {
 }
 END_TEST
 
+/* A 31x31 depthwise conv on a 64x64 plane (2 channels, same padding): the cost model puts it
+ * on FFT, so a forward plans FFTW transforms. */
+static const char *write_dw_model(char *path, size_t n) {
+    lk_model *m = NULL;
+    lk_error  err;
+    int64_t   xs[4] = {1, 2, 64, 64}, ws[4] = {2, 1, 31, 31}, x, wid, y;
+    ck_assert_int_eq(lk_model_alloc(&m, &err), LK_OK);
+    ck_assert_int_eq(lk_model_add_input(m, "image", 4, xs, &x, &err), LK_OK);
+    float *w = malloc(sizeof *w * 2 * 31 * 31);
+    tu_fill_uniform(w, 2 * 31 * 31, 7, -1.0f, 1.0f);
+    ck_assert_int_eq(lk_model_add_param(m, "w", 4, ws, w, 1, &wid, &err), LK_OK);
+    free(w);
+    lk_attrs a;
+    memset(&a, 0, sizeof a);
+    a.conv.nsp   = 2;
+    a.conv.group = 2;
+    for (int i = 0; i < 2; i++) {
+        a.conv.kernel[i]    = 31;
+        a.conv.stride[i]    = 1;
+        a.conv.dilation[i]  = 1;
+        a.conv.pad_begin[i] = 15;
+        a.conv.pad_end[i]   = 15;
+    }
+    int64_t     in[2]  = {x, wid};
+    const char *outs[] = {"out"};
+    ck_assert_msg(lk_model_add_node(m, LK_OP_CONV, "dw", 2, in, 1, outs, &a, &y, &err) == LK_OK,
+                  "%s", err.msg);
+    ck_assert_int_eq(lk_model_set_outputs(m, 1, &y, &err), LK_OK);
+    ck_assert_msg(lk_model_finalize(m, &err) == LK_OK, "%s", err.msg);
+    tpath("dw.bin", path, n);
+    ck_assert_msg(lk_model_save_native(m, path, &err) == LK_OK, "%s", err.msg);
+    lk_model_free(m);
+    return path;
+}
+
+static long file_size(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* The FFTW wisdom file: written by the first FFT forward under $LKPROBE_FFTW_WISDOM (its
+ * directory created), reused by the next runs (same output bytes); by default under
+ * ~/.cache/lkprobe (two directories created); none with "off". */
+START_TEST(test_forward_wisdom) {
+    char mp[512], xp[512], y1[512], y2[512], wp[1024], home[300], cmd[2048];
+    lk_dwconv_geom g = {1, 2, 64, 64, 64, 64, 31, 31, 1, 1, 15, 15};
+    ck_assert_int_eq(lk_fftconv_chooses(&g), 1);
+    write_dw_model(mp, sizeof mp);
+    lk_tensor *x = write_input("x.npy", 1, 2, 64, 64, xp, sizeof xp);
+    tpath("y1.npy", y1, sizeof y1);
+    tpath("y2.npy", y2, sizeof y2);
+    tpath("cache/w", wp, sizeof wp);
+    setenv("LKPROBE_FFTW_WISDOM", wp, 1);
+    ck_assert_msg(RUN("forward", mp, "--input", xp, "--output", y1) == 0, "%s", err_buf);
+    ck_assert_int_gt(file_size(wp), 0);
+    ck_assert_msg(RUN("forward", mp, "--input", xp, "--output", y1) == 0, "%s", err_buf);
+    ck_assert_msg(RUN("forward", mp, "--input", xp, "--output", y2) == 0, "%s", err_buf);
+    snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", y1, y2);
+    ck_assert_msg(system(cmd) == 0, "outputs of two runs on one wisdom file differ");
+    ck_assert_str_eq(err_buf, "");
+
+    /* Default location: $HOME/.cache/lkprobe/fftwf-wisdom-<host>. */
+    char host[256] = "";
+    ck_assert_int_eq(gethostname(host, sizeof host), 0);
+    tpath("home", home, sizeof home);
+    ck_assert_int_eq(mkdir(home, 0755), 0);
+    unsetenv("LKPROBE_FFTW_WISDOM");
+    unsetenv("XDG_CACHE_HOME");
+    setenv("HOME", home, 1);
+    ck_assert_msg(RUN("forward", mp, "--input", xp, "--output", y2) == 0, "%s", err_buf);
+    snprintf(wp, sizeof wp, "%s/.cache/lkprobe/fftwf-wisdom-%s", home, host);
+    ck_assert_msg(file_size(wp) > 0, "no wisdom at %s", wp);
+
+    /* off: nothing written. */
+    snprintf(cmd, sizeof cmd, "rm -rf '%s/.cache'", home);
+    ck_assert_int_eq(system(cmd), 0);
+    setenv("LKPROBE_FFTW_WISDOM", "off", 1);
+    ck_assert_msg(RUN("forward", mp, "--input", xp, "--output", y2) == 0, "%s", err_buf);
+    ck_assert_int_eq(file_size(wp), -1);
+    snprintf(wp, sizeof wp, "%s/.cache", home);
+    ck_assert_int_eq(file_size(wp), -1);
+    lk_tensor_free(x);
+}
+END_TEST
+
 static void setup(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/lk-cli-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(tmpdir));
@@ -499,6 +587,7 @@ int main(void) {
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_onnx_fixture);
     tcase_add_test(tc, test_bench);
+    tcase_add_test(tc, test_forward_wisdom);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

@@ -2,12 +2,15 @@
  * depthwise kernels through the engine: forward, input gradient and weight gradient of a
  * one-node graph (depthwise Conv with bias) on every geometry row below (2-D and 1-D, stride
  * 1, dilation, symmetric and asymmetric padding, batch > 1), to 1e-5 of max|.|; plus the
- * cost model's choices and the guarantee that an exec planned before registration stays on
- * the direct kernels. */
+ * cost model's choices, the guarantee that an exec planned before registration stays on
+ * the direct kernels, and the FFTW wisdom file (written, reused, corrupt, unwritable). */
+#include <fftw3.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "lkprobe/lk.h"
 #include "lkprobe/lk_fftconv.h"
@@ -217,6 +220,74 @@ START_TEST(cost_model) {
 }
 END_TEST
 
+/* Forward and gradients of rows[1] on FFT (forced) with wisdom file path, checked against the
+ * direct kernels to the usual tolerance. */
+static void run_with_wisdom(const char *path) {
+    const geo *g = &rows[1];
+    int64_t    xid, wid, yid;
+    lk_model  *m = build(g, &xid, &wid, &yid);
+    lk_fftconv_unregister();
+    result            d = run(m, g, xid, wid, yid);
+    lk_fftconv_params p = lk_fftconv_params_default();
+    p.force             = 1;
+    p.wisdom_path       = path;
+    lk_fftconv_register(&p);
+    result f = run(m, g, xid, wid, yid);
+    lk_fftconv_unregister();
+    compare("forward", 1, f.y, d.y, d.ny);
+    compare("input gradient", 1, f.gx, d.gx, d.nx);
+    compare("weight gradient", 1, f.gw, d.gw, d.nw);
+    ck_assert_msg(tu_max_abs_diff(f.y, d.y, d.ny) > 0, "FFT path not taken");
+    free_result(&d);
+    free_result(&f);
+    lk_model_free(m);
+}
+
+/* The wisdom file: created with its two missing directories by the first measured plan, a
+ * valid FFTW wisdom file; left alone (same inode: no rename) by a run that measured nothing
+ * new; a corrupt file is ignored and rewritten; an unwritable path changes nothing else. */
+START_TEST(wisdom_file) {
+    char dir[] = "/tmp/lk-wisdom-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[256], sub[256], top[256];
+    snprintf(top, sizeof top, "%s/a", dir);
+    snprintf(sub, sizeof sub, "%s/a/b", dir);
+    snprintf(path, sizeof path, "%s/a/b/wisdom", dir);
+
+    run_with_wisdom(path);
+    struct stat st1, st2;
+    ck_assert_int_eq(stat(path, &st1), 0);
+    ck_assert_int_gt(st1.st_size, 0);
+    ck_assert_int_eq(fftwf_import_wisdom_from_filename(path), 1);
+
+    /* Same sizes again in this process (plans dropped by unregister, wisdom kept and also
+     * re-imported): nothing new was measured, so the file is not rewritten. */
+    run_with_wisdom(path);
+    ck_assert_int_eq(stat(path, &st2), 0);
+    ck_assert_int_eq((long)st1.st_ino, (long)st2.st_ino);
+
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("(fftw-3.3 garbage ((( not wisdom", f);
+    fclose(f);
+    ck_assert_int_eq(fftwf_import_wisdom_from_filename(path), 0);
+    run_with_wisdom(path);
+    ck_assert_int_eq(fftwf_import_wisdom_from_filename(path), 1);
+
+    run_with_wisdom("/proc/nonexistent/deep/x");
+    run_with_wisdom("");
+
+    /* No temporary file was left next to the wisdom. */
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "test \"$(ls -A %s)\" = wisdom", sub);
+    ck_assert_int_eq(system(cmd), 0);
+    unlink(path);
+    rmdir(sub);
+    rmdir(top);
+    rmdir(dir);
+}
+END_TEST
+
 int main(void) {
     Suite *s  = suite_create("fftconv");
     TCase *tc = tcase_create("core");
@@ -224,6 +295,7 @@ int main(void) {
     tcase_add_loop_test(tc, fft_matches_direct, 0, (int)(sizeof rows / sizeof rows[0]));
     tcase_add_test(tc, planned_before_registration);
     tcase_add_test(tc, cost_model);
+    tcase_add_test(tc, wisdom_file);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

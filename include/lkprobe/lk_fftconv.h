@@ -20,6 +20,17 @@
  * faster transforms than FFTW_ESTIMATE here) planning times candidate algorithms, so two
  * processes may pick different ones and agree only to float rounding (<= 1e-6 relative).
  *
+ * Wisdom: with wisdom_path set (and measure = 1), registration imports FFTW's wisdom (the
+ * planner's record of the fastest algorithm per transform size) from that file, and planning
+ * writes it back whenever it measured something new, so only the first run on a machine pays
+ * for FFTW_MEASURE and later runs reuse the same algorithms (bit-identical outputs).  The file
+ * is specific to the machine's CPU (the cli names it after the host: $LKPROBE_FFTW_WISDOM, or
+ * $XDG_CACHE_HOME/lkprobe/fftwf-wisdom-<host>, ~/.cache/... without XDG; LKPROBE_FFTW_WISDOM
+ * = off disables it).  It is written to a temporary file next to it and renamed over it, so
+ * concurrent runs never see a partial file; its directory (and that one's parent) is created
+ * when missing.  A missing, unreadable or corrupt file is ignored and the plans measured
+ * again; a failed write is ignored too: the file is a cache and never makes a run fail.
+ *
  * Cost model, per plane: direct = direct_ns_per_mac * oh ow kh kw; FFT with tile sizes
  * (Nh, Nw) = tiles * (2 transforms + pointwise_ns * Nh Nw) + 1 kernel transform, a transform
  * costing fft_ns_per_point * Nh Nw log2(Nh Nw), times big_factor when a thread's buffers
@@ -49,11 +60,14 @@ typedef struct lk_fftconv_params {
     int64_t max_points;        /* planes larger than this stay direct (1 << 24)              */
     int    measure;            /* 1: FFTW_MEASURE plans (default); 0: FFTW_ESTIMATE          */
     double plan_seconds;       /* 2.0: FFTW planning time limit per plan (measure = 1)       */
+    const char *wisdom_path;   /* FFTW wisdom file kept across processes (copied at
+                                * registration); NULL (default): none.  See "Wisdom" above.  */
 } lk_fftconv_params;
 
 LK_API lk_fftconv_params lk_fftconv_params_default(void);
 
-/* Registers the FFT backend with p (copied; NULL = defaults). */
+/* Registers the FFT backend with p (copied, wisdom_path string included; NULL = defaults);
+ * with a wisdom file, imports it (see "Wisdom" above). */
 LK_API void lk_fftconv_register(const lk_fftconv_params *p);
 /* Clears the backend (if it is this one) and releases the cached plans. */
 LK_API void lk_fftconv_unregister(void);
