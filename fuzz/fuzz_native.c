@@ -71,7 +71,7 @@ static void reseal(unsigned char *b, size_t len) {
             if (r[4] != LK_VALUE_PARAM || nsum == MAX_PARAMS) continue;
             uint64_t doff = get64(r + 72), nb = get64(r + 80);
             if (!inside(doff, nb, len)) continue;
-            uint64_t ck = lk_native_checksum(b + doff, (size_t)nb);
+            uint64_t ck = lk_native_tensor_checksum(get32(b + 8), b + doff, (size_t)nb);
             put64(r + 88, ck);
             sums[nsum++] = ck;
         }
@@ -83,7 +83,7 @@ static void reseal(unsigned char *b, size_t len) {
             unsigned char *r    = pk + 16 + k * PACK_REC;
             uint64_t       doff = get64(r + 16), nb = get64(r + 24);
             if (!inside(doff, nb, len) || nsum == MAX_PARAMS) continue;
-            uint64_t ck = lk_native_checksum(b + doff, (size_t)nb);
+            uint64_t ck = lk_native_tensor_checksum(2, b + doff, (size_t)nb);
             put64(r + 32, ck);
             sums[nsum++] = ck;
         }

@@ -25,6 +25,9 @@ lk_status lk_native_load(const char *path, lk_file_map fm, const lk_load_opts *o
 /* The format's 64-bit checksum (lk64 in doc/model-bin.md), for the fuzzer that reseals
  * mutated files so that mutations reach the parser behind the checksums. */
 uint64_t  lk_native_checksum(const void *data, size_t n);
+/* The checksum of a parameter or packed weights in a model.bin of this version (lk64, or lk64x4
+ * from version 2). */
+uint64_t  lk_native_tensor_checksum(uint32_t version, const void *data, size_t n);
 
 /* safetensors (loaders/safetensors.c): a single file, or a sharded checkpoint through its
  * *.safetensors.index.json (shards in the same directory).  Weights-only model.  Takes

@@ -79,7 +79,40 @@ static uint64_t lk64(const void *data, size_t n) {
     return h;
 }
 
+/* lk64x4, the tensor checksum of version 2: four lk64 chains, word i (8 bytes, the last one
+ * zero-padded) feeding chain i mod 4 (chain l starts at lk64's start ^ l), then lk64 over the
+ * four chain states.  A change confined to one word changes its chain's state and so the
+ * result, as for lk64; the four independent chains run about four times faster (the load
+ * verifies every parameter and packed weight). */
+static uint64_t lk64x4(const void *data, size_t n) {
+    const unsigned char *p = data;
+    const uint64_t       K = 0xff51afd7ed558ccdull;
+    uint64_t             h[4];
+    for (int l = 0; l < 4; l++) h[l] = (0x9e3779b97f4a7c15ull ^ (uint64_t)n) ^ (uint64_t)l;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int l = 0; l < 4; l++) {
+            h[l] = (h[l] ^ rd64(p + i + 8 * (size_t)l)) * K;
+            h[l] ^= h[l] >> 32;
+        }
+    for (int l = 0; i < n; i += 8, l++) {
+        uint64_t w = 0;
+        memcpy(&w, p + i, n - i < 8 ? n - i : 8);
+        h[l] = (h[l] ^ w) * K;
+        h[l] ^= h[l] >> 32;
+    }
+    return lk64(h, sizeof h);
+}
+
+/* The checksum of a parameter or packed weights in a file of this version. */
+static uint64_t tensor_ck(uint32_t version, const void *data, size_t n) {
+    return version >= 2 ? lk64x4(data, n) : lk64(data, n);
+}
+
 uint64_t lk_native_checksum(const void *data, size_t n) { return lk64(data, n); }
+uint64_t lk_native_tensor_checksum(uint32_t version, const void *data, size_t n) {
+    return tensor_ck(version, data, n);
+}
 
 /* Fingerprint of the lk_attrs field layout: any change of a field's offset or of a member's
  * size changes it, and old files are then rejected rather than misread. */
@@ -161,8 +194,8 @@ static void save_meta(buf *sec, const lk_model *m) {
 
 /* Save: the VALS section; parameter data is laid out 64-aligned from the DATA section start
  * (*data_rel: its size); per-tensor checksums go to the DATA section buffer. */
-static lk_status save_values(buf *sec, const lk_model *m, const char *path, size_t *data_rel,
-                             lk_error *err) {
+static lk_status save_values(buf *sec, const lk_model *m, uint32_t ver, const char *path,
+                             size_t *data_rel, lk_error *err) {
     buf    *st = &sec[SEC_STRS], *va = &sec[SEC_VALS], *dsum = &sec[SEC_DATA];
     int64_t nv = lk_model_n_values(m);
     buf_u64(va, (uint64_t)nv);
@@ -183,7 +216,7 @@ static lk_status save_values(buf *sec, const lk_model *m, const char *path, size
         for (int i = 0; i < NAT_MAX_DIMS; i++) buf_u64(va, (uint64_t)shape[i]);
         if (t) {
             size_t   nb = (size_t)lk_tensor_numel(t) * sizeof(float);
-            uint64_t ck = lk64(t->data, nb);
+            uint64_t ck = tensor_ck(ver, t->data, nb);
             *data_rel   = align_up(*data_rel, NAT_DATA_ALIGN);
             buf_u64(va, *data_rel); /* made absolute once the DATA offset is known */
             buf_u64(va, nb);
@@ -213,7 +246,7 @@ static void save_packs(buf *sec, const lk_model *m, size_t *data_rel) {
         const float *p = lk_model_param_packed(m, v, &key, &floats);
         if (!p) continue;
         size_t   nb = floats * sizeof(float);
-        uint64_t ck = lk64(p, nb);
+        uint64_t ck = lk64x4(p, nb);
         *data_rel   = align_up(*data_rel, NAT_DATA_ALIGN);
         buf_u64(pk, (uint64_t)v);
         buf_u64(pk, key);
@@ -260,7 +293,13 @@ lk_status lk_model_save_native(const lk_model *m, const char *path, lk_error *er
 
     size_t data_rel = 0;
     save_meta(sec, m);
-    s = save_values(sec, m, path, &data_rel, err);
+    /* Version 1 unless there are packed weights, so that such files stay readable by older
+     * builds. */
+    uint32_t ver = 1;
+    for (int64_t v = 0; v < nv; v++)
+        if (lk_model_param_packed(m, v, NULL, NULL)) ver = 2;
+    int n_sec = NAT_N_SECTIONS(ver);
+    s         = save_values(sec, m, ver, path, &data_rel, err);
     if (s) goto fail;
     save_packs(sec, m, &data_rel);
     save_graph(sec, m);
@@ -271,11 +310,6 @@ lk_status lk_model_save_native(const lk_model *m, const char *path, lk_error *er
                         sec_names[i]);
             goto fail;
         }
-
-    /* Version 1 unless there are packed weights, so that such files stay readable by older
-     * builds. */
-    uint32_t ver   = rd64(sec[SEC_PACK].p) ? 2u : 1u;
-    int      n_sec = NAT_N_SECTIONS(ver);
 
     /* Section placement. */
     uint64_t off[SEC_COUNT], size[SEC_COUNT], ck[SEC_COUNT];
@@ -664,7 +698,7 @@ static lk_status read_param(const nat_ctx *c, const unsigned char *r, const char
         return LK_FAIL(err, LK_EFORMAT, "%s: section 'data': non-zero padding before "
                        "parameter '%s' (offset %llu; corrupted file)", path, name,
                        (unsigned long long)*data_pos);
-    if (lk64(c->base + doff, nb) != ck)
+    if (tensor_ck(c->version, c->base + doff, nb) != ck)
         return LK_FAIL(err, LK_EFORMAT, "%s: parameter '%s' (offset %llu): checksum mismatch "
                        "(corrupted file)", path, name, (unsigned long long)doff);
     buf_u64(dsum, ck);
@@ -708,7 +742,7 @@ static lk_status read_packs(const nat_ctx *c, const unsigned char *vals, uint64_
             return LK_FAIL(err, LK_EFORMAT, "%s: section 'data': non-zero padding before the "
                            "packed weights of value %llu (offset %llu; corrupted file)", path,
                            (unsigned long long)vid, (unsigned long long)*data_pos);
-        if (lk64(c->base + doff, nb) != ck)
+        if (lk64x4(c->base + doff, nb) != ck)
             return LK_FAIL(err, LK_EFORMAT, "%s: section 'data': packed weights of value %llu "
                            "(offset %llu): checksum mismatch (corrupted file)", path,
                            (unsigned long long)vid, (unsigned long long)doff);

@@ -452,6 +452,10 @@ lk_status lk_model_infer_node(lk_model *m, int64_t i, lk_error *err) {
     LK_ASSERT(n->n_in <= LK_MAX_OUTPUTS + 8 && n->n_out <= LK_MAX_OUTPUTS);
     for (int j = 0; j < n->n_in; j++) {
         in[j] = n->in[j] >= 0 ? &m->values[n->in[j]].t : NULL;
+        /* The first n_in_min inputs are required: ops read them without a NULL check. */
+        if (!in[j] && j < d->n_in_min)
+            return LK_FAIL(err, LK_EFORMAT, "node '%s' (%s): required input %d is omitted",
+                           n->name, d->name, j);
         if (in[j] && in[j]->ndim < 0)
             return LK_FAIL(err, LK_ESHAPE, "node '%s' (%s): input '%s' has no shape", n->name,
                            d->name, m->values[n->in[j]].name);
