@@ -99,6 +99,21 @@ static const lk_tensor *param_of(const lk_model *m, int64_t v) {
     return v >= 0 && m->values[v].kind == LK_VALUE_PARAM ? &m->values[v].t : NULL;
 }
 
+/* 1 when parameter v's buffer may take the folded weight in place: the model owns it (so it
+ * is writable, never a read-only mapping) and no live node but conv ci reads it.  That saves
+ * a second copy of the weights, and the first touch of its fresh pages, at load. */
+static int foldable_in_place(const lk_model *m, const unsigned char *kill, int64_t v, int64_t ci) {
+    if (v < 0 || !m->values[v].t.owner || !m->values[v].t.data) return 0;
+    for (int64_t i = 0; i < m->n_outputs; i++)
+        if (m->outputs[i] == v) return 0;
+    for (int64_t i = 0; i < m->n_nodes; i++) {
+        if (kill[i]) continue;
+        for (int j = 0; j < m->nodes[i].n_in; j++)
+            if (m->nodes[i].in[j] == v && (i != ci || j != 1)) return 0;
+    }
+    return 1;
+}
+
 /* Folds BN node b into its producer conv c; *done = 1 when it was applied. */
 static lk_status fold_one(lk_model *m, int64_t bi, const int64_t *uses, unsigned char *kill,
                           unsigned char **dead, int *done, lk_error *err) {
@@ -132,33 +147,23 @@ static lk_status fold_one(lk_model *m, int64_t bi, const int64_t *uses, unsigned
     }
     int64_t per  = M ? lk_tensor_numel(W) / M : 0;
     lk_status s;
+    /* In place, W's buffer is written only after every step that can fail, so a failure
+     * leaves the model as it was. */
+    const int64_t vold  = cv->in[1];
+    const int     inpl  = foldable_in_place(m, kill, vold, ci);
+    float        *w     = W->data; /* W itself moves when values are added below */
+    const int64_t C_tr  = W->shape[0], Mg_tr = tr ? W->shape[1] : 0;
     double *inv  = lk_malloc(sizeof(double) * (size_t)(M ? M : 1));
-    float  *nw   = lk_aligned_alloc(sizeof(float) * (size_t)(M * per > 0 ? M * per : 1));
+    float  *nw   = inpl ? w : lk_aligned_alloc(sizeof(float) * (size_t)(M * per > 0 ? M * per : 1));
     float  *nb   = lk_aligned_alloc(sizeof(float) * (size_t)(M ? M : 1));
     int64_t *nin = NULL;
     if (!nw || !nb || !inv) goto oom;
-    const float *w = W->data, *sc = g[0]->data, *be = g[1]->data, *mu = g[2]->data,
-                *va = g[3]->data, *b0 = B ? B->data : NULL;
+    const float *sc = g[0]->data, *be = g[1]->data, *mu = g[2]->data, *va = g[3]->data,
+                *b0 = B ? B->data : NULL;
     for (int64_t o = 0; o < M; o++) {
         inv[o] = (double)sc[o] / sqrt((double)va[o] + (double)bn->attrs.s.eps);
         nb[o]  = (float)(((b0 ? (double)b0[o] : 0.0) - (double)mu[o]) * inv[o] + (double)be[o]);
     }
-    if (!tr) {
-        for (int64_t o = 0; o < M; o++)
-            for (int64_t k = 0; k < per; k++)
-                nw[o * per + k] = (float)((double)w[o * per + k] * inv[o]);
-    } else if (M && per) {
-        const int64_t C = W->shape[0], Mg = W->shape[1], ks = lk_tensor_numel(W) / (C * Mg),
-                      Cg = C / G;
-        for (int64_t c = 0; c < C; c++)
-            for (int64_t j = 0; j < Mg; j++) {
-                const double f = inv[(c / Cg) * Mg + j];
-                const int64_t e = (c * Mg + j) * ks;
-                for (int64_t k = 0; k < ks; k++) nw[e + k] = (float)((double)w[e + k] * f);
-            }
-    }
-    lk_free(inv);
-    inv = NULL;
     if (cv->n_in < 3) {
         nin = lk_realloc((void *)cv->in, sizeof(int64_t) * 3);
         if (!nin) goto oom;
@@ -176,16 +181,34 @@ static lk_status fold_one(lk_model *m, int64_t bi, const int64_t *uses, unsigned
     s = lk_model_add_param(m, name, wnd, wshape, nw, 0, &vw, err);
     if (s) goto fail;
     (*dead)[vw] = 0;
-    lk_model_replace_param(m, vw, wnd, wshape, nw);
-    nw = NULL;
     unique_name(m, bn->name, "folded_bias", name, sizeof name);
     int64_t bshape[1] = {M};
     s = lk_model_add_param(m, name, 1, bshape, nb, 0, &vb, err);
     if (s) {
-        (*dead)[vw] = 1;
+        (*dead)[vw] = 1; /* borrowed, never freed through it */
         goto fail;
     }
     (*dead)[vb] = 0;
+    /* Nothing fails from here: the weights (each element from its own old value, so in
+     * place is safe), then ownership. */
+    if (!tr) {
+        for (int64_t o = 0; o < M; o++)
+            for (int64_t k = 0; k < per; k++)
+                nw[o * per + k] = (float)((double)w[o * per + k] * inv[o]);
+    } else if (M && per) {
+        const int64_t ks = (M * per) / (C_tr * Mg_tr), Cg = C_tr / G;
+        for (int64_t c = 0; c < C_tr; c++)
+            for (int64_t j = 0; j < Mg_tr; j++) {
+                const double  f = inv[(c / Cg) * Mg_tr + j];
+                const int64_t e = (c * Mg_tr + j) * ks;
+                for (int64_t k = 0; k < ks; k++) nw[e + k] = (float)((double)w[e + k] * f);
+            }
+    }
+    lk_free(inv);
+    inv = NULL;
+    if (inpl) m->values[vold].t.owner = 0; /* the buffer now belongs to vw */
+    lk_model_replace_param(m, vw, wnd, wshape, nw);
+    nw = NULL;
     lk_model_replace_param(m, vb, 1, bshape, nb);
     nb = NULL;
     /* Re-read the nodes: add_param may not move nodes, but be explicit. */
@@ -206,7 +229,7 @@ oom:
     s = LK_FAIL(err, LK_ENOMEM, "out of memory folding BatchNorm '%s'", bn->name);
 fail:
     lk_free(inv);
-    lk_free(nw);
+    if (!inpl) lk_free(nw);
     lk_free(nb);
     return s;
 }
@@ -251,8 +274,13 @@ static lk_status fold_into_next(lk_model *m, int64_t bi, const int64_t *uses, un
     int64_t   wshape[LK_MAX_DIMS];
     int       wnd = W->ndim;
     memcpy(wshape, W->shape, sizeof(int64_t) * (size_t)wnd);
+    /* In place as in fold_one: W's buffer is written once nothing can fail. */
+    const int64_t vold = cv->in[1];
+    const int     inpl = foldable_in_place(m, kill, vold, ci);
+    float        *w    = W->data;
+    const float  *b0   = B ? B->data : NULL;
     double *sc = lk_malloc(sizeof(double) * 2 * (size_t)C);
-    float  *nw = lk_aligned_alloc(sizeof(float) * (size_t)(M * Cg * ks));
+    float  *nw = inpl ? w : lk_aligned_alloc(sizeof(float) * (size_t)(M * Cg * ks));
     float  *nb = lk_aligned_alloc(sizeof(float) * (size_t)M);
     if (!sc || !nw || !nb) {
         s = LK_FAIL(err, LK_ENOMEM, "out of memory folding BatchNorm '%s'", bn->name);
@@ -263,20 +291,6 @@ static lk_status fold_into_next(lk_model *m, int64_t bi, const int64_t *uses, un
         sc[c]     = (double)ga[c] / sqrt((double)va[c] + (double)bn->attrs.s.eps);
         sc[C + c] = (double)be[c] - (double)mu[c] * sc[c];
     }
-    const float *w = W->data, *b0 = B ? B->data : NULL;
-    for (int64_t o = 0; o < M; o++) {
-        int64_t base = (o / (M / G)) * Cg;
-        double  acc  = b0 ? (double)b0[o] : 0.0;
-        for (int64_t c = 0; c < Cg; c++)
-            for (int64_t k = 0; k < ks; k++) {
-                double wv = w[(o * Cg + c) * ks + k];
-                nw[(o * Cg + c) * ks + k] = (float)(wv * sc[base + c]);
-                acc += wv * sc[C + base + c];
-            }
-        nb[o] = (float)acc;
-    }
-    lk_free(sc);
-    sc = NULL;
     if (cv->n_in < 3) {
         int64_t *nin = lk_realloc((void *)cv->in, sizeof(int64_t) * 3);
         if (!nin) {
@@ -299,15 +313,30 @@ static lk_status fold_into_next(lk_model *m, int64_t bi, const int64_t *uses, un
     s = lk_model_add_param(m, name, wnd, wshape, nw, 0, &vw, err);
     if (s) goto fail;
     (*dead)[vw] = 0;
-    lk_model_replace_param(m, vw, wnd, wshape, nw);
-    nw = NULL;
     unique_name(m, bn->name, "folded_next_bias", name, sizeof name);
     s = lk_model_add_param(m, name, 1, bshape, nb, 0, &vb, err);
     if (s) {
-        (*dead)[vw] = 1;
+        (*dead)[vw] = 1; /* borrowed, never freed through it */
         goto fail;
     }
     (*dead)[vb] = 0;
+    /* Nothing fails from here (each weight element is read before it is written). */
+    for (int64_t o = 0; o < M; o++) {
+        int64_t base = (o / (M / G)) * Cg;
+        double  acc  = b0 ? (double)b0[o] : 0.0;
+        for (int64_t c = 0; c < Cg; c++)
+            for (int64_t k = 0; k < ks; k++) {
+                double wv = w[(o * Cg + c) * ks + k];
+                nw[(o * Cg + c) * ks + k] = (float)(wv * sc[base + c]);
+                acc += wv * sc[C + base + c];
+            }
+        nb[o] = (float)acc;
+    }
+    lk_free(sc);
+    sc = NULL;
+    if (inpl) m->values[vold].t.owner = 0; /* the buffer now belongs to vw */
+    lk_model_replace_param(m, vw, wnd, wshape, nw);
+    nw = NULL;
     lk_model_replace_param(m, vb, 1, bshape, nb);
     nb = NULL;
     bn = &m->nodes[bi];
@@ -324,7 +353,7 @@ static lk_status fold_into_next(lk_model *m, int64_t bi, const int64_t *uses, un
     return LK_OK;
 fail:
     lk_free(sc);
-    lk_free(nw);
+    if (!inpl) lk_free(nw);
     lk_free(nb);
     return s;
 }
