@@ -172,6 +172,10 @@ int cli_refuse_overwrite(const char *input, int n, const char *const *outputs);
  * by --input-shape take the documented defaults (lk_load_opts.dyn_default, doc/shapes.md);
  * unless c->quiet_dims, a note on stderr names the shape used. */
 int cli_load_model(const char *path, const cli_common *c, lk_model **out);
+/* Before writing a model.bin: packs m's convolution weights at its input shape
+ * (lk_exec_prepack) so that commands on the file start without packing.  A model that cannot
+ * be planned there is written without packs, with a warning naming path. */
+void cli_prepack(const char *path, lk_model *m);
 
 /* The memory bound for a run (--max-mem, else 3/4 of physical memory); 0 = unknown. */
 uint64_t cli_max_mem(const cli_common *c);

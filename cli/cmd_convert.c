@@ -1,10 +1,8 @@
 /* cmd_convert.c: `lkprobe convert MODEL -o OUT.bin`: writes the native model.bin format. */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
-#include "lkprobe/lk_exec.h"
 
 static const cli_opt convert_opts[] = {
     CLI_COMMON_OPTS,
@@ -56,10 +54,7 @@ int cmd_convert(int argc, char **argv) {
     if (cli_load_model(path, &c, &m)) goto done;
     lk_error err;
     memset(&err, 0, sizeof err);
-    /* A model that cannot be planned at its input shape still converts, without packs. */
-    if (!g.no_pack && !lk_model_is_weights_only(m) &&
-        lk_exec_prepack(m, 0, NULL, NULL, &err) != LK_OK)
-        fprintf(stderr, "lkprobe: warning: %s: packed weights not stored: %s\n", path, err.msg);
+    if (!g.no_pack) cli_prepack(path, m);
     if (lk_model_save_native(m, out, &err) != LK_OK) {
         cli_error_lk(&err);
         goto done;

@@ -16,13 +16,16 @@ static const cli_opt reparam_opts[] = {
     {"--no-identity", NULL, 0, OPT_NO_IDENTITY, "do not absorb identity branches (x + conv(x))"},
     {"--verify", NULL, 0, OPT_VERIFY,
      "run both graphs on a random input and fail unless max|dy| <= 1e-5 max|y|"},
+    {"--no-pack", NULL, 0, OPT_NO_PACK, "do not store packed convolution weights (a smaller file; "
+     "commands then pack at start-up)"},
 };
 static const cli_spec reparam_spec = {
     "reparam", "MODEL -o OUT.bin [--json] [--verify] [--no-identity]",
     "Structural re-parameterisation: fold BatchNorm into convolutions and merge parallel\n"
     "convolution branches on the same input (RepLKNet's small kernel into the large one,\n"
     "UniRepLKNet's dilated branches into the 13x13, RepVGG identity branches) into one\n"
-    "kernel.  The outputs are unchanged up to float rounding.  Writes native model.bin.",
+    "kernel.  The outputs are unchanged up to float rounding.  Writes native model.bin,\n"
+    "with the convolution weights packed for the engine (see lkprobe convert).",
     reparam_opts, sizeof reparam_opts / sizeof reparam_opts[0],
 };
 
@@ -196,7 +199,7 @@ static void print_json(const char *path, const char *out, const lk_reparam_stats
 
 typedef struct reparam_cfg {
     const char     *path, *out;
-    int             json, check;
+    int             json, check, no_pack;
     lk_reparam_opts ro;
 } reparam_cfg;
 
@@ -205,6 +208,7 @@ static int apply_item(void *user, const cli_item *it) {
     if (it->id == OPT_O && !g->out) g->out = it->val;
     else if (it->id == OPT_JSON) g->json = 1;
     else if (it->id == OPT_VERIFY) g->check = 1;
+    else if (it->id == OPT_NO_PACK) g->no_pack = 1;
     else if (it->id == OPT_NO_IDENTITY) g->ro.merge_identity = 0;
     else if (it->id == OPT_POSITIONAL && !g->path) g->path = it->val;
     else {
@@ -255,6 +259,7 @@ int cmd_reparam(int argc, char **argv) {
     }
     double rel = 0.0;
     if (check && verify(orig, m, &c, &rel)) goto done;
+    if (!g.no_pack) cli_prepack(path, m);
     if (lk_model_save_native(m, out, &err) != LK_OK) {
         cli_error_lk(&err);
         goto done;

@@ -255,6 +255,13 @@ int cli_load_model(const char *path, const cli_common *c, lk_model **out) {
     return 0;
 }
 
+void cli_prepack(const char *path, lk_model *m) {
+    lk_error err;
+    memset(&err, 0, sizeof err);
+    if (!lk_model_is_weights_only(m) && lk_exec_prepack(m, 0, NULL, NULL, &err) != LK_OK)
+        fprintf(stderr, "lkprobe: warning: %s: packed weights not stored: %s\n", path, err.msg);
+}
+
 uint64_t cli_max_mem(const cli_common *c) {
     if (c->max_mem) return c->max_mem;
     long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);

@@ -420,6 +420,30 @@ START_TEST(test_onnx_fixture) {
     ck_assert_msg(RUN("forward", bin, "--input", x3, "--output", y2) == 0, "%s", err_buf);
     assert_batched(m, x, y1, lk_model_output(m, 0));
     assert_batched(m, x, y2, lk_model_output(m, 0));
+    /* convert stores the packed conv weights (model.bin version 2); --no-pack writes version 1;
+     * both give the same bits. */
+    char     nb[512], y3[512];
+    uint32_t ver[2];
+    tpath("resnet-nopack.bin", nb, sizeof nb);
+    tpath("y3.npy", y3, sizeof y3);
+    ck_assert_msg(RUN("convert", onnx, "--no-pack", "-o", nb) == 0, "%s", err_buf);
+    for (int k = 0; k < 2; k++) {
+        FILE *f = fopen(k ? nb : bin, "rb");
+        ck_assert_ptr_nonnull(f);
+        ck_assert_int_eq(fseek(f, 8, SEEK_SET), 0);
+        ck_assert_uint_eq(fread(&ver[k], 4, 1, f), 1);
+        fclose(f);
+    }
+    ck_assert_uint_eq(ver[0], 2);
+    ck_assert_uint_eq(ver[1], 1);
+    ck_assert_msg(RUN("forward", nb, "--input", x3, "--output", y3) == 0, "%s", err_buf);
+    lk_tensor *t2 = tu_read_npy(y2), *t3 = tu_read_npy(y3);
+    ck_assert_ptr_nonnull(t2);
+    ck_assert_ptr_nonnull(t3);
+    ck_assert_int_eq(lk_tensor_numel(t2), lk_tensor_numel(t3));
+    ck_assert(memcmp(t2->data, t3->data, sizeof(float) * (size_t)lk_tensor_numel(t2)) == 0);
+    lk_tensor_free(t2);
+    lk_tensor_free(t3);
     /* Reference output of the fixture's own input. */
     char ref[512];
     tu_src_path("tests/fixtures/zoo/resnet.output.npy", ref, sizeof ref);
