@@ -981,6 +981,48 @@ START_TEST(test_npy_alloc_failures) {
 }
 END_TEST
 
+START_TEST(test_parallel_verify) {
+    /* Files of more than 32 MB are verified on several threads ahead of the sequential
+     * checks: the load succeeds, and a flipped byte in any tensor still names that tensor. */
+    char      path[512];
+    lk_error  err;
+    lk_model *m = NULL;
+    int64_t   big[1] = {12 << 20}, small[1] = {1000};
+    float    *d = calloc((size_t)big[0] + 8, sizeof(float)); /* c.big starts 7 floats in */
+    ck_assert_ptr_nonnull(d);
+    for (int64_t i = 0; i < big[0]; i++) d[i] = (float)(i % 977) * 0.25f;
+    ck_assert_int_eq(lk_model_alloc(&m, &err), LK_OK);
+    ck_assert_int_eq(lk_model_add_param(m, "a.small", 1, small, d, 1, NULL, &err), LK_OK);
+    ck_assert_int_eq(lk_model_add_param(m, "b.big", 1, big, d, 1, NULL, &err), LK_OK);
+    ck_assert_int_eq(lk_model_add_param(m, "c.big", 1, big, d + 7, 0, NULL, &err), LK_OK);
+    ck_assert_int_eq(lk_model_finalize(m, &err), LK_OK);
+    tmp_path("big.bin", path, sizeof path);
+    ck_assert_msg(lk_model_save_native(m, path, &err) == LK_OK, "%s", err.msg);
+    lk_model_free(m);
+    free(d);
+    size_t         len;
+    unsigned char *b = read_all(path, &len);
+    ck_assert_uint_gt(len, (size_t)96 << 20);
+    lk_model *r = NULL;
+    ck_assert_msg(native_load_mem(path, b, len, &r, &err) == LK_OK, "%s", err.msg);
+    lk_model_free(r);
+    static const char *const names[] = {"a.small", "b.big", "c.big"};
+    for (int t = 0; t < 3; t++) {
+        uint64_t voff, vsize, doff;
+        section(b, 3, &voff, &vsize);
+        memcpy(&doff, b + voff + 8 + (size_t)(t + 0) * 96 + 72, 8);
+        size_t at = (size_t)doff + (t ? (size_t)(5 << 20) * 4 : 100);
+        b[at] ^= 0x10;
+        r         = NULL;
+        lk_status s = native_load_mem(path, b, len, &r, &err);
+        b[at] ^= 0x10;
+        ck_assert_int_eq(s, LK_EFORMAT);
+        ck_assert_msg(strstr(err.msg, names[t]) && strstr(err.msg, "checksum"), "%s", err.msg);
+    }
+    free(b);
+}
+END_TEST
+
 static Suite *native_suite(void) {
     Suite *s  = suite_create("native");
     TCase *tc = tcase_create("model-bin");
@@ -992,6 +1034,7 @@ static Suite *native_suite(void) {
     tcase_add_loop_test(tc, test_forged_packed, 0,
                         (int)(sizeof pack_forges / sizeof pack_forges[0]));
     tcase_add_test(tc, test_packed);
+    tcase_add_test(tc, test_parallel_verify);
     tcase_add_test(tc, test_unknown_op);
     tcase_add_test(tc, test_committed_bad_files);
     tcase_add_test(tc, test_fuzz_corpus);
