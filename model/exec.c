@@ -28,7 +28,6 @@ struct lk_exec {
     float          *scratch;
     size_t          scratch_floats;
     float          *packed;    /* ops' pack data (packed weights), one block             */
-    size_t          packed_floats; /* its size                                             */
     size_t         *pack_off;  /* per node: offset into packed, or SIZE_MAX for none     */
     size_t         *pack_n;    /* per node: floats of its pack data (0: none)              */
     const float   **pack_ext;  /* per node: pack data packed ahead of time, borrowed from
@@ -154,12 +153,10 @@ static void pack_own(lk_exec *x) {
 
 /* Parameters changed in place: packs made ahead of time are stale too, so every node packs
  * into the exec's own block (where their place is reserved) from now on. */
-lk_status lk_exec_params_changed(lk_exec *x, lk_error *err) {
-    (void)err; /* nothing is allocated: kept for executors that may need to */
+void lk_exec_params_changed(lk_exec *x) {
     for (int64_t i = 0; i < x->m->n_nodes; i++) x->pack_ext[i] = NULL;
     x->n_ext = 0;
     pack_own(x);
-    return LK_OK;
 }
 
 /* From the second forward on, the exec runs on its own copy of the packs made ahead of time:
@@ -410,7 +407,8 @@ static lk_status plan_init(lk_exec *x, lk_error *err) {
     if (x->o.profile) x->node_s = lk_calloc(nn, sizeof(double));
     if (!x->vals || !x->grads || !x->tans || !x->req || !x->touched || !x->active || !x->live ||
         !x->persist || !x->zeroed || !x->tzero || !x->tkeep || !x->keep || !x->fed ||
-        !x->mark || !x->seedp || !x->pack_off || !x->pack_n || !x->pack_ext || (x->o.profile && !x->node_s))
+        !x->mark || !x->seedp || !x->pack_off || !x->pack_n || !x->pack_ext ||
+        (x->o.profile && !x->node_s))
         return LK_FAIL(err, LK_ENOMEM, "out of memory allocating an executor");
     return LK_OK;
 }
@@ -779,7 +777,6 @@ static lk_status plan_pack(lk_exec *x, size_t packed, lk_error *err) {
     if (!x->packed)
         return LK_FAIL(err, LK_ENOMEM, "out of memory: packed weights need %zu MiB",
                        packed * sizeof(float) >> 20);
-    x->packed_floats = packed;
     pack_own(x);
     return LK_OK;
 }

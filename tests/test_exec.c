@@ -282,11 +282,11 @@ START_TEST(parameter_tangent) {
     float        w0[108], yp[8], ym[8];
     memcpy(w0, w, sizeof w0);
     for (int i = 0; i < 108; i++) w[i] = w0[i] + (float)h * ((float *)t->data)[i];
-    ck_assert_int_eq(lk_exec_params_changed(ex, &err), LK_OK);
+    lk_exec_params_changed(ex);
     ck_assert_int_eq(lk_exec_forward(ex, &in, &err), LK_OK);
     memcpy(yp, lk_exec_value(ex, n.y)->data, sizeof yp);
     for (int i = 0; i < 108; i++) w[i] = w0[i] - (float)h * ((float *)t->data)[i];
-    ck_assert_int_eq(lk_exec_params_changed(ex, &err), LK_OK);
+    lk_exec_params_changed(ex);
     ck_assert_int_eq(lk_exec_forward(ex, &in, &err), LK_OK);
     memcpy(ym, lk_exec_value(ex, n.y)->data, sizeof ym);
     memcpy(w, w0, sizeof w0);

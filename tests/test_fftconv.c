@@ -144,8 +144,11 @@ static void compare(const char *what, int row, const float *a, const float *b, i
                   d, s);
 }
 
-START_TEST(fft_matches_direct) {
-    const geo *g = &rows[_i];
+/* Forward and gradients of rows[i] on FFT (forced; tile as the row says, wisdom file at
+ * wisdom_path or none) against the direct kernels, to 1e-5 of the largest value; the FFT
+ * path must have run (its rounding differs from the direct kernel's somewhere). */
+static void check_fft_row(int i, const char *wisdom_path) {
+    const geo *g = &rows[i];
     int64_t    xid, wid, yid;
     lk_model  *m = build(g, &xid, &wid, &yid);
     lk_fftconv_unregister();
@@ -153,19 +156,21 @@ START_TEST(fft_matches_direct) {
     lk_fftconv_params p = lk_fftconv_params_default();
     p.force             = 1;
     p.tile              = g->tile;
+    p.wisdom_path       = wisdom_path;
     lk_fftconv_register(&p);
     result f = run(m, g, xid, wid, yid);
     lk_fftconv_unregister();
     ck_assert_int_eq(d.ny, f.ny);
-    compare("forward", _i, f.y, d.y, d.ny);
-    compare("input gradient", _i, f.gx, d.gx, d.nx);
-    compare("weight gradient", _i, f.gw, d.gw, d.nw);
-    /* The FFT path ran: its rounding differs from the direct kernel's somewhere. */
-    ck_assert_msg(tu_max_abs_diff(f.y, d.y, d.ny) > 0, "row %d: FFT path not taken", _i);
+    compare("forward", i, f.y, d.y, d.ny);
+    compare("input gradient", i, f.gx, d.gx, d.nx);
+    compare("weight gradient", i, f.gw, d.gw, d.nw);
+    ck_assert_msg(tu_max_abs_diff(f.y, d.y, d.ny) > 0, "row %d: FFT path not taken", i);
     free_result(&d);
     free_result(&f);
     lk_model_free(m);
 }
+
+START_TEST(fft_matches_direct) { check_fft_row(_i, NULL); }
 END_TEST
 
 /* An exec planned before the backend was registered keeps the direct kernels (its scratch
@@ -220,28 +225,8 @@ START_TEST(cost_model) {
 }
 END_TEST
 
-/* Forward and gradients of rows[1] on FFT (forced) with wisdom file path, checked against the
- * direct kernels to the usual tolerance. */
-static void run_with_wisdom(const char *path) {
-    const geo *g = &rows[1];
-    int64_t    xid, wid, yid;
-    lk_model  *m = build(g, &xid, &wid, &yid);
-    lk_fftconv_unregister();
-    result            d = run(m, g, xid, wid, yid);
-    lk_fftconv_params p = lk_fftconv_params_default();
-    p.force             = 1;
-    p.wisdom_path       = path;
-    lk_fftconv_register(&p);
-    result f = run(m, g, xid, wid, yid);
-    lk_fftconv_unregister();
-    compare("forward", 1, f.y, d.y, d.ny);
-    compare("input gradient", 1, f.gx, d.gx, d.nx);
-    compare("weight gradient", 1, f.gw, d.gw, d.nw);
-    ck_assert_msg(tu_max_abs_diff(f.y, d.y, d.ny) > 0, "FFT path not taken");
-    free_result(&d);
-    free_result(&f);
-    lk_model_free(m);
-}
+/* rows[1] with a wisdom file at path (check_fft_row). */
+static void run_with_wisdom(const char *path) { check_fft_row(1, path); }
 
 /* The wisdom file: created with its two missing directories by the first measured plan, a
  * valid FFTW wisdom file; left alone (same inode: no rename) by a run that measured nothing

@@ -195,25 +195,35 @@ static void assert_same_model(const lk_model *a, const lk_model *b) {
         ck_assert_int_eq(lk_model_output(a, i), lk_model_output(b, i));
 }
 
-/* Runs forward on a fixed input and returns a copy of output o. */
-static float *forward_copy(const lk_model *m, int o, int64_t *n_out) {
-    lk_exec  *x = NULL;
-    lk_error  err;
-    int64_t   sh[LK_MAX_DIMS];
-    int       nd = lk_model_input_shape(m, 0, sh);
+/* Runs forward `runs` times on one exec of m, on a fixed input, and returns a copy of output
+ * o after each run in y[] (a second run of an exec reads its own copy of packs made ahead of
+ * time, the first the model's). */
+static void forward_runs(const lk_model *m, int o, int runs, float **y, int64_t *n_out) {
+    lk_exec   *x = NULL;
+    lk_error   err;
+    int64_t    sh[LK_MAX_DIMS];
+    int        nd = lk_model_input_shape(m, 0, sh);
     lk_tensor *in = NULL;
     ck_assert_int_eq(lk_tensor_alloc(LK_F32, nd, sh, &in, &err), LK_OK);
     tu_fill_uniform(in->data, lk_tensor_numel(in), 77, -2.385f, 2.385f);
     ck_assert_msg(lk_exec_alloc(m, NULL, 0, NULL, &x, &err) == LK_OK, "%s", err.msg);
     const lk_tensor *ins[1] = {in};
-    ck_assert_msg(lk_exec_forward(x, ins, &err) == LK_OK, "%s", err.msg);
-    const lk_tensor *y = lk_exec_value(x, lk_model_output(m, o));
-    *n_out             = lk_tensor_numel(y);
-    float *c           = malloc(sizeof(float) * (size_t)*n_out);
-    memcpy(c, y->data, sizeof(float) * (size_t)*n_out);
+    for (int r = 0; r < runs; r++) {
+        ck_assert_msg(lk_exec_forward(x, ins, &err) == LK_OK, "%s", err.msg);
+        const lk_tensor *t = lk_exec_value(x, lk_model_output(m, o));
+        *n_out             = lk_tensor_numel(t);
+        y[r]               = malloc(sizeof(float) * (size_t)*n_out);
+        memcpy(y[r], t->data, sizeof(float) * (size_t)*n_out);
+    }
     lk_exec_free(x);
     lk_tensor_free(in);
-    return c;
+}
+
+/* Runs forward on a fixed input and returns a copy of output o. */
+static float *forward_copy(const lk_model *m, int o, int64_t *n_out) {
+    float *y;
+    forward_runs(m, o, 1, &y, n_out);
+    return y;
 }
 
 /* Loads bytes held in memory: an anonymous mapping stands in for the file mapping, so the
@@ -402,6 +412,21 @@ static uint64_t lk64(const unsigned char *p, size_t n) {
     return h;
 }
 
+/* lk64x4 as doc/model-bin.md defines it (the tensor checksum of version 2), written from the
+ * text: four lk64 chains over the words i mod 4, then lk64 over the four states. */
+static uint64_t lk64x4_ref(const unsigned char *p, size_t n) {
+    const uint64_t K = 0xff51afd7ed558ccdull;
+    uint64_t       h[4], w;
+    for (int l = 0; l < 4; l++) h[l] = 0x9e3779b97f4a7c15ull ^ (uint64_t)n ^ (uint64_t)l;
+    for (size_t i = 0, k = 0; i < n; i += 8, k++) {
+        w = 0;
+        memcpy(&w, p + i, n - i < 8 ? n - i : 8);
+        h[k % 4] = (h[k % 4] ^ w) * K;
+        h[k % 4] ^= h[k % 4] >> 32;
+    }
+    return lk64((const unsigned char *)h, sizeof h);
+}
+
 /* Recomputes the checksums of every section but 'data' and of the header. */
 static void reseal(unsigned char *b, size_t len) {
     int ns = n_sections(b);
@@ -524,28 +549,11 @@ static uint64_t plan_bytes(const lk_model *m) {
     return bytes;
 }
 
-/* Runs forward twice on one exec of m (the second run on the exec's own copy of packs made
- * ahead of time); returns output 0 of each run. */
 static void forward_twice(const lk_model *m, float **y1, float **y2, int64_t *n) {
-    lk_exec  *x = NULL;
-    lk_error  err;
-    int64_t   sh[LK_MAX_DIMS];
-    int       nd = lk_model_input_shape(m, 0, sh);
-    lk_tensor *in = NULL;
-    ck_assert_int_eq(lk_tensor_alloc(LK_F32, nd, sh, &in, &err), LK_OK);
-    tu_fill_uniform(in->data, lk_tensor_numel(in), 77, -2.385f, 2.385f);
-    ck_assert_msg(lk_exec_alloc(m, NULL, 0, NULL, &x, &err) == LK_OK, "%s", err.msg);
-    const lk_tensor *ins[1] = {in};
-    for (int r = 0; r < 2; r++) {
-        ck_assert_msg(lk_exec_forward(x, ins, &err) == LK_OK, "%s", err.msg);
-        const lk_tensor *y = lk_exec_value(x, lk_model_output(m, 0));
-        *n                 = lk_tensor_numel(y);
-        float *c           = malloc(sizeof(float) * (size_t)*n);
-        memcpy(c, y->data, sizeof(float) * (size_t)*n);
-        *(r ? y2 : y1) = c;
-    }
-    lk_exec_free(x);
-    lk_tensor_free(in);
+    float *y[2];
+    forward_runs(m, 0, 2, y, n);
+    *y1 = y[0];
+    *y2 = y[1];
 }
 
 START_TEST(test_packed_used) {
@@ -629,6 +637,26 @@ START_TEST(test_packed) {
         free(yb);
         free(yr);
     }
+    /* The version 2 checksums follow the documented lk64x4: conv.weight's record (value 1)
+     * and its pack record. */
+    {
+        size_t         flen;
+        unsigned char *raw = read_all(path, &flen);
+        uint64_t       voff, vsize, poff, psize, doff, nb, ck;
+        section(raw, 3, &voff, &vsize);
+        memcpy(&doff, raw + voff + 8 + 96 + 72, 8);
+        memcpy(&nb, raw + voff + 8 + 96 + 80, 8);
+        memcpy(&ck, raw + voff + 8 + 96 + 88, 8);
+        ck_assert_uint_eq(ck, lk64x4_ref(raw + doff, (size_t)nb));
+        ck_assert_uint_ne(ck, lk64(raw + doff, (size_t)nb));
+        section(raw, 7, &poff, &psize);
+        memcpy(&doff, raw + poff + 16 + 16, 8);
+        memcpy(&nb, raw + poff + 16 + 24, 8);
+        memcpy(&ck, raw + poff + 16 + 32, 8);
+        ck_assert_uint_eq(nb, fa * 4);
+        ck_assert_uint_eq(ck, lk64x4_ref(raw + doff, (size_t)nb));
+        free(raw);
+    }
     /* Re-saved: the packs travel with the model. */
     tmp_path("packed2.bin", path2, sizeof path2);
     ck_assert_msg(lk_model_save_native(b, path2, &err) == LK_OK, "%s", err.msg);
@@ -666,7 +694,7 @@ START_TEST(test_packed) {
         ((float *)wa->data)[i] *= -2.0f;
         ((float *)wr->data)[i] *= -2.0f;
     }
-    ck_assert_int_eq(lk_exec_params_changed(x, &err), LK_OK);
+    lk_exec_params_changed(x);
     const lk_tensor *ins[1] = {in};
     ck_assert_msg(lk_exec_forward(x, ins, &err) == LK_OK, "%s", err.msg);
     float *yw = forward_copy(ref, 0, &nr);

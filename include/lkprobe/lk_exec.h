@@ -111,14 +111,14 @@ LK_API void      lk_exec_free(lk_exec *x);
 /* Re-derives what lk_exec_alloc computed from parameter data (packed weights).  Weights
  * packed ahead of time (lk_exec_prepack, model.bin) are stale too: the exec packs every node
  * into its own memory (reserved at planning) from then on. */
-LK_API lk_status lk_exec_params_changed(lk_exec *x, lk_error *err);
+LK_API void      lk_exec_params_changed(lk_exec *x);
 /* Packs ahead of time the weights an exec planned for these shapes (NULL: declared ones)
  * would pack, and attaches them to the model's parameters (lk_model_set_param_packed; the
  * model owns the memory).  Execs planned later run their first forward on them wherever the
  * node geometry matches, instead of packing at planning, and copy them into their own
  * (huge-page) memory, reserved at planning, at the second forward; lk_model_save_native
- * stores them, so that a model.bin starts without packing.  Parameters already packed are left as they are;
- * *n_packed (may be NULL) counts the parameters packed now. */
+ * stores them, so that a model.bin starts without packing.  Parameters already packed are
+ * left as they are; *n_packed (may be NULL) counts the parameters packed now. */
 LK_API lk_status lk_exec_prepack(lk_model *m, int n_shapes, const lk_tensor *const *shapes,
                                  int64_t *n_packed, lk_error *err);
 
