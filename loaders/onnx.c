@@ -288,6 +288,14 @@ lk_status lk_onnx_tensor_decode(const unsigned char *base, lk_pb_span msg, const
         }
         s = ct_alloc_n(c, isint, n, label, err);
         if (s) return s;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        /* float32 and int64 are stored as they lie in memory here: one copy (the element loop
+         * took a third of loading a 300 MB model whose raw_data is mostly unaligned). */
+        if (dt == 1 || dt == 7) {
+            memcpy(dt == 1 ? (void *)c->f : (void *)c->i, raw.p, (size_t)n * esz);
+            return LK_OK;
+        }
+#endif
         for (int64_t k = 0; k < n; k++) raw_elem(c, dt, raw.p, k);
         if (converted && dt != 1 && !isint) (*converted)++;
         return LK_OK;

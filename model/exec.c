@@ -138,17 +138,49 @@ static void fill_ctx(lk_exec *x, const lk_node *n, lk_op_ctx *c, const lk_tensor
 
 static size_t round_up16(size_t n) { return (n + 15) & ~(size_t)15; }
 
-/* Packs the nodes that pack into the exec's own block (not those on pack_ext). */
-static void pack_own(lk_exec *x) {
-    for (int64_t i = 0; i < x->m->n_nodes && x->packed; i++) {
-        if (x->pack_off[i] == SIZE_MAX || x->pack_ext[i]) continue;
-        const lk_node   *n = &x->m->nodes[i];
-        const lk_tensor *in[MAX_IO];
-        lk_tensor       *outp[LK_MAX_OUTPUTS];
-        lk_op_ctx        c;
-        fill_ctx(x, n, &c, in, outp);
-        lk_op_get(n->op)->pack(&c, x->packed + x->pack_off[i]);
+/* Packs node i into the exec's own block. */
+static void pack_node(lk_exec *x, int64_t i) {
+    const lk_node   *n = &x->m->nodes[i];
+    const lk_tensor *in[MAX_IO];
+    lk_tensor       *outp[LK_MAX_OUTPUTS];
+    lk_op_ctx        c;
+    fill_ctx(x, n, &c, in, outp);
+    lk_op_get(n->op)->pack(&c, x->packed + x->pack_off[i]);
+}
+
+/* The nodes to pack, split into parts of about equal bytes: node i goes to part
+ * (bytes before it) * parts / total. */
+typedef struct pack_job {
+    lk_exec *x;
+    uint64_t total;
+    int64_t  parts;
+} pack_job;
+
+static int packs_own(const lk_exec *x, int64_t i) {
+    return x->pack_off[i] != SIZE_MAX && !x->pack_ext[i] && x->pack_n[i];
+}
+
+static void pack_body(void *arg, int64_t r0, int64_t r1, int tid) {
+    const pack_job *j = arg;
+    uint64_t        before = 0;
+    (void)tid;
+    for (int64_t i = 0; i < j->x->m->n_nodes; i++) {
+        if (!packs_own(j->x, i)) continue;
+        int64_t part = (int64_t)(before * (uint64_t)j->parts / j->total);
+        before += j->x->pack_n[i];
+        if (part >= r0 && part < r1) pack_node(j->x, i);
     }
+}
+
+/* Packs the nodes that pack into the exec's own block (not those on pack_ext), on the pool:
+ * 300 MB of RepLKNet-31B weights are most of planning, and their first touch of fresh pages
+ * parallelises too. */
+static void pack_own(lk_exec *x) {
+    if (!x->packed) return;
+    pack_job j = {x, 0, lk_pool_threads(x->pool)};
+    for (int64_t i = 0; i < x->m->n_nodes; i++)
+        if (packs_own(x, i)) j.total += x->pack_n[i];
+    if (j.total) lk_parallel_for(x->pool, j.parts, pack_body, &j);
 }
 
 /* Parameters changed in place: packs made ahead of time are stale too, so every node packs
