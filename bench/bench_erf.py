@@ -104,16 +104,20 @@ def main():
         if not os.path.exists(inputs):
             np.save(inputs, np.random.default_rng(0).standard_normal((n, 3, size, size)).astype(np.float32))
         tmap = os.path.join(out, f"torch_{name}_{size}.npy")
+        w0 = time.perf_counter()
         r = subprocess.run(["/usr/bin/time", "-f", "maxrss_kb=%M", sys.executable, __file__,
                             "--worker", name, inputs, str(a.threads), tmap],
                            check=True, capture_output=True, text=True)
+        t_whole = time.perf_counter() - w0
         tj = json.loads(r.stdout.strip().splitlines()[-1])
         t_rss = int(r.stderr.strip().split("maxrss_kb=")[-1]) / 1024.0
         lmap = os.path.join(out, f"lk_{name}_{size}.npy")
+        w0 = time.perf_counter()
         r = subprocess.run(["/usr/bin/time", "-f", "maxrss_kb=%M", lk, "erf", binf, "--inputs",
                             inputs, "--n", str(n), "--threads", str(a.threads), "--npy", lmap,
                             "--json", "-q"] + extra,
                            check=True, capture_output=True, text=True)
+        l_whole = time.perf_counter() - w0
         lj = json.loads(r.stdout)
         lt = lj["image_seconds"]
         l_rss = int(r.stderr.strip().split("maxrss_kb=")[-1]) / 1024.0
@@ -125,16 +129,19 @@ def main():
         agree = "same" if t_sides == l_sides else "DIFFER"
         sides = " ".join(f"{t}:{s_}" for t, s_ in zip(thr, l_sides))
         rows.append((name + (" --reparam" if extra else ""), size, n, tj["seconds"] / n, lt / n, tj["seconds"] / lt,
-                     t_rss, l_rss, rel, f"{sides} ({agree})"))
+                     t_rss, l_rss, rel, f"{sides} ({agree})", t_whole, l_whole))
         print(f"{name} {size}: torch {tj['seconds'] / n:.2f} s/img, lkprobe {lt / n:.2f} s/img, "
               f"speed-up {tj['seconds'] / lt:.2f}x, max rel diff {rel:.2e}, area sides lkprobe "
               f"{l_sides} torch {t_sides}", file=sys.stderr)
-    print(f"\nThreads: {a.threads}; torch {torch.__version__}; both times cover the image loop only "
-          f"(model loading excluded); peak RSS of each process from /usr/bin/time\n")
-    print("| model | input | images | PyTorch (s/img) | lkprobe (s/img) | speed-up | PyTorch peak RSS (MiB) | lkprobe peak RSS (MiB) | max rel. diff of maps | ERF square sides t:side (vs PyTorch) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(f"\nThreads: {a.threads}; torch {torch.__version__}; s/img covers the image loop "
+          f"(model loading excluded); 'as commands' is each whole process (PyTorch: the script "
+          f"with its imports and model construction; lkprobe: `lkprobe erf model.bin`); peak RSS "
+          f"of each process from /usr/bin/time\n")
+    print("| model | input | images | PyTorch (s/img) | lkprobe (s/img) | speed-up | as commands: PyTorch / lkprobe (s), speed-up | PyTorch peak RSS (MiB) | lkprobe peak RSS (MiB) | max rel. diff of maps | ERF square sides t:side (vs PyTorch) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r_ in rows:
         print(f"| {r_[0]} | {r_[1]}x{r_[1]} | {r_[2]} | {r_[3]:.2f} | {r_[4]:.2f} | {r_[5]:.2f}x | "
+              f"{r_[10]:.1f} / {r_[11]:.1f}, {r_[10] / r_[11]:.2f}x | "
               f"{r_[6]:.0f} | {r_[7]:.0f} | {r_[8]:.1e} | {r_[9]} |")
 
 

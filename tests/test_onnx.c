@@ -237,6 +237,46 @@ START_TEST(test_tensor_pb) {
 }
 END_TEST
 
+/* raw_data at each of the four alignments, float32 (bit patterns -0, a quiet NaN with payload,
+ * the smallest denormal) and int64: every value comes out exact, whether borrowed (aligned)
+ * or copied (the one-copy path of little-endian hosts, or the element loop). */
+START_TEST(test_raw_alignments) {
+    static const uint32_t fbits[5] = {0x3f800000u, 0x80000000u, 0x7fc00001u, 0x00000001u,
+                                      0xc2f6e979u};
+    static const int64_t  ivals[3] = {-1, (int64_t)1 << 40, -7};
+    for (int dt = 1; dt <= 7; dt += 6)
+        for (size_t shift = 0; shift < 4; shift++) {
+            _Alignas(16) unsigned char buf[64];
+            unsigned char *p   = buf + shift;
+            int            cnt = dt == 1 ? 5 : 3, w = dt == 1 ? 4 : 8;
+            size_t         n   = 0;
+            p[n++] = 0x08, p[n++] = (unsigned char)cnt;           /* dims */
+            p[n++] = 0x10, p[n++] = (unsigned char)dt;            /* data_type */
+            p[n++] = 0x4a, p[n++] = (unsigned char)(cnt * w);     /* raw_data */
+            for (int k = 0; k < cnt; k++)
+                for (int b = 0; b < w; b++) {
+                    uint64_t v = dt == 1 ? fbits[k] : (uint64_t)ivals[k];
+                    p[n++]     = (unsigned char)(v >> (8 * b));
+                }
+            lk_ct      c;
+            lk_error   err;
+            lk_pb_span msg = {p, n};
+            ck_assert_int_eq(lk_onnx_tensor_decode(p, msg, "t", 1, &c, NULL, &err), LK_OK);
+            ck_assert_int_eq(c.n, cnt);
+            for (int k = 0; k < cnt; k++) {
+                if (dt == 7) {
+                    ck_assert(c.i[k] == ivals[k]);
+                    continue;
+                }
+                uint32_t got;
+                memcpy(&got, &c.f[k], 4);
+                ck_assert_msg(got == fbits[k], "shift %zu, element %d: %08x", shift, k, got);
+            }
+            lk_ct_free(&c);
+        }
+}
+END_TEST
+
 /* ---- fixtures ------------------------------------------------------------------------------ */
 
 START_TEST(test_tiny_cnn) {
@@ -557,6 +597,7 @@ int main(void) {
     tcase_add_test(tc, test_fields);
     tcase_add_test(tc, test_repeated);
     tcase_add_test(tc, test_tensor_pb);
+    tcase_add_test(tc, test_raw_alignments);
     tcase_add_test(tc, test_tiny_cnn);
     tcase_add_loop_test(tc, test_opset_variants, 0, (int)(sizeof variants / sizeof variants[0]));
     tcase_add_loop_test(tc, test_exports, 0, (int)(sizeof exports / sizeof exports[0]));
