@@ -87,6 +87,55 @@ void lk_conv_pack_weights(const lk_conv_geom *g, const float *w, float *wp) {
         }
 }
 
+/* ---- the data gradient on packed transposed weights ---------------------------------------- */
+
+int lk_conv_transposed_geom(const lk_conv_geom *g, lk_conv_geom *t) {
+    if (lk_conv_is_depthwise(g) || g->sh != 1 || g->sw != 1) return 0;
+    int64_t pt = (g->kh - 1) * g->dh - g->ph, pl = (g->kw - 1) * g->dw - g->pw;
+    if (pt < 0 || pl < 0) return 0;
+    lk_conv_geom r = {g->n,  g->m,  g->oh, g->ow, g->c,  g->h,  g->w, g->group,
+                      g->kh, g->kw, 1,     1,     g->dh, g->dw, pt,   pl};
+    if (lk_conv_is_depthwise(&r) || !lk_conv_geom_fits(&r)) return 0;
+    *t = r;
+    return 1;
+}
+
+size_t lk_conv_packed_bwd_floats(const lk_conv_geom *g) {
+    lk_conv_geom t;
+    if (!lk_conv_geom_fits(g) || !lk_conv_transposed_geom(g, &t)) return 0;
+    return lk_conv_packed_floats(&t);
+}
+
+void lk_conv_pack_weights_bwd(const lk_conv_geom *g, const float *w, float *wp) {
+    lk_conv_geom t;
+    lk_conv_transposed_geom(g, &t);
+    int64_t cg = g->c / g->group, mg = g->m / g->group, khw = g->kh * g->kw;
+    int64_t k = kdim_of(&t), np = panels_of(&t);
+    for (int64_t gi = 0; gi < g->group; gi++)
+        for (int64_t p = 0; p < np; p++) {
+            float *dst = wp + (gi * np + p) * k * MR;
+            for (int64_t r = 0; r < MR; r++) {
+                int64_t ci = p * MR + r;
+                for (int64_t kk = 0; kk < k; kk++) {
+                    /* tap kk = (mi, ky, kx) of the transposed weight: W[mi][ci] flipped */
+                    int64_t mi = kk / khw, ky = kk % khw / g->kw, kx = kk % g->kw;
+                    dst[kk * MR + r] =
+                        ci < cg ? w[((gi * mg + mi) * cg + ci) * khw + (g->kh - 1 - ky) * g->kw +
+                                    (g->kw - 1 - kx)]
+                                : 0.0f;
+                }
+            }
+        }
+}
+
+void lk_conv_backward_data_packed(const lk_conv_geom *g, const float *gy, const float *wpt,
+                                  float *gx, const lk_op_ctx *ctx) {
+    lk_conv_geom t;
+    int          ok = lk_conv_transposed_geom(g, &t);
+    LK_ASSERT(ok);
+    lk_conv_forward_packed(&t, gy, wpt, NULL, gx, 1, NULL, 0, ctx);
+}
+
 /* ---- phase planes ----------------------------------------------------------------------- */
 
 typedef struct dp_layout {

@@ -30,6 +30,9 @@ struct lk_exec {
     float          *packed;    /* ops' pack data (packed weights), one block             */
     size_t         *pack_off;  /* per node: offset into packed, or SIZE_MAX for none     */
     size_t         *pack_n;    /* per node: floats of its pack data (0: none)              */
+    size_t         *bpack_off; /* per node: offset of its backward pack (pack_bwd) in packed,
+                                  SIZE_MAX: none (execs with gradients only)              */
+    size_t         *bpack_n;   /* per node: floats of its backward pack (0: none)          */
     const float   **pack_ext;  /* per node: pack data packed ahead of time, borrowed from
                                   the model (lk_exec_prepack, model.bin), or NULL; its
                                   place in packed is reserved (promote_packs)              */
@@ -85,6 +88,8 @@ void lk_exec_free(lk_exec *x) {
     lk_free(x->packed);
     lk_free(x->pack_off);
     lk_free(x->pack_n);
+    lk_free(x->bpack_off);
+    lk_free(x->bpack_n);
     lk_free(x->pack_ext);
     lk_free(x->node_s);
     lk_free(x->fuse_out);
@@ -133,19 +138,31 @@ static void fill_ctx(lk_exec *x, const lk_node *n, lk_op_ctx *c, const lk_tensor
         size_t  off = x->pack_off[i];
         c->packed   = off != SIZE_MAX && x->packed ? x->packed + off : NULL;
         if (x->pack_ext[i]) c->packed = x->pack_ext[i];
+        if (x->bpack_off[i] != SIZE_MAX && x->packed) c->packed_bwd = x->packed + x->bpack_off[i];
     }
 }
 
 static size_t round_up16(size_t n) { return (n + 15) & ~(size_t)15; }
 
+static int packs_own(const lk_exec *x, int64_t i) {
+    return x->pack_off[i] != SIZE_MAX && !x->pack_ext[i] && x->pack_n[i];
+}
+
+/* Floats node i packs into the exec's own block (forward and backward packs). */
+static size_t own_pack_n(const lk_exec *x, int64_t i) {
+    return (packs_own(x, i) ? x->pack_n[i] : 0) + x->bpack_n[i];
+}
+
 /* Packs node i into the exec's own block. */
 static void pack_node(lk_exec *x, int64_t i) {
     const lk_node   *n = &x->m->nodes[i];
+    const lk_op_def *d = lk_op_get(n->op);
     const lk_tensor *in[MAX_IO];
     lk_tensor       *outp[LK_MAX_OUTPUTS];
     lk_op_ctx        c;
     fill_ctx(x, n, &c, in, outp);
-    lk_op_get(n->op)->pack(&c, x->packed + x->pack_off[i]);
+    if (packs_own(x, i)) d->pack(&c, x->packed + x->pack_off[i]);
+    if (x->bpack_n[i]) d->pack_bwd(&c, x->packed + x->bpack_off[i]);
 }
 
 /* The nodes to pack, split into parts of about equal bytes: node i goes to part
@@ -156,18 +173,15 @@ typedef struct pack_job {
     int64_t  parts;
 } pack_job;
 
-static int packs_own(const lk_exec *x, int64_t i) {
-    return x->pack_off[i] != SIZE_MAX && !x->pack_ext[i] && x->pack_n[i];
-}
-
 static void pack_body(void *arg, int64_t r0, int64_t r1, int tid) {
     const pack_job *j = arg;
     uint64_t        before = 0;
     (void)tid;
     for (int64_t i = 0; i < j->x->m->n_nodes; i++) {
-        if (!packs_own(j->x, i)) continue;
+        size_t own = own_pack_n(j->x, i);
+        if (!own) continue;
         int64_t part = (int64_t)(before * (uint64_t)j->parts / j->total);
-        before += j->x->pack_n[i];
+        before += own;
         if (part >= r0 && part < r1) pack_node(j->x, i);
     }
 }
@@ -178,8 +192,7 @@ static void pack_body(void *arg, int64_t r0, int64_t r1, int tid) {
 static void pack_own(lk_exec *x) {
     if (!x->packed) return;
     pack_job j = {x, 0, lk_pool_threads(x->pool)};
-    for (int64_t i = 0; i < x->m->n_nodes; i++)
-        if (packs_own(x, i)) j.total += x->pack_n[i];
+    for (int64_t i = 0; i < x->m->n_nodes; i++) j.total += own_pack_n(x, i);
     if (j.total) lk_parallel_for(x->pool, j.parts, pack_body, &j);
 }
 
@@ -435,11 +448,13 @@ static lk_status plan_init(lk_exec *x, lk_error *err) {
     x->seedp    = lk_calloc(nv, sizeof *x->seedp);
     x->pack_off = lk_malloc(sizeof *x->pack_off * nn);
     x->pack_n   = lk_calloc(nn, sizeof *x->pack_n);
+    x->bpack_off = lk_malloc(sizeof *x->bpack_off * nn);
+    x->bpack_n   = lk_calloc(nn, sizeof *x->bpack_n);
     x->pack_ext = lk_calloc(nn, sizeof *x->pack_ext);
     if (x->o.profile) x->node_s = lk_calloc(nn, sizeof(double));
     if (!x->vals || !x->grads || !x->tans || !x->req || !x->touched || !x->active || !x->live ||
         !x->persist || !x->zeroed || !x->tzero || !x->tkeep || !x->keep || !x->fed ||
-        !x->mark || !x->seedp || !x->pack_off || !x->pack_n || !x->pack_ext ||
+        !x->mark || !x->seedp || !x->pack_off || !x->pack_n || !x->pack_ext || !x->bpack_off || !x->bpack_n ||
         (x->o.profile && !x->node_s))
         return LK_FAIL(err, LK_ENOMEM, "out of memory allocating an executor");
     return LK_OK;
@@ -601,7 +616,7 @@ static lk_status plan_shapes(lk_exec *x, int n_shapes, const lk_tensor *const *s
         x->vals[v].dtype = LK_F32;
     }
     *scratch = *packed = 0;
-    for (int64_t i = 0; i < m->n_nodes; i++) x->pack_off[i] = SIZE_MAX;
+    for (int64_t i = 0; i < m->n_nodes; i++) x->pack_off[i] = x->bpack_off[i] = SIZE_MAX;
     for (int64_t i = 0; i < m->n_nodes; i++) {
         if (!x->active[i]) continue;
         const lk_node   *n = &m->nodes[i];
@@ -629,9 +644,11 @@ static lk_status plan_shapes(lk_exec *x, int n_shapes, const lk_tensor *const *s
         if (need > *scratch) *scratch = need;
         /* Pack data is decided here, while activations still have no data: an op packs only
          * parameters. */
-        size_t pk = d->pack ? d->pack(&c, NULL) : 0;
+        size_t pk  = d->pack ? d->pack(&c, NULL) : 0;
+        size_t bpk = x->o.grad != LK_GRAD_NONE && d->pack_bwd ? d->pack_bwd(&c, NULL) : 0;
         if (need > (size_t)LK_MAX_NUMEL || pk > (size_t)LK_MAX_NUMEL ||
-            *packed + round_up16(pk) > (size_t)LK_MAX_NUMEL)
+            bpk > (size_t)LK_MAX_NUMEL ||
+            *packed + round_up16(pk) + round_up16(bpk) > (size_t)LK_MAX_NUMEL)
             return LK_FAIL(err, LK_ESHAPE, "planning for the given input shape: node '%s' (%s): "
                            "its working buffers would be too large to allocate (stride, dilation, "
                            "pads or sizes too large)", n->name, d->name);
@@ -641,6 +658,11 @@ static lk_status plan_shapes(lk_exec *x, int n_shapes, const lk_tensor *const *s
         if (pk) {
             x->pack_off[i] = *packed;
             *packed += round_up16(pk);
+        }
+        x->bpack_n[i] = bpk;
+        if (bpk) {
+            x->bpack_off[i] = *packed;
+            *packed += round_up16(bpk);
         }
     }
     return LK_OK;

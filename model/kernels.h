@@ -90,6 +90,21 @@ static inline void lk_conv_valid_range(int64_t ow, int64_t w, int64_t s, int64_t
 size_t lk_conv_packed_floats(const lk_conv_geom *g);
 /* wp (lk_conv_packed_floats) = the weight w (m, c/group, kh, kw) in micro-kernel panels. */
 void   lk_conv_pack_weights(const lk_conv_geom *g, const float *w, float *wp);
+/* The data gradient of a stride-1 convolution as a forward convolution: gy (n, m, oh, ow)
+ * convolved with the weight transposed per group and flipped, (c, m/group, kh, kw), with
+ * pads (k-1)*d - p, gives gx (n, c, h, w).  Returns 0 (t unset) when g has no such form
+ * (strides, pads beyond (k-1)*d, depthwise) or its buffers would not fit. */
+int    lk_conv_transposed_geom(const lk_conv_geom *g, lk_conv_geom *t);
+/* Floats of the packed transposed weight that lk_conv_backward_data_packed runs on (0: the
+ * data gradient stays on the im2col GEMM path). */
+size_t lk_conv_packed_bwd_floats(const lk_conv_geom *g);
+/* wp (lk_conv_packed_bwd_floats) = the transposed, flipped weight of w in the panels of
+ * lk_conv_transposed_geom's geometry. */
+void   lk_conv_pack_weights_bwd(const lk_conv_geom *g, const float *w, float *wp);
+/* gx += conv^T(gy, w) on the packed transposed weight (the packed forward kernel, AVX-512
+ * where the CPU has it, instead of the im2col GEMM of lk_conv_backward_data). */
+void   lk_conv_backward_data_packed(const lk_conv_geom *g, const float *gy, const float *wpt,
+                                    float *gx, const lk_op_ctx *ctx);
 /* Scratch floats lk_conv_forward_packed needs for nthreads threads. */
 size_t lk_conv_packed_scratch(const lk_conv_geom *g, int nthreads);
 /* y = (accumulate ? y : 0) + conv(x, W) + b with W given packed (wp); b may be NULL.  Fused

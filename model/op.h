@@ -103,6 +103,7 @@ typedef struct lk_op_ctx {
     float                  *scratch;
     size_t                  scratch_floats;
     const float            *packed;  /* the op's pack data, or NULL                       */
+    const float            *packed_bwd; /* its backward pack data (pack_bwd), or NULL       */
     /* Forward epilogue the exec fuses into a Conv (lk_exec_opts.fuse): out = relu?(conv + add),
      * add same-shaped as out (NULL: none).  Other ops never see these set. */
     const float            *fuse_add;
@@ -128,6 +129,9 @@ typedef struct lk_op_def {
     void      (*jvp)(const lk_op_ctx *ctx);
     size_t    (*pack)(const lk_op_ctx *ctx, float *dst); /* plan time; optional            */
     int         pack_from;                     /* the parameter input pack data comes from */
+    /* Like pack, for the backward pass (planned only by execs with gradients, always into the
+     * exec's own block; run-time calls see it as ctx->packed_bwd); optional. */
+    size_t    (*pack_bwd)(const lk_op_ctx *ctx, float *dst);
     lk_rf_kind rf;                             /* receptive-field kind (lk_op_rf_kind)     */
     unsigned   roles;                          /* LK_ROLE_* (lk_op_roles)                  */
     void      (*defaults)(lk_attrs *a);        /* ONNX attribute defaults; optional        */

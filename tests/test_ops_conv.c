@@ -203,6 +203,10 @@ static const conv_spec conv_specs[] = {
     {"packed_kslices_junk", 0, 2, 1, 60, 6, 10, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1},
     {"packed_kslices_direct", 0, 2, 2, 600, 4, 16, 12, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1},
     {"packed_small_g2_s2", 0, 2, 1, 6, 8, 9, 128, 3, 3, 2, 2, 2, 1, 1, 1, 1, 1, 1, 0, 0, 0},
+    /* Stride-1 data gradients on the packed transposed weight (conv_pack_bwd): dilation and
+     * uneven pads (begin pads up to (k-1)*d), groups, a 1-D kernel, multi-panel rows. */
+    {"bwd_packed_asym_d2x1", 0, 2, 2, 20, 9, 23, 14, 3, 3, 1, 1, 1, 2, 1, 1, 2, 3, 0, 0, 0, 1},
+    {"bwd_packed_1d_g3", 0, 1, 1, 9, 1, 50, 12, 1, 5, 3, 1, 1, 1, 1, 0, 2, 0, 1, 0, 0, 0},
     {"dw5x5_d3", 0, 2, 1, 4, 17, 18, 4, 5, 5, 4, 1, 1, 3, 3, 6, 6, 6, 6, 0, 0, 0},
     {"dw7x7_asym_d2", 0, 2, 1, 3, 14, 37, 3, 7, 7, 3, 1, 1, 2, 2, 5, 1, 2, 7, 0, 0, 1},
     {"band1x11", 0, 2, 1, 4, 13, 24, 4, 1, 11, 4, 1, 1, 1, 1, 0, 5, 0, 5, 0, 0, 1},

@@ -136,6 +136,17 @@ static size_t conv_pack(const lk_op_ctx *ctx, float *dst) {
     return need;
 }
 
+/* The data gradient of a stride-1 dense conv runs as a packed forward conv of gy with the
+ * transposed weight. */
+static size_t conv_pack_bwd(const lk_op_ctx *ctx, float *dst) {
+    lk_conv_geom g;
+    if (!ctx->in[1]->data) return 0;
+    conv_geom(ctx, &g);
+    size_t need = lk_conv_packed_bwd_floats(&g);
+    if (dst && need) lk_conv_pack_weights_bwd(&g, ctx->in[1]->data, dst);
+    return need;
+}
+
 /* y = (accumulate ? y : 0) + conv(x, W) + b with the node's own weight W. */
 static void conv_apply_w(const lk_op_ctx *ctx, const lk_conv_geom *g, const float *x,
                          const float *b, float *y, int accumulate) {
@@ -187,7 +198,10 @@ static void conv_backward(const lk_op_ctx *ctx) {
         if (ctx->gin[0]) be->backward_data(&call, gy, ctx->in[1]->data, ctx->gin[0]->data);
         if (ctx->gin[1]) be->backward_weight(&call, ctx->in[0]->data, gy, ctx->gin[1]->data);
     } else {
-        if (ctx->gin[0]) lk_conv_backward_data(&g, gy, ctx->in[1]->data, ctx->gin[0]->data, ctx);
+        if (ctx->gin[0] && ctx->packed_bwd)
+            lk_conv_backward_data_packed(&g, gy, ctx->packed_bwd, ctx->gin[0]->data, ctx);
+        else if (ctx->gin[0])
+            lk_conv_backward_data(&g, gy, ctx->in[1]->data, ctx->gin[0]->data, ctx);
         if (ctx->gin[1])
             lk_conv_backward_weight(&g, ctx->in[0]->data, gy, ctx->gin[1]->data, ctx);
     }
@@ -228,6 +242,7 @@ const lk_op_def lk_op_def_CONV = {
     .jvp       = conv_jvp,
     .pack      = conv_pack,
     .pack_from = 1,
+    .pack_bwd  = conv_pack_bwd,
     .rf        = LK_RF_WINDOW,
     .roles     = LK_ROLE_CONV,
     .defaults  = lk_window_defaults,
