@@ -437,8 +437,49 @@ static int split_rows(const lk_conv_geom *g, int64_t cols, int nt) {
 }
 
 /* Scratch: [phase planes][tap offsets (int64)][accumulator tile per thread]. */
+/* A strided 1x1 conv without pads reads one phase of its input: it runs as the stride-1 conv
+ * of that phase (sub_geom), copied out first (sub_body), instead of laying out all sh * sw
+ * phase planes with a strided copy each (ResNet's downsample convs ran 2.3-3.6x slower than
+ * the stride-1 1x1 convs of the same size).  Same weights, same sums: the same bits. */
+static int strided_1x1(const lk_conv_geom *g) {
+    return g->kh == 1 && g->kw == 1 && g->ph == 0 && g->pw == 0 && (g->sh > 1 || g->sw > 1) &&
+           !lk_conv_is_depthwise(g);
+}
+
+static lk_conv_geom sub_geom(const lk_conv_geom *g) {
+    lk_conv_geom s = *g;
+    s.h = g->oh, s.w = g->ow, s.sh = s.sw = 1, s.dh = s.dw = 1;
+    return s;
+}
+
+static size_t sub_floats(const lk_conv_geom *g) {
+    return (size_t)((g->n * g->c * g->oh * g->ow + 15) & ~(int64_t)15);
+}
+
+typedef struct sub_args {
+    const lk_conv_geom *g;
+    const float        *x;
+    float              *xs;
+} sub_args;
+
+static void sub_body(void *arg, int64_t p0, int64_t p1, int tid) {
+    const sub_args     *a = arg;
+    const lk_conv_geom *g = a->g;
+    (void)tid;
+    for (int64_t p = p0; p < p1; p++)
+        for (int64_t oy = 0; oy < g->oh; oy++) {
+            const float *src = a->x + (p * g->h + oy * g->sh) * g->w;
+            float       *dst = a->xs + (p * g->oh + oy) * g->ow;
+            for (int64_t ox = 0; ox < g->ow; ox++) dst[ox] = src[ox * g->sw];
+        }
+}
+
 size_t lk_conv_packed_scratch(const lk_conv_geom *g, int nthreads) {
     if (lk_conv_is_depthwise(g)) return 0;
+    if (strided_1x1(g)) {
+        lk_conv_geom s = sub_geom(g);
+        return sub_floats(g) + lk_conv_packed_scratch(&s, nthreads);
+    }
     dp_layout L;
     dp_layout_set(g, &L);
     int     nt = nthreads > 0 ? nthreads : 1;
@@ -452,6 +493,17 @@ void lk_conv_forward_packed(const lk_conv_geom *g, const float *x, const float *
     dp_layout L;
     pk_args   a;
     LK_ASSERT(ctx->scratch_floats >= lk_conv_packed_scratch(g, nt));
+    if (strided_1x1(g)) {
+        lk_conv_geom s  = sub_geom(g);
+        lk_op_ctx    c  = *ctx;
+        sub_args     sa = {g, x, ctx->scratch};
+        if (nt == 1 || g->n * g->c * g->oh * g->ow < 65536) sub_body(&sa, 0, g->n * g->c, 0);
+        else lk_parallel_for(ctx->pool, g->n * g->c, sub_body, &sa);
+        c.scratch        = ctx->scratch + sub_floats(g);
+        c.scratch_floats = ctx->scratch_floats - sub_floats(g);
+        lk_conv_forward_packed(&s, sa.xs, wp, b, y, accumulate, res, relu, &c);
+        return;
+    }
     dp_layout_set(g, &L);
     memset(&a, 0, sizeof a);
     a.g = g, a.L = &L, a.x = x, a.wp = wp, a.b = b, a.y = y, a.accumulate = accumulate;

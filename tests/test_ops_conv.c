@@ -207,6 +207,9 @@ static const conv_spec conv_specs[] = {
      * uneven pads (begin pads up to (k-1)*d), groups, a 1-D kernel, multi-panel rows. */
     {"bwd_packed_asym_d2x1", 0, 2, 2, 20, 9, 23, 14, 3, 3, 1, 1, 1, 2, 1, 1, 2, 3, 0, 0, 0, 1},
     {"bwd_packed_1d_g3", 0, 1, 1, 9, 1, 50, 12, 1, 5, 3, 1, 1, 1, 1, 0, 2, 0, 1, 0, 0, 0},
+    /* Strided 1x1 convs run as the stride-1 conv of one input phase (sub_geom). */
+    {"packed_1x1_s2_multi", 0, 2, 2, 40, 30, 28, 24, 1, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0, 0, 0, 1},
+    {"packed_1x1_s2x3_g2", 0, 2, 1, 12, 11, 31, 10, 1, 1, 2, 2, 3, 1, 1, 0, 0, 0, 0, 0, 0, 0},
     {"dw5x5_d3", 0, 2, 1, 4, 17, 18, 4, 5, 5, 4, 1, 1, 3, 3, 6, 6, 6, 6, 0, 0, 0},
     {"dw7x7_asym_d2", 0, 2, 1, 3, 14, 37, 3, 7, 7, 3, 1, 1, 2, 2, 5, 1, 2, 7, 0, 0, 1},
     {"band1x11", 0, 2, 1, 4, 13, 24, 4, 1, 11, 4, 1, 1, 1, 1, 0, 5, 0, 5, 0, 0, 1},
