@@ -87,6 +87,45 @@ void lk_conv_pack_weights(const lk_conv_geom *g, const float *w, float *wp) {
         }
 }
 
+/* ---- strided 1x1 convs ------------------------------------------------------------------- */
+
+/* A strided 1x1 conv without pads reads one phase of its input: it runs as the stride-1 conv
+ * of that phase (sub_geom), copied out first (sub_body), instead of laying out all sh * sw
+ * phase planes with a strided copy each (ResNet's downsample convs ran 2.3-3.6x slower than
+ * the stride-1 1x1 convs of the same size).  Same weights, same sums: the same bits. */
+static int strided_1x1(const lk_conv_geom *g) {
+    return g->kh == 1 && g->kw == 1 && g->ph == 0 && g->pw == 0 && (g->sh > 1 || g->sw > 1) &&
+           !lk_conv_is_depthwise(g);
+}
+
+static lk_conv_geom sub_geom(const lk_conv_geom *g) {
+    lk_conv_geom s = *g;
+    s.h = g->oh, s.w = g->ow, s.sh = s.sw = 1, s.dh = s.dw = 1;
+    return s;
+}
+
+static size_t sub_floats(const lk_conv_geom *g) {
+    return (size_t)((g->n * g->c * g->oh * g->ow + 15) & ~(int64_t)15);
+}
+
+typedef struct sub_args {
+    const lk_conv_geom *g;
+    const float        *x;
+    float              *xs;
+} sub_args;
+
+static void sub_body(void *arg, int64_t p0, int64_t p1, int tid) {
+    const sub_args     *a = arg;
+    const lk_conv_geom *g = a->g;
+    (void)tid;
+    for (int64_t p = p0; p < p1; p++)
+        for (int64_t oy = 0; oy < g->oh; oy++) {
+            const float *src = a->x + (p * g->h + oy * g->sh) * g->w;
+            float       *dst = a->xs + (p * g->oh + oy) * g->ow;
+            for (int64_t ox = 0; ox < g->ow; ox++) dst[ox] = src[ox * g->sw];
+        }
+}
+
 /* ---- the data gradient on packed transposed weights ---------------------------------------- */
 
 int lk_conv_transposed_geom(const lk_conv_geom *g, lk_conv_geom *t) {
@@ -102,12 +141,33 @@ int lk_conv_transposed_geom(const lk_conv_geom *g, lk_conv_geom *t) {
 
 size_t lk_conv_packed_bwd_floats(const lk_conv_geom *g) {
     lk_conv_geom t;
-    if (!lk_conv_geom_fits(g) || !lk_conv_transposed_geom(g, &t)) return 0;
+    if (!lk_conv_geom_fits(g)) return 0;
+    if (strided_1x1(g)) {
+        lk_conv_geom s = sub_geom(g);
+        return lk_conv_packed_bwd_floats(&s);
+    }
+    if (!lk_conv_transposed_geom(g, &t)) return 0;
     return lk_conv_packed_floats(&t);
+}
+
+size_t lk_conv_packed_bwd_scratch(const lk_conv_geom *g, int nthreads) {
+    lk_conv_geom t;
+    if (!lk_conv_packed_bwd_floats(g)) return 0;
+    if (strided_1x1(g)) {
+        lk_conv_geom s = sub_geom(g);
+        return sub_floats(g) + lk_conv_packed_bwd_scratch(&s, nthreads);
+    }
+    lk_conv_transposed_geom(g, &t);
+    return lk_conv_packed_scratch(&t, nthreads);
 }
 
 void lk_conv_pack_weights_bwd(const lk_conv_geom *g, const float *w, float *wp) {
     lk_conv_geom t;
+    if (strided_1x1(g)) { /* the weights of a 1x1 conv do not depend on its stride */
+        lk_conv_geom s = sub_geom(g);
+        lk_conv_pack_weights_bwd(&s, w, wp);
+        return;
+    }
     lk_conv_transposed_geom(g, &t);
     int64_t cg = g->c / g->group, mg = g->m / g->group, khw = g->kh * g->kw;
     int64_t k = kdim_of(&t), np = panels_of(&t);
@@ -128,10 +188,45 @@ void lk_conv_pack_weights_bwd(const lk_conv_geom *g, const float *w, float *wp) 
         }
 }
 
+/* gx (the strided conv's input gradient) += the sub-conv's input gradient xs at the phase the
+ * conv reads. */
+typedef struct unsub_args {
+    const lk_conv_geom *g;
+    float              *gx;
+    const float        *xs;
+} unsub_args;
+
+static void unsub_body(void *arg, int64_t p0, int64_t p1, int tid) {
+    const unsub_args   *a = arg;
+    const lk_conv_geom *g = a->g;
+    (void)tid;
+    for (int64_t p = p0; p < p1; p++)
+        for (int64_t oy = 0; oy < g->oh; oy++) {
+            float       *dst = a->gx + (p * g->h + oy * g->sh) * g->w;
+            const float *src = a->xs + (p * g->oh + oy) * g->ow;
+            for (int64_t ox = 0; ox < g->ow; ox++) dst[ox * g->sw] += src[ox];
+        }
+}
+
 void lk_conv_backward_data_packed(const lk_conv_geom *g, const float *gy, const float *wpt,
                                   float *gx, const lk_op_ctx *ctx) {
     lk_conv_geom t;
-    int          ok = lk_conv_transposed_geom(g, &t);
+    int          nt = ctx->pool ? ctx->nthreads : 1;
+    LK_ASSERT(ctx->scratch_floats >= lk_conv_packed_bwd_scratch(g, nt));
+    if (strided_1x1(g)) {
+        lk_conv_geom s  = sub_geom(g);
+        lk_op_ctx    c  = *ctx;
+        unsub_args   sa = {g, gx, ctx->scratch};
+        int          ok = lk_conv_transposed_geom(&s, &t);
+        LK_ASSERT(ok);
+        c.scratch        = ctx->scratch + sub_floats(g);
+        c.scratch_floats = ctx->scratch_floats - sub_floats(g);
+        lk_conv_forward_packed(&t, gy, wpt, NULL, ctx->scratch, 0, NULL, 0, &c);
+        if (nt == 1 || g->n * g->c * g->oh * g->ow < 65536) unsub_body(&sa, 0, g->n * g->c, 0);
+        else lk_parallel_for(ctx->pool, g->n * g->c, unsub_body, &sa);
+        return;
+    }
+    int ok = lk_conv_transposed_geom(g, &t);
     LK_ASSERT(ok);
     lk_conv_forward_packed(&t, gy, wpt, NULL, gx, 1, NULL, 0, ctx);
 }
@@ -437,43 +532,6 @@ static int split_rows(const lk_conv_geom *g, int64_t cols, int nt) {
 }
 
 /* Scratch: [phase planes][tap offsets (int64)][accumulator tile per thread]. */
-/* A strided 1x1 conv without pads reads one phase of its input: it runs as the stride-1 conv
- * of that phase (sub_geom), copied out first (sub_body), instead of laying out all sh * sw
- * phase planes with a strided copy each (ResNet's downsample convs ran 2.3-3.6x slower than
- * the stride-1 1x1 convs of the same size).  Same weights, same sums: the same bits. */
-static int strided_1x1(const lk_conv_geom *g) {
-    return g->kh == 1 && g->kw == 1 && g->ph == 0 && g->pw == 0 && (g->sh > 1 || g->sw > 1) &&
-           !lk_conv_is_depthwise(g);
-}
-
-static lk_conv_geom sub_geom(const lk_conv_geom *g) {
-    lk_conv_geom s = *g;
-    s.h = g->oh, s.w = g->ow, s.sh = s.sw = 1, s.dh = s.dw = 1;
-    return s;
-}
-
-static size_t sub_floats(const lk_conv_geom *g) {
-    return (size_t)((g->n * g->c * g->oh * g->ow + 15) & ~(int64_t)15);
-}
-
-typedef struct sub_args {
-    const lk_conv_geom *g;
-    const float        *x;
-    float              *xs;
-} sub_args;
-
-static void sub_body(void *arg, int64_t p0, int64_t p1, int tid) {
-    const sub_args     *a = arg;
-    const lk_conv_geom *g = a->g;
-    (void)tid;
-    for (int64_t p = p0; p < p1; p++)
-        for (int64_t oy = 0; oy < g->oh; oy++) {
-            const float *src = a->x + (p * g->h + oy * g->sh) * g->w;
-            float       *dst = a->xs + (p * g->oh + oy) * g->ow;
-            for (int64_t ox = 0; ox < g->ow; ox++) dst[ox] = src[ox * g->sw];
-        }
-}
-
 size_t lk_conv_packed_scratch(const lk_conv_geom *g, int nthreads) {
     if (lk_conv_is_depthwise(g)) return 0;
     if (strided_1x1(g)) {

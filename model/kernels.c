@@ -963,13 +963,9 @@ size_t lk_conv_scratch(const lk_conv_geom *g, int nthreads) {
     if (!lk_conv_geom_fits(g)) return SIZE_MAX;
     if (!lk_conv_is_depthwise(g)) {
         size_t im2col = gemm_scratch(g) * (size_t)(use_rowpar(g, nthreads) ? nthreads : 1);
-        size_t       packed = lk_conv_packed_scratch(g, nthreads);
-        lk_conv_geom t; /* backward data on a packed transposed weight */
-        if (lk_conv_packed_bwd_floats(g)) {
-            lk_conv_transposed_geom(g, &t);
-            size_t tp = lk_conv_packed_scratch(&t, nthreads);
-            if (tp > packed) packed = tp;
-        }
+        size_t packed = lk_conv_packed_scratch(g, nthreads);
+        size_t bwd    = lk_conv_packed_bwd_scratch(g, nthreads); /* backward data, packed */
+        if (bwd > packed) packed = bwd;
         return im2col > packed ? im2col : packed;
     }
     dw_layout L;

@@ -96,10 +96,13 @@ void   lk_conv_pack_weights(const lk_conv_geom *g, const float *w, float *wp);
  * (strides, pads beyond (k-1)*d, depthwise) or its buffers would not fit. */
 int    lk_conv_transposed_geom(const lk_conv_geom *g, lk_conv_geom *t);
 /* Floats of the packed transposed weight that lk_conv_backward_data_packed runs on (0: the
- * data gradient stays on the im2col GEMM path). */
+ * data gradient stays on the im2col GEMM path).  Also strided 1x1 convs without pads: their
+ * data gradient is the stride-1 sub-conv's, added at the phase they read. */
 size_t lk_conv_packed_bwd_floats(const lk_conv_geom *g);
+/* Scratch floats lk_conv_backward_data_packed needs for nthreads threads (0: no such path). */
+size_t lk_conv_packed_bwd_scratch(const lk_conv_geom *g, int nthreads);
 /* wp (lk_conv_packed_bwd_floats) = the transposed, flipped weight of w in the panels of
- * lk_conv_transposed_geom's geometry. */
+ * lk_conv_transposed_geom's geometry (strided 1x1 convs: of their stride-1 sub-conv's). */
 void   lk_conv_pack_weights_bwd(const lk_conv_geom *g, const float *w, float *wp);
 /* gx += conv^T(gy, w) on the packed transposed weight (the packed forward kernel, AVX-512
  * where the CPU has it, instead of the im2col GEMM of lk_conv_backward_data). */
