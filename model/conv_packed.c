@@ -126,109 +126,173 @@ static void sub_body(void *arg, int64_t p0, int64_t p1, int tid) {
         }
 }
 
-/* ---- the data gradient on packed transposed weights ---------------------------------------- */
+/* ---- the data gradient on packed weights, by input phase ----------------------------------- */
 
-int lk_conv_transposed_geom(const lk_conv_geom *g, lk_conv_geom *t) {
-    if (lk_conv_is_depthwise(g) || g->sh != 1 || g->sw != 1) return 0;
-    int64_t pt = (g->kh - 1) * g->dh - g->ph, pl = (g->kw - 1) * g->dw - g->pw;
-    if (pt < 0 || pl < 0) return 0;
-    lk_conv_geom r = {g->n,  g->m,  g->oh, g->ow, g->c,  g->h,  g->w, g->group,
-                      g->kh, g->kw, 1,     1,     g->dh, g->dw, pt,   pl};
-    if (lk_conv_is_depthwise(&r) || !lk_conv_geom_fits(&r)) return 0;
+/* The data gradient gx[i] = sum over (o, k) with o*s + k*d - p = i of gy[o] W[k] splits, per
+ * spatial axis, by the phase r = i mod s: input i = j*s + r receives the taps k with
+ * (r + p - k*d) = 0 mod s, from gy[j + e(k)], e(k) = (r + p - k*d) / s.  Per phase that is a
+ * stride-1 forward conv of gy with those taps in order of e (k descending: the flipped
+ * kernel), dilation d*step/s and begin pad -min e; its output is the phase's positions of gx.
+ * Stride 1 is one phase over all of gx (the transposed, flipped kernel, pads (k-1)*d - p). */
+typedef struct ph_axis {
+    int64_t n;     /* taps of this phase (0: no gradient reaches it)                     */
+    int64_t kmax;  /* its largest tap; tap a of the sub-kernel is kmax - a*step           */
+    int64_t step;  /* s / gcd(d, s)                                                        */
+    int64_t dil;   /* dilation of the sub-kernel over gy: d * step / s                    */
+    int64_t pad;   /* its begin pad over gy: -min e                                        */
+    int64_t out;   /* positions of gx in this phase: ceil((h - r) / s)                      */
+} ph_axis;
+
+static int64_t gcd64(int64_t a, int64_t b) {
+    while (b) {
+        int64_t t = a % b;
+        a = b, b = t;
+    }
+    return a;
+}
+
+/* 0 when the phase needs a negative pad (its first output reads past gy's start). */
+static int ph_axis_set(int64_t k, int64_t s, int64_t d, int64_t p, int64_t h, int64_t r,
+                       ph_axis *a) {
+    memset(a, 0, sizeof *a);
+    a->step = s / gcd64(d, s);
+    a->out  = r < h ? (h - r + s - 1) / s : 0;
+    for (int64_t kk = k - 1; kk >= 0; kk--)
+        if (((r + p - kk * d) % s + s) % s == 0) {
+            a->kmax = kk;
+            a->n    = kk / a->step + 1;
+            break;
+        }
+    if (!a->n) return 1;
+    a->dil = d * a->step / s;
+    a->pad = -((r + p - a->kmax * d) / s);
+    return a->pad >= 0;
+}
+
+/* Phase (ry, rx) of g's data gradient as a forward geometry t; 0 when it has no taps (t
+ * unset), -1 when the packed path cannot run it. */
+static int phase_geom(const lk_conv_geom *g, int64_t ry, int64_t rx, ph_axis *ay, ph_axis *ax,
+                      lk_conv_geom *t) {
+    if (!ph_axis_set(g->kh, g->sh, g->dh, g->ph, g->h, ry, ay) ||
+        !ph_axis_set(g->kw, g->sw, g->dw, g->pw, g->w, rx, ax))
+        return -1;
+    if (!ay->n || !ax->n || !ay->out || !ax->out) return 0;
+    lk_conv_geom r = {g->n,  g->m,  g->oh,   g->ow,   g->c,   ay->out, ax->out, g->group,
+                      ay->n, ax->n, 1,       1,       ay->dil, ax->dil, ay->pad, ax->pad};
+    if (lk_conv_is_depthwise(&r) || !lk_conv_geom_fits(&r) || !lk_conv_packed_floats(&r)) return -1;
     *t = r;
     return 1;
 }
 
+static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
+
 size_t lk_conv_packed_bwd_floats(const lk_conv_geom *g) {
-    lk_conv_geom t;
-    if (!lk_conv_geom_fits(g)) return 0;
-    if (strided_1x1(g)) {
-        lk_conv_geom s = sub_geom(g);
-        return lk_conv_packed_bwd_floats(&s);
-    }
-    if (!lk_conv_transposed_geom(g, &t)) return 0;
-    return lk_conv_packed_floats(&t);
+    if (!lk_conv_geom_fits(g) || lk_conv_is_depthwise(g)) return 0;
+    size_t total = 0;
+    for (int64_t ry = 0; ry < g->sh; ry++)
+        for (int64_t rx = 0; rx < g->sw; rx++) {
+            ph_axis      ay, ax;
+            lk_conv_geom t;
+            int          k = phase_geom(g, ry, rx, &ay, &ax, &t);
+            if (k < 0) return 0;
+            if (k) total += round16(lk_conv_packed_floats(&t));
+        }
+    return total;
+}
+
+/* Strided convs collect each phase in a buffer before adding it into gx. */
+static int64_t phase_buf_floats(const lk_conv_geom *g, const lk_conv_geom *t) {
+    return g->sh == 1 && g->sw == 1 ? 0 : (int64_t)round16((size_t)(g->n * g->c * t->oh * t->ow));
 }
 
 size_t lk_conv_packed_bwd_scratch(const lk_conv_geom *g, int nthreads) {
-    lk_conv_geom t;
     if (!lk_conv_packed_bwd_floats(g)) return 0;
-    if (strided_1x1(g)) {
-        lk_conv_geom s = sub_geom(g);
-        return sub_floats(g) + lk_conv_packed_bwd_scratch(&s, nthreads);
-    }
-    lk_conv_transposed_geom(g, &t);
-    return lk_conv_packed_scratch(&t, nthreads);
+    size_t need = 0;
+    for (int64_t ry = 0; ry < g->sh; ry++)
+        for (int64_t rx = 0; rx < g->sw; rx++) {
+            ph_axis      ay, ax;
+            lk_conv_geom t;
+            if (phase_geom(g, ry, rx, &ay, &ax, &t) != 1) continue;
+            size_t n = (size_t)phase_buf_floats(g, &t) + lk_conv_packed_scratch(&t, nthreads);
+            if (n > need) need = n;
+        }
+    return need;
 }
 
 void lk_conv_pack_weights_bwd(const lk_conv_geom *g, const float *w, float *wp) {
-    lk_conv_geom t;
-    if (strided_1x1(g)) { /* the weights of a 1x1 conv do not depend on its stride */
-        lk_conv_geom s = sub_geom(g);
-        lk_conv_pack_weights_bwd(&s, w, wp);
-        return;
-    }
-    lk_conv_transposed_geom(g, &t);
-    int64_t cg = g->c / g->group, mg = g->m / g->group, khw = g->kh * g->kw;
-    int64_t k = kdim_of(&t), np = panels_of(&t);
-    for (int64_t gi = 0; gi < g->group; gi++)
-        for (int64_t p = 0; p < np; p++) {
-            float *dst = wp + (gi * np + p) * k * MR;
-            for (int64_t r = 0; r < MR; r++) {
-                int64_t ci = p * MR + r;
-                for (int64_t kk = 0; kk < k; kk++) {
-                    /* tap kk = (mi, ky, kx) of the transposed weight: W[mi][ci] flipped */
-                    int64_t mi = kk / khw, ky = kk % khw / g->kw, kx = kk % g->kw;
-                    dst[kk * MR + r] =
-                        ci < cg ? w[((gi * mg + mi) * cg + ci) * khw + (g->kh - 1 - ky) * g->kw +
-                                    (g->kw - 1 - kx)]
-                                : 0.0f;
+    int64_t cg = g->c / g->group, mg = g->m / g->group;
+    for (int64_t ry = 0; ry < g->sh; ry++)
+        for (int64_t rx = 0; rx < g->sw; rx++) {
+            ph_axis      ay, ax;
+            lk_conv_geom t;
+            if (phase_geom(g, ry, rx, &ay, &ax, &t) != 1) continue;
+            int64_t k = kdim_of(&t), np = panels_of(&t);
+            for (int64_t gi = 0; gi < g->group; gi++)
+                for (int64_t p = 0; p < np; p++) {
+                    float *dst = wp + (gi * np + p) * k * MR;
+                    for (int64_t r = 0; r < MR; r++) {
+                        int64_t ci = p * MR + r, kk = 0;
+                        if (ci >= cg) { /* rows past the group's channels */
+                            for (; kk < k; kk++) dst[kk * MR + r] = 0.0f;
+                            continue;
+                        }
+                        /* tap kk = (mi, a, b): W[mi][ci] at (kmax - a*step) per axis */
+                        for (int64_t mi = 0; mi < mg; mi++) {
+                            const float *wm = w + ((gi * mg + mi) * cg + ci) * g->kh * g->kw;
+                            for (int64_t a = 0; a < ay.n; a++)
+                                for (int64_t b = 0; b < ax.n; b++, kk++)
+                                    dst[kk * MR + r] =
+                                        wm[(ay.kmax - a * ay.step) * g->kw + ax.kmax - b * ax.step];
+                        }
+                    }
                 }
-            }
+            wp += round16(lk_conv_packed_floats(&t));
         }
 }
 
-/* gx (the strided conv's input gradient) += the sub-conv's input gradient xs at the phase the
- * conv reads. */
+/* gx (input positions j*s + r) += the phase's gradient xs ((n*c) planes of t->oh x t->ow). */
 typedef struct unsub_args {
-    const lk_conv_geom *g;
+    const lk_conv_geom *g, *t;
+    int64_t             ry, rx;
     float              *gx;
     const float        *xs;
 } unsub_args;
 
 static void unsub_body(void *arg, int64_t p0, int64_t p1, int tid) {
     const unsub_args   *a = arg;
-    const lk_conv_geom *g = a->g;
+    const lk_conv_geom *g = a->g, *t = a->t;
     (void)tid;
     for (int64_t p = p0; p < p1; p++)
-        for (int64_t oy = 0; oy < g->oh; oy++) {
-            float       *dst = a->gx + (p * g->h + oy * g->sh) * g->w;
-            const float *src = a->xs + (p * g->oh + oy) * g->ow;
-            for (int64_t ox = 0; ox < g->ow; ox++) dst[ox * g->sw] += src[ox];
+        for (int64_t j = 0; j < t->oh; j++) {
+            float       *dst = a->gx + (p * g->h + j * g->sh + a->ry) * g->w + a->rx;
+            const float *src = a->xs + (p * t->oh + j) * t->ow;
+            for (int64_t i = 0; i < t->ow; i++) dst[i * g->sw] += src[i];
         }
 }
 
 void lk_conv_backward_data_packed(const lk_conv_geom *g, const float *gy, const float *wpt,
                                   float *gx, const lk_op_ctx *ctx) {
-    lk_conv_geom t;
-    int          nt = ctx->pool ? ctx->nthreads : 1;
+    int nt = ctx->pool ? ctx->nthreads : 1;
     LK_ASSERT(ctx->scratch_floats >= lk_conv_packed_bwd_scratch(g, nt));
-    if (strided_1x1(g)) {
-        lk_conv_geom s  = sub_geom(g);
-        lk_op_ctx    c  = *ctx;
-        unsub_args   sa = {g, gx, ctx->scratch};
-        int          ok = lk_conv_transposed_geom(&s, &t);
-        LK_ASSERT(ok);
-        c.scratch        = ctx->scratch + sub_floats(g);
-        c.scratch_floats = ctx->scratch_floats - sub_floats(g);
-        lk_conv_forward_packed(&t, gy, wpt, NULL, ctx->scratch, 0, NULL, 0, &c);
-        if (nt == 1 || g->n * g->c * g->oh * g->ow < 65536) unsub_body(&sa, 0, g->n * g->c, 0);
-        else lk_parallel_for(ctx->pool, g->n * g->c, unsub_body, &sa);
-        return;
-    }
-    int ok = lk_conv_transposed_geom(g, &t);
-    LK_ASSERT(ok);
-    lk_conv_forward_packed(&t, gy, wpt, NULL, gx, 1, NULL, 0, ctx);
+    for (int64_t ry = 0; ry < g->sh; ry++)
+        for (int64_t rx = 0; rx < g->sw; rx++) {
+            ph_axis      ay, ax;
+            lk_conv_geom t;
+            if (phase_geom(g, ry, rx, &ay, &ax, &t) != 1) continue;
+            int64_t buf = phase_buf_floats(g, &t);
+            if (!buf) { /* stride 1: the one phase is all of gx */
+                lk_conv_forward_packed(&t, gy, wpt, NULL, gx, 1, NULL, 0, ctx);
+            } else {
+                lk_op_ctx  c  = *ctx;
+                unsub_args ua = {g, &t, ry, rx, gx, ctx->scratch};
+                c.scratch        = ctx->scratch + buf;
+                c.scratch_floats = ctx->scratch_floats - (size_t)buf;
+                lk_conv_forward_packed(&t, gy, wpt, NULL, ctx->scratch, 0, NULL, 0, &c);
+                if (nt == 1 || g->n * g->c * t.oh * t.ow < 65536) unsub_body(&ua, 0, g->n * g->c, 0);
+                else lk_parallel_for(ctx->pool, g->n * g->c, unsub_body, &ua);
+            }
+            wpt += round16(lk_conv_packed_floats(&t));
+        }
 }
 
 /* ---- phase planes ----------------------------------------------------------------------- */

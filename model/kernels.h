@@ -90,22 +90,18 @@ static inline void lk_conv_valid_range(int64_t ow, int64_t w, int64_t s, int64_t
 size_t lk_conv_packed_floats(const lk_conv_geom *g);
 /* wp (lk_conv_packed_floats) = the weight w (m, c/group, kh, kw) in micro-kernel panels. */
 void   lk_conv_pack_weights(const lk_conv_geom *g, const float *w, float *wp);
-/* The data gradient of a stride-1 convolution as a forward convolution: gy (n, m, oh, ow)
- * convolved with the weight transposed per group and flipped, (c, m/group, kh, kw), with
- * pads (k-1)*d - p, gives gx (n, c, h, w).  Returns 0 (t unset) when g has no such form
- * (strides, pads beyond (k-1)*d, depthwise) or its buffers would not fit. */
-int    lk_conv_transposed_geom(const lk_conv_geom *g, lk_conv_geom *t);
-/* Floats of the packed transposed weight that lk_conv_backward_data_packed runs on (0: the
- * data gradient stays on the im2col GEMM path).  Also strided 1x1 convs without pads: their
- * data gradient is the stride-1 sub-conv's, added at the phase they read. */
+/* The data gradient of a dense or grouped convolution on packed weights: per input phase
+ * (i mod stride, per axis) a stride-1 forward convolution of gy with the taps that reach it,
+ * flipped (stride 1: the whole weight transposed per group and flipped, pads (k-1)*d - p).
+ * Floats of those packs, all phases (0: the data gradient stays on the im2col GEMM path:
+ * depthwise, a phase that would need a negative pad, or a geometry not worth packing). */
 size_t lk_conv_packed_bwd_floats(const lk_conv_geom *g);
 /* Scratch floats lk_conv_backward_data_packed needs for nthreads threads (0: no such path). */
 size_t lk_conv_packed_bwd_scratch(const lk_conv_geom *g, int nthreads);
-/* wp (lk_conv_packed_bwd_floats) = the transposed, flipped weight of w in the panels of
- * lk_conv_transposed_geom's geometry (strided 1x1 convs: of their stride-1 sub-conv's). */
+/* wp (lk_conv_packed_bwd_floats) = the phases' packed weights, one after the other. */
 void   lk_conv_pack_weights_bwd(const lk_conv_geom *g, const float *w, float *wp);
-/* gx += conv^T(gy, w) on the packed transposed weight (the packed forward kernel, AVX-512
- * where the CPU has it, instead of the im2col GEMM of lk_conv_backward_data). */
+/* gx += conv^T(gy, w) on the packed phase weights (the packed forward kernel, AVX-512 where
+ * the CPU has it, instead of the im2col GEMM of lk_conv_backward_data). */
 void   lk_conv_backward_data_packed(const lk_conv_geom *g, const float *gy, const float *wpt,
                                     float *gx, const lk_op_ctx *ctx);
 /* Scratch floats lk_conv_forward_packed needs for nthreads threads. */
