@@ -53,6 +53,9 @@ typedef enum lk_grad_mode {
 
 typedef struct lk_exec_opts {
     int            threads;   /* 0 = all online cores                                   */
+    /* With gradients, an exec also packs the weights of dense convolutions for their data
+     * gradient (transposed and flipped, per input phase), about one more copy of those
+     * weights (counted by lk_exec_estimate). */
     lk_grad_mode   grad;
     /* Optional: only the nodes these values depend on are planned and run (e.g. a feature
      * map for ERF, so a classifier head that cannot take another input size is skipped).

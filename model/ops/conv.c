@@ -126,25 +126,28 @@ static uint64_t conv_macs(const lk_op_ctx *ctx) {
     return lk_mul_sat_u64((uint64_t)(g.n * g.m * g.oh * g.ow), (uint64_t)(g.c / g.group * g.kh * g.kw));
 }
 
-/* Dense and grouped convs with a parameter weight keep it packed for the GEMM kernel. */
-static size_t conv_pack(const lk_op_ctx *ctx, float *dst) {
+/* The floats of a pack of the node's parameter weight (floats(g)), written to dst when dst is
+ * not NULL (pack(g, w, dst)); 0 when the weight is not a parameter. */
+static size_t pack_weight(const lk_op_ctx *ctx, float *dst,
+                          size_t (*floats)(const lk_conv_geom *),
+                          void (*pack)(const lk_conv_geom *, const float *, float *)) {
     lk_conv_geom g;
     if (!ctx->in[1]->data) return 0;
     conv_geom(ctx, &g);
-    size_t need = lk_conv_packed_floats(&g);
-    if (dst && need) lk_conv_pack_weights(&g, ctx->in[1]->data, dst);
+    size_t need = floats(&g);
+    if (dst && need) pack(&g, ctx->in[1]->data, dst);
     return need;
 }
 
-/* The data gradient of a stride-1 dense conv runs as a packed forward conv of gy with the
- * transposed weight. */
+/* Dense and grouped convs with a parameter weight keep it packed for the GEMM kernel. */
+static size_t conv_pack(const lk_op_ctx *ctx, float *dst) {
+    return pack_weight(ctx, dst, lk_conv_packed_floats, lk_conv_pack_weights);
+}
+
+/* Their data gradient runs on the same kernel: per input phase, a forward conv of gy with the
+ * weight's taps that reach it, transposed and flipped (kernels.h). */
 static size_t conv_pack_bwd(const lk_op_ctx *ctx, float *dst) {
-    lk_conv_geom g;
-    if (!ctx->in[1]->data) return 0;
-    conv_geom(ctx, &g);
-    size_t need = lk_conv_packed_bwd_floats(&g);
-    if (dst && need) lk_conv_pack_weights_bwd(&g, ctx->in[1]->data, dst);
-    return need;
+    return pack_weight(ctx, dst, lk_conv_packed_bwd_floats, lk_conv_pack_weights_bwd);
 }
 
 /* y = (accumulate ? y : 0) + conv(x, W) + b with the node's own weight W. */
