@@ -201,6 +201,10 @@ void cli_progress_start(cli_progress *p, const char *label, int64_t total, int q
 void cli_progress_update(cli_progress *p, int64_t done);
 void cli_progress_end(cli_progress *p, int64_t done);
 double cli_now(void);
+/* Writes exec x's per-node profile (opts.profile) over `runs` runs as JSON to file
+ * (atomically) and the slowest nodes to stderr; 1 after reporting an error. */
+int cli_write_profile(const char *file, const lk_model *m, const lk_exec *x, int64_t runs,
+                      double wall);
 
 /* ---- output helpers -------------------------------------------------------------------------- */
 

@@ -24,9 +24,14 @@ static const cli_opt bench_opts[] = {
     {"--reps", NULL, 1, OPT_REPS, "R: warm runs after the first (default 10)"},
     {"--backward", NULL, 0, OPT_BACKWARD, "also time a backward pass (input gradients)"},
     {"--json", NULL, 0, OPT_JSON, "print one JSON object instead of text"},
+    {"--profile", NULL, 1, OPT_PROFILE,
+     "P.json: time every node over the warm forward runs (JSON per node and op; the slowest\n"
+     "                     nodes go to stderr)"},
 };
 static const cli_spec bench_spec = {
-    "bench", "MODEL [--input-shape S] [--batch N] [--threads N] [--reps R] [--backward] [--json]",
+    "bench",
+    "MODEL [--input-shape S] [--batch N] [--threads N] [--reps R] [--backward] [--json]\n"
+    "          [--profile P.json]",
     "Time loading, planning, the first and the warm forward (and backward) passes of a model on\n"
     "a seeded random input; report GFLOP/s from the model's MACs and the share of a measured\n"
     "sgemm peak, with the CPU, kernel path and OpenBLAS core they were measured on.",
@@ -107,7 +112,7 @@ static void fill_random(lk_tensor *t, uint64_t seed) {
 }
 
 typedef struct bench_cfg {
-    const char *path;
+    const char *path, *prof;
     cli_common  c;
     long long   batch, reps;
     int         backward, json;
@@ -148,6 +153,7 @@ static int parse_args(int argc, char **argv, bench_cfg *cfg) {
             break;
         case OPT_BACKWARD: cfg->backward = 1; break;
         case OPT_JSON: cfg->json = 1; break;
+        case OPT_PROFILE: cfg->prof = it->val; break;
         case OPT_POSITIONAL:
             if (!cfg->path) {
                 cfg->path = it->val;
@@ -208,6 +214,7 @@ static int run_bench(const bench_cfg *cfg, const lk_model *m, bench_result *r) {
     o.threads      = cfg->c.threads;
     o.grad         = cfg->backward ? LK_GRAD_INPUTS : LK_GRAD_NONE;
     o.fuse         = !cfg->backward;
+    o.profile      = cfg->prof != NULL;
     double t0      = cli_now();
     if (lk_exec_alloc(m, &o, (int)n_in, (const lk_tensor *const *)ins, &x, &err) != LK_OK)
         goto fail;
@@ -218,12 +225,15 @@ static int run_bench(const bench_cfg *cfg, const lk_model *m, bench_result *r) {
     t0 = cli_now();
     if (lk_exec_forward(x, cin, &err) != LK_OK) goto fail;
     r->fwd.first = cli_now() - t0;
+    lk_exec_profile_reset(x); /* the profile covers the warm runs */
+    double tw    = cli_now();
     for (long long i = 0; i < cfg->reps; i++) {
         t0 = cli_now();
         if (lk_exec_forward_unchecked(x, cin, &err) != LK_OK) goto fail;
         t[i] = cli_now() - t0;
     }
     summarise(t, (int)cfg->reps, &r->fwd);
+    if (cfg->prof && cli_write_profile(cfg->prof, m, x, cfg->reps, cli_now() - tw)) goto done;
 
     if (cfg->backward) {
         const lk_tensor *y = lk_exec_value(x, out);
@@ -318,6 +328,7 @@ int cmd_bench(int argc, char **argv) {
     int pr   = parse_args(argc, argv, &cfg);
     if (pr) return pr == 2 ? 0 : 1;
     double t0 = cli_now();
+    if (cfg.prof && cli_refuse_overwrite(cfg.path, 1, &cfg.prof)) return 1;
     if (cli_load_model(cfg.path, &cfg.c, &m)) return 1;
     r.load_s = cli_now() - t0;
     int rc   = run_bench(&cfg, m, &r);

@@ -428,3 +428,92 @@ int cli_parse_norm(const char *opt, const char *val, int is_std, float out[3]) {
     }
     return 1;
 }
+
+typedef struct prof_row {
+    int64_t node;
+    double  s;
+} prof_row;
+
+static int cmp_prof(const void *a, const void *b) {
+    const prof_row *x = a, *y = b;
+    return x->s < y->s ? 1 : x->s > y->s ? -1 : (x->node > y->node) - (x->node < y->node);
+}
+
+/* Writes the per-node profile as JSON (atomically) and the slowest nodes to stderr. */
+int cli_write_profile(const char *file, const lk_model *m, const lk_exec *x, int64_t runs,
+                         double wall) {
+    int64_t   nn   = lk_model_n_nodes(m), nr = 0;
+    prof_row *rows = calloc((size_t)(nn ? nn : 1), sizeof *rows);
+    double    op_s[LK_OP_COUNT] = {0}, total = 0;
+    if (!rows) {
+        cli_error("--profile", "out of memory");
+        return 1;
+    }
+    for (int64_t i = 0; i < nn; i++) {
+        double t = lk_exec_node_seconds(x, i);
+        if (t < 0) continue;
+        rows[nr++] = (prof_row){i, t};
+        op_s[lk_model_node(m, i)->op] += t;
+        total += t;
+    }
+    qsort(rows, (size_t)nr, sizeof *rows, cmp_prof);
+    lk_sb b = {0};
+    lk_jw w;
+    lk_jw_init(&w, &b);
+    lk_jw_obj(&w);
+    lk_jw_key(&w, "runs");
+    lk_jw_int(&w, (long long)runs);
+    lk_jw_key(&w, "threads");
+    lk_jw_int(&w, lk_exec_threads(x));
+    lk_jw_key(&w, "wall_s");
+    lk_jw_num(&w, wall, "%.6f");
+    lk_jw_key(&w, "nodes_s");
+    lk_jw_num(&w, total, "%.6f");
+    lk_jw_key(&w, "ops");
+    lk_jw_obj(&w);
+    for (int op = 0; op < LK_OP_COUNT; op++) {
+        if (op_s[op] <= 0) continue;
+        lk_jw_key(&w, lk_op_name((lk_op)op));
+        lk_jw_num(&w, op_s[op], "%.6f");
+    }
+    lk_jw_obj_end(&w);
+    lk_jw_key(&w, "nodes");
+    lk_jw_arr(&w);
+    for (int64_t r = 0; r < nr; r++) {
+        const lk_node *n = lk_model_node(m, rows[r].node);
+        lk_jw_obj(&w);
+        lk_jw_key(&w, "name");
+        lk_jw_str(&w, n->name);
+        lk_jw_key(&w, "op");
+        lk_jw_str(&w, lk_op_name(n->op));
+        lk_jw_key(&w, "seconds");
+        lk_jw_num(&w, rows[r].s, "%.6f");
+        lk_jw_key(&w, "share");
+        lk_jw_num(&w, total > 0 ? rows[r].s / total : 0.0, "%.4f");
+        lk_jw_obj_end(&w);
+    }
+    lk_jw_arr_end(&w);
+    lk_jw_obj_end(&w);
+    lk_sb_char(&b, '\n');
+    lk_error err;
+    memset(&err, 0, sizeof err);
+    if (b.oom || lk_file_write_atomic(file, b.p, b.n, &err) != LK_OK) {
+        cli_error(file, "cannot write the profile%s%s", err.msg[0] ? ": " : "", err.msg);
+        lk_sb_free(&b);
+        free(rows);
+        return 1;
+    }
+    lk_sb_free(&b);
+    fprintf(stderr, "profile: %lld run(s), %.2f ms per run in nodes; slowest nodes:\n",
+            (long long)runs, 1e3 * total / (double)(runs ? runs : 1));
+    for (int64_t r = 0; r < nr && r < 12; r++) {
+        const lk_node *n = lk_model_node(m, rows[r].node);
+        char           e[256];
+        fprintf(stderr, "  %8.3f ms  %5.1f%%  %-16s %s\n",
+                1e3 * rows[r].s / (double)(runs ? runs : 1),
+                total > 0 ? 100.0 * rows[r].s / total : 0.0, lk_op_name(n->op),
+                lk_str_escape(e, sizeof e, n->name));
+    }
+    free(rows);
+    return 0;
+}

@@ -76,6 +76,10 @@ double lk_exec_node_seconds(const lk_exec *x, int64_t i) {
     return x->node_s[i];
 }
 
+void lk_exec_profile_reset(lk_exec *x) {
+    if (x->node_s) memset(x->node_s, 0, sizeof(double) * (size_t)x->m->n_nodes);
+}
+
 void lk_exec_free(lk_exec *x) {
     if (!x) return;
     lk_pool_free(x->pool);

@@ -482,6 +482,18 @@ START_TEST(test_bench) {
     ck_assert_ptr_nonnull(strstr(out_buf, "\"backward\":{\"first_s\":"));
     ck_assert_msg(RUN("bench", mp, "--reps", "1") == 0, "%s", err_buf);
     ck_assert_ptr_nonnull(strstr(out_buf, "GFLOP/s"));
+    /* --profile: the warm runs only, every run node named; never over the model. */
+    char pp[512], js[1 << 16];
+    tpath("bench-prof.json", pp, sizeof pp);
+    ck_assert_msg(RUN("bench", mp, "--reps", "4", "--profile", pp) == 0, "%s", err_buf);
+    slurp(pp, js, sizeof js);
+    ck_assert_msg(json_valid(js), "profile is not JSON: %s", js);
+    ck_assert_ptr_nonnull(strstr(js, "\"runs\":4"));
+    ck_assert_ptr_nonnull(strstr(js, "\"op\":\"conv\""));
+    ck_assert_ptr_nonnull(strstr(err_buf, "4 run(s)"));
+    unlink(pp);
+    ck_assert_int_eq(RUN("bench", mp, "--reps", "1", "--profile", mp), 1);
+    ck_assert_ptr_nonnull(strstr(err_buf, "lkprobe: "));
     const char *bad[][4] = {{"--reps", "0", NULL, NULL},    {"--batch", "x", NULL, NULL},
                             {"--threads", "0", NULL, NULL}, {"--nope", NULL, NULL, NULL},
                             {"extra", NULL, NULL, NULL},    {"--reps", NULL, NULL, NULL}};

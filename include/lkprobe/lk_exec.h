@@ -162,6 +162,8 @@ LK_API int              lk_exec_threads(const lk_exec *x);
 /* Profiling (opts.profile): seconds node i's forward took, summed over all forward runs so
  * far; -1 when not profiled or the node is not run. */
 LK_API double           lk_exec_node_seconds(const lk_exec *x, int64_t i);
+/* Profiling: zero the per-node sums (e.g. to time warm runs only); no-op when not profiled. */
+LK_API void             lk_exec_profile_reset(lk_exec *x);
 /* 1 when node i is planned and run (ancestor of the targets, after the sources, not fused
  * away). */
 LK_API int              lk_exec_node_active(const lk_exec *x, int64_t i);
