@@ -489,8 +489,13 @@ static void pk_range(const pk_args *a, int64_t n, int64_t gi, int64_t j0, int64_
     const float        *rg  = a->res ? a->res + (n * g->m + gi * mg) * ohw : NULL;
     int                 nojunk = L->wp == g->ow && !a->accumulate;
     int64_t             seg_src[NR], seg_dst[NR], seg_len[NR];
-    for (int64_t jt = j0; jt < j1; jt += NR) {
-        int64_t cols = j1 - jt < NR ? j1 - jt : NR, nv = (cols + VL - 1) / VL, nseg = 0;
+    /* The range's vectors in tiles of as equal widths as NR allows (13 vectors: 4 3 3 3, not
+     * 4 4 4 1): a one-vector tile streams the weights for a quarter of the FMAs and is
+     * bound by its broadcasts.  Every column sees the same FMAs in any tile width. */
+    int64_t vtot = (j1 - j0 + VL - 1) / VL, ntile = (vtot + NR / VL - 1) / (NR / VL);
+    for (int64_t ti = 0; ti < ntile; ti++) {
+        int64_t jt = j0 + ti * vtot / ntile * VL, je = j0 + (ti + 1) * vtot / ntile * VL;
+        int64_t cols = (je < j1 ? je : j1) - jt, nv = (cols + VL - 1) / VL, nseg = 0;
         int     direct = nojunk && cols == nv * VL;
         /* Row segments of this tile: grid column jt + i is output (oy, ox) when ox < ow. */
         for (int64_t i = 0; i < cols;) {
