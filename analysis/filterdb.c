@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #ifdef LK_HAVE_HDF5
+#include <dlfcn.h>
 #include <hdf5.h>
 #endif
 
@@ -42,6 +43,80 @@ struct lk_filterdb {
     int64_t  rows, n_models;
     lk_file_map map;    /* filters.npy, mapped on the first load */
 };
+
+#ifdef LK_HAVE_HDF5
+/* HDF5 through dlopen (LK_HDF5_SONAME, the library the build found): linked, its ~30 shared
+ * libraries were loaded by every lkprobe process at start-up.  The header's types check every
+ * call; its constant macros (H5T_NATIVE_FLOAT, ...) read globals that dlsym gives here. */
+typedef struct h5_api {
+    __typeof__(&H5open)                open;
+    __typeof__(&H5Fcreate)             fcreate;
+    __typeof__(&H5Fclose)              fclose;
+    __typeof__(&H5Pcreate)             pcreate;
+    __typeof__(&H5Pset_obj_track_times) pset_obj_track_times;
+    __typeof__(&H5Pclose)              pclose;
+    __typeof__(&H5Screate_simple)      screate_simple;
+    __typeof__(&H5Sclose)              sclose;
+    __typeof__(&H5Dcreate2)            dcreate2;
+    __typeof__(&H5Dwrite)              dwrite;
+    __typeof__(&H5Dclose)              dclose;
+    hid_t dataset_create, ieee_f32le, native_float, native_uchar; /* after open()        */
+} h5_api;
+/* H5F_ACC_TRUNC's value; the header's macro also calls H5check() and H5open(), link-time. */
+#define H5F_ACC_TRUNC_LK 0x0002u
+
+static int h5_sym(void *lib, const char *name, void *fn, size_t n, char *why, size_t wn) {
+    void *p = dlsym(lib, name);
+    if (!p) {
+        snprintf(why, wn, "%s has no symbol %s", LK_HDF5_SONAME, name);
+        return 0;
+    }
+    memcpy(fn, &p, n); /* object pointer -> function pointer, as POSIX dlsym defines */
+    return 1;
+}
+
+/* Loads HDF5 once per process; NULL (why set) when it cannot be loaded. */
+static const h5_api *h5_load(char *why, size_t wn) {
+    static h5_api api;
+    static int    state; /* 0 not tried, 1 loaded, -1 failed */
+    static char   err[256];
+    if (state == 0) {
+        void *lib = dlopen(LK_HDF5_SONAME, RTLD_NOW | RTLD_LOCAL);
+        state     = -1;
+        if (!lib) {
+            const char *e = dlerror();
+            snprintf(err, sizeof err, "cannot load %s (%s)", LK_HDF5_SONAME, e ? e : "dlopen");
+        } else {
+#define H5_FN(field, name) h5_sym(lib, name, &api.field, sizeof api.field, err, sizeof err)
+            hid_t *g[4] = {NULL};
+            int    ok   = H5_FN(open, "H5open") && H5_FN(fcreate, "H5Fcreate") &&
+                     H5_FN(fclose, "H5Fclose") && H5_FN(pcreate, "H5Pcreate") &&
+                     H5_FN(pset_obj_track_times, "H5Pset_obj_track_times") &&
+                     H5_FN(pclose, "H5Pclose") && H5_FN(screate_simple, "H5Screate_simple") &&
+                     H5_FN(sclose, "H5Sclose") && H5_FN(dcreate2, "H5Dcreate2") &&
+                     H5_FN(dwrite, "H5Dwrite") && H5_FN(dclose, "H5Dclose") &&
+                     h5_sym(lib, "H5P_CLS_DATASET_CREATE_ID_g", &g[0], sizeof g[0], err, sizeof err) &&
+                     h5_sym(lib, "H5T_IEEE_F32LE_g", &g[1], sizeof g[1], err, sizeof err) &&
+                     h5_sym(lib, "H5T_NATIVE_FLOAT_g", &g[2], sizeof g[2], err, sizeof err) &&
+                     h5_sym(lib, "H5T_NATIVE_UCHAR_g", &g[3], sizeof g[3], err, sizeof err);
+#undef H5_FN
+            if (ok && api.open() < 0) {
+                snprintf(err, sizeof err, "%s: H5open failed", LK_HDF5_SONAME);
+                ok = 0;
+            }
+            if (ok) {
+                api.dataset_create = *g[0], api.ieee_f32le = *g[1];
+                api.native_float = *g[2], api.native_uchar = *g[3];
+                state = 1;
+            } else {
+                dlclose(lib);
+            }
+        }
+    }
+    if (state < 0) snprintf(why, wn, "%s", err);
+    return state > 0 ? &api : NULL;
+}
+#endif
 
 int lk_filterdb_has_hdf5(void) {
 #ifdef LK_HAVE_HDF5
@@ -364,36 +439,42 @@ static lk_status write_meta(lk_filterdb *db, lk_error *err) {
         size_t      len = DB_HEADER + (size_t)db->rows * DB_DIM * sizeof(float);
         lk_file_map fm  = {0};
         lk_afile    af  = {0};
+        char          why[256] = "";
+        const h5_api *h5       = h5_load(why, sizeof why);
+        if (!h5) {
+            lk_free(b.p);
+            return LK_FAIL(err, LK_EIO, "%s: cannot write the HDF5 dataset: %s", hpath, why);
+        }
         /* HDF5 writes by name: it fills the closed temporary file, which is then renamed. */
         int ok = lk_file_map_open(npath, &fm, NULL) == LK_OK && fm.len >= len &&
                  lk_afile_open(&af, hpath, NULL) == LK_OK;
         ok = ok && lk_afile_close(&af, NULL) == LK_OK;
-        hid_t file = ok ? H5Fcreate(af.tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT) : -1;
+        hid_t file = ok ? h5->fcreate(af.tmp, H5F_ACC_TRUNC_LK, H5P_DEFAULT, H5P_DEFAULT) : -1;
         ok = file >= 0;
         if (ok) {
             /* No modification times in the object headers: the same DB gives the same bytes
              * (a distributed build is compared with a single-process one byte for byte). */
-            hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-            ok         = dcpl >= 0 && H5Pset_obj_track_times(dcpl, 0) >= 0;
+            hid_t dcpl = h5->pcreate(h5->dataset_create);
+            ok         = dcpl >= 0 && h5->pset_obj_track_times(dcpl, 0) >= 0;
             hsize_t dims[2] = {(hsize_t)db->rows, DB_DIM};
-            hid_t   sp      = H5Screate_simple(2, dims, NULL);
-            hid_t   ds      = H5Dcreate2(file, "filters", H5T_IEEE_F32LE, sp, H5P_DEFAULT,
+            hid_t   sp      = h5->screate_simple(2, dims, NULL);
+            hid_t   ds      = h5->dcreate2(file, "filters", h5->ieee_f32le, sp, H5P_DEFAULT,
                                          dcpl, H5P_DEFAULT);
             ok = ok && sp >= 0 && ds >= 0 &&
-                 (db->rows == 0 || H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                 (db->rows == 0 || h5->dwrite(ds, h5->native_float, H5S_ALL, H5S_ALL, H5P_DEFAULT,
                                             fm.base + DB_HEADER) >= 0);
-            if (ds >= 0) H5Dclose(ds);
-            if (sp >= 0) H5Sclose(sp);
+            if (ds >= 0) h5->dclose(ds);
+            if (sp >= 0) h5->sclose(sp);
             hsize_t mdim[1] = {(hsize_t)b.n};
-            hid_t   msp     = H5Screate_simple(1, mdim, NULL);
-            hid_t   mds     = H5Dcreate2(file, "meta_csv", H5T_NATIVE_UCHAR, msp, H5P_DEFAULT,
+            hid_t   msp     = h5->screate_simple(1, mdim, NULL);
+            hid_t   mds     = h5->dcreate2(file, "meta_csv", h5->native_uchar, msp, H5P_DEFAULT,
                                          dcpl, H5P_DEFAULT);
             ok = ok && msp >= 0 && mds >= 0 &&
-                 (b.n == 0 || H5Dwrite(mds, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, b.p) >= 0);
-            if (mds >= 0) H5Dclose(mds);
-            if (msp >= 0) H5Sclose(msp);
-            if (dcpl >= 0) H5Pclose(dcpl);
-            if (H5Fclose(file) < 0) ok = 0;
+                 (b.n == 0 || h5->dwrite(mds, h5->native_uchar, H5S_ALL, H5S_ALL, H5P_DEFAULT, b.p) >= 0);
+            if (mds >= 0) h5->dclose(mds);
+            if (msp >= 0) h5->sclose(msp);
+            if (dcpl >= 0) h5->pclose(dcpl);
+            if (h5->fclose(file) < 0) ok = 0;
         }
         lk_file_map_release((void *)fm.base, fm.len);
         if (!ok || lk_afile_commit(&af, NULL) != LK_OK) {

@@ -13,6 +13,8 @@
 #include "testutil.h"
 #include "util/lk_util.h"
 
+static int h5_holds_rows(const char *dir);
+
 #define TOL 1e-6
 
 static int close_to(double a, double b) {
@@ -299,6 +301,7 @@ START_TEST(database) {
         return;
     }
     ck_assert_msg(run(args, out2, sizeof out2, eb, sizeof eb) == 0, "%s", eb);
+    ck_assert(h5_holds_rows(db));
     struct stat s1, s2;
     char np[600];
     snprintf(np, sizeof np, "%s/filters.npy", db);
@@ -389,6 +392,41 @@ START_TEST(database) {
     ck_assert(system(cmd) == 0);
 }
 END_TEST
+
+/* Whole file into a malloc'd buffer (NULL if unreadable); *n its size. */
+static unsigned char *file_bytes(const char *path, size_t *n) {
+    FILE          *f = fopen(path, "rb");
+    unsigned char *p = NULL;
+    long           len;
+    if (f && fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        (p = malloc((size_t)len + 1)) && fread(p, 1, (size_t)len, f) == (size_t)len) {
+        *n = (size_t)len;
+    } else {
+        free(p);
+        p = NULL;
+    }
+    if (f) fclose(f);
+    return p;
+}
+
+/* dataset.h5 of DB dir is an HDF5 file (its signature) holding filters.npy's rows verbatim
+ * (the 'filters' dataset is contiguous and uncompressed). */
+static int h5_holds_rows(const char *dir) {
+    char   ph[600], pn[600];
+    size_t nh = 0, nn = 0;
+    snprintf(ph, sizeof ph, "%s/dataset.h5", dir);
+    snprintf(pn, sizeof pn, "%s/filters.npy", dir);
+    unsigned char *h = file_bytes(ph, &nh), *q = file_bytes(pn, &nn);
+    int ok = h && q && nh >= 8 && memcmp(h, "\x89HDF\r\n\x1a\n", 8) == 0 && nn > 128;
+    if (ok) {
+        ok = 0;
+        for (size_t i = 0; !ok && i + (nn - 128) <= nh; i++)
+            ok = memcmp(h + i, q + 128, nn - 128) == 0;
+    }
+    free(h);
+    free(q);
+    return ok;
+}
 
 static int same_bytes(const char *dir_a, const char *dir_b, const char *name) {
     char  pa[600], pb[600];
