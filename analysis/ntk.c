@@ -14,6 +14,9 @@
 #include "lkprobe/lk_ntk.h"
 #include "util/lk_util.h"
 
+/* OpenBLAS's (its cblas.h clashes with gsl_cblas.h). */
+extern void openblas_set_num_threads(int num_threads);
+
 struct lk_ntk {
     const lk_model *m;
     lk_ntk_params   p;
@@ -362,6 +365,9 @@ static void contract(const lk_ntk *k, const float *A, int64_t ra, const float *B
     int64_t P = k->ps->numel, cw = k->p.col_chunk;
     int64_t rg = B ? rb : ra;
     memset(G, 0, sizeof(double) * (size_t)(ra * rg));
+    /* The products run on OpenBLAS's own threads, as many as the exec's pool (lkprobe keeps
+     * OpenBLAS single-threaded otherwise: lk_sgemm runs it inside the pool). */
+    openblas_set_num_threads(lk_exec_threads(k->x1));
     for (int64_t t = 0; t < k->ps->n; t++) {
         const lk_param_info *pi = &k->ps->p[t];
         double               sc = sqrt(k->scale[t]);
@@ -383,6 +389,7 @@ static void contract(const lk_ntk *k, const float *A, int64_t ra, const float *B
                         DA, (int)w, DB, (int)w, 1.0, G, (int)rb);
         }
     }
+    openblas_set_num_threads(1);
     if (!B)
         for (int64_t i = 0; i < ra; i++)
             for (int64_t j = 0; j < i; j++) G[i * ra + j] = G[j * ra + i];

@@ -4,8 +4,23 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cblas.h>
+
 #include "cli.h"
 #include "lkprobe/lk_fftconv.h"
+
+/* OpenBLAS's pthread build starts its thread server in a library constructor, and an idle
+ * server thread spins in sched_yield for its timeout (about 2^28 cycles, 0.1 s) before it
+ * sleeps: on a 2-core machine it takes a core from loading and the first forward of every
+ * command (ResNet-50 from model.bin: whole process 140-154 ms against 120-124 ms without it).
+ * lkprobe runs OpenBLAS single-threaded inside its own pool (lk_sgemm), so the server is
+ * stopped at once.  Weak: other OpenBLAS builds (serial, OpenMP) do not have it. */
+extern int blas_thread_shutdown_(void) __attribute__((weak));
+
+static void openblas_serial(void) {
+    openblas_set_num_threads(1);
+    if (blas_thread_shutdown_) blas_thread_shutdown_();
+}
 
 static const cli_cmd commands[] = {
     {"info", cmd_info, "describe a model: inputs, outputs, layers, parameters, MACs, receptive fields"},
@@ -55,6 +70,7 @@ int main(int argc, char **argv) {
         usage(stderr);
         return EXIT_FAILURE;
     }
+    openblas_serial();
     const char *a = argv[1];
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
         usage(stdout);
