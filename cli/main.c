@@ -12,7 +12,7 @@
 /* OpenBLAS's pthread build starts its thread server in a library constructor, and an idle
  * server thread spins in sched_yield for its timeout (about 2^28 cycles, 0.1 s) before it
  * sleeps: on a 2-core machine it takes a core from loading and the first forward of every
- * command (ResNet-50 from model.bin: whole process 140-154 ms against 120-124 ms without it).
+ * command (ResNet-50 from model.bin: whole process 140-154 ms against 120-125 ms without it).
  * lkprobe runs OpenBLAS single-threaded inside its own pool (lk_sgemm), so the server is
  * stopped at once.  Weak: other OpenBLAS builds (serial, OpenMP) do not have it. */
 extern int blas_thread_shutdown_(void) __attribute__((weak));

@@ -293,20 +293,25 @@ START_TEST(test_forward_batches) {
 }
 END_TEST
 
+/* Profile file pp is JSON holding both needles, and stderr names the slowest nodes. */
+static void check_profile(const char *pp, const char *runs, const char *node) {
+    static char js[1 << 16];
+    slurp(pp, js, sizeof js);
+    ck_assert_msg(json_valid(js), "profile is not JSON: %s", js);
+    ck_assert_msg(strstr(js, runs) && strstr(js, node), "missing %s or %s in %s", runs, node, js);
+    ck_assert_ptr_nonnull(strstr(err_buf, "slowest nodes"));
+}
+
 /* --profile: a JSON profile naming every node with a time; a bad path fails with no outputs. */
 START_TEST(test_forward_profile) {
-    char mp[512], xp[512], yp[512], pp[512], js[1 << 16];
+    char mp[512], xp[512], yp[512], pp[512];
     write_model(mp, sizeof mp);
     lk_tensor *x = write_input("x3.npy", 3, 3, 8, 8, xp, sizeof xp);
     tpath("y.npy", yp, sizeof yp);
     tpath("prof.json", pp, sizeof pp);
     ck_assert_msg(RUN("forward", mp, "--input", xp, "--output", yp, "--profile", pp) == 0, "%s",
                   err_buf);
-    slurp(pp, js, sizeof js);
-    ck_assert_msg(json_valid(js), "profile is not JSON: %s", js);
-    ck_assert_ptr_nonnull(strstr(js, "\"runs\":3"));
-    ck_assert_ptr_nonnull(strstr(js, "\"name\":\"relu2\""));
-    ck_assert_ptr_nonnull(strstr(err_buf, "slowest nodes"));
+    check_profile(pp, "\"runs\":3", "\"name\":\"relu2\"");
     unlink(pp);
     unlink(yp);
     ck_assert_int_eq(RUN("forward", mp, "--input", xp, "--output", yp, "--profile",
@@ -483,17 +488,19 @@ START_TEST(test_bench) {
     ck_assert_msg(RUN("bench", mp, "--reps", "1") == 0, "%s", err_buf);
     ck_assert_ptr_nonnull(strstr(out_buf, "GFLOP/s"));
     /* --profile: the warm runs only, every run node named; never over the model. */
-    char pp[512], js[1 << 16];
+    char pp[512];
     tpath("bench-prof.json", pp, sizeof pp);
     ck_assert_msg(RUN("bench", mp, "--reps", "4", "--profile", pp) == 0, "%s", err_buf);
-    slurp(pp, js, sizeof js);
-    ck_assert_msg(json_valid(js), "profile is not JSON: %s", js);
-    ck_assert_ptr_nonnull(strstr(js, "\"runs\":4"));
-    ck_assert_ptr_nonnull(strstr(js, "\"op\":\"conv\""));
+    check_profile(pp, "\"runs\":4", "\"op\":\"conv\"");
     ck_assert_ptr_nonnull(strstr(err_buf, "4 run(s)"));
     unlink(pp);
+    /* Bad profile paths: the model itself (refused before loading), a missing directory. */
     ck_assert_int_eq(RUN("bench", mp, "--reps", "1", "--profile", mp), 1);
     ck_assert_ptr_nonnull(strstr(err_buf, "lkprobe: "));
+    ck_assert_int_eq(RUN("bench", mp, "--reps", "1", "--json", "--profile", "/nonexistent-dir/p.json"),
+                     1);
+    ck_assert_ptr_nonnull(strstr(err_buf, "cannot write the profile"));
+    ck_assert_str_eq(out_buf, "");
     const char *bad[][4] = {{"--reps", "0", NULL, NULL},    {"--batch", "x", NULL, NULL},
                             {"--threads", "0", NULL, NULL}, {"--nope", NULL, NULL, NULL},
                             {"extra", NULL, NULL, NULL},    {"--reps", NULL, NULL, NULL}};
