@@ -88,3 +88,112 @@ MK_WRAP(4)
 static const micro_d_fn MK(micro_fns)[5] = {NULL, MK(micro_1), MK(micro_2), MK(micro_3),
                                             MK(micro_4)};
 
+/* The channel-vector tile (conv_packed.c, "channel blocks"): c (NP x CB, positions CB apart) =
+ * (load ? c : 0) + (bias ? bias[ch] : 0) + sum_k a[k][ch] * b[off[k] + gx[p]] for positions
+ * p < NP and the CB channels of a block, MK_NVB vectors of channels per pass.  Per output the
+ * same operations in the same order as micro above: the same bits. */
+static inline __attribute__((always_inline)) MK_TARGET void
+MK(cmicro)(int64_t kdim, const float *restrict a, const float *restrict b,
+           const int64_t *restrict off, const int64_t *restrict gx, float *restrict c, int load,
+           const float *restrict bias, const int NP) {
+    MK_VEC  acc[CV_PR * 4];
+    int64_t gp[CV_PR];
+#pragma GCC unroll 6
+    for (int p = 0; p < NP; p++) gp[p] = gx[p];
+#pragma GCC unroll 24
+    for (int i = 0; i < NP * MK_NVB; i++) {
+        acc[i] = load ? MK(vload)(c + (i / MK_NVB) * CV_CB + (i % MK_NVB) * MK_VW) : (MK_VEC){0};
+        if (bias) acc[i] += MK(vload)(bias + (i % MK_NVB) * MK_VW);
+    }
+#pragma GCC unroll 2
+    for (int64_t k = 0; k < kdim; k++) {
+        const float *bk = b + off[k];
+        MK_VEC       wv[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < MK_NVB; v++)
+            wv[v] = MK(vload)(a + v * MK_VW);
+#pragma GCC unroll 6
+        for (int p = 0; p < NP; p++) {
+            MK_VEC s = MK(vbcast)(bk[gp[p]]);
+#pragma GCC unroll 4
+            for (int v = 0; v < MK_NVB; v++)
+                acc[p * MK_NVB + v] += s * wv[v];
+        }
+        a += CV_CB;
+    }
+#pragma GCC unroll 24
+    for (int i = 0; i < NP * MK_NVB; i++)
+        memcpy(c + (i / MK_NVB) * CV_CB + (i % MK_NVB) * MK_VW, &acc[i], sizeof(MK_VEC));
+}
+
+#define MK_CWRAP(NP)                                                                               \
+    static MK_TARGET void MK(cmicro_##NP)(int64_t kdim, const float *a, const float *b,           \
+                                          const int64_t *off, const int64_t *gx, float *c,        \
+                                          int load, const float *bias) {                          \
+        for (int v = 0; v < CV_CB / MK_VW; v += MK_NVB)                                            \
+            MK(cmicro)(kdim, a + v * MK_VW, b, off, gx, c + v * MK_VW, load,                      \
+                       bias ? bias + v * MK_VW : NULL, NP);                                        \
+    }
+MK_CWRAP(1)
+MK_CWRAP(2)
+MK_CWRAP(3)
+MK_CWRAP(4)
+MK_CWRAP(5)
+MK_CWRAP(6)
+#undef MK_CWRAP
+/* y (rows x np, rows ohw apart) = the epilogue of the tiles' sums acc (np x CV_CB, positions
+ * CV_CB apart): acc transposed in MK_VW x MK_VW blocks (log2 MK_VW stages of two-source
+ * shuffles; stage b swaps bit b of the row and lane indices), then per channel row
+ * y = y + s (accumulate), or relu?(s + res).  The scalar epilogue's operations, lane by lane. */
+static MK_TARGET void MK(cstore)(const float *acc, int64_t np, int64_t rows, float *y,
+                                 int64_t ohw, const float *res, int accumulate, int relu) {
+    MK_IVEC lo[8], hi[8];
+    int     ns = 0;
+    for (int b = MK_VW / 2; b >= 1; b /= 2, ns++)
+        for (int j = 0; j < MK_VW; j++) {
+            lo[ns][j] = (j & b) ? MK_VW + j - b : j;
+            hi[ns][j] = (j & b) ? MK_VW + j : j + b;
+        }
+    for (int64_t r0 = 0; r0 < rows; r0 += MK_VW)
+        for (int64_t p0 = 0; p0 < np; p0 += MK_VW) {
+            MK_VEC  t[MK_VW];
+            int64_t cnt = np - p0 < MK_VW ? np - p0 : MK_VW, nr = rows - r0 < MK_VW ? rows - r0 : MK_VW;
+            for (int i = 0; i < MK_VW; i++)
+                t[i] = i < cnt ? MK(vload)(acc + (p0 + i) * CV_CB + r0) : (MK_VEC){0};
+            int st = 0;
+            for (int b = MK_VW / 2; b >= 1; b /= 2, st++)
+                for (int i = 0; i < MK_VW; i++)
+                    if (!(i & b)) {
+                        MK_VEC u = __builtin_shuffle(t[i], t[i + b], lo[st]);
+                        MK_VEC w = __builtin_shuffle(t[i], t[i + b], hi[st]);
+                        t[i] = u, t[i + b] = w;
+                    }
+            for (int64_t c = 0; c < nr; c++) {
+                float       *d = y + (r0 + c) * ohw + p0;
+                const float *q = res ? res + (r0 + c) * ohw + p0 : NULL;
+                MK_VEC       v = t[c];
+                if (cnt == MK_VW) {
+                    if (accumulate) v = MK(vload)(d) + v;
+                    else {
+                        if (q) v = v + MK(vload)(q);
+                        if (relu) v = (MK_VEC)((MK_IVEC)v & (MK_IVEC)(v > 0.0f));
+                    }
+                    memcpy(d, &v, sizeof v);
+                    continue;
+                }
+                float f[MK_VW];
+                memcpy(f, &v, sizeof v);
+                for (int64_t i = 0; i < cnt; i++) {
+                    if (accumulate) d[i] += f[i];
+                    else {
+                        float e = q ? f[i] + q[i] : f[i];
+                        d[i]    = relu ? (e > 0.0f ? e : 0.0f) : e;
+                    }
+                }
+            }
+        }
+}
+
+static const micro_c_fn MK(cmicro_fns)[CV_PR + 1] = {
+    NULL, MK(cmicro_1), MK(cmicro_2), MK(cmicro_3), MK(cmicro_4), MK(cmicro_5), MK(cmicro_6)};
+

@@ -22,8 +22,13 @@
  *    strides avoid multiples of 2 KiB, which would map a tile's rows to the same cache sets.
  *  - Threads split the grid columns (16-column-aligned ranges), or, when there are too few
  *    (late ResNet stages: 7x7 maps), the weight panels.
+ *  - Small planes run on channel blocks instead (cv_chosen): weights packed [block of 64
+ *    output channels][k][64], tiles of up to 6 outputs x 64 channels with the channels in the
+ *    vectors and each output's B value broadcast, so that no lane computes a junk column or a
+ *    position past the plane; each finished chunk of tiles is stored transposed.
  * Results equal the im2col + sgemm path up to float summation order.
  */
+#include <stdlib.h>
 #include <string.h>
 
 /* acc += a * b is written out and relies on contraction to FMA (off in ISO C mode). */
@@ -47,6 +52,10 @@ typedef int32_t vi4 __attribute__((vector_size(16)));
 #define KC 512 /* taps per K slice (a tile's B slice, KC x NR, is 128 KiB: L2)  */
 /* Prefetch distance in floats along the packed weights (about 128 taps ahead). */
 #define PF_AHEAD 768
+/* Channel blocks (small planes): tiles of CV_PR output positions x CV_CB output channels. */
+#define CV_CB 64  /* output channels per block (4 AVX-512 vectors)                        */
+#define CV_PR 6   /* output positions per tile                                            */
+#define CV_KC 256 /* taps per K slice: the block's weight slice (64 KiB) stays in L1/L2    */
 
 /* ---- weights ---------------------------------------------------------------------------- */
 
@@ -67,14 +76,48 @@ static int grid_worthwhile(const lk_conv_geom *g) {
     return grid <= 2 * outs;
 }
 
-size_t lk_conv_packed_floats(const lk_conv_geom *g) {
+/* The MR-row panels of the position-vector tiles (also the data gradient's phases). */
+static size_t mr_floats(const lk_conv_geom *g) {
     if (!lk_conv_geom_fits(g)) return SIZE_MAX;
     if (lk_conv_is_depthwise(g) || !grid_worthwhile(g)) return 0;
     return (size_t)(g->group * panels_of(g) * MR * kdim_of(g));
 }
 
+static int strided_1x1(const lk_conv_geom *g);
+static lk_conv_geom sub_geom(const lk_conv_geom *g);
+
+static int64_t cv_tiles(const lk_conv_geom *g) {
+    return (g->oh * g->ow + CV_PR - 1) / CV_PR;
+}
+
+static int64_t blocks_of(const lk_conv_geom *g) {
+    return (g->m / g->group + CV_CB - 1) / CV_CB;
+}
+
+static int cv_chosen(const lk_conv_geom *g0);
+
+size_t lk_conv_packed_floats(const lk_conv_geom *g) {
+    size_t n = mr_floats(g);
+    if (!n || n == SIZE_MAX || !cv_chosen(g)) return n;
+    return (size_t)(g->group * blocks_of(g) * CV_CB * kdim_of(g));
+}
+
 void lk_conv_pack_weights(const lk_conv_geom *g, const float *w, float *wp) {
     int64_t mg = g->m / g->group, k = kdim_of(g), np = panels_of(g);
+    if (cv_chosen(g)) { /* [group][block][k][CV_CB], channels past mg zero */
+        int64_t nb = blocks_of(g);
+        for (int64_t gi = 0; gi < g->group; gi++)
+            for (int64_t bl = 0; bl < nb; bl++) {
+                float *dst = wp + (gi * nb + bl) * k * CV_CB;
+                for (int64_t r = 0; r < CV_CB; r++) {
+                    int64_t      row = bl * CV_CB + r;
+                    const float *src = w + (gi * mg + row) * k;
+                    for (int64_t kk = 0; kk < k; kk++)
+                        dst[kk * CV_CB + r] = row < mg ? src[kk] : 0.0f;
+                }
+            }
+        return;
+    }
     for (int64_t gi = 0; gi < g->group; gi++)
         for (int64_t p = 0; p < np; p++) {
             float *dst = wp + (gi * np + p) * k * MR;
@@ -125,6 +168,11 @@ static void sub_body(void *arg, int64_t p0, int64_t p1, int tid) {
             for (int64_t ox = 0; ox < g->ow; ox++) dst[ox] = src[ox * g->sw];
         }
 }
+
+static size_t packed_scratch(const lk_conv_geom *g, int nthreads, int cv_ok);
+static void   forward_packed(const lk_conv_geom *g, const float *x, const float *wp,
+                             const float *b, float *y, int accumulate, const float *res, int relu,
+                             const lk_op_ctx *ctx, int cv_ok);
 
 /* ---- the data gradient on packed weights, by input phase ----------------------------------- */
 
@@ -179,7 +227,7 @@ static int phase_geom(const lk_conv_geom *g, int64_t ry, int64_t rx, ph_axis *ay
     if (!ay->n || !ax->n || !ay->out || !ax->out) return 0;
     lk_conv_geom r = {g->n,  g->m,  g->oh,   g->ow,   g->c,   ay->out, ax->out, g->group,
                       ay->n, ax->n, 1,       1,       ay->dil, ax->dil, ay->pad, ax->pad};
-    if (lk_conv_is_depthwise(&r) || !lk_conv_geom_fits(&r) || !lk_conv_packed_floats(&r)) return -1;
+    if (lk_conv_is_depthwise(&r) || !lk_conv_geom_fits(&r) || !mr_floats(&r)) return -1;
     *t = r;
     return 1;
 }
@@ -195,7 +243,7 @@ size_t lk_conv_packed_bwd_floats(const lk_conv_geom *g) {
             lk_conv_geom t;
             int          k = phase_geom(g, ry, rx, &ay, &ax, &t);
             if (k < 0) return 0;
-            if (k) total += round16(lk_conv_packed_floats(&t));
+            if (k) total += round16(mr_floats(&t));
         }
     return total;
 }
@@ -213,7 +261,7 @@ size_t lk_conv_packed_bwd_scratch(const lk_conv_geom *g, int nthreads) {
             ph_axis      ay, ax;
             lk_conv_geom t;
             if (phase_geom(g, ry, rx, &ay, &ax, &t) != 1) continue;
-            size_t n = (size_t)phase_buf_floats(g, &t) + lk_conv_packed_scratch(&t, nthreads);
+            size_t n = (size_t)phase_buf_floats(g, &t) + packed_scratch(&t, nthreads, 0);
             if (n > need) need = n;
         }
     return need;
@@ -246,7 +294,7 @@ void lk_conv_pack_weights_bwd(const lk_conv_geom *g, const float *w, float *wp) 
                         }
                     }
                 }
-            wp += round16(lk_conv_packed_floats(&t));
+            wp += round16(mr_floats(&t));
         }
 }
 
@@ -281,17 +329,17 @@ void lk_conv_backward_data_packed(const lk_conv_geom *g, const float *gy, const 
             if (phase_geom(g, ry, rx, &ay, &ax, &t) != 1) continue;
             int64_t buf = phase_buf_floats(g, &t);
             if (!buf) { /* stride 1: the one phase is all of gx */
-                lk_conv_forward_packed(&t, gy, wpt, NULL, gx, 1, NULL, 0, ctx);
+                forward_packed(&t, gy, wpt, NULL, gx, 1, NULL, 0, ctx, 0);
             } else {
                 lk_op_ctx  c  = *ctx;
                 unsub_args ua = {g, &t, ry, rx, gx, ctx->scratch};
                 c.scratch        = ctx->scratch + buf;
                 c.scratch_floats = ctx->scratch_floats - (size_t)buf;
-                lk_conv_forward_packed(&t, gy, wpt, NULL, ctx->scratch, 0, NULL, 0, &c);
+                forward_packed(&t, gy, wpt, NULL, ctx->scratch, 0, NULL, 0, &c, 0);
                 if (nt == 1 || g->n * g->c * t.oh * t.ow < 65536) unsub_body(&ua, 0, g->n * g->c, 0);
                 else lk_parallel_for(ctx->pool, g->n * g->c, unsub_body, &ua);
             }
-            wpt += round16(lk_conv_packed_floats(&t));
+            wpt += round16(mr_floats(&t));
         }
 }
 
@@ -342,6 +390,26 @@ static void dp_layout_set(const lk_conv_geom *g, dp_layout *L) {
         (g->n * g->c * L->nph * L->plane + NR + (g->kw - 1) * g->dw / g->sw + 15) & ~(int64_t)15;
 }
 
+/* Channel blocks instead of MR-row panels: vectors over output channels, positions broadcast,
+ * where planes are too small to fill the position vectors.  A grid tile computes whole
+ * vectors of grid columns, so a 7x7 output under a 3x3 kernel (grid 7 x 9 = 63 columns, 4
+ * vectors) keeps 49 of 64 lanes busy and a 14x14 one 196 of 224; channel blocks compute only
+ * the outputs, but pad the channels to blocks of CV_CB and store each tile transposed (about
+ * 8 taps' worth of time per output, measured on ResNet-50's convs).  Chosen when their share
+ * of useful lanes beats the panels' by 3 %; decided on the geometry that runs (a strided 1x1
+ * conv runs as the stride-1 conv of its phase). */
+static int cv_chosen(const lk_conv_geom *g0) {
+    lk_conv_geom g = strided_1x1(g0) ? sub_geom(g0) : *g0;
+    size_t       n = mr_floats(&g);
+    if (!n || n == SIZE_MAX) return 0;
+    dp_layout L;
+    dp_layout_set(&g, &L);
+    double mg = (double)(g.m / g.group), kd = (double)kdim_of(&g), ohw = (double)(g.oh * g.ow);
+    double mr = ohw / (double)((L.grid + VL - 1) / VL * VL) * mg / (double)(panels_of(&g) * MR);
+    double cv = mg / (double)(blocks_of(&g) * CV_CB) * kd / (kd + 8.0);
+    return cv > 1.03 * mr;
+}
+
 /* Phase planes of input planes [p0, p1) of x (n * c planes of h x w). */
 static void dp_pad(const lk_conv_geom *g, const dp_layout *L, const float *x, float *xp,
                    int64_t p0, int64_t p1) {
@@ -390,6 +458,11 @@ static void dp_offsets(const lk_conv_geom *g, const dp_layout *L, int64_t *off) 
 typedef void (*micro_d_fn)(int64_t kdim, const float *a, const float *b, const int64_t *off,
                            float *c, int64_t ldc, int load, const float *bias, const float *res,
                            int relu);
+
+typedef void (*micro_c_fn)(int64_t kdim, const float *a, const float *b, const int64_t *off,
+                           const int64_t *gx, float *c, int load, const float *bias);
+typedef void (*cstore_fn)(const float *acc, int64_t np, int64_t rows, float *y, int64_t ohw,
+                          const float *res, int accumulate, int relu);
 
 #define MK_CAT2(a, b) a##_##b
 #define MK_CAT(a, b)  MK_CAT2(a, b)
@@ -443,6 +516,20 @@ static const micro_d_fn *micro_table(void) {
     default: return micro_fns_generic;
     }
 }
+static const micro_c_fn *cmicro_table(void) {
+    switch (lk_cpu_isa()) {
+    case LK_ISA_AVX512: return cmicro_fns_avx512;
+    case LK_ISA_AVX2: return cmicro_fns_avx2;
+    default: return cmicro_fns_generic;
+    }
+}
+static cstore_fn cstore_of(void) {
+    switch (lk_cpu_isa()) {
+    case LK_ISA_AVX512: return cstore_avx512;
+    case LK_ISA_AVX2: return cstore_avx2;
+    default: return cstore_generic;
+    }
+}
 #else
 #define MK_SUFFIX generic
 #define MK_TARGET
@@ -455,6 +542,8 @@ static const micro_d_fn *micro_table(void) {
 #undef MK_TARGET
 #undef MK_NVB
 static const micro_d_fn *micro_table(void) { return micro_fns_generic; }
+static const micro_c_fn *cmicro_table(void) { return cmicro_fns_generic; }
+static cstore_fn         cstore_of(void) { return cstore_generic; }
 #endif
 
 /* ---- driver ----------------------------------------------------------------------------- */
@@ -521,6 +610,16 @@ static void pk_range(const pk_args *a, int64_t n, int64_t gi, int64_t j0, int64_
                     bias = bpad;
                 }
                 int last = kb + kcur == kdim;
+                if (direct && last && p + 1 < p1) {
+                    /* The next panel's output (and residual) tile: 6 rows far apart in
+                     * memory, read and written in one burst after its K loop; fetched during
+                     * this panel's, their L3 latency is hidden (1x1 convs with short K). */
+                    for (int64_t r = 0; r < MR; r++)
+                        for (int64_t v = 0; v < nv; v++) {
+                            __builtin_prefetch(yg + ((p + 1) * MR + r) * ohw + jt + v * VL, 1);
+                            if (rg) __builtin_prefetch(rg + ((p + 1) * MR + r) * ohw + jt + v * VL);
+                        }
+                }
                 if (direct && rows == MR)
                     a->micro[nv](kcur, wa, xg + jt, a->off + kb, yg + p * MR * ohw + jt, ohw,
                                     kb > 0, bias,
@@ -581,6 +680,88 @@ static void pk_body(void *arg, int64_t t0, int64_t t1, int tid) {
     }
 }
 
+/* ---- channel blocks ----------------------------------------------------------------------- */
+
+typedef struct cv_args {
+    const lk_conv_geom *g;
+    const dp_layout    *L;
+    const float        *xp, *wp, *b, *res;
+    const int64_t      *off;
+    float              *y, *acc; /* acc: per thread, CV_PR x CV_CB per tile                */
+    int                 accumulate, relu, nthreads;
+    int64_t             kdim, nblk, ntile, nch, items;
+    const micro_c_fn   *micro;
+    cstore_fn           store;
+} cv_args;
+
+/* Work item it: tiles [t0, t1) (chunk of the plane's tiles) of one channel block of one
+ * (batch item, group) unit.  Tile t holds outputs [t*ohw/ntile, (t+1)*ohw/ntile): at most
+ * CV_PR, in row-major order, so a tile's positions may span output rows; grid column of
+ * output (oy, ox) is oy * wp + ox.  Per K slice every tile of the chunk passes over the
+ * block's weight slice; the tiles' sums wait in acc ([position][CV_CB]); the finished chunk is
+ * stored transposed into y's channel rows with the epilogue. */
+static void cv_item(const cv_args *a, int64_t it, float *acc) {
+    const lk_conv_geom *g  = a->g;
+    const dp_layout    *L  = a->L;
+    int64_t             mg = g->m / g->group, ohw = g->oh * g->ow, kdim = a->kdim;
+    int64_t             per = a->nblk * a->nch, u = it / per, bl = it % per / a->nch;
+    int64_t             ch = it % a->nch, n = u / g->group, gi = u % g->group;
+    int64_t             t0 = ch * a->ntile / a->nch, t1 = (ch + 1) * a->ntile / a->nch;
+    int64_t             P0 = t0 * ohw / a->ntile, P1 = t1 * ohw / a->ntile;
+    int64_t             nk = (kdim + CV_KC - 1) / CV_KC, kc = (kdim + nk - 1) / nk;
+    int64_t             rows = mg - bl * CV_CB < CV_CB ? mg - bl * CV_CB : CV_CB;
+    const float        *xg   = a->xp + (n * g->c + gi * (g->c / g->group)) * L->nph * L->plane;
+    const float        *wb   = a->wp + (gi * a->nblk + bl) * kdim * CV_CB;
+    float               bpad[CV_CB] = {0};
+    const float        *bias = NULL;
+    if (P0 >= P1) return;
+    if (a->b) {
+        memcpy(bpad, a->b + gi * mg + bl * CV_CB, sizeof(float) * (size_t)rows);
+        bias = bpad;
+    }
+    for (int64_t kb = 0; kb < kdim; kb += kc) {
+        int64_t kcur = kdim - kb < kc ? kdim - kb : kc;
+        for (int64_t t = t0; t < t1; t++) {
+            int64_t p0 = t * ohw / a->ntile, p1 = (t + 1) * ohw / a->ntile, gx[CV_PR];
+            for (int64_t p = p0; p < p1; p++) gx[p - p0] = p / g->ow * L->wp + p % g->ow;
+            a->micro[p1 - p0](kcur, wb + kb * CV_CB, xg, a->off + kb, gx,
+                              acc + (p0 - P0) * CV_CB, kb > 0, kb == 0 ? bias : NULL);
+        }
+    }
+    int64_t c0 = (n * g->m + gi * mg + bl * CV_CB) * ohw + P0;
+    a->store(acc, P1 - P0, rows, a->y + c0, ohw, a->res ? a->res + c0 : NULL, a->accumulate,
+             a->relu);
+}
+
+static void cv_body(void *arg, int64_t t0, int64_t t1, int tid) {
+    const cv_args *a   = arg;
+    float         *acc = a->acc + (size_t)tid * (size_t)(a->ntile * CV_PR * CV_CB);
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t i0 = t * a->items / a->nthreads, i1 = (t + 1) * a->items / a->nthreads;
+        for (int64_t i = i0; i < i1; i++) cv_item(a, i, acc);
+    }
+}
+
+static void cv_run(const lk_conv_geom *g, const dp_layout *L, const float *xp,
+                   const int64_t *off, const float *wp, const float *b, float *y, int accumulate,
+                   const float *res, int relu, float *acc, int nt, const lk_op_ctx *ctx) {
+    cv_args a;
+    memset(&a, 0, sizeof a);
+    a.g = g, a.L = L, a.xp = xp, a.wp = wp, a.b = b, a.res = res, a.off = off, a.y = y;
+    a.acc = acc, a.accumulate = accumulate, a.relu = relu, a.nthreads = nt;
+    a.kdim = kdim_of(g), a.nblk = blocks_of(g), a.ntile = cv_tiles(g);
+    a.micro = cmicro_table();
+    a.store = cstore_of();
+    /* Units x blocks as work items; when they do not share evenly among the threads (and are
+     * few), each block's tiles split into chunks. */
+    int64_t base = g->n * g->group * a.nblk;
+    a.nch        = 1;
+    while (nt > 1 && (base * a.nch) % nt && base * a.nch < 4 * nt && a.nch < a.ntile) a.nch++;
+    a.items = base * a.nch;
+    if (nt == 1) cv_body(&a, 0, 1, 0);
+    else lk_parallel_for(ctx->pool, nt, cv_body, &a);
+}
+
 typedef struct pad_args {
     const lk_conv_geom *g;
     const dp_layout    *L;
@@ -600,26 +781,38 @@ static int split_rows(const lk_conv_geom *g, int64_t cols, int nt) {
     return nt > 1 && g->n * g->group * nvec < 8 * (int64_t)nt && panels_of(g) >= nt;
 }
 
-/* Scratch: [phase planes][tap offsets (int64)][accumulator tile per thread]. */
-size_t lk_conv_packed_scratch(const lk_conv_geom *g, int nthreads) {
+/* Scratch: [phase planes][tap offsets (int64)][accumulator tiles per thread]: MR x NR per
+ * panel, or (channel blocks) CV_PR x CV_CB per tile of the plane. */
+static size_t packed_scratch(const lk_conv_geom *g, int nthreads, int cv_ok) {
     if (lk_conv_is_depthwise(g)) return 0;
     if (strided_1x1(g)) {
         lk_conv_geom s = sub_geom(g);
-        return sub_floats(g) + lk_conv_packed_scratch(&s, nthreads);
+        return sub_floats(g) + packed_scratch(&s, nthreads, cv_ok);
     }
     dp_layout L;
     dp_layout_set(g, &L);
-    int     nt = nthreads > 0 ? nthreads : 1;
-    return (size_t)(L.xp_floats + 2 * kdim_of(g) + nt * panels_of(g) * MR * NR);
+    int64_t nt = nthreads > 0 ? nthreads : 1;
+    int64_t acc = cv_ok && cv_chosen(g) ? cv_tiles(g) * CV_PR * CV_CB : panels_of(g) * MR * NR;
+    return (size_t)(L.xp_floats + 2 * kdim_of(g) + nt * acc);
+}
+
+size_t lk_conv_packed_scratch(const lk_conv_geom *g, int nthreads) {
+    return packed_scratch(g, nthreads, 1);
 }
 
 void lk_conv_forward_packed(const lk_conv_geom *g, const float *x, const float *wp,
                             const float *b, float *y, int accumulate, const float *res, int relu,
                             const lk_op_ctx *ctx) {
+    forward_packed(g, x, wp, b, y, accumulate, res, relu, ctx, 1);
+}
+
+static void forward_packed(const lk_conv_geom *g, const float *x, const float *wp,
+                           const float *b, float *y, int accumulate, const float *res, int relu,
+                           const lk_op_ctx *ctx, int cv_ok) {
     int       nt = ctx->pool ? ctx->nthreads : 1;
     dp_layout L;
     pk_args   a;
-    LK_ASSERT(ctx->scratch_floats >= lk_conv_packed_scratch(g, nt));
+    LK_ASSERT(ctx->scratch_floats >= packed_scratch(g, nt, cv_ok));
     if (strided_1x1(g)) {
         lk_conv_geom s  = sub_geom(g);
         lk_op_ctx    c  = *ctx;
@@ -628,7 +821,7 @@ void lk_conv_forward_packed(const lk_conv_geom *g, const float *x, const float *
         else lk_parallel_for(ctx->pool, g->n * g->c, sub_body, &sa);
         c.scratch        = ctx->scratch + sub_floats(g);
         c.scratch_floats = ctx->scratch_floats - sub_floats(g);
-        lk_conv_forward_packed(&s, sa.xs, wp, b, y, accumulate, res, relu, &c);
+        forward_packed(&s, sa.xs, wp, b, y, accumulate, res, relu, &c, cv_ok);
         return;
     }
     dp_layout_set(g, &L);
@@ -661,6 +854,11 @@ void lk_conv_forward_packed(const lk_conv_geom *g, const float *x, const float *
         if (nt == 1) pad_body(&pa, 0, planes, 0);
         else lk_parallel_for(ctx->pool, planes, pad_body, &pa);
         a.xp = xp;
+    }
+    if (cv_ok && cv_chosen(g)) {
+        cv_run(g, &L, a.xp, off, wp, b, y, accumulate, res, relu,
+               (float *)(void *)(off + a.kdim), nt, ctx);
+        return;
     }
     a.off = off;
     a.acc = (float *)(void *)(off + a.kdim);

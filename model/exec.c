@@ -221,10 +221,13 @@ static void promote_packs(lk_exec *x) {
     x->n_ext = 0;
 }
 
-/* Key of the data node n packs (pk floats): what the pack may depend on (op.h: the op, its
- * layout version, the packed input, the attributes and the parameter shapes), hashed
- * (FNV-1a, 64 bits) so that a pack made ahead of time is used only for the same geometry. */
-static uint64_t pack_key(const lk_model *m, const lk_node *n, size_t pk) {
+/* Key of the data node n packs (pk floats) for the planned input shapes in: what the pack
+ * may depend on (op.h: the op, its layout version, the packed input, the attributes and the
+ * shapes of the inputs, batch dimension aside: a conv's kernel path depends on its plane
+ * size), hashed (FNV-1a, 64 bits) so that a pack made ahead of time is used only for the same
+ * geometry. */
+static uint64_t pack_key(const lk_model *m, const lk_node *n, size_t pk,
+                         const lk_tensor *const *in) {
     uint64_t h = 0xcbf29ce484222325ull;
 #define MIX(p, len)                                                                            \
     for (size_t b_ = 0; b_ < (len); b_++) h = (h ^ ((const unsigned char *)(p))[b_]) * 0x100000001b3ull
@@ -234,22 +237,23 @@ static uint64_t pack_key(const lk_model *m, const lk_node *n, size_t pk) {
     MIX(d->name, strlen(d->name) + 1);
     MIX(&n->attrs, sizeof n->attrs);
     for (int j = 0; j < n->n_in; j++) {
-        const lk_value *v  = n->in[j] >= 0 ? &m->values[n->in[j]] : NULL;
-        int64_t         nd = v && v->kind == LK_VALUE_PARAM ? v->t.ndim : -1;
+        int64_t nd = in[j] ? in[j]->ndim : -1;
+        int     d0 = n->in[j] >= 0 && m->values[n->in[j]].kind != LK_VALUE_PARAM; /* batch */
         MIX(&nd, sizeof nd);
-        if (nd > 0) MIX(v->t.shape, sizeof(int64_t) * (size_t)nd);
+        if (nd > d0) MIX(in[j]->shape + d0, sizeof(int64_t) * (size_t)(nd - d0));
     }
 #undef MIX
     return h;
 }
 
 /* The model's pack of node n's parameter made ahead of time for this geometry, or NULL. */
-static const float *prepacked(const lk_model *m, const lk_node *n, size_t pk) {
+static const float *prepacked(const lk_model *m, const lk_node *n, size_t pk,
+                              const lk_tensor *const *in) {
     int j = lk_op_get(n->op)->pack_from;
     if (j < 0 || j >= n->n_in || n->in[j] < 0) return NULL;
     const lk_value *v = &m->values[n->in[j]];
     if (v->kind != LK_VALUE_PARAM || !v->packed || v->packed_floats != pk ||
-        v->pack_key != pack_key(m, n, pk))
+        v->pack_key != pack_key(m, n, pk, in))
         return NULL;
     return v->packed;
 }
@@ -657,7 +661,7 @@ static lk_status plan_shapes(lk_exec *x, int n_shapes, const lk_tensor *const *s
                            "its working buffers would be too large to allocate (stride, dilation, "
                            "pads or sizes too large)", n->name, d->name);
         x->pack_n[i]   = pk;
-        x->pack_ext[i] = pk ? prepacked(m, n, pk) : NULL;
+        x->pack_ext[i] = pk ? prepacked(m, n, pk, in) : NULL;
         x->n_ext += x->pack_ext[i] != NULL;
         if (pk) {
             x->pack_off[i] = *packed;
@@ -952,7 +956,7 @@ lk_status lk_exec_prepack(lk_model *m, int n_shapes, const lk_tensor *const *sha
         lk_op_get(n->op)->pack(&c, blk + off);
         v->packed        = blk + off;
         v->packed_floats = x->pack_n[i];
-        v->pack_key      = pack_key(m, n, x->pack_n[i]);
+        v->pack_key      = pack_key(m, n, x->pack_n[i], in);
         off += round_up16(x->pack_n[i]);
         if (n_packed) (*n_packed)++;
     }

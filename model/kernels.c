@@ -751,6 +751,10 @@ static void dw_small_pad(const lk_conv_geom *g, const dw_layout *L, const float 
                 if (ih < 0 || ih >= g->h) continue;
                 const float *s = src + ih * g->w + (lo * sw + px - g->pw);
                 float       *d = dst + r * L->wq;
+                if (sw == 1) {
+                    memcpy(d + lo, s, sizeof(float) * (size_t)(hi - lo));
+                    continue;
+                }
                 for (int64_t q = lo; q < hi; q++)
                     d[q] = s[(q - lo) * sw];
             }
@@ -951,7 +955,7 @@ int lk_conv_geom_fits(const lk_conv_geom *g) {
         sw * (oh * sh + eh + 1) * (ow + 64 + ew / sw + 1),          /* depthwise phases    */
         ((double)g->ph + (double)g->h + eh) * ((double)g->pw + (double)g->w + 64 + ew),
         (double)g->n * (double)g->c * sh * sw * (oh + eh / sh + 16) * (ow + ew / sw + 16),
-        ((double)g->m + 16 * (double)g->group) * kd,                /* packed weights      */
+        ((double)g->m + 64 * (double)g->group) * kd,                /* packed weights      */
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (!(t[i] <= lim)) return 0;

@@ -88,7 +88,9 @@ static inline void lk_conv_valid_range(int64_t ow, int64_t w, int64_t s, int64_t
 /* Floats of the packed form of a convolution's weight (0 for depthwise geometries, which run
  * on the direct kernels, and for geometries where the im2col path does less work). */
 size_t lk_conv_packed_floats(const lk_conv_geom *g);
-/* wp (lk_conv_packed_floats) = the weight w (m, c/group, kh, kw) in micro-kernel panels. */
+/* wp (lk_conv_packed_floats) = the weight w (m, c/group, kh, kw) in micro-kernel panels, or
+ * in channel blocks for small planes (conv_packed.c): the layout depends on the geometry,
+ * plane size included. */
 void   lk_conv_pack_weights(const lk_conv_geom *g, const float *w, float *wp);
 /* The data gradient of a dense or grouped convolution on packed weights: per input phase
  * (i mod stride, per axis) a stride-1 forward convolution of gy with the taps that reach it,

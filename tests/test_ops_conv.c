@@ -210,6 +210,12 @@ static const conv_spec conv_specs[] = {
     /* Strided 1x1 convs run as the stride-1 conv of one input phase (sub_geom). */
     {"packed_1x1_s2_multi", 0, 2, 2, 40, 30, 28, 24, 1, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0, 0, 0, 1},
     {"packed_1x1_s2x3_g2", 0, 2, 1, 12, 11, 31, 10, 1, 1, 2, 2, 3, 1, 1, 0, 0, 0, 0, 0, 0, 0},
+    /* Channel blocks (small planes, conv_packed.c): a strided 1x1 conv onto 7x7 with a
+     * partial second block, batch 2 on 14x14, and three blocks that two threads split into
+     * chunks of tiles. */
+    {"packed_cv_1x1_s2", 0, 2, 2, 60, 13, 14, 120, 1, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0, 0, 0, 1},
+    {"packed_cv_14x14_n2", 0, 2, 2, 16, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1},
+    {"packed_cv_chunks_m180", 0, 2, 1, 20, 9, 9, 180, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0},
     {"dw5x5_d3", 0, 2, 1, 4, 17, 18, 4, 5, 5, 4, 1, 1, 3, 3, 6, 6, 6, 6, 0, 0, 0},
     {"dw7x7_asym_d2", 0, 2, 1, 3, 14, 37, 3, 7, 7, 3, 1, 1, 2, 2, 5, 1, 2, 7, 0, 0, 1},
     {"band1x11", 0, 2, 1, 4, 13, 24, 4, 1, 11, 4, 1, 1, 1, 1, 0, 5, 0, 5, 0, 0, 1},
