@@ -986,7 +986,10 @@ static void dw_run(const lk_conv_geom *g, dw_args *a, const lk_op_ctx *ctx, lk_p
     a->g       = g;
     a->L       = &L;
     a->scratch = ctx->scratch;
-    lk_parallel_for(ctx->pool, tasks, fn, a);
+    /* Small depthwise convs run on the calling thread (see LK_CONV_PAR_MIN_MACS). */
+    double work = (double)g->n * (double)g->m * (double)(g->oh * g->ow) * (double)(g->kh * g->kw);
+    if (work < LK_DW_PAR_MIN_MACS) fn(a, 0, tasks, 0);
+    else lk_parallel_for(ctx->pool, tasks, fn, a);
 }
 
 void lk_conv_forward(const lk_conv_geom *g, const float *x, const float *w, const float *b,

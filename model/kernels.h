@@ -83,6 +83,12 @@ static inline void lk_conv_valid_range(int64_t ow, int64_t w, int64_t s, int64_t
     *hi = h;
 }
 
+/* Convolutions with fewer multiply-adds run on the calling thread: a fork-join and the
+ * other core's first reads of what this one just wrote cost several microseconds on the
+ * 2-core machines measured (bench/RESULTS.md), more than half of such a conv saves. */
+#define LK_CONV_PAR_MIN_MACS 2e6
+#define LK_DW_PAR_MIN_MACS   1e6
+
 /* ---- convolution on plan-time packed weights (conv_packed.c) ------------------------------ */
 
 /* Floats of the packed form of a convolution's weight (0 for depthwise geometries, which run
