@@ -143,7 +143,8 @@ MK_CWRAP(6)
 #undef MK_CWRAP
 /* y (rows x np, rows ohw apart) = the epilogue of the tiles' sums acc (np x CV_CB, positions
  * CV_CB apart): acc transposed in MK_VW x MK_VW blocks (log2 MK_VW stages of two-source
- * shuffles; stage b swaps bit b of the row and lane indices), then per channel row
+ * shuffles; stage b swaps bit b of the row and lane indices; through memory under clang),
+ * then per channel row
  * y = y + s (accumulate), or relu?(s + res).  The scalar epilogue's operations, lane by lane. */
 static MK_TARGET void MK(cstore)(const float *acc, int64_t np, int64_t rows, float *y,
                                  int64_t ohw, const float *res, int accumulate, int relu) {
@@ -160,6 +161,14 @@ static MK_TARGET void MK(cstore)(const float *acc, int64_t np, int64_t rows, flo
             int64_t cnt = np - p0 < MK_VW ? np - p0 : MK_VW, nr = rows - r0 < MK_VW ? rows - r0 : MK_VW;
             for (int i = 0; i < MK_VW; i++)
                 t[i] = i < cnt ? MK(vload)(acc + (p0 + i) * CV_CB + r0) : (MK_VEC){0};
+#if defined(__clang__) /* no __builtin_shuffle with run-time masks: through memory */
+            (void)lo, (void)hi;
+            float m[MK_VW][MK_VW], tm[MK_VW][MK_VW];
+            memcpy(m, t, sizeof m);
+            for (int i = 0; i < MK_VW; i++)
+                for (int j = 0; j < MK_VW; j++) tm[j][i] = m[i][j];
+            memcpy(t, tm, sizeof tm);
+#else
             int st = 0;
             for (int b = MK_VW / 2; b >= 1; b /= 2, st++)
                 for (int i = 0; i < MK_VW; i++)
@@ -168,6 +177,7 @@ static MK_TARGET void MK(cstore)(const float *acc, int64_t np, int64_t rows, flo
                         MK_VEC w = __builtin_shuffle(t[i], t[i + b], hi[st]);
                         t[i] = u, t[i + b] = w;
                     }
+#endif
             for (int64_t c = 0; c < nr; c++) {
                 float       *d = y + (r0 + c) * ohw + p0;
                 const float *q = res ? res + (r0 + c) * ohw + p0 : NULL;
