@@ -102,32 +102,24 @@ size_t lk_conv_packed_floats(const lk_conv_geom *g) {
     return (size_t)(g->group * blocks_of(g) * CV_CB * kdim_of(g));
 }
 
-void lk_conv_pack_weights(const lk_conv_geom *g, const float *w, float *wp) {
-    int64_t mg = g->m / g->group, k = kdim_of(g), np = panels_of(g);
-    if (cv_chosen(g)) { /* [group][block][k][CV_CB], channels past mg zero */
-        int64_t nb = blocks_of(g);
-        for (int64_t gi = 0; gi < g->group; gi++)
-            for (int64_t bl = 0; bl < nb; bl++) {
-                float *dst = wp + (gi * nb + bl) * k * CV_CB;
-                for (int64_t r = 0; r < CV_CB; r++) {
-                    int64_t      row = bl * CV_CB + r;
-                    const float *src = w + (gi * mg + row) * k;
-                    for (int64_t kk = 0; kk < k; kk++)
-                        dst[kk * CV_CB + r] = row < mg ? src[kk] : 0.0f;
-                }
-            }
-        return;
-    }
+/* wp = w in panels of R rows, k-major ([group][panel][k][R], rows past mg zero): R = MR for
+ * the position-vector tiles, CV_CB for channel blocks. */
+static void pack_panels(const lk_conv_geom *g, const float *w, float *wp, int64_t R) {
+    int64_t mg = g->m / g->group, k = kdim_of(g), np = (mg + R - 1) / R;
     for (int64_t gi = 0; gi < g->group; gi++)
         for (int64_t p = 0; p < np; p++) {
-            float *dst = wp + (gi * np + p) * k * MR;
-            for (int64_t r = 0; r < MR; r++) {
-                int64_t      row = p * MR + r;
+            float *dst = wp + (gi * np + p) * k * R;
+            for (int64_t r = 0; r < R; r++) {
+                int64_t      row = p * R + r;
                 const float *src = w + (gi * mg + row) * k;
                 for (int64_t kk = 0; kk < k; kk++)
-                    dst[kk * MR + r] = row < mg ? src[kk] : 0.0f;
+                    dst[kk * R + r] = row < mg ? src[kk] : 0.0f;
             }
         }
+}
+
+void lk_conv_pack_weights(const lk_conv_geom *g, const float *w, float *wp) {
+    pack_panels(g, w, wp, cv_chosen(g) ? CV_CB : MR);
 }
 
 /* ---- strided 1x1 convs ------------------------------------------------------------------- */
