@@ -617,7 +617,38 @@ typedef struct dw_layout {
     int64_t qoh, qow;   /* its rows and valid columns                                     */
     int64_t hq, wq, sp; /* phase plane rows, row length, stride (floats)                  */
     size_t  off_sg, off_so;
+    int     cl; /* channels last (dw_cl_body) */
 } dw_layout;
+
+/* Outputs on at most this many positions may run channels last (dw_cl_chosen). */
+#define DW_CL_MAX_HW 1024
+
+/* Channels last (dw_cl_body) when its estimated cycles are under 0.8x the position-vector
+ * kernels': those compute whole vectors of a grid that includes the kernel's halo (a 23x23
+ * kernel over a 12x12 output: 12 x 34 columns) and every tap of the rows they keep, at about
+ * two FMAs a cycle, plus a per-channel set-up; channels last computes only the taps that land
+ * inside the input, 16 channels per vector, at about one FMA a cycle (two loads each), plus
+ * both transposes.  Multiplier 1 (m == c) only. */
+static int dw_cl_chosen(const lk_conv_geom *g) {
+    if (g->m != g->c || g->c < VL || g->oh * g->ow > DW_CL_MAX_HW) return 0;
+    double vin = 0.0; /* taps inside the input, summed over output positions */
+    for (int64_t oy = 0; oy < g->oh; oy++) {
+        int64_t lo, hi;
+        lk_conv_valid_range(g->kh, g->h, g->dh, -(oy * g->sh - g->ph), 0, &lo, &hi);
+        vin += (double)(hi - lo);
+    }
+    double vx = 0.0;
+    for (int64_t ox = 0; ox < g->ow; ox++) {
+        int64_t lo, hi;
+        lk_conv_valid_range(g->kw, g->w, g->dw, -(ox * g->sw - g->pw), 0, &lo, &hi);
+        vx += (double)(hi - lo);
+    }
+    double nb  = (double)((g->c + VL - 1) / VL);
+    double cl  = nb * vin * vx + 0.5 * (double)g->c * (double)(g->h * g->w + g->oh * g->ow);
+    double grid = (double)(g->oh * g->sh) * (double)(g->ow * g->sw + (g->kw - 1) * g->dw) / VL;
+    double cur = (double)g->c * (grid * (double)(g->kh * g->kw) / 2.0 + 200.0);
+    return cl < 0.8 * cur;
+}
 
 static void dw_layout_set(const lk_conv_geom *g, dw_layout *L) {
     int64_t nvo = (g->ow + VL - 1) / VL, nvi = (g->w + VL - 1) / VL;
@@ -653,6 +684,12 @@ static void dw_layout_set(const lk_conv_geom *g, dw_layout *L) {
         L->off_sg    = up16((size_t)(L->qsh * L->qsw * L->sp + VL));
         L->off_so    = L->off_sg + up16((size_t)(L->qoh * L->wq + VL));
         size_t total = L->off_so + up16((size_t)(g->kh * g->kw) * sizeof(int64_t) / sizeof(float));
+        if (total > L->per_thread) L->per_thread = total;
+    }
+    L->cl = dw_cl_chosen(g);
+    if (L->cl) { /* one block of 16 channels: input, weights, output channels last; bias */
+        size_t total = up16((size_t)(g->h * g->w * VL)) + up16((size_t)(g->kh * g->kw * VL)) +
+                       up16((size_t)(g->oh * g->ow * VL)) + VL;
         if (total > L->per_thread) L->per_thread = total;
     }
 }
@@ -855,6 +892,161 @@ static void dw_small_body(void *arg, int64_t t0, int64_t t1, int tid) {
     }
 }
 
+/* ---- channels last, for small planes ------------------------------------------------------ */
+
+typedef int32_t vi16 __attribute__((vector_size(64)));
+/* Shuffle masks of tr16, per stage b = 8, 4, 2, 1: the low and the high half of the swap. */
+static const vi16 tr16_mask[8] = {
+    {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},
+    {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31},
+    {0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27},
+    {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31},
+    {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29},
+    {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31},
+    {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30},
+    {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31},
+};
+
+/* In-register transpose of 16 rows of 16 floats: stage b swaps bit b of the row and lane
+ * indices (two-source shuffles; through memory under clang, which has no run-time masks). */
+static void tr16(v16 *t) {
+#if defined(__clang__)
+    float m[VL][VL], tm[VL][VL];
+    memcpy(m, t, sizeof m);
+    for (int i = 0; i < VL; i++)
+        for (int j = 0; j < VL; j++) tm[j][i] = m[i][j];
+    memcpy(t, tm, sizeof tm);
+#else
+    for (int st = 0, b = 8; b >= 1; b /= 2, st++)
+        for (int i = 0; i < VL; i++)
+            if (!(i & b)) {
+                v16 u = __builtin_shuffle(t[i], t[i + b], tr16_mask[2 * st]);
+                v16 w = __builtin_shuffle(t[i], t[i + b], tr16_mask[2 * st + 1]);
+                t[i] = u, t[i + b] = w;
+            }
+#endif
+}
+
+/* dst[p][cp] (p < np) = src[c][p] (rows ld apart); channels C..cp zero. */
+static void to_cl(const float *src, int64_t C, int64_t np, int64_t ld, float *dst, int64_t cp) {
+    for (int64_t c0 = 0; c0 < cp; c0 += VL)
+        for (int64_t p0 = 0; p0 < np; p0 += VL) {
+            v16     t[VL];
+            int64_t cnt = np - p0 < VL ? np - p0 : VL;
+            for (int64_t i = 0; i < VL; i++) {
+                t[i] = (v16){0};
+                if (c0 + i >= C) continue;
+                if (cnt == VL) t[i] = vload(src + (c0 + i) * ld + p0);
+                else memcpy(&t[i], src + (c0 + i) * ld + p0, sizeof(float) * (size_t)cnt);
+            }
+            tr16(t);
+            for (int64_t i = 0; i < cnt; i++) memcpy(dst + (p0 + i) * cp + c0, &t[i], sizeof(v16));
+        }
+}
+
+/* dst[c][p] (rows ld apart; += when accumulate) = src[p][cp], c < C, p < np. */
+static void from_cl(const float *src, int64_t C, int64_t np, int64_t cp, float *dst, int64_t ld,
+                    int accumulate) {
+    for (int64_t c0 = 0; c0 < C; c0 += VL)
+        for (int64_t p0 = 0; p0 < np; p0 += VL) {
+            v16     t[VL];
+            int64_t cnt = np - p0 < VL ? np - p0 : VL, nc = C - c0 < VL ? C - c0 : VL;
+            for (int64_t i = 0; i < VL; i++)
+                t[i] = i < cnt ? vload(src + (p0 + i) * cp + c0) : (v16){0};
+            tr16(t);
+            for (int64_t i = 0; i < nc; i++) {
+                float *d = dst + (c0 + i) * ld + p0;
+                float  f[VL];
+                memcpy(f, &t[i], sizeof f);
+                if (accumulate)
+                    for (int64_t j = 0; j < cnt; j++) d[j] += f[j];
+                else if (cnt == VL)
+                    memcpy(d, f, sizeof f);
+                else
+                    for (int64_t j = 0; j < cnt; j++) d[j] = f[j];
+            }
+        }
+}
+
+/* NG outputs of one row (columns ox0, ox0 + 1, ...), 16 channels: acc[i] = bias + the taps
+ * inside the input in (ky, kx) order.  Per kernel row, the columns every output of the group
+ * can use run as NG independent chains; the few only some can use (at the plane's edges)
+ * come before and after, per output, so each output keeps its tap order. */
+static inline __attribute__((always_inline)) void
+dw_cl_group(const lk_conv_geom *g, const float *xt, const float *wt, int64_t cp, int64_t oy,
+            int64_t ox0, int64_t ky0, int64_t ky1, const int64_t *kx0, const int64_t *kx1,
+            const float *bias, float *out, const int NG) {
+    v16     acc[4];
+    int64_t A = 0, B = g->kw;
+    for (int i = 0; i < NG; i++) {
+        acc[i] = vload(bias);
+        if (kx0[i] > A) A = kx0[i];
+        if (kx1[i] < B) B = kx1[i];
+    }
+    if (B < A) B = A;
+    for (int64_t ky = ky0; ky < ky1; ky++) {
+        const float *wr = wt + ky * g->kw * cp;
+        int64_t      xr = (oy * g->sh + ky * g->dh - g->ph) * g->w * cp, xi[4], dx = g->dw * cp;
+        /* xi[i] + kx * dx: the pixel of tap kx, inside the input for the kx used below (xi
+         * itself may be negative: offsets, not pointers, until then) */
+        for (int i = 0; i < NG; i++) xi[i] = xr + ((ox0 + i) * g->sw - g->pw) * cp;
+        for (int i = 0; i < NG; i++)
+            for (int64_t kx = kx0[i]; kx < A && kx < kx1[i]; kx++)
+                acc[i] += vload(wr + kx * cp) * vload(xt + xi[i] + kx * dx);
+        for (int64_t kx = A; kx < B; kx++) {
+            v16 wv = vload(wr + kx * cp);
+#pragma GCC unroll 4
+            for (int i = 0; i < NG; i++) acc[i] += wv * vload(xt + xi[i] + kx * dx);
+        }
+        for (int i = 0; i < NG; i++)
+            for (int64_t kx = B > kx0[i] ? B : kx0[i]; kx < kx1[i]; kx++)
+                acc[i] += vload(wr + kx * cp) * vload(xt + xi[i] + kx * dx);
+    }
+    for (int i = 0; i < NG; i++) memcpy(out + i * cp, &acc[i], sizeof(v16));
+}
+
+/* Forward on small planes, channels last, one task per batch item and block of 16 channels:
+ * the block's input planes are transposed to xt[pixel][16] and its weights to wt[tap][16];
+ * each output is computed for the 16 channels in one vector over only the taps that land
+ * inside the input (the position-vector kernels also compute the halo's junk columns and
+ * every tap of a row), then yt[pixel][16] is transposed into y.  Per output: the bias, then
+ * the taps in (ky, kx) order (taps on padding, which the other kernels add as w * 0, are left
+ * out). */
+static void dw_cl_body(void *arg, int64_t t0, int64_t t1, int tid) {
+    const dw_args      *a  = arg;
+    const lk_conv_geom *g  = a->g;
+    const dw_layout    *L  = a->L;
+    int64_t             C = g->c, kk = g->kh * g->kw, ohw = g->oh * g->ow, hw = g->h * g->w;
+    int64_t             nb = (C + VL - 1) / VL;
+    float              *xt = a->scratch + (size_t)tid * L->per_thread;
+    float              *wt = xt + up16((size_t)(hw * VL));
+    float              *yt = wt + up16((size_t)(kk * VL));
+    float              *bt = yt + up16((size_t)(ohw * VL));
+    int64_t             kx0[DW_CL_MAX_HW], kx1[DW_CL_MAX_HW];
+    for (int64_t ox = 0; ox < g->ow; ox++)
+        lk_conv_valid_range(g->kw, g->w, g->dw, -(ox * g->sw - g->pw), 0, &kx0[ox], &kx1[ox]);
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t n = t / nb, c0 = t % nb * VL, nc = C - c0 < VL ? C - c0 : VL;
+        to_cl(a->w + c0 * kk, nc, kk, kk, wt, VL);
+        for (int64_t c = 0; c < VL; c++) bt[c] = a->b && c < nc ? a->b[c0 + c] : 0.0f;
+        to_cl(a->x + (n * C + c0) * hw, nc, hw, hw, xt, VL);
+        for (int64_t oy = 0; oy < g->oh; oy++) {
+            int64_t ky0, ky1;
+            lk_conv_valid_range(g->kh, g->h, g->dh, -(oy * g->sh - g->ph), 0, &ky0, &ky1);
+            for (int64_t ox = 0; ox < g->ow; ox += 4) {
+                float *o = yt + (oy * g->ow + ox) * VL;
+                switch (g->ow - ox < 4 ? g->ow - ox : 4) {
+                case 1: dw_cl_group(g, xt, wt, VL, oy, ox, ky0, ky1, kx0 + ox, kx1 + ox, bt, o, 1); break;
+                case 2: dw_cl_group(g, xt, wt, VL, oy, ox, ky0, ky1, kx0 + ox, kx1 + ox, bt, o, 2); break;
+                case 3: dw_cl_group(g, xt, wt, VL, oy, ox, ky0, ky1, kx0 + ox, kx1 + ox, bt, o, 3); break;
+                default: dw_cl_group(g, xt, wt, VL, oy, ox, ky0, ky1, kx0 + ox, kx1 + ox, bt, o, 4);
+                }
+            }
+        }
+        from_cl(yt, nc, ohw, VL, a->y + (n * C + c0) * ohw, ohw, a->accumulate);
+    }
+}
+
 /* gx += correlation of the zero-stuffed, padded gy with the flipped kernel: the adjoint of
  * the forward for every stride and dilation, on the fast stride-1 kernel. */
 static void dw_backward_data_body(void *arg, int64_t t0, int64_t t1, int tid) {
@@ -1000,7 +1192,8 @@ void lk_conv_forward(const lk_conv_geom *g, const float *x, const float *w, cons
         a.x = x, a.w = w, a.b = b, a.y = y, a.accumulate = accumulate;
         dw_layout L;
         dw_layout_set(g, &L);
-        dw_run(g, &a, ctx, L.small ? dw_small_body : dw_forward_body, g->n * g->c);
+        if (L.cl) dw_run(g, &a, ctx, dw_cl_body, g->n * ((g->c + VL - 1) / VL));
+        else dw_run(g, &a, ctx, L.small ? dw_small_body : dw_forward_body, g->n * g->c);
         return;
     }
     LK_ASSERT(ctx->scratch_floats >= gemm_scratch(g));

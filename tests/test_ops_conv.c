@@ -216,6 +216,12 @@ static const conv_spec conv_specs[] = {
     {"packed_cv_1x1_s2", 0, 2, 2, 60, 13, 14, 120, 1, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0, 0, 0, 1},
     {"packed_cv_14x14_n2", 0, 2, 2, 16, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1},
     {"packed_cv_chunks_m180", 0, 2, 1, 20, 9, 9, 180, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0},
+    /* Depthwise, channels last (kernels.c, dw_cl_chosen): a large kernel over a small plane
+     * (most taps on padding), a strided one with asymmetric pads and channels past a whole
+     * vector, a dilated one whose rows reach the padding unevenly. */
+    {"dw_cl_k9_on_6x7", 0, 2, 2, 20, 6, 7, 20, 9, 9, 20, 1, 1, 1, 1, 4, 4, 4, 4, 0, 0, 1},
+    {"dw_cl_s2_asym", 0, 2, 1, 33, 9, 11, 33, 3, 3, 33, 2, 2, 1, 1, 1, 0, 2, 1, 0, 0, 1},
+    {"dw_cl_d2_k5", 0, 2, 2, 16, 8, 8, 16, 5, 5, 16, 1, 1, 2, 2, 3, 4, 4, 3, 0, 0, 0},
     {"dw5x5_d3", 0, 2, 1, 4, 17, 18, 4, 5, 5, 4, 1, 1, 3, 3, 6, 6, 6, 6, 0, 0, 0},
     {"dw7x7_asym_d2", 0, 2, 1, 3, 14, 37, 3, 7, 7, 3, 1, 1, 2, 2, 5, 1, 2, 7, 0, 0, 1},
     {"band1x11", 0, 2, 1, 4, 13, 24, 4, 1, 11, 4, 1, 1, 1, 1, 0, 5, 0, 5, 0, 0, 1},
