@@ -163,11 +163,10 @@ static MK_TARGET void MK(cstore)(const float *acc, int64_t np, int64_t rows, flo
                 t[i] = i < cnt ? MK(vload)(acc + (p0 + i) * CV_CB + r0) : (MK_VEC){0};
 #if defined(__clang__) /* no __builtin_shuffle with run-time masks: through memory */
             (void)lo, (void)hi;
-            float m[MK_VW][MK_VW], tm[MK_VW][MK_VW];
+            float m[MK_VW * MK_VW];
             memcpy(m, t, sizeof m);
-            for (int i = 0; i < MK_VW; i++)
-                for (int j = 0; j < MK_VW; j++) tm[j][i] = m[i][j];
-            memcpy(t, tm, sizeof tm);
+            lk_transpose_square(m, MK_VW);
+            memcpy(t, m, sizeof m);
 #else
             int st = 0;
             for (int b = MK_VW / 2; b >= 1; b /= 2, st++)

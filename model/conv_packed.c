@@ -28,7 +28,6 @@
  *    position past the plane; each finished chunk of tiles is stored transposed.
  * Results equal the im2col + sgemm path up to float summation order.
  */
-#include <stdlib.h>
 #include <string.h>
 
 /* acc += a * b is written out and relies on contraction to FMA (off in ISO C mode). */

@@ -894,6 +894,7 @@ static void dw_small_body(void *arg, int64_t t0, int64_t t1, int tid) {
 
 /* ---- channels last, for small planes ------------------------------------------------------ */
 
+#if !defined(__clang__)
 typedef int32_t vi16 __attribute__((vector_size(64)));
 /* Shuffle masks of tr16, per stage b = 8, 4, 2, 1: the low and the high half of the swap. */
 static const vi16 tr16_mask[8] = {
@@ -906,16 +907,16 @@ static const vi16 tr16_mask[8] = {
     {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30},
     {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31},
 };
+#endif
 
 /* In-register transpose of 16 rows of 16 floats: stage b swaps bit b of the row and lane
  * indices (two-source shuffles; through memory under clang, which has no run-time masks). */
 static void tr16(v16 *t) {
 #if defined(__clang__)
-    float m[VL][VL], tm[VL][VL];
+    float m[VL * VL];
     memcpy(m, t, sizeof m);
-    for (int i = 0; i < VL; i++)
-        for (int j = 0; j < VL; j++) tm[j][i] = m[i][j];
-    memcpy(t, tm, sizeof tm);
+    lk_transpose_square(m, VL);
+    memcpy(t, m, sizeof m);
 #else
     for (int st = 0, b = 8; b >= 1; b /= 2, st++)
         for (int i = 0; i < VL; i++)

@@ -83,6 +83,17 @@ static inline void lk_conv_valid_range(int64_t ow, int64_t w, int64_t s, int64_t
     *hi = h;
 }
 
+/* m (n x n floats, row-major) transposed in place: the vector kernels' in-register
+ * transposes where the compiler has no shuffles with run-time masks (clang). */
+static inline void lk_transpose_square(float *m, int n) {
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++) {
+            float t      = m[i * n + j];
+            m[i * n + j] = m[j * n + i];
+            m[j * n + i] = t;
+        }
+}
+
 /* Convolutions with fewer multiply-adds run on the calling thread: a fork-join and the
  * other core's first reads of what this one just wrote cost several microseconds on the
  * 2-core machines measured (bench/RESULTS.md), more than half of such a conv saves. */

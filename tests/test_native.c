@@ -591,6 +591,75 @@ START_TEST(test_packed_used) {
 }
 END_TEST
 
+/* One conv, 32 -> 192 channels, 3x3, pad 1, on a declared 1x32x7x7 input. */
+static lk_model *conv192_model(void) {
+    lk_model *m = NULL;
+    lk_error  err;
+    int64_t   xs[4] = {1, 32, 7, 7}, ws[4] = {192, 32, 3, 3}, x, w, y;
+    static float wd[192 * 32 * 9];
+    tu_fill_uniform(wd, 192 * 32 * 9, 31, -0.2f, 0.2f);
+    ck_assert_int_eq(lk_model_alloc(&m, &err), LK_OK);
+    ck_assert_int_eq(lk_model_add_input(m, "image", 4, xs, &x, &err), LK_OK);
+    ck_assert_int_eq(lk_model_add_param(m, "conv.weight", 4, ws, wd, 1, &w, &err), LK_OK);
+    lk_attrs c = lk_attrs_default(LK_OP_CONV);
+    c.conv.kernel[0] = c.conv.kernel[1] = 3;
+    c.conv.pad_begin[0] = c.conv.pad_begin[1] = c.conv.pad_end[0] = c.conv.pad_end[1] = 1;
+    const char *no[1] = {"conv.out"};
+    int64_t     in[2] = {x, w};
+    ck_assert_int_eq(lk_model_add_node(m, LK_OP_CONV, "conv", 2, in, 1, no, &c, &y, &err), LK_OK);
+    ck_assert_int_eq(lk_model_set_outputs(m, 1, &y, &err), LK_OK);
+    ck_assert_int_eq(lk_model_finalize(m, &err), LK_OK);
+    return m;
+}
+
+/* Output of m's forward on a seeded 1x32xhxh input, planned for that shape: a heap copy. */
+static float *conv192_forward(const lk_model *m, int64_t h, int64_t *n) {
+    lk_exec   *x = NULL;
+    lk_error   err;
+    int64_t    sh[4] = {1, 32, h, h};
+    lk_tensor *in = NULL;
+    ck_assert_int_eq(lk_tensor_alloc(LK_F32, 4, sh, &in, &err), LK_OK);
+    tu_fill_uniform(in->data, lk_tensor_numel(in), 5, -1.0f, 1.0f);
+    const lk_tensor *ins[1] = {in};
+    ck_assert_msg(lk_exec_alloc(m, NULL, 1, ins, &x, &err) == LK_OK, "%s", err.msg);
+    ck_assert_msg(lk_exec_forward(x, ins, &err) == LK_OK, "%s", err.msg);
+    const lk_tensor *t = lk_exec_value(x, lk_model_output(m, 0));
+    *n                 = lk_tensor_numel(t);
+    float *y           = malloc(sizeof(float) * (size_t)*n);
+    memcpy(y, t->data, sizeof(float) * (size_t)*n);
+    lk_exec_free(x);
+    lk_tensor_free(in);
+    return y;
+}
+
+START_TEST(test_packed_plane_size) {
+    /* The packed conv's layout depends on the plane: 192 output channels on 7x7 run on
+     * channel blocks (3 blocks of 64), on 64x64 on 6-row panels (32 panels): the same number
+     * of floats.  A pack made ahead of time for 7x7 must not be used for 64x64 (the key holds
+     * the input shape): outputs equal, bit for bit, those of a model packed at planning. */
+    lk_error  err;
+    lk_model *a = conv192_model(), *ref = conv192_model();
+    int64_t   sh[4] = {1, 32, 7, 7}, np = 0;
+    lk_tensor t7;
+    memset(&t7, 0, sizeof t7);
+    lk_tensor_set_shape(&t7, 4, sh);
+    const lk_tensor *shp[1] = {&t7};
+    ck_assert_msg(lk_exec_prepack(a, 1, shp, &np, &err) == LK_OK, "%s", err.msg);
+    ck_assert_int_eq(np, 1);
+    for (int i = 0; i < 2; i++) {
+        int64_t h = i ? 64 : 7, na, nr;
+        float  *ya = conv192_forward(a, h, &na), *yr = conv192_forward(ref, h, &nr);
+        ck_assert_int_eq(na, nr);
+        ck_assert_msg(memcmp(ya, yr, sizeof(float) * (size_t)na) == 0, "%lldx%lld differs",
+                      (long long)h, (long long)h);
+        free(ya);
+        free(yr);
+    }
+    lk_model_free(a);
+    lk_model_free(ref);
+}
+END_TEST
+
 START_TEST(test_packed) {
     /* Weights packed ahead of time: stored in a version 2 file, mapped zero-copy, used by
      * the exec instead of its own packing (fewer bytes planned), with outputs bit for bit
@@ -1120,6 +1189,7 @@ static Suite *native_suite(void) {
     tcase_add_loop_test(tc, test_forged_packed, 0,
                         (int)(sizeof pack_forges / sizeof pack_forges[0]));
     tcase_add_test(tc, test_packed);
+    tcase_add_test(tc, test_packed_plane_size);
     tcase_add_test(tc, test_packed_used);
     tcase_add_test(tc, test_parallel_verify);
     tcase_add_test(tc, test_unknown_op);
