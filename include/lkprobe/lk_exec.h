@@ -118,7 +118,8 @@ LK_API void      lk_exec_params_changed(lk_exec *x);
 /* Packs ahead of time the weights an exec planned for these shapes (NULL: declared ones)
  * would pack, and attaches them to the model's parameters (lk_model_set_param_packed; the
  * model owns the memory).  Execs planned later run their first forward on them wherever the
- * node geometry matches, instead of packing at planning, and copy them into their own
+ * node geometry matches (op, attributes, and input shapes apart from the batch dimension: a
+ * conv's packed layout depends on its plane size), instead of packing at planning, and copy them into their own
  * (huge-page) memory, reserved at planning, at the second forward; lk_model_save_native
  * stores them, so that a model.bin starts without packing.  Parameters already packed are
  * left as they are; *n_packed (may be NULL) counts the parameters packed now. */

@@ -165,7 +165,8 @@ LK_API lk_status lk_model_hold_mapping(lk_model *m, void *base, size_t len,
 LK_API void      lk_model_replace_param(lk_model *m, int64_t v, int ndim, const int64_t *shape,
                                         float *data);
 /* Packed weights (lk_exec_prepack, model.bin): the data of parameter v laid out ahead of time
- * for the op that reads it; key identifies the node geometry it was packed for (an exec uses
+ * for the op that reads it; key identifies the node geometry it was packed for (op,
+ * attributes, input shapes apart from the batch dimension; an exec uses
  * it only when its own key for the node matches).  Borrowed like lk_model_add_param's copy = 0
  * data; replacing the parameter drops it.  The getter returns NULL when v has none. */
 LK_API lk_status    lk_model_set_param_packed(lk_model *m, int64_t v, uint64_t key,
