@@ -415,18 +415,13 @@ static void dp_pad(const lk_conv_geom *g, const dp_layout *L, const float *x, fl
                     float  *d  = dst + iy * L->wp;
                     int64_t ih = iy * g->sh + py - g->ph;
                     if (ih < 0 || ih >= g->h || lo >= hi) {
-                        memset(d, 0, sizeof(float) * (size_t)L->wp);
+                        lk_zero_floats(d, L->wp);
                         continue;
                     }
-                    const float *s  = src + ih * g->w + (lo * g->sw + px - g->pw);
-                    memset(d, 0, sizeof(float) * (size_t)lo);
-                    if (g->sw == 1) {
-                        memcpy(d + lo, s, sizeof(float) * (size_t)(hi - lo));
-                    } else {
-                        for (int64_t ix = lo; ix < hi; ix++)
-                            d[ix] = s[(ix - lo) * g->sw];
-                    }
-                    memset(d + hi, 0, sizeof(float) * (size_t)(L->wp - hi));
+                    const float *s = src + ih * g->w + (lo * g->sw + px - g->pw);
+                    lk_zero_floats(d, lo);
+                    lk_copy_strided(d + lo, s, hi - lo, g->sw);
+                    lk_zero_floats(d + hi, L->wp - hi);
                 }
                 memset(dst + L->hp * L->wp, 0, sizeof(float) * (size_t)(L->plane - L->hp * L->wp));
             }

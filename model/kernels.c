@@ -9,6 +9,9 @@
  */
 #include <cblas.h>
 #include <string.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 /* The inner loops are written as acc += w * x and rely on the compiler contracting them to
  * FMA; ISO C mode (-std=c11) disables contraction, so it is requested here explicitly. */
@@ -390,6 +393,88 @@ static inline v16 vload(const float *p) {
     return v;
 }
 
+/* The first n < 16 floats of p, the rest zero (reads only those n). */
+static inline v16 vload_part(const float *p, int64_t n) {
+#if defined(__AVX512F__)
+    return (v16)_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1u), p);
+#else
+    float f[VL] = {0};
+    for (int64_t i = 0; i < n; i++) f[i] = p[i];
+    return vload(f);
+#endif
+}
+
+/* Stores the first n < 16 lanes of v at p (writes only those n). */
+static inline void vstore_part(float *p, v16 v, int64_t n) {
+#if defined(__AVX512F__)
+    _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1u), (__m512)v);
+#else
+    float f[VL];
+    memcpy(f, &v, sizeof f);
+    for (int64_t i = 0; i < n; i++) p[i] = f[i];
+#endif
+}
+
+/* Short row copies and fills, inline: the depthwise kernels' per-row padding made a few
+ * libc calls per row, a third of the time of a 48x48 plane. */
+static inline void copy_row(float *restrict d, const float *restrict s, int64_t n) {
+    int64_t i = 0;
+    for (; i + VL <= n; i += VL) {
+        v16 v = vload(s + i);
+        memcpy(d + i, &v, sizeof v);
+    }
+    if (i < n) vstore_part(d + i, vload_part(s + i, n - i), n - i);
+}
+
+/* The even lanes of the 32 floats a, b. */
+static inline v16 even_lanes(v16 a, v16 b) {
+#if defined(__clang__)
+    return __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+#else
+    typedef int32_t vi16c __attribute__((vector_size(64)));
+    return __builtin_shuffle(a, b, (vi16c){0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30});
+#endif
+}
+
+/* Stride 2, the common strided conv: 16 outputs per two loads and one permute. */
+static inline void copy_strided(float *restrict d, const float *restrict s, int64_t n,
+                                int64_t st) {
+    if (st == 1) {
+        copy_row(d, s, n);
+        return;
+    }
+    if (st != 2) {
+        for (int64_t i = 0; i < n; i++) d[i] = s[i * st];
+        return;
+    }
+    int64_t i = 0;
+    for (; i + 17 <= n; i += VL) {
+        v16 e = even_lanes(vload(s + 2 * i), vload(s + 2 * i + VL));
+        memcpy(d + i, &e, sizeof e);
+    }
+    if (i == n) return;
+    int64_t r = n - i, m = 2 * r - 1; /* outputs left (1..16), floats they span */
+    v16     a = m >= VL ? vload(s + 2 * i) : vload_part(s + 2 * i, m);
+    v16     b = m > VL ? vload_part(s + 2 * i + VL, m - VL) : (v16){0};
+    v16     e = even_lanes(a, b);
+    if (r == VL) memcpy(d + i, &e, sizeof e);
+    else vstore_part(d + i, e, r);
+}
+
+static inline void zero_row(float *d, int64_t n) {
+    int64_t i = 0;
+    for (; i + VL <= n; i += VL) memcpy(d + i, &(v16){0}, sizeof(v16));
+    if (i < n) vstore_part(d + i, (v16){0}, n - i);
+}
+
+void lk_copy_strided(float *restrict d, const float *restrict s, int64_t n, int64_t st) {
+    copy_strided(d, s, n, st);
+}
+
+void lk_zero_floats(float *d, int64_t n) {
+    zero_row(d, n);
+}
+
 /* R output rows x V vectors of a correlation kept in registers:
  *   out[r*ldo + v*16 + i] = bias + sum_{ky,kx} wk[ky*kw + kx]
  *                                  * in[(r*sr + ky*dh)*ldi + toff[kx] + v*16 + i].
@@ -402,8 +487,8 @@ static inline __attribute__((always_inline)) void
 dw_block(const float *restrict in, int64_t ldi, int64_t sr, const float *restrict wk, int64_t kh,
          int64_t kw, int64_t dh, int64_t dw, const int64_t *restrict toff, float bias,
          float *restrict out, int64_t ldo, const int R, const int V, const int PH) {
-    v16 acc[8];
-#pragma GCC unroll 8
+    v16 acc[16];
+#pragma GCC unroll 16
     for (int i = 0; i < R * V; i++)
         acc[i] = bias - (v16){0}; /* a broadcast: s - 0 == s, 0 + s is not (-0) */
     for (int64_t ky = 0; ky < kh; ky++) {
@@ -449,9 +534,9 @@ DW_BLOCK(1, 5)
 DW_BLOCK(1, 6)
 DW_BLOCK(1, 7)
 DW_BLOCK(1, 8)
-DW_BLOCK(2, 3)
-DW_BLOCK(2, 4)
-DW_BLOCK(4, 2)
+DW_BLOCK(4, 3)
+DW_BLOCK(4, 4)
+DW_BLOCK(8, 2)
 DW_BLOCK(8, 1)
 
 /* [PH][V]: single-row blocks of V vectors; [PH][0] holds the multi-row block of a shape. */
@@ -470,11 +555,11 @@ static void dw_block_shape(int64_t nvec, int ph, int *r, int *v, dw_block_fn *fn
     } else if (nvec >= 5) {
         *r = 1, *v = (int)nvec, *fn = dw_row_fns[ph][nvec];
     } else if (nvec == 4) {
-        *r = 2, *v = 4, *fn = ph ? dw_pblock_2_4 : dw_block_2_4;
+        *r = 4, *v = 4, *fn = ph ? dw_pblock_4_4 : dw_block_4_4;
     } else if (nvec == 3) {
-        *r = 2, *v = 3, *fn = ph ? dw_pblock_2_3 : dw_block_2_3;
+        *r = 4, *v = 3, *fn = ph ? dw_pblock_4_3 : dw_block_4_3;
     } else if (nvec == 2) {
-        *r = 4, *v = 2, *fn = ph ? dw_pblock_4_2 : dw_block_4_2;
+        *r = 8, *v = 2, *fn = ph ? dw_pblock_8_2 : dw_block_8_2;
     } else {
         *r = 8, *v = 1, *fn = ph ? dw_pblock_8_1 : dw_block_8_1;
     }
@@ -483,7 +568,7 @@ static void dw_block_shape(int64_t nvec, int ph, int *r, int *v, dw_block_fn *fn
 /* Floats of the row buffer dw_plane needs for rows nx wide. */
 static size_t dw_tmp_floats(int64_t nx) {
     size_t row = (size_t)((nx + VL - 1) / VL * VL);
-    return row > 128 ? row : 128;
+    return row > 16 * VL ? row : 16 * VL; /* at least a block of 16 accumulators */
 }
 
 /* ceil(a / b) for b > 0, and 0 when a <= 0. */
@@ -613,8 +698,6 @@ typedef struct dw_layout {
     size_t  off_g, off_t, off_w, off_o, off_a, per_thread;
     /* Small planes (dw_small): the forward reads the output grid flat (see dw_small_body). */
     int     small;
-    int64_t qsh, qsw;   /* strides of the flat grid: sh, sw, or 1, 1 (stride-1 grid, subsampled) */
-    int64_t qoh, qow;   /* its rows and valid columns                                     */
     int64_t hq, wq, sp; /* phase plane rows, row length, stride (floats)                  */
     size_t  off_sg, off_so;
     int     cl; /* channels last (dw_cl_body) */
@@ -667,22 +750,18 @@ static void dw_layout_set(const lk_conv_geom *g, dw_layout *L) {
     L->off_o      = L->off_w + kk;
     L->off_a      = L->off_o + up16((size_t)g->kw * sizeof(int64_t) / sizeof(float));
     L->per_thread = L->off_a + (size_t)(g->kh * g->kw) * VL;
-    /* Outputs narrower than a vector: the row kernels would compute a whole vector per row. */
-    /* Strided small kernels: the stride-1 grid, subsampled, costs a few times their own
-     * (tiny) arithmetic but no strided copies into phase planes. */
-    int sub  = (g->sh > 1 || g->sw > 1) && g->sh * g->sw * g->kh * g->kw <= 64;
-    L->small = g->ow < VL || sub;
-    L->qsh   = sub ? 1 : g->sh;
-    L->qsw   = sub ? 1 : g->sw;
-    L->qoh   = sub ? (g->oh - 1) * g->sh + 1 : g->oh;
-    L->qow   = sub ? (g->ow - 1) * g->sw + 1 : g->ow;
-    L->hq    = L->qoh + (g->kh - 1) * g->dh / L->qsh;
-    L->wq    = L->qow + (g->kw - 1) * g->dw / L->qsw;
+    /* Outputs narrower than a vector: the row kernels would compute a whole vector per row.
+     * (Strided kernels once ran here on the stride-1 grid, subsampled, to avoid strided
+     * copies into phase planes; with those copies vectorized (copy_strided) the phase planes
+     * measured 1.0-2.3x faster on every stride-2 shape tried, 6x6 to 160x160.) */
+    L->small = g->ow < VL;
+    L->hq    = g->oh + (g->kh - 1) * g->dh / g->sh;
+    L->wq    = g->ow + (g->kw - 1) * g->dw / g->sw;
     L->sp    = L->hq * L->wq;
     if (L->small) {
         /* Phase planes plus a vector of read slack, the flat grid, the tap offsets. */
-        L->off_sg    = up16((size_t)(L->qsh * L->qsw * L->sp + VL));
-        L->off_so    = L->off_sg + up16((size_t)(L->qoh * L->wq + VL));
+        L->off_sg    = up16((size_t)(g->sh * g->sw * L->sp + VL));
+        L->off_so    = L->off_sg + up16((size_t)(g->oh * L->wq + VL));
         size_t total = L->off_so + up16((size_t)(g->kh * g->kw) * sizeof(int64_t) / sizeof(float));
         if (total > L->per_thread) L->per_thread = total;
     }
@@ -706,35 +785,32 @@ static int64_t *dw_phase_offsets(const lk_conv_geom *g, const dw_layout *L, floa
 }
 
 /* Copies an h x w plane, zero-padded by (ph, pw) at the top left, into sw phase planes of
- * hp rows x wph floats (see dw_layout). */
-static void pad_phases(const lk_conv_geom *g, const dw_layout *L, const float *src, float *dst) {
+ * hp rows x wph floats (see dw_layout).  The plane's values land at the same places for every
+ * plane of a geometry, so when dst already holds a padded plane (zeroed != 0) only they are
+ * written: a thread pads its buffer once and then copies plane after plane into it. */
+static void pad_phases(const lk_conv_geom *g, const dw_layout *L, const float *src, float *dst,
+                       int zeroed) {
     int64_t h = g->h, w = g->w, ph = g->ph, pw = g->pw, wph = L->wph;
-    for (int64_t p = 0; p < g->sw; p++)
+    for (int64_t p = 0; p < g->sw; p++) {
+        int64_t lo = 0, hi = 0;
+        if (g->sw > 1) lk_conv_valid_range(wph, w, g->sw, pw, p, &lo, &hi);
         for (int64_t r = 0; r < L->hp; r++) {
             float  *d  = dst + (p * L->hp + r) * wph;
             int64_t ih = r - ph;
             if (ih < 0 || ih >= h) {
-                memset(d, 0, sizeof(float) * (size_t)wph);
+                if (!zeroed) zero_row(d, wph);
                 continue;
             }
             const float *s = src + ih * w;
+            if (!zeroed) zero_row(d, wph);
             if (g->sw == 1) {
                 int64_t left = pw < wph ? pw : wph;
-                int64_t cnt  = wph - left < w ? wph - left : w;
-                memset(d, 0, sizeof(float) * (size_t)left);
-                memcpy(d + left, s, sizeof(float) * (size_t)cnt);
-                memset(d + left + cnt, 0, sizeof(float) * (size_t)(wph - left - cnt));
+                copy_row(d + left, s, wph - left < w ? wph - left : w);
                 continue;
             }
-            int64_t lo, hi;
-            lk_conv_valid_range(wph, w, g->sw, pw, p, &lo, &hi);
-            for (int64_t q = 0; q < lo; q++)
-                d[q] = 0.0f;
-            for (int64_t q = lo; q < hi; q++)
-                d[q] = s[q * g->sw + p - pw];
-            for (int64_t q = hi; q < wph; q++)
-                d[q] = 0.0f;
+            copy_strided(d + lo, s + lo * g->sw + p - pw, hi - lo, g->sw);
         }
+    }
 }
 
 typedef struct dw_args {
@@ -756,7 +832,7 @@ static void dw_forward_body(void *arg, int64_t t0, int64_t t1, int tid) {
     int64_t             mult = g->m / g->c, kk = g->kh * g->kw;
     for (int64_t t = t0; t < t1; t++) {
         int64_t n = t / g->c, ci = t % g->c;
-        pad_phases(g, L, a->x + t * g->h * g->w, xp);
+        pad_phases(g, L, a->x + t * g->h * g->w, xp, t > t0);
         for (int64_t j = 0; j < mult; j++) {
             int64_t oc = ci * mult + j;
             dw_plane(xp, L->wph, g->sh, a->w + oc * kk, g->kh, g->kw, g->dh, g->dw, toff, g->oh,
@@ -771,13 +847,13 @@ static void dw_forward_body(void *arg, int64_t t0, int64_t t1, int tid) {
  * px + sw, ...), so that output (oy, ox) of tap (ky, kx) reads phase ((ky dh) % sh,
  * (kx dw) % sw) at row oy + (ky dh) / sh, column ox + (kx dw) / sw.  Over the flat grid
  * j = oy wq + ox every tap is then one contiguous run at its own offset, and a few vectors
- * cover the whole plane (columns ox >= ow are junk, dropped on the store).  Small strided
- * kernels use strides (qsh, qsw) = (1, 1) instead: the stride-1 grid over one padded plane,
- * of which the store keeps every sh-th row and sw-th column.  Per output the arithmetic is
- * dw_block's: the bias, then the taps in (ky, kx) order. */
-static void dw_small_pad(const lk_conv_geom *g, const dw_layout *L, const float *src, float *xq) {
-    int64_t sh = L->qsh, sw = L->qsw;
-    memset(xq, 0, sizeof(float) * (size_t)(sh * sw * L->sp + VL));
+ * cover the whole plane (columns ox >= ow are junk, dropped on the store).  Per output the
+ * arithmetic is dw_block's: the bias, then the taps in (ky, kx) order.  As in pad_phases,
+ * a buffer already padded for this geometry (zeroed != 0) gets only the plane's values. */
+static void dw_small_pad(const lk_conv_geom *g, const dw_layout *L, const float *src, float *xq,
+                         int zeroed) {
+    int64_t sh = g->sh, sw = g->sw;
+    if (!zeroed) memset(xq, 0, sizeof(float) * (size_t)(sh * sw * L->sp + VL));
     for (int64_t py = 0; py < sh; py++)
         for (int64_t px = 0; px < sw; px++) {
             float  *dst = xq + (py * sw + px) * L->sp;
@@ -788,12 +864,7 @@ static void dw_small_pad(const lk_conv_geom *g, const dw_layout *L, const float 
                 if (ih < 0 || ih >= g->h) continue;
                 const float *s = src + ih * g->w + (lo * sw + px - g->pw);
                 float       *d = dst + r * L->wq;
-                if (sw == 1) {
-                    memcpy(d + lo, s, sizeof(float) * (size_t)(hi - lo));
-                    continue;
-                }
-                for (int64_t q = lo; q < hi; q++)
-                    d[q] = s[(q - lo) * sw];
+                copy_strided(d + lo, s, hi - lo, sw);
             }
         }
 }
@@ -845,7 +916,7 @@ static void dw_small_body(void *arg, int64_t t0, int64_t t1, int tid) {
     float              *xq = base, *grid = base + L->off_sg;
     int64_t            *off  = (int64_t *)(void *)(base + L->off_so);
     int64_t             mult = g->m / g->c, kk = g->kh * g->kw;
-    int64_t             sh = L->qsh, sw = L->qsw, nvec = (L->qoh * L->wq + VL - 1) / VL;
+    int64_t             sh = g->sh, sw = g->sw, nvec = (g->oh * L->wq + VL - 1) / VL;
     for (int64_t ky = 0; ky < g->kh; ky++)
         for (int64_t kx = 0; kx < g->kw; kx++) {
             int64_t yy = ky * g->dh, xx = kx * g->dw;
@@ -853,7 +924,7 @@ static void dw_small_body(void *arg, int64_t t0, int64_t t1, int tid) {
         }
     for (int64_t t = t0; t < t1; t++) {
         int64_t n = t / g->c, ci = t % g->c;
-        dw_small_pad(g, L, a->x + t * g->h * g->w, xq);
+        dw_small_pad(g, L, a->x + t * g->h * g->w, xq, t > t0);
         for (int64_t j = 0; j < mult; j++) {
             int64_t      oc = ci * mult + j;
             const float *wk = a->w + oc * kk;
@@ -863,7 +934,7 @@ static void dw_small_body(void *arg, int64_t t0, int64_t t1, int tid) {
                 /* Output rows of these vectors; kernel rows reaching no input row of theirs
                  * read padding only and are skipped (ky-major taps: a range of k). */
                 int64_t oy0 = v0 * VL / L->wq, oy1 = ((v0 + nv) * VL - 1) / L->wq;
-                if (oy1 > L->qoh - 1) oy1 = L->qoh - 1;
+                if (oy1 > g->oh - 1) oy1 = g->oh - 1;
                 int64_t k0 = ceil_div_nonneg(g->ph - oy1 * sh, g->dh);
                 int64_t k1 = ceil_div_nonneg(g->ph + g->h - oy0 * sh, g->dh);
                 if (k1 > g->kh) k1 = g->kh;
@@ -872,21 +943,14 @@ static void dw_small_body(void *arg, int64_t t0, int64_t t1, int tid) {
                                 grid + v0 * VL);
             }
             float *y = a->y + (n * g->m + oc) * g->oh * g->ow;
-            /* Output (oy, ox) is grid row oy * ry, column ox * rx (ry = rx = 1 unless the
-             * stride-1 grid is subsampled). */
-            int64_t ry = g->sh / sh, rx = g->sw / sw;
             for (int64_t oy = 0; oy < g->oh; oy++) {
                 float *restrict o       = y + oy * g->ow;
-                const float *restrict r = grid + oy * ry * L->wq;
+                const float *restrict r = grid + oy * L->wq;
                 if (a->accumulate)
                     for (int64_t x = 0; x < g->ow; x++)
-                        o[x] += r[x * rx];
-                else if (rx == 1)
-                    for (int64_t x = 0; x < g->ow; x++)
-                        o[x] = r[x];
+                        o[x] += r[x];
                 else
-                    for (int64_t x = 0; x < g->ow; x++)
-                        o[x] = r[x * rx];
+                    copy_row(o, r, g->ow);
             }
         }
     }
@@ -938,7 +1002,7 @@ static void to_cl(const float *src, int64_t C, int64_t np, int64_t ld, float *ds
                 t[i] = (v16){0};
                 if (c0 + i >= C) continue;
                 if (cnt == VL) t[i] = vload(src + (c0 + i) * ld + p0);
-                else memcpy(&t[i], src + (c0 + i) * ld + p0, sizeof(float) * (size_t)cnt);
+                else t[i] = vload_part(src + (c0 + i) * ld + p0, cnt);
             }
             tr16(t);
             for (int64_t i = 0; i < cnt; i++) memcpy(dst + (p0 + i) * cp + c0, &t[i], sizeof(v16));
@@ -957,14 +1021,14 @@ static void from_cl(const float *src, int64_t C, int64_t np, int64_t cp, float *
             tr16(t);
             for (int64_t i = 0; i < nc; i++) {
                 float *d = dst + (c0 + i) * ld + p0;
-                float  f[VL];
-                memcpy(f, &t[i], sizeof f);
-                if (accumulate)
-                    for (int64_t j = 0; j < cnt; j++) d[j] += f[j];
-                else if (cnt == VL)
-                    memcpy(d, f, sizeof f);
-                else
-                    for (int64_t j = 0; j < cnt; j++) d[j] = f[j];
+                v16    v = t[i];
+                if (cnt == VL) {
+                    if (accumulate) v += vload(d);
+                    memcpy(d, &v, sizeof v);
+                } else {
+                    if (accumulate) v += vload_part(d, cnt);
+                    vstore_part(d, v, cnt);
+                }
             }
         }
 }
@@ -1099,7 +1163,7 @@ static void dw_backward_weight_body(void *arg, int64_t c0, int64_t c1, int tid) 
     int64_t             nvec = L->ldg / VL;
     for (int64_t ci = c0; ci < c1; ci++)
         for (int64_t n = 0; n < g->n; n++) {
-            pad_phases(g, L, a->x + (n * g->c + ci) * g->h * g->w, xp);
+            pad_phases(g, L, a->x + (n * g->c + ci) * g->h * g->w, xp, ci > c0 || n > 0);
             for (int64_t j = 0; j < mult; j++) {
                 int64_t      oc  = ci * mult + j;
                 const float *gyb = a->gy + (n * g->m + oc) * g->oh * g->ow;

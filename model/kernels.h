@@ -83,6 +83,13 @@ static inline void lk_conv_valid_range(int64_t ow, int64_t w, int64_t s, int64_t
     *hi = h;
 }
 
+/* Short row copies and fills for the kernels' padding and stores (inline vector code, no
+ * libc call per row: per-row memset/memcpy were a third of a 48x48 depthwise plane):
+ * d[i] = s[i * st] for i < n (reads s only up to s[(n - 1) * st]; stride 2 by permutes),
+ * and d[0, n) = 0. */
+void lk_copy_strided(float *restrict d, const float *restrict s, int64_t n, int64_t st);
+void lk_zero_floats(float *d, int64_t n);
+
 /* m (n x n floats, row-major) transposed in place: the vector kernels' in-register
  * transposes where the compiler has no shuffles with run-time masks (clang). */
 static inline void lk_transpose_square(float *m, int n) {

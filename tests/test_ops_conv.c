@@ -222,6 +222,15 @@ static const conv_spec conv_specs[] = {
     {"dw_cl_k9_on_6x7", 0, 2, 2, 20, 6, 7, 20, 9, 9, 20, 1, 1, 1, 1, 4, 4, 4, 4, 0, 0, 1},
     {"dw_cl_s2_asym", 0, 2, 1, 33, 9, 11, 33, 3, 3, 33, 2, 2, 1, 1, 1, 0, 2, 1, 0, 0, 1},
     {"dw_cl_d2_k5", 0, 2, 2, 16, 8, 8, 16, 5, 5, 16, 1, 1, 2, 2, 3, 4, 4, 3, 0, 0, 0},
+    /* Depthwise row blocks of 12-16 accumulators (kernels.c, dw_block_shape) through the row
+     * buffer (24 and 47-wide outputs: not whole vectors) and straight into y (48 wide);
+     * stride 2 on phase planes filled by the vectorized stride-2 copy, odd widths leaving
+     * partial tails; several planes per thread reuse a buffer padded once. */
+    {"dw3x3_s2_rows8x2", 0, 2, 1, 5, 21, 48, 5, 3, 3, 5, 2, 2, 1, 1, 1, 1, 1, 1, 0, 0, 1},
+    {"dw3x3_s2_odd_w", 0, 2, 2, 3, 11, 95, 3, 3, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 0, 0, 1},
+    {"dw3x3_s1_rows4x3", 0, 2, 1, 3, 13, 48, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1},
+    {"dw3x3_s1_w47", 0, 2, 1, 2, 9, 47, 2, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0},
+    {"dw5x5_s2_small_odd", 0, 2, 2, 4, 19, 21, 4, 5, 5, 4, 2, 2, 1, 1, 2, 2, 2, 2, 0, 0, 1},
     {"dw5x5_d3", 0, 2, 1, 4, 17, 18, 4, 5, 5, 4, 1, 1, 3, 3, 6, 6, 6, 6, 0, 0, 0},
     {"dw7x7_asym_d2", 0, 2, 1, 3, 14, 37, 3, 7, 7, 3, 1, 1, 2, 2, 5, 1, 2, 7, 0, 0, 1},
     {"band1x11", 0, 2, 1, 4, 13, 24, 4, 1, 11, 4, 1, 1, 1, 1, 0, 5, 0, 5, 0, 0, 1},
