@@ -820,6 +820,7 @@ typedef struct dw_args {
     float              *y, *gx, *gw;
     float              *scratch;
     int                 accumulate;
+    int64_t             rchunks; /* channels last: output row chunks per channel block      */
 } dw_args;
 
 static void dw_forward_body(void *arg, int64_t t0, int64_t t1, int tid) {
@@ -1070,8 +1071,9 @@ dw_cl_group(const lk_conv_geom *g, const float *xt, const float *wt, int64_t cp,
     for (int i = 0; i < NG; i++) memcpy(out + i * cp, &acc[i], sizeof(v16));
 }
 
-/* Forward on small planes, channels last, one task per batch item and block of 16 channels:
- * the block's input planes are transposed to xt[pixel][16] and its weights to wt[tap][16];
+/* Forward on small planes, channels last, one task per batch item, block of 16 channels and
+ * chunk of output rows (see lk_conv_forward): the block's input planes are transposed to
+ * xt[pixel][16] and its weights to wt[tap][16];
  * each output is computed for the 16 channels in one vector over only the taps that land
  * inside the input (the position-vector kernels also compute the halo's junk columns and
  * every tap of a row), then yt[pixel][16] is transposed into y.  Per output: the bias, then
@@ -1091,11 +1093,14 @@ static void dw_cl_body(void *arg, int64_t t0, int64_t t1, int tid) {
     for (int64_t ox = 0; ox < g->ow; ox++)
         lk_conv_valid_range(g->kw, g->w, g->dw, -(ox * g->sw - g->pw), 0, &kx0[ox], &kx1[ox]);
     for (int64_t t = t0; t < t1; t++) {
-        int64_t n = t / nb, c0 = t % nb * VL, nc = C - c0 < VL ? C - c0 : VL;
+        int64_t rc = t % a->rchunks, u = t / a->rchunks;
+        int64_t n = u / nb, c0 = u % nb * VL, nc = C - c0 < VL ? C - c0 : VL;
+        int64_t oyb = rc * g->oh / a->rchunks, oye = (rc + 1) * g->oh / a->rchunks;
+        if (oyb >= oye) continue;
         to_cl(a->w + c0 * kk, nc, kk, kk, wt, VL);
         for (int64_t c = 0; c < VL; c++) bt[c] = a->b && c < nc ? a->b[c0 + c] : 0.0f;
         to_cl(a->x + (n * C + c0) * hw, nc, hw, hw, xt, VL);
-        for (int64_t oy = 0; oy < g->oh; oy++) {
+        for (int64_t oy = oyb; oy < oye; oy++) {
             int64_t ky0, ky1;
             lk_conv_valid_range(g->kh, g->h, g->dh, -(oy * g->sh - g->ph), 0, &ky0, &ky1);
             for (int64_t ox = 0; ox < g->ow; ox += 4) {
@@ -1108,7 +1113,8 @@ static void dw_cl_body(void *arg, int64_t t0, int64_t t1, int tid) {
                 }
             }
         }
-        from_cl(yt, nc, ohw, VL, a->y + (n * C + c0) * ohw, ohw, a->accumulate);
+        from_cl(yt + oyb * g->ow * VL, nc, (oye - oyb) * g->ow, VL,
+                a->y + (n * C + c0) * ohw + oyb * g->ow, ohw, a->accumulate);
     }
 }
 
@@ -1257,7 +1263,17 @@ void lk_conv_forward(const lk_conv_geom *g, const float *x, const float *w, cons
         a.x = x, a.w = w, a.b = b, a.y = y, a.accumulate = accumulate;
         dw_layout L;
         dw_layout_set(g, &L);
-        if (L.cl) dw_run(g, &a, ctx, dw_cl_body, g->n * ((g->c + VL - 1) / VL));
+        if (L.cl) {
+            /* Fewer (image, channel block) tasks than threads can share evenly (one block
+             * of 16 channels under a 31x31 kernel: 130 us on one thread) split into chunks
+             * of output rows; each chunk transposes the whole input block again. */
+            int64_t base = g->n * ((g->c + VL - 1) / VL), nt = ctx->pool ? ctx->nthreads : 1;
+            a.rchunks    = 1;
+            while (nt > 1 && (base * a.rchunks) % nt && base * a.rchunks < 4 * nt &&
+                   a.rchunks < g->oh)
+                a.rchunks++;
+            dw_run(g, &a, ctx, dw_cl_body, base * a.rchunks);
+        }
         else dw_run(g, &a, ctx, L.small ? dw_small_body : dw_forward_body, g->n * g->c);
         return;
     }

@@ -218,10 +218,13 @@ static const conv_spec conv_specs[] = {
     {"packed_cv_chunks_m180", 0, 2, 1, 20, 9, 9, 180, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0},
     /* Depthwise, channels last (kernels.c, dw_cl_chosen): a large kernel over a small plane
      * (most taps on padding), a strided one with asymmetric pads and channels past a whole
-     * vector, a dilated one whose rows reach the padding unevenly. */
+     * vector (three blocks: row chunks on two threads), a dilated one whose rows reach the
+     * padding unevenly. */
     {"dw_cl_k9_on_6x7", 0, 2, 2, 20, 6, 7, 20, 9, 9, 20, 1, 1, 1, 1, 4, 4, 4, 4, 0, 0, 1},
     {"dw_cl_s2_asym", 0, 2, 1, 33, 9, 11, 33, 3, 3, 33, 2, 2, 1, 1, 1, 0, 2, 1, 0, 0, 1},
     {"dw_cl_d2_k5", 0, 2, 2, 16, 8, 8, 16, 5, 5, 16, 1, 1, 2, 2, 3, 4, 4, 3, 0, 0, 0},
+    /* One channel block on two threads: split into chunks of output rows. */
+    {"dw_cl_row_chunks_k11", 0, 2, 1, 16, 9, 10, 16, 11, 11, 16, 1, 1, 1, 1, 5, 5, 5, 5, 0, 0, 1},
     /* Depthwise row blocks of 12-16 accumulators (kernels.c, dw_block_shape) through the row
      * buffer (24 and 47-wide outputs: not whole vectors) and straight into y (48 wide);
      * stride 2 on phase planes filled by the vectorized stride-2 copy, odd widths leaving
