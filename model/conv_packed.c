@@ -547,6 +547,17 @@ typedef struct pk_args {
     int64_t             kdim;
 } pk_args;
 
+/* Tiles row by row when the grid has junk columns (wp > ow: the kernel's width, phase
+ * planes) and output rows are whole vectors: every tile then lies inside one output row and
+ * stores straight into y, instead of through the accumulator tile and a copy per row segment
+ * (a fifth of a 3-channel stem conv's time, K = 27).  Only for short K, where the copies weigh:
+ * rows split into narrower tiles (a 160-wide row into 3, 3 and 4 vectors), which stream the
+ * weights more often, and with K long that costs more than the copies (a 96 -> 24 channel 3x3
+ * conv on 160x160, K = 864: 6.5 -> 7.9 ms). */
+static int row_tiles(const lk_conv_geom *g, const dp_layout *L) {
+    return L->wp > g->ow && g->ow % VL == 0 && kdim_of(g) <= 256;
+}
+
 /* Grid columns [j0, j1) and weight panels [p0, p1) of batch item n, group gi.  Per tile of
  * NR grid columns, K runs in slices of up to KC taps so that the tile's B slice (KC x NR
  * floats) stays close (L1/L2) while every weight panel passes over it; the panels' partial sums wait in the
@@ -563,6 +574,7 @@ static void pk_range(const pk_args *a, int64_t n, int64_t gi, int64_t j0, int64_
     float              *yg  = a->y + (n * g->m + gi * mg) * ohw;
     const float        *rg  = a->res ? a->res + (n * g->m + gi * mg) * ohw : NULL;
     int                 nojunk = L->wp == g->ow && !a->accumulate;
+    int                 rowed  = row_tiles(g, L) && !a->accumulate;
     int64_t             seg_src[NR], seg_dst[NR], seg_len[NR];
     /* The range's vectors in tiles of as equal widths as NR allows (13 vectors: 4 3 3 3, not
      * 4 4 4 1): a one-vector tile streams the weights for a quarter of the FMAs and is
@@ -571,7 +583,10 @@ static void pk_range(const pk_args *a, int64_t n, int64_t gi, int64_t j0, int64_
     for (int64_t ti = 0; ti < ntile; ti++) {
         int64_t jt = j0 + ti * vtot / ntile * VL, je = j0 + (ti + 1) * vtot / ntile * VL;
         int64_t cols = (je < j1 ? je : j1) - jt, nv = (cols + VL - 1) / VL, nseg = 0;
-        int     direct = nojunk && cols == nv * VL;
+        /* Whole vectors into y itself: any tile when the grid has no junk columns; a tile
+         * inside one output row's valid columns when the range is a row (row_tiles). */
+        int64_t yo     = jt / L->wp * g->ow + jt % L->wp; /* y offset of grid column jt */
+        int     direct = (nojunk || (rowed && jt % L->wp + cols <= g->ow)) && cols == nv * VL;
         /* Row segments of this tile: grid column jt + i is output (oy, ox) when ox < ow. */
         for (int64_t i = 0; i < cols;) {
             int64_t j = jt + i, oy = j / L->wp, ox = j % L->wp;
@@ -602,14 +617,14 @@ static void pk_range(const pk_args *a, int64_t n, int64_t gi, int64_t j0, int64_
                      * this panel's, their L3 latency is hidden (1x1 convs with short K). */
                     for (int64_t r = 0; r < MR; r++)
                         for (int64_t v = 0; v < nv; v++) {
-                            __builtin_prefetch(yg + ((p + 1) * MR + r) * ohw + jt + v * VL, 1);
-                            if (rg) __builtin_prefetch(rg + ((p + 1) * MR + r) * ohw + jt + v * VL);
+                            __builtin_prefetch(yg + ((p + 1) * MR + r) * ohw + yo + v * VL, 1);
+                            if (rg) __builtin_prefetch(rg + ((p + 1) * MR + r) * ohw + yo + v * VL);
                         }
                 }
                 if (direct && rows == MR)
-                    a->micro[nv](kcur, wa, xg + jt, a->off + kb, yg + p * MR * ohw + jt, ohw,
+                    a->micro[nv](kcur, wa, xg + jt, a->off + kb, yg + p * MR * ohw + yo, ohw,
                                     kb > 0, bias,
-                                    last && rg ? rg + p * MR * ohw + jt : NULL, last && a->relu);
+                                    last && rg ? rg + p * MR * ohw + yo : NULL, last && a->relu);
                 else
                     a->micro[nv](kcur, wa, xg + jt, a->off + kb, acc + (p - p0) * MR * NR, NR,
                                     kb > 0, bias, NULL, 0);
@@ -652,6 +667,15 @@ static void pk_body(void *arg, int64_t t0, int64_t t1, int tid) {
             if (p0 < p1)
                 for (int64_t u = 0; u < units; u++)
                     pk_range(a, u / g->group, u % g->group, 0, P, p0, p1, acc);
+            continue;
+        }
+        if (row_tiles(g, a->L) && !a->accumulate) {
+            /* Output rows over all units, each row's valid columns a range of its own. */
+            int64_t rows = units * g->oh, r0 = t * rows / nt, r1 = (t + 1) * rows / nt;
+            for (int64_t r = r0; r < r1; r++) {
+                int64_t u = r / g->oh, j0 = r % g->oh * a->L->wp;
+                pk_range(a, u / g->group, u % g->group, j0, j0 + g->ow, 0, np, acc);
+            }
             continue;
         }
         /* Flat range of 16-column vectors over all (batch item, group) units. */

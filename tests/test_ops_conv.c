@@ -207,6 +207,11 @@ static const conv_spec conv_specs[] = {
      * uneven pads (begin pads up to (k-1)*d), groups, a 1-D kernel, multi-panel rows. */
     {"bwd_packed_asym_d2x1", 0, 2, 2, 20, 9, 23, 14, 3, 3, 1, 1, 1, 2, 1, 1, 2, 3, 0, 0, 0, 1},
     {"bwd_packed_1d_g3", 0, 1, 1, 9, 1, 50, 12, 1, 5, 3, 1, 1, 1, 1, 0, 2, 0, 1, 0, 0, 0},
+    /* Short K over rows of whole vectors with junk grid columns: tiles row by row, stored
+     * straight into y (row_tiles), a partial second panel through the accumulator; stride 2
+     * on phase planes; two threads split the rows. */
+    {"packed_row_tiles_k27", 0, 2, 1, 3, 34, 64, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1},
+    {"packed_row_tiles_s2_n2", 0, 2, 2, 3, 20, 96, 7, 3, 3, 1, 2, 2, 1, 1, 1, 1, 1, 1, 0, 0, 1},
     /* Strided 1x1 convs run as the stride-1 conv of one input phase (sub_geom). */
     {"packed_1x1_s2_multi", 0, 2, 2, 40, 30, 28, 24, 1, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0, 0, 0, 1},
     {"packed_1x1_s2x3_g2", 0, 2, 1, 12, 11, 31, 10, 1, 1, 2, 2, 3, 1, 1, 0, 0, 0, 0, 0, 0, 0},
