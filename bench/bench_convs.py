@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Single convolutions, one ONNX node each, timed by lkprobe: the small nets' depthwise and stem
-shapes, the channels-last large kernels, strided depthwise on large planes.
+shapes, the channels-last large kernels, strided depthwise on large planes, short- and
+long-K dense convs over rows of whole vectors (row tiles or not).
 
 Each shape is written as a one-node model (seeded random weights and bias, opset 13) into
 bench/out/convs/ and timed with `lkprobe bench MODEL --reps R --profile P.json`: the mean time
@@ -41,6 +42,9 @@ SHAPES = {
     "dw64_14_k13": (64, 14, 64, 13, 1, 6, True),
     "dw128_14_k27": (128, 14, 128, 27, 1, 13, True),
     "stem3to16_96_k3_s2": (3, 96, 16, 3, 2, 1, False),
+    "resnet_stem_224_k7_s2": (3, 224, 64, 7, 2, 3, False),
+    "c16to16_320_k3": (16, 320, 16, 3, 1, 1, False),
+    "c96to24_160_k3": (96, 160, 24, 3, 1, 1, False),
     "pw512to128_3": (512, 3, 128, 1, 1, 0, False),
     "pw16to16_48": (16, 48, 16, 1, 1, 0, False),
 }
