@@ -225,8 +225,16 @@ static int phase_geom(const lk_conv_geom *g, int64_t ry, int64_t rx, ph_axis *ay
 
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
 
+/* Phases per axis and in all (strides) up to which the data gradient runs packed, one
+ * sub-convolution per phase; beyond them (no real network has them: a 32x32 patchify stem has
+ * 1024) the phase loops alone would take minutes, and the unpacked path runs instead. */
+#define BWD_MAX_STRIDE 64
+#define BWD_MAX_PHASES 1024
+
 size_t lk_conv_packed_bwd_floats(const lk_conv_geom *g) {
     if (!lk_conv_geom_fits(g) || lk_conv_is_depthwise(g)) return 0;
+    if (g->sh > BWD_MAX_STRIDE || g->sw > BWD_MAX_STRIDE || g->sh * g->sw > BWD_MAX_PHASES)
+        return 0;
     size_t total = 0;
     for (int64_t ry = 0; ry < g->sh; ry++)
         for (int64_t rx = 0; rx < g->sw; rx++) {
