@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/kernels.h"
 #include "model/op.h"
 #include "model/pool.h"
 #include "testutil.h"
@@ -741,6 +742,22 @@ START_TEST(test_matmul_gemm_errors) {
 }
 END_TEST
 
+/* The packed data gradient runs one sub-convolution per stride phase: a 16x16 patchify stem
+ * (256 phases) takes it, while strides a hostile file can declare (65536 x 65536: 2^32
+ * phases, a libFuzzer timeout) and 40 x 40 (1600 phases) get 0 at once and run unpacked.
+ * Without the limit this test spends hours in the phase loops. */
+START_TEST(test_packed_bwd_phase_limit) {
+    lk_conv_geom patch = {1, 3, 224, 224, 8, 14, 14, 1, 16, 16, 16, 16, 1, 1, 0, 0};
+    ck_assert_uint_gt(lk_conv_packed_bwd_floats(&patch), 0);
+    lk_conv_geom huge = {1, 2, 131072, 131072, 2, 2, 2, 1, 1, 1, 65536, 65536, 1, 1, 0, 0};
+    ck_assert_int_eq(lk_conv_geom_fits(&huge), 1);
+    ck_assert_uint_eq(lk_conv_packed_bwd_floats(&huge), 0);
+    ck_assert_uint_eq(lk_conv_packed_bwd_scratch(&huge, 2), 0);
+    lk_conv_geom many = {1, 2, 80, 80, 2, 2, 2, 1, 1, 1, 40, 40, 1, 1, 0, 0};
+    ck_assert_uint_eq(lk_conv_packed_bwd_floats(&many), 0);
+}
+END_TEST
+
 static Suite *conv_suite(void) {
     Suite *s  = suite_create("ops-conv");
     TCase *tc = tcase_create("conv");
@@ -748,6 +765,7 @@ static Suite *conv_suite(void) {
                         (int)(2 * sizeof conv_specs / sizeof conv_specs[0]));
     tcase_add_test(tc, test_conv_macs);
     tcase_add_test(tc, test_infer_errors);
+    tcase_add_test(tc, test_packed_bwd_phase_limit);
     suite_add_tcase(s, tc);
     TCase *tm = tcase_create("matrix");
     tcase_add_loop_test(tm, test_gemm_table, 0,
