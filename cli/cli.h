@@ -83,6 +83,7 @@ typedef enum cli_opt_id {
     OPT_BATCH,
     OPT_REPS,
     OPT_BACKWARD,
+    OPT_PARAM_GRADS,
     OPT_MAX_MEM,
     OPT_MODELS,
     OPT_INPUTS2,

@@ -4,7 +4,8 @@
  *
  * Times, on a seeded random input: loading the model, planning the executor (weights packed),
  * the first forward (cold buffers) and R warm forwards (best, median, mean), and with
- * --backward the same for a backward of ones seeded at the first output.  Throughput is
+ * --backward the same for a backward of ones seeded at the first output (to the inputs and
+ * activations; with --param-grads to the parameters too, as NTK rows need).  Throughput is
  * 2 * MACs / best time; the peak it is compared with is OpenBLAS's single-threaded sgemm
  * (1024^3, best of 3) measured in this process, times the thread count.  The report names
  * the CPU, the engine's kernel path (lk_cpu.h) and OpenBLAS's core, so numbers from
@@ -23,6 +24,8 @@ static const cli_opt bench_opts[] = {
     {"--batch", NULL, 1, OPT_BATCH, "N: batch size (replaces the input's first dimension)"},
     {"--reps", NULL, 1, OPT_REPS, "R: warm runs after the first (default 10)"},
     {"--backward", NULL, 0, OPT_BACKWARD, "also time a backward pass (input gradients)"},
+    {"--param-grads", NULL, 0, OPT_PARAM_GRADS,
+     "with --backward: gradients to every parameter too (weights and biases)"},
     {"--json", NULL, 0, OPT_JSON, "print one JSON object instead of text"},
     {"--profile", NULL, 1, OPT_PROFILE,
      "P.json: time every node over the warm forward runs (JSON per node and op; the slowest\n"
@@ -30,8 +33,8 @@ static const cli_opt bench_opts[] = {
 };
 static const cli_spec bench_spec = {
     "bench",
-    "MODEL [--input-shape S] [--batch N] [--threads N] [--reps R] [--backward] [--json]\n"
-    "          [--profile P.json]",
+    "MODEL [--input-shape S] [--batch N] [--threads N] [--reps R] [--backward [--param-grads]]\n"
+    "          [--json] [--profile P.json]",
     "Time loading, planning, the first and the warm forward (and backward) passes of a model on\n"
     "a seeded random input; report GFLOP/s from the model's MACs and the share of a measured\n"
     "sgemm peak, with the CPU, kernel path and OpenBLAS core they were measured on.",
@@ -115,7 +118,7 @@ typedef struct bench_cfg {
     const char *path, *prof;
     cli_common  c;
     long long   batch, reps;
-    int         backward, json;
+    int         backward, param_grads, json;
 } bench_cfg;
 
 typedef struct bench_result {
@@ -152,6 +155,7 @@ static int parse_args(int argc, char **argv, bench_cfg *cfg) {
             if (!cli_parse_int("--reps", it->val, 1, 100000, &cfg->reps)) goto done;
             break;
         case OPT_BACKWARD: cfg->backward = 1; break;
+        case OPT_PARAM_GRADS: cfg->param_grads = 1; break;
         case OPT_JSON: cfg->json = 1; break;
         case OPT_PROFILE: cfg->prof = it->val; break;
         case OPT_POSITIONAL:
@@ -167,6 +171,10 @@ static int parse_args(int argc, char **argv, bench_cfg *cfg) {
     }
     if (!cfg->path) {
         cli_error("bench", "missing MODEL (usage: lkprobe bench %s)", bench_spec.usage);
+        goto done;
+    }
+    if (cfg->param_grads && !cfg->backward) {
+        cli_error("bench", "--param-grads needs --backward");
         goto done;
     }
     rc = 0;
@@ -212,7 +220,7 @@ static int run_bench(const bench_cfg *cfg, const lk_model *m, bench_result *r) {
 
     lk_exec_opts o = lk_exec_opts_default();
     o.threads      = cfg->c.threads;
-    o.grad         = cfg->backward ? LK_GRAD_INPUTS : LK_GRAD_NONE;
+    o.grad         = !cfg->backward ? LK_GRAD_NONE : cfg->param_grads ? LK_GRAD_PARAMS : LK_GRAD_INPUTS;
     o.fuse         = !cfg->backward;
     o.profile      = cfg->prof != NULL;
     double t0      = cli_now();
@@ -289,9 +297,10 @@ static void print_json(const bench_cfg *cfg, const bench_result *r, const char *
            (unsigned long long)r->macs, r->load_s, r->plan_s, r->fwd.first, r->fwd.best,
            r->fwd.median, r->fwd.mean, r->fwd.worst, gflops, peak, peak > 0 ? gflops / peak : 0.0);
     if (cfg->backward)
-        printf(",\"backward\":{\"first_s\":%.6f,\"best_s\":%.6f,\"median_s\":%.6f,\"mean_s\":%.6f,"
+        printf(",\"backward\":{\"grads\":\"%s\",\"first_s\":%.6f,\"best_s\":%.6f,\"median_s\":%.6f,\"mean_s\":%.6f,"
                "\"worst_s\":%.6f}",
-               r->bwd.first, r->bwd.best, r->bwd.median, r->bwd.mean, r->bwd.worst);
+               cfg->param_grads ? "params" : "inputs", r->bwd.first, r->bwd.best, r->bwd.median,
+               r->bwd.mean, r->bwd.worst);
     printf("}\n");
 }
 
@@ -310,9 +319,9 @@ static void print_text(const bench_cfg *cfg, const bench_result *r, const char *
            1e3 * r->fwd.first, 1e3 * r->fwd.best, 1e3 * r->fwd.median, 1e3 * r->fwd.mean,
            1e3 * r->fwd.worst, cfg->reps);
     if (cfg->backward)
-        printf("backward  first %.3f ms, best %.3f ms, median %.3f ms, mean %.3f ms, worst %.3f ms\n",
-               1e3 * r->bwd.first, 1e3 * r->bwd.best, 1e3 * r->bwd.median, 1e3 * r->bwd.mean,
-               1e3 * r->bwd.worst);
+        printf("backward  (%s) first %.3f ms, best %.3f ms, median %.3f ms, mean %.3f ms, worst %.3f ms\n",
+               cfg->param_grads ? "inputs and parameters" : "inputs", 1e3 * r->bwd.first,
+               1e3 * r->bwd.best, 1e3 * r->bwd.median, 1e3 * r->bwd.mean, 1e3 * r->bwd.worst);
     printf("speed     %.1f GFLOP/s = %.0f %% of sgemm peak %.1f GFLOP/s (%d x %.1f)\n", gflops,
            peak > 0 ? 100.0 * gflops / peak : 0.0, peak, r->threads, r->peak_1t);
 }

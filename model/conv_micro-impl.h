@@ -23,11 +23,14 @@ static inline __attribute__((always_inline)) MK_TARGET MK_VEC MK(vbcast)(float s
     return s - (MK_VEC){0};
 }
 
-/* c (MR x NV*MK_VW, rows ldc apart) = (bias ? bias[r] : 0) + sum_k a[k][r] * b[off[k] + v*MK_VW + i]. */
+/* c (MR x NV*MK_VW, rows ldc apart) = (bias ? bias[r] : 0) + sum_k a[k][r] * b[off[k] + v*MK_VW + i].
+ * a is a packed panel ([k][MR]), or with ROWS (a constant) MR rows lda apart (a[r * lda + k]:
+ * the weight gradient's output gradient, read in place). */
 static inline __attribute__((always_inline)) MK_TARGET void
-MK(micro)(int64_t kdim, const float *restrict a, const float *restrict b,
+MK(micro)(int64_t kdim, const float *restrict a, int64_t lda, const float *restrict b,
         const int64_t *restrict off, float *restrict c, int64_t ldc, int load,
-        const float *restrict bias, const float *restrict res, int relu, const int NV) {
+        const float *restrict bias, const float *restrict res, int relu, const int NV,
+        const int ROWS) {
     MK_VEC acc[MR * 4];
 #pragma GCC unroll 24
     for (int i = 0; i < MR * NV; i++) {
@@ -40,18 +43,18 @@ MK(micro)(int64_t kdim, const float *restrict a, const float *restrict b,
         MK_VEC       bv[4];
         /* Weights stream from L3 or memory (each is used NV times per tile): fetch well ahead
          * of the hardware prefetcher, which does not cover the latency at this rate. */
-        __builtin_prefetch(a + PF_AHEAD);
+        if (!ROWS) __builtin_prefetch(a + PF_AHEAD);
 #pragma GCC unroll 4
         for (int v = 0; v < NV; v++)
             bv[v] = MK(vload)(bk + v * MK_VW);
 #pragma GCC unroll 6
         for (int r = 0; r < MR; r++) {
-            MK_VEC av = MK(vbcast)(a[r]);
+            MK_VEC av = MK(vbcast)(ROWS ? a[r * lda] : a[r]);
 #pragma GCC unroll 4
             for (int v = 0; v < NV; v++)
                 acc[r * NV + v] += av * bv[v];
         }
-        a += MR;
+        a += ROWS ? 1 : MR;
     }
     /* Fused epilogue (last K slice only): + res (rows ldc apart, like c), then relu. */
     if (res) {
@@ -77,8 +80,16 @@ MK(micro)(int64_t kdim, const float *restrict a, const float *restrict b,
                                          const float *bias, const float *res, int relu) {         \
         const int tv = (NV) * VL / MK_VW;                                                          \
         for (int v = 0; v < tv; v += MK_NVB)                                                       \
-            MK(micro)(kdim, a, b + v * MK_VW, off, c + v * MK_VW, ldc, load, bias,                \
-                      res ? res + v * MK_VW : NULL, relu, tv < MK_NVB ? tv : MK_NVB);              \
+            MK(micro)(kdim, a, 0, b + v * MK_VW, off, c + v * MK_VW, ldc, load, bias,             \
+                      res ? res + v * MK_VW : NULL, relu, tv < MK_NVB ? tv : MK_NVB, 0);           \
+    }                                                                                              \
+    static MK_TARGET void MK(micror_##NV)(int64_t kdim, const float *a, int64_t lda,              \
+                                          const float *b, const int64_t *off, float *c,           \
+                                          int64_t ldc, int load) {                                \
+        const int tv = (NV) * VL / MK_VW;                                                          \
+        for (int v = 0; v < tv; v += MK_NVB)                                                       \
+            MK(micro)(kdim, a, lda, b + v * MK_VW, off, c + v * MK_VW, ldc, load, NULL, NULL, 0,  \
+                      tv < MK_NVB ? tv : MK_NVB, 1);                                               \
     }
 MK_WRAP(1)
 MK_WRAP(2)
@@ -87,6 +98,8 @@ MK_WRAP(4)
 #undef MK_WRAP
 static const micro_d_fn MK(micro_fns)[5] = {NULL, MK(micro_1), MK(micro_2), MK(micro_3),
                                             MK(micro_4)};
+static const micro_r_fn MK(micror_fns)[5] = {NULL, MK(micror_1), MK(micror_2), MK(micror_3),
+                                             MK(micror_4)};
 
 /* The channel-vector tile (conv_packed.c, "channel blocks"): c (NP x CB, positions CB apart) =
  * (load ? c : 0) + (bias ? bias[ch] : 0) + sum_k a[k][ch] * b[off[k] + gx[p]] for positions

@@ -453,6 +453,9 @@ typedef void (*micro_d_fn)(int64_t kdim, const float *a, const float *b, const i
                            float *c, int64_t ldc, int load, const float *bias, const float *res,
                            int relu);
 
+/* The micro-kernel with a read in place: MR rows lda apart (the weight gradient). */
+typedef void (*micro_r_fn)(int64_t kdim, const float *a, int64_t lda, const float *b,
+                           const int64_t *off, float *c, int64_t ldc, int load);
 typedef void (*micro_c_fn)(int64_t kdim, const float *a, const float *b, const int64_t *off,
                            const int64_t *gx, float *c, int load, const float *bias);
 typedef void (*cstore_fn)(const float *acc, int64_t np, int64_t rows, float *y, int64_t ohw,
@@ -510,6 +513,13 @@ static const micro_d_fn *micro_table(void) {
     default: return micro_fns_generic;
     }
 }
+static const micro_r_fn *micror_table(void) {
+    switch (lk_cpu_isa()) {
+    case LK_ISA_AVX512: return micror_fns_avx512;
+    case LK_ISA_AVX2: return micror_fns_avx2;
+    default: return micror_fns_generic;
+    }
+}
 static const micro_c_fn *cmicro_table(void) {
     switch (lk_cpu_isa()) {
     case LK_ISA_AVX512: return cmicro_fns_avx512;
@@ -536,6 +546,7 @@ static cstore_fn cstore_of(void) {
 #undef MK_TARGET
 #undef MK_NVB
 static const micro_d_fn *micro_table(void) { return micro_fns_generic; }
+static const micro_r_fn *micror_table(void) { return micror_fns_generic; }
 static const micro_c_fn *cmicro_table(void) { return cmicro_fns_generic; }
 static cstore_fn         cstore_of(void) { return cstore_generic; }
 #endif
@@ -885,4 +896,252 @@ static void forward_packed(const lk_conv_geom *g, const float *x, const float *w
     a.acc = (float *)(void *)(off + a.kdim);
     if (nt == 1) pk_body(&a, 0, 1, 0);
     else lk_parallel_for(ctx->pool, nt, pk_body, &a);
+}
+
+/* ---- weight gradient on the micro-kernel -------------------------------------------------- */
+
+/*
+ * gw (m, c/group, kh, kw) += sum over images and output positions p of gy[o][p] times the
+ * input under tap (ky, kx) of p: the micro-kernel's GEMM with the roles moved.  Its rows are
+ * output channels (MR rows of gy read in place, a broadcast per position), its reduction
+ * runs over output positions, and its vector columns are input channels: each chunk of output
+ * rows copies the input rows it reads channels-last and zero-padded, xt[iy][ix][ci], so one
+ * tap's values for consecutive channels lie side by side, and with dilation 1 those of
+ * consecutive kx too.  A "run" is such a stretch of columns: per ky the kw * cg values
+ * (kx, ci) when dw == 1, else per (ky, kx) the cg values of ci; runs are padded to whole
+ * vectors (the padding columns read the next pixel and are dropped).  The kernel writes
+ * ct[output channel][run][column], whose columns are then added into gw in gw's order; 1x1
+ * convs whose channels are whole vectors ("direct") accumulate straight into gw instead.
+ * With one chunk in all (small planes, where the weights outweigh the positions) each
+ * thread adds its panels' rows to gw right after computing them, while ct is in cache.
+ * Per element the sum order is fixed by the geometry (chunks, then positions), not by the
+ * thread count.
+ */
+#define WG_L 768 /* output positions per chunk (about; whole output rows)                    */
+
+typedef struct wg_layout {
+    int64_t cg, mg, np;      /* channels per group, in and out; MR-row panels of out  */
+    int64_t rows, l;         /* output rows per chunk and their positions              */
+    int64_t ih, iw;          /* xt: input rows per chunk and columns (pads included)   */
+    int64_t run, runp, nrun; /* run length, padded to whole vectors, runs               */
+    int64_t tpr, ldc;        /* NR-column tiles per run; ct's row length (nrun * runp) */
+    int     direct;          /* 1x1, channels whole vectors: gw is ct (ldc = cg)       */
+    size_t  off, gl, xt, ct; /* float offsets of the parts in the scratch               */
+    size_t  floats;          /* the whole scratch                                       */
+} wg_layout;
+
+static void wg_layout_set(const lk_conv_geom *g, wg_layout *L) {
+    L->cg      = g->c / g->group;
+    L->mg      = g->m / g->group;
+    L->np      = (L->mg + MR - 1) / MR;
+    int64_t nch = (g->oh * g->ow + WG_L - 1) / WG_L; /* chunks of about equal rows */
+    if (nch > g->oh) nch = g->oh;
+    L->rows   = (g->oh + nch - 1) / nch;
+    L->l      = L->rows * g->ow;
+    L->ih     = (L->rows - 1) * g->sh + (g->kh - 1) * g->dh + 1;
+    L->iw     = (g->ow - 1) * g->sw + (g->kw - 1) * g->dw + 1;
+    L->run    = g->dw == 1 ? g->kw * L->cg : L->cg;
+    L->nrun   = g->dw == 1 ? g->kh : g->kh * g->kw;
+    L->runp   = (L->run + VL - 1) / VL * VL;
+    L->tpr    = (L->runp + NR - 1) / NR;
+    L->ldc    = L->nrun * L->runp;
+    L->direct = g->kh == 1 && g->kw == 1 && L->run == L->runp;
+    L->off    = 0;                                       /* l int64 offsets: 2 floats each */
+    L->gl     = ((size_t)(2 * L->l) + 15) / 16 * 16;     /* the last panel's rows, padded */
+    L->xt     = L->gl + (size_t)(MR * L->l);
+    L->ct     = L->xt + ((size_t)(L->ih * L->iw * L->cg) + NR + 15) / 16 * 16; /* + over-read */
+    L->floats = L->ct + (size_t)((L->direct ? 1 : L->np) * MR * L->ldc) + VL; /* + over-read */
+}
+
+size_t lk_conv_packed_wgrad_scratch(const lk_conv_geom *g) {
+    if (lk_conv_is_depthwise(g) || !lk_conv_geom_fits(g)) return 0;
+    wg_layout L;
+    wg_layout_set(g, &L);
+    return L.floats;
+}
+
+typedef struct wg_args {
+    const lk_conv_geom *g;
+    const wg_layout    *L;
+    const float        *x, *gy; /* this image and group                                */
+    float              *gw, *s; /* this group's weight gradient; scratch                */
+    int64_t             oy0, oy1, pgs, npg;
+    int                 load;   /* 0 for the first chunk: ct is written, not added to   */
+    int                 single; /* one chunk in all: items are panel groups, added at once */
+    const micro_r_fn   *micro;
+} wg_args;
+
+/* xt rows [t0, t1) of the chunk at output row oy0: channels last, zeros outside x. */
+static void wg_xt_body(void *arg, int64_t t0, int64_t t1, int tid) {
+    (void)tid;
+    const wg_args      *a = arg;
+    const lk_conv_geom *g = a->g;
+    const wg_layout    *L = a->L;
+    int64_t             cg = L->cg, hw = g->h * g->w, ix0, ix1;
+    lk_conv_valid_range(L->iw, g->w, 1, g->pw, 0, &ix0, &ix1);
+    if (cg % VL == 0 && ix0 == 0 && ix1 == g->w && L->iw == g->w) {
+        /* xt's rows are whole input rows: the rows inside x in one transpose (small planes
+         * would otherwise transpose a few pixels per 16 x 16 block). */
+        int64_t iy0 = a->oy0 * g->sh - g->ph, v0 = t0, v1 = t1;
+        if (v0 < -iy0) v0 = -iy0 < t1 ? -iy0 : t1;
+        if (v1 > g->h - iy0) v1 = g->h - iy0 > v0 ? g->h - iy0 : v0;
+        float *d = a->s + L->xt;
+        lk_zero_floats(d + t0 * L->iw * cg, (v0 - t0) * L->iw * cg);
+        lk_zero_floats(d + v1 * L->iw * cg, (t1 - v1) * L->iw * cg);
+        if (v1 > v0)
+            lk_to_channels_last(a->x + (iy0 + v0) * g->w, cg, (v1 - v0) * g->w, hw,
+                                d + v0 * L->iw * cg, cg);
+        return;
+    }
+    for (int64_t t = t0; t < t1; t++) {
+        float  *d  = a->s + L->xt + (size_t)(t * L->iw * cg);
+        int64_t iy = a->oy0 * g->sh - g->ph + t;
+        if (iy < 0 || iy >= g->h) {
+            lk_zero_floats(d, L->iw * cg);
+            continue;
+        }
+        lk_zero_floats(d, ix0 * cg);
+        lk_zero_floats(d + ix1 * cg, (L->iw - ix1) * cg);
+        const float *xr = a->x + iy * g->w - g->pw;
+        if (cg % VL == 0) {
+            lk_to_channels_last(xr + ix0, cg, ix1 - ix0, hw, d + ix0 * cg, cg);
+            continue;
+        }
+        for (int64_t c0 = 0; c0 < cg; c0 += VL) {
+            int64_t nc = cg - c0 < VL ? cg - c0 : VL;
+            for (int64_t u = ix0; u < ix1; u++)
+                for (int64_t c = 0; c < nc; c++) d[u * cg + c0 + c] = xr[(c0 + c) * hw + u];
+        }
+    }
+}
+
+/* gw rows [o0, o1) += ct's runs, in gw's order: gw[o][ci][ky][kx] from
+ * ct[o][ky * sy + kx * sx + ci] (sy, sx: the runs' layout).  Direct: the partial panel's rows. */
+static void wg_add_body(void *arg, int64_t o0, int64_t o1, int tid) {
+    (void)tid;
+    const wg_args      *a = arg;
+    const lk_conv_geom *g = a->g;
+    const wg_layout    *L = a->L;
+    int64_t             K = L->cg * g->kh * g->kw;
+    int64_t sy = g->dw == 1 ? L->runp : g->kw * L->runp, sx = g->dw == 1 ? L->cg : L->runp;
+    /* Taps at one stride in ct (dilation > 1, or runs of whole vectors): transposed in
+     * blocks of 16 channels. */
+    int uniform = g->dw != 1 || L->run == L->runp;
+    for (int64_t o = o0; o < o1; o++) {
+        const float *c = a->s + L->ct + (size_t)((L->direct ? o % MR : o) * L->ldc);
+        float       *w = a->gw + o * K;
+        if (L->direct) {
+            for (int64_t ci = 0; ci < K; ci++) w[ci] += c[ci];
+            continue;
+        }
+        if (uniform) {
+            lk_add_channels_major(c, L->cg, g->kh * g->kw, g->dw == 1 ? L->cg : L->runp, w);
+            continue;
+        }
+        for (int64_t ci = 0; ci < L->cg; ci++)
+            for (int64_t ky = 0; ky < g->kh; ky++)
+                for (int64_t kx = 0; kx < g->kw; kx++) *w++ += c[ky * sy + kx * sx + ci];
+    }
+}
+
+/* Panel pn over NR-column tile t of the chunk's positions. */
+static void wg_tile(const wg_args *a, int64_t t, int64_t pn) {
+    const lk_conv_geom *g = a->g;
+    const wg_layout    *L = a->L;
+    int64_t             l = (a->oy1 - a->oy0) * g->ow, ohw = g->oh * g->ow;
+    int64_t             r = t / L->tpr, col = (t % L->tpr) * NR;
+    int64_t nv = (L->runp - col) / VL < NR / VL ? (L->runp - col) / VL : NR / VL;
+    int64_t ro = g->dw == 1 ? r * g->dh * L->iw * L->cg
+                            : ((r / g->kw) * g->dh * L->iw + (r % g->kw) * g->dw) * L->cg;
+    const float   *b    = a->s + L->xt + ro + col;
+    const int64_t *off  = (const int64_t *)(a->s + L->off);
+    int            full = (pn + 1) * MR <= L->mg;
+    /* Whole panels read gy in place; the last partial one its zero-padded copy. */
+    const float *gp  = full ? a->gy + pn * MR * ohw + a->oy0 * g->ow : a->s + L->gl;
+    int64_t      lda = full ? ohw : L->l;
+    if (L->direct && full)
+        a->micro[nv](l, gp, lda, b, off, a->gw + pn * MR * L->ldc + col, L->ldc, 1);
+    else
+        a->micro[nv](l, gp, lda, b, off,
+                     a->s + L->ct + (size_t)((L->direct ? 0 : pn * MR * L->ldc) + r * L->runp + col),
+                     L->ldc, a->load);
+}
+
+/* Items: (tile, group of pgs panels), or with one chunk in all a group of panels over every
+ * tile, its rows then added to gw. */
+static void wg_mul_body(void *arg, int64_t i0, int64_t i1, int tid) {
+    const wg_args   *a = arg;
+    const wg_layout *L = a->L;
+    int64_t          ntile = L->nrun * L->tpr;
+    for (int64_t it = i0; it < i1; it++) {
+        int64_t pg = a->single ? it : it % a->npg;
+        int64_t p0 = pg * a->pgs, p1 = p0 + a->pgs < L->np ? p0 + a->pgs : L->np;
+        for (int64_t t = a->single ? 0 : it / a->npg; t < (a->single ? ntile : it / a->npg + 1); t++)
+            for (int64_t pn = p0; pn < p1; pn++) wg_tile(a, t, pn);
+        if (!a->single) continue;
+        int64_t o0 = p0 * MR, o1 = p1 * MR < L->mg ? p1 * MR : L->mg;
+        if (L->direct && o0 < L->mg / MR * MR) o0 = L->mg / MR * MR;
+        if (o0 < o1) wg_add_body(arg, o0, o1, tid);
+    }
+}
+
+void lk_conv_backward_weight_packed(const lk_conv_geom *g, const float *x, const float *gy,
+                                    float *gw, const lk_op_ctx *ctx) {
+    wg_layout L;
+    wg_layout_set(g, &L);
+    LK_ASSERT(ctx->scratch_floats >= L.floats);
+    float   *s   = ctx->scratch;
+    int64_t *off = (int64_t *)(s + L.off);
+    int64_t  K = L.cg * g->kh * g->kw, ntile = L.nrun * L.tpr, ohw = g->oh * g->ow;
+    int      nt = ctx->pool ? ctx->nthreads : 1;
+    double   work = (double)g->n * (double)g->m * (double)ohw * (double)K;
+    if (work < LK_CONV_PAR_MIN_MACS || nt < 1) nt = 1;
+    wg_args a = {g, &L, NULL, NULL, NULL, s, 0, 0, L.np, 1, 0, 0, micror_table()};
+    a.single  = g->n == 1 && L.rows >= g->oh;
+    /* Enough items for the threads (panel groups when the tiles alone are too few). */
+    if (a.single) {
+        a.pgs = 1; /* a panel's ct rows (MR x ldc) stay in cache until added to gw */
+        a.npg = L.np;
+    } else
+        while (nt > 1 && ntile * a.npg < 4 * nt && a.pgs > 1) {
+            a.pgs = (a.pgs + 1) / 2;
+            a.npg = (L.np + a.pgs - 1) / a.pgs;
+        }
+    int64_t items = a.single ? a.npg : ntile * a.npg;
+    for (int64_t r = 0; r < L.rows; r++)
+        for (int64_t ox = 0; ox < g->ow; ox++)
+            off[r * g->ow + ox] = (r * g->sh * L.iw + ox * g->sw) * L.cg;
+    lk_zero_floats(s + L.xt + (size_t)(L.ih * L.iw * L.cg), NR); /* over-read tail */
+    int64_t rem = L.mg % MR;
+    for (int64_t gi = 0; gi < g->group; gi++) {
+        a.gw   = gw + gi * L.mg * K;
+        a.load = 0; /* the first chunk writes ct, later ones add to it */
+        for (int64_t n = 0; n < g->n; n++) {
+            a.x  = x + (n * g->c + gi * L.cg) * g->h * g->w;
+            a.gy = gy + (n * g->m + gi * L.mg) * ohw;
+            for (a.oy0 = 0; a.oy0 < g->oh; a.oy0 += L.rows) {
+                a.oy1      = a.oy0 + L.rows < g->oh ? a.oy0 + L.rows : g->oh;
+                int64_t ih = (a.oy1 - a.oy0 - 1) * g->sh + (g->kh - 1) * g->dh + 1;
+                int64_t l  = (a.oy1 - a.oy0) * g->ow;
+                for (int64_t r = 0; rem && r < MR; r++) {
+                    float *d = s + L.gl + (size_t)(r * L.l);
+                    if (r < rem) memcpy(d, a.gy + (L.mg - rem + r) * ohw + a.oy0 * g->ow,
+                                        sizeof(float) * (size_t)l);
+                    else lk_zero_floats(d, l);
+                }
+                if (nt == 1) {
+                    wg_xt_body(&a, 0, ih, 0);
+                    wg_mul_body(&a, 0, items, 0);
+                } else {
+                    lk_parallel_for(ctx->pool, ih, wg_xt_body, &a);
+                    lk_parallel_for(ctx->pool, items, wg_mul_body, &a);
+                }
+                a.load = 1;
+            }
+        }
+        if (a.single) continue;
+        int64_t o0 = L.direct ? L.mg / MR * MR : 0;
+        if (nt == 1 || L.direct) wg_add_body(&a, o0, L.mg, 0);
+        else lk_parallel_for(ctx->pool, L.mg, wg_add_body, &a);
+    }
 }

@@ -993,8 +993,7 @@ static void tr16(v16 *t) {
 #endif
 }
 
-/* dst[p][cp] (p < np) = src[c][p] (rows ld apart); channels C..cp zero. */
-static void to_cl(const float *src, int64_t C, int64_t np, int64_t ld, float *dst, int64_t cp) {
+void lk_to_channels_last(const float *src, int64_t C, int64_t np, int64_t ld, float *dst, int64_t cp) {
     for (int64_t c0 = 0; c0 < cp; c0 += VL)
         for (int64_t p0 = 0; p0 < np; p0 += VL) {
             v16     t[VL];
@@ -1011,7 +1010,7 @@ static void to_cl(const float *src, int64_t C, int64_t np, int64_t ld, float *ds
 }
 
 /* dst[c][p] (rows ld apart; += when accumulate) = src[p][cp], c < C, p < np. */
-static void from_cl(const float *src, int64_t C, int64_t np, int64_t cp, float *dst, int64_t ld,
+void lk_from_channels_last(const float *src, int64_t C, int64_t np, int64_t cp, float *dst, int64_t ld,
                     int accumulate) {
     for (int64_t c0 = 0; c0 < C; c0 += VL)
         for (int64_t p0 = 0; p0 < np; p0 += VL) {
@@ -1032,6 +1031,28 @@ static void from_cl(const float *src, int64_t C, int64_t np, int64_t cp, float *
                 }
             }
         }
+}
+
+void lk_add_channels_major(const float *src, int64_t C, int64_t np, int64_t cp, float *dst) {
+    int64_t c0 = 0;
+    if (np <= VL)
+        for (; c0 + VL <= C; c0 += VL) {
+            v16   t[VL];
+            float buf[VL * VL + VL];
+            for (int64_t j = 0; j < VL; j++) t[j] = j < np ? vload(src + j * cp + c0) : (v16){0};
+            tr16(t);
+            /* Channel i's np values at buf[i * np]: each store's tail is overwritten by the
+             * next one, so the block is np whole vectors, added with whole-vector loads
+             * (masked partial stores into dst made every next load wait for them). */
+            for (int64_t i = 0; i < VL; i++) memcpy(buf + i * np, &t[i], sizeof(v16));
+            float *d = dst + c0 * np;
+            for (int64_t v = 0; v < np; v++) {
+                v16 s = vload(d + v * VL) + vload(buf + v * VL);
+                memcpy(d + v * VL, &s, sizeof s);
+            }
+        }
+    for (; c0 < C; c0++)
+        for (int64_t p = 0; p < np; p++) dst[c0 * np + p] += src[p * cp + c0];
 }
 
 /* NG outputs of one row (columns ox0, ox0 + 1, ...), 16 channels: acc[i] = bias + the taps
@@ -1111,9 +1132,9 @@ static void dw_cl_body(void *arg, int64_t t0, int64_t t1, int tid) {
         int64_t n = u / nb, c0 = u % nb * VL, nc = C - c0 < VL ? C - c0 : VL;
         int64_t oyb = rc * g->oh / a->rchunks, oye = (rc + 1) * g->oh / a->rchunks;
         if (oyb >= oye) continue;
-        to_cl(a->w + c0 * kk, nc, kk, kk, wt, VL);
+        lk_to_channels_last(a->w + c0 * kk, nc, kk, kk, wt, VL);
         for (int64_t c = 0; c < VL; c++) bt[c] = a->b && c < nc ? a->b[c0 + c] : 0.0f;
-        to_cl(a->x + (n * C + c0) * hw, nc, hw, hw, xt, VL);
+        lk_to_channels_last(a->x + (n * C + c0) * hw, nc, hw, hw, xt, VL);
         for (int64_t oy = oyb; oy < oye; oy++) {
             int64_t ky0, ky1;
             lk_conv_valid_range(g->kh, g->h, g->dh, -(oy * g->sh - g->ph), 0, &ky0, &ky1);
@@ -1127,7 +1148,7 @@ static void dw_cl_body(void *arg, int64_t t0, int64_t t1, int tid) {
                 }
             }
         }
-        from_cl(yt + oyb * g->ow * VL, nc, (oye - oyb) * g->ow, VL,
+        lk_from_channels_last(yt + oyb * g->ow * VL, nc, (oye - oyb) * g->ow, VL,
                 a->y + (n * C + c0) * ohw + oyb * g->ow, ohw, a->accumulate);
     }
 }
@@ -1320,6 +1341,13 @@ void lk_conv_backward_weight(const lk_conv_geom *g, const float *x, const float 
         memset(&a, 0, sizeof a);
         a.x = x, a.gy = gy, a.gw = gw;
         dw_run(g, &a, ctx, dw_backward_weight_body, g->c);
+        return;
+    }
+    /* On the micro-kernel when the exec planned its scratch (execs with parameter
+     * gradients do); else im2col + sgemm. */
+    size_t wg = lk_conv_packed_wgrad_scratch(g);
+    if (wg && wg <= ctx->scratch_floats) {
+        lk_conv_backward_weight_packed(g, x, gy, gw, ctx);
         return;
     }
     LK_ASSERT(ctx->scratch_floats >= gemm_scratch(g));

@@ -88,6 +88,17 @@ static inline void lk_conv_valid_range(int64_t ow, int64_t w, int64_t s, int64_t
  * d[i] = s[i * st] for i < n (reads s only up to s[(n - 1) * st]; stride 2 by permutes),
  * and d[0, n) = 0. */
 void lk_copy_strided(float *restrict d, const float *restrict s, int64_t n, int64_t st);
+/* dst[p][0, cp) = src[c][p] for c < C, zero for C <= c < cp (p < np; src rows ld apart,
+ * cp a multiple of 16): 16 x 16 blocks transposed in registers. */
+void lk_to_channels_last(const float *src, int64_t C, int64_t np, int64_t ld, float *dst,
+                         int64_t cp);
+/* dst[c][p] (rows ld apart; += when accumulate) = src[p][c] for c < C, p < np (src rows cp
+ * apart; reads whole vectors of 16 channels, up to 15 floats past channel C of a row). */
+void lk_from_channels_last(const float *src, int64_t C, int64_t np, int64_t cp, float *dst,
+                           int64_t ld, int accumulate);
+/* dst[c * np + p] += src[p * cp + c] for c < C, p < np (the taps of a weight gradient's row
+ * into gw's order); np <= 16 runs on in-register transposes of 16 channels. */
+void lk_add_channels_major(const float *src, int64_t C, int64_t np, int64_t cp, float *dst);
 void lk_zero_floats(float *d, int64_t n);
 
 /* m (n x n floats, row-major) transposed in place: the vector kernels' in-register
@@ -137,6 +148,15 @@ size_t lk_conv_packed_scratch(const lk_conv_geom *g, int nthreads);
 void   lk_conv_forward_packed(const lk_conv_geom *g, const float *x, const float *wp,
                               const float *b, float *y, int accumulate, const float *res,
                               int relu, const lk_op_ctx *ctx);
+
+/* The weight gradient on the packed micro-kernel (conv_packed.c): gy packed into panels of
+ * output channels, the input copied channels-last per chunk of output rows, the vectors over
+ * input channels.  Scratch floats it needs, whatever the thread count (0: depthwise). */
+size_t lk_conv_packed_wgrad_scratch(const lk_conv_geom *g);
+/* gw += the gradient with respect to the weight (as lk_conv_backward_weight); needs
+ * ctx->scratch_floats >= lk_conv_packed_wgrad_scratch(g). */
+void   lk_conv_backward_weight_packed(const lk_conv_geom *g, const float *x, const float *gy,
+                                      float *gw, const lk_op_ctx *ctx);
 
 /* gb[c] += sum over n and hw of t (n, nc, hw). */
 void lk_channel_sums(const float *t, int64_t n, int64_t nc, int64_t hw, float *gb);

@@ -110,6 +110,8 @@ typedef struct lk_op_ctx {
     int                     fuse_relu;
     lk_pool                *pool;
     int                     nthreads;
+    int                     param_grads; /* the exec plans parameter gradients (LK_GRAD_PARAMS):
+                                            scratch sizes cover the weight-gradient kernels  */
     lk_interp_ctx          *interp;  /* interpreter passes only (see LK_INTERP_HOOK); hooks
                                         add secant-guarded entries to interp->guarded
                                         atomically                                          */

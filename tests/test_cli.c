@@ -484,7 +484,14 @@ START_TEST(test_bench) {
                   "%s", err_buf);
     ck_assert_msg(json_valid(out_buf), "invalid JSON: %s", out_buf);
     ck_assert_ptr_nonnull(strstr(out_buf, "\"input_shape\":[2,3,96,96]"));
-    ck_assert_ptr_nonnull(strstr(out_buf, "\"backward\":{\"first_s\":"));
+    ck_assert_ptr_nonnull(strstr(out_buf, "\"backward\":{\"grads\":\"inputs\",\"first_s\":"));
+    /* --param-grads: the backward also to every parameter; only with --backward. */
+    ck_assert_msg(RUN("bench", mp, "--reps", "2", "--backward", "--param-grads", "--json") == 0,
+                  "%s", err_buf);
+    ck_assert_msg(json_valid(out_buf), "invalid JSON: %s", out_buf);
+    ck_assert_ptr_nonnull(strstr(out_buf, "\"backward\":{\"grads\":\"params\",\"first_s\":"));
+    ck_assert_int_eq(RUN("bench", mp, "--reps", "1", "--param-grads"), 1);
+    ck_assert_ptr_nonnull(strstr(err_buf, "--param-grads needs --backward"));
     ck_assert_msg(RUN("bench", mp, "--reps", "1") == 0, "%s", err_buf);
     ck_assert_ptr_nonnull(strstr(out_buf, "GFLOP/s"));
     /* --profile: the warm runs only, every run node named; never over the model. */

@@ -213,6 +213,17 @@ static const conv_spec conv_specs[] = {
      * on phase planes; two threads split the rows. */
     {"packed_row_tiles_k27", 0, 2, 1, 3, 34, 64, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1},
     {"packed_row_tiles_s2_n2", 0, 2, 2, 3, 20, 96, 7, 3, 3, 1, 2, 2, 1, 1, 1, 1, 1, 1, 0, 0, 1},
+    /* Weight gradient on the micro-kernel: 1x1 straight into gw (a partial panel through ct;
+     * one chunk, and two images of two chunks), rows of whole input rows with pads on the
+     * height only, taps transposed 16 channels at a time (9 taps) or one by one (25 taps,
+     * dilation 2, several chunks), channel counts off the vector width, stride 2. */
+    {"wgrad_direct_1x1_m13", 0, 2, 1, 32, 5, 7, 13, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1},
+    {"wgrad_direct_chunks_n2", 0, 2, 2, 16, 40, 30, 8, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0},
+    {"wgrad_3x1_pad_rows", 0, 2, 1, 16, 30, 40, 7, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, 0, 0, 1},
+    {"wgrad_3x3_c32_single", 0, 2, 1, 32, 9, 9, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1},
+    {"wgrad_5x5_d2_chunks", 0, 2, 1, 16, 35, 30, 9, 5, 5, 1, 1, 1, 2, 2, 4, 4, 4, 4, 0, 0, 0},
+    {"wgrad_c20_3x3", 0, 2, 1, 20, 8, 8, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1},
+    {"wgrad_s2_c16_g2", 0, 2, 1, 32, 45, 41, 12, 3, 3, 2, 2, 2, 1, 1, 1, 1, 1, 1, 0, 0, 1},
     /* Strided 1x1 convs run as the stride-1 conv of one input phase (sub_geom). */
     {"packed_1x1_s2_multi", 0, 2, 2, 40, 30, 28, 24, 1, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0, 0, 0, 1},
     {"packed_1x1_s2x3_g2", 0, 2, 1, 12, 11, 31, 10, 1, 1, 2, 2, 3, 1, 1, 0, 0, 0, 0, 0, 0, 0},

@@ -111,6 +111,8 @@ static size_t conv_scratch(const lk_op_ctx *ctx) {
     size_t                   need = lk_conv_scratch(&g, ctx->nthreads);
     const lk_dwconv_backend *b    = lk_dwconv_get_backend();
     if (need == SIZE_MAX) return need; /* the geometry is too large: the plan fails */
+    size_t wg = ctx->param_grads ? lk_conv_packed_wgrad_scratch(&g) : 0;
+    if (wg > need) need = wg;
     if (b && dw_geom(&g, &d)) {
         size_t nb = b->choose(&d, ctx->nthreads, 1);
         if (nb > need) need = nb;

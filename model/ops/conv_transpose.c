@@ -91,7 +91,9 @@ static void convt_geom(const lk_op_ctx *ctx, lk_conv_geom *g) {
 static size_t convt_scratch(const lk_op_ctx *ctx) {
     lk_conv_geom g;
     convt_geom(ctx, &g);
-    return lk_conv_scratch(&g, ctx->nthreads);
+    size_t need = lk_conv_scratch(&g, ctx->nthreads);
+    size_t wg   = ctx->param_grads && need != SIZE_MAX ? lk_conv_packed_wgrad_scratch(&g) : 0;
+    return wg > need ? wg : need;
 }
 
 static uint64_t convt_macs(const lk_op_ctx *ctx) {
