@@ -967,6 +967,8 @@ typedef struct wg_args {
     float              *gw, *s; /* this group's weight gradient; scratch                */
     int64_t             oy0, oy1, pgs, npg;
     int                 load;   /* 0 for the first chunk: ct is written, not added to   */
+    int                 gwload; /* direct: 0 while gw is written, not added to (fresh)  */
+    int                 wacc;   /* ct goes into gw added (0: written; gw was fresh)     */
     int                 single; /* one chunk in all: items are panel groups, added at once */
     const micro_r_fn   *micro;
 } wg_args;
@@ -1031,16 +1033,18 @@ static void wg_add_body(void *arg, int64_t o0, int64_t o1, int tid) {
         const float *c = a->s + L->ct + (size_t)((L->direct ? o % MR : o) * L->ldc);
         float       *w = a->gw + o * K;
         if (L->direct) {
-            for (int64_t ci = 0; ci < K; ci++) w[ci] += c[ci];
+            for (int64_t ci = 0; ci < K; ci++) w[ci] = (a->wacc ? w[ci] : 0.0f) + c[ci];
             continue;
         }
         if (uniform) {
-            lk_add_channels_major(c, L->cg, g->kh * g->kw, g->dw == 1 ? L->cg : L->runp, w);
+            lk_add_channels_major(c, L->cg, g->kh * g->kw, g->dw == 1 ? L->cg : L->runp, w,
+                                  a->wacc);
             continue;
         }
         for (int64_t ci = 0; ci < L->cg; ci++)
             for (int64_t ky = 0; ky < g->kh; ky++)
-                for (int64_t kx = 0; kx < g->kw; kx++) *w++ += c[ky * sy + kx * sx + ci];
+                for (int64_t kx = 0; kx < g->kw; kx++, w++)
+                    *w = (a->wacc ? *w : 0.0f) + c[ky * sy + kx * sx + ci];
     }
 }
 
@@ -1060,7 +1064,7 @@ static void wg_tile(const wg_args *a, int64_t t, int64_t pn) {
     const float *gp  = full ? a->gy + pn * MR * ohw + a->oy0 * g->ow : a->s + L->gl;
     int64_t      lda = full ? ohw : L->l;
     if (L->direct && full)
-        a->micro[nv](l, gp, lda, b, off, a->gw + pn * MR * L->ldc + col, L->ldc, 1);
+        a->micro[nv](l, gp, lda, b, off, a->gw + pn * MR * L->ldc + col, L->ldc, a->gwload);
     else
         a->micro[nv](l, gp, lda, b, off,
                      a->s + L->ct + (size_t)((L->direct ? 0 : pn * MR * L->ldc) + r * L->runp + col),
@@ -1086,7 +1090,7 @@ static void wg_mul_body(void *arg, int64_t i0, int64_t i1, int tid) {
 }
 
 void lk_conv_backward_weight_packed(const lk_conv_geom *g, const float *x, const float *gy,
-                                    float *gw, const lk_op_ctx *ctx) {
+                                    float *gw, int overwrite, const lk_op_ctx *ctx) {
     wg_layout L;
     wg_layout_set(g, &L);
     LK_ASSERT(ctx->scratch_floats >= L.floats);
@@ -1096,7 +1100,8 @@ void lk_conv_backward_weight_packed(const lk_conv_geom *g, const float *x, const
     int      nt = ctx->pool ? ctx->nthreads : 1;
     double   work = (double)g->n * (double)g->m * (double)ohw * (double)K;
     if (work < LK_CONV_PAR_MIN_MACS || nt < 1) nt = 1;
-    wg_args a = {g, &L, NULL, NULL, NULL, s, 0, 0, L.np, 1, 0, 0, micror_table()};
+    wg_args a = {.g = g, .L = &L, .s = s, .pgs = L.np, .npg = 1, .wacc = !overwrite,
+                 .micro = micror_table()};
     a.single  = g->n == 1 && L.rows >= g->oh;
     /* Enough items for the threads (panel groups when the tiles alone are too few). */
     if (a.single) {
@@ -1114,8 +1119,9 @@ void lk_conv_backward_weight_packed(const lk_conv_geom *g, const float *x, const
     lk_zero_floats(s + L.xt + (size_t)(L.ih * L.iw * L.cg), NR); /* over-read tail */
     int64_t rem = L.mg % MR;
     for (int64_t gi = 0; gi < g->group; gi++) {
-        a.gw   = gw + gi * L.mg * K;
-        a.load = 0; /* the first chunk writes ct, later ones add to it */
+        a.gw     = gw + gi * L.mg * K;
+        a.load   = 0; /* the first chunk writes ct, later ones add to it */
+        a.gwload = !overwrite;
         for (int64_t n = 0; n < g->n; n++) {
             a.x  = x + (n * g->c + gi * L.cg) * g->h * g->w;
             a.gy = gy + (n * g->m + gi * L.mg) * ohw;
@@ -1136,7 +1142,8 @@ void lk_conv_backward_weight_packed(const lk_conv_geom *g, const float *x, const
                     lk_parallel_for(ctx->pool, ih, wg_xt_body, &a);
                     lk_parallel_for(ctx->pool, items, wg_mul_body, &a);
                 }
-                a.load = 1;
+                a.load   = 1;
+                a.gwload = 1;
             }
         }
         if (a.single) continue;

@@ -1084,6 +1084,17 @@ static void grad_touch(lk_exec *x, int64_t v) {
     }
 }
 
+/* 1 when input j's gradient may go to node n's backward fresh (written, not added to): the
+ * op supports it, no seed waits in the buffer, no other input of n shares the value, and no
+ * interpreter pass (whose rules add) runs the node. */
+static int fresh_ok(const lk_exec *x, const lk_node *n, const lk_op_def *d, int j) {
+    int64_t v = n->in[j];
+    if (j >= 32 || !(d->fresh_grads & (1u << j)) || x->seedp[v] || x->interp) return 0;
+    for (int k = 0; k < n->n_in; k++)
+        if (k != j && n->in[k] == v) return 0;
+    return 1;
+}
+
 lk_status lk_exec_backward(lk_exec *x, int n_seeds, const int64_t *vids,
                            const lk_tensor *const *seeds, lk_error *err) {
     const lk_model *m = x->m;
@@ -1120,8 +1131,9 @@ lk_status lk_exec_backward(lk_exec *x, int n_seeds, const int64_t *vids,
                            m->values[vids[i]].name);
         x->seedp[vids[i]] = seeds[i];
     }
-    for (int64_t v = 0; v < m->n_values; v++)
-        if (x->persist[v]) grad_touch(x, v);
+    /* Gradients the caller reads (x->persist) are zeroed when first touched, like the others,
+     * or passed fresh to an op that writes them (fresh_grads); those no node touched are
+     * zeroed at the end. */
     for (int64_t i = m->n_nodes - 1; i >= 0; i--) {
         if (!x->active[i]) continue;
         const lk_node   *n  = &m->nodes[i];
@@ -1150,16 +1162,23 @@ lk_status lk_exec_backward(lk_exec *x, int n_seeds, const int64_t *vids,
         for (int j = 0; j < n->n_in; j++) {
             int64_t v = n->in[j];
             gin[j]    = v >= 0 && x->req[v] ? &x->grads[v] : NULL;
-            if (gin[j]) {
-                if (!x->zeroed[v]) grad_touch(x, v);
-                x->touched[v] = 1;
+            if (!gin[j]) continue;
+            if (!x->zeroed[v]) {
+                if (fresh_ok(x, n, d, j)) {
+                    c.gin_fresh |= 1u << j;
+                    x->zeroed[v] = 1; /* valid once the op has written it */
+                } else
+                    grad_touch(x, v);
             }
+            x->touched[v] = 1;
         }
         c.gin  = gin;
         c.gout = gout;
         if (x->interp) lk_interp_node(x->interp, d, &c, 1);
         else d->backward(&c);
     }
+    for (int64_t v = 0; v < m->n_values; v++)
+        if (x->persist[v] && !x->zeroed[v]) grad_touch(x, v);
     return LK_OK;
 }
 

@@ -1033,7 +1033,8 @@ void lk_from_channels_last(const float *src, int64_t C, int64_t np, int64_t cp, 
         }
 }
 
-void lk_add_channels_major(const float *src, int64_t C, int64_t np, int64_t cp, float *dst) {
+void lk_add_channels_major(const float *src, int64_t C, int64_t np, int64_t cp, float *dst,
+                           int accumulate) {
     int64_t c0 = 0;
     if (np <= VL)
         for (; c0 + VL <= C; c0 += VL) {
@@ -1047,12 +1048,14 @@ void lk_add_channels_major(const float *src, int64_t C, int64_t np, int64_t cp, 
             for (int64_t i = 0; i < VL; i++) memcpy(buf + i * np, &t[i], sizeof(v16));
             float *d = dst + c0 * np;
             for (int64_t v = 0; v < np; v++) {
-                v16 s = vload(d + v * VL) + vload(buf + v * VL);
+                v16 s = vload(buf + v * VL);
+                if (accumulate) s += vload(d + v * VL);
                 memcpy(d + v * VL, &s, sizeof s);
             }
         }
     for (; c0 < C; c0++)
-        for (int64_t p = 0; p < np; p++) dst[c0 * np + p] += src[p * cp + c0];
+        for (int64_t p = 0; p < np; p++)
+            dst[c0 * np + p] = (accumulate ? dst[c0 * np + p] : 0.0f) + src[p * cp + c0];
 }
 
 /* NG outputs of one row (columns ox0, ox0 + 1, ...), 16 channels: acc[i] = bias + the taps
@@ -1335,7 +1338,14 @@ void lk_conv_backward_data(const lk_conv_geom *g, const float *gy, const float *
 }
 
 void lk_conv_backward_weight(const lk_conv_geom *g, const float *x, const float *gy, float *gw,
-                             const lk_op_ctx *ctx) {
+                             int overwrite, const lk_op_ctx *ctx) {
+    size_t wg = lk_conv_packed_wgrad_scratch(g);
+    if (wg && wg <= ctx->scratch_floats) {
+        lk_conv_backward_weight_packed(g, x, gy, gw, overwrite, ctx);
+        return;
+    }
+    /* The other kernels add: start from zeros. */
+    if (overwrite) memset(gw, 0, sizeof(float) * (size_t)(g->m * (g->c / g->group) * g->kh * g->kw));
     if (lk_conv_is_depthwise(g)) {
         dw_args a;
         memset(&a, 0, sizeof a);
@@ -1343,13 +1353,8 @@ void lk_conv_backward_weight(const lk_conv_geom *g, const float *x, const float 
         dw_run(g, &a, ctx, dw_backward_weight_body, g->c);
         return;
     }
-    /* On the micro-kernel when the exec planned its scratch (execs with parameter
+    /* On the micro-kernel (above) when the exec planned its scratch (execs with parameter
      * gradients do); else im2col + sgemm. */
-    size_t wg = lk_conv_packed_wgrad_scratch(g);
-    if (wg && wg <= ctx->scratch_floats) {
-        lk_conv_backward_weight_packed(g, x, gy, gw, ctx);
-        return;
-    }
     LK_ASSERT(ctx->scratch_floats >= gemm_scratch(g));
     gemm_backward_weight(g, x, gy, gw, ctx);
 }

@@ -67,9 +67,10 @@ void lk_conv_forward(const lk_conv_geom *g, const float *x, const float *w, cons
 /* gx += conv^T(gy, w): the gradient with respect to the input (x-shaped). */
 void lk_conv_backward_data(const lk_conv_geom *g, const float *gy, const float *w, float *gx,
                            const lk_op_ctx *ctx);
-/* gw += the gradient with respect to the weight for input x and output gradient gy. */
+/* gw = (overwrite ? 0 : gw) + the gradient with respect to the weight for input x and output
+ * gradient gy (overwrite: gw's old contents are never read, so need not be initialised). */
 void lk_conv_backward_weight(const lk_conv_geom *g, const float *x, const float *gy, float *gw,
-                             const lk_op_ctx *ctx);
+                             int overwrite, const lk_op_ctx *ctx);
 
 /* Output columns [*lo, *hi) whose input column o*s - p + kd lies inside [0, w) (ow outputs). */
 static inline void lk_conv_valid_range(int64_t ow, int64_t w, int64_t s, int64_t p, int64_t kd,
@@ -96,9 +97,11 @@ void lk_to_channels_last(const float *src, int64_t C, int64_t np, int64_t ld, fl
  * apart; reads whole vectors of 16 channels, up to 15 floats past channel C of a row). */
 void lk_from_channels_last(const float *src, int64_t C, int64_t np, int64_t cp, float *dst,
                            int64_t ld, int accumulate);
-/* dst[c * np + p] += src[p * cp + c] for c < C, p < np (the taps of a weight gradient's row
- * into gw's order); np <= 16 runs on in-register transposes of 16 channels. */
-void lk_add_channels_major(const float *src, int64_t C, int64_t np, int64_t cp, float *dst);
+/* dst[c * np + p] (+)= src[p * cp + c] for c < C, p < np (the taps of a weight gradient's
+ * row into gw's order; = when !accumulate); np <= 16 runs on in-register transposes of 16
+ * channels. */
+void lk_add_channels_major(const float *src, int64_t C, int64_t np, int64_t cp, float *dst,
+                           int accumulate);
 void lk_zero_floats(float *d, int64_t n);
 
 /* m (n x n floats, row-major) transposed in place: the vector kernels' in-register
@@ -153,10 +156,10 @@ void   lk_conv_forward_packed(const lk_conv_geom *g, const float *x, const float
  * output channels, the input copied channels-last per chunk of output rows, the vectors over
  * input channels.  Scratch floats it needs, whatever the thread count (0: depthwise). */
 size_t lk_conv_packed_wgrad_scratch(const lk_conv_geom *g);
-/* gw += the gradient with respect to the weight (as lk_conv_backward_weight); needs
+/* The weight gradient as lk_conv_backward_weight (overwrite included); needs
  * ctx->scratch_floats >= lk_conv_packed_wgrad_scratch(g). */
 void   lk_conv_backward_weight_packed(const lk_conv_geom *g, const float *x, const float *gy,
-                                      float *gw, const lk_op_ctx *ctx);
+                                      float *gw, int overwrite, const lk_op_ctx *ctx);
 
 /* gb[c] += sum over n and hw of t (n, nc, hw). */
 void lk_channel_sums(const float *t, int64_t n, int64_t nc, int64_t hw, float *gb);

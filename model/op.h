@@ -112,6 +112,10 @@ typedef struct lk_op_ctx {
     int                     nthreads;
     int                     param_grads; /* the exec plans parameter gradients (LK_GRAD_PARAMS):
                                             scratch sizes cover the weight-gradient kernels  */
+    unsigned                gin_fresh;   /* backward: bit j set when gin[j] holds nothing yet
+                                            this pass (not even zeros): the op writes it
+                                            instead of adding to it.  Only for inputs the
+                                            op lists in fresh_grads                          */
     lk_interp_ctx          *interp;  /* interpreter passes only (see LK_INTERP_HOOK); hooks
                                         add secant-guarded entries to interp->guarded
                                         atomically                                          */
@@ -136,6 +140,10 @@ typedef struct lk_op_def {
     size_t    (*pack_bwd)(const lk_op_ctx *ctx, float *dst);
     lk_rf_kind rf;                             /* receptive-field kind (lk_op_rf_kind)     */
     unsigned   roles;                          /* LK_ROLE_* (lk_op_roles)                  */
+    /* Inputs (bit j) whose gradient the backward can write instead of add to, when the
+     * exec passes them fresh (ctx->gin_fresh): no zeroing before and no read of the buffer
+     * (a weight's gradient is as large as the weight). */
+    unsigned   fresh_grads;
     void      (*defaults)(lk_attrs *a);        /* ONNX attribute defaults; optional        */
     int64_t   (*axis)(const lk_node *n);       /* its axis attribute; optional             */
     /* LinearScope rule (LK_INTERP_*).  interp_frozen (AFFINE, optional): bitmask of inputs

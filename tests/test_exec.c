@@ -15,7 +15,7 @@
 
 typedef struct net {
     lk_model *m;
-    int64_t   x, h1, c2, h2, y, w1;
+    int64_t   x, h1, c2, h2, y, w1, w2;
 } net;
 
 static int64_t add_conv(lk_model *m, const char *name, int64_t in, int cin, int cout,
@@ -56,7 +56,7 @@ static net net_build(void) {
     ck_assert_int_eq(lk_model_add_input(n.m, "x", 4, sh, &n.x, NULL), LK_OK);
     int64_t c1 = add_conv(n.m, "conv1", n.x, 3, 4, 101, &n.w1);
     n.h1       = add_unary(n.m, LK_OP_RELU, "h1", c1);
-    n.c2       = add_conv(n.m, "conv2", n.h1, 4, 4, 202, NULL);
+    n.c2       = add_conv(n.m, "conv2", n.h1, 4, 4, 202, &n.w2);
     n.h2       = add_unary(n.m, LK_OP_RELU, "h2", n.c2);
     n.y        = add_unary(n.m, LK_OP_GLOBAL_AVG_POOL, "y", n.h2);
     ck_assert_int_eq(lk_model_set_outputs(n.m, 1, &n.y, NULL), LK_OK);
@@ -151,6 +151,46 @@ START_TEST(tail_exec_matches_full) {
     lk_tensor_free(gref);
     lk_tensor_free(seed);
     lk_tensor_free(seeds);
+    lk_model_free(n.m);
+}
+END_TEST
+
+/* Parameter gradients across passes: a conv's weight gradient is written fresh by the op
+ * (no zeroing, no read of the old buffer), so a second pass gives the same values, and a
+ * parameter no node reaches in a pass reads zeros, not the previous pass's gradient. */
+START_TEST(param_grads_fresh_and_untouched) {
+    net          n  = net_build();
+    lk_error     err;
+    lk_tensor   *x1 = tensor4(1, 3, 8, 8, 5);
+    lk_exec_opts o  = lk_exec_opts_default();
+    o.threads       = 1;
+    o.grad          = LK_GRAD_PARAMS;
+    o.n_keep        = 1;
+    o.keep_vids     = &n.h1;
+    lk_exec         *x  = plan(&n, &o, x1);
+    const lk_tensor *in = x1;
+    ck_assert_int_eq(lk_exec_forward(x, &in, &err), LK_OK);
+    lk_tensor       *sy = tensor4(1, 4, 1, 1, 11), *sh = tensor4(1, 4, 8, 8, 12);
+    const lk_tensor *sdy = sy, *sdh = sh;
+    int64_t w2 = n.w2;
+    ck_assert_int_eq(lk_exec_backward(x, 1, &n.y, &sdy, &err), LK_OK);
+    float g1[4 * 3 * 9], g2[4 * 4 * 9];
+    memcpy(g1, lk_exec_grad(x, n.w1)->data, sizeof g1);
+    memcpy(g2, lk_exec_grad(x, w2)->data, sizeof g2);
+    double s2 = 0;
+    for (int i = 0; i < 4 * 4 * 9; i++) s2 += fabs(g2[i]);
+    ck_assert(s2 > 0);
+    ck_assert_int_eq(lk_exec_backward(x, 1, &n.y, &sdy, &err), LK_OK);
+    ck_assert_int_eq(memcmp(g1, lk_exec_grad(x, n.w1)->data, sizeof g1), 0);
+    ck_assert_int_eq(memcmp(g2, lk_exec_grad(x, w2)->data, sizeof g2), 0);
+    /* Seeded at h1: conv2 is not reached, its weight gradient is zero. */
+    ck_assert_int_eq(lk_exec_backward(x, 1, &n.h1, &sdh, &err), LK_OK);
+    const float *gz = lk_exec_grad(x, w2)->data;
+    for (int i = 0; i < 4 * 4 * 9; i++) ck_assert_float_eq(gz[i], 0.0f);
+    lk_exec_free(x);
+    lk_tensor_free(x1);
+    lk_tensor_free(sy);
+    lk_tensor_free(sh);
     lk_model_free(n.m);
 }
 END_TEST
@@ -497,6 +537,7 @@ int main(void) {
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, tail_exec_matches_full);
+    tcase_add_test(tc, param_grads_fresh_and_untouched);
     tcase_add_test(tc, forward_from_reruns_downstream);
     tcase_add_test(tc, estimate_and_option_errors);
     tcase_add_test(tc, parameter_tangent);

@@ -541,6 +541,13 @@ static void run_case(const op_case *oc, int threads) {
         gx[i] = gt->data;
         report(gname[i], oc->name, threads, gx[i], g[i], n_el[i]);
     }
+    /* A second pass on the same exec gives the same gradients: buffers the ops write fresh
+     * (a conv's weight gradient) hold the first pass's values, which must not be added to. */
+    ck_assert_msg(lk_exec_backward(x, 1, &yid, seeds, &err) == LK_OK, "%s", err.msg);
+    const char *gname2[3] = {"grad input (2nd pass)", "grad weight (2nd pass)",
+                             "grad bias (2nd pass)"};
+    for (int i = 0; i < oc->n_in; i++)
+        report(gname2[i], oc->name, threads, lk_exec_grad(x, ids[i])->data, g[i], n_el[i]);
 
     /* jvp through the descriptor on a hand-built context at the same point. */
     const lk_op_def *d = lk_op_get(oc->op);

@@ -201,6 +201,8 @@ static void conv_backward(const lk_op_ctx *ctx) {
     const lk_dwconv_backend *be = backend_for(ctx, &g, &call);
     if (be) {
         if (ctx->gin[0]) be->backward_data(&call, gy, ctx->in[1]->data, ctx->gin[0]->data);
+        if (ctx->gin[1] && (ctx->gin_fresh & 2u))
+            memset(ctx->gin[1]->data, 0, sizeof(float) * (size_t)lk_tensor_numel(ctx->gin[1]));
         if (ctx->gin[1]) be->backward_weight(&call, ctx->in[0]->data, gy, ctx->gin[1]->data);
     } else {
         if (ctx->gin[0] && ctx->packed_bwd)
@@ -208,7 +210,8 @@ static void conv_backward(const lk_op_ctx *ctx) {
         else if (ctx->gin[0])
             lk_conv_backward_data(&g, gy, ctx->in[1]->data, ctx->gin[0]->data, ctx);
         if (ctx->gin[1])
-            lk_conv_backward_weight(&g, ctx->in[0]->data, gy, ctx->gin[1]->data, ctx);
+            lk_conv_backward_weight(&g, ctx->in[0]->data, gy, ctx->gin[1]->data,
+                                    (ctx->gin_fresh & 2u) != 0, ctx);
     }
     if (ctx->n_in > 2 && ctx->in[2] && ctx->gin[2])
         lk_channel_sums(gy, g.n, g.m, g.oh * g.ow, ctx->gin[2]->data);
@@ -250,6 +253,7 @@ const lk_op_def lk_op_def_CONV = {
     .pack_bwd  = conv_pack_bwd,
     .rf        = LK_RF_WINDOW,
     .roles     = LK_ROLE_CONV,
+    .fresh_grads = 2u, /* the weight's */
     .defaults  = lk_window_defaults,
     .interp = LK_INTERP_AFFINE, .interp_frozen = lk_interp_freeze_rest,
     .param_role = {[1] = LK_PARAM_WEIGHT, [2] = LK_PARAM_BIAS},

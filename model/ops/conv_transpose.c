@@ -116,7 +116,7 @@ static void convt_backward(const lk_op_ctx *ctx) {
     const float *gy = ctx->gout[0]->data;
     convt_geom(ctx, &g);
     if (ctx->gin[0]) lk_conv_forward(&g, gy, ctx->in[1]->data, NULL, ctx->gin[0]->data, 1, ctx);
-    if (ctx->gin[1]) lk_conv_backward_weight(&g, gy, ctx->in[0]->data, ctx->gin[1]->data, ctx);
+    if (ctx->gin[1]) lk_conv_backward_weight(&g, gy, ctx->in[0]->data, ctx->gin[1]->data, 0, ctx);
     if (ctx->n_in > 2 && ctx->in[2] && ctx->gin[2])
         lk_channel_sums(gy, g.n, g.c, g.h * g.w, ctx->gin[2]->data);
 }
