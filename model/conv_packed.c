@@ -953,10 +953,17 @@ static void wg_layout_set(const lk_conv_geom *g, wg_layout *L) {
     L->floats = L->ct + (size_t)((L->direct ? 1 : L->np) * MR * L->ldc) + VL; /* + over-read */
 }
 
+/* Below this many output positions in all (images x plane) a weight gradient that goes
+ * through ct costs more in ct's weight-sized writes and transposes than the few multiply-adds
+ * per weight it computes: 3x3 convs on 4x4 and 2x2 planes ran 1.4-4.4x slower than im2col +
+ * sgemm, which writes gw once; on 8x8 1.2-1.5x faster (bench/RESULTS.md). */
+#define WG_MIN_POSITIONS 32
+
 size_t lk_conv_packed_wgrad_scratch(const lk_conv_geom *g) {
     if (lk_conv_is_depthwise(g) || !lk_conv_geom_fits(g)) return 0;
     wg_layout L;
     wg_layout_set(g, &L);
+    if (!L.direct && g->n * g->oh * g->ow < WG_MIN_POSITIONS) return 0;
     return L.floats;
 }
 
