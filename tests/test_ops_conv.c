@@ -301,6 +301,11 @@ static const gemm_spec gemm_specs[] = {
     {"gemm_ta_tb_alpha_beta", 6, 5, 7, 1, 1, 0.75f, -1.25f, 2, {6, 5}},
     {"gemm_ta_col_c", 3, 8, 5, 1, 0, 2.5f, 0.5f, 2, {3, 1}},
     {"gemm_scalar_c", 4, 3, 9, 0, 1, -0.5f, 1.5f, 0, {0, 0}},
+    /* One row or one column of C (and of the gradients' products): sgemv, every transpose. */
+    {"gemm_m1_tb_fc", 1, 10, 12, 0, 1, 1.0f, 1.0f, 1, {10, 0}},
+    {"gemm_m1_ta", 1, 6, 9, 1, 0, 0.5f, 1.0f, -1, {0, 0}},
+    {"gemm_n1_ta_tb", 7, 1, 5, 1, 1, 1.5f, 2.0f, 2, {7, 1}},
+    {"gemm_n1", 8, 1, 6, 0, 0, 1.0f, 1.0f, -1, {0, 0}},
 };
 
 static void gemm_case_make(const gemm_spec *s, op_case *oc) {
