@@ -79,17 +79,23 @@ static lk_exec *plan(const net *n, lk_exec_opts *o, const lk_tensor *shape) {
     return x;
 }
 
+/* One thread, gradients g, h1 kept (its gradient readable). */
+static lk_exec_opts opts_keep_h1(const net *n, lk_grad_mode g) {
+    lk_exec_opts o = lk_exec_opts_default();
+    o.threads      = 1;
+    o.grad         = g;
+    o.n_keep       = 1;
+    o.keep_vids    = &n->h1;
+    return o;
+}
+
 /* A tail exec from h1 at batch 3 gives the same outputs as the full graph image by image, and
  * its gradient at the source equals the full exec's kept gradient of h1. */
 START_TEST(tail_exec_matches_full) {
     net          n  = net_build();
     lk_error     err;
     lk_tensor   *x1 = tensor4(1, 3, 8, 8, 7);
-    lk_exec_opts of = lk_exec_opts_default();
-    of.threads      = 1;
-    of.grad         = LK_GRAD_INPUTS;
-    of.n_keep       = 1;
-    of.keep_vids    = &n.h1;
+    lk_exec_opts of   = opts_keep_h1(&n, LK_GRAD_INPUTS);
     lk_exec     *full = plan(&n, &of, x1);
     lk_tensor   *hb   = tensor4(3, 4, 8, 8, 0);
     lk_tensor   *yref = tensor4(3, 4, 1, 1, 0);
@@ -159,16 +165,12 @@ END_TEST
  * (no zeroing, no read of the old buffer), so a second pass gives the same values, and a
  * parameter no node reaches in a pass reads zeros, not the previous pass's gradient. */
 START_TEST(param_grads_fresh_and_untouched) {
-    net          n  = net_build();
-    lk_error     err;
-    lk_tensor   *x1 = tensor4(1, 3, 8, 8, 5);
-    lk_exec_opts o  = lk_exec_opts_default();
-    o.threads       = 1;
-    o.grad          = LK_GRAD_PARAMS;
-    o.n_keep        = 1;
-    o.keep_vids     = &n.h1;
-    lk_exec         *x  = plan(&n, &o, x1);
+    net              n  = net_build();
+    lk_tensor       *x1 = tensor4(1, 3, 8, 8, 5);
     const lk_tensor *in = x1;
+    lk_exec_opts     o  = opts_keep_h1(&n, LK_GRAD_PARAMS);
+    lk_exec         *x  = plan(&n, &o, x1);
+    lk_error         err;
     ck_assert_int_eq(lk_exec_forward(x, &in, &err), LK_OK);
     lk_tensor       *sy = tensor4(1, 4, 1, 1, 11), *sh = tensor4(1, 4, 8, 8, 12);
     const lk_tensor *sdy = sy, *sdh = sh;
