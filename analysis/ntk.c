@@ -5,6 +5,7 @@
 #include <gsl/gsl_eigen.h>
 #include <gsl/gsl_matrix.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,6 @@
 #include "util/lk_util.h"
 
 /* OpenBLAS's (its cblas.h clashes with gsl_cblas.h). */
-extern void openblas_set_num_threads(int num_threads);
 
 struct lk_ntk {
     const lk_model *m;
@@ -249,6 +249,8 @@ static uint64_t kernel_bytes(const lk_ntk *k) {
 }
 
 /* Bytes of the Jacobian route for gb groups per pass and blocks of b inputs. */
+static uint64_t ct_bytes(const lk_ntk *k, int64_t ra, int64_t rb);
+
 static uint64_t jac_bytes(const lk_ntk *k, uint64_t exec_b, int64_t gb, int64_t b) {
     int64_t  n1 = k->n[0], n2 = k->n[1];
     int64_t  r  = group_rows(k) * gb;
@@ -265,7 +267,7 @@ static uint64_t jac_bytes(const lk_ntk *k, uint64_t exec_b, int64_t gb, int64_t 
     }
     uint64_t rows  = (uint64_t)(ra + rb) * (uint64_t)k->ps->numel * 4;
     int64_t  gr    = group_rows(k) * (k->p.trace == LK_NTK_DIAGONAL ? 1 : (b < n1 ? b : n1));
-    uint64_t dbl   = (uint64_t)(2 * gr) * (uint64_t)k->p.col_chunk * 8 + (uint64_t)gr * gr * 8;
+    uint64_t dbl   = ct_bytes(k, gr, rb ? gr : 0) + (uint64_t)gr * gr * 8;
     uint64_t input = (uint64_t)(n1 + n2) * (uint64_t)k->in_numel * 4;
     return exec_b + rows + dbl + input + kernel_bytes(k);
 }
@@ -358,41 +360,158 @@ static lk_status jac_rows(lk_ntk *k, int s, int64_t n0, int64_t n1, const int64_
     return st;
 }
 
-/* G (ra x rb, double) = A B^T over all columns, each tensor's products scaled; A and B are
- * float rows with stride P.  B == NULL: the symmetric G = A A^T (dsyrk, then mirrored). */
-static void contract(const lk_ntk *k, const float *A, int64_t ra, const float *B, int64_t rb,
-                     double *G, double *DA, double *DB) {
-    int64_t P = k->ps->numel, cw = k->p.col_chunk;
-    int64_t rg = B ? rb : ra;
-    memset(G, 0, sizeof(double) * (size_t)(ra * rg));
-    /* The products run on OpenBLAS's own threads, as many as the exec's pool (lkprobe keeps
-     * OpenBLAS single-threaded otherwise: lk_sgemm runs it inside the pool). */
-    openblas_set_num_threads(lk_exec_threads(k->x1));
+/* ---- contraction: G = A B^T in double precision ------------------------------------------ */
+
+/* The float rows of a chunk of columns are converted to double (times the tensor's sqrt(scale))
+ * once, then multiplied on register tiles of CT_I x CT_J rows, 8 doubles per vector, the sums
+ * of a tile's lanes added to G after the chunk.  Threads take equal shares of the columns, each
+ * with its own G, summed in thread order at the end.  (OpenBLAS's dsyrk/dgemm on such shapes,
+ * 64 rows by millions of columns, ran at about a fifth of its Haswell kernel's peak here, and
+ * its conversion loop on one thread; bench/RESULTS.md.) */
+#define CT_I 4  /* A rows per tile                                        */
+#define CT_J 6  /* B rows per tile (24 accumulators)                      */
+typedef double ct_v8 __attribute__((vector_size(64)));
+
+typedef struct ct_part {
+    const lk_ntk *k;
+    const float  *A, *B;   /* B NULL: G = A A^T (its upper triangle)          */
+    int64_t       ra, rb;  /* rows of A and B                                  */
+    int64_t       c0, c1;  /* this part's columns                              */
+    double       *G;       /* ra x (B ? rb : ra)                               */
+    double       *DA, *DB; /* a chunk's rows as doubles; then one zero row      */
+} ct_part;
+
+/* g (ni x nj, rows ldg apart) += a b^T over wp columns (a multiple of 8): rows a[i], b[j]
+ * (rows past ni, nj point at a zero row). */
+__attribute__((optimize("fp-contract=fast"))) static void
+ct_tile(const double *const *a, const double *const *b, int64_t wp, double *g, int64_t ldg,
+        int64_t ni, int64_t nj) {
+    ct_v8 acc[CT_I * CT_J];
+    for (int i = 0; i < CT_I * CT_J; i++) acc[i] = (ct_v8){0};
+    for (int64_t c = 0; c < wp; c += 8) {
+        ct_v8 av[CT_I];
+        for (int i = 0; i < CT_I; i++) memcpy(&av[i], a[i] + c, sizeof(ct_v8));
+        for (int j = 0; j < CT_J; j++) {
+            ct_v8 bv;
+            memcpy(&bv, b[j] + c, sizeof bv);
+            for (int i = 0; i < CT_I; i++) acc[i * CT_J + j] += av[i] * bv;
+        }
+    }
+    for (int64_t i = 0; i < ni; i++)
+        for (int64_t j = 0; j < nj; j++) {
+            double t = 0;
+            for (int l = 0; l < 8; l++) t += acc[i * CT_J + j][l];
+            g[i * ldg + j] += t;
+        }
+}
+
+/* d (rows wp apart) = sc * src rows [c, c + w) (rows P apart); columns w..wp zero. */
+static void ct_convert(const float *src, int64_t rows, int64_t P, int64_t c, int64_t w, int64_t wp,
+                       double sc, double *d) {
+    for (int64_t i = 0; i < rows; i++) {
+        const float *r = src + i * P + c;
+        double      *o = d + i * wp;
+        for (int64_t x = 0; x < w; x++) o[x] = sc * (double)r[x];
+        for (int64_t x = w; x < wp; x++) o[x] = 0.0;
+    }
+}
+
+static int ct_threads(const lk_ntk *k) {
+    int t = k->x1 ? lk_exec_threads(k->x1) : 1;
+    return t < 1 ? 1 : t > 64 ? 64 : t;
+}
+
+/* Columns per chunk of one thread: col_chunk shared by the threads (the buffers of all threads
+ * together hold as many as one thread's did), or all of them when fewer. */
+static int64_t ct_width(const lk_ntk *k) {
+    int64_t w = k->p.col_chunk / ct_threads(k);
+    if (w < 64) w = 64;
+    return w < k->ps->numel ? w : k->ps->numel;
+}
+
+static void *ct_run(void *arg) {
+    ct_part      *q = arg;
+    const lk_ntk *k = q->k;
+    int64_t       P = k->ps->numel, cw = ct_width(k), rg = q->B ? q->rb : q->ra;
     for (int64_t t = 0; t < k->ps->n; t++) {
         const lk_param_info *pi = &k->ps->p[t];
         double               sc = sqrt(k->scale[t]);
-        if (sc == 0.0) continue;
-        for (int64_t c0 = 0; c0 < pi->numel; c0 += cw) {
-            int64_t w = pi->numel - c0 < cw ? pi->numel - c0 : cw, off = pi->offset + c0;
-            for (int64_t i = 0; i < ra; i++)
-                for (int64_t c = 0; c < w; c++)
-                    DA[i * w + c] = sc * (double)A[i * P + off + c];
-            if (!B) {
-                cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)ra, (int)w, 1.0, DA,
-                            (int)w, 1.0, G, (int)ra);
-                continue;
-            }
-            for (int64_t i = 0; i < rb; i++)
-                for (int64_t c = 0; c < w; c++)
-                    DB[i * w + c] = sc * (double)B[i * P + off + c];
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)ra, (int)rb, (int)w, 1.0,
-                        DA, (int)w, DB, (int)w, 1.0, G, (int)rb);
+        int64_t lo = pi->offset > q->c0 ? pi->offset : q->c0;
+        int64_t hi = pi->offset + pi->numel < q->c1 ? pi->offset + pi->numel : q->c1;
+        if (sc == 0.0 || lo >= hi) continue;
+        for (int64_t c = lo; c < hi; c += cw) {
+            int64_t w = hi - c < cw ? hi - c : cw, wp = (w + 7) / 8 * 8;
+            ct_convert(q->A, q->ra, P, c, w, wp, sc, q->DA);
+            if (q->B) ct_convert(q->B, q->rb, P, c, w, wp, sc, q->DB);
+            const double *db = q->B ? q->DB : q->DA, *zero = q->DA + q->ra * wp;
+            for (int64_t x = 0; x < wp; x++) q->DA[q->ra * wp + x] = 0.0;
+            for (int64_t i0 = 0; i0 < q->ra; i0 += CT_I)
+                /* Symmetric: only tiles reaching the upper triangle (j >= i). */
+                for (int64_t j0 = q->B ? 0 : i0 / CT_J * CT_J; j0 < rg; j0 += CT_J) {
+                    const double *ar[CT_I], *br[CT_J];
+                    int64_t       ni = q->ra - i0 < CT_I ? q->ra - i0 : CT_I;
+                    int64_t       nj = rg - j0 < CT_J ? rg - j0 : CT_J;
+                    for (int64_t i = 0; i < CT_I; i++) ar[i] = i < ni ? q->DA + (i0 + i) * wp : zero;
+                    for (int64_t j = 0; j < CT_J; j++) br[j] = j < nj ? db + (j0 + j) * wp : zero;
+                    ct_tile(ar, br, wp, q->G + i0 * rg + j0, rg, ni, nj);
+                }
         }
     }
-    openblas_set_num_threads(1);
-    if (!B)
+    return NULL;
+}
+
+
+/* Bytes contract() allocates for ra + rb rows (the memory estimate). */
+static uint64_t ct_bytes(const lk_ntk *k, int64_t ra, int64_t rb) {
+    int64_t  rg = rb ? rb : ra;
+    uint64_t cw = (uint64_t)((ct_width(k) + 7) / 8 * 8);
+    return (uint64_t)ct_threads(k) *
+           ((uint64_t)(ra + 1 + rb) * cw * 8 + (uint64_t)(ra * rg) * 8);
+}
+
+/* G (ra x rb, double) = A B^T over all columns, each tensor's products scaled; A and B are
+ * float rows with stride P.  B == NULL: the symmetric G = A A^T (upper triangle, mirrored).
+ * LK_ENOMEM when its buffers cannot be allocated. */
+static lk_status contract(const lk_ntk *k, const float *A, int64_t ra, const float *B, int64_t rb,
+                          double *G, lk_error *err) {
+    int64_t   P = k->ps->numel, rg = B ? rb : ra, wp = (ct_width(k) + 7) / 8 * 8;
+    int       nt = ct_threads(k), started = 0;
+    ct_part   q[64];
+    pthread_t tid[64];
+    lk_status st = LK_OK;
+    memset(G, 0, sizeof(double) * (size_t)(ra * rg));
+    if (P < 64 * nt) nt = 1;
+    for (int t = 0; t < nt; t++) {
+        q[t] = (ct_part){k, A, B, ra, rb, P * t / nt, P * (t + 1) / nt, NULL, NULL, NULL};
+        q[t].G  = lk_calloc((size_t)(ra * rg), sizeof(double));
+        q[t].DA = lk_malloc(sizeof(double) * (size_t)((ra + 1) * wp)); /* + the zero row */
+        q[t].DB = B ? lk_malloc(sizeof(double) * (size_t)(rb * wp)) : NULL;
+        if (!q[t].G || !q[t].DA || (B && !q[t].DB)) {
+            st = LK_FAIL(err, LK_ENOMEM, "ntk: out of memory for the contraction's buffers "
+                         "(%lld rows x %lld columns per thread)", (long long)(ra + rb),
+                         (long long)wp);
+            nt = t + 1;
+            break;
+        }
+    }
+    for (int t = 1; t < nt && !st; t++, started++)
+        if (pthread_create(&tid[t], NULL, ct_run, &q[t]) != 0) break;
+    if (!st) {
+        ct_run(&q[0]);
+        for (int t = 1 + started; t < nt; t++) ct_run(&q[t]); /* threads that did not start */
+    }
+    for (int t = 1; t <= started; t++) pthread_join(tid[t], NULL);
+    for (int t = 0; t < nt; t++) {
+        if (!st)
+            for (int64_t i = 0; i < ra * rg; i++) G[i] += q[t].G[i];
+        lk_free(q[t].G);
+        lk_free(q[t].DA);
+        lk_free(q[t].DB);
+    }
+    if (!st && !B)
         for (int64_t i = 0; i < ra; i++)
             for (int64_t j = 0; j < i; j++) G[i * ra + j] = G[j * ra + i];
+    return st;
 }
 
 /* Adds group block G (rows (r, n) of inputs [a0, a0+na), columns (r, m) of [b0, b0+nb)) to
@@ -419,7 +538,7 @@ static void scatter(lk_ntk *k, const double *G, int64_t a0, int64_t na, int64_t 
 
 typedef struct jac_work {
     float  *A, *B;
-    double *G, *DA, *DB;
+    double *G;
     int64_t outs_cap;
     int64_t *outs;
 } jac_work;
@@ -470,8 +589,9 @@ static lk_status jac_diagonal(lk_ntk *k, jac_work *w, int64_t u0, int64_t u1, lk
         lk_status st = jac_rows(k, 0, n, n + 1, w->outs, O, w->A, err);
         if (st) return st;
         double t0 = now_s();
-        contract(k, w->A, O, NULL, 0, (double *)k->kernel->data + n * O * O, w->DA, w->DB);
+        st        = contract(k, w->A, O, NULL, 0, (double *)k->kernel->data + n * O * O, err);
         k->t_contract += now_s() - t0;
+        if (st) return st;
     }
     return LK_OK;
 }
@@ -501,13 +621,14 @@ static lk_status jac_run(lk_ntk *k, jac_work *w, int64_t u0, int64_t u1, lk_erro
                     if (st) return st;
                 }
                 double t0 = now_s();
-                for (int64_t g = 0; g < gbn; g++) {
+                for (int64_t g = 0; g < gbn && !st; g++) {
                     const float *ga = w->A + (size_t)(g * r * na) * (size_t)P;
                     const float *gbp = w->B ? w->B + (size_t)(g * r * nbn) * (size_t)P : NULL;
-                    contract(k, ga, r * na, diag ? NULL : gbp, r * nbn, w->G, w->DA, w->DB);
-                    scatter(k, w->G, a0, na, b0, nbn, !cross && !diag);
+                    st = contract(k, ga, r * na, diag ? NULL : gbp, r * nbn, w->G, err);
+                    if (!st) scatter(k, w->G, a0, na, b0, nbn, !cross && !diag);
                 }
                 k->t_contract += now_s() - t0;
+                if (st) return st;
             }
         }
     }
@@ -537,10 +658,8 @@ static lk_status jac_compute(lk_ntk *k, int64_t u0, int64_t u1, lk_error *err) {
     w.A        = lk_malloc(sizeof(float) * (size_t)(rowsA * P));
     w.B        = rowsB ? lk_malloc(sizeof(float) * (size_t)(rowsB * P)) : NULL;
     w.G        = lk_malloc(sizeof(double) * (size_t)(gr * gr));
-    w.DA       = lk_malloc(sizeof(double) * (size_t)(gr * k->p.col_chunk));
-    w.DB       = lk_malloc(sizeof(double) * (size_t)(gr * k->p.col_chunk));
     w.outs     = lk_malloc(sizeof(int64_t) * (size_t)(k->gb * r + O));
-    if (!w.A || (rowsB && !w.B) || !w.G || !w.DA || !w.DB || !w.outs) {
+    if (!w.A || (rowsB && !w.B) || !w.G || !w.outs) {
         st = LK_FAIL(err, LK_ENOMEM, "ntk: out of memory for Jacobian blocks (%lld rows x P = "
                      "%lld)", (long long)(rowsA + rowsB), (long long)P);
         goto done;
@@ -552,8 +671,6 @@ done:
     lk_free(w.A);
     lk_free(w.B);
     lk_free(w.G);
-    lk_free(w.DA);
-    lk_free(w.DB);
     lk_free(w.outs);
     return st;
 }
