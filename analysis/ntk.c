@@ -394,6 +394,11 @@ ct_tile(const double *const *a, const double *const *b, int64_t wp, double *g, i
         for (int j = 0; j < CT_J; j++) {
             ct_v8 bv;
             memcpy(&bv, b[j] + c, sizeof bv);
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__AVX512F__)
+            /* One load of each B row per step, kept in a register: folded into the four FMAs
+             * as memory operands (GCC's choice) it was read four times from L2. */
+            __asm__("" : "+v"(bv));
+#endif
             for (int i = 0; i < CT_I; i++) acc[i * CT_J + j] += av[i] * bv;
         }
     }
