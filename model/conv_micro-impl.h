@@ -219,3 +219,58 @@ static MK_TARGET void MK(cstore)(const float *acc, int64_t np, int64_t rows, flo
 static const micro_c_fn MK(cmicro_fns)[CV_PR + 1] = {
     NULL, MK(cmicro_1), MK(cmicro_2), MK(cmicro_3), MK(cmicro_4), MK(cmicro_5), MK(cmicro_6)};
 
+
+/* Winograd F(2x2, 3x3) (conv_packed.c, "Winograd"), channels in the vectors.  Input
+ * transform of one tile: v[xi * ldv + c] = (B^T d B)[xi] for the 4 x 4 patch
+ * d[r][s] = x[r * ldr + s * cp + c] (channels-last, cp a multiple of 16), every c < cp. */
+static MK_TARGET void MK(wn_in)(const float *x, int64_t ldr, int64_t cp, float *v, int64_t ldv) {
+    for (int64_t c = 0; c < cp; c += MK_VW) {
+        MK_VEC d[4][4], t[4][4];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++)
+#pragma GCC unroll 4
+            for (int s = 0; s < 4; s++) d[r][s] = MK(vload)(x + r * ldr + s * cp + c);
+#pragma GCC unroll 4
+        for (int s = 0; s < 4; s++) {
+            t[0][s] = d[0][s] - d[2][s];
+            t[1][s] = d[1][s] + d[2][s];
+            t[2][s] = d[2][s] - d[1][s];
+            t[3][s] = d[1][s] - d[3][s];
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            MK_VEC u[4] = {t[r][0] - t[r][2], t[r][1] + t[r][2], t[r][2] - t[r][1],
+                           t[r][1] - t[r][3]};
+#pragma GCC unroll 4
+            for (int s = 0; s < 4; s++) memcpy(v + (r * 4 + s) * ldv + c, &u[s], sizeof(MK_VEC));
+        }
+    }
+}
+
+/* Output transform of one tile for CV_CB channels: y[(dy * ldy + dx) * CV_CB + c] =
+ * (A^T m A)[dy][dx] + bias[c] for dy < ny, dx < nx, with m[xi] at m + xi * ldm. */
+static MK_TARGET void MK(wn_out)(const float *m, int64_t ldm, const float *bias, float *y,
+                                 int64_t ldy, int ny, int nx) {
+    for (int c = 0; c < CV_CB; c += MK_VW) {
+        MK_VEC q[16], t[2][4], o[2][2];
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) q[i] = MK(vload)(m + i * ldm + c);
+#pragma GCC unroll 4
+        for (int s = 0; s < 4; s++) {
+            t[0][s] = q[s] + q[4 + s] + q[8 + s];
+            t[1][s] = q[4 + s] - q[8 + s] - q[12 + s];
+        }
+#pragma GCC unroll 2
+        for (int r = 0; r < 2; r++) {
+            o[r][0] = t[r][0] + t[r][1] + t[r][2];
+            o[r][1] = t[r][1] - t[r][2] - t[r][3];
+        }
+        if (bias) {
+            MK_VEC b = MK(vload)(bias + c);
+            o[0][0] += b, o[0][1] += b, o[1][0] += b, o[1][1] += b;
+        }
+        for (int r = 0; r < ny; r++)
+            for (int s = 0; s < nx; s++)
+                memcpy(y + (r * ldy + s) * CV_CB + c, &o[r][s], sizeof(MK_VEC));
+    }
+}

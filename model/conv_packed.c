@@ -55,6 +55,10 @@ typedef int32_t vi4 __attribute__((vector_size(16)));
 #define CV_CB 64  /* output channels per block (4 AVX-512 vectors)                        */
 #define CV_PR 6   /* output positions per tile                                            */
 #define CV_KC 256 /* taps per K slice: the block's weight slice (64 KiB) stays in L1/L2    */
+/* Winograd F(2x2, 3x3) for dense 3x3 stride-1 convs from these sizes (bench/RESULTS.md). */
+#define WN_MIN_C         16
+#define WN_MIN_GAIN      1.3
+#define WN_MIN_TILES     4 /* over the batch: with fewer, reading U (16/9 of the weight) dominates */
 
 /* ---- weights ---------------------------------------------------------------------------- */
 
@@ -94,9 +98,13 @@ static int64_t blocks_of(const lk_conv_geom *g) {
 }
 
 static int cv_chosen(const lk_conv_geom *g0);
+static int    wn_chosen(const lk_conv_geom *g);
+static size_t wn_floats(const lk_conv_geom *g);
+static void   wn_pack(const lk_conv_geom *g, const float *w, float *wp);
 
 size_t lk_conv_packed_floats(const lk_conv_geom *g) {
     size_t n = mr_floats(g);
+    if (n && n != SIZE_MAX && wn_chosen(g)) return wn_floats(g);
     if (!n || n == SIZE_MAX || !cv_chosen(g)) return n;
     return (size_t)(g->group * blocks_of(g) * CV_CB * kdim_of(g));
 }
@@ -118,6 +126,10 @@ static void pack_panels(const lk_conv_geom *g, const float *w, float *wp, int64_
 }
 
 void lk_conv_pack_weights(const lk_conv_geom *g, const float *w, float *wp) {
+    if (wn_chosen(g)) {
+        wn_pack(g, w, wp);
+        return;
+    }
     pack_panels(g, w, wp, cv_chosen(g) ? CV_CB : MR);
 }
 
@@ -460,6 +472,9 @@ typedef void (*micro_c_fn)(int64_t kdim, const float *a, const float *b, const i
                            const int64_t *gx, float *c, int load, const float *bias);
 typedef void (*cstore_fn)(const float *acc, int64_t np, int64_t rows, float *y, int64_t ohw,
                           const float *res, int accumulate, int relu);
+typedef void (*wn_in_fn)(const float *x, int64_t ldr, int64_t cp, float *v, int64_t ldv);
+typedef void (*wn_out_fn)(const float *m, int64_t ldm, const float *bias, float *y, int64_t ldy,
+                          int ny, int nx);
 
 #define MK_CAT2(a, b) a##_##b
 #define MK_CAT(a, b)  MK_CAT2(a, b)
@@ -534,6 +549,20 @@ static cstore_fn cstore_of(void) {
     default: return cstore_generic;
     }
 }
+static wn_in_fn wn_in_of(void) {
+    switch (lk_cpu_isa()) {
+    case LK_ISA_AVX512: return wn_in_avx512;
+    case LK_ISA_AVX2: return wn_in_avx2;
+    default: return wn_in_generic;
+    }
+}
+static wn_out_fn wn_out_of(void) {
+    switch (lk_cpu_isa()) {
+    case LK_ISA_AVX512: return wn_out_avx512;
+    case LK_ISA_AVX2: return wn_out_avx2;
+    default: return wn_out_generic;
+    }
+}
 #else
 #define MK_SUFFIX generic
 #define MK_TARGET
@@ -549,6 +578,8 @@ static const micro_d_fn *micro_table(void) { return micro_fns_generic; }
 static const micro_r_fn *micror_table(void) { return micror_fns_generic; }
 static const micro_c_fn *cmicro_table(void) { return cmicro_fns_generic; }
 static cstore_fn         cstore_of(void) { return cstore_generic; }
+static wn_in_fn          wn_in_of(void) { return wn_in_generic; }
+static wn_out_fn         wn_out_of(void) { return wn_out_generic; }
 #endif
 
 /* ---- driver ----------------------------------------------------------------------------- */
@@ -791,6 +822,218 @@ static void cv_run(const lk_conv_geom *g, const dp_layout *L, const float *xp,
     else lk_parallel_for(ctx->pool, nt, cv_body, &a);
 }
 
+/* ---- Winograd F(2x2, 3x3) ----------------------------------------------------------------- */
+
+/*
+ * Dense 3x3 stride-1 convolutions with enough channels run as Winograd F(2x2, 3x3) (Lavin
+ * and Gray, 2016).  Each 2x2 block of outputs (a "tile") reads a 4x4 input patch d; per input
+ * channel V = B^T d B, per output and input channel U = G g G^T (4x4 each: 16 transformed
+ * positions xi), per tile and output channel M[xi] = sum over input channels U[xi] V[xi], and
+ * the tile's outputs are A^T M A: 16 multiply-adds per tile and channel pair instead of 36.
+ *  - U is packed at plan time as [block of CV_CB output channels][xi][input channel][CV_CB]:
+ *    per xi the channel blocks' weight layout (transformed in double, rounded once).
+ *  - The input is copied channels-last into a zero-padded buffer, 2 tw + 2 pixels per row, so
+ *    that a tile's patch is 16 vectors per 16 channels.
+ *  - A work item is a band of whole tile rows of one image and a group of channel blocks: it
+ *    transforms the band's patches (v: [xi][tile][cp]), runs the channel-block micro-kernel
+ *    once per xi (tile values broadcast, U's CV_CB output channels in the vectors; acc:
+ *    [xi][tile][CV_CB]), transforms the sums into the band's output rows, channels-last, and
+ *    stores them transposed with the epilogue (cstore).
+ * Per element the sum order is fixed by the geometry, not by the thread count.  It differs
+ * from the direct kernels': results agree with them up to float rounding.
+ */
+#define WN_XI    16 /* transformed positions per tile (4 x 4)                          */
+#define WN_TILES 56 /* tiles per band, about (whole tile rows)                          */
+
+typedef struct wn_layout {
+    int64_t th, tw;     /* tile rows and columns: ceil(oh / 2), ceil(ow / 2)             */
+    int64_t hp, wpx;    /* padded input rows and pixels per row: 2 th + 2, 2 tw + 2       */
+    int64_t cp;         /* input channels rounded up to 16                                */
+    int64_t br, nbands; /* tile rows per band, bands per image                            */
+    int64_t xcl;        /* floats of the channels-last input, all images                  */
+    int64_t per_thread; /* floats of one item's v, acc and output rows                    */
+} wn_layout;
+
+/* Chosen where its multiply-adds, counted with the lanes of partial channel blocks and the
+ * outputs of cut edge tiles, are at most 1 / WN_MIN_GAIN of the direct kernels' (measured:
+ * 3x3 convs of 16 -> 32 channels on 56x56 ran 1.2x slower on it, 32 -> 32 on 48x48 the same,
+ * 32 -> 48 on 24x24 1.4x and 64 -> 64 on 56x56 1.8x faster; 512 -> 512 on 2x2, one tile,
+ * 1.6x slower, 256 -> 256 on 4x4 1.75x faster; bench/RESULTS.md). */
+static int wn_chosen(const lk_conv_geom *g) {
+    if (g->kh != 3 || g->kw != 3 || g->sh != 1 || g->sw != 1 || g->dh != 1 || g->dw != 1 ||
+        g->group != 1 || g->c < WN_MIN_C || !lk_conv_geom_fits(g))
+        return 0;
+    double tiles = (double)((g->oh + 1) / 2) * (double)((g->ow + 1) / 2);
+    double lanes = (double)g->m / (double)(blocks_of(g) * CV_CB);
+    double gain  = 2.25 * lanes * (double)(g->oh * g->ow) / (4.0 * tiles);
+    return gain >= WN_MIN_GAIN && (double)g->n * tiles >= WN_MIN_TILES;
+}
+
+static void wn_layout_set(const lk_conv_geom *g, wn_layout *L) {
+    L->th = (g->oh + 1) / 2, L->tw = (g->ow + 1) / 2;
+    L->hp = 2 * L->th + 2, L->wpx = 2 * L->tw + 2;
+    L->cp = (g->c + 15) & ~(int64_t)15;
+    int64_t br = WN_TILES / L->tw < 1 ? 1 : WN_TILES / L->tw;
+    L->nbands  = (L->th + br - 1) / br;
+    L->br      = (L->th + L->nbands - 1) / L->nbands; /* bands of near-equal heights */
+    L->xcl     = g->n * L->hp * L->wpx * L->cp;
+    int64_t tb = L->br * L->tw;
+    L->per_thread = WN_XI * tb * (L->cp + CV_CB) + 2 * L->br * g->ow * CV_CB;
+}
+
+static size_t wn_floats(const lk_conv_geom *g) {
+    return (size_t)(blocks_of(g) * WN_XI * g->c * CV_CB);
+}
+
+static size_t wn_scratch(const lk_conv_geom *g, int nthreads) {
+    wn_layout L;
+    wn_layout_set(g, &L);
+    return (size_t)L.xcl + round16((size_t)(2 * g->c)) +
+           (size_t)(nthreads > 0 ? nthreads : 1) * (size_t)L.per_thread;
+}
+
+/* wp[bl][xi][ic][o] = (G g G^T)[xi] for output channel bl * CV_CB + o (0 past m). */
+static void wn_pack(const lk_conv_geom *g, const float *w, float *wp) {
+    int64_t nblk = blocks_of(g), c = g->c;
+    for (int64_t bl = 0; bl < nblk; bl++)
+        for (int64_t ic = 0; ic < c; ic++)
+            for (int64_t o = 0; o < CV_CB; o++) {
+                int64_t oc = bl * CV_CB + o;
+                double  t[4][3], u[4][4];
+                for (int j = 0; j < 3; j++) {
+                    const float *k = w + (oc * c + ic) * 9 + j;
+                    double       k0 = oc < g->m ? k[0] : 0, k1 = oc < g->m ? k[3] : 0;
+                    double       k2 = oc < g->m ? k[6] : 0;
+                    t[0][j] = k0, t[1][j] = (k0 + k1 + k2) / 2, t[2][j] = (k0 - k1 + k2) / 2;
+                    t[3][j] = k2;
+                }
+                for (int i = 0; i < 4; i++) {
+                    u[i][0] = t[i][0], u[i][1] = (t[i][0] + t[i][1] + t[i][2]) / 2;
+                    u[i][2] = (t[i][0] - t[i][1] + t[i][2]) / 2, u[i][3] = t[i][2];
+                }
+                for (int xi = 0; xi < WN_XI; xi++)
+                    wp[((bl * WN_XI + xi) * c + ic) * CV_CB + o] = (float)u[xi / 4][xi % 4];
+            }
+}
+
+typedef struct wn_args {
+    const lk_conv_geom *g;
+    const wn_layout    *L;
+    const float        *x, *wp, *b, *res;
+    float              *xcl, *y, *scr;
+    const int64_t      *off;
+    int                 accumulate, relu, nthreads;
+    int64_t             ngroups, items;
+    const micro_c_fn   *micro;
+    cstore_fn           store;
+    wn_in_fn            tin;
+    wn_out_fn           tout;
+} wn_args;
+
+/* Padded rows [r0, r1) of all images ((n, row) flattened) of the channels-last input. */
+static void wn_pad_body(void *arg, int64_t r0, int64_t r1, int tid) {
+    const wn_args      *a = arg;
+    const lk_conv_geom *g = a->g;
+    const wn_layout    *L = a->L;
+    (void)tid;
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t n = r / L->hp, iy = r % L->hp - g->ph, cp = L->cp;
+        float  *d  = a->xcl + r * L->wpx * cp;
+        int64_t x0 = g->pw < L->wpx ? g->pw : L->wpx, nx = g->w < L->wpx - x0 ? g->w : L->wpx - x0;
+        if (iy < 0 || iy >= g->h) nx = 0;
+        lk_zero_floats(d, x0 * cp);
+        if (nx) lk_to_channels_last(a->x + (n * g->c * g->h + iy) * g->w, g->c, nx, g->h * g->w,
+                                    d + x0 * cp, cp);
+        lk_zero_floats(d + (x0 + nx) * cp, (L->wpx - x0 - nx) * cp);
+    }
+}
+
+static void wn_item(const wn_args *a, int64_t it, float *scr) {
+    const lk_conv_geom *g = a->g;
+    const wn_layout    *L = a->L;
+    int64_t per = L->nbands * a->ngroups, n = it / per, band = it % per / a->ngroups;
+    int64_t grp = it % a->ngroups, nblk = blocks_of(g), cp = L->cp, kdim = g->c;
+    int64_t th0 = band * L->br, th1 = th0 + L->br < L->th ? th0 + L->br : L->th;
+    int64_t b0 = grp * nblk / a->ngroups, b1 = (grp + 1) * nblk / a->ngroups;
+    if (th0 >= th1 || b0 >= b1) return;
+    int64_t ntl = (th1 - th0) * L->tw, ohw = g->oh * g->ow;
+    int64_t oy1 = 2 * th1 < g->oh ? 2 * th1 : g->oh, P0 = 2 * th0 * g->ow;
+    int64_t nk = (kdim + CV_KC - 1) / CV_KC, kc = (kdim + nk - 1) / nk;
+    float  *v = scr, *acc = v + WN_XI * L->br * L->tw * cp;
+    float  *ycl = acc + WN_XI * L->br * L->tw * CV_CB;
+    for (int64_t tl = 0; tl < ntl; tl++) {
+        int64_t ty = th0 + tl / L->tw, tx = tl % L->tw;
+        a->tin(a->xcl + ((n * L->hp + 2 * ty) * L->wpx + 2 * tx) * cp, L->wpx * cp, cp,
+               v + tl * cp, ntl * cp);
+    }
+    for (int64_t bl = b0; bl < b1; bl++) {
+        int64_t      rows = g->m - bl * CV_CB < CV_CB ? g->m - bl * CV_CB : CV_CB;
+        float        bpad[CV_CB] = {0};
+        const float *bias = NULL, *ub = a->wp + bl * WN_XI * kdim * CV_CB;
+        if (a->b) {
+            memcpy(bpad, a->b + bl * CV_CB, sizeof(float) * (size_t)rows);
+            bias = bpad;
+        }
+        for (int64_t xi = 0; xi < WN_XI; xi++)
+            for (int64_t kb = 0; kb < kdim; kb += kc) {
+                int64_t kcur = kdim - kb < kc ? kdim - kb : kc;
+                for (int64_t t = 0; t < ntl; t += CV_PR) {
+                    int64_t np = ntl - t < CV_PR ? ntl - t : CV_PR, gx[CV_PR];
+                    for (int64_t p = 0; p < np; p++) gx[p] = (t + p) * cp;
+                    a->micro[np](kcur, ub + (xi * kdim + kb) * CV_CB, v + xi * ntl * cp,
+                                 a->off + kb, gx, acc + (xi * ntl + t) * CV_CB, kb > 0, NULL);
+                }
+            }
+        for (int64_t tl = 0; tl < ntl; tl++) {
+            int64_t ty = th0 + tl / L->tw, tx = tl % L->tw;
+            int     ny = g->oh - 2 * ty < 2 ? 1 : 2, nx = g->ow - 2 * tx < 2 ? 1 : 2;
+            a->tout(acc + tl * CV_CB, ntl * CV_CB, bias,
+                    ycl + (2 * (ty - th0) * g->ow + 2 * tx) * CV_CB, g->ow, ny, nx);
+        }
+        int64_t c0 = (n * g->m + bl * CV_CB) * ohw + P0;
+        a->store(ycl, (oy1 - 2 * th0) * g->ow, rows, a->y + c0, ohw, a->res ? a->res + c0 : NULL,
+                 a->accumulate, a->relu);
+    }
+}
+
+static void wn_body(void *arg, int64_t t0, int64_t t1, int tid) {
+    const wn_args *a   = arg;
+    float         *scr = a->scr + (size_t)tid * (size_t)a->L->per_thread;
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t i0 = t * a->items / a->nthreads, i1 = (t + 1) * a->items / a->nthreads;
+        for (int64_t i = i0; i < i1; i++) wn_item(a, i, scr);
+    }
+}
+
+static void wn_run(const lk_conv_geom *g, const float *x, const float *wp, const float *b,
+                   float *y, int accumulate, const float *res, int relu, int nt,
+                   const lk_op_ctx *ctx) {
+    wn_layout L;
+    wn_args   a;
+    wn_layout_set(g, &L);
+    memset(&a, 0, sizeof a);
+    a.g = g, a.L = &L, a.x = x, a.wp = wp, a.b = b, a.res = res, a.y = y;
+    a.accumulate = accumulate, a.relu = relu, a.nthreads = nt;
+    a.xcl         = ctx->scratch;
+    int64_t *off  = (int64_t *)(void *)(a.xcl + L.xcl);
+    a.scr         = (float *)(void *)off + round16((size_t)(2 * g->c));
+    for (int64_t k = 0; k < g->c; k++) off[k] = k;
+    a.off   = off;
+    a.micro = cmicro_table(), a.store = cstore_of(), a.tin = wn_in_of(), a.tout = wn_out_of();
+    int64_t rows = g->n * L.hp;
+    if (nt == 1) wn_pad_body(&a, 0, rows, 0);
+    else lk_parallel_for(ctx->pool, rows, wn_pad_body, &a);
+    /* Images x bands as work items; when they do not share evenly among the threads (and are
+     * few), each band's channel blocks split into groups (each group transforms the band). */
+    int64_t base = g->n * L.nbands, nblk = blocks_of(g);
+    a.ngroups    = 1;
+    while (nt > 1 && (base * a.ngroups) % nt && base * a.ngroups < 4 * nt && a.ngroups < nblk)
+        a.ngroups++;
+    a.items = base * a.ngroups;
+    if (nt == 1) wn_body(&a, 0, 1, 0);
+    else lk_parallel_for(ctx->pool, nt, wn_body, &a);
+}
+
 typedef struct pad_args {
     const lk_conv_geom *g;
     const dp_layout    *L;
@@ -818,6 +1061,7 @@ static size_t packed_scratch(const lk_conv_geom *g, int nthreads, int cv_ok) {
         lk_conv_geom s = sub_geom(g);
         return sub_floats(g) + packed_scratch(&s, nthreads, cv_ok);
     }
+    if (cv_ok && wn_chosen(g)) return wn_scratch(g, nthreads);
     dp_layout L;
     dp_layout_set(g, &L);
     int64_t nt = nthreads > 0 ? nthreads : 1;
@@ -865,6 +1109,10 @@ static void forward_packed(const lk_conv_geom *g, const float *x, const float *w
      * than on 1 with a 64 K threshold). */
     double work = (double)g->n * (double)g->m * (double)(g->oh * g->ow) * (double)a.kdim;
     if (work < LK_CONV_PAR_MIN_MACS) nt = 1;
+    if (cv_ok && wn_chosen(g)) {
+        wn_run(g, x, wp, b, y, accumulate, res, relu, nt, ctx);
+        return;
+    }
     a.nthreads   = nt;
     a.split_rows = split_rows(g, L.grid, nt);
 

@@ -89,7 +89,7 @@ static inline int lk_interp_pointwise(float x, float y, float dt, int tan, int z
 #define LK_MAX_PARAM_INPUTS 5
 
 /* Version of the ops' pack layouts (see pack above): part of every packed-weight key. */
-#define LK_PACK_LAYOUT 2u
+#define LK_PACK_LAYOUT 3u
 
 typedef struct lk_op_ctx {
     const lk_node          *node;

@@ -233,6 +233,16 @@ static const conv_spec conv_specs[] = {
     {"packed_cv_1x1_s2", 0, 2, 2, 60, 13, 14, 120, 1, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0, 0, 0, 1},
     {"packed_cv_14x14_n2", 0, 2, 2, 16, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1},
     {"packed_cv_chunks_m180", 0, 2, 1, 20, 9, 9, 180, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0},
+    {"wino_6x7_m180_n2", 0, 2, 2, 20, 6, 7, 180, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1},
+    /* Winograd F(2x2, 3x3) (conv_packed.c; the two cases above with 9x9 and 14x14 planes run
+     * on it too): odd output sizes (tiles cut at the edges), channels past a whole vector
+     * and a partial block; one tile row per band (64 tiles per row) and a last band of one
+     * output row; two K slices, two blocks split between threads, asymmetric pads; pads
+     * wider than the kernel's reach. */
+    {"wino_odd_c20_m56", 0, 2, 2, 20, 11, 13, 56, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1},
+    {"wino_bands_w130", 0, 2, 1, 16, 9, 130, 48, 3, 3, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0},
+    {"wino_kslices_c272", 0, 2, 1, 272, 8, 8, 120, 3, 3, 1, 1, 1, 1, 1, 2, 0, 1, 2, 0, 0, 1},
+    {"wino_pad3", 0, 2, 2, 16, 8, 8, 48, 3, 3, 1, 1, 1, 1, 1, 3, 1, 0, 2, 0, 0, 0},
     /* Depthwise, channels last (kernels.c, dw_cl_chosen): a large kernel over a small plane
      * (most taps on padding), a strided one with asymmetric pads and channels past a whole
      * vector (three blocks: row chunks on two threads), a dilated one whose rows reach the
