@@ -100,7 +100,7 @@ static int64_t blocks_of(const lk_conv_geom *g) {
 static int cv_chosen(const lk_conv_geom *g0);
 static int    wn_chosen(const lk_conv_geom *g);
 static size_t wn_floats(const lk_conv_geom *g);
-static void   wn_pack(const lk_conv_geom *g, const float *w, float *wp);
+static void   wn_pack(const lk_conv_geom *g, const float *w, float *wp, int flip);
 
 size_t lk_conv_packed_floats(const lk_conv_geom *g) {
     size_t n = mr_floats(g);
@@ -127,7 +127,7 @@ static void pack_panels(const lk_conv_geom *g, const float *w, float *wp, int64_
 
 void lk_conv_pack_weights(const lk_conv_geom *g, const float *w, float *wp) {
     if (wn_chosen(g)) {
-        wn_pack(g, w, wp);
+        wn_pack(g, w, wp, 0);
         return;
     }
     pack_panels(g, w, wp, cv_chosen(g) ? CV_CB : MR);
@@ -172,10 +172,13 @@ static void sub_body(void *arg, int64_t p0, int64_t p1, int tid) {
         }
 }
 
-static size_t packed_scratch(const lk_conv_geom *g, int nthreads, int cv_ok);
+/* Which kernels forward_packed may pick besides the panels (the forward's packs allow both;
+ * the data gradient's phases are packed as panels, or as Winograd U where it is chosen). */
+enum { PK_CV = 1, PK_WN = 2 };
+static size_t packed_scratch(const lk_conv_geom *g, int nthreads, int modes);
 static void   forward_packed(const lk_conv_geom *g, const float *x, const float *wp,
                              const float *b, float *y, int accumulate, const float *res, int relu,
-                             const lk_op_ctx *ctx, int cv_ok);
+                             const lk_op_ctx *ctx, int modes);
 
 /* ---- the data gradient on packed weights, by input phase ----------------------------------- */
 
@@ -237,6 +240,11 @@ static int phase_geom(const lk_conv_geom *g, int64_t ry, int64_t rx, ph_axis *ay
 
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
 
+/* Floats of one phase's pack: Winograd U where it is chosen, else panels. */
+static size_t phase_floats(const lk_conv_geom *t) {
+    return round16(wn_chosen(t) ? wn_floats(t) : mr_floats(t));
+}
+
 /* Phases per axis and in all (strides) up to which the data gradient runs packed, one
  * sub-convolution per phase; beyond them (no real network has them: a 32x32 patchify stem has
  * 1024) the phase loops alone would take minutes, and the unpacked path runs instead. */
@@ -254,7 +262,7 @@ size_t lk_conv_packed_bwd_floats(const lk_conv_geom *g) {
             lk_conv_geom t;
             int          k = phase_geom(g, ry, rx, &ay, &ax, &t);
             if (k < 0) return 0;
-            if (k) total += round16(mr_floats(&t));
+            if (k) total += phase_floats(&t);
         }
     return total;
 }
@@ -272,7 +280,7 @@ size_t lk_conv_packed_bwd_scratch(const lk_conv_geom *g, int nthreads) {
             ph_axis      ay, ax;
             lk_conv_geom t;
             if (phase_geom(g, ry, rx, &ay, &ax, &t) != 1) continue;
-            size_t n = (size_t)phase_buf_floats(g, &t) + packed_scratch(&t, nthreads, 0);
+            size_t n = (size_t)phase_buf_floats(g, &t) + packed_scratch(&t, nthreads, PK_WN);
             if (n > need) need = n;
         }
     return need;
@@ -285,6 +293,11 @@ void lk_conv_pack_weights_bwd(const lk_conv_geom *g, const float *w, float *wp) 
             ph_axis      ay, ax;
             lk_conv_geom t;
             if (phase_geom(g, ry, rx, &ay, &ax, &t) != 1) continue;
+            if (wn_chosen(&t)) { /* stride 1, 3x3: the transposed, flipped kernel as U */
+                wn_pack(&t, w, wp, 1);
+                wp += phase_floats(&t);
+                continue;
+            }
             int64_t k = kdim_of(&t), np = panels_of(&t);
             for (int64_t gi = 0; gi < g->group; gi++)
                 for (int64_t p = 0; p < np; p++) {
@@ -305,7 +318,7 @@ void lk_conv_pack_weights_bwd(const lk_conv_geom *g, const float *w, float *wp) 
                         }
                     }
                 }
-            wp += round16(mr_floats(&t));
+            wp += phase_floats(&t);
         }
 }
 
@@ -340,17 +353,17 @@ void lk_conv_backward_data_packed(const lk_conv_geom *g, const float *gy, const 
             if (phase_geom(g, ry, rx, &ay, &ax, &t) != 1) continue;
             int64_t buf = phase_buf_floats(g, &t);
             if (!buf) { /* stride 1: the one phase is all of gx */
-                forward_packed(&t, gy, wpt, NULL, gx, 1, NULL, 0, ctx, 0);
+                forward_packed(&t, gy, wpt, NULL, gx, 1, NULL, 0, ctx, PK_WN);
             } else {
                 lk_op_ctx  c  = *ctx;
                 unsub_args ua = {g, &t, ry, rx, gx, ctx->scratch};
                 c.scratch        = ctx->scratch + buf;
                 c.scratch_floats = ctx->scratch_floats - (size_t)buf;
-                forward_packed(&t, gy, wpt, NULL, ctx->scratch, 0, NULL, 0, &c, 0);
+                forward_packed(&t, gy, wpt, NULL, ctx->scratch, 0, NULL, 0, &c, PK_WN);
                 if (nt == 1 || g->n * g->c * t.oh * t.ow < 65536) unsub_body(&ua, 0, g->n * g->c, 0);
                 else lk_parallel_for(ctx->pool, g->n * g->c, unsub_body, &ua);
             }
-            wpt += round16(mr_floats(&t));
+            wpt += phase_floats(&t);
         }
 }
 
@@ -892,20 +905,24 @@ static size_t wn_scratch(const lk_conv_geom *g, int nthreads) {
            (size_t)(nthreads > 0 ? nthreads : 1) * (size_t)L.per_thread;
 }
 
-/* wp[bl][xi][ic][o] = (G g G^T)[xi] for output channel bl * CV_CB + o (0 past m). */
-static void wn_pack(const lk_conv_geom *g, const float *w, float *wp) {
+/* wp[bl][xi][ic][o] = (G g G^T)[xi] for output channel oc = bl * CV_CB + o (0 past m), with
+ * g = w[oc][ic] (m, c, 3, 3), or with flip (the data gradient's phase, whose output channels
+ * are the conv's inputs) g[ky][kx] = w[ic][oc][2 - ky][2 - kx] (c, m, 3, 3). */
+static void wn_pack(const lk_conv_geom *g, const float *w, float *wp, int flip) {
     int64_t nblk = blocks_of(g), c = g->c;
     for (int64_t bl = 0; bl < nblk; bl++)
         for (int64_t ic = 0; ic < c; ic++)
             for (int64_t o = 0; o < CV_CB; o++) {
                 int64_t oc = bl * CV_CB + o;
-                double  t[4][3], u[4][4];
+                double  k[3][3], t[4][3], u[4][4];
+                for (int y = 0; y < 3; y++)
+                    for (int x = 0; x < 3; x++)
+                        k[y][x] = oc >= g->m ? 0.0
+                                  : flip     ? w[((ic * g->m + oc) * 3 + 2 - y) * 3 + 2 - x]
+                                             : w[((oc * c + ic) * 3 + y) * 3 + x];
                 for (int j = 0; j < 3; j++) {
-                    const float *k = w + (oc * c + ic) * 9 + j;
-                    double       k0 = oc < g->m ? k[0] : 0, k1 = oc < g->m ? k[3] : 0;
-                    double       k2 = oc < g->m ? k[6] : 0;
-                    t[0][j] = k0, t[1][j] = (k0 + k1 + k2) / 2, t[2][j] = (k0 - k1 + k2) / 2;
-                    t[3][j] = k2;
+                    t[0][j] = k[0][j], t[1][j] = (k[0][j] + k[1][j] + k[2][j]) / 2;
+                    t[2][j] = (k[0][j] - k[1][j] + k[2][j]) / 2, t[3][j] = k[2][j];
                 }
                 for (int i = 0; i < 4; i++) {
                     u[i][0] = t[i][0], u[i][1] = (t[i][0] + t[i][1] + t[i][2]) / 2;
@@ -1055,37 +1072,37 @@ static int split_rows(const lk_conv_geom *g, int64_t cols, int nt) {
 
 /* Scratch: [phase planes][tap offsets (int64)][accumulator tiles per thread]: MR x NR per
  * panel, or (channel blocks) CV_PR x CV_CB per tile of the plane. */
-static size_t packed_scratch(const lk_conv_geom *g, int nthreads, int cv_ok) {
+static size_t packed_scratch(const lk_conv_geom *g, int nthreads, int modes) {
     if (lk_conv_is_depthwise(g)) return 0;
     if (strided_1x1(g)) {
         lk_conv_geom s = sub_geom(g);
-        return sub_floats(g) + packed_scratch(&s, nthreads, cv_ok);
+        return sub_floats(g) + packed_scratch(&s, nthreads, modes);
     }
-    if (cv_ok && wn_chosen(g)) return wn_scratch(g, nthreads);
+    if ((modes & PK_WN) && wn_chosen(g)) return wn_scratch(g, nthreads);
     dp_layout L;
     dp_layout_set(g, &L);
     int64_t nt = nthreads > 0 ? nthreads : 1;
-    int64_t acc = cv_ok && cv_chosen(g) ? cv_tiles(g) * CV_PR * CV_CB : panels_of(g) * MR * NR;
+    int64_t acc = (modes & PK_CV) && cv_chosen(g) ? cv_tiles(g) * CV_PR * CV_CB : panels_of(g) * MR * NR;
     return (size_t)(L.xp_floats + 2 * kdim_of(g) + nt * acc);
 }
 
 size_t lk_conv_packed_scratch(const lk_conv_geom *g, int nthreads) {
-    return packed_scratch(g, nthreads, 1);
+    return packed_scratch(g, nthreads, PK_CV | PK_WN);
 }
 
 void lk_conv_forward_packed(const lk_conv_geom *g, const float *x, const float *wp,
                             const float *b, float *y, int accumulate, const float *res, int relu,
                             const lk_op_ctx *ctx) {
-    forward_packed(g, x, wp, b, y, accumulate, res, relu, ctx, 1);
+    forward_packed(g, x, wp, b, y, accumulate, res, relu, ctx, PK_CV | PK_WN);
 }
 
 static void forward_packed(const lk_conv_geom *g, const float *x, const float *wp,
                            const float *b, float *y, int accumulate, const float *res, int relu,
-                           const lk_op_ctx *ctx, int cv_ok) {
+                           const lk_op_ctx *ctx, int modes) {
     int       nt = ctx->pool ? ctx->nthreads : 1;
     dp_layout L;
     pk_args   a;
-    LK_ASSERT(ctx->scratch_floats >= packed_scratch(g, nt, cv_ok));
+    LK_ASSERT(ctx->scratch_floats >= packed_scratch(g, nt, modes));
     if (strided_1x1(g)) {
         lk_conv_geom s  = sub_geom(g);
         lk_op_ctx    c  = *ctx;
@@ -1094,7 +1111,7 @@ static void forward_packed(const lk_conv_geom *g, const float *x, const float *w
         else lk_parallel_for(ctx->pool, g->n * g->c, sub_body, &sa);
         c.scratch        = ctx->scratch + sub_floats(g);
         c.scratch_floats = ctx->scratch_floats - sub_floats(g);
-        forward_packed(&s, sa.xs, wp, b, y, accumulate, res, relu, &c, cv_ok);
+        forward_packed(&s, sa.xs, wp, b, y, accumulate, res, relu, &c, modes);
         return;
     }
     dp_layout_set(g, &L);
@@ -1109,7 +1126,7 @@ static void forward_packed(const lk_conv_geom *g, const float *x, const float *w
      * than on 1 with a 64 K threshold). */
     double work = (double)g->n * (double)g->m * (double)(g->oh * g->ow) * (double)a.kdim;
     if (work < LK_CONV_PAR_MIN_MACS) nt = 1;
-    if (cv_ok && wn_chosen(g)) {
+    if ((modes & PK_WN) && wn_chosen(g)) {
         wn_run(g, x, wp, b, y, accumulate, res, relu, nt, ctx);
         return;
     }
@@ -1135,7 +1152,7 @@ static void forward_packed(const lk_conv_geom *g, const float *x, const float *w
         else lk_parallel_for(ctx->pool, planes, pad_body, &pa);
         a.xp = xp;
     }
-    if (cv_ok && cv_chosen(g)) {
+    if ((modes & PK_CV) && cv_chosen(g)) {
         cv_run(g, &L, a.xp, off, wp, b, y, accumulate, res, relu,
                (float *)(void *)(off + a.kdim), nt, ctx);
         return;

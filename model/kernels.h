@@ -132,7 +132,8 @@ size_t lk_conv_packed_floats(const lk_conv_geom *g);
 void   lk_conv_pack_weights(const lk_conv_geom *g, const float *w, float *wp);
 /* The data gradient of a dense or grouped convolution on packed weights: per input phase
  * (i mod stride, per axis) a stride-1 forward convolution of gy with the taps that reach it,
- * flipped (stride 1: the whole weight transposed per group and flipped, pads (k-1)*d - p).
+ * flipped (stride 1: the whole weight transposed per group and flipped, pads (k-1)*d - ;
+ * a 3x3 one runs as Winograd where the forward would, conv_packed.c).
  * Floats of those packs, all phases (0: the data gradient stays on the im2col GEMM path:
  * depthwise, a phase that would need a negative pad, or a geometry not worth packing). */
 size_t lk_conv_packed_bwd_floats(const lk_conv_geom *g);

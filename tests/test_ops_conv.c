@@ -238,8 +238,9 @@ static const conv_spec conv_specs[] = {
      * on it too): odd output sizes (tiles cut at the edges), channels past a whole vector
      * and a partial block; one tile row per band (64 tiles per row) and a last band of one
      * output row; two K slices, two blocks split between threads, asymmetric pads; pads
-     * wider than the kernel's reach. */
-    {"wino_odd_c20_m56", 0, 2, 2, 20, 11, 13, 56, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1},
+     * wider than the kernel's reach.  The data gradients of the first and third run on it
+     * too (stride 1: a 3x3 conv of gy with the transposed, flipped kernel). */
+    {"wino_odd_c60_m56", 0, 2, 2, 60, 11, 13, 56, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1},
     {"wino_bands_w130", 0, 2, 1, 16, 9, 130, 48, 3, 3, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0},
     {"wino_kslices_c272", 0, 2, 1, 272, 8, 8, 120, 3, 3, 1, 1, 1, 1, 1, 2, 0, 1, 2, 0, 0, 1},
     {"wino_pad3", 0, 2, 2, 16, 8, 8, 48, 3, 3, 1, 1, 1, 1, 1, 3, 1, 0, 2, 0, 0, 0},
