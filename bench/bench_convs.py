@@ -61,6 +61,11 @@ SHAPES = {
     "c256to256_4_k3": (256, 4, 256, 3, 1, 1, False),
     "c512to512_2_k3": (512, 2, 512, 3, 1, 1, False),
     "c64to64_3_k3": (64, 3, 64, 3, 1, 1, False),
+    # ResNet-50's 1x1 convs on the small planes (channel blocks)
+    "pw256to1024_14": (256, 14, 1024, 1, 1, 0, False),
+    "pw1024to256_14": (1024, 14, 256, 1, 1, 0, False),
+    "pw512to2048_7": (512, 7, 2048, 1, 1, 0, False),
+    "pw2048to512_7": (2048, 7, 512, 1, 1, 0, False),
 }
 
 

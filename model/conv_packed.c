@@ -911,26 +911,36 @@ static size_t wn_scratch(const lk_conv_geom *g, int nthreads) {
 static void wn_pack(const lk_conv_geom *g, const float *w, float *wp, int flip) {
     int64_t nblk = blocks_of(g), c = g->c;
     for (int64_t bl = 0; bl < nblk; bl++)
-        for (int64_t ic = 0; ic < c; ic++)
+        for (int64_t ic = 0; ic < c; ic++) {
+            /* The block's 64 kernels tap-major (k[tap][o]), then G g and (G g) G^T with the
+             * loops over o innermost (vectorised; halving is exact, so the bits are those of
+             * the per-kernel formula). */
+            double k[9][CV_CB], t[4][3][CV_CB];
             for (int64_t o = 0; o < CV_CB; o++) {
                 int64_t oc = bl * CV_CB + o;
-                double  k[3][3], t[4][3], u[4][4];
                 for (int y = 0; y < 3; y++)
                     for (int x = 0; x < 3; x++)
-                        k[y][x] = oc >= g->m ? 0.0
-                                  : flip     ? w[((ic * g->m + oc) * 3 + 2 - y) * 3 + 2 - x]
-                                             : w[((oc * c + ic) * 3 + y) * 3 + x];
-                for (int j = 0; j < 3; j++) {
-                    t[0][j] = k[0][j], t[1][j] = (k[0][j] + k[1][j] + k[2][j]) / 2;
-                    t[2][j] = (k[0][j] - k[1][j] + k[2][j]) / 2, t[3][j] = k[2][j];
-                }
-                for (int i = 0; i < 4; i++) {
-                    u[i][0] = t[i][0], u[i][1] = (t[i][0] + t[i][1] + t[i][2]) / 2;
-                    u[i][2] = (t[i][0] - t[i][1] + t[i][2]) / 2, u[i][3] = t[i][2];
-                }
-                for (int xi = 0; xi < WN_XI; xi++)
-                    wp[((bl * WN_XI + xi) * c + ic) * CV_CB + o] = (float)u[xi / 4][xi % 4];
+                        k[y * 3 + x][o] = oc >= g->m ? 0.0
+                                          : flip     ? w[((ic * g->m + oc) * 3 + 2 - y) * 3 + 2 - x]
+                                                     : w[((oc * c + ic) * 3 + y) * 3 + x];
             }
+            for (int j = 0; j < 3; j++)
+                for (int64_t o = 0; o < CV_CB; o++) {
+                    double k0 = k[j][o], k1 = k[3 + j][o], k2 = k[6 + j][o];
+                    t[0][j][o] = k0, t[1][j][o] = (k0 + k1 + k2) * 0.5;
+                    t[2][j][o] = (k0 - k1 + k2) * 0.5, t[3][j][o] = k2;
+                }
+            for (int i = 0; i < 4; i++) {
+                float *d = wp + ((bl * WN_XI + i * 4) * c + ic) * CV_CB;
+                for (int64_t o = 0; o < CV_CB; o++) {
+                    double t0 = t[i][0][o], t1 = t[i][1][o], t2 = t[i][2][o];
+                    d[o]                  = (float)t0;
+                    d[c * CV_CB + o]      = (float)((t0 + t1 + t2) * 0.5);
+                    d[2 * c * CV_CB + o]  = (float)((t0 - t1 + t2) * 0.5);
+                    d[3 * c * CV_CB + o]  = (float)t2;
+                }
+            }
+        }
 }
 
 typedef struct wn_args {
