@@ -863,8 +863,8 @@ typedef struct wn_layout {
     int64_t hp, wpx;    /* padded input rows and pixels per row: 2 th + 2, 2 tw + 2       */
     int64_t cp;         /* input channels rounded up to 16                                */
     int64_t br, nbands; /* tile rows per band, bands per image                            */
-    int64_t xcl;        /* floats of the channels-last input, all images                  */
-    int64_t per_thread; /* floats of one item's v, acc and output rows                    */
+    int64_t xb;         /* floats of a band's channels-last input rows (2 br + 2 rows)    */
+    int64_t per_thread; /* floats of one item's input rows, v, acc and output rows        */
 } wn_layout;
 
 /* Chosen where its multiply-adds, counted with the lanes of partial channel blocks and the
@@ -889,9 +889,9 @@ static void wn_layout_set(const lk_conv_geom *g, wn_layout *L) {
     int64_t br = WN_TILES / L->tw < 1 ? 1 : WN_TILES / L->tw;
     L->nbands  = (L->th + br - 1) / br;
     L->br      = (L->th + L->nbands - 1) / L->nbands; /* bands of near-equal heights */
-    L->xcl     = g->n * L->hp * L->wpx * L->cp;
+    L->xb      = (2 * L->br + 2) * L->wpx * L->cp;
     int64_t tb = L->br * L->tw;
-    L->per_thread = WN_XI * tb * (L->cp + CV_CB) + 2 * L->br * g->ow * CV_CB;
+    L->per_thread = L->xb + WN_XI * tb * (L->cp + CV_CB) + 2 * L->br * g->ow * CV_CB;
 }
 
 static size_t wn_floats(const lk_conv_geom *g) {
@@ -901,7 +901,7 @@ static size_t wn_floats(const lk_conv_geom *g) {
 static size_t wn_scratch(const lk_conv_geom *g, int nthreads) {
     wn_layout L;
     wn_layout_set(g, &L);
-    return (size_t)L.xcl + round16((size_t)(2 * g->c)) +
+    return round16((size_t)(2 * g->c)) +
            (size_t)(nthreads > 0 ? nthreads : 1) * (size_t)L.per_thread;
 }
 
@@ -947,7 +947,7 @@ typedef struct wn_args {
     const lk_conv_geom *g;
     const wn_layout    *L;
     const float        *x, *wp, *b, *res;
-    float              *xcl, *y, *scr;
+    float              *y, *scr;
     const int64_t      *off;
     int                 accumulate, relu, nthreads;
     int64_t             ngroups, items;
@@ -957,19 +957,16 @@ typedef struct wn_args {
     wn_out_fn           tout;
 } wn_args;
 
-/* Padded rows [r0, r1) of all images ((n, row) flattened) of the channels-last input. */
-static void wn_pad_body(void *arg, int64_t r0, int64_t r1, int tid) {
-    const wn_args      *a = arg;
-    const lk_conv_geom *g = a->g;
-    const wn_layout    *L = a->L;
-    (void)tid;
-    for (int64_t r = r0; r < r1; r++) {
-        int64_t n = r / L->hp, iy = r % L->hp - g->ph, cp = L->cp;
-        float  *d  = a->xcl + r * L->wpx * cp;
+/* d = padded rows [r0, r1) of image n, channels-last (rows wpx * cp apart), zero outside x. */
+static void wn_rows(const lk_conv_geom *g, const wn_layout *L, const float *x, int64_t n,
+                    int64_t r0, int64_t r1, float *d) {
+    int64_t cp = L->cp;
+    for (int64_t r = r0; r < r1; r++, d += L->wpx * cp) {
+        int64_t iy = r - g->ph;
         int64_t x0 = g->pw < L->wpx ? g->pw : L->wpx, nx = g->w < L->wpx - x0 ? g->w : L->wpx - x0;
         if (iy < 0 || iy >= g->h) nx = 0;
         lk_zero_floats(d, x0 * cp);
-        if (nx) lk_to_channels_last(a->x + (n * g->c * g->h + iy) * g->w, g->c, nx, g->h * g->w,
+        if (nx) lk_to_channels_last(x + (n * g->c * g->h + iy) * g->w, g->c, nx, g->h * g->w,
                                     d + x0 * cp, cp);
         lk_zero_floats(d + (x0 + nx) * cp, (L->wpx - x0 - nx) * cp);
     }
@@ -986,11 +983,12 @@ static void wn_item(const wn_args *a, int64_t it, float *scr) {
     int64_t ntl = (th1 - th0) * L->tw, ohw = g->oh * g->ow;
     int64_t oy1 = 2 * th1 < g->oh ? 2 * th1 : g->oh, P0 = 2 * th0 * g->ow;
     int64_t nk = (kdim + CV_KC - 1) / CV_KC, kc = (kdim + nk - 1) / nk;
-    float  *v = scr, *acc = v + WN_XI * L->br * L->tw * cp;
+    float  *xb = scr, *v = xb + L->xb, *acc = v + WN_XI * L->br * L->tw * cp;
     float  *ycl = acc + WN_XI * L->br * L->tw * CV_CB;
+    wn_rows(g, L, a->x, n, 2 * th0, 2 * th1 + 2, xb);
     for (int64_t tl = 0; tl < ntl; tl++) {
         int64_t ty = th0 + tl / L->tw, tx = tl % L->tw;
-        a->tin(a->xcl + ((n * L->hp + 2 * ty) * L->wpx + 2 * tx) * cp, L->wpx * cp, cp,
+        a->tin(xb + (2 * (ty - th0) * L->wpx + 2 * tx) * cp, L->wpx * cp, cp,
                v + tl * cp, ntl * cp);
     }
     for (int64_t bl = b0; bl < b1; bl++) {
@@ -1041,15 +1039,11 @@ static void wn_run(const lk_conv_geom *g, const float *x, const float *wp, const
     memset(&a, 0, sizeof a);
     a.g = g, a.L = &L, a.x = x, a.wp = wp, a.b = b, a.res = res, a.y = y;
     a.accumulate = accumulate, a.relu = relu, a.nthreads = nt;
-    a.xcl         = ctx->scratch;
-    int64_t *off  = (int64_t *)(void *)(a.xcl + L.xcl);
+    int64_t *off  = (int64_t *)(void *)ctx->scratch;
     a.scr         = (float *)(void *)off + round16((size_t)(2 * g->c));
     for (int64_t k = 0; k < g->c; k++) off[k] = k;
     a.off   = off;
     a.micro = cmicro_table(), a.store = cstore_of(), a.tin = wn_in_of(), a.tout = wn_out_of();
-    int64_t rows = g->n * L.hp;
-    if (nt == 1) wn_pad_body(&a, 0, rows, 0);
-    else lk_parallel_for(ctx->pool, rows, wn_pad_body, &a);
     /* Images x bands as work items; when they do not share evenly among the threads (and are
      * few), each band's channel blocks split into groups (each group transforms the band). */
     int64_t base = g->n * L.nbands, nblk = blocks_of(g);
