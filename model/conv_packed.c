@@ -59,6 +59,8 @@ typedef int32_t vi4 __attribute__((vector_size(16)));
 #define WN_MIN_C         16
 #define WN_MIN_GAIN      1.3
 #define WN_MIN_TILES     4 /* over the batch: with fewer, reading U (16/9 of the weight) dominates */
+#define WN4_MIN_TILES    49
+#define WN4_MIN_RATIO    1.2
 
 /* ---- weights ---------------------------------------------------------------------------- */
 
@@ -562,18 +564,19 @@ static cstore_fn cstore_of(void) {
     default: return cstore_generic;
     }
 }
-static wn_in_fn wn_in_of(void) {
+/* The transforms of F(mt x mt, 3x3), mt = 2 or 4. */
+static wn_in_fn wn_in_of(int mt) {
     switch (lk_cpu_isa()) {
-    case LK_ISA_AVX512: return wn_in_avx512;
-    case LK_ISA_AVX2: return wn_in_avx2;
-    default: return wn_in_generic;
+    case LK_ISA_AVX512: return mt == 4 ? wn_in4_avx512 : wn_in_avx512;
+    case LK_ISA_AVX2: return mt == 4 ? wn_in4_avx2 : wn_in_avx2;
+    default: return mt == 4 ? wn_in4_generic : wn_in_generic;
     }
 }
-static wn_out_fn wn_out_of(void) {
+static wn_out_fn wn_out_of(int mt) {
     switch (lk_cpu_isa()) {
-    case LK_ISA_AVX512: return wn_out_avx512;
-    case LK_ISA_AVX2: return wn_out_avx2;
-    default: return wn_out_generic;
+    case LK_ISA_AVX512: return mt == 4 ? wn_out4_avx512 : wn_out_avx512;
+    case LK_ISA_AVX2: return mt == 4 ? wn_out4_avx2 : wn_out_avx2;
+    default: return mt == 4 ? wn_out4_generic : wn_out_generic;
     }
 }
 #else
@@ -591,8 +594,8 @@ static const micro_d_fn *micro_table(void) { return micro_fns_generic; }
 static const micro_r_fn *micror_table(void) { return micror_fns_generic; }
 static const micro_c_fn *cmicro_table(void) { return cmicro_fns_generic; }
 static cstore_fn         cstore_of(void) { return cstore_generic; }
-static wn_in_fn          wn_in_of(void) { return wn_in_generic; }
-static wn_out_fn         wn_out_of(void) { return wn_out_generic; }
+static wn_in_fn          wn_in_of(int mt) { return mt == 4 ? wn_in4_generic : wn_in_generic; }
+static wn_out_fn         wn_out_of(int mt) { return mt == 4 ? wn_out4_generic : wn_out_generic; }
 #endif
 
 /* ---- driver ----------------------------------------------------------------------------- */
@@ -855,67 +858,104 @@ static void cv_run(const lk_conv_geom *g, const dp_layout *L, const float *xp,
  * Per element the sum order is fixed by the geometry, not by the thread count.  It differs
  * from the direct kernels': results agree with them up to float rounding.
  */
-#define WN_XI    16 /* transformed positions per tile (4 x 4)                          */
-#define WN_TILES 56 /* tiles per band, about (whole tile rows)                          */
+#define WN_TILES 56 /* tiles per band, about (whole tile rows), F(2x2, 3x3)              */
+#define WN4_TILES 14 /* the same for F(4x4, 3x3)                                         */
+/* Floats between consecutive transformed positions' planes beyond the data: the transforms
+ * touch all 16 or 36 planes at once, and planes a multiple of 4 KiB apart would share L1
+ * sets (the F(4x4) input transform ran 2-3x slower so). */
+#define WN_SKEW 16
 
 typedef struct wn_layout {
-    int64_t th, tw;     /* tile rows and columns: ceil(oh / 2), ceil(ow / 2)             */
-    int64_t hp, wpx;    /* padded input rows and pixels per row: 2 th + 2, 2 tw + 2       */
+    int64_t mt, nxi;    /* output tile side (2 or 4) and transformed positions (mt + 2)^2 */
+    int64_t th, tw;     /* tile rows and columns: ceil(oh / mt), ceil(ow / mt)           */
+    int64_t hp, wpx;    /* padded input rows and pixels per row: mt th + 2, mt tw + 2     */
     int64_t cp;         /* input channels rounded up to 16                                */
     int64_t br, nbands; /* tile rows per band, bands per image                            */
-    int64_t xb;         /* floats of a band's channels-last input rows (2 br + 2 rows)    */
+    int64_t xb;         /* floats of a band's channels-last input rows (mt br + 2 rows)   */
     int64_t per_thread; /* floats of one item's input rows, v, acc and output rows        */
 } wn_layout;
 
-/* Chosen where its multiply-adds, counted with the lanes of partial channel blocks and the
- * outputs of cut edge tiles, are at most 1 / WN_MIN_GAIN of the direct kernels' (measured:
- * 3x3 convs of 16 -> 32 channels on 56x56 ran 1.2x slower on it, 32 -> 32 on 48x48 the same,
- * 32 -> 48 on 24x24 1.4x and 64 -> 64 on 56x56 1.8x faster; 512 -> 512 on 2x2, one tile,
- * 1.6x slower, 256 -> 256 on 4x4 1.75x faster; bench/RESULTS.md). */
-static int wn_chosen(const lk_conv_geom *g) {
+/* The output tile side of the Winograd variant a geometry runs on: 0 (none), 2 or 4.
+ * F(2x2, 3x3) is chosen where its multiply-adds, counted with the lanes of partial channel
+ * blocks and the outputs of cut edge tiles, are at most 1 / WN_MIN_GAIN of the direct
+ * kernels' (measured: 3x3 convs of 16 -> 32 channels on 56x56 ran 1.2x slower on it, 32 -> 32
+ * on 48x48 the same, 32 -> 48 on 24x24 1.4x and 64 -> 64 on 56x56 1.8x faster; 512 -> 512 on
+ * 2x2, one tile, 1.6x slower, 256 -> 256 on 4x4 1.75x faster; bench/RESULTS.md).  F(4x4, 3x3)
+ * (36 multiply-adds per 16 outputs instead of 64; U 36/9 of the weight) where the batch has
+ * WN4_MIN_TILES of its tiles, so that U is read for enough of them, and it counts
+ * WN4_MIN_RATIO times fewer multiply-adds than F(2x2, 3x3). */
+static int wn_tile(const lk_conv_geom *g) {
     if (g->kh != 3 || g->kw != 3 || g->sh != 1 || g->sw != 1 || g->dh != 1 || g->dw != 1 ||
         g->group != 1 || g->c < WN_MIN_C || !lk_conv_geom_fits(g))
         return 0;
-    double tiles = (double)((g->oh + 1) / 2) * (double)((g->ow + 1) / 2);
+    double outs  = (double)(g->oh * g->ow), n = (double)g->n;
     double lanes = (double)g->m / (double)(blocks_of(g) * CV_CB);
-    double gain  = 2.25 * lanes * (double)(g->oh * g->ow) / (4.0 * tiles);
-    return gain >= WN_MIN_GAIN && (double)g->n * tiles >= WN_MIN_TILES;
+    double t2 = (double)((g->oh + 1) / 2) * (double)((g->ow + 1) / 2);
+    double t4 = (double)((g->oh + 3) / 4) * (double)((g->ow + 3) / 4);
+    double gain2 = 2.25 * lanes * outs / (4.0 * t2), gain4 = 4.0 * lanes * outs / (16.0 * t4);
+    if (gain2 < WN_MIN_GAIN || n * t2 < WN_MIN_TILES) return 0;
+    return n * t4 >= WN4_MIN_TILES && gain4 >= WN4_MIN_RATIO * gain2 ? 4 : 2;
+}
+
+static int wn_chosen(const lk_conv_geom *g) {
+    return wn_tile(g) != 0;
 }
 
 static void wn_layout_set(const lk_conv_geom *g, wn_layout *L) {
-    L->th = (g->oh + 1) / 2, L->tw = (g->ow + 1) / 2;
-    L->hp = 2 * L->th + 2, L->wpx = 2 * L->tw + 2;
+    L->mt = wn_tile(g), L->nxi = (L->mt + 2) * (L->mt + 2);
+    L->th = (g->oh + L->mt - 1) / L->mt, L->tw = (g->ow + L->mt - 1) / L->mt;
+    L->hp = L->mt * L->th + 2, L->wpx = L->mt * L->tw + 2;
     L->cp = (g->c + 15) & ~(int64_t)15;
-    int64_t br = WN_TILES / L->tw < 1 ? 1 : WN_TILES / L->tw;
-    L->nbands  = (L->th + br - 1) / br;
-    L->br      = (L->th + L->nbands - 1) / L->nbands; /* bands of near-equal heights */
-    L->xb      = (2 * L->br + 2) * L->wpx * L->cp;
-    int64_t tb = L->br * L->tw;
-    L->per_thread = L->xb + WN_XI * tb * (L->cp + CV_CB) + 2 * L->br * g->ow * CV_CB;
+    int64_t want = L->mt == 4 ? WN4_TILES : WN_TILES;
+    int64_t br   = want / L->tw < 1 ? 1 : want / L->tw;
+    L->nbands    = (L->th + br - 1) / br;
+    L->br        = (L->th + L->nbands - 1) / L->nbands; /* the tallest of near-equal bands */
+    L->xb        = (L->mt * L->br + 2) * L->wpx * L->cp;
+    int64_t tb   = L->br * L->tw;
+    L->per_thread = L->xb + L->nxi * (tb * (L->cp + CV_CB) + 2 * WN_SKEW) +
+                    L->mt * L->br * g->ow * CV_CB;
 }
 
 static size_t wn_floats(const lk_conv_geom *g) {
-    return (size_t)(blocks_of(g) * WN_XI * g->c * CV_CB);
+    int64_t mt = wn_tile(g);
+    return (size_t)(blocks_of(g) * (mt + 2) * (mt + 2) * g->c * CV_CB);
+}
+
+/* Threads split the channel blocks (in groups) when the bands of the batch are too few to
+ * share evenly: then every band is transformed once, by all threads in turn, into a buffer
+ * of the whole batch's V (wn_tin_body), before the groups run (two phases); with enough
+ * bands, a work item transforms its own band right before using it. */
+static int wn_two_phase(const lk_conv_geom *g, const wn_layout *L, int nt) {
+    return nt > 1 && g->n * L->nbands >= nt && g->n * L->nbands < 4 * nt && blocks_of(g) > 1;
+}
+
+static int64_t wn_vall_floats(const lk_conv_geom *g, const wn_layout *L) {
+    return g->n * L->nxi * (L->th * L->tw * L->cp + L->nbands * WN_SKEW);
+}
+
+/* Where band `band` (tile rows from th0) of image n starts in the two phases' V buffer. */
+static int64_t wn_vband(const wn_layout *L, int64_t n, int64_t band, int64_t th0) {
+    return L->nxi * ((n * L->th + th0) * L->tw * L->cp + (n * L->nbands + band) * WN_SKEW);
 }
 
 static size_t wn_scratch(const lk_conv_geom *g, int nthreads) {
     wn_layout L;
     wn_layout_set(g, &L);
-    return round16((size_t)(2 * g->c)) +
-           (size_t)(nthreads > 0 ? nthreads : 1) * (size_t)L.per_thread;
+    int nt = nthreads > 0 ? nthreads : 1;
+    return round16((size_t)(2 * g->c)) + (size_t)nt * (size_t)L.per_thread +
+           (wn_two_phase(g, &L, nt) ? (size_t)wn_vall_floats(g, &L) : 0);
 }
 
 /* wp[bl][xi][ic][o] = (G g G^T)[xi] for output channel oc = bl * CV_CB + o (0 past m), with
  * g = w[oc][ic] (m, c, 3, 3), or with flip (the data gradient's phase, whose output channels
  * are the conv's inputs) g[ky][kx] = w[ic][oc][2 - ky][2 - kx] (c, m, 3, 3). */
 static void wn_pack(const lk_conv_geom *g, const float *w, float *wp, int flip) {
-    int64_t nblk = blocks_of(g), c = g->c;
+    int64_t nblk = blocks_of(g), c = g->c, mt = wn_tile(g), a = mt + 2, nxi = a * a;
     for (int64_t bl = 0; bl < nblk; bl++)
         for (int64_t ic = 0; ic < c; ic++) {
             /* The block's 64 kernels tap-major (k[tap][o]), then G g and (G g) G^T with the
-             * loops over o innermost (vectorised; halving is exact, so the bits are those of
-             * the per-kernel formula). */
-            double k[9][CV_CB], t[4][3][CV_CB];
+             * loops over o innermost (vectorised; the bits of the per-kernel formula). */
+            double k[9][CV_CB], t[6][3][CV_CB];
             for (int64_t o = 0; o < CV_CB; o++) {
                 int64_t oc = bl * CV_CB + o;
                 for (int y = 0; y < 3; y++)
@@ -927,17 +967,33 @@ static void wn_pack(const lk_conv_geom *g, const float *w, float *wp, int flip) 
             for (int j = 0; j < 3; j++)
                 for (int64_t o = 0; o < CV_CB; o++) {
                     double k0 = k[j][o], k1 = k[3 + j][o], k2 = k[6 + j][o];
-                    t[0][j][o] = k0, t[1][j][o] = (k0 + k1 + k2) * 0.5;
-                    t[2][j][o] = (k0 - k1 + k2) * 0.5, t[3][j][o] = k2;
+                    if (mt == 2) {
+                        t[0][j][o] = k0, t[1][j][o] = (k0 + k1 + k2) * 0.5;
+                        t[2][j][o] = (k0 - k1 + k2) * 0.5, t[3][j][o] = k2;
+                    } else {
+                        t[0][j][o] = k0 / 4, t[1][j][o] = -(k0 + k1 + k2) / 6;
+                        t[2][j][o] = -(k0 - k1 + k2) / 6, t[3][j][o] = k0 / 24 + k1 / 12 + k2 / 6;
+                        t[4][j][o] = k0 / 24 - k1 / 12 + k2 / 6, t[5][j][o] = k2;
+                    }
                 }
-            for (int i = 0; i < 4; i++) {
-                float *d = wp + ((bl * WN_XI + i * 4) * c + ic) * CV_CB;
+            for (int64_t i = 0; i < a; i++) {
+                float  *d  = wp + ((bl * nxi + i * a) * c + ic) * CV_CB;
+                int64_t ld = c * CV_CB;
                 for (int64_t o = 0; o < CV_CB; o++) {
                     double t0 = t[i][0][o], t1 = t[i][1][o], t2 = t[i][2][o];
-                    d[o]                  = (float)t0;
-                    d[c * CV_CB + o]      = (float)((t0 + t1 + t2) * 0.5);
-                    d[2 * c * CV_CB + o]  = (float)((t0 - t1 + t2) * 0.5);
-                    d[3 * c * CV_CB + o]  = (float)t2;
+                    if (mt == 2) {
+                        d[o]          = (float)t0;
+                        d[ld + o]     = (float)((t0 + t1 + t2) * 0.5);
+                        d[2 * ld + o] = (float)((t0 - t1 + t2) * 0.5);
+                        d[3 * ld + o] = (float)t2;
+                    } else {
+                        d[o]          = (float)(t0 / 4);
+                        d[ld + o]     = (float)(-(t0 + t1 + t2) / 6);
+                        d[2 * ld + o] = (float)(-(t0 - t1 + t2) / 6);
+                        d[3 * ld + o] = (float)(t0 / 24 + t1 / 12 + t2 / 6);
+                        d[4 * ld + o] = (float)(t0 / 24 - t1 / 12 + t2 / 6);
+                        d[5 * ld + o] = (float)t2;
+                    }
                 }
             }
         }
@@ -948,6 +1004,7 @@ typedef struct wn_args {
     const wn_layout    *L;
     const float        *x, *wp, *b, *res;
     float              *y, *scr;
+    float              *vall; /* two phases: V of every band, [n][band][xi][tile][cp]     */
     const int64_t      *off;
     int                 accumulate, relu, nthreads;
     int64_t             ngroups, items;
@@ -972,51 +1029,76 @@ static void wn_rows(const lk_conv_geom *g, const wn_layout *L, const float *x, i
     }
 }
 
+/* v ([xi][tile][cp]) = the transformed input of tile rows [th0, th1) of image n (xb: the
+ * rows they read, channels-last). */
+static void wn_transform(const wn_args *a, int64_t n, int64_t th0, int64_t th1, float *xb,
+                         float *v) {
+    const wn_layout *L = a->L;
+    int64_t          mt = L->mt, cp = L->cp, ntl = (th1 - th0) * L->tw;
+    wn_rows(a->g, L, a->x, n, mt * th0, mt * th1 + 2, xb);
+    for (int64_t tl = 0; tl < ntl; tl++) {
+        int64_t ty = th0 + tl / L->tw, tx = tl % L->tw;
+        a->tin(xb + (mt * (ty - th0) * L->wpx + mt * tx) * cp, L->wpx * cp, cp, v + tl * cp,
+               ntl * cp + WN_SKEW);
+    }
+}
+
+/* Two phases, the first: bands [b0, b1) of all images ((n, band) flattened) into vall. */
+static void wn_tin_body(void *arg, int64_t b0, int64_t b1, int tid) {
+    const wn_args   *a = arg;
+    const wn_layout *L = a->L;
+    float           *xb = a->scr + (size_t)tid * (size_t)L->per_thread;
+    for (int64_t i = b0; i < b1; i++) {
+        int64_t n = i / L->nbands, band = i % L->nbands;
+        int64_t th0 = band * L->th / L->nbands, th1 = (band + 1) * L->th / L->nbands;
+        wn_transform(a, n, th0, th1, xb, a->vall + wn_vband(L, n, band, th0));
+    }
+}
+
 static void wn_item(const wn_args *a, int64_t it, float *scr) {
     const lk_conv_geom *g = a->g;
     const wn_layout    *L = a->L;
-    int64_t per = L->nbands * a->ngroups, n = it / per, band = it % per / a->ngroups;
-    int64_t grp = it % a->ngroups, nblk = blocks_of(g), cp = L->cp, kdim = g->c;
-    int64_t th0 = band * L->br, th1 = th0 + L->br < L->th ? th0 + L->br : L->th;
+    int64_t per = g->n * L->nbands, grp = it / per, n = it % per / L->nbands;
+    int64_t band = it % L->nbands, nblk = blocks_of(g), cp = L->cp, kdim = g->c;
+    int64_t mt = L->mt, nxi = L->nxi;
+    int64_t th0 = band * L->th / L->nbands, th1 = (band + 1) * L->th / L->nbands;
     int64_t b0 = grp * nblk / a->ngroups, b1 = (grp + 1) * nblk / a->ngroups;
     if (th0 >= th1 || b0 >= b1) return;
     int64_t ntl = (th1 - th0) * L->tw, ohw = g->oh * g->ow;
-    int64_t oy1 = 2 * th1 < g->oh ? 2 * th1 : g->oh, P0 = 2 * th0 * g->ow;
+    int64_t oy1 = mt * th1 < g->oh ? mt * th1 : g->oh, P0 = mt * th0 * g->ow;
     int64_t nk = (kdim + CV_KC - 1) / CV_KC, kc = (kdim + nk - 1) / nk;
-    float  *xb = scr, *v = xb + L->xb, *acc = v + WN_XI * L->br * L->tw * cp;
-    float  *ycl = acc + WN_XI * L->br * L->tw * CV_CB;
-    wn_rows(g, L, a->x, n, 2 * th0, 2 * th1 + 2, xb);
-    for (int64_t tl = 0; tl < ntl; tl++) {
-        int64_t ty = th0 + tl / L->tw, tx = tl % L->tw;
-        a->tin(xb + (2 * (ty - th0) * L->wpx + 2 * tx) * cp, L->wpx * cp, cp,
-               v + tl * cp, ntl * cp);
-    }
+    float  *xb = scr, *v = xb + L->xb, *acc = v + nxi * (L->br * L->tw * cp + WN_SKEW);
+    float  *ycl = acc + nxi * (L->br * L->tw * CV_CB + WN_SKEW);
+    int64_t vld = ntl * cp + WN_SKEW, ald = ntl * CV_CB + WN_SKEW;
+    if (a->vall) v = a->vall + wn_vband(L, n, band, th0);
+    else wn_transform(a, n, th0, th1, xb, v);
     for (int64_t bl = b0; bl < b1; bl++) {
         int64_t      rows = g->m - bl * CV_CB < CV_CB ? g->m - bl * CV_CB : CV_CB;
         float        bpad[CV_CB] = {0};
-        const float *bias = NULL, *ub = a->wp + bl * WN_XI * kdim * CV_CB;
+        const float *bias = NULL, *ub = a->wp + bl * nxi * kdim * CV_CB;
         if (a->b) {
             memcpy(bpad, a->b + bl * CV_CB, sizeof(float) * (size_t)rows);
             bias = bpad;
         }
-        for (int64_t xi = 0; xi < WN_XI; xi++)
+        for (int64_t xi = 0; xi < nxi; xi++)
             for (int64_t kb = 0; kb < kdim; kb += kc) {
                 int64_t kcur = kdim - kb < kc ? kdim - kb : kc;
                 for (int64_t t = 0; t < ntl; t += CV_PR) {
                     int64_t np = ntl - t < CV_PR ? ntl - t : CV_PR, gx[CV_PR];
                     for (int64_t p = 0; p < np; p++) gx[p] = (t + p) * cp;
-                    a->micro[np](kcur, ub + (xi * kdim + kb) * CV_CB, v + xi * ntl * cp,
-                                 a->off + kb, gx, acc + (xi * ntl + t) * CV_CB, kb > 0, NULL);
+                    a->micro[np](kcur, ub + (xi * kdim + kb) * CV_CB, v + xi * vld,
+                                 a->off + kb, gx, acc + xi * ald + t * CV_CB, kb > 0, NULL);
                 }
             }
         for (int64_t tl = 0; tl < ntl; tl++) {
             int64_t ty = th0 + tl / L->tw, tx = tl % L->tw;
-            int     ny = g->oh - 2 * ty < 2 ? 1 : 2, nx = g->ow - 2 * tx < 2 ? 1 : 2;
-            a->tout(acc + tl * CV_CB, ntl * CV_CB, bias,
-                    ycl + (2 * (ty - th0) * g->ow + 2 * tx) * CV_CB, g->ow, ny, nx);
+            int     ny = (int)(g->oh - mt * ty < mt ? g->oh - mt * ty : mt);
+            int     nx = (int)(g->ow - mt * tx < mt ? g->ow - mt * tx : mt);
+            a->tout(acc + tl * CV_CB, ald, bias,
+                    ycl + (mt * (ty - th0) * g->ow + mt * tx) * CV_CB, g->ow, ny, nx);
         }
         int64_t c0 = (n * g->m + bl * CV_CB) * ohw + P0;
-        a->store(ycl, (oy1 - 2 * th0) * g->ow, rows, a->y + c0, ohw, a->res ? a->res + c0 : NULL,
+        a->store(ycl, (oy1 - mt * th0) * g->ow, rows, a->y + c0, ohw, a->res ? a->res + c0 : NULL,
                  a->accumulate, a->relu);
     }
 }
@@ -1043,13 +1125,21 @@ static void wn_run(const lk_conv_geom *g, const float *x, const float *wp, const
     a.scr         = (float *)(void *)off + round16((size_t)(2 * g->c));
     for (int64_t k = 0; k < g->c; k++) off[k] = k;
     a.off   = off;
-    a.micro = cmicro_table(), a.store = cstore_of(), a.tin = wn_in_of(), a.tout = wn_out_of();
-    /* Images x bands as work items; when they do not share evenly among the threads (and are
-     * few), each band's channel blocks split into groups (each group transforms the band). */
+    a.micro = cmicro_table(), a.store = cstore_of();
+    a.tin = wn_in_of((int)L.mt), a.tout = wn_out_of((int)L.mt);
+    /* Work items: groups of channel blocks (outermost) x images x bands, the threads taking
+     * contiguous runs.  Bands and images alone when there are enough of them; else groups of
+     * blocks too, one per thread when they divide evenly (each thread then reads only its
+     * share of U), with V transformed first when there are bands for every thread (two
+     * phases), or by each group for itself (one band). */
     int64_t base = g->n * L.nbands, nblk = blocks_of(g);
-    a.ngroups    = 1;
+    a.ngroups    = nt > 1 && nblk % nt == 0 && base < 4 * nt ? nt : 1;
     while (nt > 1 && (base * a.ngroups) % nt && base * a.ngroups < 4 * nt && a.ngroups < nblk)
         a.ngroups++;
+    if (a.ngroups > 1 && wn_two_phase(g, &L, nt)) {
+        a.vall = a.scr + (size_t)nt * (size_t)L.per_thread;
+        lk_parallel_for(ctx->pool, base, wn_tin_body, &a);
+    }
     a.items = base * a.ngroups;
     if (nt == 1) wn_body(&a, 0, 1, 0);
     else lk_parallel_for(ctx->pool, nt, wn_body, &a);

@@ -244,6 +244,16 @@ static const conv_spec conv_specs[] = {
     {"wino_bands_w130", 0, 2, 1, 16, 9, 130, 48, 3, 3, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0},
     {"wino_kslices_c272", 0, 2, 1, 272, 8, 8, 120, 3, 3, 1, 1, 1, 1, 1, 2, 0, 1, 2, 0, 0, 1},
     {"wino_pad3", 0, 2, 2, 16, 8, 8, 48, 3, 3, 1, 1, 1, 1, 1, 3, 1, 0, 2, 0, 0, 0},
+    /* F(4x4, 3x3) (wino_bands_w130 above runs on it too): tiles cut at 3 of 4 rows and
+     * columns, batch 2; two K slices, channels past a whole vector, and its data gradient
+     * on it as well; asymmetric pads and one cut row. */
+    {"wino4_odd_n2", 0, 2, 2, 24, 27, 27, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1},
+    {"wino4_kslices_bwd", 0, 2, 1, 260, 26, 26, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0},
+    {"wino4_pad_asym", 0, 2, 1, 16, 14, 50, 64, 3, 3, 1, 1, 1, 1, 1, 0, 2, 1, 2, 0, 0, 1},
+    /* Two threads on few bands: every band transformed first, then one group of channel
+     * blocks per thread (F(4x4) on 4 bands; F(2x2) on one band of each of 2 images). */
+    {"wino4_two_phase", 0, 2, 1, 32, 28, 28, 128, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1},
+    {"wino_two_phase_n2", 0, 2, 2, 32, 14, 14, 128, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0},
     /* Depthwise, channels last (kernels.c, dw_cl_chosen): a large kernel over a small plane
      * (most taps on padding), a strided one with asymmetric pads and channels past a whole
      * vector (three blocks: row chunks on two threads), a dilated one whose rows reach the
