@@ -850,11 +850,12 @@ static void cv_run(const lk_conv_geom *g, const dp_layout *L, const float *xp,
  *    per xi the channel blocks' weight layout (transformed in double, rounded once).
  *  - The input is copied channels-last into a zero-padded buffer, 2 tw + 2 pixels per row, so
  *    that a tile's patch is 16 vectors per 16 channels.
- *  - A work item is a band of whole tile rows of one image and a group of channel blocks: it
- *    transforms the band's patches (v: [xi][tile][cp]), runs the channel-block micro-kernel
- *    once per xi (tile values broadcast, U's CV_CB output channels in the vectors; acc:
- *    [xi][tile][CV_CB]), transforms the sums into the band's output rows, channels-last, and
- *    stores them transposed with the epilogue (cstore).
+ *  - A work item is a band of whole tile rows of the batch (on small planes, of several
+ *    images) and a group of channel blocks: it transforms the band's patches (v:
+ *    [xi][tile][cp]), runs the channel-block micro-kernel once per xi (tile values broadcast,
+ *    U's CV_CB output channels in the vectors; acc: [xi][tile][CV_CB]), transforms the sums
+ *    into each image's output rows, channels-last, and stores them transposed with the
+ *    epilogue (cstore).
  * Per element the sum order is fixed by the geometry, not by the thread count.  It differs
  * from the direct kernels': results agree with them up to float rounding.
  */
@@ -870,7 +871,8 @@ typedef struct wn_layout {
     int64_t th, tw;     /* tile rows and columns: ceil(oh / mt), ceil(ow / mt)           */
     int64_t hp, wpx;    /* padded input rows and pixels per row: mt th + 2, mt tw + 2     */
     int64_t cp;         /* input channels rounded up to 16                                */
-    int64_t br, nbands; /* tile rows per band, bands per image                            */
+    int64_t vth;        /* tile rows of the batch, n th: bands may span images            */
+    int64_t br, nbands; /* tile rows per band (the tallest), bands in the batch           */
     int64_t xb;         /* floats of a band's channels-last input rows (mt br + 2 rows)   */
     int64_t per_thread; /* floats of one item's input rows, v, acc and output rows        */
 } wn_layout;
@@ -881,9 +883,10 @@ typedef struct wn_layout {
  * kernels' (measured: 3x3 convs of 16 -> 32 channels on 56x56 ran 1.2x slower on it, 32 -> 32
  * on 48x48 the same, 32 -> 48 on 24x24 1.4x and 64 -> 64 on 56x56 1.8x faster; 512 -> 512 on
  * 2x2, one tile, 1.6x slower, 256 -> 256 on 4x4 1.75x faster; bench/RESULTS.md).  F(4x4, 3x3)
- * (36 multiply-adds per 16 outputs instead of 64; U 36/9 of the weight) where the batch has
- * WN4_MIN_TILES of its tiles, so that U is read for enough of them, and it counts
- * WN4_MIN_RATIO times fewer multiply-adds than F(2x2, 3x3). */
+ * (36 multiply-adds per 16 outputs instead of 64; U 36/9 of the weight) where an image has
+ * WN4_MIN_TILES of its tiles (U is large: at batch 16 on 7x7 planes it read 4 tiles per
+ * image, and ResNet-50 ran 1.14x slower) and it counts WN4_MIN_RATIO times fewer
+ * multiply-adds than F(2x2, 3x3). */
 static int wn_tile(const lk_conv_geom *g) {
     if (g->kh != 3 || g->kw != 3 || g->sh != 1 || g->sw != 1 || g->dh != 1 || g->dw != 1 ||
         g->group != 1 || g->c < WN_MIN_C || !lk_conv_geom_fits(g))
@@ -894,7 +897,7 @@ static int wn_tile(const lk_conv_geom *g) {
     double t4 = (double)((g->oh + 3) / 4) * (double)((g->ow + 3) / 4);
     double gain2 = 2.25 * lanes * outs / (4.0 * t2), gain4 = 4.0 * lanes * outs / (16.0 * t4);
     if (gain2 < WN_MIN_GAIN || n * t2 < WN_MIN_TILES) return 0;
-    return n * t4 >= WN4_MIN_TILES && gain4 >= WN4_MIN_RATIO * gain2 ? 4 : 2;
+    return t4 >= WN4_MIN_TILES && gain4 >= WN4_MIN_RATIO * gain2 ? 4 : 2;
 }
 
 static int wn_chosen(const lk_conv_geom *g) {
@@ -906,10 +909,11 @@ static void wn_layout_set(const lk_conv_geom *g, wn_layout *L) {
     L->th = (g->oh + L->mt - 1) / L->mt, L->tw = (g->ow + L->mt - 1) / L->mt;
     L->hp = L->mt * L->th + 2, L->wpx = L->mt * L->tw + 2;
     L->cp = (g->c + 15) & ~(int64_t)15;
+    L->vth       = g->n * L->th;
     int64_t want = L->mt == 4 ? WN4_TILES : WN_TILES;
     int64_t br   = want / L->tw < 1 ? 1 : want / L->tw;
-    L->nbands    = (L->th + br - 1) / br;
-    L->br        = (L->th + L->nbands - 1) / L->nbands; /* the tallest of near-equal bands */
+    L->nbands    = (L->vth + br - 1) / br;
+    L->br        = (L->vth + L->nbands - 1) / L->nbands; /* the tallest of near-equal bands */
     L->xb        = (L->mt * L->br + 2) * L->wpx * L->cp;
     int64_t tb   = L->br * L->tw;
     L->per_thread = L->xb + L->nxi * (tb * (L->cp + CV_CB) + 2 * WN_SKEW) +
@@ -926,16 +930,17 @@ static size_t wn_floats(const lk_conv_geom *g) {
  * of the whole batch's V (wn_tin_body), before the groups run (two phases); with enough
  * bands, a work item transforms its own band right before using it. */
 static int wn_two_phase(const lk_conv_geom *g, const wn_layout *L, int nt) {
-    return nt > 1 && g->n * L->nbands >= nt && g->n * L->nbands < 4 * nt && blocks_of(g) > 1;
+    return nt > 1 && L->nbands >= nt && L->nbands < 4 * nt && blocks_of(g) > 1;
 }
 
 static int64_t wn_vall_floats(const lk_conv_geom *g, const wn_layout *L) {
-    return g->n * L->nxi * (L->th * L->tw * L->cp + L->nbands * WN_SKEW);
+    (void)g;
+    return L->nxi * (L->vth * L->tw * L->cp + L->nbands * WN_SKEW);
 }
 
-/* Where band `band` (tile rows from th0) of image n starts in the two phases' V buffer. */
-static int64_t wn_vband(const wn_layout *L, int64_t n, int64_t band, int64_t th0) {
-    return L->nxi * ((n * L->th + th0) * L->tw * L->cp + (n * L->nbands + band) * WN_SKEW);
+/* Where band `band` (batch tile rows from r0) starts in the two phases' V buffer. */
+static int64_t wn_vband(const wn_layout *L, int64_t band, int64_t r0) {
+    return L->nxi * (r0 * L->tw * L->cp + band * WN_SKEW);
 }
 
 static size_t wn_scratch(const lk_conv_geom *g, int nthreads) {
@@ -1029,49 +1034,49 @@ static void wn_rows(const lk_conv_geom *g, const wn_layout *L, const float *x, i
     }
 }
 
-/* v ([xi][tile][cp]) = the transformed input of tile rows [th0, th1) of image n (xb: the
- * rows they read, channels-last). */
-static void wn_transform(const wn_args *a, int64_t n, int64_t th0, int64_t th1, float *xb,
-                         float *v) {
+/* v ([xi][tile][cp], planes vld apart) = the transformed input of batch tile rows [r0, r1)
+ * (image r / th, row r % th), per image a run of rows read channels-last into xb first. */
+static void wn_transform(const wn_args *a, int64_t r0, int64_t r1, float *xb, float *v) {
     const wn_layout *L = a->L;
-    int64_t          mt = L->mt, cp = L->cp, ntl = (th1 - th0) * L->tw;
-    wn_rows(a->g, L, a->x, n, mt * th0, mt * th1 + 2, xb);
-    for (int64_t tl = 0; tl < ntl; tl++) {
-        int64_t ty = th0 + tl / L->tw, tx = tl % L->tw;
-        a->tin(xb + (mt * (ty - th0) * L->wpx + mt * tx) * cp, L->wpx * cp, cp, v + tl * cp,
-               ntl * cp + WN_SKEW);
+    int64_t mt = L->mt, cp = L->cp, vld = (r1 - r0) * L->tw * cp + WN_SKEW;
+    for (int64_t s0 = r0, s1; s0 < r1; s0 = s1) {
+        int64_t n = s0 / L->th, ty0 = s0 % L->th;
+        s1 = (n + 1) * L->th < r1 ? (n + 1) * L->th : r1;
+        wn_rows(a->g, L, a->x, n, mt * ty0, mt * (ty0 + s1 - s0) + 2, xb);
+        for (int64_t tl = 0; tl < (s1 - s0) * L->tw; tl++) {
+            int64_t ty = tl / L->tw, tx = tl % L->tw;
+            a->tin(xb + (mt * ty * L->wpx + mt * tx) * cp, L->wpx * cp, cp,
+                   v + ((s0 - r0) * L->tw + tl) * cp, vld);
+        }
     }
 }
 
-/* Two phases, the first: bands [b0, b1) of all images ((n, band) flattened) into vall. */
+/* Two phases, the first: bands [b0, b1) into vall. */
 static void wn_tin_body(void *arg, int64_t b0, int64_t b1, int tid) {
     const wn_args   *a = arg;
     const wn_layout *L = a->L;
     float           *xb = a->scr + (size_t)tid * (size_t)L->per_thread;
-    for (int64_t i = b0; i < b1; i++) {
-        int64_t n = i / L->nbands, band = i % L->nbands;
-        int64_t th0 = band * L->th / L->nbands, th1 = (band + 1) * L->th / L->nbands;
-        wn_transform(a, n, th0, th1, xb, a->vall + wn_vband(L, n, band, th0));
+    for (int64_t band = b0; band < b1; band++) {
+        int64_t r0 = band * L->vth / L->nbands, r1 = (band + 1) * L->vth / L->nbands;
+        wn_transform(a, r0, r1, xb, a->vall + wn_vband(L, band, r0));
     }
 }
 
 static void wn_item(const wn_args *a, int64_t it, float *scr) {
     const lk_conv_geom *g = a->g;
     const wn_layout    *L = a->L;
-    int64_t per = g->n * L->nbands, grp = it / per, n = it % per / L->nbands;
-    int64_t band = it % L->nbands, nblk = blocks_of(g), cp = L->cp, kdim = g->c;
-    int64_t mt = L->mt, nxi = L->nxi;
-    int64_t th0 = band * L->th / L->nbands, th1 = (band + 1) * L->th / L->nbands;
+    int64_t grp = it / L->nbands, band = it % L->nbands, nblk = blocks_of(g), cp = L->cp;
+    int64_t kdim = g->c, mt = L->mt, nxi = L->nxi, ohw = g->oh * g->ow;
+    int64_t r0 = band * L->vth / L->nbands, r1 = (band + 1) * L->vth / L->nbands;
     int64_t b0 = grp * nblk / a->ngroups, b1 = (grp + 1) * nblk / a->ngroups;
-    if (th0 >= th1 || b0 >= b1) return;
-    int64_t ntl = (th1 - th0) * L->tw, ohw = g->oh * g->ow;
-    int64_t oy1 = mt * th1 < g->oh ? mt * th1 : g->oh, P0 = mt * th0 * g->ow;
+    if (r0 >= r1 || b0 >= b1) return;
+    int64_t ntl = (r1 - r0) * L->tw;
     int64_t nk = (kdim + CV_KC - 1) / CV_KC, kc = (kdim + nk - 1) / nk;
     float  *xb = scr, *v = xb + L->xb, *acc = v + nxi * (L->br * L->tw * cp + WN_SKEW);
     float  *ycl = acc + nxi * (L->br * L->tw * CV_CB + WN_SKEW);
     int64_t vld = ntl * cp + WN_SKEW, ald = ntl * CV_CB + WN_SKEW;
-    if (a->vall) v = a->vall + wn_vband(L, n, band, th0);
-    else wn_transform(a, n, th0, th1, xb, v);
+    if (a->vall) v = a->vall + wn_vband(L, band, r0);
+    else wn_transform(a, r0, r1, xb, v);
     for (int64_t bl = b0; bl < b1; bl++) {
         int64_t      rows = g->m - bl * CV_CB < CV_CB ? g->m - bl * CV_CB : CV_CB;
         float        bpad[CV_CB] = {0};
@@ -1090,16 +1095,22 @@ static void wn_item(const wn_args *a, int64_t it, float *scr) {
                                  a->off + kb, gx, acc + xi * ald + t * CV_CB, kb > 0, NULL);
                 }
             }
-        for (int64_t tl = 0; tl < ntl; tl++) {
-            int64_t ty = th0 + tl / L->tw, tx = tl % L->tw;
-            int     ny = (int)(g->oh - mt * ty < mt ? g->oh - mt * ty : mt);
-            int     nx = (int)(g->ow - mt * tx < mt ? g->ow - mt * tx : mt);
-            a->tout(acc + tl * CV_CB, ald, bias,
-                    ycl + (mt * (ty - th0) * g->ow + mt * tx) * CV_CB, g->ow, ny, nx);
+        /* Per image: its rows' outputs into ycl (channels-last), stored with the epilogue. */
+        for (int64_t s0 = r0, s1; s0 < r1; s0 = s1) {
+            int64_t n = s0 / L->th, ty0 = s0 % L->th;
+            s1 = (n + 1) * L->th < r1 ? (n + 1) * L->th : r1;
+            for (int64_t tl = 0; tl < (s1 - s0) * L->tw; tl++) {
+                int64_t ty = ty0 + tl / L->tw, tx = tl % L->tw;
+                int     ny = (int)(g->oh - mt * ty < mt ? g->oh - mt * ty : mt);
+                int     nx = (int)(g->ow - mt * tx < mt ? g->ow - mt * tx : mt);
+                a->tout(acc + ((s0 - r0) * L->tw + tl) * CV_CB, ald, bias,
+                        ycl + (mt * (ty - ty0) * g->ow + mt * tx) * CV_CB, g->ow, ny, nx);
+            }
+            int64_t oy0 = mt * ty0, oy1 = mt * (ty0 + s1 - s0) < g->oh ? mt * (ty0 + s1 - s0) : g->oh;
+            int64_t c0 = (n * g->m + bl * CV_CB) * ohw + oy0 * g->ow;
+            a->store(ycl, (oy1 - oy0) * g->ow, rows, a->y + c0, ohw, a->res ? a->res + c0 : NULL,
+                     a->accumulate, a->relu);
         }
-        int64_t c0 = (n * g->m + bl * CV_CB) * ohw + P0;
-        a->store(ycl, (oy1 - mt * th0) * g->ow, rows, a->y + c0, ohw, a->res ? a->res + c0 : NULL,
-                 a->accumulate, a->relu);
     }
 }
 
@@ -1132,7 +1143,7 @@ static void wn_run(const lk_conv_geom *g, const float *x, const float *wp, const
      * blocks too, one per thread when they divide evenly (each thread then reads only its
      * share of U), with V transformed first when there are bands for every thread (two
      * phases), or by each group for itself (one band). */
-    int64_t base = g->n * L.nbands, nblk = blocks_of(g);
+    int64_t base = L.nbands, nblk = blocks_of(g);
     a.ngroups    = nt > 1 && nblk % nt == 0 && base < 4 * nt ? nt : 1;
     while (nt > 1 && (base * a.ngroups) % nt && base * a.ngroups < 4 * nt && a.ngroups < nblk)
         a.ngroups++;

@@ -254,6 +254,9 @@ static const conv_spec conv_specs[] = {
      * blocks per thread (F(4x4) on 4 bands; F(2x2) on one band of each of 2 images). */
     {"wino4_two_phase", 0, 2, 1, 32, 28, 28, 128, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1},
     {"wino_two_phase_n2", 0, 2, 2, 32, 14, 14, 128, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0},
+    /* Bands over the batch's tile rows: two bands each spanning images (one starts inside
+     * the second image), two phases on 2 threads. */
+    {"wino_bands_span_n3", 0, 2, 3, 16, 10, 10, 128, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1},
     /* Depthwise, channels last (kernels.c, dw_cl_chosen): a large kernel over a small plane
      * (most taps on padding), a strided one with asymmetric pads and channels past a whole
      * vector (three blocks: row chunks on two threads), a dilated one whose rows reach the
