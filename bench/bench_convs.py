@@ -66,6 +66,9 @@ SHAPES = {
     "pw1024to256_14": (1024, 14, 256, 1, 1, 0, False),
     "pw512to2048_7": (512, 7, 2048, 1, 1, 0, False),
     "pw2048to512_7": (2048, 7, 512, 1, 1, 0, False),
+    # ResNet-50's strided 3x3 convs (direct: phase planes)
+    "c128to128_56_k3_s2": (128, 56, 128, 3, 2, 1, False),
+    "c256to256_28_k3_s2": (256, 28, 256, 3, 2, 1, False),
 }
 
 
