@@ -275,57 +275,63 @@ static MK_TARGET void MK(wn_out)(const float *m, int64_t ldm, const float *bias,
     }
 }
 
-/* Winograd F(4x4, 3x3): input transform of one tile, v[xi * ldv + c] = (B^T d B)[xi] for
- * the 6 x 6 patch d[r][s] = x[r * ldr + s * cp + c]. */
+/* Winograd F(4x4, 3x3) in one dimension: o = B^T d (6 values), and o = A^T q (4 of 6). */
+static inline __attribute__((always_inline)) MK_TARGET void MK(wn_bt6)(const MK_VEC *d, MK_VEC *o) {
+    o[0] = 4.0f * d[0] - 5.0f * d[2] + d[4];
+    o[1] = -4.0f * (d[1] + d[2]) + d[3] + d[4];
+    o[2] = 4.0f * (d[1] - d[2]) - d[3] + d[4];
+    o[3] = 2.0f * (d[3] - d[1]) - d[2] + d[4];
+    o[4] = 2.0f * (d[1] - d[3]) - d[2] + d[4];
+    o[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];
+}
+
+static inline __attribute__((always_inline)) MK_TARGET void MK(wn_at6)(const MK_VEC *q, MK_VEC *o) {
+    MK_VEC a = q[1] + q[2], b = q[1] - q[2], e = q[3] + q[4], f = q[3] - q[4];
+    o[0] = q[0] + a + e;
+    o[1] = b + 2.0f * f;
+    o[2] = a + 4.0f * e;
+    o[3] = b + 8.0f * f + q[5];
+}
+
+/* F(4x4, 3x3): input transform of one tile, v[xi * ldv + c] = (B^T d B)[xi] for the 6 x 6
+ * patch d[r][s] = x[r * ldr + s * cp + c]; output transform of one tile for CV_CB channels,
+ * y[(dy * ldy + dx) * CV_CB + c] = (A^T m A)[dy][dx] + bias[c] for dy < ny, dx < nx, with
+ * m[xi] at m + xi * ldm.  Columns first (t[.][s]), then rows. */
 static MK_TARGET void MK(wn_in4)(const float *x, int64_t ldr, int64_t cp, float *v, int64_t ldv) {
     for (int64_t c = 0; c < cp; c += MK_VW) {
-        MK_VEC t[6][6];
+        MK_VEC t[6][6], col[6], u[6];
 #pragma GCC unroll 6
         for (int s = 0; s < 6; s++) {
-            MK_VEC d[6];
 #pragma GCC unroll 6
-            for (int r = 0; r < 6; r++) d[r] = MK(vload)(x + r * ldr + s * cp + c);
-            t[0][s] = 4.0f * d[0] - 5.0f * d[2] + d[4];
-            t[1][s] = -4.0f * (d[1] + d[2]) + d[3] + d[4];
-            t[2][s] = 4.0f * (d[1] - d[2]) - d[3] + d[4];
-            t[3][s] = 2.0f * (d[3] - d[1]) - d[2] + d[4];
-            t[4][s] = 2.0f * (d[1] - d[3]) - d[2] + d[4];
-            t[5][s] = 4.0f * d[1] - 5.0f * d[3] + d[5];
+            for (int r = 0; r < 6; r++) col[r] = MK(vload)(x + r * ldr + s * cp + c);
+            MK(wn_bt6)(col, u);
+#pragma GCC unroll 6
+            for (int r = 0; r < 6; r++) t[r][s] = u[r];
         }
 #pragma GCC unroll 6
         for (int r = 0; r < 6; r++) {
-            const MK_VEC *e = t[r];
-            MK_VEC u[6] = {4.0f * e[0] - 5.0f * e[2] + e[4], -4.0f * (e[1] + e[2]) + e[3] + e[4],
-                           4.0f * (e[1] - e[2]) - e[3] + e[4], 2.0f * (e[3] - e[1]) - e[2] + e[4],
-                           2.0f * (e[1] - e[3]) - e[2] + e[4], 4.0f * e[1] - 5.0f * e[3] + e[5]};
+            MK(wn_bt6)(t[r], u);
 #pragma GCC unroll 6
             for (int s = 0; s < 6; s++) memcpy(v + (r * 6 + s) * ldv + c, &u[s], sizeof(MK_VEC));
         }
     }
 }
 
-/* F(4x4, 3x3) output transform of one tile for CV_CB channels: y[(dy * ldy + dx) * CV_CB + c]
- * = (A^T m A)[dy][dx] + bias[c] for dy < ny, dx < nx, with m[xi] at m + xi * ldm. */
 static MK_TARGET void MK(wn_out4)(const float *m, int64_t ldm, const float *bias, float *y,
                                   int64_t ldy, int ny, int nx) {
     for (int c = 0; c < CV_CB; c += MK_VW) {
-        MK_VEC t[4][6];
+        MK_VEC t[4][6], col[6], o[4];
 #pragma GCC unroll 6
         for (int s = 0; s < 6; s++) {
-            MK_VEC q[6];
 #pragma GCC unroll 6
-            for (int r = 0; r < 6; r++) q[r] = MK(vload)(m + (r * 6 + s) * ldm + c);
-            MK_VEC a = q[1] + q[2], b = q[1] - q[2], e = q[3] + q[4], f = q[3] - q[4];
-            t[0][s] = q[0] + a + e;
-            t[1][s] = b + 2.0f * f;
-            t[2][s] = a + 4.0f * e;
-            t[3][s] = b + 8.0f * f + q[5];
+            for (int r = 0; r < 6; r++) col[r] = MK(vload)(m + (r * 6 + s) * ldm + c);
+            MK(wn_at6)(col, o);
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) t[r][s] = o[r];
         }
         MK_VEC b0 = bias ? MK(vload)(bias + c) : (MK_VEC){0};
         for (int r = 0; r < ny && r < 4; r++) {
-            const MK_VEC *q = t[r];
-            MK_VEC        a = q[1] + q[2], b = q[1] - q[2], e = q[3] + q[4], f = q[3] - q[4];
-            MK_VEC        o[4] = {q[0] + a + e, b + 2.0f * f, a + 4.0f * e, b + 8.0f * f + q[5]};
+            MK(wn_at6)(t[r], o);
             for (int s = 0; s < nx && s < 4; s++) {
                 if (bias) o[s] += b0;
                 memcpy(y + (r * ldy + s) * CV_CB + c, &o[s], sizeof(MK_VEC));
