@@ -52,6 +52,8 @@ static const zoo_case zoo_cases[] = {
     { "espcn",          "espcn",         "espcn",         0, 0, -1 },
     { "mlp",            "mlp",           "mlp",           0, 0, -1 },
     { "misc",           "misc",          "misc",          0, 0, -1 },
+    /* 3x3 convs on the Winograd kernels (F(4x4) and F(2x2)). */
+    { "resnet_wino",    "resnet_wino",   "resnet_wino",   0, 0, -1 },
 };
 #define ZOO_N_CASES ((int)(sizeof zoo_cases / sizeof zoo_cases[0]))
 
