@@ -26,7 +26,11 @@
  *    output channels][k][64], tiles of up to 6 outputs x 64 channels with the channels in the
  *    vectors and each output's B value broadcast, so that no lane computes a junk column or a
  *    position past the plane; each finished chunk of tiles is stored transposed.
- * Results equal the im2col + sgemm path up to float summation order.
+ *  - Dense 3x3 stride-1 convolutions run as Winograd F(2x2, 3x3) or F(4x4, 3x3) where the
+ *    counted work says so (wn_tile): transformed weights in channel blocks, the channel-block
+ *    micro-kernel once per transformed position ("Winograd" below).
+ * Results equal the im2col + sgemm path up to float rounding (summation order; Winograd's
+ * transforms).
  */
 #include <string.h>
 
@@ -838,18 +842,19 @@ static void cv_run(const lk_conv_geom *g, const dp_layout *L, const float *xp,
     else lk_parallel_for(ctx->pool, nt, cv_body, &a);
 }
 
-/* ---- Winograd F(2x2, 3x3) ----------------------------------------------------------------- */
+/* ---- Winograd F(2x2, 3x3) and F(4x4, 3x3) ------------------------------------------------- */
 
 /*
- * Dense 3x3 stride-1 convolutions with enough channels run as Winograd F(2x2, 3x3) (Lavin
- * and Gray, 2016).  Each 2x2 block of outputs (a "tile") reads a 4x4 input patch d; per input
- * channel V = B^T d B, per output and input channel U = G g G^T (4x4 each: 16 transformed
- * positions xi), per tile and output channel M[xi] = sum over input channels U[xi] V[xi], and
- * the tile's outputs are A^T M A: 16 multiply-adds per tile and channel pair instead of 36.
+ * Dense 3x3 stride-1 convolutions with enough channels run as Winograd minimal filtering
+ * (Lavin and Gray, 2016).  Each mt x mt block of outputs (a "tile", mt = 2 or 4) reads an
+ * (mt + 2)^2 input patch d; per input channel V = B^T d B, per output and input channel
+ * U = G g G^T ((mt + 2)^2 transformed positions xi each), per tile and output channel
+ * M[xi] = sum over input channels U[xi] V[xi], and the tile's outputs are A^T M A: 16
+ * multiply-adds per 4 outputs and channel pair instead of 36 (F(4x4): 36 per 16 instead of 144).
  *  - U is packed at plan time as [block of CV_CB output channels][xi][input channel][CV_CB]:
  *    per xi the channel blocks' weight layout (transformed in double, rounded once).
- *  - The input is copied channels-last into a zero-padded buffer, 2 tw + 2 pixels per row, so
- *    that a tile's patch is 16 vectors per 16 channels.
+ *  - The input rows a band reads are copied channels-last and zero-padded (mt tw + 2 pixels
+ *    per row), so that a tile's patch is (mt + 2)^2 vectors per 16 channels.
  *  - A work item is a band of whole tile rows of the batch (on small planes, of several
  *    images) and a group of channel blocks: it transforms the band's patches (v:
  *    [xi][tile][cp]), runs the channel-block micro-kernel once per xi (tile values broadcast,
@@ -869,7 +874,7 @@ static void cv_run(const lk_conv_geom *g, const dp_layout *L, const float *xp,
 typedef struct wn_layout {
     int64_t mt, nxi;    /* output tile side (2 or 4) and transformed positions (mt + 2)^2 */
     int64_t th, tw;     /* tile rows and columns: ceil(oh / mt), ceil(ow / mt)           */
-    int64_t hp, wpx;    /* padded input rows and pixels per row: mt th + 2, mt tw + 2     */
+    int64_t wpx;        /* padded input pixels per row: mt tw + 2                         */
     int64_t cp;         /* input channels rounded up to 16                                */
     int64_t vth;        /* tile rows of the batch, n th: bands may span images            */
     int64_t br, nbands; /* tile rows per band (the tallest), bands in the batch           */
@@ -907,7 +912,7 @@ static int wn_chosen(const lk_conv_geom *g) {
 static void wn_layout_set(const lk_conv_geom *g, wn_layout *L) {
     L->mt = wn_tile(g), L->nxi = (L->mt + 2) * (L->mt + 2);
     L->th = (g->oh + L->mt - 1) / L->mt, L->tw = (g->ow + L->mt - 1) / L->mt;
-    L->hp = L->mt * L->th + 2, L->wpx = L->mt * L->tw + 2;
+    L->wpx = L->mt * L->tw + 2;
     L->cp = (g->c + 15) & ~(int64_t)15;
     L->vth       = g->n * L->th;
     int64_t want = L->mt == 4 ? WN4_TILES : WN_TILES;
@@ -933,8 +938,7 @@ static int wn_two_phase(const lk_conv_geom *g, const wn_layout *L, int nt) {
     return nt > 1 && L->nbands >= nt && L->nbands < 4 * nt && blocks_of(g) > 1;
 }
 
-static int64_t wn_vall_floats(const lk_conv_geom *g, const wn_layout *L) {
-    (void)g;
+static int64_t wn_vall_floats(const wn_layout *L) {
     return L->nxi * (L->vth * L->tw * L->cp + L->nbands * WN_SKEW);
 }
 
@@ -948,7 +952,7 @@ static size_t wn_scratch(const lk_conv_geom *g, int nthreads) {
     wn_layout_set(g, &L);
     int nt = nthreads > 0 ? nthreads : 1;
     return round16((size_t)(2 * g->c)) + (size_t)nt * (size_t)L.per_thread +
-           (wn_two_phase(g, &L, nt) ? (size_t)wn_vall_floats(g, &L) : 0);
+           (wn_two_phase(g, &L, nt) ? (size_t)wn_vall_floats(&L) : 0);
 }
 
 /* wp[bl][xi][ic][o] = (G g G^T)[xi] for output channel oc = bl * CV_CB + o (0 past m), with
@@ -1009,7 +1013,7 @@ typedef struct wn_args {
     const wn_layout    *L;
     const float        *x, *wp, *b, *res;
     float              *y, *scr;
-    float              *vall; /* two phases: V of every band, [n][band][xi][tile][cp]     */
+    float              *vall; /* two phases: V of every band, [band][xi][tile][cp]        */
     const int64_t      *off;
     int                 accumulate, relu, nthreads;
     int64_t             ngroups, items;
@@ -1051,11 +1055,12 @@ static void wn_transform(const wn_args *a, int64_t r0, int64_t r1, float *xb, fl
     }
 }
 
-/* Two phases, the first: bands [b0, b1) into vall. */
-static void wn_tin_body(void *arg, int64_t b0, int64_t b1, int tid) {
+/* Two phases, the first: thread share t of the bands into vall (tid < nthreads: its scratch). */
+static void wn_tin_body(void *arg, int64_t t0, int64_t t1, int tid) {
     const wn_args   *a = arg;
     const wn_layout *L = a->L;
     float           *xb = a->scr + (size_t)tid * (size_t)L->per_thread;
+    int64_t b0 = t0 * L->nbands / a->nthreads, b1 = t1 * L->nbands / a->nthreads;
     for (int64_t band = b0; band < b1; band++) {
         int64_t r0 = band * L->vth / L->nbands, r1 = (band + 1) * L->vth / L->nbands;
         wn_transform(a, r0, r1, xb, a->vall + wn_vband(L, band, r0));
@@ -1149,7 +1154,7 @@ static void wn_run(const lk_conv_geom *g, const float *x, const float *wp, const
         a.ngroups++;
     if (a.ngroups > 1 && wn_two_phase(g, &L, nt)) {
         a.vall = a.scr + (size_t)nt * (size_t)L.per_thread;
-        lk_parallel_for(ctx->pool, base, wn_tin_body, &a);
+        lk_parallel_for(ctx->pool, nt, wn_tin_body, &a);
     }
     a.items = base * a.ngroups;
     if (nt == 1) wn_body(&a, 0, 1, 0);

@@ -126,13 +126,13 @@ static inline void lk_transpose_square(float *m, int n) {
 /* Floats of the packed form of a convolution's weight (0 for depthwise geometries, which run
  * on the direct kernels, and for geometries where the im2col path does less work). */
 size_t lk_conv_packed_floats(const lk_conv_geom *g);
-/* wp (lk_conv_packed_floats) = the weight w (m, c/group, kh, kw) in micro-kernel panels, or
- * in channel blocks for small planes (conv_packed.c): the layout depends on the geometry,
- * plane size included. */
+/* wp (lk_conv_packed_floats) = the weight w (m, c/group, kh, kw) in micro-kernel panels, in
+ * channel blocks for small planes, or (dense 3x3 stride 1) Winograd-transformed in channel
+ * blocks (conv_packed.c): the layout depends on the geometry, plane size and batch included. */
 void   lk_conv_pack_weights(const lk_conv_geom *g, const float *w, float *wp);
 /* The data gradient of a dense or grouped convolution on packed weights: per input phase
  * (i mod stride, per axis) a stride-1 forward convolution of gy with the taps that reach it,
- * flipped (stride 1: the whole weight transposed per group and flipped, pads (k-1)*d - ;
+ * flipped (stride 1: the whole weight transposed per group and flipped, pads (k-1)*d - p;
  * a 3x3 one runs as Winograd where the forward would, conv_packed.c).
  * Floats of those packs, all phases (0: the data gradient stays on the im2col GEMM path:
  * depthwise, a phase that would need a negative pad, or a geometry not worth packing). */
