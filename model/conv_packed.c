@@ -855,8 +855,10 @@ static void cv_run(const lk_conv_geom *g, const dp_layout *L, const float *xp,
  *    per xi the channel blocks' weight layout (transformed in double, rounded once).
  *  - The input rows a band reads are copied channels-last and zero-padded (mt tw + 2 pixels
  *    per row), so that a tile's patch is (mt + 2)^2 vectors per 16 channels.
- *  - A work item is a band of whole tile rows of the batch (on small planes, of several
- *    images) and a group of channel blocks: it transforms the band's patches (v:
+ *  - A work item is a band of consecutive tiles of the batch (row-major over images, tile
+ *    rows and tile columns: on small planes a band spans several images, on a few threads it
+ *    may start or end inside a tile row) and a group of channel blocks: it transforms the
+ *    band's patches (v:
  *    [xi][tile][cp]), runs the channel-block micro-kernel once per xi (tile values broadcast,
  *    U's CV_CB output channels in the vectors; acc: [xi][tile][CV_CB]), transforms the sums
  *    into each image's output rows, channels-last, and stores them transposed with the
@@ -876,9 +878,11 @@ typedef struct wn_layout {
     int64_t th, tw;     /* tile rows and columns: ceil(oh / mt), ceil(ow / mt)           */
     int64_t wpx;        /* padded input pixels per row: mt tw + 2                         */
     int64_t cp;         /* input channels rounded up to 16                                */
-    int64_t vth;        /* tile rows of the batch, n th: bands may span images            */
-    int64_t br, nbands; /* tile rows per band (the tallest), bands in the batch           */
-    int64_t xb;         /* floats of a band's channels-last input rows (mt br + 2 rows)   */
+    int64_t ntl;        /* tiles of the batch, n th tw: bands may span images             */
+    int64_t bt, nbands; /* tiles per band (the most), bands in the batch                  */
+    int     cut;        /* bands of near-equal tiles (else of whole tile rows)            */
+    int64_t rows;       /* tile rows one image's part of a band spans, at most            */
+    int64_t xb;         /* floats of a band's channels-last input rows (mt rows + 2 rows) */
     int64_t per_thread; /* floats of one item's input rows, v, acc and output rows        */
 } wn_layout;
 
@@ -909,20 +913,45 @@ static int wn_chosen(const lk_conv_geom *g) {
     return wn_tile(g) != 0;
 }
 
-static void wn_layout_set(const lk_conv_geom *g, wn_layout *L) {
+/* Cut bands (threads split the tiles, each reading all of U) when every thread gets this many
+ * tiles and U has at most WN_CUT_U floats; else, on few bands, the threads split the channel
+ * blocks (each reads its share of U and transforms every tile).  Measured on ResNet-50 at 2
+ * threads: 128 -> 128 on 28x28 (F(4x4), U 2.4 MB) ran 1.15x faster on cut bands (than with
+ * the blocks split, V transformed first), 256 -> 256 on 14x14 (F(2x2), U 4.2 MB) 1.05-1.1x
+ * slower. */
+#define WN_THREAD_TILES 12
+#define WN_CUT_U        (768 * 1024)
+
+static size_t wn_floats(const lk_conv_geom *g);
+
+/* Bands of whole tile rows, about WN_TILES (WN4_TILES) tiles each; on nt threads with enough
+ * tiles, a multiple of nt bands of near-equal tiles instead (cut: a band may start or end
+ * inside a tile row), so that the threads share the tiles evenly without splitting U.  (One
+ * thread ran 28x28 planes 1.1x slower on cut bands: more rows copied, stores row by row.) */
+
+static void wn_layout_set(const lk_conv_geom *g, int nt, wn_layout *L) {
     L->mt = wn_tile(g), L->nxi = (L->mt + 2) * (L->mt + 2);
     L->th = (g->oh + L->mt - 1) / L->mt, L->tw = (g->ow + L->mt - 1) / L->mt;
     L->wpx = L->mt * L->tw + 2;
     L->cp = (g->c + 15) & ~(int64_t)15;
-    L->vth       = g->n * L->th;
-    int64_t want = L->mt == 4 ? WN4_TILES : WN_TILES;
-    int64_t br   = want / L->tw < 1 ? 1 : want / L->tw;
-    L->nbands    = (L->vth + br - 1) / br;
-    L->br        = (L->vth + L->nbands - 1) / L->nbands; /* the tallest of near-equal bands */
-    L->xb        = (L->mt * L->br + 2) * L->wpx * L->cp;
-    int64_t tb   = L->br * L->tw;
-    L->per_thread = L->xb + L->nxi * (tb * (L->cp + CV_CB) + 2 * WN_SKEW) +
-                    L->mt * L->br * g->ow * CV_CB;
+    L->ntl       = g->n * L->th * L->tw;
+    int64_t want = L->mt == 4 ? WN4_TILES : WN_TILES, vth = g->n * L->th;
+    L->cut = nt > 1 && L->ntl >= nt * WN_THREAD_TILES && wn_floats(g) <= (size_t)WN_CUT_U;
+    if (L->cut) {
+        int64_t nb = (L->ntl + want - 1) / want;
+        L->nbands  = (nb + nt - 1) / nt * nt;
+        L->bt      = (L->ntl + L->nbands - 1) / L->nbands;
+        L->rows    = (L->bt + L->tw - 2) / L->tw + 1; /* a run of bt tiles meets this many */
+        if (L->rows > L->th) L->rows = L->th;
+    } else {
+        int64_t br = want / L->tw < 1 ? 1 : want / L->tw;
+        L->nbands  = (vth + br - 1) / br;
+        L->rows    = (vth + L->nbands - 1) / L->nbands; /* the tallest of near-equal bands */
+        L->bt      = L->rows * L->tw;
+    }
+    L->xb         = (L->mt * L->rows + 2) * L->wpx * L->cp;
+    L->per_thread = L->xb + L->nxi * (L->bt * (L->cp + CV_CB) + 2 * WN_SKEW) +
+                    L->mt * L->rows * g->ow * CV_CB;
 }
 
 static size_t wn_floats(const lk_conv_geom *g) {
@@ -930,29 +959,15 @@ static size_t wn_floats(const lk_conv_geom *g) {
     return (size_t)(blocks_of(g) * (mt + 2) * (mt + 2) * g->c * CV_CB);
 }
 
-/* Threads split the channel blocks (in groups) when the bands of the batch are too few to
- * share evenly: then every band is transformed once, by all threads in turn, into a buffer
- * of the whole batch's V (wn_tin_body), before the groups run (two phases); with enough
- * bands, a work item transforms its own band right before using it. */
-static int wn_two_phase(const lk_conv_geom *g, const wn_layout *L, int nt) {
-    return nt > 1 && L->nbands >= nt && L->nbands < 4 * nt && blocks_of(g) > 1;
-}
-
-static int64_t wn_vall_floats(const wn_layout *L) {
-    return L->nxi * (L->vth * L->tw * L->cp + L->nbands * WN_SKEW);
-}
-
-/* Where band `band` (batch tile rows from r0) starts in the two phases' V buffer. */
-static int64_t wn_vband(const wn_layout *L, int64_t band, int64_t r0) {
-    return L->nxi * (r0 * L->tw * L->cp + band * WN_SKEW);
-}
-
+/* Scratch: the input-channel offsets, then one item's buffers per thread for nthreads threads
+ * or for one (forward_packed runs small convs on one thread, whose bands may be larger). */
 static size_t wn_scratch(const lk_conv_geom *g, int nthreads) {
-    wn_layout L;
-    wn_layout_set(g, &L);
-    int nt = nthreads > 0 ? nthreads : 1;
-    return round16((size_t)(2 * g->c)) + (size_t)nt * (size_t)L.per_thread +
-           (wn_two_phase(g, &L, nt) ? (size_t)wn_vall_floats(&L) : 0);
+    wn_layout L, L1;
+    int       nt = nthreads > 0 ? nthreads : 1;
+    wn_layout_set(g, nt, &L);
+    wn_layout_set(g, 1, &L1);
+    size_t all = (size_t)nt * (size_t)L.per_thread, one = (size_t)L1.per_thread;
+    return round16((size_t)(2 * g->c)) + (all > one ? all : one);
 }
 
 /* wp[bl][xi][ic][o] = (G g G^T)[xi] for output channel oc = bl * CV_CB + o (0 past m), with
@@ -1013,7 +1028,6 @@ typedef struct wn_args {
     const wn_layout    *L;
     const float        *x, *wp, *b, *res;
     float              *y, *scr;
-    float              *vall; /* two phases: V of every band, [band][xi][tile][cp]        */
     const int64_t      *off;
     int                 accumulate, relu, nthreads;
     int64_t             ngroups, items;
@@ -1038,32 +1052,71 @@ static void wn_rows(const lk_conv_geom *g, const wn_layout *L, const float *x, i
     }
 }
 
-/* v ([xi][tile][cp], planes vld apart) = the transformed input of batch tile rows [r0, r1)
- * (image r / th, row r % th), per image a run of rows read channels-last into xb first. */
-static void wn_transform(const wn_args *a, int64_t r0, int64_t r1, float *xb, float *v) {
+/* The batch tiles [*t0, *t1) of band b. */
+static void wn_band(const wn_layout *L, int64_t b, int64_t *t0, int64_t *t1) {
+    int64_t vth = L->ntl / L->tw;
+    if (L->cut) *t0 = b * L->ntl / L->nbands, *t1 = (b + 1) * L->ntl / L->nbands;
+    else *t0 = b * vth / L->nbands * L->tw, *t1 = (b + 1) * vth / L->nbands * L->tw;
+}
+
+/* The part of batch tiles [t0, t1) in one image: image n, its tiles [i0, i1), which meet its
+ * tile rows [ty0, ty1). */
+typedef struct wn_seg {
+    int64_t n, i0, i1, ty0, ty1;
+} wn_seg;
+
+/* The image part of [s0, t1) that starts at batch tile s0; returns the tile after it. */
+static int64_t wn_seg_at(const wn_layout *L, int64_t s0, int64_t t1, wn_seg *sg) {
+    int64_t tpi = L->th * L->tw, n = s0 / tpi, s1 = (n + 1) * tpi < t1 ? (n + 1) * tpi : t1;
+    sg->n = n, sg->i0 = s0 - n * tpi, sg->i1 = s1 - n * tpi;
+    sg->ty0 = sg->i0 / L->tw, sg->ty1 = (sg->i1 - 1) / L->tw + 1;
+    return s1;
+}
+
+/* v ([xi][tile][cp], planes vld apart) = the transformed input of batch tiles [t0, t1), per
+ * image the input rows its tile rows read copied channels-last into xb first. */
+static void wn_transform(const wn_args *a, int64_t t0, int64_t t1, float *xb, float *v) {
     const wn_layout *L = a->L;
-    int64_t mt = L->mt, cp = L->cp, vld = (r1 - r0) * L->tw * cp + WN_SKEW;
-    for (int64_t s0 = r0, s1; s0 < r1; s0 = s1) {
-        int64_t n = s0 / L->th, ty0 = s0 % L->th;
-        s1 = (n + 1) * L->th < r1 ? (n + 1) * L->th : r1;
-        wn_rows(a->g, L, a->x, n, mt * ty0, mt * (ty0 + s1 - s0) + 2, xb);
-        for (int64_t tl = 0; tl < (s1 - s0) * L->tw; tl++) {
-            int64_t ty = tl / L->tw, tx = tl % L->tw;
+    int64_t mt = L->mt, cp = L->cp, vld = (t1 - t0) * cp + WN_SKEW;
+    wn_seg  sg;
+    for (int64_t s0 = t0, s1; s0 < t1; s0 = s1) {
+        s1 = wn_seg_at(L, s0, t1, &sg);
+        wn_rows(a->g, L, a->x, sg.n, mt * sg.ty0, mt * sg.ty1 + 2, xb);
+        for (int64_t i = sg.i0; i < sg.i1; i++) {
+            int64_t ty = i / L->tw - sg.ty0, tx = i % L->tw;
             a->tin(xb + (mt * ty * L->wpx + mt * tx) * cp, L->wpx * cp, cp,
-                   v + ((s0 - r0) * L->tw + tl) * cp, vld);
+                   v + (s0 - t0 + i - sg.i0) * cp, vld);
         }
     }
 }
 
-/* Two phases, the first: thread share t of the bands into vall (tid < nthreads: its scratch). */
-static void wn_tin_body(void *arg, int64_t t0, int64_t t1, int tid) {
-    const wn_args   *a = arg;
-    const wn_layout *L = a->L;
-    float           *xb = a->scr + (size_t)tid * (size_t)L->per_thread;
-    int64_t b0 = t0 * L->nbands / a->nthreads, b1 = t1 * L->nbands / a->nthreads;
-    for (int64_t band = b0; band < b1; band++) {
-        int64_t r0 = band * L->vth / L->nbands, r1 = (band + 1) * L->vth / L->nbands;
-        wn_transform(a, r0, r1, xb, a->vall + wn_vband(L, band, r0));
+/* Stores ycl (channels-last output rows from row mt sg->ty0) of the segment's tiles into y
+ * (rows: this block's channels from c0, positions of image sg->n): whole tile rows at once,
+ * the columns of a cut first or last tile row row by row. */
+static void wn_store(const wn_args *a, const wn_seg *sg, const float *ycl, int64_t rows,
+                     int64_t c0) {
+    const lk_conv_geom *g = a->g;
+    int64_t mt = a->L->mt, tw = a->L->tw, ohw = g->oh * g->ow, ow = g->ow, oyb = mt * sg->ty0;
+    int64_t full0 = -1; /* first output row of a run of whole tile rows not stored yet */
+    for (int64_t ty = sg->ty0; ty <= sg->ty1; ty++) {
+        int64_t xa = sg->i0 - ty * tw > 0 ? sg->i0 - ty * tw : 0;
+        int64_t xe = sg->i1 - ty * tw < tw ? sg->i1 - ty * tw : tw;
+        int     whole = ty < sg->ty1 && xa == 0 && xe == tw;
+        if (whole && full0 < 0) full0 = mt * ty;
+        if (whole) continue;
+        if (full0 >= 0) { /* output rows [full0, mt ty) */
+            int64_t e = mt * ty < g->oh ? mt * ty : g->oh, o = c0 + full0 * ow;
+            a->store(ycl + (full0 - oyb) * ow * CV_CB, (e - full0) * ow, rows, a->y + o, ohw,
+                     a->res ? a->res + o : NULL, a->accumulate, a->relu);
+            full0 = -1;
+        }
+        if (ty == sg->ty1) break;
+        int64_t x0 = mt * xa, x1 = mt * xe < ow ? mt * xe : ow;
+        for (int64_t oy = mt * ty; oy < mt * (ty + 1) && oy < g->oh; oy++) {
+            int64_t o = c0 + oy * ow + x0;
+            a->store(ycl + ((oy - oyb) * ow + x0) * CV_CB, x1 - x0, rows, a->y + o, ohw,
+                     a->res ? a->res + o : NULL, a->accumulate, a->relu);
+        }
     }
 }
 
@@ -1072,16 +1125,15 @@ static void wn_item(const wn_args *a, int64_t it, float *scr) {
     const wn_layout    *L = a->L;
     int64_t grp = it / L->nbands, band = it % L->nbands, nblk = blocks_of(g), cp = L->cp;
     int64_t kdim = g->c, mt = L->mt, nxi = L->nxi, ohw = g->oh * g->ow;
-    int64_t r0 = band * L->vth / L->nbands, r1 = (band + 1) * L->vth / L->nbands;
-    int64_t b0 = grp * nblk / a->ngroups, b1 = (grp + 1) * nblk / a->ngroups;
-    if (r0 >= r1 || b0 >= b1) return;
-    int64_t ntl = (r1 - r0) * L->tw;
+    int64_t t0, t1, b0 = grp * nblk / a->ngroups, b1 = (grp + 1) * nblk / a->ngroups;
+    wn_band(L, band, &t0, &t1);
+    if (t0 >= t1 || b0 >= b1) return;
+    int64_t ntl = t1 - t0;
     int64_t nk = (kdim + CV_KC - 1) / CV_KC, kc = (kdim + nk - 1) / nk;
-    float  *xb = scr, *v = xb + L->xb, *acc = v + nxi * (L->br * L->tw * cp + WN_SKEW);
-    float  *ycl = acc + nxi * (L->br * L->tw * CV_CB + WN_SKEW);
+    float  *xb = scr, *v = xb + L->xb, *acc = v + nxi * (L->bt * cp + WN_SKEW);
+    float  *ycl = acc + nxi * (L->bt * CV_CB + WN_SKEW);
     int64_t vld = ntl * cp + WN_SKEW, ald = ntl * CV_CB + WN_SKEW;
-    if (a->vall) v = a->vall + wn_vband(L, band, r0);
-    else wn_transform(a, r0, r1, xb, v);
+    wn_transform(a, t0, t1, xb, v);
     for (int64_t bl = b0; bl < b1; bl++) {
         int64_t      rows = g->m - bl * CV_CB < CV_CB ? g->m - bl * CV_CB : CV_CB;
         float        bpad[CV_CB] = {0};
@@ -1100,21 +1152,19 @@ static void wn_item(const wn_args *a, int64_t it, float *scr) {
                                  a->off + kb, gx, acc + xi * ald + t * CV_CB, kb > 0, NULL);
                 }
             }
-        /* Per image: its rows' outputs into ycl (channels-last), stored with the epilogue. */
-        for (int64_t s0 = r0, s1; s0 < r1; s0 = s1) {
-            int64_t n = s0 / L->th, ty0 = s0 % L->th;
-            s1 = (n + 1) * L->th < r1 ? (n + 1) * L->th : r1;
-            for (int64_t tl = 0; tl < (s1 - s0) * L->tw; tl++) {
-                int64_t ty = ty0 + tl / L->tw, tx = tl % L->tw;
+        /* Per image: its tiles' outputs into ycl (channels-last rows), stored with the
+         * epilogue. */
+        wn_seg sg;
+        for (int64_t s0 = t0, s1; s0 < t1; s0 = s1) {
+            s1 = wn_seg_at(L, s0, t1, &sg);
+            for (int64_t i = sg.i0; i < sg.i1; i++) {
+                int64_t ty = i / L->tw, tx = i % L->tw;
                 int     ny = (int)(g->oh - mt * ty < mt ? g->oh - mt * ty : mt);
                 int     nx = (int)(g->ow - mt * tx < mt ? g->ow - mt * tx : mt);
-                a->tout(acc + ((s0 - r0) * L->tw + tl) * CV_CB, ald, bias,
-                        ycl + (mt * (ty - ty0) * g->ow + mt * tx) * CV_CB, g->ow, ny, nx);
+                a->tout(acc + (s0 - t0 + i - sg.i0) * CV_CB, ald, bias,
+                        ycl + (mt * (ty - sg.ty0) * g->ow + mt * tx) * CV_CB, g->ow, ny, nx);
             }
-            int64_t oy0 = mt * ty0, oy1 = mt * (ty0 + s1 - s0) < g->oh ? mt * (ty0 + s1 - s0) : g->oh;
-            int64_t c0 = (n * g->m + bl * CV_CB) * ohw + oy0 * g->ow;
-            a->store(ycl, (oy1 - oy0) * g->ow, rows, a->y + c0, ohw, a->res ? a->res + c0 : NULL,
-                     a->accumulate, a->relu);
+            wn_store(a, &sg, ycl, rows, (sg.n * g->m + bl * CV_CB) * ohw);
         }
     }
 }
@@ -1133,7 +1183,7 @@ static void wn_run(const lk_conv_geom *g, const float *x, const float *wp, const
                    const lk_op_ctx *ctx) {
     wn_layout L;
     wn_args   a;
-    wn_layout_set(g, &L);
+    wn_layout_set(g, nt, &L);
     memset(&a, 0, sizeof a);
     a.g = g, a.L = &L, a.x = x, a.wp = wp, a.b = b, a.res = res, a.y = y;
     a.accumulate = accumulate, a.relu = relu, a.nthreads = nt;
@@ -1143,18 +1193,16 @@ static void wn_run(const lk_conv_geom *g, const float *x, const float *wp, const
     a.off   = off;
     a.micro = cmicro_table(), a.store = cstore_of();
     a.tin = wn_in_of((int)L.mt), a.tout = wn_out_of((int)L.mt);
-    /* Work items: groups of channel blocks (outermost) x images x bands, the threads taking
-     * contiguous runs.  Bands and images alone when there are enough of them; else groups of
-     * blocks too, one per thread when they divide evenly (each thread then reads only its
-     * share of U), with V transformed first when there are bands for every thread (two
-     * phases), or by each group for itself (one band). */
+    /* Work items: groups of channel blocks (outermost) x bands, the threads taking contiguous
+     * runs.  Bands alone when each thread has WN_THREAD_TILES tiles (their count is then a
+     * multiple of the threads'); else groups of blocks too, one per thread when they divide
+     * evenly (each thread then reads only its share of U and transforms every tile). */
     int64_t base = L.nbands, nblk = blocks_of(g);
-    a.ngroups    = nt > 1 && nblk % nt == 0 && base < 4 * nt ? nt : 1;
-    while (nt > 1 && (base * a.ngroups) % nt && base * a.ngroups < 4 * nt && a.ngroups < nblk)
-        a.ngroups++;
-    if (a.ngroups > 1 && wn_two_phase(g, &L, nt)) {
-        a.vall = a.scr + (size_t)nt * (size_t)L.per_thread;
-        lk_parallel_for(ctx->pool, nt, wn_tin_body, &a);
+    a.ngroups    = 1;
+    if (nt > 1 && !L.cut) {
+        a.ngroups = nblk % nt == 0 && base < 4 * nt ? nt : 1;
+        while ((base * a.ngroups) % nt && base * a.ngroups < 4 * nt && a.ngroups < nblk)
+            a.ngroups++;
     }
     a.items = base * a.ngroups;
     if (nt == 1) wn_body(&a, 0, 1, 0);

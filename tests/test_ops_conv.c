@@ -250,12 +250,14 @@ static const conv_spec conv_specs[] = {
     {"wino4_odd_n2", 0, 2, 2, 24, 27, 27, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1},
     {"wino4_kslices_bwd", 0, 2, 1, 260, 26, 26, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0},
     {"wino4_pad_asym", 0, 2, 1, 16, 14, 50, 64, 3, 3, 1, 1, 1, 1, 1, 0, 2, 1, 2, 0, 0, 1},
-    /* Two threads on few bands: every band transformed first, then one group of channel
-     * blocks per thread (F(4x4) on 4 bands; F(2x2) on one band of each of 2 images). */
-    {"wino4_two_phase", 0, 2, 1, 32, 28, 28, 128, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1},
-    {"wino_two_phase_n2", 0, 2, 2, 32, 14, 14, 128, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0},
-    /* Bands over the batch's tile rows: two bands each spanning images (one starts inside
-     * the second image), two phases on 2 threads. */
+    /* Two threads on few tile rows: F(4x4) in 4 bands of 12-13 tiles (cut inside tile rows,
+     * stored row by row); F(2x2) with one band per image; a U over WN_CUT_U floats, whose
+     * two blocks the threads split instead (each transforming every tile). */
+    {"wino4_cut_bands", 0, 2, 1, 32, 28, 28, 128, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1},
+    {"wino_bands_n2", 0, 2, 2, 32, 14, 14, 128, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0},
+    {"wino_groups_big_u", 0, 2, 1, 400, 10, 10, 100, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1},
+    /* Cut bands over the batch's tiles: two bands each spanning images (the first ends
+     * inside the second image's third tile row). */
     {"wino_bands_span_n3", 0, 2, 3, 16, 10, 10, 128, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1},
     /* Depthwise, channels last (kernels.c, dw_cl_chosen): a large kernel over a small plane
      * (most taps on padding), a strided one with asymmetric pads and channels past a whole
