@@ -16,7 +16,6 @@
 /* Floats per tile: the two intermediate tiles (4 KiB) stay in L1. */
 #define CHAIN_TILE 512
 /* Below this many elements a chain runs on the calling thread, as the unfused ops do. */
-#define CHAIN_PAR_MIN 65536
 
 typedef struct chain_step {
     const lk_op_def *d;
@@ -288,7 +287,7 @@ int lk_chains_run(const lk_chains *c, int64_t i, const lk_tensor *vals, lk_pool 
     const chain *ch = &c->ch[c->tail[i]];
     chain_args   a  = {c, ch, vals, (ch->row + CHAIN_TILE - 1) / CHAIN_TILE};
     int64_t      nt = ch->n / ch->row * a.tpr;
-    if (ch->n < CHAIN_PAR_MIN || lk_pool_threads(pool) < 2) chain_tiles(&a, 0, nt, 0);
+    if (ch->n < LK_MEM_PAR_MIN || lk_pool_threads(pool) < 2) chain_tiles(&a, 0, nt, 0);
     else lk_parallel_for(pool, nt, chain_tiles, &a);
     return 1;
 }

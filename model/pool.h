@@ -19,6 +19,14 @@ typedef void (*lk_pool_fn)(void *arg, int64_t i0, int64_t i1, int tid);
 lk_status lk_pool_alloc(int nthreads, lk_pool **out, lk_error *err);
 void      lk_pool_free(lk_pool *p);
 int       lk_pool_threads(const lk_pool *p);
+/* Memory-bound work (elementwise chains, broadcasts, BatchNorm, reductions, pooling, pads,
+ * copies) over fewer elements runs on the calling thread: such data sits in that core's
+ * cache, waking a sleeping worker costs ~10 us, and lines the other core has read cost up
+ * to 10x more to write afterwards on the 2-vCPU machine measured (bench/RESULTS.md).
+ * Larger thresholds (1 << 18) lost there: a parallel producer's consumers then read half
+ * their input from the other core. */
+#define LK_MEM_PAR_MIN 65536
+
 /* Runs fn over [0, n) split into at most nthreads chunks; returns when all are done. */
 void      lk_parallel_for(lk_pool *p, int64_t n, lk_pool_fn fn, void *arg);
 /* Number of online cores. */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/pool.h"
 #include "testutil.h"
 
 typedef struct net {
@@ -458,12 +459,13 @@ static int64_t node_named(const lk_model *m, const char *name) {
 }
 
 /* Fused chains give the unfused forward's bits on every output, at batch 1 (one thread) and
- * batch 5 (over 65536 elements: tiles split over 2 threads), and only the intended nodes are
- * fused away. */
+ * batch 6 (over LK_MEM_PAR_MIN elements: tiles split over 2 threads), and only the intended
+ * nodes are fused away. */
 START_TEST(elementwise_chains_same_bits) {
     chain_net n = chain_net_build();
     lk_error  err;
-    for (int batch = 1; batch <= 5; batch += 4) {
+    _Static_assert(6 * 4 * 45 * 70 >= LK_MEM_PAR_MIN, "batch 6 must split the chains' tiles");
+    for (int batch = 1; batch <= 6; batch += 5) {
         lk_tensor   *x = tensor4(batch, 3, 45, 70, 7 + (uint64_t)batch);
         lk_exec_opts o = lk_exec_opts_default();
         o.threads      = batch == 1 ? 1 : 2;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/pool.h"
 #include "testutil.h"
 
 /* ---- one-node harness ------------------------------------------------------------------- */
@@ -241,9 +242,11 @@ START_TEST(binary_broadcast_shapes) {
 }
 END_TEST
 
-/* Large tensors take the threaded paths: split over channels, per-thread partial sums for a
- * scalar, and the same-shape split. */
+/* Tensors over LK_MEM_PAR_MIN elements take the threaded paths: split over channels,
+ * per-thread partial sums for a scalar, and the same-shape split. */
 START_TEST(binary_threaded) {
+    _Static_assert(2 * 3 * 40000 >= LK_MEM_PAR_MIN && 2 * 300 * 300 >= LK_MEM_PAR_MIN,
+                   "the smallest cases must take the threaded paths");
     check_binary(&ADD, OPD(4, 2, 64, 32, 32), PRM(3, 64, 1, 1), -2, 2, -1, 1, 31, 2);
     check_binary(&MUL, OPD(4, 2, 64, 32, 32), PRM(0, 0), -2, 2, 0.5f, 2, 32, 2);
     check_binary(&SUB, OPD(2, 3, 40000), PRM(2, 3, 1), -2, 2, -1, 1, 33, 2);
@@ -559,9 +562,10 @@ START_TEST(batchnorm_values_and_grads) {
 }
 END_TEST
 
-/* Large enough for the threaded paths (planes for x, channels for the parameters). */
+/* Over LK_MEM_PAR_MIN elements, for the threaded paths (planes for x, channels for the parameters). */
 START_TEST(batchnorm_threaded) {
     enum { N = 2, C = 64, HW = 1024, NE = N * C * HW };
+    _Static_assert(NE >= LK_MEM_PAR_MIN, "must take the threaded path");
     float  *x = malloc(sizeof(float) * NE), *sd = malloc(sizeof(float) * NE);
     float   p[4][C];
     double *want = malloc(sizeof(double) * NE), g[4][C] = {{0}};

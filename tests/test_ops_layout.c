@@ -809,8 +809,10 @@ START_TEST(pool_grad_cases) {
 }
 END_TEST
 
+/* Over LK_MEM_PAR_MIN input elements: planes split over 2 threads. */
 START_TEST(pool_large_parallel) {
     int64_t sh[4] = {2, 24, 40, 36};
+    _Static_assert(2 * 24 * 40 * 36 >= LK_MEM_PAR_MIN, "must take the threaded path");
     hcase   c     = pool_case(LK_OP_MAX_POOL, 2, sh, 3, 3, 2, 2, 1, 1, 1, 1, 1, 0);
     c.threads = 2;
     c.no_fd   = 1;
@@ -890,8 +892,10 @@ START_TEST(reduce_shapes_and_values) {
 }
 END_TEST
 
+/* Over LK_MEM_PAR_MIN elements read: jobs split over 2 threads. */
 START_TEST(reduce_large_parallel) {
     int64_t sh[4] = {2, 64, 28, 28};
+    _Static_assert(2 * 64 * 28 * 28 >= LK_MEM_PAR_MIN, "must take the threaded path");
     int64_t a1[1] = {1}, a2[2] = {2, 3}, a3[1] = {3};
     hcase   c     = red_case(LK_OP_REDUCE_MEAN, 4, sh, 1, a1, 1);
     c.threads = 2;
@@ -1191,7 +1195,8 @@ START_TEST(pad_cases) {
         c.a.pad.value = -0.75f;
         check_op(&c, ref_pad, 900 + (uint64_t)mode);
     }
-    int64_t big[4] = {2, 16, 40, 40}, bg[4] = {0, 0, 1, 2}, eg[4] = {0, 0, 2, 1};
+    int64_t big[4] = {2, 32, 40, 40}, bg[4] = {0, 0, 1, 2}, eg[4] = {0, 0, 2, 1};
+    _Static_assert(2 * 32 * 40 * 40 >= LK_MEM_PAR_MIN, "must take the threaded path");
     c         = pad_case(4, big, LK_PAD_CONSTANT, bg, eg);
     c.threads = 2;
     c.no_fd   = 1;

@@ -11,7 +11,6 @@
 
 #include "../op.h"
 
-#define BN_PAR_MIN 65536
 
 static lk_status bn_infer(const lk_node *n, const lk_tensor *const *in, lk_tensor *out,
                           lk_error *err) {
@@ -56,7 +55,7 @@ static bn_args bn_shape(const lk_op_ctx *c) {
 }
 
 static void bn_run(const bn_args *g, int64_t items, lk_pool_fn body) {
-    if (g->nc * g->plane < BN_PAR_MIN || items < 2)
+    if (g->nc * g->plane < LK_MEM_PAR_MIN || items < 2)
         body((void *)g, 0, items, 0);
     else
         lk_parallel_for(g->c->pool, items, body, (void *)g);

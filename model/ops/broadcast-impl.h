@@ -31,9 +31,6 @@
 
 #include "../op.h"
 
-/* Below this many output elements a kernel runs on the calling thread. */
-#define LK_BC_PAR_MIN 65536
-
 typedef struct lk_bcast {
     int     nd;                 /* collapsed rank, >= 1                                  */
     int64_t shape[LK_MAX_DIMS]; /* collapsed output shape                                */

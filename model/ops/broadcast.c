@@ -72,7 +72,7 @@ typedef enum { RUN_SERIAL, RUN_SPLIT, RUN_PARTIAL } run_mode;
 /* How lk_bcast_reduce runs for operand k (0 = plain map); *dim receives the split dim. */
 static run_mode choose(const lk_bcast *bc, int k, int nthreads, int *dim) {
     *dim = -1;
-    if (bc->n < LK_BC_PAR_MIN || nthreads <= 1) return RUN_SERIAL;
+    if (bc->n < LK_MEM_PAR_MIN || nthreads <= 1) return RUN_SERIAL;
     if (k == 0) {
         *dim = pick_dim(bc, 0, nthreads);
         return RUN_SPLIT;

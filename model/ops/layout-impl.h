@@ -129,7 +129,7 @@ static inline void lk_view_run(lk_pool *pool, const lk_view *v, const float *src
     for (int d = 0; d < nd - (a.tiled ? 2 : 1); d++) rows *= v->shape[d];
     if (a.tiled) rows *= (v->shape[nd - 2] + LK_VIEW_TILE - 1) / LK_VIEW_TILE;
     const int64_t total = lk_shape_numel(nd, v->shape);
-    if (total < 32768 || rows < 2) lk_view_body(&a, 0, rows, 0);
+    if (total < LK_MEM_PAR_MIN || rows < 2) lk_view_body(&a, 0, rows, 0);
     else lk_parallel_for(pool, rows, lk_view_body, &a);
 }
 

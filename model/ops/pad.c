@@ -106,7 +106,7 @@ static void pad_run(const lk_op_ctx *c, const float *src, float *dst, int mode, 
     pad_args      pa   = {c, src, dst, mode, value};
     const int64_t rows = lk_tensor_numel(y) / y->shape[y->ndim - 1];
     /* Reflect/edge backward may add to one input from several rows: keep it serial. */
-    const int serial = lk_tensor_numel(y) < 32768 ||
+    const int serial = lk_tensor_numel(y) < LK_MEM_PAR_MIN ||
                        (mode == 1 && c->node->attrs.pad.mode != LK_PAD_CONSTANT);
     if (serial) pad_body(&pa, 0, rows, 0);
     else lk_parallel_for(c->pool, rows, pad_body, &pa);

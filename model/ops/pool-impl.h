@@ -115,7 +115,7 @@ typedef struct lk_pool_args {
 static inline void lk_pool_run(const lk_op_ctx *c, const lk_pgeom *g, lk_pool_fn body,
                                const float *src, float *dst, int which) {
     lk_pool_args a = {c, g, src, dst, which};
-    if (g->planes * g->H * g->W < 32768 || g->planes < 2) body(&a, 0, g->planes, 0);
+    if (g->planes * g->H * g->W < LK_MEM_PAR_MIN || g->planes < 2) body(&a, 0, g->planes, 0);
     else lk_parallel_for(c->pool, g->planes, body, &a);
 }
 

@@ -89,7 +89,7 @@ static void pow_bwd_body(void *arg, int64_t i0, int64_t i1, int tid) {
 
 static void pow_run(const lk_op_ctx *c, lk_pool_fn body, pow_args *p) {
     int64_t n = lk_tensor_numel(c->out[0]);
-    if (n < LK_BC_PAR_MIN)
+    if (n < LK_MEM_PAR_MIN)
         body(p, 0, n, 0);
     else
         lk_parallel_for(c->pool, n, body, p);

@@ -224,7 +224,7 @@ static inline void lk_red_run(lk_pool *pool, const lk_red_plan *p, lk_red_kind k
         const int64_t jobs = p->outer * a.nblk;
         lk_pool_fn    fn   = which == 0 ? lk_red_fwd_body : which == 1 ? lk_red_bwd_body
                                                                        : lk_red_jvp_body;
-        if (nin < 32768 || jobs < 2) fn(&a, 0, jobs, 0);
+        if (nin < LK_MEM_PAR_MIN || jobs < 2) fn(&a, 0, jobs, 0);
         else lk_parallel_for(pool, jobs, fn, &a);
         return;
     }
