@@ -163,7 +163,9 @@ static MK_TARGET void MK(cstore)(const float *acc, int64_t np, int64_t rows, flo
                                  int64_t ohw, const float *res, int accumulate, int relu) {
     MK_IVEC lo[8], hi[8];
     int     ns = 0;
+#pragma GCC unroll 4
     for (int b = MK_VW / 2; b >= 1; b /= 2, ns++)
+#pragma GCC unroll 16
         for (int j = 0; j < MK_VW; j++) {
             lo[ns][j] = (j & b) ? MK_VW + j - b : j;
             hi[ns][j] = (j & b) ? MK_VW + j : j + b;
@@ -172,6 +174,7 @@ static MK_TARGET void MK(cstore)(const float *acc, int64_t np, int64_t rows, flo
         for (int64_t p0 = 0; p0 < np; p0 += MK_VW) {
             MK_VEC  t[MK_VW];
             int64_t cnt = np - p0 < MK_VW ? np - p0 : MK_VW, nr = rows - r0 < MK_VW ? rows - r0 : MK_VW;
+#pragma GCC unroll 16
             for (int i = 0; i < MK_VW; i++)
                 t[i] = i < cnt ? MK(vload)(acc + (p0 + i) * CV_CB + r0) : (MK_VEC){0};
 #if defined(__clang__) /* no __builtin_shuffle with run-time masks: through memory */
@@ -182,7 +185,9 @@ static MK_TARGET void MK(cstore)(const float *acc, int64_t np, int64_t rows, flo
             memcpy(t, m, sizeof m);
 #else
             int st = 0;
+#pragma GCC unroll 4
             for (int b = MK_VW / 2; b >= 1; b /= 2, st++)
+#pragma GCC unroll 16
                 for (int i = 0; i < MK_VW; i++)
                     if (!(i & b)) {
                         MK_VEC u = __builtin_shuffle(t[i], t[i + b], lo[st]);
