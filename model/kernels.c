@@ -1301,14 +1301,13 @@ size_t lk_conv_scratch(const lk_conv_geom *g, int nthreads) {
     return L.per_thread * (size_t)nthreads;
 }
 
-static void dw_run(const lk_conv_geom *g, dw_args *a, const lk_op_ctx *ctx, lk_pool_fn fn,
-                   int64_t tasks) {
-    dw_layout L;
-    dw_layout_set(g, &L);
+/* Runs fn over tasks, with L the layout dw_layout_set gives g (the caller's: set once). */
+static void dw_run(const lk_conv_geom *g, const dw_layout *L, dw_args *a, const lk_op_ctx *ctx,
+                   lk_pool_fn fn, int64_t tasks) {
     int nt = ctx->pool ? ctx->nthreads : 1;
-    LK_ASSERT(ctx->scratch_floats >= L.per_thread * (size_t)(nt > 0 ? nt : 1));
+    LK_ASSERT(ctx->scratch_floats >= L->per_thread * (size_t)(nt > 0 ? nt : 1));
     a->g       = g;
-    a->L       = &L;
+    a->L       = L;
     a->scratch = ctx->scratch;
     /* Small depthwise convs run on the calling thread (see LK_CONV_PAR_MIN_MACS). */
     double work = (double)g->n * (double)g->m * (double)(g->oh * g->ow) * (double)(g->kh * g->kw);
@@ -1333,9 +1332,9 @@ void lk_conv_forward(const lk_conv_geom *g, const float *x, const float *w, cons
             while (nt > 1 && (base * a.rchunks) % nt && base * a.rchunks < 4 * nt &&
                    a.rchunks < g->oh)
                 a.rchunks++;
-            dw_run(g, &a, ctx, dw_cl_body, base * a.rchunks);
+            dw_run(g, &L, &a, ctx, dw_cl_body, base * a.rchunks);
         }
-        else dw_run(g, &a, ctx, L.small ? dw_small_body : dw_forward_body, g->n * g->c);
+        else dw_run(g, &L, &a, ctx, L.small ? dw_small_body : dw_forward_body, g->n * g->c);
         return;
     }
     LK_ASSERT(ctx->scratch_floats >= gemm_scratch(g));
@@ -1353,7 +1352,9 @@ void lk_conv_backward_data(const lk_conv_geom *g, const float *gy, const float *
         dw_args a;
         memset(&a, 0, sizeof a);
         a.gy = gy, a.w = w, a.gx = gx;
-        dw_run(g, &a, ctx, dw_backward_data_body, g->n * g->c);
+        dw_layout L;
+        dw_layout_set(g, &L);
+        dw_run(g, &L, &a, ctx, dw_backward_data_body, g->n * g->c);
         return;
     }
     LK_ASSERT(ctx->scratch_floats >= gemm_scratch(g));
@@ -1373,7 +1374,9 @@ void lk_conv_backward_weight(const lk_conv_geom *g, const float *x, const float 
         dw_args a;
         memset(&a, 0, sizeof a);
         a.x = x, a.gy = gy, a.gw = gw;
-        dw_run(g, &a, ctx, dw_backward_weight_body, g->c);
+        dw_layout L;
+        dw_layout_set(g, &L);
+        dw_run(g, &L, &a, ctx, dw_backward_weight_body, g->c);
         return;
     }
     /* On the micro-kernel (above) when the exec planned its scratch (execs with parameter
