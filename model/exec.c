@@ -747,6 +747,31 @@ static lk_status plan_share(lk_exec *x, lk_error *err) {
     return LK_OK;
 }
 
+/* One store per 4 KiB page of a block, on the pool (prefault). */
+typedef struct prefault_job {
+    float *p;
+    size_t n; /* floats */
+} prefault_job;
+
+#define PAGE_FLOATS 1024
+
+static void prefault_body(void *arg, int64_t i0, int64_t i1, int tid) {
+    const prefault_job *j = arg;
+    (void)tid;
+    for (int64_t i = i0; i < i1; i++) ((volatile float *)j->p)[(size_t)i * PAGE_FLOATS] = 0.0f;
+}
+
+/* Touches every page of a fresh block of n floats on all the pool's threads.  The kernel
+ * zeroes a page at its first touch (about 1 GB/s per core on the VM measured: 29 % of an ERF
+ * command's samples on ResNet-101 at 512); untouched, the first forward and backward pay that
+ * on whichever thread first writes each buffer, often the calling one alone.  Fresh pages
+ * read as zeros, so the stores change no value. */
+static void prefault(lk_pool *pool, float *p, size_t n) {
+    if (!p || n < ((size_t)4 << 20) / sizeof(float)) return; /* small blocks: from malloc */
+    prefault_job j = {p, n};
+    lk_parallel_for(pool, (int64_t)((n + PAGE_FLOATS - 1) / PAGE_FLOATS), prefault_body, &j);
+}
+
 /* Buffers: one arena for activations, persistent gradients, pooled gradients and pooled
  * tangents.  In a dry run only the size is computed. */
 static lk_status plan_buffers(lk_exec *x, lk_error *err) {
@@ -785,6 +810,7 @@ static lk_status plan_buffers(lk_exec *x, lk_error *err) {
                     "%zu MiB", total * sizeof(float) >> 20);
         goto done;
     }
+    prefault(x->pool, x->arena, total);
     size_t off = 0, poff = act_total, pool = act_total + persist_total, tpool = pool + pool_total;
     size_t vpool = tpool + tpool_total;
     for (int64_t v = 0; v < nv; v++) {
@@ -830,6 +856,7 @@ static lk_status plan_scratch(lk_exec *x, size_t scratch, lk_error *err) {
     if (!x->scratch)
         return LK_FAIL(err, LK_ENOMEM, "out of memory: scratch needs %zu MiB",
                        scratch * sizeof(float) >> 20);
+    prefault(x->pool, x->scratch, scratch);
     return LK_OK;
 }
 
