@@ -764,8 +764,9 @@ static void prefault_body(void *arg, int64_t i0, int64_t i1, int tid) {
 /* Touches every page of a fresh block of n floats on all the pool's threads.  The kernel
  * zeroes a page at its first touch (about 1 GB/s per core on the VM measured: 29 % of an ERF
  * command's samples on ResNet-101 at 512); untouched, the first forward and backward pay that
- * on whichever thread first writes each buffer, often the calling one alone.  Fresh pages
- * read as zeros, so the stores change no value. */
+ * on whichever thread first writes each buffer, often the calling one alone.  Arena and
+ * scratch are written before they are read (nothing assumes zeros in them), so the zeros
+ * stored here change no result. */
 static void prefault(lk_pool *pool, float *p, size_t n) {
     if (!p || n < ((size_t)4 << 20) / sizeof(float)) return; /* small blocks: from malloc */
     prefault_job j = {p, n};

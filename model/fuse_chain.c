@@ -15,7 +15,7 @@
 
 /* Floats per tile: the two intermediate tiles (4 KiB) stay in L1. */
 #define CHAIN_TILE 512
-/* Below this many elements a chain runs on the calling thread, as the unfused ops do. */
+/* Below LK_MEM_PAR_MIN elements a chain runs on the calling thread, as the unfused ops do. */
 
 typedef struct chain_step {
     const lk_op_def *d;

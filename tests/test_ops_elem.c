@@ -562,7 +562,8 @@ START_TEST(batchnorm_values_and_grads) {
 }
 END_TEST
 
-/* Over LK_MEM_PAR_MIN elements, for the threaded paths (planes for x, channels for the parameters). */
+/* Over LK_MEM_PAR_MIN elements, for the threaded paths (planes for x, channels for the
+ * parameters). */
 START_TEST(batchnorm_threaded) {
     enum { N = 2, C = 64, HW = 1024, NE = N * C * HW };
     _Static_assert(NE >= LK_MEM_PAR_MIN, "must take the threaded path");

@@ -11,7 +11,6 @@
 
 #include "../op.h"
 
-
 static lk_status bn_infer(const lk_node *n, const lk_tensor *const *in, lk_tensor *out,
                           lk_error *err) {
     static const char *const names[5] = {"X", "scale", "B", "mean", "var"};
