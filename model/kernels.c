@@ -9,7 +9,7 @@
  */
 #include <cblas.h>
 #include <string.h>
-#if defined(__AVX512F__)
+#if defined(__AVX__)
 #include <immintrin.h>
 #endif
 
@@ -404,22 +404,41 @@ static void gemm_backward_weight(const lk_conv_geom *g, const float *x, const fl
 
 /* ---- depthwise direct kernels ----------------------------------------------------------- */
 
-/* 16 floats: one AVX-512 register (two AVX2 registers or four SSE ones elsewhere).  Vectors
- * only cross static, inlined functions, so the ABI note GCC emits without AVX-512 is moot. */
+/* One register of floats: 16 with AVX-512, 8 with AVX, 4 (SSE) elsewhere.  Wider generic
+ * vectors would not stay in registers: GCC keeps a vector wider than the target's registers
+ * in memory, and the depthwise kernels ran at a quarter of their speed on AVX2 with 16-float
+ * vectors.  Each lane's sum is the same whatever the width (the taps in the same order), so
+ * forward and data-gradient outputs do not depend on it; the weight gradient's lane partial
+ * sums do (their order is the width's).  Vectors only cross static, inlined functions, so the
+ * ABI note GCC emits for the wider types is moot. */
 #pragma GCC diagnostic ignored "-Wpsabi"
-typedef float          v16 __attribute__((vector_size(64)));
+#if defined(__AVX512F__)
+typedef float   vf __attribute__((vector_size(64)));
+typedef int32_t vi __attribute__((vector_size(64)));
 #define VL 16
+#elif defined(__AVX__)
+typedef float   vf __attribute__((vector_size(32)));
+typedef int32_t vi __attribute__((vector_size(32)));
+#define VL 8
+#else
+typedef float   vf __attribute__((vector_size(16)));
+typedef int32_t vi __attribute__((vector_size(16)));
+#define VL 4
+#endif
 
-static inline v16 vload(const float *p) {
-    v16 v;
+static inline vf vload(const float *p) {
+    vf v;
     memcpy(&v, p, sizeof v);
     return v;
 }
 
-/* The first n < 16 floats of p, the rest zero (reads only those n). */
-static inline v16 vload_part(const float *p, int64_t n) {
+/* The first n < VL floats of p, the rest zero (reads only those n). */
+static inline vf vload_part(const float *p, int64_t n) {
 #if defined(__AVX512F__)
-    return (v16)_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1u), p);
+    return (vf)_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1u), p);
+#elif defined(__AVX__)
+    vi lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    return (vf)_mm256_maskload_ps(p, (__m256i)(lane < (int32_t)n));
 #else
     float f[VL] = {0};
     for (int64_t i = 0; i < n; i++) f[i] = p[i];
@@ -427,8 +446,8 @@ static inline v16 vload_part(const float *p, int64_t n) {
 #endif
 }
 
-/* Stores the first n < 16 lanes of v at p (writes only those n). */
-static inline void vstore_part(float *p, v16 v, int64_t n) {
+/* Stores the first n < VL lanes of v at p (writes only those n). */
+static inline void vstore_part(float *p, vf v, int64_t n) {
 #if defined(__AVX512F__)
     _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1u), (__m512)v);
 #else
@@ -443,23 +462,29 @@ static inline void vstore_part(float *p, v16 v, int64_t n) {
 static inline void copy_row(float *restrict d, const float *restrict s, int64_t n) {
     int64_t i = 0;
     for (; i + VL <= n; i += VL) {
-        v16 v = vload(s + i);
+        vf v = vload(s + i);
         memcpy(d + i, &v, sizeof v);
     }
     if (i < n) vstore_part(d + i, vload_part(s + i, n - i), n - i);
 }
 
-/* The even lanes of the 32 floats a, b. */
-static inline v16 even_lanes(v16 a, v16 b) {
-#if defined(__clang__)
-    return __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+/* The even lanes of the 2 VL floats a, b. */
+#if VL == 16
+#define EVEN_LANES 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30
+#elif VL == 8
+#define EVEN_LANES 0, 2, 4, 6, 8, 10, 12, 14
 #else
-    typedef int32_t vi16c __attribute__((vector_size(64)));
-    return __builtin_shuffle(a, b, (vi16c){0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30});
+#define EVEN_LANES 0, 2, 4, 6
+#endif
+static inline vf even_lanes(vf a, vf b) {
+#if defined(__clang__)
+    return __builtin_shufflevector(a, b, EVEN_LANES);
+#else
+    return __builtin_shuffle(a, b, (vi){EVEN_LANES});
 #endif
 }
 
-/* Stride 2, the common strided conv: 16 outputs per two loads and one permute. */
+/* Stride 2, the common strided conv: VL outputs per two loads and one permute. */
 static inline void copy_strided(float *restrict d, const float *restrict s, int64_t n,
                                 int64_t st) {
     if (st == 1) {
@@ -471,23 +496,23 @@ static inline void copy_strided(float *restrict d, const float *restrict s, int6
         return;
     }
     int64_t i = 0;
-    for (; i + 17 <= n; i += VL) {
-        v16 e = even_lanes(vload(s + 2 * i), vload(s + 2 * i + VL));
+    for (; i + VL + 1 <= n; i += VL) {
+        vf e = even_lanes(vload(s + 2 * i), vload(s + 2 * i + VL));
         memcpy(d + i, &e, sizeof e);
     }
     if (i == n) return;
-    int64_t r = n - i, m = 2 * r - 1; /* outputs left (1..16), floats they span */
-    v16     a = m >= VL ? vload(s + 2 * i) : vload_part(s + 2 * i, m);
-    v16     b = m > VL ? vload_part(s + 2 * i + VL, m - VL) : (v16){0};
-    v16     e = even_lanes(a, b);
+    int64_t r = n - i, m = 2 * r - 1; /* outputs left (1..VL), floats they span */
+    vf     a = m >= VL ? vload(s + 2 * i) : vload_part(s + 2 * i, m);
+    vf     b = m > VL ? vload_part(s + 2 * i + VL, m - VL) : (vf){0};
+    vf     e = even_lanes(a, b);
     if (r == VL) memcpy(d + i, &e, sizeof e);
     else vstore_part(d + i, e, r);
 }
 
 static inline void zero_row(float *d, int64_t n) {
     int64_t i = 0;
-    for (; i + VL <= n; i += VL) memcpy(d + i, &(v16){0}, sizeof(v16));
-    if (i < n) vstore_part(d + i, (v16){0}, n - i);
+    for (; i + VL <= n; i += VL) memcpy(d + i, &(vf){0}, sizeof(vf));
+    if (i < n) vstore_part(d + i, (vf){0}, n - i);
 }
 
 void lk_copy_strided(float *restrict d, const float *restrict s, int64_t n, int64_t st) {
@@ -499,8 +524,8 @@ void lk_zero_floats(float *d, int64_t n) {
 }
 
 /* R output rows x V vectors of a correlation kept in registers:
- *   out[r*ldo + v*16 + i] = bias + sum_{ky,kx} wk[ky*kw + kx]
- *                                  * in[(r*sr + ky*dh)*ldi + toff[kx] + v*16 + i].
+ *   out[r*ldo + v*VL + i] = bias + sum_{ky,kx} wk[ky*kw + kx]
+ *                                  * in[(r*sr + ky*dh)*ldi + toff[kx] + v*VL + i].
  * toff[kx] is the offset of tap kx inside a row: kx * dw when PH = 0 (computed, which saves a
  * load per tap), or read from the table for the phase planes of horizontal strides (see
  * dw_layout).  The weight is broadcast once per tap and reused across
@@ -510,15 +535,15 @@ static inline __attribute__((always_inline)) void
 dw_block(const float *restrict in, int64_t ldi, int64_t sr, const float *restrict wk, int64_t kh,
          int64_t kw, int64_t dh, int64_t dw, const int64_t *restrict toff, float bias,
          float *restrict out, int64_t ldo, const int R, const int V, const int PH) {
-    v16 acc[16];
+    vf acc[16];
 #pragma GCC unroll 16
     for (int i = 0; i < R * V; i++)
-        acc[i] = bias - (v16){0}; /* a broadcast: s - 0 == s, 0 + s is not (-0) */
+        acc[i] = bias - (vf){0}; /* a broadcast: s - 0 == s, 0 + s is not (-0) */
     for (int64_t ky = 0; ky < kh; ky++) {
         const float *ir = in + ky * dh * ldi;
         const float *wr = wk + ky * kw;
         for (int64_t kx = 0; kx < kw; kx++) {
-            v16          wv = wr[kx] - (v16){0};
+            vf          wv = wr[kx] - (vf){0};
             const float *p  = ir + (PH ? toff[kx] : kx * dw);
 #pragma GCC unroll 8
             for (int r = 0; r < R; r++)
@@ -531,7 +556,7 @@ dw_block(const float *restrict in, int64_t ldi, int64_t sr, const float *restric
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 8
         for (int v = 0; v < V; v++)
-            memcpy(out + r * ldo + v * VL, &acc[r * V + v], sizeof(v16));
+            memcpy(out + r * ldo + v * VL, &acc[r * V + v], sizeof(vf));
 }
 
 typedef void (*dw_block_fn)(const float *in, int64_t ldi, int64_t sr, const float *wk, int64_t kh,
@@ -557,10 +582,25 @@ DW_BLOCK(1, 5)
 DW_BLOCK(1, 6)
 DW_BLOCK(1, 7)
 DW_BLOCK(1, 8)
-DW_BLOCK(4, 3)
-DW_BLOCK(4, 4)
-DW_BLOCK(8, 2)
-DW_BLOCK(8, 1)
+/* Multi-row blocks for rows of 1-4 vectors: at most 16 accumulators with AVX-512's 32
+ * registers, 12 with AVX2's or SSE's 16 (more spill to the stack). */
+#if VL == 16
+#define DW_R4 4 /* rows of the blocks of 4, 3, 2 and 1 vectors */
+#define DW_R3 4
+#define DW_R2 8
+#else
+#define DW_R4 3
+#define DW_R3 4
+#define DW_R2 6
+#endif
+#define DW_R1 8
+#define DW_BLOCK_RV(R, V) DW_BLOCK(R, V)
+DW_BLOCK_RV(DW_R4, 4)
+DW_BLOCK_RV(DW_R3, 3)
+DW_BLOCK_RV(DW_R2, 2)
+DW_BLOCK_RV(DW_R1, 1)
+#define DW_BLOCK_FN2(P, R, V) dw_##P##_##R##_##V
+#define DW_BLOCK_FN(P, R, V)  DW_BLOCK_FN2(P, R, V)
 
 /* [PH][V]: single-row blocks of V vectors; [PH][0] holds the multi-row block of a shape. */
 static const dw_block_fn dw_row_fns[2][9] = {
@@ -571,20 +611,20 @@ static const dw_block_fn dw_row_fns[2][9] = {
 };
 
 /* Block shape for a row of nvec vectors: about 8 accumulators, rows stacked for narrow
- * planes so that 16- and 32-wide planes still fill the registers. */
+ * planes so that planes of 1-4 vectors still fill the registers. */
 static void dw_block_shape(int64_t nvec, int ph, int *r, int *v, dw_block_fn *fn) {
     if (nvec >= 8) {
         *r = 1, *v = 8, *fn = dw_row_fns[ph][8];
     } else if (nvec >= 5) {
         *r = 1, *v = (int)nvec, *fn = dw_row_fns[ph][nvec];
     } else if (nvec == 4) {
-        *r = 4, *v = 4, *fn = ph ? dw_pblock_4_4 : dw_block_4_4;
+        *r = DW_R4, *v = 4, *fn = ph ? DW_BLOCK_FN(pblock, DW_R4, 4) : DW_BLOCK_FN(block, DW_R4, 4);
     } else if (nvec == 3) {
-        *r = 4, *v = 3, *fn = ph ? dw_pblock_4_3 : dw_block_4_3;
+        *r = DW_R3, *v = 3, *fn = ph ? DW_BLOCK_FN(pblock, DW_R3, 3) : DW_BLOCK_FN(block, DW_R3, 3);
     } else if (nvec == 2) {
-        *r = 8, *v = 2, *fn = ph ? dw_pblock_8_2 : dw_block_8_2;
+        *r = DW_R2, *v = 2, *fn = ph ? DW_BLOCK_FN(pblock, DW_R2, 2) : DW_BLOCK_FN(block, DW_R2, 2);
     } else {
-        *r = 8, *v = 1, *fn = ph ? dw_pblock_8_1 : dw_block_8_1;
+        *r = DW_R1, *v = 1, *fn = ph ? DW_BLOCK_FN(pblock, DW_R1, 1) : DW_BLOCK_FN(block, DW_R1, 1);
     }
 }
 
@@ -602,7 +642,7 @@ static int64_t ceil_div_nonneg(int64_t a, int64_t b) {
 /* out (nr x nx, contiguous) = (accumulate ? out : 0) + bias + correlation of in with wk, where
  * in points at the first tap of output (0, 0), rows sr apart and ldi floats long; taps are
  * kx * dw apart, or at toff[kx] when toff is non-NULL.  Rows of in must be readable up to nx
- * rounded up to 16 past the last tap.  Only rows [vr0, vr1) of in (counted from
+ * rounded up to VL past the last tap.  Only rows [vr0, vr1) of in (counted from
  * its first row) may be nonzero: kernel rows that reach none of them from a block of output
  * rows are skipped (their products are zeros; the sums keep their order).  When rows are whole vectors
  * and nothing is accumulated the blocks store straight into out; otherwise they go through
@@ -657,15 +697,15 @@ static inline __attribute__((always_inline)) void
 dw_wblock(const float *restrict xp, int64_t ldx, int64_t sr, int64_t dw,
           const int64_t *restrict toff, const float *restrict gp, int64_t ldg, int64_t oy0,
           int64_t oy1, int64_t nvec, float *restrict wacc, const int KB, const int PH) {
-    v16 acc[8];
+    vf acc[8];
 #pragma GCC unroll 8
     for (int i = 0; i < KB; i++)
-        acc[i] = (v16){0};
+        acc[i] = (vf){0};
     for (int64_t oy = oy0; oy < oy1; oy++) {
         const float *xr = xp + oy * sr * ldx;
         const float *gr = gp + oy * ldg;
         for (int64_t v = 0; v < nvec; v++) {
-            v16 gv = vload(gr + v * VL);
+            vf gv = vload(gr + v * VL);
 #pragma GCC unroll 8
             for (int i = 0; i < KB; i++)
                 acc[i] += gv * vload(xr + (PH ? toff[i] : i * dw) + v * VL);
@@ -674,7 +714,7 @@ dw_wblock(const float *restrict xp, int64_t ldx, int64_t sr, int64_t dw,
 #pragma GCC unroll 8
     for (int i = 0; i < KB; i++) {
         acc[i] += vload(wacc + i * VL);
-        memcpy(wacc + i * VL, &acc[i], sizeof(v16));
+        memcpy(wacc + i * VL, &acc[i], sizeof(vf));
     }
 }
 
@@ -733,7 +773,7 @@ typedef struct dw_layout {
  * kernels': those compute whole vectors of a grid that includes the kernel's halo (a 23x23
  * kernel over a 12x12 output: 12 x 34 columns) and every tap of the rows they keep, at about
  * two FMAs a cycle, plus a per-channel set-up; channels last computes only the taps that land
- * inside the input, 16 channels per vector, at about one FMA a cycle (two loads each), plus
+ * inside the input, VL channels per vector, at about one FMA a cycle (two loads each), plus
  * both transposes.  Multiplier 1 (m == c) only. */
 static int dw_cl_chosen(const lk_conv_geom *g) {
     if (g->m != g->c || g->c < VL || g->oh * g->ow > DW_CL_MAX_HW) return 0;
@@ -789,7 +829,7 @@ static void dw_layout_set(const lk_conv_geom *g, dw_layout *L) {
         if (total > L->per_thread) L->per_thread = total;
     }
     L->cl = dw_cl_chosen(g);
-    if (L->cl) { /* one block of 16 channels: input, weights, output channels last; bias */
+    if (L->cl) { /* one block of VL channels: input, weights, output channels last; bias */
         size_t total = up16((size_t)(g->h * g->w * VL)) + up16((size_t)(g->kh * g->kw * VL)) +
                        up16((size_t)(g->oh * g->ow * VL)) + VL;
         if (total > L->per_thread) L->per_thread = total;
@@ -893,17 +933,17 @@ static void dw_small_pad(const lk_conv_geom *g, const dw_layout *L, const float 
         }
 }
 
-/* V vectors of the flat grid: out[v*16 + i] = bias + sum over taps k in [k0, k1) of
- * wk[k] * xq[off[k] + v*16 + i], the taps in order (dw_block's arithmetic). */
+/* V vectors of the flat grid: out[v*VL + i] = bias + sum over taps k in [k0, k1) of
+ * wk[k] * xq[off[k] + v*VL + i], the taps in order (dw_block's arithmetic). */
 static inline __attribute__((always_inline)) void
 dw_flat(const float *restrict xq, const int64_t *restrict off, const float *restrict wk,
         int64_t k0, int64_t k1, float bias, float *restrict out, const int V) {
-    v16 acc[8];
+    vf acc[8];
 #pragma GCC unroll 8
     for (int v = 0; v < V; v++)
-        acc[v] = bias - (v16){0};
+        acc[v] = bias - (vf){0};
     for (int64_t k = k0; k < k1; k++) {
-        v16          wv = wk[k] - (v16){0};
+        vf          wv = wk[k] - (vf){0};
         const float *p  = xq + off[k];
 #pragma GCC unroll 8
         for (int v = 0; v < V; v++)
@@ -911,7 +951,7 @@ dw_flat(const float *restrict xq, const int64_t *restrict off, const float *rest
     }
 #pragma GCC unroll 8
     for (int v = 0; v < V; v++)
-        memcpy(out + v * VL, &acc[v], sizeof(v16));
+        memcpy(out + v * VL, &acc[v], sizeof(vf));
 }
 
 typedef void (*dw_flat_fn)(const float *xq, const int64_t *off, const float *wk, int64_t k0,
@@ -983,34 +1023,44 @@ static void dw_small_body(void *arg, int64_t t0, int64_t t1, int tid) {
 /* ---- channels last, for small planes ------------------------------------------------------ */
 
 #if !defined(__clang__)
-typedef int32_t vi16 __attribute__((vector_size(64)));
-/* Shuffle masks of tr16, per stage b = 8, 4, 2, 1: the low and the high half of the swap. */
-static const vi16 tr16_mask[8] = {
-    {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},
-    {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31},
-    {0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27},
-    {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31},
-    {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29},
-    {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31},
-    {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30},
-    {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31},
-};
+/* Shuffle masks of trv, per stage b = VL/2, ..., 2, 1: the low and the high half of the swap
+ * (lane j of the low half: lane j of row i where bit b of j is clear, else lane j - b of row
+ * i + b; the high half is b lanes further on). */
+#define TR_LO(b, j) ((j) & (b) ? VL + (j) - (b) : (j))
+#define TR_HI(b, j) (TR_LO(b, j) + (b))
+#define TR_ROW4(F, b, j) F(b, j), F(b, j + 1), F(b, j + 2), F(b, j + 3)
+#if VL == 16
+#define TR_MASK(F, b) {TR_ROW4(F, b, 0), TR_ROW4(F, b, 4), TR_ROW4(F, b, 8), TR_ROW4(F, b, 12)}
+static const vi trv_mask[8] = {TR_MASK(TR_LO, 8), TR_MASK(TR_HI, 8), TR_MASK(TR_LO, 4),
+                               TR_MASK(TR_HI, 4), TR_MASK(TR_LO, 2), TR_MASK(TR_HI, 2),
+                               TR_MASK(TR_LO, 1), TR_MASK(TR_HI, 1)};
+#elif VL == 8
+#define TR_MASK(F, b) {TR_ROW4(F, b, 0), TR_ROW4(F, b, 4)}
+static const vi trv_mask[6] = {TR_MASK(TR_LO, 4), TR_MASK(TR_HI, 4), TR_MASK(TR_LO, 2),
+                               TR_MASK(TR_HI, 2), TR_MASK(TR_LO, 1), TR_MASK(TR_HI, 1)};
+#else
+#define TR_MASK(F, b) {TR_ROW4(F, b, 0)}
+static const vi trv_mask[4] = {TR_MASK(TR_LO, 2), TR_MASK(TR_HI, 2), TR_MASK(TR_LO, 1),
+                               TR_MASK(TR_HI, 1)};
+#endif
 #endif
 
-/* In-register transpose of 16 rows of 16 floats: stage b swaps bit b of the row and lane
+/* In-register transpose of VL rows of VL floats: stage b swaps bit b of the row and lane
  * indices (two-source shuffles; through memory under clang, which has no run-time masks). */
-static void tr16(v16 *t) {
+static void trv(vf *t) {
 #if defined(__clang__)
     float m[VL * VL];
     memcpy(m, t, sizeof m);
     lk_transpose_square(m, VL);
     memcpy(t, m, sizeof m);
 #else
-    for (int st = 0, b = 8; b >= 1; b /= 2, st++)
+#pragma GCC unroll 4
+    for (int st = 0, b = VL / 2; b >= 1; b /= 2, st++)
+#pragma GCC unroll 16
         for (int i = 0; i < VL; i++)
             if (!(i & b)) {
-                v16 u = __builtin_shuffle(t[i], t[i + b], tr16_mask[2 * st]);
-                v16 w = __builtin_shuffle(t[i], t[i + b], tr16_mask[2 * st + 1]);
+                vf u = __builtin_shuffle(t[i], t[i + b], trv_mask[2 * st]);
+                vf w = __builtin_shuffle(t[i], t[i + b], trv_mask[2 * st + 1]);
                 t[i] = u, t[i + b] = w;
             }
 #endif
@@ -1019,16 +1069,16 @@ static void tr16(v16 *t) {
 void lk_to_channels_last(const float *src, int64_t C, int64_t np, int64_t ld, float *dst, int64_t cp) {
     for (int64_t c0 = 0; c0 < cp; c0 += VL)
         for (int64_t p0 = 0; p0 < np; p0 += VL) {
-            v16     t[VL];
+            vf     t[VL];
             int64_t cnt = np - p0 < VL ? np - p0 : VL;
             for (int64_t i = 0; i < VL; i++) {
-                t[i] = (v16){0};
+                t[i] = (vf){0};
                 if (c0 + i >= C) continue;
                 if (cnt == VL) t[i] = vload(src + (c0 + i) * ld + p0);
                 else t[i] = vload_part(src + (c0 + i) * ld + p0, cnt);
             }
-            tr16(t);
-            for (int64_t i = 0; i < cnt; i++) memcpy(dst + (p0 + i) * cp + c0, &t[i], sizeof(v16));
+            trv(t);
+            for (int64_t i = 0; i < cnt; i++) memcpy(dst + (p0 + i) * cp + c0, &t[i], sizeof(vf));
         }
 }
 
@@ -1037,14 +1087,14 @@ void lk_from_channels_last(const float *src, int64_t C, int64_t np, int64_t cp, 
                     int accumulate) {
     for (int64_t c0 = 0; c0 < C; c0 += VL)
         for (int64_t p0 = 0; p0 < np; p0 += VL) {
-            v16     t[VL];
+            vf     t[VL];
             int64_t cnt = np - p0 < VL ? np - p0 : VL, nc = C - c0 < VL ? C - c0 : VL;
             for (int64_t i = 0; i < VL; i++)
-                t[i] = i < cnt ? vload(src + (p0 + i) * cp + c0) : (v16){0};
-            tr16(t);
+                t[i] = i < cnt ? vload(src + (p0 + i) * cp + c0) : (vf){0};
+            trv(t);
             for (int64_t i = 0; i < nc; i++) {
                 float *d = dst + (c0 + i) * ld + p0;
-                v16    v = t[i];
+                vf    v = t[i];
                 if (cnt == VL) {
                     if (accumulate) v += vload(d);
                     memcpy(d, &v, sizeof v);
@@ -1061,17 +1111,17 @@ void lk_add_channels_major(const float *src, int64_t C, int64_t np, int64_t cp, 
     int64_t c0 = 0;
     if (np <= VL)
         for (; c0 + VL <= C; c0 += VL) {
-            v16   t[VL];
+            vf   t[VL];
             float buf[VL * VL + VL];
-            for (int64_t j = 0; j < VL; j++) t[j] = j < np ? vload(src + j * cp + c0) : (v16){0};
-            tr16(t);
+            for (int64_t j = 0; j < VL; j++) t[j] = j < np ? vload(src + j * cp + c0) : (vf){0};
+            trv(t);
             /* Channel i's np values at buf[i * np]: each store's tail is overwritten by the
              * next one, so the block is np whole vectors, added with whole-vector loads
              * (masked partial stores into dst made every next load wait for them). */
-            for (int64_t i = 0; i < VL; i++) memcpy(buf + i * np, &t[i], sizeof(v16));
+            for (int64_t i = 0; i < VL; i++) memcpy(buf + i * np, &t[i], sizeof(vf));
             float *d = dst + c0 * np;
             for (int64_t v = 0; v < np; v++) {
-                v16 s = vload(buf + v * VL);
+                vf s = vload(buf + v * VL);
                 if (accumulate) s += vload(d + v * VL);
                 memcpy(d + v * VL, &s, sizeof s);
             }
@@ -1081,7 +1131,7 @@ void lk_add_channels_major(const float *src, int64_t C, int64_t np, int64_t cp, 
             dst[c0 * np + p] = (accumulate ? dst[c0 * np + p] : 0.0f) + src[p * cp + c0];
 }
 
-/* NG outputs of one row (columns ox0, ox0 + 1, ...), 16 channels: acc[i] = bias + the taps
+/* NG outputs of one row (columns ox0, ox0 + 1, ...), VL channels: acc[i] = bias + the taps
  * inside the input in (ky, kx) order.  Per kernel row, the columns every output of the group
  * can use run as NG independent chains; the few only some can use (at the plane's edges)
  * come before and after, per output, so each output keeps its tap order. */
@@ -1089,7 +1139,7 @@ static inline __attribute__((always_inline)) void
 dw_cl_group(const lk_conv_geom *g, const float *xt, const float *wt, int64_t cp, int64_t oy,
             int64_t ox0, int64_t ky0, int64_t ky1, const int64_t *kx0, const int64_t *kx1,
             const float *bias, float *out, const int NG) {
-    v16     acc[4];
+    vf     acc[4];
     int64_t A = 0, B = g->kw;
     for (int i = 0; i < NG; i++) {
         acc[i] = vload(bias);
@@ -1118,7 +1168,7 @@ dw_cl_group(const lk_conv_geom *g, const float *xt, const float *wt, int64_t cp,
                 if (kx < A && kx < kx1[i]) acc[i] += vload(wr + kx * cp) * vload(xt + xi[i] + kx * dx);
             }
         for (int64_t kx = A; kx < B; kx++) {
-            v16 wv = vload(wr + kx * cp);
+            vf wv = vload(wr + kx * cp);
 #pragma GCC unroll 4
             for (int i = 0; i < NG; i++) acc[i] += wv * vload(xt + xi[i] + kx * dx);
         }
@@ -1129,15 +1179,15 @@ dw_cl_group(const lk_conv_geom *g, const float *xt, const float *wt, int64_t cp,
                 if (kx < kx1[i]) acc[i] += vload(wr + kx * cp) * vload(xt + xi[i] + kx * dx);
             }
     }
-    for (int i = 0; i < NG; i++) memcpy(out + i * cp, &acc[i], sizeof(v16));
+    for (int i = 0; i < NG; i++) memcpy(out + i * cp, &acc[i], sizeof(vf));
 }
 
-/* Forward on small planes, channels last, one task per batch item, block of 16 channels and
+/* Forward on small planes, channels last, one task per batch item, block of VL channels and
  * chunk of output rows (see lk_conv_forward): the block's input planes are transposed to
- * xt[pixel][16] and its weights to wt[tap][16];
- * each output is computed for the 16 channels in one vector over only the taps that land
+ * xt[pixel][VL] and its weights to wt[tap][VL];
+ * each output is computed for the VL channels in one vector over only the taps that land
  * inside the input (the position-vector kernels also compute the halo's junk columns and
- * every tap of a row), then yt[pixel][16] is transposed into y.  Per output: the bias, then
+ * every tap of a row), then yt[pixel][VL] is transposed into y.  Per output: the bias, then
  * the taps in (ky, kx) order (taps on padding, which the other kernels add as w * 0, are left
  * out). */
 static void dw_cl_body(void *arg, int64_t t0, int64_t t1, int tid) {
@@ -1325,7 +1375,7 @@ void lk_conv_forward(const lk_conv_geom *g, const float *x, const float *w, cons
         dw_layout_set(g, &L);
         if (L.cl) {
             /* Fewer (image, channel block) tasks than threads can share evenly (one block
-             * of 16 channels under a 31x31 kernel: 130 us on one thread) split into chunks
+             * of channels under a 31x31 kernel: 130 us on one thread) split into chunks
              * of output rows; each chunk transposes the whole input block again. */
             int64_t base = g->n * ((g->c + VL - 1) / VL), nt = ctx->pool ? ctx->nthreads : 1;
             a.rchunks    = 1;
