@@ -1285,10 +1285,10 @@ static void forward_packed(const lk_conv_geom *g, const float *x, const float *w
     a.res = res, a.relu = relu;
     a.kdim = kdim_of(g);
     a.micro = micro_table();
-    /* Small convolutions are not worth a hand-off: below ~2 M MACs (~15 us on one core)
-     * the fork-join and the other core's cache misses on data this core just wrote cost
-     * more than half the work saves (the 96x96 examples ran 1.2-1.4x slower on 2 threads
-     * than on 1 with a 64 K threshold). */
+    /* Small convolutions are not worth a hand-off (LK_CONV_PAR_MIN_MACS, kernels.h): the
+     * fork-join and the other core's cache misses on data this core just wrote cost more
+     * than half the work saves (the 96x96 examples ran 1.2-1.4x slower on 2 threads than
+     * on 1 with a 64 K threshold on a Zen 5). */
     double work = (double)g->n * (double)g->m * (double)(g->oh * g->ow) * (double)a.kdim;
     if (work < LK_CONV_PAR_MIN_MACS) nt = 1;
     if ((modes & PK_WN) && wn_chosen(g)) {

@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lkprobe/lk_cpu.h"
 #include "op.h"
 
 /* ---- GEMM ------------------------------------------------------------------------------ */
@@ -117,9 +118,13 @@ static inline void lk_transpose_square(float *m, int n) {
 
 /* Convolutions with fewer multiply-adds run on the calling thread: a fork-join and the
  * other core's first reads of what this one just wrote cost several microseconds on the
- * 2-core machines measured (bench/RESULTS.md), more than half of such a conv saves. */
-#define LK_CONV_PAR_MIN_MACS 2e6
-#define LK_DW_PAR_MIN_MACS   1e6
+ * 2-core machines measured (bench/RESULTS.md), more than half of such a conv saves.  The cut
+ * is one of time, so it follows the vector width of the packed kernel in use: 2 M (depthwise
+ * 1 M) with AVX-512, about 20 us on a Zen 5 core; a quarter of that otherwise (on a Zen 1
+ * core with AVX2, 2 M took about 100 us, and 0.5 M made the 96x96 examples and the PaddleOCR
+ * classifier 20-35 % faster on 2 threads). */
+#define LK_CONV_PAR_MIN_MACS (lk_cpu_isa() == LK_ISA_AVX512 ? 2e6 : 5e5)
+#define LK_DW_PAR_MIN_MACS   (lk_cpu_isa() == LK_ISA_AVX512 ? 1e6 : 2.5e5)
 
 /* ---- convolution on plan-time packed weights (conv_packed.c) ------------------------------ */
 
