@@ -382,7 +382,13 @@ typedef struct ct_part {
 } ct_part;
 
 /* g (ni x nj, rows ldg apart) += a b^T over wp columns (a multiple of 8): rows a[i], b[j]
- * (rows past ni, nj point at a zero row). */
+ * (rows past ni, nj point at a zero row).  Lane l (0..7) of the pair (i, j) sums
+ * a[i][c + l] * b[j][c + l] over c = 0, 8, 16, ... with FMAs; the 8 lanes are then added in
+ * order.  With AVX-512 a lane group is one register and the tile is 4 x 6; otherwise the same
+ * lanes run as two halves of 4 doubles over sub-tiles of 2 x 6, so that the 12 accumulators
+ * stay in AVX2's 16 registers (8-double vectors would live on the stack, two registers each),
+ * and every lane gets the same operations in the same order (the same bits). */
+#if defined(__AVX512F__)
 __attribute__((optimize("fp-contract=fast"))) static void
 ct_tile(const double *const *a, const double *const *b, int64_t wp, double *g, int64_t ldg,
         int64_t ni, int64_t nj) {
@@ -394,7 +400,7 @@ ct_tile(const double *const *a, const double *const *b, int64_t wp, double *g, i
         for (int j = 0; j < CT_J; j++) {
             ct_v8 bv;
             memcpy(&bv, b[j] + c, sizeof bv);
-#if defined(__x86_64__) && defined(__GNUC__) && defined(__AVX512F__)
+#if defined(__x86_64__) && defined(__GNUC__)
             /* One load of each B row per step, kept in a register: folded into the four FMAs
              * as memory operands (GCC's choice) it was read four times from L2. */
             __asm__("" : "+v"(bv));
@@ -409,6 +415,48 @@ ct_tile(const double *const *a, const double *const *b, int64_t wp, double *g, i
             g[i * ldg + j] += t;
         }
 }
+#else
+typedef double ct_v4 __attribute__((vector_size(32)));
+#define CT_SI 2 /* A rows per sub-tile */
+_Static_assert(CT_I % CT_SI == 0, "sub-tiles split the tile's rows");
+
+/* Lanes h..h+3 of the pairs (i0 + i, j), i < CT_SI, j < CT_J, into lanes[(i0 + i) * CT_J + j]. */
+__attribute__((optimize("fp-contract=fast"))) static void
+ct_subtile(const double *const *a, const double *const *b, int64_t wp, int h, int i0,
+           double (*lanes)[8]) {
+    ct_v4 acc[CT_SI * CT_J];
+#pragma GCC unroll 12
+    for (int i = 0; i < CT_SI * CT_J; i++) acc[i] = (ct_v4){0};
+    for (int64_t c = h; c < wp; c += 8) {
+        ct_v4 av[CT_SI];
+#pragma GCC unroll 2
+        for (int i = 0; i < CT_SI; i++) memcpy(&av[i], a[i0 + i] + c, sizeof(ct_v4));
+#pragma GCC unroll 6
+        for (int j = 0; j < CT_J; j++) {
+            ct_v4 bv;
+            memcpy(&bv, b[j] + c, sizeof bv);
+#pragma GCC unroll 2
+            for (int i = 0; i < CT_SI; i++) acc[i * CT_J + j] += av[i] * bv;
+        }
+    }
+#pragma GCC unroll 12
+    for (int i = 0; i < CT_SI * CT_J; i++)
+        memcpy(&lanes[i0 * CT_J + i][h], &acc[i], sizeof(ct_v4));
+}
+
+static void ct_tile(const double *const *a, const double *const *b, int64_t wp, double *g,
+                    int64_t ldg, int64_t ni, int64_t nj) {
+    double lanes[CT_I * CT_J][8];
+    for (int i0 = 0; i0 < CT_I; i0 += CT_SI)
+        for (int h = 0; h < 8; h += 4) ct_subtile(a, b, wp, h, i0, lanes);
+    for (int64_t i = 0; i < ni; i++)
+        for (int64_t j = 0; j < nj; j++) {
+            double t = 0;
+            for (int l = 0; l < 8; l++) t += lanes[i * CT_J + j][l];
+            g[i * ldg + j] += t;
+        }
+}
+#endif
 
 /* d (rows wp apart) = sc * src rows [c, c + w) (rows P apart); columns w..wp zero. */
 static void ct_convert(const float *src, int64_t rows, int64_t P, int64_t c, int64_t w, int64_t wp,
