@@ -388,6 +388,16 @@ typedef struct ct_part {
  * lanes run as two halves of 4 doubles over sub-tiles of 2 x 6, so that the 12 accumulators
  * stay in AVX2's 16 registers (8-double vectors would live on the stack, two registers each),
  * and every lane gets the same operations in the same order (the same bits). */
+/* g[i][j] += the sum of lanes[i * CT_J + j][0..7] in lane order, i < ni, j < nj. */
+static void ct_add_lanes(const double (*lanes)[8], double *g, int64_t ldg, int64_t ni, int64_t nj) {
+    for (int64_t i = 0; i < ni; i++)
+        for (int64_t j = 0; j < nj; j++) {
+            double t = 0;
+            for (int l = 0; l < 8; l++) t += lanes[i * CT_J + j][l];
+            g[i * ldg + j] += t;
+        }
+}
+
 #if defined(__AVX512F__)
 __attribute__((optimize("fp-contract=fast"))) static void
 ct_tile(const double *const *a, const double *const *b, int64_t wp, double *g, int64_t ldg,
@@ -408,12 +418,9 @@ ct_tile(const double *const *a, const double *const *b, int64_t wp, double *g, i
             for (int i = 0; i < CT_I; i++) acc[i * CT_J + j] += av[i] * bv;
         }
     }
-    for (int64_t i = 0; i < ni; i++)
-        for (int64_t j = 0; j < nj; j++) {
-            double t = 0;
-            for (int l = 0; l < 8; l++) t += acc[i * CT_J + j][l];
-            g[i * ldg + j] += t;
-        }
+    double lanes[CT_I * CT_J][8];
+    memcpy(lanes, acc, sizeof lanes);
+    ct_add_lanes((const double (*)[8])lanes, g, ldg, ni, nj);
 }
 #else
 typedef double ct_v4 __attribute__((vector_size(32)));
@@ -449,12 +456,7 @@ static void ct_tile(const double *const *a, const double *const *b, int64_t wp, 
     double lanes[CT_I * CT_J][8];
     for (int i0 = 0; i0 < CT_I; i0 += CT_SI)
         for (int h = 0; h < 8; h += 4) ct_subtile(a, b, wp, h, i0, lanes);
-    for (int64_t i = 0; i < ni; i++)
-        for (int64_t j = 0; j < nj; j++) {
-            double t = 0;
-            for (int l = 0; l < 8; l++) t += lanes[i * CT_J + j][l];
-            g[i * ldg + j] += t;
-        }
+    ct_add_lanes((const double (*)[8])lanes, g, ldg, ni, nj);
 }
 #endif
 
