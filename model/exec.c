@@ -305,7 +305,8 @@ static size_t pack_intervals(grad_iv *iv, int64_t n, grad_iv **liv) {
  * step.  Tangents (kind 1): forward time; v's tangent lives from its producer's step to
  * its last consumer's, or to the end when it is kept.  Forward values (kind 2, x->vshare
  * set): from the step that writes v (a fused conv writes its chain's last value) to its
- * last reader's (a fused conv also reads the value it adds). */
+ * last reader's (a fused conv also reads the value it adds); an elementwise chain written over
+ * its input takes the input's buffer (lk_chains_in_place). */
 enum { POOL_GRAD = 0, POOL_TANGENT = 1, POOL_VALUE = 2 };
 
 static lk_status plan_pool(lk_exec *x, int tangent, size_t **offsets, size_t *total,
@@ -316,7 +317,10 @@ static lk_status plan_pool(lk_exec *x, int tangent, size_t **offsets, size_t *to
     int64_t        *last = lk_malloc(sizeof *last * (size_t)(nv ? nv : 1));
     grad_iv        *iv   = lk_malloc(sizeof *iv * (size_t)(nv ? nv : 1));
     grad_iv       **liv  = lk_malloc(sizeof *liv * (size_t)(nv ? nv : 1));
-    if (!off || !last || !iv || !liv) {
+    int64_t        *alias = tangent == POOL_VALUE ? lk_malloc(sizeof *alias * (size_t)(nv ? nv : 1))
+                                                  : NULL;
+    if (!off || !last || !iv || !liv || (tangent == POOL_VALUE && !alias)) {
+        lk_free(alias);
         lk_free(off);
         lk_free(last);
         lk_free(iv);
@@ -333,10 +337,23 @@ static lk_status plan_pool(lk_exec *x, int tangent, size_t **offsets, size_t *to
         if (x->fuse_add && x->fuse_add[i] >= 0) last[x->fuse_add[i]] = i;
     }
     if (x->chains) lk_chains_last_use(x->chains, last);
+    if (tangent == POOL_VALUE) {
+        /* A chain written over its input: the input's buffer (the root of a run of such
+         * chains) lives until the output's last reader, and the output gets no interval. */
+        for (int64_t v = 0; v < nv; v++) alias[v] = -1;
+        lk_chains_in_place(x->chains, last, x->vshare, alias);
+        for (int64_t v = 0; v < nv; v++) {
+            if (alias[v] < 0) continue;
+            int64_t r = v;
+            while (alias[r] >= 0) r = alias[r];
+            int64_t t1 = last[v] > x->vstep[v] ? last[v] : x->vstep[v];
+            if (last[r] < t1) last[r] = t1;
+        }
+    }
     for (int64_t v = 0; v < nv; v++) {
         int64_t p = m->values[v].producer, c = last[v] > p ? last[v] : p;
         if (tangent == POOL_VALUE) {
-            if (!x->vshare[v]) continue;
+            if (!x->vshare[v] || alias[v] >= 0) continue;
             iv[n].t0 = x->vstep[v];
             iv[n].t1 = last[v] > x->vstep[v] ? last[v] : x->vstep[v];
         } else if (tangent) {
@@ -354,6 +371,12 @@ static lk_status plan_pool(lk_exec *x, int tangent, size_t **offsets, size_t *to
     }
     size_t top = pack_intervals(iv, n, liv);
     for (int64_t k = 0; k < n; k++) off[iv[k].v] = iv[k].off;
+    for (int64_t v = 0; tangent == POOL_VALUE && v < nv; v++) {
+        int64_t r = v;
+        while (alias[r] >= 0) r = alias[r];
+        if (r != v) off[v] = off[r];
+    }
+    lk_free(alias);
     lk_free(last);
     lk_free(iv);
     lk_free(liv);

@@ -14,6 +14,7 @@
  *     lk_chains *ch;
  *     lk_chains_plan(m, vals, fuse_add, keep, active, live, &ch, err); (plan time, after shapes)
  *     lk_chains_last_use(ch, last);            (liveness: values the chain reads at nk's step)
+ *     lk_chains_in_place(ch, last, share, alias); (outputs that may take their input's buffer)
  *     if (!lk_chains_run(ch, i, vals, pool)) ... run node i as usual ...
  *     lk_chains_free(ch);
  */
@@ -40,6 +41,14 @@ int64_t   lk_chains_count(const lk_chains *c);
 /* Raises last[v] to the last node's index for every value a chain reads (its input and the
  * other operands of its binary nodes), which are read at that step. */
 void      lk_chains_last_use(const lk_chains *c, int64_t *last);
+/* Sets alias[out] = in for every chain whose output may be written over its input: both
+ * are shared forward buffers (share[]), the chain's last node is the input's last reader
+ * (last[] as completed by lk_chains_last_use) and its last node does not read the input as
+ * its other operand.  A tile's reads of the input all come before its store, and tiles are
+ * disjoint, so the pass gives the same bits; the write lands on lines the pass has just read
+ * instead of fresh memory.  Other entries of alias[] are left as they are. */
+void      lk_chains_in_place(const lk_chains *c, const int64_t *last, const unsigned char *share,
+                             int64_t *alias);
 /* When node i ends a chain, runs the whole chain on vals (buffers allocated) and returns 1;
  * returns 0 otherwise.  Never allocates. */
 int       lk_chains_run(const lk_chains *c, int64_t i, const lk_tensor *vals, lk_pool *pool);

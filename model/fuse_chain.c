@@ -246,6 +246,17 @@ void lk_chains_last_use(const lk_chains *c, int64_t *last) {
     }
 }
 
+void lk_chains_in_place(const lk_chains *c, const int64_t *last, const unsigned char *share,
+                        int64_t *alias) {
+    for (int64_t i = 0; c && i < c->n_nodes; i++) {
+        if (c->tail[i] < 0) continue;
+        const chain *ch = &c->ch[c->tail[i]];
+        if (share[ch->in] && share[ch->out] && last[ch->in] == i &&
+            c->st[ch->step0 + ch->n_steps - 1].other != ch->in)
+            alias[ch->out] = ch->in;
+    }
+}
+
 typedef struct chain_args {
     const lk_chains *cs;
     const chain     *ch;

@@ -536,6 +536,74 @@ START_TEST(elementwise_chain_stops_at_kept) {
 }
 END_TEST
 
+/* A hard-swish chain written over its input (lk_chains_in_place): x (N,3,45,70) -> conv1 (c) ->
+ * Add(c, 3) -> Clip[0,6] -> Mul(c, .) -> Div(., 6) = h -> conv2 = y.  c's last reader is the
+ * chain, which reads it again at its Mul step, so h takes c's buffer.  With last_reads_c the
+ * chain ends Div -> Mul(., c) instead: its last node reads c, so h gets its own buffer. */
+static lk_model *hswish_net(int last_reads_c, int64_t *x, int64_t *y) {
+    lk_model *m;
+    lk_error  err;
+    int64_t   sh[4] = {1, 3, 45, 70}, one[1] = {1};
+    float     three = 3.0f, six = 6.0f;
+    ck_assert_int_eq(lk_model_alloc(&m, NULL), LK_OK);
+    ck_assert_int_eq(lk_model_add_input(m, "x", 4, sh, x, NULL), LK_OK);
+    int64_t  p3 = add_param1(m, "three", 1, one, &three), p6 = add_param1(m, "six", 1, one, &six);
+    int64_t  c  = add_conv(m, "conv1", *x, 3, 4, 505, NULL);
+    lk_attrs clip = lk_attrs_default(LK_OP_CLIP);
+    clip.s.alpha  = 0.0f;
+    clip.s.beta   = 6.0f;
+    int64_t a = add_op(m, LK_OP_ADD, "a", 2, c, p3, NULL);
+    int64_t r = add_op(m, LK_OP_CLIP, "r", 1, a, -1, &clip);
+    int64_t h = last_reads_c ? add_op(m, LK_OP_MUL, "h", 2, add_op(m, LK_OP_DIV, "d", 2, r, p6, NULL), c, NULL)
+                             : add_op(m, LK_OP_DIV, "h", 2, add_op(m, LK_OP_MUL, "p", 2, c, r, NULL), p6, NULL);
+    *y = add_conv(m, "conv2", h, 4, 4, 606, NULL);
+    ck_assert_int_eq(lk_model_set_outputs(m, 1, y, NULL), LK_OK);
+    ck_assert_msg(lk_model_finalize(m, &err) == LK_OK, "%s", err.msg);
+    return m;
+}
+
+/* The in-place chain gives the unfused bits at batch 1 (one thread) and batch 6 (tiles split
+ * over 2 threads), and saves exactly c's buffer against the chain whose last node reads c. */
+START_TEST(elementwise_chain_in_place) {
+    lk_error err;
+    _Static_assert(6 * 4 * 45 * 70 >= LK_MEM_PAR_MIN, "batch 6 must split the chain's tiles");
+    for (int batch = 1; batch <= 6; batch += 5) {
+        int64_t      xv, yv, bytes[2];
+        lk_tensor   *x = tensor4(batch, 3, 45, 70, 17 + (uint64_t)batch);
+        lk_exec_opts o = lk_exec_opts_default();
+        o.threads      = batch == 1 ? 1 : 2;
+        lk_exec_opts of = o;
+        of.fuse         = 1;
+        const lk_tensor *in = x;
+        for (int last_reads_c = 0; last_reads_c < 2; last_reads_c++) {
+            lk_model *m = hswish_net(last_reads_c, &xv, &yv);
+            lk_exec  *a = NULL, *f = NULL;
+            uint64_t  est;
+            ck_assert_msg(lk_exec_estimate(m, &of, 1, &in, &est, &err) == LK_OK, "%s", err.msg);
+            bytes[last_reads_c] = (int64_t)est;
+            ck_assert_msg(lk_exec_alloc(m, &o, 1, &in, &a, &err) == LK_OK, "%s", err.msg);
+            ck_assert_msg(lk_exec_alloc(m, &of, 1, &in, &f, &err) == LK_OK, "%s", err.msg);
+            ck_assert(!lk_exec_node_active(f, node_named(m, "a")));
+            for (int rep = 0; rep < 2; rep++) {
+                ck_assert_int_eq(lk_exec_forward(a, &in, &err), LK_OK);
+                ck_assert_int_eq(lk_exec_forward(f, &in, &err), LK_OK);
+                const lk_tensor *ya = lk_exec_value(a, yv), *yf = lk_exec_value(f, yv);
+                ck_assert_msg(memcmp(ya->data, yf->data, sizeof(float) * (size_t)lk_tensor_numel(ya)) == 0,
+                              "batch %d, last node reads c %d: fused bits differ", batch, last_reads_c);
+                tu_fill_uniform(x->data, lk_tensor_numel(x), 77 + (uint64_t)rep, -4, 4);
+            }
+            lk_exec_free(a);
+            lk_exec_free(f);
+            lk_model_free(m);
+        }
+        int64_t c_bytes = (int64_t)sizeof(float) * ((batch * 4 * 45 * 70 + 15) / 16 * 16);
+        ck_assert_msg(bytes[1] - bytes[0] == c_bytes, "batch %d: %lld vs %lld bytes (c: %lld)", batch,
+                      (long long)bytes[0], (long long)bytes[1], (long long)c_bytes);
+        lk_tensor_free(x);
+    }
+}
+END_TEST
+
 /* An exec whose arena and scratch exceed 4 MiB has them prefaulted on its pool at planning
  * (exec.c): batch 24 of chain_net on 2 threads, with input gradients, gives per image the
  * outputs and input gradient of a batch-1 exec on 1 thread (under ASan, a store past either
@@ -604,6 +672,7 @@ int main(void) {
     tcase_add_test(tc, fused_exec_shares_values);
     tcase_add_test(tc, elementwise_chains_same_bits);
     tcase_add_test(tc, elementwise_chain_stops_at_kept);
+    tcase_add_test(tc, elementwise_chain_in_place);
     tcase_add_test(tc, prefaulted_arena_same_results);
     suite_add_tcase(s, tc);
     return tu_run(s);
