@@ -784,12 +784,17 @@ typedef struct dw_layout {
 /* Outputs on at most this many positions may run channels last (dw_cl_chosen). */
 #define DW_CL_MAX_HW 1024
 
-/* Channels last (dw_cl_body) when its estimated cycles are under 0.8x the position-vector
+/* Channels last (dw_cl_body) when its estimated cycles are under the position-vector
  * kernels': those compute whole vectors of a grid that includes the kernel's halo (a 23x23
  * kernel over a 12x12 output: 12 x 34 columns) and every tap of the rows they keep, at about
  * two FMAs a cycle, plus a per-channel set-up; channels last computes only the taps that land
- * inside the input, VL channels per vector, at about one FMA a cycle (two loads each), plus
- * both transposes.  Multiplier 1 (m == c) only. */
+ * inside the input, VL channels per vector (two loads each), plus both transposes.  With
+ * AVX-512 (Zen 5) that was about one FMA a cycle and half a cycle per transposed element,
+ * against 0.8x the position estimate.  With 8 lanes (AVX2 on a Zen 1 EPYC, twelve shapes
+ * timed both ways) channels last took 1.7-2.8 cycles per FMA and about 2.5 per transposed
+ * element, the position kernels 0.75-1.8x their estimate (up to 2.2x on planes narrower than
+ * a vector, dw_small_body): the AVX-512 costs chose channels last for rows of 96 outputs,
+ * 2.4-2.9x slower (PaddleOCR's 5x5 stride (2, 1) convs), so the costs follow the width.  Multiplier 1 (m == c) only. */
 static int dw_cl_chosen(const lk_conv_geom *g) {
     if (g->m != g->c || g->c < VL || g->oh * g->ow > DW_CL_MAX_HW) return 0;
     double vin = 0.0; /* taps inside the input, summed over output positions */
@@ -805,10 +810,11 @@ static int dw_cl_chosen(const lk_conv_geom *g) {
         vx += (double)(hi - lo);
     }
     double nb  = (double)((g->c + VL - 1) / VL);
-    double cl  = nb * vin * vx + 0.5 * (double)g->c * (double)(g->h * g->w + g->oh * g->ow);
+    double tr  = (double)g->c * (double)(g->h * g->w + g->oh * g->ow);
     double grid = (double)(g->oh * g->sh) * (double)(g->ow * g->sw + (g->kw - 1) * g->dw) / VL;
     double cur = (double)g->c * (grid * (double)(g->kh * g->kw) / 2.0 + 200.0);
-    return cl < 0.8 * cur;
+    if (VL >= 16) return nb * vin * vx + 0.5 * tr < 0.8 * cur;
+    return 2.6 * nb * vin * vx + 2.5 * tr < (g->ow < VL ? 2.0 : 1.3) * cur;
 }
 
 static void dw_layout_set(const lk_conv_geom *g, dw_layout *L) {
