@@ -778,7 +778,8 @@ typedef struct dw_layout {
     int     small;
     int64_t hq, wq, sp; /* phase plane rows, row length, stride (floats)                  */
     size_t  off_sg, off_so;
-    int     cl; /* channels last (dw_cl_body) */
+    int     cl; /* channels last (dw_cl_body): 1 in-bounds taps, 2 padded plane (DW_CL_PAD) */
+    int64_t cph, cpw; /* DW_CL_PAD: rows and columns of the zero-padded channels-last plane */
 } dw_layout;
 
 /* Outputs on at most this many positions may run channels last (dw_cl_chosen). */
@@ -787,14 +788,18 @@ typedef struct dw_layout {
 /* Channels last (dw_cl_body) when its estimated cycles are under the position-vector
  * kernels': those compute whole vectors of a grid that includes the kernel's halo (a 23x23
  * kernel over a 12x12 output: 12 x 34 columns) and every tap of the rows they keep, at about
- * two FMAs a cycle, plus a per-channel set-up; channels last computes only the taps that land
- * inside the input, VL channels per vector (two loads each), plus both transposes.  With
- * AVX-512 (Zen 5) that was about one FMA a cycle and half a cycle per transposed element,
- * against 0.8x the position estimate.  With 8 lanes (AVX2 on a Zen 1 EPYC, twelve shapes
- * timed both ways) channels last took 1.7-2.8 cycles per FMA and about 2.5 per transposed
- * element, the position kernels 0.75-1.8x their estimate (up to 2.2x on planes narrower than
- * a vector, dw_small_body): the AVX-512 costs chose channels last for rows of 96 outputs,
- * 2.4-2.9x slower (PaddleOCR's 5x5 stride (2, 1) convs), so the costs follow the width.  Multiplier 1 (m == c) only. */
+ * two FMAs a cycle, plus a per-channel set-up; channels last computes VL channels per vector
+ * (two loads each) plus both transposes, either only the taps that land inside the input
+ * (DW_CL_TAPS) or, with 8 lanes or fewer, every tap over a zero-padded plane (DW_CL_PAD,
+ * straight-line code).  With AVX-512 (Zen 5) in-bounds taps took about one cycle an FMA and
+ * half a cycle per transposed element, against 0.8x the position estimate.  With 8 lanes
+ * (AVX2 on a Zen 1 EPYC, 16 shapes timed all three ways, bench/RESULTS.md) the in-bounds taps
+ * took 1.7-2.8 cycles an FMA, padded taps about 1.2, a transposed element about 1.5; the
+ * position kernels ran at 0.9-1.1x their estimate on rows of 96 outputs (PaddleOCR's 5x5
+ * stride (2, 1) convs, where the AVX-512 costs chose channels last, 2.4-2.9x slower), about
+ * 2.5x on rows of 8 to 31 and 2x on narrower ones.  Multiplier 1 (m == c) only. */
+enum { DW_CL_TAPS = 1, DW_CL_PAD = 2 };
+
 static int dw_cl_chosen(const lk_conv_geom *g) {
     if (g->m != g->c || g->c < VL || g->oh * g->ow > DW_CL_MAX_HW) return 0;
     double vin = 0.0; /* taps inside the input, summed over output positions */
@@ -813,8 +818,15 @@ static int dw_cl_chosen(const lk_conv_geom *g) {
     double tr  = (double)g->c * (double)(g->h * g->w + g->oh * g->ow);
     double grid = (double)(g->oh * g->sh) * (double)(g->ow * g->sw + (g->kw - 1) * g->dw) / VL;
     double cur = (double)g->c * (grid * (double)(g->kh * g->kw) / 2.0 + 200.0);
-    if (VL >= 16) return nb * vin * vx + 0.5 * tr < 0.8 * cur;
-    return 2.6 * nb * vin * vx + 2.5 * tr < (g->ow < VL ? 2.0 : 1.3) * cur;
+    if (VL >= 16) return nb * vin * vx + 0.5 * tr < 0.8 * cur ? DW_CL_TAPS : 0;
+    /* Padded plane: every tap of every output, straight-line (about 1.2 cycles an FMA), when
+     * the kernel is small next to the plane (3x3 over 6x6: 324 taps against 256 inside). */
+    double all = nb * (double)(g->oh * g->ow) * (double)(g->kh * g->kw);
+    double taps = 2.6 * nb * vin * vx, pad = 1.2 * all;
+    double best = pad < taps ? pad : taps;
+    double pos  = (g->ow < VL ? 2.0 : g->ow < 32 ? 2.5 : 1.0) * cur;
+    if (best + 1.5 * tr >= pos) return 0;
+    return pad < taps ? DW_CL_PAD : DW_CL_TAPS;
 }
 
 static void dw_layout_set(const lk_conv_geom *g, dw_layout *L) {
@@ -849,10 +861,15 @@ static void dw_layout_set(const lk_conv_geom *g, dw_layout *L) {
         size_t total = L->off_so + up16((size_t)(g->kh * g->kw) * sizeof(int64_t) / sizeof(float));
         if (total > L->per_thread) L->per_thread = total;
     }
-    L->cl = dw_cl_chosen(g);
+    L->cl  = dw_cl_chosen(g);
+    L->cph = (g->oh - 1) * g->sh + (g->kh - 1) * g->dh + 1;
+    L->cpw = (g->ow - 1) * g->sw + (g->kw - 1) * g->dw + 1;
     if (L->cl) { /* one block of VL channels: input, weights, output channels last; bias */
-        size_t total = up16((size_t)(g->h * g->w * VL)) + up16((size_t)(g->kh * g->kw * VL)) +
-                       up16((size_t)(g->oh * g->ow * VL)) + VL;
+        /* DW_CL_PAD: the padded plane, then the plane as transposed. */
+        size_t  in    = up16((size_t)(g->h * g->w * VL)) +
+                        (L->cl == DW_CL_PAD ? up16((size_t)(L->cph * L->cpw * VL)) : 0);
+        size_t  total = in + up16((size_t)(g->kh * g->kw * VL)) +
+                        up16((size_t)(g->oh * g->ow * VL)) + VL;
         if (total > L->per_thread) L->per_thread = total;
     }
 }
@@ -1068,7 +1085,7 @@ static const vi trv_mask[4] = {TR_MASK(TR_LO, 2), TR_MASK(TR_HI, 2), TR_MASK(TR_
 
 /* In-register transpose of VL rows of VL floats: stage b swaps bit b of the row and lane
  * indices (two-source shuffles; through memory under clang, which has no run-time masks). */
-static void trv(vf *t) {
+static inline __attribute__((always_inline)) void trv(vf *t) {
 #if defined(__clang__)
     float m[VL * VL];
     memcpy(m, t, sizeof m);
@@ -1211,14 +1228,56 @@ dw_cl_group(const lk_conv_geom *g, const float *xt, const float *wt, int64_t cp,
  * every tap of a row), then yt[pixel][VL] is transposed into y.  Per output: the bias, then
  * the taps in (ky, kx) order (taps on padding, which the other kernels add as w * 0, are left
  * out). */
+/* NG outputs (oy, ox + i) of the padded channels-last plane (DW_CL_PAD): xp is the top-left
+ * tap of output ox, outputs sw pixels apart, rows wp pixels apart.  The bias, then every tap
+ * in (ky, kx) order, the zeros of the padding included: dw_block's arithmetic. */
+static inline __attribute__((always_inline)) void
+dw_clp_group(const float *restrict xp, const float *restrict wt, int64_t wp, int64_t sw,
+             int64_t dh, int64_t dw, int64_t kh, int64_t kw, const float *bias, float *out,
+             const int NG) {
+    vf acc[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < NG; i++) acc[i] = vload(bias);
+    for (int64_t ky = 0; ky < kh; ky++) {
+        const float *xr = xp + ky * dh * wp * VL, *wr = wt + ky * kw * VL;
+        for (int64_t kx = 0; kx < kw; kx++) {
+            vf           wv = vload(wr + kx * VL);
+            const float *p  = xr + kx * dw * VL;
+#pragma GCC unroll 4
+            for (int i = 0; i < NG; i++) acc[i] += wv * vload(p + i * sw * VL);
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < NG; i++) memcpy(out + i * VL, &acc[i], sizeof(vf));
+}
+
+/* Output rows [oyb, oye) of one channel block from the zero-padded plane xt (DW_CL_PAD). */
+static void dw_clp_rows(const lk_conv_geom *g, const dw_layout *L, const float *xt,
+                        const float *wt, const float *bt, float *yt, int64_t oyb, int64_t oye) {
+    int64_t wp = L->cpw, sw = g->sw;
+    for (int64_t oy = oyb; oy < oye; oy++) {
+        const float *xr = xt + oy * g->sh * wp * VL;
+        float       *o  = yt + oy * g->ow * VL;
+        int64_t      ox = 0;
+        for (; ox + 4 <= g->ow; ox += 4)
+            dw_clp_group(xr + ox * sw * VL, wt, wp, sw, g->dh, g->dw, g->kh, g->kw, bt,
+                         o + ox * VL, 4);
+        for (; ox < g->ow; ox++)
+            dw_clp_group(xr + ox * sw * VL, wt, wp, sw, g->dh, g->dw, g->kh, g->kw, bt,
+                         o + ox * VL, 1);
+    }
+}
+
 static void dw_cl_body(void *arg, int64_t t0, int64_t t1, int tid) {
     const dw_args      *a  = arg;
     const lk_conv_geom *g  = a->g;
     const dw_layout    *L  = a->L;
     int64_t             C = g->c, kk = g->kh * g->kw, ohw = g->oh * g->ow, hw = g->h * g->w;
     int64_t             nb = (C + VL - 1) / VL;
+    int                 pad = L->cl == DW_CL_PAD;
     float              *xt = a->scratch + (size_t)tid * L->per_thread;
-    float              *wt = xt + up16((size_t)(hw * VL));
+    float              *xu = pad ? xt + up16((size_t)(L->cph * L->cpw * VL)) : xt;
+    float              *wt = xu + up16((size_t)(hw * VL));
     float              *yt = wt + up16((size_t)(kk * VL));
     float              *bt = yt + up16((size_t)(ohw * VL));
     int64_t             kx0[DW_CL_MAX_HW], kx1[DW_CL_MAX_HW];
@@ -1231,6 +1290,22 @@ static void dw_cl_body(void *arg, int64_t t0, int64_t t1, int tid) {
         if (oyb >= oye) continue;
         lk_to_channels_last(a->w + c0 * kk, nc, kk, kk, wt, VL);
         for (int64_t c = 0; c < VL; c++) bt[c] = a->b && c < nc ? a->b[c0 + c] : 0.0f;
+        if (pad) {
+            /* The plane transposed whole (a row at a time would waste most of each
+             * transpose on narrow planes), its rows copied into the zeroed plane (ph, pw)
+             * from its top left; the padding stays zero from the first task on (every task
+             * writes the same places). */
+            if (t == t0) memset(xt, 0, sizeof(float) * (size_t)(L->cph * L->cpw * VL));
+            lk_to_channels_last(a->x + (n * C + c0) * hw, nc, hw, hw, xu, VL);
+            int64_t cnt = g->w < L->cpw - g->pw ? g->w : L->cpw - g->pw;
+            for (int64_t ih = 0; ih < g->h && ih + g->ph < L->cph; ih++)
+                memcpy(xt + ((ih + g->ph) * L->cpw + g->pw) * VL, xu + ih * g->w * VL,
+                       sizeof(float) * (size_t)(cnt * VL));
+            dw_clp_rows(g, L, xt, wt, bt, yt, oyb, oye);
+            lk_from_channels_last(yt + oyb * g->ow * VL, nc, (oye - oyb) * g->ow, VL,
+                    a->y + (n * C + c0) * ohw + oyb * g->ow, ohw, a->accumulate);
+            continue;
+        }
         lk_to_channels_last(a->x + (n * C + c0) * hw, nc, hw, hw, xt, VL);
         for (int64_t oy = oyb; oy < oye; oy++) {
             int64_t ky0, ky1;

@@ -266,6 +266,13 @@ static const conv_spec conv_specs[] = {
     {"dw_cl_k9_on_6x7", 0, 2, 2, 20, 6, 7, 20, 9, 9, 20, 1, 1, 1, 1, 4, 4, 4, 4, 0, 0, 1},
     {"dw_cl_s2_asym", 0, 2, 1, 33, 9, 11, 33, 3, 3, 33, 2, 2, 1, 1, 1, 0, 2, 1, 0, 0, 1},
     {"dw_cl_d2_k5", 0, 2, 2, 16, 8, 8, 16, 5, 5, 16, 1, 1, 2, 2, 3, 4, 4, 3, 0, 0, 0},
+    /* Padded channels last (DW_CL_PAD, 8 lanes or fewer): every tap over a zero-padded
+     * plane; a 6x6 plane in batch 2 with 3 blocks (the last partial), stride 2 with channels
+     * past a whole vector and asymmetric pads, a dilated one, a 5x5 stride (2, 1) one. */
+    {"dw_clp_6x6_n2_c20", 0, 2, 2, 20, 6, 6, 20, 3, 3, 20, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1},
+    {"dw_clp_s2_asym_c36", 0, 2, 1, 36, 12, 11, 36, 3, 3, 36, 2, 2, 1, 1, 1, 0, 1, 2, 0, 0, 1},
+    {"dw_clp_d2_c16", 0, 2, 1, 16, 9, 10, 16, 3, 3, 16, 1, 1, 2, 2, 2, 1, 2, 2, 0, 0, 0},
+    {"dw_clp_k5_s21_c24", 0, 2, 2, 24, 10, 12, 24, 5, 5, 24, 2, 1, 1, 1, 2, 2, 2, 2, 0, 0, 1},
     /* One channel block on two threads: split into chunks of output rows. */
     {"dw_cl_row_chunks_k11", 0, 2, 1, 16, 9, 10, 16, 11, 11, 16, 1, 1, 1, 1, 5, 5, 5, 5, 0, 0, 1},
     /* Depthwise row blocks of 12-16 accumulators (kernels.c, dw_block_shape) through the row
