@@ -102,8 +102,10 @@ static inline float lk_red_finish(lk_red_kind k, double s, int64_t R) {
     return (float)s;
 }
 
-typedef double lk_red_v8d __attribute__((vector_size(64)));
-typedef float  lk_red_v8f __attribute__((vector_size(32)));
+/* Four doubles: one AVX register.  Wider generic vectors live on the stack without AVX-512
+ * (the partial sums below were spilled and reloaded every iteration on a Zen 1). */
+typedef double lk_red_v4d __attribute__((vector_size(32)));
+typedef float  lk_red_v4f __attribute__((vector_size(16)));
 
 /* Forward over jobs (o, inner block). */
 static void lk_red_fwd_body(void *arg, int64_t j0, int64_t j1, int tid) {
@@ -115,23 +117,21 @@ static void lk_red_fwd_body(void *arg, int64_t j0, int64_t j1, int tid) {
         const int64_t o = j / a->nblk, i0 = (j % a->nblk) * LK_RED_BLK;
         const float  *x = a->x + o * R * inner;
         if (inner == 1) {
-            /* Partial sums in two vectors of 8 doubles (one serial chain of double adds was a
-             * fifth of the PaddleOCR classifier's forward, in its SE gates' means), added
-             * lane by lane at the end. */
-            lk_red_v8d p0 = {0}, p1 = {0};
-            double     s = 0.0;
-            int64_t    r = 0;
-            for (; r + 16 <= R; r += 16) {
-                lk_red_v8f f0, f1;
-                memcpy(&f0, x + r, sizeof f0);
-                memcpy(&f1, x + r + 8, sizeof f1);
-                lk_red_v8d d0 = __builtin_convertvector(f0, lk_red_v8d);
-                lk_red_v8d d1 = __builtin_convertvector(f1, lk_red_v8d);
-                if (sq) p0 += d0 * d0, p1 += d1 * d1;
-                else p0 += d0, p1 += d1;
-            }
-            for (int l = 0; l < 8; l++) s += p0[l];
-            for (int l = 0; l < 8; l++) s += p1[l];
+            /* 16 partial sums, element r into lane r % 16, in four vectors of 4 doubles (one
+             * serial chain of double adds was a fifth of the PaddleOCR classifier's forward,
+             * in its SE gates' means), added lane by lane in lane order at the end. */
+            lk_red_v4d p[4] = {{0}, {0}, {0}, {0}};
+            double     s    = 0.0;
+            int64_t    r    = 0;
+            for (; r + 16 <= R; r += 16)
+                for (int q = 0; q < 4; q++) {
+                    lk_red_v4f f;
+                    memcpy(&f, x + r + 4 * q, sizeof f);
+                    lk_red_v4d d = __builtin_convertvector(f, lk_red_v4d);
+                    p[q] += sq ? d * d : d;
+                }
+            for (int q = 0; q < 4; q++)
+                for (int l = 0; l < 4; l++) s += p[q][l];
             if (sq) for (; r < R; r++) s += (double)x[r] * x[r];
             else for (; r < R; r++) s += x[r];
             a->dst[o] = lk_red_finish(a->kind, s, R);
