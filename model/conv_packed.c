@@ -55,6 +55,7 @@ typedef int32_t vi4 __attribute__((vector_size(16)));
 #define KC 512 /* taps per K slice (a tile's B slice, KC x NR, is 128 KiB: L2)  */
 /* Prefetch distance in floats along the packed weights (about 128 taps ahead). */
 #define PF_AHEAD 768
+_Static_assert(PF_AHEAD + 64 <= LK_PACK_SLACK, "the pack blocks' slack covers the prefetch");
 /* Channel blocks (small planes): tiles of CV_PR output positions x CV_CB output channels. */
 #define CV_CB 64  /* output channels per block (4 AVX-512 vectors)                        */
 #define CV_PR 6   /* output positions per tile                                            */
@@ -691,8 +692,10 @@ static void pk_range(const pk_args *a, int64_t n, int64_t gi, int64_t j0, int64_
                 if (direct && last && p + 1 < p1) {
                     /* The next panel's output (and residual) tile: 6 rows far apart in
                      * memory, read and written in one burst after its K loop; fetched during
-                     * this panel's, their L3 latency is hidden (1x1 convs with short K). */
-                    for (int64_t r = 0; r < MR; r++)
+                     * this panel's, their L3 latency is hidden (1x1 convs with short K).
+                     * Only its rows that exist: past y's end may be an unmapped page. */
+                    int64_t nrow = mg - (p + 1) * MR < MR ? mg - (p + 1) * MR : MR;
+                    for (int64_t r = 0; r < nrow; r++)
                         for (int64_t v = 0; v < nv; v++) {
                             __builtin_prefetch(yg + ((p + 1) * MR + r) * ohw + yo + v * VL, 1);
                             if (rg) __builtin_prefetch(rg + ((p + 1) * MR + r) * ohw + yo + v * VL);

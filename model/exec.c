@@ -10,6 +10,7 @@
 
 #include "fuse_chain-impl.h"
 #include "interp-impl.h"
+#include "kernels.h"
 #include "model-impl.h"
 #include "op.h"
 #include "lkprobe/lk_exec.h"
@@ -887,7 +888,7 @@ static lk_status plan_scratch(lk_exec *x, size_t scratch, lk_error *err) {
 static lk_status plan_pack(lk_exec *x, size_t packed, lk_error *err) {
     x->bytes += (uint64_t)packed * sizeof(float);
     if (!packed || x->dry) return LK_OK;
-    x->packed = lk_aligned_alloc(packed * sizeof(float));
+    x->packed = lk_aligned_alloc((packed + LK_PACK_SLACK) * sizeof(float));
     if (!x->packed)
         return LK_FAIL(err, LK_ENOMEM, "out of memory: packed weights need %zu MiB",
                        packed * sizeof(float) >> 20);
@@ -988,7 +989,7 @@ lk_status lk_exec_prepack(lk_model *m, int n_shapes, const lk_tensor *const *sha
         v->packed = (const float *)v; /* claimed; set below */
         total += round_up16(x->pack_n[i]);
     }
-    float *blk = total ? lk_aligned_alloc(total * sizeof(float)) : NULL;
+    float *blk = total ? lk_aligned_alloc((total + LK_PACK_SLACK) * sizeof(float)) : NULL;
     if (total && !blk)
         s = LK_FAIL(err, LK_ENOMEM, "out of memory: packed weights need %zu MiB",
                     total * sizeof(float) >> 20);

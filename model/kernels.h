@@ -125,6 +125,12 @@ static inline void lk_transpose_square(float *m, int n) {
  * classifier 20-35 % faster on 2 threads). */
 #define LK_CONV_PAR_MIN_MACS (lk_cpu_isa() == LK_ISA_AVX512 ? 2e6 : 5e5)
 #define LK_DW_PAR_MIN_MACS   (lk_cpu_isa() == LK_ISA_AVX512 ? 1e6 : 2.5e5)
+/* Floats of slack after every block of packed weights.  The packed micro-kernel prefetches
+ * PF_AHEAD floats ahead along a panel (conv_packed.c), so the last panels of a block reach
+ * past its end; a software prefetch to an unmapped page costs a page walk each time (a 16 to
+ * 64-channel 1x1 conv whose pack ended a heap block ran 6x slower on a Zen 1: 300 us against
+ * 45 us inside a model). */
+#define LK_PACK_SLACK 1024
 
 /* ---- convolution on plan-time packed weights (conv_packed.c) ------------------------------ */
 
