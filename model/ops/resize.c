@@ -124,9 +124,10 @@ static void rs_taps(const lk_attr_resize *a, int64_t L, int64_t Lo, float sc, fl
     }
 }
 
+/* The tap tables, then (nearest) the column indices as int32. */
 static size_t resize_scratch(const lk_op_ctx *c) {
     const lk_tensor *y = c->out[0];
-    return RS_ENTRY * (size_t)(y->shape[2] + y->shape[3]);
+    return RS_ENTRY * (size_t)(y->shape[2] + y->shape[3]) + (size_t)y->shape[3];
 }
 
 typedef struct rs_args {
@@ -136,6 +137,8 @@ typedef struct rs_args {
     float           *dst;
     int64_t          H, W, OH, OW;
     int              K;        /* taps in use: 1, 2 or 4 */
+    const int32_t   *ix;       /* nearest: input column of each output column */
+    int              ix2;      /* nearest: ix[ow] = ow / 2 (an exact 2x upscale) */
 } rs_args;
 
 /* Gather: job = one output row (plane, oh). */
@@ -147,6 +150,22 @@ static void rs_fwd_rows(void *arg, int64_t j0, int64_t j1, int tid) {
         const float  *x = a->src + p * a->H * a->W;
         float        *y = a->dst + j * a->OW;
         const float  *ey = a->ty + oh * RS_ENTRY;
+        if (a->K == 1) {
+            /* Nearest: the weights are 1, so the gather below computes 0 + 1 * (0 + 1 * v),
+             * which is v + 0 (a -0 becomes +0): the same bits as a copy plus +0, without the
+             * float-to-index conversions (4.3 -> 0.9 ms for the PaddleOCR detector's 2x
+             * upscale to 96 x 160 x 160 on a Zen 1). */
+            const float *row = x + (int64_t)ey[0] * a->W;
+            int64_t      ow  = 0;
+            if (a->ix2)
+                for (; ow + 2 <= a->OW; ow += 2) {
+                    float v   = row[ow >> 1] + 0.0f;
+                    y[ow]     = v;
+                    y[ow + 1] = v;
+                }
+            for (; ow < a->OW; ow++) y[ow] = row[a->ix[ow]] + 0.0f;
+            continue;
+        }
         for (int64_t ow = 0; ow < a->OW; ow++) y[ow] = 0.0f;
         for (int ka = 0; ka < a->K; ka++) {
             const float wy = ey[RS_TAPS + ka];
@@ -195,10 +214,17 @@ static void rs_run(const lk_op_ctx *c, const float *src, float *dst, int adjoint
     a.OH = c->out[0]->shape[2];
     a.OW = c->out[0]->shape[3];
     a.K  = at->mode == LK_RESIZE_NEAREST ? 1 : at->mode == LK_RESIZE_LINEAR ? 2 : 4;
-    LK_ASSERT(c->scratch_floats >= RS_ENTRY * (size_t)(a.OH + a.OW));
-    float *ty = c->scratch, *tx = c->scratch + RS_ENTRY * a.OH;
+    LK_ASSERT(c->scratch_floats >= RS_ENTRY * (size_t)(a.OH + a.OW) + (size_t)a.OW);
+    float   *ty = c->scratch, *tx = c->scratch + RS_ENTRY * a.OH;
+    int32_t *ix = (int32_t *)(void *)(tx + RS_ENTRY * a.OW);
     rs_taps(at, a.H, a.OH, at->scale[0], ty);
     rs_taps(at, a.W, a.OW, at->scale[1], tx);
+    a.ix  = ix;
+    a.ix2 = a.K == 1;
+    for (int64_t ow = 0; a.K == 1 && ow < a.OW; ow++) {
+        ix[ow] = (int32_t)tx[ow * RS_ENTRY];
+        a.ix2 &= ix[ow] == (int32_t)(ow >> 1);
+    }
     a.ty  = ty;
     a.tx  = tx;
     a.src = src;
