@@ -458,6 +458,15 @@ static int64_t node_named(const lk_model *m, const char *name) {
     return -1;
 }
 
+/* Options of the unfused (o) and fused (of) execs the chain tests compare: one thread at
+ * batch 1, two above (the chains' tiles split). */
+static void chain_opts(int batch, lk_exec_opts *o, lk_exec_opts *of) {
+    *o         = lk_exec_opts_default();
+    o->threads = batch == 1 ? 1 : 2;
+    *of        = *o;
+    of->fuse   = 1;
+}
+
 /* Fused chains give the unfused forward's bits on every output, at batch 1 (one thread) and
  * batch 6 (over LK_MEM_PAR_MIN elements: tiles split over 2 threads), and only the intended
  * nodes are fused away. */
@@ -467,10 +476,8 @@ START_TEST(elementwise_chains_same_bits) {
     _Static_assert(6 * 4 * 45 * 70 >= LK_MEM_PAR_MIN, "batch 6 must split the chains' tiles");
     for (int batch = 1; batch <= 6; batch += 5) {
         lk_tensor   *x = tensor4(batch, 3, 45, 70, 7 + (uint64_t)batch);
-        lk_exec_opts o = lk_exec_opts_default();
-        o.threads      = batch == 1 ? 1 : 2;
-        lk_exec_opts of = o;
-        of.fuse         = 1;
+        lk_exec_opts o, of;
+        chain_opts(batch, &o, &of);
         const lk_tensor *in = x;
         lk_exec         *a = NULL, *f = NULL;
         ck_assert_msg(lk_exec_alloc(n.m, &o, 1, &in, &a, &err) == LK_OK, "%s", err.msg);
@@ -570,10 +577,8 @@ START_TEST(elementwise_chain_in_place) {
     for (int batch = 1; batch <= 6; batch += 5) {
         int64_t      xv, yv, bytes[2];
         lk_tensor   *x = tensor4(batch, 3, 45, 70, 17 + (uint64_t)batch);
-        lk_exec_opts o = lk_exec_opts_default();
-        o.threads      = batch == 1 ? 1 : 2;
-        lk_exec_opts of = o;
-        of.fuse         = 1;
+        lk_exec_opts o, of;
+        chain_opts(batch, &o, &of);
         const lk_tensor *in = x;
         for (int last_reads_c = 0; last_reads_c < 2; last_reads_c++) {
             lk_model *m = hswish_net(last_reads_c, &xv, &yv);
