@@ -793,7 +793,7 @@ typedef struct dw_layout {
  * (DW_CL_TAPS) or, with 8 lanes or fewer, every tap over a zero-padded plane (DW_CL_PAD,
  * straight-line code).  With AVX-512 (Zen 5) in-bounds taps took about one cycle an FMA and
  * half a cycle per transposed element, against 0.8x the position estimate.  With 8 lanes
- * (AVX2 on a Zen 1 EPYC, 16 shapes timed all three ways, bench/RESULTS.md) the in-bounds taps
+ * (AVX2 on a Zen 1 EPYC, 17 shapes timed all three ways, bench/RESULTS.md) the in-bounds taps
  * took 1.7-2.8 cycles an FMA, padded taps about 1.2, a transposed element about 1.5; the
  * position kernels ran at 0.9-1.1x their estimate on rows of 96 outputs (PaddleOCR's 5x5
  * stride (2, 1) convs, where the AVX-512 costs chose channels last, 2.4-2.9x slower), about
@@ -1220,14 +1220,6 @@ dw_cl_group(const lk_conv_geom *g, const float *xt, const float *wt, int64_t cp,
     for (int i = 0; i < NG; i++) memcpy(out + i * cp, &acc[i], sizeof(vf));
 }
 
-/* Forward on small planes, channels last, one task per batch item, block of VL channels and
- * chunk of output rows (see lk_conv_forward): the block's input planes are transposed to
- * xt[pixel][VL] and its weights to wt[tap][VL];
- * each output is computed for the VL channels in one vector over only the taps that land
- * inside the input (the position-vector kernels also compute the halo's junk columns and
- * every tap of a row), then yt[pixel][VL] is transposed into y.  Per output: the bias, then
- * the taps in (ky, kx) order (taps on padding, which the other kernels add as w * 0, are left
- * out). */
 /* NG outputs (oy, ox + i) of the padded channels-last plane (DW_CL_PAD): xp is the top-left
  * tap of output ox, outputs sw pixels apart, rows wp pixels apart.  The bias, then every tap
  * in (ky, kx) order, the zeros of the padding included: dw_block's arithmetic. */
@@ -1268,6 +1260,15 @@ static void dw_clp_rows(const lk_conv_geom *g, const dw_layout *L, const float *
     }
 }
 
+/* Forward on small planes, channels last, one task per batch item, block of VL channels and
+ * chunk of output rows (see lk_conv_forward): the block's input planes are transposed to
+ * xt[pixel][VL] and its weights to wt[tap][VL];
+ * each output is computed for the VL channels in one vector over only the taps that land
+ * inside the input (the position-vector kernels also compute the halo's junk columns and
+ * every tap of a row), then yt[pixel][VL] is transposed into y.  Per output: the bias, then
+ * the taps in (ky, kx) order (taps on padding, which the other kernels add as w * 0, are left
+ * out).  DW_CL_PAD instead copies the transposed plane into a zero-padded one and computes
+ * every tap there (dw_clp_rows: dw_block's arithmetic, padding included). */
 static void dw_cl_body(void *arg, int64_t t0, int64_t t1, int tid) {
     const dw_args      *a  = arg;
     const lk_conv_geom *g  = a->g;
@@ -1298,7 +1299,7 @@ static void dw_cl_body(void *arg, int64_t t0, int64_t t1, int tid) {
             if (t == t0) memset(xt, 0, sizeof(float) * (size_t)(L->cph * L->cpw * VL));
             lk_to_channels_last(a->x + (n * C + c0) * hw, nc, hw, hw, xu, VL);
             int64_t cnt = g->w < L->cpw - g->pw ? g->w : L->cpw - g->pw;
-            for (int64_t ih = 0; ih < g->h && ih + g->ph < L->cph; ih++)
+            for (int64_t ih = 0; cnt > 0 && ih < g->h && ih + g->ph < L->cph; ih++)
                 memcpy(xt + ((ih + g->ph) * L->cpw + g->pw) * VL, xu + ih * g->w * VL,
                        sizeof(float) * (size_t)(cnt * VL));
             dw_clp_rows(g, L, xt, wt, bt, yt, oyb, oye);
