@@ -441,9 +441,47 @@ static int cv_chosen(const lk_conv_geom *g0) {
     return cv > 1.03 * mr;
 }
 
+/* dp_pad for horizontal stride 2 when each column phase takes every input column of its
+ * parity: both phases of a row from one pass (lk_split2_row).  0 (nothing written) when they
+ * do not. */
+static int dp_pad2(const lk_conv_geom *g, const dp_layout *L, const float *x, float *xp,
+                   int64_t p0, int64_t p1) {
+    int64_t lo[2], hi[2];
+    for (int px = 0; px < 2; px++) lk_conv_valid_range(L->wp, g->w, 2, g->pw, px, &lo[px], &hi[px]);
+    if (hi[0] - lo[0] + hi[1] - lo[1] != g->w || lo[0] >= hi[0] || lo[1] >= hi[1]) return 0;
+    int pe = (int)(g->pw & 1); /* the phase of the even input columns */
+    for (int64_t p = p0; p < p1; p++)
+        for (int64_t py = 0; py < g->sh; py++) {
+            const float *src = x + p * g->h * g->w;
+            float       *dst[2];
+            for (int px = 0; px < 2; px++)
+                dst[px] = xp + (p * L->nph + py * 2 + px) * L->plane;
+            for (int64_t iy = 0; iy < L->hp; iy++) {
+                int64_t ih = iy * g->sh + py - g->ph;
+                for (int px = 0; px < 2; px++) {
+                    float *d = dst[px] + iy * L->wp;
+                    if (ih < 0 || ih >= g->h) {
+                        lk_zero_floats(d, L->wp);
+                        continue;
+                    }
+                    lk_zero_floats(d, lo[px]);
+                    lk_zero_floats(d + hi[px], L->wp - hi[px]);
+                }
+                if (ih >= 0 && ih < g->h)
+                    lk_split2_row(dst[pe] + iy * L->wp + lo[pe], dst[1 - pe] + iy * L->wp + lo[1 - pe],
+                                  src + ih * g->w, g->w);
+            }
+            for (int px = 0; px < 2; px++)
+                memset(dst[px] + L->hp * L->wp, 0,
+                       sizeof(float) * (size_t)(L->plane - L->hp * L->wp));
+        }
+    return 1;
+}
+
 /* Phase planes of input planes [p0, p1) of x (n * c planes of h x w). */
 static void dp_pad(const lk_conv_geom *g, const dp_layout *L, const float *x, float *xp,
                    int64_t p0, int64_t p1) {
+    if (g->sw == 2 && dp_pad2(g, L, x, xp, p0, p1)) return;
     for (int64_t p = p0; p < p1; p++)
         for (int64_t py = 0; py < g->sh; py++)
             for (int64_t px = 0; px < g->sw; px++) {

@@ -104,6 +104,9 @@ void lk_from_channels_last(const float *src, int64_t C, int64_t np, int64_t cp, 
 void lk_add_channels_major(const float *src, int64_t C, int64_t np, int64_t cp, float *dst,
                            int accumulate);
 void lk_zero_floats(float *d, int64_t n);
+/* de[k] = s[2k], dodd[k] = s[2k + 1] for the k those exist (s holds n floats): the two
+ * column phases of a stride-2 split in one pass. */
+void lk_split2_row(float *restrict de, float *restrict dodd, const float *restrict s, int64_t n);
 
 /* m (n x n floats, row-major) transposed in place: the vector kernels' in-register
  * transposes where the compiler has no shuffles with run-time masks (clang). */
