@@ -243,6 +243,48 @@ static float convert_one(const unsigned char *p, const npy_header *h) {
 
 /* ---- reading ------------------------------------------------------------------------------ */
 
+/* 1 when the data is stored as the tensor's own bytes: little-endian float32 in C order (the
+ * usual file) is read straight into the tensor, with no conversion pass. */
+static int npy_is_native_f32(const npy_header *h) {
+    const uint16_t one = 1;
+    unsigned char  le;
+    memcpy(&le, &one, 1);
+    return le && h->kind == NPY_FLOAT && h->itemsize == 4 && (!h->fortran || h->ndim < 2);
+}
+
+static void npy_convert(const unsigned char *src, const npy_header *h, uint64_t numel,
+                        float *dst) {
+    if (!h->fortran || h->ndim < 2) {
+        for (uint64_t i = 0; i < numel; i++) dst[i] = convert_one(src + i * h->itemsize, h);
+        return;
+    }
+    /* Walk C order while tracking the Fortran (column-major) source offset. */
+    int64_t fstride[LK_MAX_DIMS], idx[LK_MAX_DIMS] = {0};
+    fstride[0] = 1;
+    for (int k = 1; k < h->ndim; k++) fstride[k] = fstride[k - 1] * h->shape[k - 1];
+    int64_t off = 0;
+    for (uint64_t i = 0; i < numel; i++) {
+        dst[i] = convert_one(src + (size_t)off * h->itemsize, h);
+        for (int k = h->ndim - 1; k >= 0; k--) {
+            idx[k]++;
+            off += fstride[k];
+            if (idx[k] < h->shape[k]) break;
+            off -= fstride[k] * idx[k];
+            idx[k] = 0;
+        }
+    }
+}
+
+/* n bytes at the file's current position into dst, or a short-read error. */
+static lk_status npy_fread(FILE *f, void *dst, size_t n, const char *path, const char *what,
+                           lk_error *err) {
+    size_t got = n ? fread(dst, 1, n, f) : 0;
+    if (got != n)
+        return LK_FAIL(err, LK_EIO, "%s: short read of the %s (%zu of %zu bytes)", path, what,
+                       got, n);
+    return LK_OK;
+}
+
 lk_status lk_npy_read(const char *path, lk_tensor **out, lk_error *err) {
     *out                = NULL;
     lk_status      s    = LK_OK;
@@ -260,21 +302,14 @@ lk_status lk_npy_read(const char *path, lk_tensor **out, lk_error *err) {
         s = LK_FAIL(err, LK_EFORMAT, "%s: %zu bytes is too short for a .npy file", path, fsize);
         goto fail;
     }
-    buf = lk_malloc(fsize);
-    if (!buf) {
-        s = LK_FAIL(err, LK_ENOMEM, "%s: out of memory reading %zu bytes", path, fsize);
-        goto fail;
-    }
-    size_t got = fread(buf, 1, fsize, f);
-    if (got != fsize) {
-        s = LK_FAIL(err, LK_EIO, "%s: short read (%zu of %zu bytes)", path, got, fsize);
-        goto fail;
-    }
-    if (memcmp(buf, "\x93NUMPY", 6) != 0) {
+    unsigned char pre_bytes[12];
+    s = npy_fread(f, pre_bytes, 10, path, "magic", err);
+    if (s) goto fail;
+    if (memcmp(pre_bytes, "\x93NUMPY", 6) != 0) {
         s = LK_FAIL(err, LK_EFORMAT, "%s: not a .npy file (bad magic)", path);
         goto fail;
     }
-    int major = buf[6], minor = buf[7];
+    int major = pre_bytes[6], minor = pre_bytes[7];
     if (major < 1 || major > 3 || minor != 0) {
         s = LK_FAIL(err, LK_EUNSUPPORTED, "%s: .npy format version %d.%d not supported", path,
                     major, minor);
@@ -285,24 +320,32 @@ lk_status lk_npy_read(const char *path, lk_tensor **out, lk_error *err) {
         s = LK_FAIL(err, LK_EFORMAT, "%s: truncated header length field", path);
         goto fail;
     }
-    size_t hlen = (size_t)load_le(buf + 8, major == 1 ? 2 : 4);
+    if (pre == 12 && (s = npy_fread(f, pre_bytes + 10, 2, path, "header length", err))) goto fail;
+    size_t hlen = (size_t)load_le(pre_bytes + 8, major == 1 ? 2 : 4);
     if (hlen > fsize - pre || hlen == 0) {
         s = LK_FAIL(err, LK_EFORMAT, "%s: header length %zu exceeds the file (%zu bytes)", path,
                     hlen, fsize);
         goto fail;
     }
+    buf = lk_malloc(hlen);
+    if (!buf) {
+        s = LK_FAIL(err, LK_ENOMEM, "%s: out of memory reading a %zu-byte header", path, hlen);
+        goto fail;
+    }
+    if ((s = npy_fread(f, buf, hlen, path, "header", err))) goto fail;
     for (size_t i = 0; i < hlen; i++)
-        if (buf[pre + i] >= 0x80 && major < 3) {
+        if (buf[i] >= 0x80 && major < 3) {
             s = LK_FAIL(err, LK_EFORMAT, "%s: non-ASCII header byte at offset %zu", path,
                         pre + i);
             goto fail;
         }
     npy_header h;
     memset(&h, 0, sizeof h);
-    cursor c = {(const char *)buf + pre, (const char *)buf + pre + hlen, path,
-                (const char *)buf + pre, pre};
+    cursor c = {(const char *)buf, (const char *)buf + hlen, path, (const char *)buf, pre};
     s = parse_header(&c, &h, err);
     if (s) goto fail;
+    lk_free(buf);
+    buf = NULL;
     /* Overflow-checked element count and byte size against the file. */
     uint64_t numel = 1;
     for (int i = 0; i < h.ndim; i++) {
@@ -322,28 +365,20 @@ lk_status lk_npy_read(const char *path, lk_tensor **out, lk_error *err) {
     }
     s = lk_tensor_alloc(LK_F32, h.ndim, h.shape, &t, err);
     if (s) goto fail;
-    float               *dst = t->data;
-    const unsigned char *src = buf + data_off;
-    if (!h.fortran || h.ndim < 2) {
-        for (uint64_t i = 0; i < numel; i++) dst[i] = convert_one(src + i * h.itemsize, &h);
+    if (npy_is_native_f32(&h)) {
+        s = npy_fread(f, t->data, need, path, "data", err);
+        if (s) goto fail;
     } else {
-        /* Walk C order while tracking the Fortran (column-major) source offset. */
-        int64_t fstride[LK_MAX_DIMS], idx[LK_MAX_DIMS] = {0};
-        fstride[0] = 1;
-        for (int k = 1; k < h.ndim; k++) fstride[k] = fstride[k - 1] * h.shape[k - 1];
-        int64_t off = 0;
-        for (uint64_t i = 0; i < numel; i++) {
-            dst[i] = convert_one(src + (size_t)off * h.itemsize, &h);
-            for (int k = h.ndim - 1; k >= 0; k--) {
-                idx[k]++;
-                off += fstride[k];
-                if (idx[k] < h.shape[k]) break;
-                off -= fstride[k] * idx[k];
-                idx[k] = 0;
-            }
+        buf = lk_malloc(need ? need : 1);
+        if (!buf) {
+            s = LK_FAIL(err, LK_ENOMEM, "%s: out of memory reading %zu bytes", path, need);
+            goto fail;
         }
+        if ((s = npy_fread(f, buf, need, path, "data", err))) goto fail;
+        npy_convert(buf, &h, numel, t->data);
+        lk_free(buf);
+        buf = NULL;
     }
-    lk_free(buf);
     fclose(f);
     *out = t;
     return LK_OK;
