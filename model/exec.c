@@ -139,6 +139,7 @@ static void fill_ctx(lk_exec *x, const lk_node *n, lk_op_ctx *c, const lk_tensor
     c->pool           = x->pool;
     c->nthreads       = lk_pool_threads(x->pool);
     c->param_grads    = x->o.grad == LK_GRAD_PARAMS;
+    c->backward       = x->o.grad != LK_GRAD_NONE;
     if (x->pack_off) {
         int64_t i  = n - x->m->nodes;
         size_t  off = x->pack_off[i];

@@ -1502,13 +1502,14 @@ int lk_conv_geom_fits(const lk_conv_geom *g) {
     return 1;
 }
 
-size_t lk_conv_scratch(const lk_conv_geom *g, int nthreads) {
+size_t lk_conv_scratch(const lk_conv_geom *g, int nthreads, unsigned dirs) {
     if (nthreads < 1) nthreads = 1;
     if (!lk_conv_geom_fits(g)) return SIZE_MAX;
     if (!lk_conv_is_depthwise(g)) {
         size_t im2col = gemm_scratch(g) * (size_t)(use_rowpar(g, nthreads) ? nthreads : 1);
-        size_t packed = lk_conv_packed_scratch(g, nthreads);
-        size_t bwd    = lk_conv_packed_bwd_scratch(g, nthreads); /* backward data, packed */
+        size_t packed = dirs & LK_CONV_FWD ? lk_conv_packed_scratch(g, nthreads) : 0;
+        /* backward data, packed */
+        size_t bwd    = dirs & LK_CONV_BWD ? lk_conv_packed_bwd_scratch(g, nthreads) : 0;
         if (bwd > packed) packed = bwd;
         return im2col > packed ? im2col : packed;
     }

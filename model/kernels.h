@@ -3,7 +3,7 @@
  *
  *     lk_conv_geom g;
  *     lk_conv_geom_set(&g, &node->attrs.conv, x, w, y);
- *     size_t need = lk_conv_scratch(&g, nthreads);          (plan time)
+ *     size_t need = lk_conv_scratch(&g, nthreads, LK_CONV_FWD | LK_CONV_BWD);  (plan time)
  *     lk_conv_forward(&g, x->data, w->data, b, y->data, 0, ctx);
  *     lk_conv_backward_data(&g, gy, w->data, gx, ctx);     (gx += ...)
  *
@@ -54,8 +54,11 @@ void lk_conv_geom_set(lk_conv_geom *g, const lk_attr_conv *a, const lk_tensor *x
 /* 1 when the geometry runs on the direct depthwise kernels (group == c, m multiple of c). */
 int lk_conv_is_depthwise(const lk_conv_geom *g);
 
-/* Scratch floats that every lk_conv_* call below needs for nthreads threads. */
-size_t lk_conv_scratch(const lk_conv_geom *g, int nthreads);
+/* Scratch floats that the lk_conv_* calls below need for nthreads threads: lk_conv_forward
+ * with LK_CONV_FWD, lk_conv_backward_data with LK_CONV_BWD (both: the larger; the weight
+ * gradient's packed kernels add lk_conv_packed_wgrad_scratch). */
+enum { LK_CONV_FWD = 1, LK_CONV_BWD = 2 };
+size_t lk_conv_scratch(const lk_conv_geom *g, int nthreads, unsigned dirs);
 /* 1 when every buffer the conv kernels lay out for g (im2col columns, depthwise and packed
  * phase planes, packed weights) stays below 2^50 floats.  Computed in double: a hostile
  * geometry (2^31 strides and pads) would overflow the int64 layout arithmetic.  When it is 0,

@@ -112,6 +112,8 @@ typedef struct lk_op_ctx {
     int                     nthreads;
     int                     param_grads; /* the exec plans parameter gradients (LK_GRAD_PARAMS):
                                             scratch sizes cover the weight-gradient kernels  */
+    int                     backward;    /* the exec plans a backward pass (any gradient):
+                                            scratch sizes cover the data-gradient kernels    */
     unsigned                gin_fresh;   /* backward: bit j set when gin[j] holds nothing yet
                                             this pass (not even zeros): the op writes it
                                             instead of adding to it.  Only for inputs the

@@ -91,7 +91,8 @@ static void convt_geom(const lk_op_ctx *ctx, lk_conv_geom *g) {
 static size_t convt_scratch(const lk_op_ctx *ctx) {
     lk_conv_geom g;
     convt_geom(ctx, &g);
-    size_t need = lk_conv_scratch(&g, ctx->nthreads);
+    /* The forward is the data gradient of the adjoint conv, the backward its forward. */
+    size_t need = lk_conv_scratch(&g, ctx->nthreads, LK_CONV_BWD | (ctx->backward ? LK_CONV_FWD : 0));
     size_t wg   = ctx->param_grads && need != SIZE_MAX ? lk_conv_packed_wgrad_scratch(&g) : 0;
     return wg > need ? wg : need;
 }
