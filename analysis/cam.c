@@ -284,6 +284,7 @@ static lk_status plan(lk_cam *c, lk_exec **x, lk_grad_mode g, int64_t batch, int
                       const int64_t *keep, lk_error *err) {
     lk_exec_opts o    = lk_exec_opts_default();
     o.threads         = c->p.threads;
+    o.max_bytes       = c->p.max_bytes;
     o.grad            = g;
     o.n_keep          = n_keep;
     o.keep_vids       = keep;
@@ -300,6 +301,7 @@ static lk_status plan_tail(lk_cam *c, int l, lk_exec **x, lk_grad_mode g, int64_
                            lk_error *err) {
     lk_exec_opts o  = lk_exec_opts_default();
     o.threads       = c->p.threads;
+    o.max_bytes     = c->p.max_bytes;
     o.grad          = g;
     o.n_sources     = 1;
     o.sources       = &c->layers[l];

@@ -178,6 +178,7 @@ static lk_status check_params(const lk_faith_params *p, lk_error *err) {
 static lk_status plan_exec(lk_faith *f, const int64_t *in_shape, lk_error *err) {
     lk_exec_opts o = lk_exec_opts_default();
     o.threads      = f->p.threads;
+    o.max_bytes    = f->p.max_bytes;
     o.fuse         = 1;
     for (int attempt = 0; attempt < 2; attempt++) {
         int64_t          s4[4] = {f->B, in_shape[1], in_shape[2], in_shape[3]};

@@ -434,7 +434,7 @@ lk_status lk_linscope_run(const lk_model *m, const lk_linscope_params *p0, const
         goto fail;
     }
     lk_interp_opts io = lk_interp_opts_default();
-    io.smooth = p.smooth, io.eps = p.eps, io.threads = p.threads;
+    io.smooth = p.smooth, io.eps = p.eps, io.threads = p.threads, io.max_bytes = p.max_bytes;
     r->smooth = p.smooth, r->eps = p.eps;
     double t0 = now_s();
     s = copy_contig(x0, &r->x0, err);

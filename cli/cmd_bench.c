@@ -220,12 +220,15 @@ static int run_bench(const bench_cfg *cfg, const lk_model *m, bench_result *r) {
 
     lk_exec_opts o = lk_exec_opts_default();
     o.threads      = cfg->c.threads;
+    o.max_bytes    = cli_max_mem(&cfg->c);
     o.grad         = !cfg->backward ? LK_GRAD_NONE : cfg->param_grads ? LK_GRAD_PARAMS : LK_GRAD_INPUTS;
     o.fuse         = !cfg->backward;
     o.profile      = cfg->prof != NULL;
     double t0      = cli_now();
-    if (lk_exec_alloc(m, &o, (int)n_in, (const lk_tensor *const *)ins, &x, &err) != LK_OK)
+    if (lk_exec_alloc(m, &o, (int)n_in, (const lk_tensor *const *)ins, &x, &err) != LK_OK) {
+        lk_error_prefix(&err, "%s: ", cfg->path);
         goto fail;
+    }
     r->plan_s  = cli_now() - t0;
     r->threads = lk_exec_threads(x);
 

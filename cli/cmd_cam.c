@@ -713,8 +713,9 @@ static int score_maps(const cam_cfg *g, cam_run *u, lk_inputs *in) {
     lk_error             err;
     memset(&err, 0, sizeof err);
     fp.metrics = g->metrics;
-    fp.threads = u->threads;
-    fp.batch   = g->p.batch;
+    fp.threads   = u->threads;
+    fp.max_bytes = cli_max_mem(&g->c);
+    fp.batch     = g->p.batch;
     if (lk_faith_alloc(u->m, &fp, u->shape, r->n_methods, u->bx, &u->f, &err) != LK_OK) {
         cli_error_lk(&err);
         return 0;
@@ -746,7 +747,8 @@ static int setup(cam_cfg *g, cli_dist *j, lk_inputs *in, cam_run *u) {
     }
     u->threads   = j->size > 1 ? cli_dist_threads(j, g->c.threads) : g->c.threads;
     g->p.methods = g->methods;
-    g->p.threads = u->threads;
+    g->p.threads   = u->threads;
+    g->p.max_bytes = cli_max_mem(&g->c);
     if (lk_cam_alloc(u->m, &g->p, u->shape, &u->c, &err) != LK_OK) goto fail;
     const lk_cam_result *r0 = lk_cam_get_result(u->c);
     if (!resolve_classes(g, lk_inputs_count(in), r0->n_classes)) return 0;

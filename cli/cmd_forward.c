@@ -385,6 +385,7 @@ int cmd_forward(int argc, char **argv) {
     if (!input_fits(g, m, in, nd, decl)) goto done;
     lk_exec_opts o = lk_exec_opts_default();
     o.threads      = g->c.threads;
+    o.max_bytes    = cli_max_mem(&g->c);
     o.profile      = g->prof != NULL;
     o.fuse         = g->ntn == 0; /* intermediates are only kept when some are asked for */
     if (lk_exec_alloc(m, &o, 0, NULL, &x, &err) != LK_OK) {

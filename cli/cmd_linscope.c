@@ -284,8 +284,9 @@ int cmd_linscope(int argc, char **argv) {
     if (g.x1 && lk_npy_read(g.x1, &x1, &err) != LK_OK) goto fail;
     g.p.rows     = g.rows;
     g.p.cols     = g.cols;
-    g.p.threads  = g.c.threads;
-    g.p.progress = !g.quiet;
+    g.p.threads   = g.c.threads;
+    g.p.max_bytes = cli_max_mem(&g.c);
+    g.p.progress  = !g.quiet;
     if (lk_linscope_run(m, &g.p, x0, x1, &r, &err) != LK_OK) goto fail;
     if (write_outputs(&g, r)) goto done;
     if (g.json) {

@@ -951,6 +951,17 @@ static lk_status exec_plan(const lk_model *m, const lk_exec_opts *o, int n_shape
 
 lk_status lk_exec_alloc(const lk_model *m, const lk_exec_opts *o, int n_shapes,
                         const lk_tensor *const *shapes, lk_exec **out, lk_error *err) {
+    if (o && o->max_bytes) {
+        lk_exec  *d = NULL;
+        lk_status s = exec_plan(m, o, n_shapes, shapes, 1, &d, err);
+        if (s) return s;
+        uint64_t need = d->bytes;
+        lk_exec_free(d);
+        if (need > o->max_bytes)
+            return LK_FAIL(err, LK_ENOMEM, "this run needs an estimated %.1f MB (activations, "
+                           "gradients, packed weights and scratch), over the memory limit of "
+                           "%.1f MB", (double)need / 1e6, (double)o->max_bytes / 1e6);
+    }
     return exec_plan(m, o, n_shapes, shapes, 0, out, err);
 }
 

@@ -87,6 +87,7 @@ static lk_status check_rules(const lk_interp *ip, int64_t *maxn, lk_error *err) 
 static lk_status plan_exec(lk_interp *ip, const lk_tensor *x0_shape, lk_error *err) {
     lk_exec_opts eo = lk_exec_opts_default();
     eo.threads      = ip->o.threads;
+    eo.max_bytes    = ip->o.max_bytes;
     eo.grad         = LK_GRAD_INPUTS;
     eo.jvp          = 1;
     eo.n_targets    = 1;

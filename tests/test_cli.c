@@ -384,6 +384,9 @@ START_TEST(test_errors) {
                          tp), 1);
     ck_assert_ptr_nonnull(strstr(err_buf, "bad.npy"));
     ck_assert_ptr_nonnull(strstr(err_buf, "[2, 3, 8, 9]"));
+    /* Over --max-mem: refused before running, nothing written. */
+    ck_assert_int_eq(RUN("forward", mp, "--input", xp, "--output", yp, "--max-mem", "1K"), 1);
+    ck_assert_ptr_nonnull(strstr(err_buf, "memory limit"));
     /* Bad option. */
     ck_assert_int_eq(RUN("forward", mp, "--input", xp, "--outptu", yp), 1);
     ck_assert_ptr_nonnull(strstr(err_buf, "--outptu"));

@@ -268,8 +268,17 @@ START_TEST(estimate_and_option_errors) {
                   (unsigned long long)b1, (unsigned long long)b4, (unsigned long long)bg);
     /* the activations alone of batch 4: x, conv1, h1, conv2, h2, y */
     ck_assert_uint_ge(b4, (uint64_t)4 * (192 + 4 * 256 + 4) * sizeof(float));
-    /* option errors */
+    /* a memory limit: refused one byte under the estimate (naming it), planned at it */
     lk_exec     *ex = NULL;
+    o.max_bytes     = bg - 1;
+    ck_assert_int_eq(lk_exec_alloc(n.m, &o, 1, &s1, &ex, &err), LK_ENOMEM);
+    ck_assert_ptr_null(ex);
+    ck_assert_msg(strstr(err.msg, "memory limit") != NULL, "%s", err.msg);
+    o.max_bytes = bg;
+    ck_assert_int_eq(lk_exec_alloc(n.m, &o, 1, &s1, &ex, &err), LK_OK);
+    lk_exec_free(ex);
+    ex = NULL;
+    /* option errors */
     lk_exec_opts e  = lk_exec_opts_default();
     e.n_keep        = 1;
     ck_assert_int_eq(lk_exec_alloc(n.m, &e, 1, &s1, &ex, &err), LK_EINVAL);

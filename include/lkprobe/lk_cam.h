@@ -136,6 +136,7 @@ typedef struct lk_cam_params {
     lk_cam_fusion        fusion;      /* mean                                               */
     lk_cam_gpp_denom     gpp_denom;   /* sum A                                              */
     int                  threads;     /* 0: all cores                                       */
+    uint64_t             max_bytes;   /* engine memory limit per exec (lk_exec_opts): 0 none */
     int                  batch;       /* rows per batched forward (ScoreCAM, AblationCAM,
                                          IG, SmoothGrad, RISE): 16                          */
     uint64_t             seed;        /* RandomCAM, SmoothGrad, RISE: 0                     */

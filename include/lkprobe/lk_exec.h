@@ -96,6 +96,9 @@ typedef struct lk_exec_opts {
      * targets, the outputs that depend on a source are the targets.  The array is copied. */
     int            n_sources;
     const int64_t *sources;
+    /* > 0: lk_exec_alloc fails with LK_ENOMEM, before allocating anything, when the plan
+     * would hold more bytes than this (lk_exec_estimate's count).  0 = no limit. */
+    uint64_t       max_bytes;
 } lk_exec_opts;
 
 LK_API lk_exec_opts lk_exec_opts_default(void);

@@ -103,6 +103,7 @@ typedef struct lk_faith_params {
     uint64_t         seed;       /* imputation noise seed: 0                           */
     double           tolerance;  /* pointing-game radius in pixels: 15                 */
     int              threads;    /* 0 = all cores                                      */
+    uint64_t         max_bytes;  /* engine memory limit per exec (lk_exec_opts): 0 none */
 } lk_faith_params;
 
 LK_API lk_faith_params lk_faith_params_default(void);

@@ -48,6 +48,7 @@ typedef struct lk_interp_opts {
     lk_smooth_mode smooth;  /* default LK_SMOOTH_SECANT                                      */
     double         eps;     /* secant guard, default 1e-6                                     */
     int            batch;   /* x1 per batch-1 pass, default 1                                 */
+    uint64_t       max_bytes; /* the exec's memory limit (lk_exec_opts.max_bytes); 0 = none   */
 } lk_interp_opts;
 
 LK_API lk_interp_opts lk_interp_opts_default(void);

@@ -45,6 +45,7 @@ typedef struct lk_linscope_params {
     int                    svd_steps; /* Lanczos steps (0 = min(n, max(2k + 20, 3k)))     */
     uint64_t               seed;     /* start vector and adjoint-test vectors              */
     int                    progress; /* 1: progress lines on stderr (default 0)            */
+    uint64_t               max_bytes; /* engine memory limit per exec (lk_exec_opts); 0 = none */
 } lk_linscope_params;
 
 LK_API lk_linscope_params lk_linscope_params_default(void);
