@@ -47,6 +47,12 @@ SHAPES = {
     "c96to24_160_k3": (96, 160, 24, 3, 1, 1, False),
     "pw512to128_3": (512, 3, 128, 1, 1, 0, False),
     "pw16to16_48": (16, 48, 16, 1, 1, 0, False),
+    # resnet-fmnist's inverted bottlenecks: 1x1 convs on 24x24 down to 3x3 planes
+    "pw16to64_24": (16, 24, 64, 1, 1, 0, False),
+    "pw64to16_24": (64, 24, 16, 1, 1, 0, False),
+    "pw64to256_6": (64, 6, 256, 1, 1, 0, False),
+    "pw256to64_6": (256, 6, 64, 1, 1, 0, False),
+    "pw128to512_3": (128, 3, 512, 1, 1, 0, False),
     # 3x3 stride 1, dense: Winograd F(2x2, 3x3) or direct (conv_packed.c, wn_chosen)
     "c16to32_56_k3": (16, 56, 32, 3, 1, 1, False),
     "c32to32_48_k3": (32, 48, 32, 3, 1, 1, False),
