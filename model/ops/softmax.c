@@ -2,6 +2,7 @@
  * stably as exp(x - max) / sum.  Viewed as (outer, A, inner); the last-axis case (inner = 1)
  * walks contiguous rows.  backward: gx += y * (gy - <gy, y>); jvp: ty = y * (tx - <tx, y>). */
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "../op.h"
@@ -21,6 +22,29 @@ typedef struct softmax_args {
     int              which;   /* 0 forward, 1 backward, 2 jvp */
 } softmax_args;
 
+/* max over x[0, n) as the loop m = x[k] > m ? x[k] : m from m = x[0] computes it: 8 lanes,
+ * each started at x[0], then folded the same way.  The value is the same: a NaN x[0] stays
+ * in every lane, later NaNs never win a comparison, and max is exact (only the sign of a zero
+ * maximum may differ, which x - m and exp cannot tell apart). */
+typedef float   sm_v8 __attribute__((vector_size(32)));
+typedef int32_t sm_i8 __attribute__((vector_size(32)));
+static float line_max(const float *restrict x, int64_t n) {
+    float   m = x[0];
+    int64_t k = 0;
+    if (n >= 16) {
+        sm_v8 mv = {m, m, m, m, m, m, m, m};
+        for (; k + 8 <= n; k += 8) {
+            sm_v8 v;
+            memcpy(&v, x + k, sizeof v);
+            sm_i8 gt = v > mv; /* all ones where v wins */
+            mv       = (sm_v8)((gt & (sm_i8)v) | (~gt & (sm_i8)mv));
+        }
+        for (int i = 0; i < 8; i++) m = mv[i] > m ? mv[i] : m;
+    }
+    for (; k < n; k++) m = x[k] > m ? x[k] : m;
+    return m;
+}
+
 /* Job j = one (outer, inner) line of A elements with stride inner. */
 static void softmax_body(void *arg, int64_t j0, int64_t j1, int tid) {
     (void)tid;
@@ -34,7 +58,9 @@ static void softmax_body(void *arg, int64_t j0, int64_t j1, int tid) {
             const float *x  = (const float *)c->in[0]->data + base;
             float       *yo = (float *)c->out[0]->data + base;
             float        m  = x[0];
-            for (int64_t k = 1; k < A; k++) m = x[k * s] > m ? x[k * s] : m;
+            if (s == 1) m = line_max(x, A);
+            else
+                for (int64_t k = 1; k < A; k++) m = x[k * s] > m ? x[k * s] : m;
             double sum = 0.0;
             for (int64_t k = 0; k < A; k++) {
                 const float e = expf(x[k * s] - m);
@@ -42,7 +68,10 @@ static void softmax_body(void *arg, int64_t j0, int64_t j1, int tid) {
                 sum += e;
             }
             const float inv = (float)(1.0 / sum);
-            for (int64_t k = 0; k < A; k++) yo[k * s] *= inv;
+            if (s == 1)
+                for (int64_t k = 0; k < A; k++) yo[k] *= inv; /* contiguous: vectorized */
+            else
+                for (int64_t k = 0; k < A; k++) yo[k * s] *= inv;
         } else if (a->which == 1) {
             const float *gy = (const float *)c->gout[0]->data + base;
             float       *gx = (float *)c->gin[0]->data + base;
