@@ -312,8 +312,8 @@ static size_t pack_by_size(const grad_iv *iv, int64_t n, grad_iv **ord, grad_iv 
 /* Offsets for liveness intervals: the smaller of two packings.  First fit: sorted by start,
  * each interval takes the lowest gap between the intervals still live at its start.  Greedy
  * by size (pack_by_size) beats it where a long-lived small buffer splits the pool (the
- * PaddleOCR detector's forward values at 640x640: 27.0 -> 23.0 MB, the bound of the largest
- * live set being 22.9).  liv is scratch for 2 n pointers, alt for n offsets.  Returns the
+ * PaddleOCR detector's forward values at 640x640: 27.0 -> 22.9 MB, the bound of the largest
+ * live set).  liv is scratch for 2 n pointers, alt for n offsets.  Returns the
  * pool size in floats. */
 static size_t pack_intervals(grad_iv *iv, int64_t n, grad_iv **liv, size_t *alt) {
     qsort(iv, (size_t)n, sizeof *iv, cmp_iv_t0);
