@@ -657,6 +657,12 @@ DW_BLOCK(1, 8)
 #endif
 #define DW_R1 8
 #define DW_BLOCK_RV(R, V) DW_BLOCK(R, V)
+#if VL < 16
+/* Rows of 5 or 6 vectors two at a time (10-12 accumulators): one call and one weight
+ * broadcast per tap for both rows. */
+DW_BLOCK(2, 5)
+DW_BLOCK(2, 6)
+#endif
 DW_BLOCK_RV(DW_R4, 4)
 DW_BLOCK_RV(DW_R3, 3)
 DW_BLOCK_RV(DW_R2, 2)
@@ -677,6 +683,11 @@ static const dw_block_fn dw_row_fns[2][9] = {
 static void dw_block_shape(int64_t nvec, int ph, int *r, int *v, dw_block_fn *fn) {
     if (nvec >= 8) {
         *r = 1, *v = 8, *fn = dw_row_fns[ph][8];
+#if VL < 16
+    } else if (nvec == 5 || nvec == 6) {
+        *r = 2, *v = (int)nvec;
+        *fn = nvec == 5 ? (ph ? dw_pblock_2_5 : dw_block_2_5) : (ph ? dw_pblock_2_6 : dw_block_2_6);
+#endif
     } else if (nvec >= 5) {
         *r = 1, *v = (int)nvec, *fn = dw_row_fns[ph][nvec];
     } else if (nvec == 4) {
