@@ -479,43 +479,28 @@ static inline void copy_row(float *restrict d, const float *restrict s, int64_t 
     ROW_TAIL(if (i < n) vstore_part(d + i, vload_part(s + i, n - i), n - i), d[i] = s[i]);
 }
 
-/* The even lanes of the 2 VL floats a, b. */
+/* The even (odd = 0) or odd lanes of the 2 VL floats a, b. */
 #if VL == 16
-#define EVEN_LANES 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30
+#define HALF_LANES(P)                                                                              \
+    P, 2 + P, 4 + P, 6 + P, 8 + P, 10 + P, 12 + P, 14 + P, 16 + P, 18 + P, 20 + P, 22 + P, 24 + P, \
+        26 + P, 28 + P, 30 + P
 #elif VL == 8
-#define EVEN_LANES 0, 2, 4, 6, 8, 10, 12, 14
+#define HALF_LANES(P) P, 2 + P, 4 + P, 6 + P, 8 + P, 10 + P, 12 + P, 14 + P
 #else
-#define EVEN_LANES 0, 2, 4, 6
+#define HALF_LANES(P) P, 2 + P, 4 + P, 6 + P
 #endif
-static inline vf even_lanes(vf a, vf b) {
+static inline __attribute__((always_inline)) vf half_lanes(vf a, vf b, const int odd) {
 #if VL == 8 && defined(__AVX2__)
     /* In-lane shuffle, then the 64-bit pairs in order: 2 + 3 uops on Zen 1, against two
      * 3-uop vpermd (one every 4 cycles) and a blend for the generic shuffle. */
-    __m256 t = _mm256_shuffle_ps((__m256)a, (__m256)b, _MM_SHUFFLE(2, 0, 2, 0));
+    __m256 t = odd ? _mm256_shuffle_ps((__m256)a, (__m256)b, _MM_SHUFFLE(3, 1, 3, 1))
+                   : _mm256_shuffle_ps((__m256)a, (__m256)b, _MM_SHUFFLE(2, 0, 2, 0));
     return (vf)_mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), _MM_SHUFFLE(3, 1, 2, 0)));
 #elif defined(__clang__)
-    return __builtin_shufflevector(a, b, EVEN_LANES);
+    return odd ? __builtin_shufflevector(a, b, HALF_LANES(1))
+               : __builtin_shufflevector(a, b, HALF_LANES(0));
 #else
-    return __builtin_shuffle(a, b, (vi){EVEN_LANES});
-#endif
-}
-
-/* The odd lanes of the 2 VL floats a, b. */
-#if VL == 16
-#define ODD_LANES 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31
-#elif VL == 8
-#define ODD_LANES 1, 3, 5, 7, 9, 11, 13, 15
-#else
-#define ODD_LANES 1, 3, 5, 7
-#endif
-static inline vf odd_lanes(vf a, vf b) {
-#if VL == 8 && defined(__AVX2__)
-    __m256 t = _mm256_shuffle_ps((__m256)a, (__m256)b, _MM_SHUFFLE(3, 1, 3, 1));
-    return (vf)_mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), _MM_SHUFFLE(3, 1, 2, 0)));
-#elif defined(__clang__)
-    return __builtin_shufflevector(a, b, ODD_LANES);
-#else
-    return __builtin_shuffle(a, b, (vi){ODD_LANES});
+    return odd ? __builtin_shuffle(a, b, (vi){HALF_LANES(1)}) : __builtin_shuffle(a, b, (vi){HALF_LANES(0)});
 #endif
 }
 
@@ -527,7 +512,7 @@ static inline void split2_row(float *restrict de, float *restrict dodd, const fl
     int64_t k = 0;
     for (; 2 * k + 2 * VL <= n; k += VL) {
         vf a = vload(s + 2 * k), b = vload(s + 2 * k + VL);
-        vf e = even_lanes(a, b), o = odd_lanes(a, b);
+        vf e = half_lanes(a, b, 0), o = half_lanes(a, b, 1);
         memcpy(de + k, &e, sizeof e);
         memcpy(dodd + k, &o, sizeof o);
     }
@@ -555,7 +540,7 @@ static inline void copy_strided(float *restrict d, const float *restrict s, int6
     }
     int64_t i = 0;
     for (; i + VL + 1 <= n; i += VL) {
-        vf e = even_lanes(vload(s + 2 * i), vload(s + 2 * i + VL));
+        vf e = half_lanes(vload(s + 2 * i), vload(s + 2 * i + VL), 0);
         memcpy(d + i, &e, sizeof e);
     }
     if (i == n) return;
@@ -563,7 +548,7 @@ static inline void copy_strided(float *restrict d, const float *restrict s, int6
     int64_t r = n - i, m = 2 * r - 1; /* outputs left (1..VL), floats they span */
     vf     a = m >= VL ? vload(s + 2 * i) : vload_part(s + 2 * i, m);
     vf     b = m > VL ? vload_part(s + 2 * i + VL, m - VL) : (vf){0};
-    vf     e = even_lanes(a, b);
+    vf     e = half_lanes(a, b, 0);
     if (r == VL) memcpy(d + i, &e, sizeof e);
     else vstore_part(d + i, e, r);
 #else
