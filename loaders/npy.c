@@ -303,7 +303,7 @@ lk_status lk_npy_read(const char *path, lk_tensor **out, lk_error *err) {
         goto fail;
     }
     unsigned char pre_bytes[12];
-    s = npy_fread(f, pre_bytes, 10, path, "magic", err);
+    s = npy_fread(f, pre_bytes, 10, path, "preamble (magic, version, header length)", err);
     if (s) goto fail;
     if (memcmp(pre_bytes, "\x93NUMPY", 6) != 0) {
         s = LK_FAIL(err, LK_EFORMAT, "%s: not a .npy file (bad magic)", path);

@@ -543,6 +543,7 @@ START_TEST(cli_refusals) {
         {"--layer", "/Flatten", "4-D"},
         {"--layer", "nosuch", "no tensor of that name"},
         {"--target", "soft", "is not one of logit"},
+        {"--max-mem", "1K", "over the memory limit"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *args[] = {"cam", model, "--inputs", inputs, cases[i].opt, cases[i].val,

@@ -387,6 +387,10 @@ START_TEST(test_errors) {
     /* Over --max-mem: refused before running, nothing written. */
     ck_assert_int_eq(RUN("forward", mp, "--input", xp, "--output", yp, "--max-mem", "1K"), 1);
     ck_assert_ptr_nonnull(strstr(err_buf, "memory limit"));
+    ck_assert_int_eq(RUN("bench", mp, "--max-mem", "1K", "--json"), 1);
+    ck_assert_ptr_nonnull(strstr(err_buf, "memory limit"));
+    ck_assert_int_eq(RUN("forward", mp, "--input", xp, "--output", yp, "--max-mem", "lots"), 1);
+    ck_assert_ptr_nonnull(strstr(err_buf, "is not a size"));
     /* Bad option. */
     ck_assert_int_eq(RUN("forward", mp, "--input", xp, "--outptu", yp), 1);
     ck_assert_ptr_nonnull(strstr(err_buf, "--outptu"));

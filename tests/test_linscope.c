@@ -560,6 +560,11 @@ START_TEST(cli) {
     const char *bad2[] = {"linscope", m, img, img, "--json", NULL};
     ck_assert_int_eq(tu_lkprobe(bad2, out, sizeof out, errb, sizeof errb), 1);
     ck_assert_msg(strstr(errb, "exactly one input"), "%s", errb);
+    const char *bad4[] = {"linscope", m, img, "--max-mem", "1K", "--npy", dir, "-o", fig, NULL};
+    ck_assert_int_eq(tu_lkprobe(bad4, out, sizeof out, errb, sizeof errb), 1);
+    ck_assert_msg(strstr(errb, "over the memory limit"), "%s", errb);
+    f = fopen("linscope-cli-out/y0.npy", "rb");
+    ck_assert_msg(!f, "partial output after an error");
     char x1[4096];
     tu_src_path("tests/fixtures/linscope/x1.npy", x1, sizeof x1);
     const char *bad3[] = {"linscope", m, img, "--x1", x1, "--npy", dir, NULL};

@@ -982,6 +982,66 @@ START_TEST(softmax_cases) {
 }
 END_TEST
 
+/* Softmax of one contiguous line in float as the op's contract states it: m from the serial
+ * loop m = x[k] > m ? x[k] : m (m = x[0] first), e = expf(x - m), a double sum, y = e * (float)
+ * (1 / sum). */
+static void serial_softmax(const float *x, int64_t n, float *y) {
+    float m = x[0];
+    for (int64_t k = 1; k < n; k++) m = x[k] > m ? x[k] : m;
+    double sum = 0.0;
+    for (int64_t k = 0; k < n; k++) {
+        y[k] = expf(x[k] - m);
+        sum += y[k];
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int64_t k = 0; k < n; k++) y[k] *= inv;
+}
+
+/* The vectorised max of a contiguous line (16 floats and more) gives the serial loop's bits:
+ * lines of 16 to 41 with the maximum in every lane position and tied, and signed zeros as the
+ * maximum.  A NaN anywhere in a line (first, where the serial max keeps it, or later, where it
+ * skips it) makes the whole line NaN either way, which the exec reports as LK_ENUMERIC. */
+START_TEST(softmax_line_bits) {
+    for (int64_t n = 16; n <= 41; n++) {
+        for (int kind = 0; kind < 4; kind++) {
+            int64_t sh[2] = {2, n};
+            hcase   c     = mk(LK_OP_SOFTMAX, 1, 1);
+            set_shape(&c, 0, 2, sh);
+            float x[2 * 41], want[2 * 41];
+            tu_fill_uniform(x, 2 * n, 900 + (uint64_t)(n * 4 + kind), -3.0f, 3.0f);
+            for (int r = 0; r < 2; r++) {
+                float *l = x + r * n;
+                if (kind == 0) l[(n - 1 + r * 7) % n] = 5.0f;          /* one maximum  */
+                if (kind == 1) l[3] = l[n - 1] = l[(n + r) / 2] = 4.0f; /* tied maxima  */
+                if (kind == 2) {                                      /* zero maximum */
+                    for (int64_t k = 0; k < n; k++) l[k] = -fabsf(l[k]) - 0.5f;
+                    l[1 + r] = 0.0f;
+                    l[n - 2] = -0.0f;
+                }
+                if (kind == 3) l[r ? 0 : n / 2] = NAN; /* NaN in the middle, then first */
+                serial_softmax(l, n, want + r * n);
+            }
+            harness h;
+            ck_assert_int_eq(h_build(&c, 1, &h), LK_OK);
+            memcpy(h.data[0], x, sizeof(float) * (size_t)(2 * n));
+            lk_status st = h_forward(&c, &h);
+            if (kind == 3) {
+                ck_assert_msg(st == LK_ENUMERIC && isnan(want[0]) && isnan(want[n]),
+                              "n %lld: a NaN line gave %s", (long long)n, lk_status_name(st));
+                h_close(&h);
+                continue;
+            }
+            ck_assert_msg(st == LK_OK, "%s", h.err.msg);
+            const float *y = h_out(&h, 0);
+            ck_assert_msg(memcmp(y, want, sizeof(float) * (size_t)(2 * n)) == 0,
+                          "n %lld case %d: bits differ from the serial softmax", (long long)n,
+                          kind);
+            h_close(&h);
+        }
+    }
+}
+END_TEST
+
 /* ---- data movement ------------------------------------------------------------------------ */
 
 static hcase transpose_case(int nd, const int64_t *sh, const int64_t *perm) {
@@ -1399,6 +1459,7 @@ int main(void) {
     tcase_add_test(t, reduce_large_parallel);
     tcase_add_test(t, layer_norm_cases);
     tcase_add_test(t, softmax_cases);
+    tcase_add_test(t, softmax_line_bits);
     tcase_add_test(t, transpose_cases);
     tcase_add_test(t, reshape_cases);
     tcase_add_test(t, concat_split_cases);
