@@ -19,7 +19,8 @@
  * transforms each channel's kernel once per contiguous range of items it gets.
  *
  * Wisdom (params.wisdom_path): FFTW_MEASURE planning of a large-kernel net costs a good part
- * of a whole short run, so the planner's wisdom is imported at registration and written back
+ * of a whole short run, so the planner's wisdom is imported before the first plan of a
+ * registration (not at registration: a net without FFT convs never reads it) and written back
  * (atomically, through util/'s lk_file_write_atomic) whenever planning added to it.  The file
  * is a cache: every failure to read or write it is silent and only costs the measurement.
  */
@@ -64,6 +65,7 @@ static int               n_tiled;
 static char             *wisdom_path;  /* owned copy of params.wisdom_path, or NULL       */
 static char             *wisdom_saved; /* the wisdom last read from or written to it (FFTW's
                                         * malloc'd export string), NULL: file not known good */
+static int               wisdom_due;   /* wisdom_path not yet imported since registration   */
 
 lk_fftconv_params lk_fftconv_params_default(void) {
     lk_fftconv_params p;
@@ -207,11 +209,21 @@ static void save_wisdom(void) {
         return;
     }
     make_parent(wisdom_path);
-    (void)lk_file_write_atomic(wisdom_path, now, strlen(now), NULL);
+    (void)lk_file_write_atomic(wisdom_path, now, strlen(now), 0, NULL);
     /* Recorded even after a failure, so that an unwritable path is retried only when the
      * wisdom grows again, not after every plan. */
     free(wisdom_saved);
     wisdom_saved = now;
+}
+
+/* Imports the wisdom file once per registration, before the first plan (under the lock).  A
+ * missing, unreadable or corrupt file makes the import return 0 (FFTW prints nothing):
+ * wisdom_saved stays NULL so the first measured plan rewrites the file. */
+static void import_wisdom(void) {
+    if (!wisdom_due) return;
+    wisdom_due = 0;
+    if (wisdom_path && params.measure && fftwf_import_wisdom_from_filename(wisdom_path))
+        wisdom_saved = fftwf_export_wisdom_to_string();
 }
 
 /* The cached plans for (nh, nw), or NULL; with make, plans them when missing. */
@@ -219,6 +231,7 @@ static const plan_pair *find_plans(int64_t nh, int64_t nw, int make) {
     for (int i = 0; i < n_plans; i++)
         if (plans[i].nh == nh && plans[i].nw == nw) return &plans[i];
     if (!make || n_plans == MAX_PLANS) return NULL;
+    import_wisdom();
     size_t         nc = (size_t)(nh * (nw / 2 + 1));
     float         *r  = fftwf_alloc_real((size_t)(nh * nw));
     fftwf_complex *c  = fftwf_alloc_complex(nc);
@@ -500,6 +513,7 @@ static void forget_wisdom_path(void) {
     free(wisdom_saved);
     wisdom_path        = NULL;
     wisdom_saved       = NULL;
+    wisdom_due         = 0;
     params.wisdom_path = NULL;
 }
 
@@ -515,10 +529,7 @@ void lk_fftconv_register(const lk_fftconv_params *p) {
     wisdom_path        = path;
     have_params        = 1;
     n_tiled            = 0;
-    /* A missing, unreadable or corrupt file makes the import return 0 (FFTW prints nothing):
-     * wisdom_saved stays NULL so the first measured plan rewrites the file. */
-    if (path && params.measure && fftwf_import_wisdom_from_filename(path))
-        wisdom_saved = fftwf_export_wisdom_to_string();
+    wisdom_due         = path != NULL; /* imported by the first plan (import_wisdom) */
     pthread_mutex_unlock(&lock);
     lk_dwconv_set_backend(&fft_backend);
 }
