@@ -150,12 +150,12 @@ static lk_status write_all(int fd, const void *p, size_t n, off_t off, const cha
     return LK_OK;
 }
 
-/* Writes text to dir/name atomically (util: temp + fsync + rename). */
+/* Writes text to dir/name atomically and durably (util: temp + fsync + rename). */
 static lk_status write_atomic(const lk_filterdb *db, const char *name, const char *text, size_t len,
                               lk_error *err) {
     char path[PATH_MAX];
     path_in(db, name, path, sizeof path);
-    return lk_file_write_atomic(path, text, len, err);
+    return lk_file_write_atomic(path, text, len, 1, err);
 }
 
 /* ---------------------------------------------------------------- manifest */

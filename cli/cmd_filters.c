@@ -262,7 +262,7 @@ static int write_csv(const char *path, const lk_filters *f) {
     }
     lk_error err;
     memset(&err, 0, sizeof err);
-    int ok = !b.oom && lk_file_write_atomic(path, lk_sb_text(&b), b.n, &err) == LK_OK;
+    int ok = !b.oom && lk_file_write_atomic(path, lk_sb_text(&b), b.n, 0, &err) == LK_OK;
     if (!ok) cli_error(path, "cannot write the CSV file%s%s", err.msg[0] ? ": " : "", err.msg);
     lk_sb_free(&b);
     return ok;

@@ -497,7 +497,7 @@ int cli_write_profile(const char *file, const lk_model *m, const lk_exec *x, int
     lk_sb_char(&b, '\n');
     lk_error err;
     memset(&err, 0, sizeof err);
-    if (b.oom || lk_file_write_atomic(file, b.p, b.n, &err) != LK_OK) {
+    if (b.oom || lk_file_write_atomic(file, b.p, b.n, 0, &err) != LK_OK) {
         cli_error(file, "cannot write the profile%s%s", err.msg[0] ? ": " : "", err.msg);
         lk_sb_free(&b);
         free(rows);

@@ -74,7 +74,7 @@ lk_status lk_afile_pad(lk_afile *a, size_t align, lk_error *err) {
 lk_status lk_afile_close(lk_afile *a, lk_error *err) {
     if (!a->f) return LK_OK;
     int r = fflush(a->f);
-    if (r != 0 || fsync(fileno(a->f)) != 0)
+    if (r != 0 || (a->sync && fsync(fileno(a->f)) != 0))
         return LK_FAIL(err, LK_EIO, "%s: write failed: %s", a->path, strerror(errno));
     r    = fclose(a->f);
     a->f = NULL;
@@ -104,9 +104,11 @@ void lk_afile_abort(lk_afile *a) {
     a->path = NULL;
 }
 
-lk_status lk_file_write_atomic(const char *path, const void *data, size_t len, lk_error *err) {
+lk_status lk_file_write_atomic(const char *path, const void *data, size_t len, int sync,
+                               lk_error *err) {
     lk_afile  a;
     lk_status st = lk_afile_open(&a, path, err);
+    a.sync       = sync;
     if (st == LK_OK) st = lk_afile_write(&a, data, len, err);
     if (st == LK_OK) st = lk_afile_commit(&a, err);
     if (st != LK_OK) lk_afile_abort(&a);
