@@ -375,21 +375,33 @@ void lk_model_replace_param(lk_model *m, int64_t v, int ndim, const int64_t *sha
 /* Kahn's algorithm; reorders m->nodes and fixes producer indices.  Fails on cycles and on
  * inputs that are activations never produced. */
 static lk_status topo_sort(lk_model *m, lk_error *err) {
-    int64_t   n      = m->n_nodes;
+    int64_t   n      = m->n_nodes, nv = m->n_values;
     int64_t  *indeg  = lk_calloc((size_t)(n ? n : 1), sizeof *indeg);
     int64_t  *order  = lk_malloc(sizeof *order * (size_t)(n ? n : 1));
     int64_t  *queue  = lk_malloc(sizeof *queue * (size_t)(n ? n : 1));
     lk_node  *sorted = lk_malloc(sizeof *sorted * (size_t)(n ? n : 1));
+    int64_t  *first  = lk_calloc((size_t)nv + 2, sizeof *first);
+    int64_t   nuse   = 0;
+    for (int64_t i = 0; i < n; i++) nuse += m->nodes[i].n_in;
+    int64_t  *users  = lk_malloc(sizeof *users * (size_t)(nuse ? nuse : 1));
     lk_status st     = LK_OK;
-    if (!indeg || !order || !queue || !sorted) {
+    if (!indeg || !order || !queue || !sorted || !first || !users) {
         st = LK_FAIL(err, LK_ENOMEM, "out of memory sorting the graph");
         goto done;
     }
-    /* consumers via a CSR over values */
+    /* Consumers via a CSR over values: users[first[v] .. first[v + 1]) are the nodes reading
+     * v, once per input slot, in (node, slot) order (the order of a scan of every node). */
     for (int64_t i = 0; i < n; i++)
         for (int j = 0; j < m->nodes[i].n_in; j++) {
             int64_t v = m->nodes[i].in[j];
+            if (v >= 0 && v < nv) first[v + 2]++;
             if (v >= 0 && m->values[v].kind == LK_VALUE_ACT) indeg[i]++;
+        }
+    for (int64_t v = 0; v < nv; v++) first[v + 2] += first[v + 1];
+    for (int64_t i = 0; i < n; i++)
+        for (int j = 0; j < m->nodes[i].n_in; j++) {
+            int64_t v = m->nodes[i].in[j];
+            if (v >= 0 && v < nv) users[first[v + 1]++] = i;
         }
     int64_t qh = 0, qt = 0, cnt = 0;
     for (int64_t i = 0; i < n; i++)
@@ -399,9 +411,9 @@ static lk_status topo_sort(lk_model *m, lk_error *err) {
         order[cnt++] = i;
         for (int o = 0; o < m->nodes[i].n_out; o++) {
             int64_t v = m->nodes[i].out[o];
-            for (int64_t k = 0; k < n; k++)
-                for (int j = 0; j < m->nodes[k].n_in; j++)
-                    if (m->nodes[k].in[j] == v && --indeg[k] == 0) queue[qt++] = k;
+            if (v < 0 || v >= nv) continue;
+            for (int64_t u = first[v]; u < first[v + 1]; u++)
+                if (--indeg[users[u]] == 0) queue[qt++] = users[u];
         }
     }
     if (cnt != n) {
@@ -423,6 +435,8 @@ done:
     lk_free(order);
     lk_free(queue);
     lk_free(sorted);
+    lk_free(first);
+    lk_free(users);
     return st;
 }
 
