@@ -10,8 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cairo-pdf.h>
-#include <cairo-svg.h>
 
 #include "render-impl.h"
 #include "util/lk_util.h"
@@ -211,6 +209,8 @@ lk_status lk_fig_alloc(double width_in, double height_in, double dpi, lk_fig **o
                        width_in, height_in);
     if (!(dpi >= 10 && dpi <= 2400))
         return LK_FAIL(err, LK_EINVAL, "figure dpi %g: must be in [10, 2400]", dpi);
+    lk_status ls = rd_cairo_load(err);
+    if (ls != LK_OK) return ls;
     f = lk_calloc(1, sizeof *f);
     if (!f) return LK_FAIL(err, LK_ENOMEM, "figure: out of memory");
     f->w_pt = width_in * 72;

@@ -2,8 +2,7 @@
 #ifndef LKPROBE_RENDER_IMPL_H
 #define LKPROBE_RENDER_IMPL_H
 
-#include <cairo.h>
-
+#include "cairo-dl.h" /* cairo.h, with its calls through the dlopen table */
 #include "lkprobe/lk_render.h"
 
 /* Generated tables (cmap_tables.c): 256 RGB byte triples each. */

@@ -227,6 +227,15 @@ START_TEST(test_help_version) {
         ck_assert_ptr_nonnull(strstr(out_buf, "usage: lkprobe"));
         ck_assert_ptr_nonnull(strstr(out_buf, "--threads"));
     }
+    /* cairo and MPI are loaded on demand (render/cairo_dl.c, dist/dist_mpi.c): a command that
+     * draws nothing and runs without a launcher never loads them. */
+    setenv("LD_DEBUG", "files", 1);
+    int rc = RUN("--version");
+    unsetenv("LD_DEBUG");
+    ck_assert_int_eq(rc, 0);
+    ck_assert_msg(strstr(err_buf, "libopenblas") != NULL, "no loader trace: %.200s", err_buf);
+    ck_assert_msg(strstr(err_buf, "libcairo") == NULL, "libcairo loaded at start-up");
+    ck_assert_msg(strstr(err_buf, "libmpi") == NULL, "libmpi loaded at start-up");
     ck_assert_int_eq(run((const char *const[]){NULL}), 1);
     ck_assert_ptr_nonnull(strstr(err_buf, "usage"));
 }

@@ -788,6 +788,30 @@ START_TEST(alloc_failure_loop) {
 }
 END_TEST
 
+/* 1 when a mapping of this process names lib (/proc/self/maps). */
+static int mapped(const char *lib) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    char  line[1024];
+    int   found = 0;
+    ck_assert_ptr_nonnull(f);
+    while (!found && fgets(line, sizeof line, f)) found = strstr(line, lib) != NULL;
+    fclose(f);
+    return found;
+}
+
+/* cairo is loaded by the first figure (render/cairo_dl.c), not at start-up. */
+START_TEST(cairo_loaded_by_first_figure) {
+    const char *fork_mode = getenv("CK_FORK");
+    if (!fork_mode || strcmp(fork_mode, "no") != 0) /* a fresh process per test */
+        ck_assert_msg(!mapped("libcairo"), "libcairo mapped before any figure");
+    lk_fig *f = NULL;
+    OK(lk_fig_alloc(1.0, 1.0, 72, &f, E));
+    ck_assert_msg(mapped("libcairo"), "a figure was made without libcairo mapped");
+    OK(lk_fig_text(f, 0.5, 0.5, "x", NULL, E));
+    lk_fig_free(f);
+}
+END_TEST
+
 static Suite *render_suite(void) {
     Suite *s = suite_create("render");
     TCase *t = tcase_create("cmap");
@@ -809,6 +833,7 @@ static Suite *render_suite(void) {
     tcase_add_loop_test(t, pdf_matches_png, 0, N_GOLDEN);
     suite_add_tcase(s, t);
     t = tcase_create("errors");
+    tcase_add_test(t, cairo_loaded_by_first_figure);
     tcase_add_test(t, save_errors_leave_nothing);
     tcase_add_test(t, heatmap_nan_is_bad_colour);
     tcase_add_test(t, argument_errors);
