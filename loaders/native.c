@@ -374,6 +374,7 @@ lk_status lk_model_save_native(const lk_model *m, const char *path, lk_error *er
         goto fail;
     }
     af_open = 1;
+    af.sync = 1; /* doc/model-bin.md: fsync before the rename (a kept artifact, like a DB) */
     s       = lk_afile_write(&af, hd.p, hd.n, err);
     lk_free(hd.p);
     for (int k = 0; k < n_meta && !s; k++) {
