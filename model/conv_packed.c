@@ -683,17 +683,19 @@ static int row_tiles(const lk_conv_geom *g, const dp_layout *L) {
 /* Bytes of B slices (KC x NR floats each) that tiles sharing the weight panels keep in L2. */
 #define PK_GROUP_BYTES (256 * 1024)
 
-/* pk_range's tiles ntile of [j0, j0 + vtot vectors) when the grid has no junk columns and K
- * is one slice: groups of tiles whose B slices fit PK_GROUP_BYTES together, each weight panel
+/* pk_range's ntile tiles of grid columns [j0, j1) when K is one slice and nothing is
+ * accumulated: groups of tiles whose B slices fit PK_GROUP_BYTES together, each weight panel
  * over a whole group before the next.  The same micro-kernel calls as tile by tile (the same
- * bits), in another order: a panel's 6 output rows are then written column after column,
- * where tile by tile keeps every row of the output open at once, and each panel's weights are
- * read once per group instead of once per tile. */
+ * bits), in another order: each panel's weights are read once per group instead of once per
+ * tile, and a panel's 6 output rows are written column after column.  A tile goes straight
+ * into y where pk_range's would (no junk columns, or inside one output row with row tiles);
+ * otherwise through acc, its row segments stored right after its panel. */
 static void pk_grouped(const pk_args *a, int64_t gi, const float *xg, float *yg, const float *rg,
                        int64_t j0, int64_t j1, int64_t ntile, int64_t p0, int64_t p1, float *acc) {
     const lk_conv_geom *g = a->g;
     int64_t mg = g->m / g->group, np = panels_of(g), kdim = a->kdim, ohw = g->oh * g->ow;
-    int64_t vtot = (j1 - j0 + VL - 1) / VL;
+    int64_t vtot = (j1 - j0 + VL - 1) / VL, wp = a->L->wp, ow = g->ow;
+    int     nojunk = wp == ow, rowed = row_tiles(g, a->L);
     int64_t per = (int64_t)(PK_GROUP_BYTES / ((size_t)kdim * NR * sizeof(float)));
     if (per < 1) per = 1;
     for (int64_t t0 = 0; t0 < ntile; t0 += per) {
@@ -703,6 +705,8 @@ static void pk_grouped(const pk_args *a, int64_t gi, const float *xg, float *yg,
             int64_t      rows = mg - p * MR < MR ? mg - p * MR : MR;
             float        bpad[MR] = {0};
             const float *bias     = NULL;
+            float       *yp       = yg + p * MR * ohw;
+            const float *rp       = rg ? rg + p * MR * ohw : NULL;
             if (a->b) {
                 memcpy(bpad, a->b + gi * mg + p * MR, sizeof(float) * (size_t)rows);
                 bias = bpad;
@@ -710,23 +714,29 @@ static void pk_grouped(const pk_args *a, int64_t gi, const float *xg, float *yg,
             for (int64_t ti = t0; ti < t1; ti++) {
                 int64_t jt = j0 + ti * vtot / ntile * VL, je = j0 + (ti + 1) * vtot / ntile * VL;
                 int64_t cols = (je < j1 ? je : j1) - jt, nv = (cols + VL - 1) / VL;
-                float  *yp = yg + p * MR * ohw + jt; /* no junk: grid column j is y offset j */
-                const float *rp = rg ? rg + p * MR * ohw + jt : NULL;
-                if (rows == MR && cols == nv * VL) {
-                    a->micro[nv](kdim, wa, xg + jt, a->off, yp, ohw, 0, bias, rp, a->relu);
+                int64_t yo   = jt / wp * ow + jt % wp; /* y offset of grid column jt */
+                if (rows == MR && cols == nv * VL && (nojunk || (rowed && jt % wp + cols <= ow))) {
+                    a->micro[nv](kdim, wa, xg + jt, a->off, yp + yo, ohw, 0, bias,
+                                 rp ? rp + yo : NULL, a->relu);
                     continue;
                 }
                 a->micro[nv](kdim, wa, xg + jt, a->off, acc, NR, 0, bias, NULL, 0);
-                for (int64_t r = 0; r < rows; r++) {
-                    float       *d = yp + r * ohw;
-                    const float *t = acc + r * NR, *q = rp ? rp + r * ohw : NULL;
-                    if (q || a->relu)
-                        for (int64_t i = 0; i < cols; i++) {
-                            float v = q ? t[i] + q[i] : t[i];
-                            d[i]    = a->relu ? (v > 0.0f ? v : 0.0f) : v;
-                        }
-                    else
-                        memcpy(d, t, sizeof(float) * (size_t)cols);
+                /* Row segments: grid column jt + i is output (oy, ox) when ox < ow. */
+                for (int64_t i = 0; i < cols;) {
+                    int64_t jc = jt + i, ox = jc % wp, len = wp - ox < cols - i ? wp - ox : cols - i;
+                    int64_t dst = jc / wp * ow + ox, n = ow - ox < len ? ow - ox : len;
+                    for (int64_t r = 0; ox < ow && r < rows; r++) {
+                        float       *d = yp + r * ohw + dst;
+                        const float *t = acc + r * NR + i, *q = rp ? rp + r * ohw + dst : NULL;
+                        if (q || a->relu)
+                            for (int64_t e = 0; e < n; e++) {
+                                float v = q ? t[e] + q[e] : t[e];
+                                d[e]    = a->relu ? (v > 0.0f ? v : 0.0f) : v;
+                            }
+                        else
+                            memcpy(d, t, sizeof(float) * (size_t)n);
+                    }
+                    i += len;
                 }
             }
         }
@@ -749,7 +759,7 @@ static void pk_range(const pk_args *a, int64_t n, int64_t gi, int64_t j0, int64_
      * 4 4 4 1): a one-vector tile streams the weights for a quarter of the FMAs and is
      * bound by its broadcasts.  Every column sees the same FMAs in any tile width. */
     int64_t vtot = (j1 - j0 + VL - 1) / VL, ntile = (vtot + NR / VL - 1) / (NR / VL);
-    if (nojunk && nk == 1 && ntile > 1) {
+    if (nk == 1 && !a->accumulate && ntile > 1) {
         pk_grouped(a, gi, xg, yg, rg, j0, j1, ntile, p0, p1, acc);
         return;
     }
