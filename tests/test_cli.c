@@ -624,6 +624,47 @@ START_TEST(test_forward_wisdom) {
 }
 END_TEST
 
+/* cairo and MPI are loaded on first use (render/cairo_dl.c, dist/dist_mpi.c): when the library
+ * under the build's soname cannot be loaded (here a text file found first on LD_LIBRARY_PATH),
+ * a command that draws, or one a launcher started, fails with one message naming the library
+ * and exit 1, and writes nothing. */
+START_TEST(test_lazy_library_missing) {
+    char mp[512], lib[512], fig[512], buf[600];
+    write_dw_model(mp, sizeof mp);
+    tpath("lib", lib, sizeof lib);
+    ck_assert_int_eq(mkdir(lib, 0755), 0);
+    tpath("k.png", fig, sizeof fig);
+    const char *sonames[] = {getenv("LK_CAIRO_SONAME"), getenv("LK_MPI_SONAME")};
+    ck_assert_msg(sonames[0] && *sonames[0], "LK_CAIRO_SONAME not set by meson");
+    for (int i = 0; i < 2; i++) {
+        if (!sonames[i]) continue; /* a build without MPI */
+        snprintf(buf, sizeof buf, "%s/%s", lib, sonames[i]);
+        FILE *f = fopen(buf, "w");
+        ck_assert_ptr_nonnull(f);
+        fputs("not a shared library\n", f);
+        fclose(f);
+    }
+    setenv("LD_LIBRARY_PATH", lib, 1);
+    int rc = RUN("kernels", mp, "-o", fig);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(err_buf, "cannot load") && strstr(err_buf, sonames[0]), "%s", err_buf);
+    ck_assert_msg(strchr(err_buf, '\n') == strrchr(err_buf, '\n'), "more than one line: %s",
+                  err_buf);
+    ck_assert_int_eq(file_size(fig), -1);
+    if (sonames[1]) {
+        setenv("OMPI_COMM_WORLD_SIZE", "1", 1); /* as if mpirun had started it */
+        rc = RUN("filters", mp, "--json");
+        unsetenv("OMPI_COMM_WORLD_SIZE");
+        ck_assert_int_eq(rc, 1);
+        ck_assert_msg(strstr(err_buf, "cannot load") && strstr(err_buf, sonames[1]), "%s", err_buf);
+        ck_assert_str_eq(out_buf, "");
+    }
+    unsetenv("LD_LIBRARY_PATH");
+    ck_assert_msg(RUN("kernels", mp, "-o", fig) == 0, "%s", err_buf);
+    ck_assert_int_gt(file_size(fig), 0);
+}
+END_TEST
+
 static void setup(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/lk-cli-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(tmpdir));
@@ -654,6 +695,7 @@ int main(void) {
     tcase_add_test(tc, test_onnx_fixture);
     tcase_add_test(tc, test_bench);
     tcase_add_test(tc, test_forward_wisdom);
+    tcase_add_test(tc, test_lazy_library_missing);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
