@@ -17,7 +17,8 @@
  *  - The micro-kernel keeps an MR x NR tile of the grid (6 x 64: 24 vector registers) and per
  *    tap does NR/16 vector loads of B, MR weight broadcasts and MR * NR/16 FMAs over the whole
  *    K slice (up to KC taps), then the tile's junk columns are dropped as it is stored.  The
- *    B slice of a tile stays in L1/L2 across all weight panels; weights stream with a
+ *    B slice of a tile stays in L1/L2 across all weight panels (with K in one slice, of a
+ *    group of tiles: pk_grouped); weights stream with a
  *    software prefetch (from L3 they arrive too late for the hardware prefetcher).  Plane
  *    strides avoid multiples of 2 KiB, which would map a tile's rows to the same cache sets.
  *  - Threads split the grid columns (16-column-aligned ranges), or, when there are too few
@@ -674,12 +675,6 @@ static int row_tiles(const lk_conv_geom *g, const dp_layout *L) {
     return L->wp > g->ow && g->ow % VL == 0 && kdim_of(g) <= 256;
 }
 
-/* Grid columns [j0, j1) and weight panels [p0, p1) of batch item n, group gi.  Per tile of
- * NR grid columns, K runs in slices of up to KC taps so that the tile's B slice (KC x NR
- * floats) stays close (L1/L2) while every weight panel passes over it; the panels' partial sums wait in the
- * thread's accumulator tile acc ([panel][MR][NR]).  The finished tile is stored row segment by
- * row segment, dropping the junk columns; when the grid has none (wp == ow) whole tiles
- * accumulate in y itself. */
 /* Bytes of B slices (KC x NR floats each) that tiles sharing the weight panels keep in L2. */
 #define PK_GROUP_BYTES (256 * 1024)
 
@@ -743,6 +738,13 @@ static void pk_grouped(const pk_args *a, int64_t gi, const float *xg, float *yg,
     }
 }
 
+/* Grid columns [j0, j1) and weight panels [p0, p1) of batch item n, group gi.  Per tile of
+ * NR grid columns, K runs in slices of up to KC taps so that the tile's B slice (KC x NR
+ * floats) stays close (L1/L2) while every weight panel passes over it; the panels' partial sums wait in the
+ * thread's accumulator tile acc ([panel][MR][NR]).  The finished tile is stored row segment by
+ * row segment, dropping the junk columns; when the grid has none (wp == ow) whole tiles
+ * accumulate in y itself.  One-slice, non-accumulating ranges of several tiles go to
+ * pk_grouped instead. */
 static void pk_range(const pk_args *a, int64_t n, int64_t gi, int64_t j0, int64_t j1, int64_t p0,
                      int64_t p1, float *acc) {
     const lk_conv_geom *g  = a->g;
