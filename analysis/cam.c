@@ -288,7 +288,9 @@ static lk_status plan(lk_cam *c, lk_exec **x, lk_grad_mode g, int64_t batch, int
     o.grad            = g;
     o.n_keep          = n_keep;
     o.keep_vids       = keep;
-    o.fuse            = g == LK_GRAD_NONE && n_keep == 0 && batch > 1;
+    /* Batched execs read only their output and input gradient: intermediates share buffers
+     * (with gradients, those no backward reads). */
+    o.fuse            = n_keep == 0 && batch > 1;
     int64_t   s4[4]   = {batch, c->C, c->H, c->W};
     lk_tensor sh      = lk_tensor_view(LK_F32, 4, s4, NULL);
     const lk_tensor *shp[1] = {&sh};

@@ -94,6 +94,7 @@ static lk_exec_opts exec_opts(const lk_erf_params *p, const int64_t *layer) {
     o.grad         = LK_GRAD_INPUTS;
     o.n_targets    = 1;
     o.targets      = layer;
+    o.fuse         = 1; /* values no backward reads share buffers (lk_exec_opts.fuse) */
     return o;
 }
 

@@ -139,6 +139,7 @@ static lk_exec_opts exec_opts(const lk_ntk *k, int jvp) {
     o.threads      = k->p.threads;
     o.grad         = LK_GRAD_PARAMS;
     o.jvp          = jvp;
+    o.fuse         = 1; /* without jvp: values no backward reads share buffers */
     return o;
 }
 

@@ -222,7 +222,7 @@ static int run_bench(const bench_cfg *cfg, const lk_model *m, bench_result *r) {
     o.threads      = cfg->c.threads;
     o.max_bytes    = cli_max_mem(&cfg->c);
     o.grad         = !cfg->backward ? LK_GRAD_NONE : cfg->param_grads ? LK_GRAD_PARAMS : LK_GRAD_INPUTS;
-    o.fuse         = !cfg->backward;
+    o.fuse         = 1; /* with --backward: values no backward reads share buffers */
     o.profile      = cfg->prof != NULL;
     double t0      = cli_now();
     if (lk_exec_alloc(m, &o, (int)n_in, (const lk_tensor *const *)ins, &x, &err) != LK_OK) {

@@ -59,6 +59,7 @@ struct lk_exec {
                                   readable after forward                                  */
     int64_t        *vstep;     /* per shared value: the node step that writes it           */
     unsigned char  *keep;      /* per value: listed in opts.keep_vids                      */
+    unsigned char  *target;    /* per value: listed in opts.targets                        */
     unsigned char  *fed;       /* per value: fed by forward (model inputs or sources)      */
     unsigned char  *mark;      /* forward_from: 1 downstream of a replaced value, 2 replaced */
     int64_t        *feed;      /* values fed by forward, in order (n_feed)                 */
@@ -118,6 +119,7 @@ void lk_exec_free(lk_exec *x) {
     lk_free(x->vshare);
     lk_free(x->vstep);
     lk_free(x->keep);
+    lk_free(x->target);
     lk_free(x->fed);
     lk_free(x->mark);
     lk_free(x->feed);
@@ -544,6 +546,7 @@ static lk_status plan_init(lk_exec *x, lk_error *err) {
     x->tzero    = lk_calloc(nv, 1);
     x->tkeep    = lk_calloc(nv, 1);
     x->keep     = lk_calloc(nv, 1);
+    x->target   = lk_calloc(nv, 1);
     x->fed      = lk_calloc(nv, 1);
     x->mark     = lk_calloc(nv, 1);
     x->seedp    = lk_calloc(nv, sizeof *x->seedp);
@@ -555,7 +558,8 @@ static lk_status plan_init(lk_exec *x, lk_error *err) {
     x->node_scratch = lk_calloc(nn, sizeof *x->node_scratch);
     if (x->o.profile) x->node_s = lk_calloc(nn, sizeof(double));
     if (!x->vals || !x->grads || !x->tans || !x->req || !x->touched || !x->active || !x->live ||
-        !x->persist || !x->zeroed || !x->tzero || !x->tkeep || !x->keep || !x->fed ||
+        !x->persist || !x->zeroed || !x->tzero || !x->tkeep || !x->keep || !x->target ||
+        !x->fed ||
         !x->mark || !x->seedp || !x->pack_off || !x->pack_n || !x->pack_ext || !x->bpack_off || !x->bpack_n ||
         !x->node_scratch ||
         (x->o.profile && !x->node_s))
@@ -600,8 +604,9 @@ static lk_status plan_targets(lk_exec *x, int *all, lk_error *err) {
             if (v < 0 || v >= nv)
                 return LK_FAIL(err, LK_EINVAL, "target %d: value id %lld out of range", i,
                                (long long)v);
-            x->live[v]  = 1;
-            x->tkeep[v] = 1;
+            x->live[v]   = 1;
+            x->tkeep[v]  = 1;
+            x->target[v] = 1;
         }
         x->o.targets = NULL;
         return LK_OK;
@@ -818,8 +823,32 @@ static lk_status plan_requires(lk_exec *x, const int64_t *keep, lk_error *err) {
     return LK_OK;
 }
 
-/* Forward value sharing (fused forward-only execs): every activation that is no output, not
- * fed and not kept gets a buffer shared by liveness; x->vstep records the step writing it. */
+/* Marks in bread the values some backward reads (lk_op_def.bwd_reads): those of the active
+ * nodes the backward runs (an input requires a gradient), given the gradients they pass. */
+static void backward_reads(const lk_exec *x, unsigned char *bread) {
+    const lk_model *m = x->m;
+    for (int64_t i = 0; i < m->n_nodes; i++) {
+        const lk_node *n = &m->nodes[i];
+        if (!x->active[i]) continue;
+        unsigned want = 0;
+        int      need = 0;
+        for (int j = 0; j < n->n_in; j++) {
+            int r = n->in[j] >= 0 && x->req[n->in[j]];
+            need |= r;
+            if (r && j < 31) want |= 1u << j;
+        }
+        if (!need) continue;
+        const lk_op_def *d = lk_op_get(n->op);
+        unsigned         r = d->bwd_reads ? d->bwd_reads(n, want) : LK_BWD_ALL;
+        for (int j = 0; j < n->n_in; j++)
+            if (n->in[j] >= 0 && (j >= 31 || (r & (1u << j)))) bread[n->in[j]] = 1;
+        for (int k = 0; k < n->n_out && (r & LK_BWD_OUTS); k++) bread[n->out[k]] = 1;
+    }
+}
+
+/* Forward value sharing (fused execs): every activation that is no output, not fed, no
+ * target and not kept gets a buffer shared by liveness; x->vstep records the step writing it.
+ * With gradients, only those no backward reads (backward_reads). */
 static lk_status plan_share(lk_exec *x, lk_error *err) {
     const lk_model *m  = x->m;
     int64_t         nv = m->n_values;
@@ -827,11 +856,13 @@ static lk_status plan_share(lk_exec *x, lk_error *err) {
     x->vstep           = lk_malloc(sizeof *x->vstep * (size_t)(nv ? nv : 1));
     if (!x->vshare || !x->vstep)
         return LK_FAIL(err, LK_ENOMEM, "out of memory planning shared value buffers");
+    if (x->o.grad != LK_GRAD_NONE) backward_reads(x, x->vshare); /* 1 = read: not shared */
     for (int64_t v = 0; v < nv; v++) {
         int64_t p   = m->values[v].producer;
         x->vstep[v] = p;
-        x->vshare[v] = x->live[v] && m->values[v].kind == LK_VALUE_ACT && !x->fed[v] &&
-                       !x->keep[v] && !is_model_output(m, v) && p >= 0 && x->active[p];
+        x->vshare[v] = !x->vshare[v] && x->live[v] && m->values[v].kind == LK_VALUE_ACT &&
+                       !x->fed[v] && !x->keep[v] && !x->target[v] && !is_model_output(m, v) &&
+                       p >= 0 && x->active[p];
     }
     for (int64_t i = 0; i < m->n_nodes; i++) {
         int64_t v = x->fuse_out ? x->fuse_out[i] : -1;
@@ -895,7 +926,13 @@ static lk_status plan_buffers(lk_exec *x, lk_error *err) {
     lk_status s    = LK_OK;
     if (x->o.grad != LK_GRAD_NONE) s = plan_pool(x, POOL_GRAD, 0, &goff, &pool_total, err);
     if (!s && x->o.jvp) s = plan_pool(x, POOL_TANGENT, 0, &toff, &tpool_total, err);
-    if (!s && x->vshare) {
+    /* With gradients, the shared values are those no backward reads: all dead when backward
+     * starts, so their pool overlaps the gradients' (and the scratch stays apart: backward
+     * kernels use it). */
+    int overlap = x->vshare && x->o.grad != LK_GRAD_NONE;
+    if (!s && overlap) {
+        s = plan_pool(x, POOL_VALUE, 0, &voff, &vpool_total, err);
+    } else if (!s && x->vshare) {
         /* The nodes' scratch in the value pool, where values are dead at their step, unless
          * the pool without it plus one scratch block for all is smaller (the packings are
          * heuristics: ResNet-50 at batch 16 came out 10 MB larger folded). */
@@ -915,7 +952,9 @@ static lk_status plan_buffers(lk_exec *x, lk_error *err) {
         lk_free(vb);
     }
     if (s) goto done;
-    size_t total = act_total + persist_total + pool_total + tpool_total + vpool_total;
+    size_t total = act_total + persist_total + tpool_total +
+                   (overlap ? (pool_total > vpool_total ? pool_total : vpool_total)
+                            : pool_total + vpool_total);
     x->bytes += (uint64_t)total * sizeof(float);
     if (x->dry) goto done;
     x->arena = lk_aligned_alloc(total * sizeof(float));
@@ -926,7 +965,7 @@ static lk_status plan_buffers(lk_exec *x, lk_error *err) {
     }
     prefault(x->pool, x->arena, total);
     size_t off = 0, poff = act_total, pool = act_total + persist_total, tpool = pool + pool_total;
-    size_t vpool = tpool + tpool_total;
+    size_t vpool = overlap ? pool : tpool + tpool_total;
     if (x->scratch_fold) { /* the nodes' scratch, placed in the value pool by plan_pool */
         x->scratch_off = lk_malloc(sizeof *x->scratch_off * (size_t)(m->n_nodes ? m->n_nodes : 1));
         if (!x->scratch_off) {
@@ -1036,7 +1075,8 @@ static lk_status exec_plan(const lk_model *m, const lk_exec_opts *o, int n_shape
     if (!s) s = plan_requires(x, keep, err);
     if (!s && x->fuse_out)
         s = lk_chains_plan(m, x->vals, x->fuse_add, x->keep, x->active, x->live, &x->chains, err);
-    if (!s && x->fuse_out) s = plan_share(x, err);
+    if (!s && (x->fuse_out || (x->o.fuse && x->o.grad != LK_GRAD_NONE && !x->o.jvp)))
+        s = plan_share(x, err);
     if (!s) s = plan_buffers(x, err);
     if (!s) s = plan_scratch(x, scratch, err);
     if (s) {

@@ -38,8 +38,19 @@ enum {
      * by a STORE_RELU op, in its store (see lk_op_ctx fuse fields). */
     LK_OPF_FUSE_STORE       = 1u << 4,
     LK_OPF_STORE_RELU       = 1u << 5,
-    LK_OPF_STORE_ADD        = 1u << 6
+    LK_OPF_STORE_ADD        = 1u << 6,
+    /* Backward reads (lk_op_def.bwd_reads) of the shared unary and binary kernels: the
+     * derivative is a function of the output alone (relu, sigmoid, tanh: unary-impl.h), of
+     * no value at all (identity, add, sub), or each operand's of the other operand alone
+     * (mul: broadcast-impl.h). */
+    LK_OPF_DF_OUT           = 1u << 7,
+    LK_OPF_DF_CONST         = 1u << 8,
+    LK_OPF_DF_SWAP          = 1u << 9
 };
+
+/* lk_op_def.bwd_reads: bit j = input j, LK_BWD_OUTS = the outputs. */
+#define LK_BWD_OUTS (1u << 31)
+#define LK_BWD_ALL  (~0u)
 
 /* LinearScope rule kinds (lk_op_def.interp).  Every rule is affine in batch 1 with coefficients
  * from x0 and gives y1 = y0 when x1 = x0; L is its linear part, k its constant (bias) part. */
@@ -146,6 +157,12 @@ typedef struct lk_op_def {
      * exec passes them fresh (ctx->gin_fresh): no zeroing before and no read of the buffer
      * (a weight's gradient is as large as the weight). */
     unsigned   fresh_grads;
+    /* The forward values the backward reads, given the inputs whose gradient the exec asks
+     * for (want, bit j = input j): bit j for input j, LK_BWD_OUTS for the outputs.  An exec
+     * with gradients and opts.fuse shares the buffers of the values no backward reads (exec.c
+     * plan_share): a value read here but not declared is garbage then.  Inputs from bit 31 on
+     * are always kept.  NULL: every input and output. */
+    unsigned  (*bwd_reads)(const lk_node *n, unsigned want);
     void      (*defaults)(lk_attrs *a);        /* ONNX attribute defaults; optional        */
     int64_t   (*axis)(const lk_node *n);       /* its axis attribute; optional             */
     /* LinearScope rule (LK_INTERP_*).  interp_frozen (AFFINE, optional): bitmask of inputs
@@ -191,6 +208,11 @@ int64_t lk_scalar_axis(const lk_node *n);
 /* Numpy-style broadcast of a and b shapes into out; fails naming the node. */
 lk_status lk_broadcast_shape(const lk_node *n, const lk_tensor *a, const lk_tensor *b,
                              lk_tensor *out, lk_error *err);
+/* bwd_reads of ops bilinear in inputs 0 and 1 (conv, Gemm, MatMul, Mul): each one's gradient
+ * reads the other; other inputs' (biases) read neither. */
+unsigned lk_bwd_reads_bilinear(const lk_node *n, unsigned want);
+/* bwd_reads of ops whose backward reads shapes only (reshape, transpose, pooling means). */
+unsigned lk_bwd_reads_none(const lk_node *n, unsigned want);
 /* interp_frozen for ops linear in input 0 only (conv weights, MatMul's second operand,
  * denominators): every input but 0 is frozen at x0. */
 unsigned lk_interp_freeze_rest(const lk_op_ctx *ctx);

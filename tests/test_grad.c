@@ -15,6 +15,10 @@
  *   (c) the op's LinearScope rule (model/interp.c) in secant and tangent mode: with batch 1
  *       equal to x0 on the non-parameter operands the biased rule gives the forward output;
  *       the rule minus its constant is linear in batch 1; and its transpose is its adjoint.
+ *   (d) the op's bwd_reads declaration: for each input's gradient alone and all of them, its
+ *       backward called through the descriptor gives the same bits with every value it
+ *       declares unread replaced by NaN (an exec with gradients and opts.fuse overwrites
+ *       those values before backward).
  * An op without a case row fails, and so does an op whose model cannot be built (for
  * instance a placeholder whose infer says "not implemented yet").  A registry test checks
  * every descriptor and that ops lacking backward or jvp are in the explicit allow-lists.
@@ -806,6 +810,87 @@ static void check_interp(ginst *g, const char *tag, report *r) {
         free(y1[k]), free(c[k]), free(yu[k]), free(lu[k]), free(w[k]);
 }
 
+/* One backward through the descriptor: gin[i] (zeroed; NULL unless bit i of want) from the
+ * output weights g->u; with poison, the inputs and outputs outside reads are NaN. */
+static void bwd_call(ginst *g, unsigned want, unsigned reads, int poison, float **gv) {
+    const gcase     *gc = g->gc;
+    const lk_node   *nd = lk_model_node(g->m, 0);
+    const lk_tensor *in[GC_MAX_IN], *gout[LK_MAX_OUTPUTS];
+    lk_tensor       *out[LK_MAX_OUTPUTS], *gin[GC_MAX_IN];
+    lk_tensor        pv[GC_MAX_IN], gt[GC_MAX_IN], po[LK_MAX_OUTPUTS], ut[LK_MAX_OUTPUTS];
+    float           *nan_in[GC_MAX_IN] = {0}, *nan_out[LK_MAX_OUTPUTS] = {0};
+    for (int i = 0; i < gc->n_in; i++) {
+        const lk_tensor *t = nd->in[i] >= 0 ? lk_exec_value(g->x, nd->in[i]) : NULL;
+        in[i]              = t;
+        gin[i]             = NULL;
+        if (!t) continue;
+        int64_t n = lk_tensor_numel(t);
+        if (poison && !(reads & (1u << i))) {
+            nan_in[i] = malloc(sizeof(float) * (size_t)(n ? n : 1));
+            for (int64_t j = 0; j < n; j++) nan_in[i][j] = NAN;
+            pv[i] = lk_tensor_view(LK_F32, t->ndim, t->shape, nan_in[i]);
+            in[i] = &pv[i];
+        }
+        if (want & (1u << i)) {
+            memset(gv[i], 0, sizeof(float) * (size_t)(n ? n : 1));
+            gt[i]  = lk_tensor_view(LK_F32, t->ndim, t->shape, gv[i]);
+            gin[i] = &gt[i];
+        }
+    }
+    for (int k = 0; k < gc->n_out; k++) {
+        lk_tensor *t = (lk_tensor *)lk_exec_value(g->x, nd->out[k]);
+        int64_t    n = lk_tensor_numel(t);
+        out[k]       = t;
+        if (poison && !(reads & LK_BWD_OUTS)) {
+            nan_out[k] = malloc(sizeof(float) * (size_t)(n ? n : 1));
+            for (int64_t j = 0; j < n; j++) nan_out[k][j] = NAN;
+            po[k]  = lk_tensor_view(LK_F32, t->ndim, t->shape, nan_out[k]);
+            out[k] = &po[k];
+        }
+        ut[k]   = lk_tensor_view(LK_F32, t->ndim, t->shape, g->u[k]);
+        gout[k] = &ut[k];
+    }
+    lk_op_ctx c = {.node = nd, .n_in = gc->n_in, .n_out = gc->n_out, .in = in, .out = out,
+                   .gin = gin, .gout = gout, .nthreads = 1, .backward = 1,
+                   .param_grads = 1};
+    size_t need = lk_op_get(gc->op)->scratch ? lk_op_get(gc->op)->scratch(&c) : 0;
+    float *scr  = need ? calloc(need, sizeof(float)) : NULL;
+    c.scratch        = scr;
+    c.scratch_floats = need;
+    lk_op_get(gc->op)->backward(&c);
+    free(scr);
+    for (int i = 0; i < GC_MAX_IN; i++) free(nan_in[i]);
+    for (int k = 0; k < LK_MAX_OUTPUTS; k++) free(nan_out[k]);
+}
+
+/* (d) */
+static void check_bwd_reads(ginst *g, const char *tag, report *r) {
+    const gcase     *gc = g->gc;
+    const lk_op_def *d  = lk_op_get(gc->op);
+    if (!d->bwd_reads) return;
+    float *ga[GC_MAX_IN] = {0}, *gb[GC_MAX_IN] = {0};
+    for (int i = 0; i < gc->n_in; i++) {
+        size_t nb = sizeof(float) * (size_t)(g->cnt[i] ? g->cnt[i] : 1);
+        ga[i] = malloc(nb), gb[i] = malloc(nb);
+    }
+    for (int pass = 0; pass <= gc->n_in; pass++) {
+        unsigned want  = pass < gc->n_in ? 1u << pass : (1u << gc->n_in) - 1u;
+        unsigned reads = d->bwd_reads(lk_model_node(g->m, 0), want);
+        bwd_call(g, want, reads, 0, ga);
+        bwd_call(g, want, reads, 1, gb);
+        for (int i = 0; i < gc->n_in; i++) {
+            if (!(want & (1u << i))) continue;
+            size_t nb = sizeof(float) * (size_t)g->cnt[i];
+            if (memcmp(ga[i], gb[i], nb) != 0) {
+                report_add(r, "%s: gradient %d (asked: 0x%x) changes when the values bwd_reads "
+                           "leaves out (0x%x kept) are NaN\n", tag, i, want, reads);
+                break;
+            }
+        }
+    }
+    for (int i = 0; i < GC_MAX_IN; i++) free(ga[i]), free(gb[i]);
+}
+
 static int op_selected(lk_op op) {
     const char *env = getenv("LK_GRAD_OPS");
     if (!env || !*env) return 1;
@@ -849,6 +934,7 @@ START_TEST(op_grad) {
                 report_add(&r, "%s: no LinearScope rule\n", tag);
             else if (d->jvp && d->backward)
                 check_interp(&g, tag, &r);
+            if (d->backward) check_bwd_reads(&g, tag, &r);
         }
         ginst_free(&g);
     }

@@ -257,6 +257,40 @@ START_TEST(test_zoo_case) {
         ck_assert_int_ge(fused_away, 16);
     lk_exec_free(xf);
 
+    /* With gradients, fuse shares the values no backward reads (op.h bwd_reads) with each
+     * other and with the activation gradients: the same input gradient, bit for bit, from
+     * fewer bytes.  A value an op's backward reads but does not declare would be overwritten
+     * before backward, and the gradients would differ. */
+    lk_exec     *xg = NULL;
+    lk_exec_opts go = xo;
+    go.fuse         = 1;
+    uint64_t b_plain = 0, b_shared = 0;
+    ck_assert_int_eq(lk_exec_estimate(m, &xo, 1, shapes, &b_plain, &err), LK_OK);
+    ck_assert_int_eq(lk_exec_estimate(m, &go, 1, shapes, &b_shared, &err), LK_OK);
+    st = lk_exec_alloc(m, &go, 1, shapes, &xg, &err);
+    ck_assert_msg(st == LK_OK, "%s: shared-value grad exec: %s", zc->name, err.msg);
+    for (int rep = 0; rep < 2; rep++) { /* the second pass runs over the first's gradients */
+        ck_assert_int_eq(lk_exec_forward(xg, inputs, &err), LK_OK);
+        ck_assert_int_eq(lk_exec_backward(xg, 1, &vout, seeds, &err), LK_OK);
+    }
+    ck_assert_int_eq(lk_exec_backward(x, 1, &vout, seeds, &err), LK_OK);
+    const lk_tensor *ga = lk_exec_grad(x, vin), *gb = lk_exec_grad(xg, vin);
+    ck_assert_msg(memcmp(ga->data, gb->data, sizeof(float) * (size_t)lk_tensor_numel(ga)) == 0,
+                  "%s: input gradient with shared values differs", zc->name);
+    ck_assert(memcmp(lk_exec_value(x, vout)->data, lk_exec_value(xg, vout)->data,
+                     sizeof(float) * (size_t)lk_tensor_numel(ya)) == 0);
+    int64_t shared = 0;
+    for (int64_t v = 0; v < lk_model_n_values(m); v++)
+        shared += lk_exec_value(x, v) && !lk_exec_value(xg, v);
+    printf("zoo %-16s backward: %lld values shared, %.2f of the bytes\n", zc->name,
+           (long long)shared, (double)b_shared / (double)b_plain);
+    ck_assert(b_shared <= b_plain);
+    if (!strncmp(zc->name, "resnet", 6)) { /* conv outputs before a Relu or an Add */
+        ck_assert_int_ge(shared, 8);
+        ck_assert(b_shared < b_plain);
+    }
+    lk_exec_free(xg);
+
     lk_exec_free(x);
     lk_model_free(m);
     lk_tensor_free(in);

@@ -44,4 +44,5 @@ const lk_op_def lk_op_def_EXAMPLE = {
     .flags = LK_OPF_ELEMENTWISE | LK_OPF_LINEAR_IN0,
     .infer = example_infer, .forward = example_forward, .backward = example_backward,
     .jvp = example_jvp, .interp = LK_INTERP_JACOBIAN,
+    .bwd_reads = lk_bwd_reads_none, /* backward reads gy alone (NULL: every input and output) */
 };

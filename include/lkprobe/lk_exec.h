@@ -78,7 +78,13 @@ typedef struct lk_exec_opts {
      * buffer by liveness, so after forward only inputs, outputs and kept values are readable
      * (lk_exec_value returns NULL for the rest, lk_exec_forward_from is refused); the arena
      * shrinks to the widest cut of the graph.  Outputs are the same bits as unfused.
-     * Ignored with gradients, tangents, targets or sources. */
+     * With gradients (no tangents; targets and sources allowed): nothing is fused, but the
+     * intermediate values no op's backward reads (a conv output feeding a Relu, which reads
+     * its own output; an Add's operands) share their buffers by liveness with each other and
+     * with the activation gradients, which are dead until backward: the same gradients, in
+     * the same bits, from less memory; lk_exec_value returns NULL for those values (targets
+     * and keep_vids stay readable) and lk_exec_forward_from is refused.  Ignored with
+     * tangents, and for forward-only execs with targets or sources. */
     int            fuse;
     /* Values whose gradient (after backward) and tangent (after jvp) stay readable, besides
      * inputs, sources and parameters (gradients) and outputs and targets (tangents).  Each

@@ -16,5 +16,6 @@ static inline float add_db(float a, float b, float y) {
     return 1.0f;
 }
 
-LK_BINARY_OP_ROLE(ADD, "add", add_f, add_da, add_db, LK_OPF_LINEAR_IN0 | LK_OPF_STORE_ADD,
-                  LK_INTERP_AFFINE, NULL, LK_PARAM_ELEM_BIAS)
+LK_BINARY_OP_ROLE(ADD, "add", add_f, add_da, add_db,
+                  LK_OPF_LINEAR_IN0 | LK_OPF_STORE_ADD | LK_OPF_DF_CONST, LK_INTERP_AFFINE, NULL,
+                  LK_PARAM_ELEM_BIAS)

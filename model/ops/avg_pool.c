@@ -80,7 +80,7 @@ static void avgpool_jvp(const lk_op_ctx *c) {
 const lk_op_def lk_op_def_AVG_POOL = {
     .name = "avg_pool", .n_in_min = 1, .n_in_max = 1, .n_out_min = 1, .n_out_max = 1,
     .flags = LK_OPF_LINEAR_IN0, .infer = lk_pool_infer, .forward = avgpool_forward,
-    .backward = avgpool_backward, .jvp = avgpool_jvp,
+    .backward = avgpool_backward, .jvp = avgpool_jvp, .bwd_reads = lk_bwd_reads_none,
     .rf   = LK_RF_WINDOW,
     .roles= LK_ROLE_WINDOW_POOL,
     .defaults= lk_window_defaults,

@@ -133,6 +133,13 @@ static void bn_bwd_param_body(void *arg, int64_t c0, int64_t c1, int tid) {
     }
 }
 
+/* x's gradient reads the scale and variance; the statistics' and affine parameters' read x
+ * too. */
+static unsigned bn_bwd_reads(const lk_node *n, unsigned want) {
+    (void)n;
+    return (want & 1u ? 0x12u : 0u) | (want & 0x1eu ? 0x1fu : 0u);
+}
+
 static void bn_backward(const lk_op_ctx *c) {
     bn_args g = bn_shape(c);
     if (c->gin[0]) bn_run(&g, g.nc, bn_bwd_x_body);
@@ -188,6 +195,7 @@ const lk_op_def lk_op_def_BATCHNORM = {
     .infer     = bn_infer,
     .forward   = bn_forward,
     .backward  = bn_backward,
+    .bwd_reads = bn_bwd_reads,
     .jvp       = bn_jvp,
     .rf        = LK_RF_POINT,
     .roles     = LK_ROLE_NORM | LK_ROLE_BATCH_STATS,

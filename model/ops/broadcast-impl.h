@@ -223,6 +223,13 @@ size_t    lk_binary_scratch(const lk_op_ctx *c);
                          int64_t n, int sa, int sb) {                                              \
         LK_BC_SPECIALISE(sa, sb, for (int64_t j = 0; j < n; j++) y[j] = F(a[j * SA], b[j * SB])); \
     }                                                                                              \
+    /* What the backward reads (op.h bwd_reads): nothing when DA and DB are constants, the     \
+     * other operand when DA reads b alone and DB a alone. */                                      \
+    static unsigned E##_bwd_reads(const lk_node *n, unsigned want) {                               \
+        return ((FLAGS) & LK_OPF_DF_CONST)  ? 0u                                                   \
+               : ((FLAGS) & LK_OPF_DF_SWAP) ? lk_bwd_reads_bilinear(n, want)                       \
+                                            : LK_BWD_ALL;                                          \
+    }                                                                                              \
     const lk_op_def lk_op_def_##E = {                                                              \
         .name      = NAME,                                                                         \
         .n_in_min  = 2,                                                                            \
@@ -235,6 +242,7 @@ size_t    lk_binary_scratch(const lk_op_ctx *c);
         .forward   = E##_forward,                                                                  \
         .backward  = E##_backward,                                                                 \
         .jvp       = E##_jvp_op,                                                                   \
+        .bwd_reads = E##_bwd_reads,                                                                \
         .rf        = LK_RF_POINT,                                                                  \
         .interp        = (INTERP),                                                                 \
         .interp_frozen = (FROZEN),                                                                 \

@@ -84,6 +84,7 @@ const lk_op_def lk_op_def_CONCAT = {
     .name = "concat", .n_in_min = 1, .n_in_max = LK_MAX_OUTPUTS + 8, .n_out_min = 1,
     .n_out_max = 1, .flags = LK_OPF_LINEAR_IN0 | LK_OPF_SHAPE_ONLY, .infer = concat_infer,
     .forward = concat_forward, .backward = concat_backward, .jvp = concat_jvp,
+    .bwd_reads = lk_bwd_reads_none,
     .rf   = LK_RF_AXIS,
     .axis = lk_scalar_axis,
     .interp = LK_INTERP_AFFINE,

@@ -256,6 +256,7 @@ const lk_op_def lk_op_def_CONV = {
     .rf        = LK_RF_WINDOW,
     .roles     = LK_ROLE_CONV,
     .fresh_grads = 2u, /* the weight's */
+    .bwd_reads = lk_bwd_reads_bilinear, /* the data gradient reads the weight (or its pack) */
     .defaults  = lk_window_defaults,
     .interp = LK_INTERP_AFFINE, .interp_frozen = lk_interp_freeze_rest,
     .param_role = {[1] = LK_PARAM_WEIGHT, [2] = LK_PARAM_BIAS},

@@ -172,6 +172,7 @@ const lk_op_def lk_op_def_GEMM = {
     .macs      = gemm_macs,
     .forward   = gemm_forward,
     .backward  = gemm_backward,
+    .bwd_reads = lk_bwd_reads_bilinear,
     .jvp       = gemm_jvp,
     .rf        = LK_RF_NONE,
     .roles     = LK_ROLE_DENSE,

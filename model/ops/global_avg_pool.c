@@ -52,7 +52,7 @@ static void gap_jvp(const lk_op_ctx *c) {
 const lk_op_def lk_op_def_GLOBAL_AVG_POOL = {
     .name = "global_avg_pool", .n_in_min = 1, .n_in_max = 1, .n_out_min = 1, .n_out_max = 1,
     .flags = LK_OPF_LINEAR_IN0, .infer = gap_infer, .forward = gap_forward,
-    .backward = gap_backward, .jvp = gap_jvp,
+    .backward = gap_backward, .jvp = gap_jvp, .bwd_reads = lk_bwd_reads_none,
     .rf   = LK_RF_NONE,
     .roles= LK_ROLE_GLOBAL_POOL,
     .interp = LK_INTERP_JACOBIAN,

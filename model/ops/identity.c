@@ -12,4 +12,4 @@ static inline float identity_df(float x, float y, const lk_attrs *a) {
 }
 
 LK_UNARY_OP(IDENTITY, "identity", identity_f, identity_df,
-            LK_OPF_ELEMENTWISE | LK_OPF_PIECEWISE_LINEAR | LK_OPF_LINEAR_IN0)
+            LK_OPF_ELEMENTWISE | LK_OPF_PIECEWISE_LINEAR | LK_OPF_LINEAR_IN0 | LK_OPF_DF_CONST)

@@ -171,6 +171,7 @@ const lk_op_def lk_op_def_MATMUL = {
     .macs      = matmul_macs,
     .forward   = matmul_forward,
     .backward  = matmul_backward,
+    .bwd_reads = lk_bwd_reads_bilinear,
     .jvp       = matmul_jvp,
     .rf        = LK_RF_NONE,
     .roles     = LK_ROLE_DENSE,

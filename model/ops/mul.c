@@ -16,5 +16,5 @@ static inline float mul_db(float a, float b, float y) {
     return a;
 }
 
-LK_BINARY_OP_ROLE(MUL, "mul", mul_f, mul_da, mul_db, LK_OPF_LINEAR_IN0, LK_INTERP_AFFINE,
-                  lk_interp_freeze_gate, LK_PARAM_ELEM_SCALE)
+LK_BINARY_OP_ROLE(MUL, "mul", mul_f, mul_da, mul_db, LK_OPF_LINEAR_IN0 | LK_OPF_DF_SWAP,
+                  LK_INTERP_AFFINE, lk_interp_freeze_gate, LK_PARAM_ELEM_SCALE)

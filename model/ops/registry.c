@@ -81,6 +81,16 @@ lk_status lk_broadcast_shape(const lk_node *n, const lk_tensor *a, const lk_tens
     return LK_OK;
 }
 
+unsigned lk_bwd_reads_bilinear(const lk_node *n, unsigned want) {
+    (void)n;
+    return (want & 1u ? 2u : 0u) | (want & 2u ? 1u : 0u);
+}
+
+unsigned lk_bwd_reads_none(const lk_node *n, unsigned want) {
+    (void)n, (void)want;
+    return 0;
+}
+
 unsigned lk_interp_freeze_rest(const lk_op_ctx *ctx) {
     unsigned m = 0;
     for (int j = 1; j < ctx->n_in && j < 32; j++) m |= 1u << j;

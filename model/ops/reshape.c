@@ -85,6 +85,7 @@ const lk_op_def lk_op_def_RESHAPE = {
     .name = "reshape", .n_in_min = 1, .n_in_max = 1, .n_out_min = 1, .n_out_max = 1,
     .flags = LK_OPF_LINEAR_IN0 | LK_OPF_SHAPE_ONLY, .infer = reshape_infer,
     .forward = reshape_forward, .backward = reshape_backward, .jvp = reshape_jvp,
+    .bwd_reads = lk_bwd_reads_none,
     .rf   = LK_RF_NONE,
     .roles= LK_ROLE_RESHAPE,
     .interp = LK_INTERP_JACOBIAN,

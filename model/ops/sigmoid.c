@@ -13,4 +13,4 @@ static inline float sigmoid_df(float x, float y, const lk_attrs *a) {
     return y * (1.0f - y);
 }
 
-LK_UNARY_OP(SIGMOID, "sigmoid", sigmoid_f, sigmoid_df, LK_OPF_ELEMENTWISE)
+LK_UNARY_OP(SIGMOID, "sigmoid", sigmoid_f, sigmoid_df, LK_OPF_ELEMENTWISE | LK_OPF_DF_OUT)

@@ -16,4 +16,5 @@ static inline float sub_db(float a, float b, float y) {
     return -1.0f;
 }
 
-LK_BINARY_OP(SUB, "sub", sub_f, sub_da, sub_db, LK_OPF_LINEAR_IN0, LK_INTERP_AFFINE, NULL)
+LK_BINARY_OP(SUB, "sub", sub_f, sub_da, sub_db, LK_OPF_LINEAR_IN0 | LK_OPF_DF_CONST,
+             LK_INTERP_AFFINE, NULL)

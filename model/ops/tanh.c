@@ -13,4 +13,4 @@ static inline float tanh_df(float x, float y, const lk_attrs *a) {
     return 1.0f - y * y;
 }
 
-LK_UNARY_OP(TANH, "tanh", tanh_f, tanh_df, LK_OPF_ELEMENTWISE)
+LK_UNARY_OP(TANH, "tanh", tanh_f, tanh_df, LK_OPF_ELEMENTWISE | LK_OPF_DF_OUT)

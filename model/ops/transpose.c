@@ -60,6 +60,7 @@ const lk_op_def lk_op_def_TRANSPOSE = {
     .name = "transpose", .n_in_min = 1, .n_in_max = 1, .n_out_min = 1, .n_out_max = 1,
     .flags = LK_OPF_LINEAR_IN0 | LK_OPF_SHAPE_ONLY, .infer = transpose_infer,
     .forward = transpose_forward, .backward = transpose_backward, .jvp = transpose_jvp,
+    .bwd_reads = lk_bwd_reads_none,
     .rf   = LK_RF_NONE,
     .interp = LK_INTERP_JACOBIAN,
 };

@@ -5,7 +5,8 @@
  * and instantiates LK_UNARY_OP(ENUM, "name", f, df, flags), which defines infer, forward
  * (parallel, vectorisable loop), backward (gin += gout * df), jvp (tout = tin * df) and map1
  * (the forward loop on one tile of an elementwise chain, model/fuse_chain.c).
- * df gets both x and y so that derivatives like sigmoid's y (1 - y) reuse the output.
+ * df gets both x and y so that derivatives like sigmoid's y (1 - y) reuse the output; an op
+ * whose df reads y alone says so with LK_OPF_DF_OUT (its input need not be kept for backward).
  * Inputs above 65536 elements are split over the pool.
  */
 #ifndef LKPROBE_UNARY_IMPL_H
@@ -110,6 +111,15 @@ typedef struct lk_unary_args {
         if (n < 65536) E##_interp_body(&args, 0, n, 0);                                        \
         else lk_parallel_for(c->pool, n, E##_interp_body, &args);                              \
     }                                                                                          \
+    /* What the backward reads (op.h bwd_reads): y alone when DF ignores x, nothing when DF   \
+     * is constant. */                                                                         \
+    static unsigned E##_bwd_reads(const lk_node *n, unsigned want) {                           \
+        (void)n;                                                                               \
+        (void)want;                                                                            \
+        return ((FLAGS) & LK_OPF_DF_CONST) ? 0u                                                \
+               : ((FLAGS) & LK_OPF_DF_OUT) ? LK_BWD_OUTS                                       \
+                                           : LK_BWD_ALL;                                       \
+    }                                                                                          \
     /* The forward loop over one tile of an elementwise chain (op.h map1). */                 \
     static void E##_map1(float *restrict y, const float *restrict x, int64_t n,                \
                          const lk_attrs *a) {                                                  \
@@ -119,7 +129,7 @@ typedef struct lk_unary_args {
         .name = NAME, .n_in_min = 1, .n_in_max = 1, .n_out_min = 1, .n_out_max = 1,            \
         .flags = (FLAGS), .infer = lk_unary_infer, .forward = E##_forward,                     \
         .backward = E##_backward, .jvp = E##_jvp, .rf = LK_RF_POINT, .defaults = (DEFAULTS),   \
-        .interp = LK_INTERP_HOOK,                                                              \
+        .bwd_reads = E##_bwd_reads, .interp = LK_INTERP_HOOK,                                  \
         .interp_apply = E##_interp, .interp_transpose = E##_interp, .map1 = E##_map1,          \
     };
 
