@@ -74,6 +74,7 @@ const lk_op_def lk_op_def_DEPTH_TO_SPACE = {
     .name = "depth_to_space", .n_in_min = 1, .n_in_max = 1, .n_out_min = 1, .n_out_max = 1,
     .flags = LK_OPF_LINEAR_IN0 | LK_OPF_SHAPE_ONLY, .infer = d2s_infer,
     .forward = d2s_forward, .backward = d2s_backward, .jvp = d2s_jvp,
+    .bwd_reads = lk_bwd_reads_none,
     .rf   = LK_RF_D2S,
     .defaults= d2s_defaults,
     .interp = LK_INTERP_JACOBIAN,

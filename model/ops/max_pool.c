@@ -117,6 +117,12 @@ static void maxpool_backward(const lk_op_ctx *c) {
     lk_pool_run(c, &g, maxpool_body, c->gout[0]->data, c->gin[0]->data, 1);
 }
 
+/* The argmax comes from x (first maximum of each window); y is not read. */
+static unsigned maxpool_bwd_reads(const lk_node *n, unsigned want) {
+    (void)n, (void)want;
+    return 1u;
+}
+
 static void maxpool_jvp(const lk_op_ctx *c) {
     if (!c->tin[0]) {
         memset(c->tout[0]->data, 0, sizeof(float) * (size_t)lk_tensor_numel(c->tout[0]));
@@ -132,6 +138,7 @@ const lk_op_def lk_op_def_MAX_POOL = {
     .name = "max_pool", .n_in_min = 1, .n_in_max = 1, .n_out_min = 1, .n_out_max = 1,
     .flags = LK_OPF_PIECEWISE_LINEAR, .infer = lk_pool_infer,
     .forward = maxpool_forward, .backward = maxpool_backward, .jvp = maxpool_jvp,
+    .bwd_reads = maxpool_bwd_reads,
     .rf   = LK_RF_WINDOW,
     .roles= LK_ROLE_WINDOW_POOL,
     .defaults= lk_window_defaults,

@@ -130,7 +130,7 @@ static void pad_jvp(const lk_op_ctx *c) {
 const lk_op_def lk_op_def_PAD = {
     .name = "pad", .n_in_min = 1, .n_in_max = 1, .n_out_min = 1, .n_out_max = 1,
     .flags = LK_OPF_SHAPE_ONLY, .infer = pad_infer, .forward = pad_forward,
-    .backward = pad_backward, .jvp = pad_jvp,
+    .backward = pad_backward, .jvp = pad_jvp, .bwd_reads = lk_bwd_reads_none,
     .rf   = LK_RF_PAD,
     .interp = LK_INTERP_AFFINE, .interp_frozen = lk_interp_freeze_rest,
 };

@@ -257,6 +257,7 @@ const lk_op_def lk_op_def_RESIZE = {
     .name = "resize", .n_in_min = 1, .n_in_max = 1, .n_out_min = 1, .n_out_max = 1,
     .flags = LK_OPF_LINEAR_IN0, .infer = resize_infer, .scratch = resize_scratch,
     .forward = resize_forward, .backward = resize_backward, .jvp = resize_jvp,
+    .bwd_reads = lk_bwd_reads_none,
     .rf   = LK_RF_RESIZE,
     .defaults= resize_defaults,
     .interp = LK_INTERP_JACOBIAN,

@@ -101,6 +101,7 @@ const lk_op_def lk_op_def_SLICE = {
     .name = "slice", .n_in_min = 1, .n_in_max = 1, .n_out_min = 1, .n_out_max = 1,
     .flags = LK_OPF_LINEAR_IN0 | LK_OPF_SHAPE_ONLY, .infer = slice_infer,
     .forward = slice_forward, .backward = slice_backward, .jvp = slice_jvp,
+    .bwd_reads = lk_bwd_reads_none,
     .rf   = LK_RF_SLICE,
     .interp = LK_INTERP_JACOBIAN,
 };

@@ -84,6 +84,7 @@ const lk_op_def lk_op_def_SPLIT = {
     .name = "split", .n_in_min = 1, .n_in_max = 1, .n_out_min = 1, .n_out_max = LK_MAX_OUTPUTS,
     .flags = LK_OPF_LINEAR_IN0 | LK_OPF_SHAPE_ONLY, .infer = split_infer,
     .forward = split_forward, .backward = split_backward, .jvp = split_jvp,
+    .bwd_reads = lk_bwd_reads_none,
     .rf   = LK_RF_AXIS,
     .axis = split_axis,
     .interp = LK_INTERP_JACOBIAN,
