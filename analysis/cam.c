@@ -288,9 +288,10 @@ static lk_status plan(lk_cam *c, lk_exec **x, lk_grad_mode g, int64_t batch, int
     o.grad            = g;
     o.n_keep          = n_keep;
     o.keep_vids       = keep;
-    /* Batched execs read only their output and input gradient: intermediates share buffers
-     * (with gradients, those no backward reads). */
-    o.fuse            = n_keep == 0 && batch > 1;
+    /* Execs with gradients read their output, the input's and the kept values' gradients, so
+     * the values no backward reads share buffers; forward-only batched ones read their output
+     * alone.  The batch-1 forward (base) reads the layers' values. */
+    o.fuse            = g != LK_GRAD_NONE || (n_keep == 0 && batch > 1);
     int64_t   s4[4]   = {batch, c->C, c->H, c->W};
     lk_tensor sh      = lk_tensor_view(LK_F32, 4, s4, NULL);
     const lk_tensor *shp[1] = {&sh};
@@ -309,6 +310,7 @@ static lk_status plan_tail(lk_cam *c, int l, lk_exec **x, lk_grad_mode g, int64_
     o.sources       = &c->layers[l];
     o.n_targets     = 1;
     o.targets       = &c->out_vid;
+    o.fuse          = g != LK_GRAD_NONE; /* reads the target and the source's gradient */
     int64_t   s4[4] = {batch, c->K[l], c->lh[l], c->lw[l]};
     lk_tensor sh    = lk_tensor_view(LK_F32, 4, s4, NULL);
     const lk_tensor *shp[1] = {&sh};
