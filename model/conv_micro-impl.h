@@ -122,6 +122,11 @@ MK(cmicro)(int64_t kdim, const float *restrict a, const float *restrict b,
     for (int64_t k = 0; k < kdim; k++) {
         const float *bk = b + off[k];
         MK_VEC       wv[4];
+        /* The lines this pass reads of the weight row CV_PF_ROWS ahead: the rows stream from
+         * L3 or memory when the weights do not fit L2 (Winograd's transformed weights, late
+         * ResNet stages), faster than the hardware prefetcher follows. */
+#pragma GCC unroll 4
+        for (int l = 0; l < MK_NVB * MK_VW; l += 16) __builtin_prefetch(a + CV_PF_ROWS * CV_CB + l);
 #pragma GCC unroll 4
         for (int v = 0; v < MK_NVB; v++)
             wv[v] = MK(vload)(a + v * MK_VW);

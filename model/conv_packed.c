@@ -61,6 +61,8 @@ _Static_assert(PF_AHEAD + 64 <= LK_PACK_SLACK, "the pack blocks' slack covers th
 #define CV_CB 64  /* output channels per block (4 AVX-512 vectors)                        */
 #define CV_PR 6   /* output positions per tile                                            */
 #define CV_KC 256 /* taps per K slice: the block's weight slice (64 KiB) stays in L1/L2    */
+#define CV_PF_ROWS 8 /* weight rows a channel-block pass prefetches ahead                  */
+_Static_assert(CV_PF_ROWS * CV_CB + CV_CB <= LK_PACK_SLACK, "the slack covers it");
 /* Winograd F(2x2, 3x3) for dense 3x3 stride-1 convs from these sizes (bench/RESULTS.md). */
 #define WN_MIN_C         16
 #define WN_MIN_GAIN      1.3
