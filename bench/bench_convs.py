@@ -74,6 +74,8 @@ SHAPES = {
     "pw2048to512_7": (2048, 7, 512, 1, 1, 0, False),
     # ResNet-50's strided 3x3 convs (direct: phase planes)
     "c128to128_56_k3_s2": (128, 56, 128, 3, 2, 1, False),
+    "c64to128_56_k3_s2": (64, 56, 128, 3, 2, 1, False),
+    "c128to256_28_k3_s2": (128, 28, 256, 3, 2, 1, False),
     "c256to256_28_k3_s2": (256, 28, 256, 3, 2, 1, False),
     # RepLKNet-31B at 1024: 128-channel 1x1 convs on 256x256 planes (output channel rows 256 KiB
     # apart) against 252x252 (not a power of two)

@@ -126,11 +126,13 @@ static inline void lk_transpose_square(float *m, int n) {
  * other core's first reads of what this one just wrote cost several microseconds on the
  * 2-core machines measured (bench/RESULTS.md), more than half of such a conv saves.  The cut
  * is one of time, so it follows the vector width of the packed kernel in use: 2 M (depthwise
- * 1 M) with AVX-512, about 20 us on a Zen 5 core; a quarter of that otherwise (on a Zen 1
- * core with AVX2, 2 M took about 100 us, and 0.5 M made the 96x96 examples and the PaddleOCR
- * classifier 20-35 % faster on 2 threads). */
-#define LK_CONV_PAR_MIN_MACS (lk_cpu_isa() == LK_ISA_AVX512 ? 2e6 : 5e5)
-#define LK_DW_PAR_MIN_MACS   (lk_cpu_isa() == LK_ISA_AVX512 ? 1e6 : 2.5e5)
+ * 1 M) with AVX-512, about 20 us on a Zen 5 core.  On a Zen 1 core with AVX2 (2 M took about
+ * 100 us there) 0.5 M first made the 96x96 examples and the PaddleOCR classifier 20-35 %
+ * faster on 2 threads than 2 M; 0.125 M (depthwise 0.06 M, about 5-15 us) another 7-13 %,
+ * and no slower with the other core busy (the caller claims the chunks no worker started,
+ * pool.c). */
+#define LK_CONV_PAR_MIN_MACS (lk_cpu_isa() == LK_ISA_AVX512 ? 2e6 : 1.25e5)
+#define LK_DW_PAR_MIN_MACS   (lk_cpu_isa() == LK_ISA_AVX512 ? 1e6 : 6e4)
 /* Floats of slack after every block of packed weights.  The packed micro-kernel prefetches
  * PF_AHEAD floats ahead along a panel (conv_packed.c), so the last panels of a block reach
  * past its end; a software prefetch to an unmapped page costs a page walk each time (a 16 to
