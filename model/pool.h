@@ -24,8 +24,10 @@ int       lk_pool_threads(const lk_pool *p);
  * cache, waking a sleeping worker costs ~10 us, and lines the other core has read cost up
  * to 10x more to write afterwards on the 2-vCPU machine measured (bench/RESULTS.md).
  * Larger thresholds (1 << 18) lost there: a parallel producer's consumers then read half
- * their input from the other core. */
-#define LK_MEM_PAR_MIN 65536
+ * their input from the other core.  Since the convolutions split from 0.125 M
+ * multiply-adds (kernels.h), 16384 beat 65536 on the PaddleOCR classifier at 2 threads
+ * (17 % quiet, 9-14 % with the host busy); 8192 and 4096 measured the same as 16384. */
+#define LK_MEM_PAR_MIN 16384
 
 /* Runs fn over [0, n) split into at most nthreads chunks; returns when all are done. */
 void      lk_parallel_for(lk_pool *p, int64_t n, lk_pool_fn fn, void *arg);
