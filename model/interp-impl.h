@@ -10,7 +10,8 @@
 #include "op.h"
 
 /* With ip set, lk_exec_jvp runs batch 1 (each node's rule) and lk_exec_backward its transpose
- * instead of the Jacobian and its adjoint.  NULL restores them. */
+ * instead of the Jacobian and its adjoint.  NULL restores them.  The rules read every forward
+ * value: x must be planned with tangents (o.jvp), so that no value shares its buffer. */
 void lk_exec_set_interp(lk_exec *x, lk_interp *ip);
 /* One node of an interpreter pass (transpose = 1: the reverse pass); c is filled by the exec. */
 void lk_interp_node(lk_interp *ip, const lk_op_def *d, lk_op_ctx *c, int transpose);

@@ -150,7 +150,8 @@ LK_API lk_status lk_exec_backward(lk_exec *x, int n_seeds, const int64_t *vids,
 /* Replaces values vids[i] (activations or fed values; shapes as planned, any strides) after
  * a forward and re-runs only the nodes downstream of them; upstream values are unchanged.
  * Outputs are not checked for NaN/Inf.  Backward and jvp afterwards linearise at the new
- * point. */
+ * point; a replaced output of Relu, Sigmoid or Tanh, whose derivatives read their output,
+ * sets that op's derivative too. */
 LK_API lk_status lk_exec_forward_from(lk_exec *x, int n, const int64_t *vids,
                                       const lk_tensor *const *values, lk_error *err);
 
